@@ -3,5 +3,7 @@
 //!
 //! The crate is layered so that each layer knows only the one below it:
 //! - [`iotsafe`]: the host side of the applet protocol (APDUs, TLV, transports); no OpenSSL types.
+//! - [`keys`]: card key material as OpenSSL objects.
 
 pub mod iotsafe;
+pub mod keys;

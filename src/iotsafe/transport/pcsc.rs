@@ -3,8 +3,10 @@
 
 use std::ffi::CString;
 
+use std::time::Duration;
+
 use pcsc::{
-    Card, Context, Disposition, Protocols, Scope, ShareMode, Transaction, MAX_BUFFER_SIZE_EXTENDED,
+    Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State, Transaction, MAX_BUFFER_SIZE_EXTENDED,
 };
 
 use super::{Link, Transport};
@@ -14,6 +16,23 @@ use crate::iotsafe::error::{Error, Result};
 pub fn reader_names() -> Result<Vec<String>> {
     let context = establish()?;
     list_readers(&context)
+}
+
+/// The readers PC/SC knows, each with whether a card is in it.
+pub fn reader_presence() -> Result<Vec<(String, bool)>> {
+    let context = establish()?;
+    let names = list_readers(&context)?;
+    let mut states: Vec<ReaderState> =
+        names.iter().filter_map(|n| CString::new(n.as_str()).ok()).map(|n| ReaderState::new(n, State::UNAWARE)).collect();
+    if !states.is_empty() {
+        context
+            .get_status_change(Duration::ZERO, &mut states)
+            .map_err(|e| Error::Transport(format!("cannot read the readers' state: {e}")))?;
+    }
+    Ok(states
+        .iter()
+        .map(|s| (s.name().to_string_lossy().into_owned(), s.event_state().contains(State::PRESENT)))
+        .collect())
 }
 
 fn establish() -> Result<Context> {

@@ -1,0 +1,38 @@
+//! `iotsafe`: inspect and use the IoT SAFE applet of a SIM/eSIM.
+//!
+//! Exit status 0 on success; on failure one line on stderr and a non-zero status.
+
+mod card;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "iotsafe", version, about = "Use the GSMA IoT SAFE applet of a SIM/eSIM")]
+struct Cli {
+    #[command(flatten)]
+    card: card::CardOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Card(card::CardCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Card(command) => card::run(&cli.card, command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("iotsafe: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Card keys as OpenSSL objects. Shared by the command-line tool and the provider; it knows the
+//! key material's shape (an uncompressed EC point), not where it came from.
+
+use openssl::bn::BigNumContext;
+use openssl::ec::{EcGroup, EcKey, EcPoint, PointConversionForm};
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Public};
+
+/// The curves the applet's key types name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Curve {
+    #[default]
+    P256,
+    BrainpoolP256r1,
+}
+
+impl Curve {
+    /// The curve of an applet key type (tag 4B), when it is an EC curve we support.
+    pub fn from_key_type(key_type: u8) -> Option<Self> {
+        match key_type {
+            0x13 | 0x14 => Some(Curve::P256),
+            0x23 | 0x24 => Some(Curve::BrainpoolP256r1),
+            _ => None,
+        }
+    }
+
+    pub fn nid(self) -> Nid {
+        match self {
+            Curve::P256 => Nid::X9_62_PRIME256V1,
+            Curve::BrainpoolP256r1 => Nid::BRAINPOOL_P256R1,
+        }
+    }
+
+    /// Bytes of one coordinate, and of `r` or `s` in a raw signature.
+    pub fn field_len(self) -> usize {
+        32
+    }
+}
+
+/// The public key for an uncompressed point (`04 X Y`) on `curve`; fails when the point is
+/// not on the curve.
+pub fn public_key_from_point(curve: Curve, point: &[u8]) -> Result<PKey<Public>, openssl::error::ErrorStack> {
+    let group = EcGroup::from_curve_name(curve.nid())?;
+    let mut ctx = BigNumContext::new()?;
+    let point = EcPoint::from_bytes(&group, point, &mut ctx)?;
+    let key = EcKey::from_public_key(&group, &point)?;
+    key.check_key()?;
+    PKey::from_ec_key(key)
+}
+
+/// The uncompressed point of an EC public key (for PUT PUBLIC KEY).
+pub fn point_of(key: &PKey<Public>) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    let ec = key.ec_key()?;
+    let mut ctx = BigNumContext::new()?;
+    ec.public_key().to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::ec::EcKey;
+
+    #[test]
+    fn point_round_trips_and_off_curve_points_fail() {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let private = EcKey::generate(&group).unwrap();
+        let public = PKey::from_ec_key(EcKey::from_public_key(&group, private.public_key()).unwrap()).unwrap();
+        let point = point_of(&public).unwrap();
+        assert_eq!(point.len(), 65);
+        let again = public_key_from_point(Curve::P256, &point).unwrap();
+        assert!(again.public_eq(&public));
+        let mut bad = point.clone();
+        bad[64] ^= 1;
+        assert!(public_key_from_point(Curve::P256, &bad).is_err());
+    }
+}
