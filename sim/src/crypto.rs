@@ -155,6 +155,16 @@ pub fn cert_to_der(input: &[u8]) -> Result<Vec<u8>, ErrorStack> {
     cert.to_der()
 }
 
+/// Whether a DER certificate carries the public key `q`.
+pub fn cert_has_key(der: &[u8], q: &[u8]) -> bool {
+    let check = || -> Result<bool, ErrorStack> {
+        let cert_key = X509::from_der(der)?.public_key()?;
+        let ours = PKey::from_ec_key(public_key(q)?)?;
+        Ok(cert_key.public_eq(&ours))
+    };
+    check().unwrap_or(false)
+}
+
 /// SubjectPublicKeyInfo PEM of an uncompressed point.
 pub fn public_key_pem(q: &[u8]) -> Result<Vec<u8>, ErrorStack> {
     public_key(q)?.public_key_to_pem()

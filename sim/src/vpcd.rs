@@ -84,9 +84,20 @@ fn connect(addr: &str) -> Option<TcpStream> {
         if let Some(stream) = attempt.and_then(|a| TcpStream::connect_timeout(&a, RETRY).ok()) {
             return Some(stream);
         }
-        sleep(RETRY);
+        pause(RETRY);
     }
     None
+}
+
+/// Sleeps, but wakes early for a stop request.
+fn pause(total: Duration) {
+    let step = Duration::from_millis(20);
+    let mut left = total;
+    while !left.is_zero() && !stopped() {
+        let d = left.min(step);
+        sleep(d);
+        left -= d;
+    }
 }
 
 struct Card<'a> {
