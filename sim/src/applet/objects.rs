@@ -10,6 +10,8 @@ pub const MAX_FILES: usize = 8;
 pub const MAX_PRIVATE_KEYS: usize = 4;
 pub const MAX_PUBLIC_KEYS: usize = 8;
 pub const MAX_SESSIONS: u8 = 4;
+/// Largest GET RANDOM answer.
+const MAX_RANDOM: usize = 1024;
 
 /// Key type P-256 (tag 4B): persistent / volatile.
 const KEY_TYPE_P256: u8 = 0x13;
@@ -26,7 +28,8 @@ pub fn get_random(cmd: &Command) -> Outcome {
     if (cmd.p1, cmd.p2) != (0, 0) {
         return Err(sw::INCORRECT_P1P2);
     }
-    let n = cmd.le.ok_or(sw::WRONG_LENGTH)?;
+    // Capped so an extended Le cannot ask for more than a vpcd frame holds.
+    let n = cmd.le.ok_or(sw::WRONG_LENGTH)?.min(MAX_RANDOM);
     let mut buf = vec![0u8; n];
     openssl::rand::rand_bytes(&mut buf).map_err(|_| sw::UNKNOWN)?;
     Ok(Response::ok(buf))
