@@ -7,3 +7,4 @@
 
 pub mod iotsafe;
 pub mod keys;
+pub mod provider;

@@ -1,0 +1,103 @@
+//! Errors on OpenSSL's error queue, through the core's error functions, with reasons a user
+//! understands and the details (reader, object, status word) as the error's data.
+
+use std::ffi::{c_int, c_void, CString};
+
+use super::ffi::{ERR_add_error_data, OSSL_ITEM};
+use crate::iotsafe;
+
+/// The provider's reason codes (the text is in [`REASONS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Reason {
+    CardUnavailable = 1,
+    NotFound = 2,
+    BadUri = 3,
+    CardError = 4,
+    Unsupported = 5,
+    Internal = 6,
+    BadConfig = 7,
+    NoPrivateKey = 8,
+    BadKeyReference = 9,
+}
+
+static REASONS: [OSSL_ITEM; 10] = [
+    item(Reason::CardUnavailable, b"cannot reach the IoT SAFE applet\0"),
+    item(Reason::NotFound, b"object not found on the IoT SAFE applet\0"),
+    item(Reason::BadUri, b"invalid iotsafe URI\0"),
+    item(Reason::CardError, b"IoT SAFE applet operation failed\0"),
+    item(Reason::Unsupported, b"not supported by the IoT SAFE provider\0"),
+    item(Reason::Internal, b"internal error in the IoT SAFE provider\0"),
+    item(Reason::BadConfig, b"invalid IoT SAFE provider configuration\0"),
+    item(Reason::NoPrivateKey, b"the key has no private half on the card\0"),
+    item(Reason::BadKeyReference, b"invalid IoT SAFE key reference\0"),
+    OSSL_ITEM {
+        id: 0,
+        ptr: std::ptr::null(),
+    },
+];
+
+const fn item(reason: Reason, text: &'static [u8]) -> OSSL_ITEM {
+    OSSL_ITEM {
+        id: reason as u32,
+        ptr: text.as_ptr() as *const std::ffi::c_char,
+    }
+}
+
+pub(super) unsafe extern "C" fn reason_strings(_provctx: *mut c_void) -> *const OSSL_ITEM {
+    REASONS.as_ptr()
+}
+
+/// Puts an error with `reason` and the detail `message` on the calling thread's queue.
+pub fn raise(reason: Reason, message: &str) {
+    super::config::debug(format_args!("error: {message}"));
+    let Some(provider) = super::current() else {
+        return;
+    };
+    let (Some(new_error), Some(set_debug), Some(vset_error)) = (
+        provider.new_error,
+        provider.set_error_debug,
+        provider.vset_error,
+    ) else {
+        return;
+    };
+    let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    // The va_list is never read (NULL format): a zeroed buffer of va_list's size stands in.
+    let mut unused_va_list = [0u64; 4];
+    // SAFETY: the core's error functions with this provider's handle; the strings are
+    // NUL-terminated and outlive the calls (the core copies them).
+    unsafe {
+        new_error(provider.handle);
+        set_debug(
+            provider.handle,
+            c"src/provider".as_ptr(),
+            0,
+            c"iotsafe".as_ptr(),
+        );
+        vset_error(
+            provider.handle,
+            reason as u32,
+            std::ptr::null(),
+            unused_va_list.as_mut_ptr() as *mut c_void,
+        );
+        ERR_add_error_data(1 as c_int, message.as_ptr());
+    }
+}
+
+/// The reason that fits an error of the host stack.
+pub fn reason_of(e: &iotsafe::Error) -> Reason {
+    use iotsafe::Error as E;
+    match e {
+        E::NotFound { .. } => Reason::NotFound,
+        E::NoReader(_) | E::CardAbsent { .. } | E::CardReset { .. } | E::NoApplet(_) | E::Transport(_) => {
+            Reason::CardUnavailable
+        }
+        E::Invalid(_) => Reason::Unsupported,
+        E::Refused { .. } | E::Malformed { .. } => Reason::CardError,
+    }
+}
+
+/// Reports an error of the host stack with the fitting reason.
+pub fn raise_card(e: &iotsafe::Error) {
+    raise(reason_of(e), &e.to_string());
+}
