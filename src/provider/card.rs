@@ -56,7 +56,9 @@ impl Card {
                 // The parent's PC/SC handles belong to the parent: closing them from here
                 // would tear down its channel. Leak them instead.
                 std::mem::forget(inherited);
-                config::debug(format_args!("new process: the card is reconnected on first use"));
+                config::debug(format_args!(
+                    "new process: the card is reconnected on first use"
+                ));
             }
             state.pid = pid;
         }
@@ -70,20 +72,30 @@ impl Card {
         self.with_locked(&mut state, op)
     }
 
-    fn with_locked<R>(&self, state: &mut State, op: impl FnOnce(&mut Applet) -> Result<R>) -> Result<R> {
+    fn with_locked<R>(
+        &self,
+        state: &mut State,
+        op: impl FnOnce(&mut Applet) -> Result<R>,
+    ) -> Result<R> {
         if state.applet.is_none() {
             config::debug(format_args!(
                 "connecting to the applet (reader filter {:?})",
                 self.reader
             ));
-            state.applet = Some(Applet::open_pcsc(self.reader.as_deref(), self.config.clone())?);
+            state.applet = Some(Applet::open_pcsc(
+                self.reader.as_deref(),
+                self.config.clone(),
+            )?);
         }
         let applet = state.applet.as_mut().expect("connected above");
         let result = op(applet);
         if let Err(e) = &result {
             if matches!(
                 e,
-                Error::NoReader(_) | Error::CardAbsent { .. } | Error::CardReset { .. } | Error::Transport(_)
+                Error::NoReader(_)
+                    | Error::CardAbsent { .. }
+                    | Error::CardReset { .. }
+                    | Error::Transport(_)
             ) {
                 state.applet = None;
             }
@@ -139,7 +151,10 @@ impl Card {
     /// The first certificate file (usage 02), or the first file.
     pub fn default_cert(&self) -> Result<ObjectRef> {
         let objects = self.objects()?;
-        let files: Vec<&ObjectInfo> = objects.iter().filter(|o| o.kind == ObjectKind::File).collect();
+        let files: Vec<&ObjectInfo> = objects
+            .iter()
+            .filter(|o| o.kind == ObjectKind::File)
+            .collect();
         files
             .iter()
             .find(|o| o.usage == Some(0x02))

@@ -94,7 +94,9 @@ impl Settings {
                     _ => return Err(format!("channel must be logical or basic, not '{value}'")),
                 })
             }
-            "key-id" | "key-label" => self.key = Some(object(name, value, name.ends_with("label"))?),
+            "key-id" | "key-label" => {
+                self.key = Some(object(name, value, name.ends_with("label"))?)
+            }
             "pub-id" | "pub-label" => {
                 self.public = Some(object(name, value, name.ends_with("label"))?)
             }
@@ -168,11 +170,7 @@ impl Settings {
 
     /// Identifies the card connection these settings reach (one connection per distinct value).
     pub fn card_identity(&self) -> String {
-        format!(
-            "{:?}|{:?}",
-            self.reader,
-            self.applet_config()
-        )
+        format!("{:?}|{:?}", self.reader, self.applet_config())
     }
 }
 
@@ -243,10 +241,9 @@ mod tests {
         let mut file = BTreeMap::new();
         file.insert("key-id".to_string(), "01".to_string());
         file.insert("reader".to_string(), "Virtual".to_string());
-        let settings = Settings::from_sources(&file, |v| {
-            (v == "IOTSAFE_KEY_ID").then(|| "07".to_string())
-        })
-        .unwrap();
+        let settings =
+            Settings::from_sources(&file, |v| (v == "IOTSAFE_KEY_ID").then(|| "07".to_string()))
+                .unwrap();
         assert_eq!(settings.key, Some(ObjectRef::Id(vec![7])));
         assert_eq!(settings.reader.as_deref(), Some("Virtual"));
     }

@@ -54,22 +54,37 @@ unsafe extern "C" fn decode_pem(
             let read = PEM_read_bio(bio.0, &mut name, &mut header, &mut data, &mut len) == 1;
             ERR_pop_to_mark();
             let mut ok = 1;
-            if read && !name.is_null() && CStr::from_ptr(name).to_bytes() == uri::PEM_LABEL.as_bytes() {
+            if read
+                && !name.is_null()
+                && CStr::from_ptr(name).to_bytes() == uri::PEM_LABEL.as_bytes()
+            {
                 let mut object_type = OSSL_OBJECT_PKEY;
                 let params = [
                     OSSL_PARAM_construct_int(c"type".as_ptr(), &mut object_type),
-                    OSSL_PARAM_construct_utf8_string(c"data-type".as_ptr(), c"EC".as_ptr() as *mut c_char, 0),
+                    OSSL_PARAM_construct_utf8_string(
+                        c"data-type".as_ptr(),
+                        c"EC".as_ptr() as *mut c_char,
+                        0,
+                    ),
                     OSSL_PARAM_construct_utf8_string(
                         c"data-structure".as_ptr(),
                         c"iotsafe-keyref".as_ptr() as *mut c_char,
                         0,
                     ),
-                    openssl_sys::OSSL_PARAM_construct_octet_string(c"data".as_ptr(), data as *mut c_void, len as usize),
+                    openssl_sys::OSSL_PARAM_construct_octet_string(
+                        c"data".as_ptr(),
+                        data as *mut c_void,
+                        len as usize,
+                    ),
                     openssl_sys::OSSL_PARAM_construct_end(),
                 ];
                 ok = data_cb(params.as_ptr(), data_cbarg);
             }
-            for p in [name as *mut c_void, header as *mut c_void, data as *mut c_void] {
+            for p in [
+                name as *mut c_void,
+                header as *mut c_void,
+                data as *mut c_void,
+            ] {
                 if !p.is_null() {
                     CRYPTO_free(p, c"decoder.rs".as_ptr(), 0);
                 }

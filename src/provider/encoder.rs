@@ -28,25 +28,38 @@ unsafe extern "C" fn newctx(provctx: *mut c_void) -> *mut c_void {
 unsafe extern "C" fn freectx(_ctx: *mut c_void) {}
 
 unsafe extern "C" fn does_selection(_provctx: *mut c_void, selection: c_int) -> c_int {
-    (selection & SELECT_PRIVATE_KEY == 0 && selection & (SELECT_PUBLIC_KEY | SELECT_ALL_PARAMETERS) != 0)
+    (selection & SELECT_PRIVATE_KEY == 0
+        && selection & (SELECT_PUBLIC_KEY | SELECT_ALL_PARAMETERS) != 0)
         .into()
 }
 
 unsafe fn encode(format: Format, cout: *mut OSSL_CORE_BIO, keydata: *const c_void) -> c_int {
     let Some(key) = keymgmt::borrow(keydata) else {
-        error::raise(Reason::Unsupported, "only keys of this provider can be encoded by it");
+        error::raise(
+            Reason::Unsupported,
+            "only keys of this provider can be encoded by it",
+        );
         return 0;
     };
     let Some(public) = key.public_pkey() else {
         error::raise(Reason::Internal, "the key has no valid public point");
         return 0;
     };
-    let Some(bio) = CoreBio::new(cout) else { return 0 };
+    let Some(bio) = CoreBio::new(cout) else {
+        return 0;
+    };
     let ok = match format {
-        Format::Der => public.public_key_to_der().map(|d| bio.write_all(&d)).unwrap_or(false),
-        Format::Pem => public.public_key_to_pem().map(|d| bio.write_all(&d)).unwrap_or(false),
+        Format::Der => public
+            .public_key_to_der()
+            .map(|d| bio.write_all(&d))
+            .unwrap_or(false),
+        Format::Pem => public
+            .public_key_to_pem()
+            .map(|d| bio.write_all(&d))
+            .unwrap_or(false),
         Format::Text => {
-            let printed = EVP_PKEY_print_public(bio.0, public.as_ptr(), 0, std::ptr::null_mut()) == 1;
+            let printed =
+                EVP_PKEY_print_public(bio.0, public.as_ptr(), 0, std::ptr::null_mut()) == 1;
             let origin = match &key.private {
                 Some(private) => format!("IoT SAFE applet private key {private}\n"),
                 None => String::new(),

@@ -22,14 +22,32 @@ pub enum Reason {
 }
 
 static REASONS: [OSSL_ITEM; 10] = [
-    item(Reason::CardUnavailable, b"cannot reach the IoT SAFE applet\0"),
-    item(Reason::NotFound, b"object not found on the IoT SAFE applet\0"),
+    item(
+        Reason::CardUnavailable,
+        b"cannot reach the IoT SAFE applet\0",
+    ),
+    item(
+        Reason::NotFound,
+        b"object not found on the IoT SAFE applet\0",
+    ),
     item(Reason::BadUri, b"invalid iotsafe URI\0"),
     item(Reason::CardError, b"IoT SAFE applet operation failed\0"),
-    item(Reason::Unsupported, b"not supported by the IoT SAFE provider\0"),
-    item(Reason::Internal, b"internal error in the IoT SAFE provider\0"),
-    item(Reason::BadConfig, b"invalid IoT SAFE provider configuration\0"),
-    item(Reason::NoPrivateKey, b"the key has no private half on the card\0"),
+    item(
+        Reason::Unsupported,
+        b"not supported by the IoT SAFE provider\0",
+    ),
+    item(
+        Reason::Internal,
+        b"internal error in the IoT SAFE provider\0",
+    ),
+    item(
+        Reason::BadConfig,
+        b"invalid IoT SAFE provider configuration\0",
+    ),
+    item(
+        Reason::NoPrivateKey,
+        b"the key has no private half on the card\0",
+    ),
     item(Reason::BadKeyReference, b"invalid IoT SAFE key reference\0"),
     OSSL_ITEM {
         id: 0,
@@ -89,9 +107,11 @@ pub fn reason_of(e: &iotsafe::Error) -> Reason {
     use iotsafe::Error as E;
     match e {
         E::NotFound { .. } => Reason::NotFound,
-        E::NoReader(_) | E::CardAbsent { .. } | E::CardReset { .. } | E::NoApplet(_) | E::Transport(_) => {
-            Reason::CardUnavailable
-        }
+        E::NoReader(_)
+        | E::CardAbsent { .. }
+        | E::CardReset { .. }
+        | E::NoApplet(_)
+        | E::Transport(_) => Reason::CardUnavailable,
         E::Invalid(_) => Reason::Unsupported,
         E::Refused { .. } | E::Malformed { .. } => Reason::CardError,
     }

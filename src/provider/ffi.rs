@@ -4,7 +4,7 @@
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
-pub use openssl_sys::{OSSL_LIB_CTX, OSSL_PARAM, BIO};
+pub use openssl_sys::{BIO, OSSL_LIB_CTX, OSSL_PARAM};
 
 /// `OSSL_CORE_HANDLE`: opaque, the provider's identity towards the core.
 #[repr(C)]
@@ -214,7 +214,10 @@ extern "C" {
         input: *const OSSL_DISPATCH,
     ) -> *mut OSSL_LIB_CTX;
     pub fn OSSL_LIB_CTX_free(ctx: *mut OSSL_LIB_CTX);
-    pub fn BIO_new_from_core_bio(libctx: *mut OSSL_LIB_CTX, corebio: *mut OSSL_CORE_BIO) -> *mut BIO;
+    pub fn BIO_new_from_core_bio(
+        libctx: *mut OSSL_LIB_CTX,
+        corebio: *mut OSSL_CORE_BIO,
+    ) -> *mut BIO;
     pub fn ERR_add_error_data(num: c_int, ...);
     pub fn ERR_set_mark() -> c_int;
     pub fn ERR_pop_to_mark() -> c_int;
@@ -230,9 +233,11 @@ extern "C" {
         bsize: usize,
     ) -> OSSL_PARAM;
     pub fn OSSL_PARAM_set_int(p: *mut OSSL_PARAM, val: c_int) -> c_int;
+    pub fn OSSL_PARAM_set_utf8_ptr(p: *mut OSSL_PARAM, val: *const c_char) -> c_int;
     pub fn OSSL_PARAM_set_size_t(p: *mut OSSL_PARAM, val: usize) -> c_int;
     pub fn OSSL_PARAM_set_utf8_string(p: *mut OSSL_PARAM, val: *const c_char) -> c_int;
-    pub fn OSSL_PARAM_set_octet_string(p: *mut OSSL_PARAM, val: *const c_void, len: usize) -> c_int;
+    pub fn OSSL_PARAM_set_octet_string(p: *mut OSSL_PARAM, val: *const c_void, len: usize)
+        -> c_int;
     pub fn OSSL_PARAM_get_int(p: *const OSSL_PARAM, val: *mut c_int) -> c_int;
     pub fn OSSL_PARAM_get_size_t(p: *const OSSL_PARAM, val: *mut usize) -> c_int;
     pub fn BIO_read(b: *mut BIO, data: *mut c_void, dlen: c_int) -> c_int;
@@ -274,7 +279,8 @@ impl CoreBio {
         let mut buf = [0u8; 4096];
         while out.len() < limit {
             // SAFETY: a valid BIO and buffer.
-            let n = unsafe { BIO_read(self.0, buf.as_mut_ptr() as *mut c_void, buf.len() as c_int) };
+            let n =
+                unsafe { BIO_read(self.0, buf.as_mut_ptr() as *mut c_void, buf.len() as c_int) };
             if n <= 0 {
                 break;
             }

@@ -46,14 +46,23 @@ unsafe extern "C" fn dupctx(ctx: *mut c_void) -> *mut c_void {
     })
 }
 
-unsafe extern "C" fn init(ctx: *mut c_void, keydata: *mut c_void, _params: *const OSSL_PARAM) -> c_int {
+unsafe extern "C" fn init(
+    ctx: *mut c_void,
+    keydata: *mut c_void,
+    _params: *const OSSL_PARAM,
+) -> c_int {
     guard(0, || {
         // SAFETY: context and key data from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
-            let Some(key) = keymgmt::share(keydata) else { return 0 };
+            let Some(key) = keymgmt::share(keydata) else {
+                return 0;
+            };
             if key.private.is_none() {
-                error::raise(Reason::NoPrivateKey, "ECDH needs the private key on the card");
+                error::raise(
+                    Reason::NoPrivateKey,
+                    "ECDH needs the private key on the card",
+                );
                 return 0;
             }
             ctx.key = Some(key);
@@ -67,7 +76,9 @@ unsafe extern "C" fn set_peer(ctx: *mut c_void, peer: *mut c_void) -> c_int {
         // SAFETY: context and key data from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
-            let Some(peer) = keymgmt::share(peer) else { return 0 };
+            let Some(peer) = keymgmt::share(peer) else {
+                return 0;
+            };
             if peer.point.is_empty() {
                 error::raise(Reason::Unsupported, "the ECDH peer key has no public point");
                 return 0;

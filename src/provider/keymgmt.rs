@@ -261,7 +261,11 @@ unsafe extern "C" fn key_types(_selection: c_int) -> *const OSSL_PARAM {
     KEY_TYPES.as_ptr() as *const OSSL_PARAM
 }
 
-unsafe extern "C" fn import(keydata: *mut c_void, selection: c_int, input: *const OSSL_PARAM) -> c_int {
+unsafe extern "C" fn import(
+    keydata: *mut c_void,
+    selection: c_int,
+    input: *const OSSL_PARAM,
+) -> c_int {
     guard(0, || {
         if keydata.is_null() {
             return 0;

@@ -33,6 +33,12 @@ pub use error::Reason;
 /// The provider's name, as openssl.cnf and error messages use it.
 pub const NAME: &str = "iotsafe";
 /// Properties of every algorithm: no default properties, only the provider's name.
+const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+) {
+    Ok(v) => v,
+    Err(_) => c"0",
+};
 const PROPERTIES: &[u8] = b"provider=iotsafe\0";
 
 /// What the provider keeps per `OSSL_provider_init`: the core's handle and functions, its
@@ -147,11 +153,19 @@ static SIGNATURE: [OSSL_ALGORITHM; 2] = [
     ALGORITHM_END,
 ];
 static KEYEXCH: [OSSL_ALGORITHM; 2] = [
-    algorithm(b"ECDH\0", &keyexch::FUNCTIONS, b"ECDH with the applet's key\0"),
+    algorithm(
+        b"ECDH\0",
+        &keyexch::FUNCTIONS,
+        b"ECDH with the applet's key\0",
+    ),
     ALGORITHM_END,
 ];
 static STORE: [OSSL_ALGORITHM; 2] = [
-    algorithm(b"iotsafe\0", &store::FUNCTIONS, b"IoT SAFE applet objects\0"),
+    algorithm(
+        b"iotsafe\0",
+        &store::FUNCTIONS,
+        b"IoT SAFE applet objects\0",
+    ),
     ALGORITHM_END,
 ];
 static DECODER: [OSSL_ALGORITHM; 3] = [
@@ -228,8 +242,8 @@ unsafe extern "C" fn get_params(_provctx: *mut c_void, out: *mut OSSL_PARAM) -> 
     guard(0, || {
         // SAFETY: `out` is the caller's NULL-terminated parameter array.
         unsafe {
-            params::set_utf8(out, c"name", "IoT SAFE applet provider")
-                && params::set_utf8(out, c"version", env!("CARGO_PKG_VERSION"))
+            params::set_static_utf8(out, c"name", c"IoT SAFE applet provider")
+                && params::set_static_utf8(out, c"version", VERSION)
                 && params::set_int(out, c"status", 1)
         }
         .into()
@@ -246,10 +260,7 @@ static PROVIDER_FUNCTIONS: [OSSL_DISPATCH; 6] = [
     dispatch!(OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, gettable_params),
     dispatch!(OSSL_FUNC_PROVIDER_GET_PARAMS, get_params),
     dispatch!(OSSL_FUNC_PROVIDER_QUERY_OPERATION, query_operation),
-    dispatch!(
-        OSSL_FUNC_PROVIDER_GET_REASON_STRINGS,
-        error::reason_strings
-    ),
+    dispatch!(OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, error::reason_strings),
     dispatch_end!(),
 ];
 

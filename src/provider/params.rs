@@ -42,6 +42,20 @@ pub unsafe fn set_utf8(params: *mut OSSL_PARAM, key: &CStr, value: &str) -> bool
     }
 }
 
+/// A string parameter answered with a static string (UTF-8 string or pointer parameters).
+///
+/// # Safety
+/// As [`locate`].
+pub unsafe fn set_static_utf8(params: *mut OSSL_PARAM, key: &CStr, value: &'static CStr) -> bool {
+    match locate(params, key) {
+        None => true,
+        Some(p) if (*p).data_type == OSSL_PARAM_UTF8_PTR => {
+            OSSL_PARAM_set_utf8_ptr(p, value.as_ptr()) == 1
+        }
+        Some(p) => OSSL_PARAM_set_utf8_string(p, value.as_ptr()) == 1,
+    }
+}
+
 /// # Safety
 /// As [`locate`].
 pub unsafe fn set_int(params: *mut OSSL_PARAM, key: &CStr, value: c_int) -> bool {
@@ -56,7 +70,9 @@ pub unsafe fn set_int(params: *mut OSSL_PARAM, key: &CStr, value: c_int) -> bool
 pub unsafe fn set_octets(params: *mut OSSL_PARAM, key: &CStr, value: &[u8]) -> bool {
     match locate(params, key) {
         None => true,
-        Some(p) => OSSL_PARAM_set_octet_string(p, value.as_ptr() as *const c_void, value.len()) == 1,
+        Some(p) => {
+            OSSL_PARAM_set_octet_string(p, value.as_ptr() as *const c_void, value.len()) == 1
+        }
     }
 }
 
@@ -81,7 +97,8 @@ pub unsafe fn get_octets(params: *const OSSL_PARAM, key: &CStr) -> Option<Vec<u8
     let p = locate_const(params, key)?;
     let mut value: *const c_void = std::ptr::null();
     let mut len = 0usize;
-    if openssl_sys::OSSL_PARAM_get_octet_string_ptr(p, &mut value, &mut len) != 1 || value.is_null() {
+    if openssl_sys::OSSL_PARAM_get_octet_string_ptr(p, &mut value, &mut len) != 1 || value.is_null()
+    {
         return None;
     }
     Some(std::slice::from_raw_parts(value as *const u8, len).to_vec())

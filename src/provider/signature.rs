@@ -55,7 +55,9 @@ fn algorithm_id(hash: HashAlg) -> [u8; 12] {
         HashAlg::Sha384 => 0x03,
         HashAlg::Sha512 => 0x04,
     };
-    [0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, last]
+    [
+        0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, last,
+    ]
 }
 
 /// # Safety
@@ -129,7 +131,9 @@ fn init(ctx: &mut Context, keydata: *mut c_void, digest: Option<&str>) -> bool {
             None => {
                 error::raise(
                     Reason::Unsupported,
-                    &format!("digest {name} (the applet signs SHA-256, SHA-384 and SHA-512 digests)"),
+                    &format!(
+                        "digest {name} (the applet signs SHA-256, SHA-384 and SHA-512 digests)"
+                    ),
                 );
                 false
             }
@@ -137,7 +141,11 @@ fn init(ctx: &mut Context, keydata: *mut c_void, digest: Option<&str>) -> bool {
     }
 }
 
-unsafe extern "C" fn sign_init(ctx: *mut c_void, keydata: *mut c_void, params: *const OSSL_PARAM) -> c_int {
+unsafe extern "C" fn sign_init(
+    ctx: *mut c_void,
+    keydata: *mut c_void,
+    params: *const OSSL_PARAM,
+) -> c_int {
     guard(0, || {
         // SAFETY: context and parameters from OpenSSL.
         unsafe {
@@ -168,7 +176,10 @@ fn hasher(ctx: &mut Context) -> Option<&mut Hasher> {
         match Hasher::new(message_digest(ctx.hash)) {
             Ok(h) => ctx.hasher = Some(h),
             Err(e) => {
-                error::raise(Reason::Internal, &format!("cannot start {}: {e}", ctx.hash.name()));
+                error::raise(
+                    Reason::Internal,
+                    &format!("cannot start {}: {e}", ctx.hash.name()),
+                );
                 return None;
             }
         }
@@ -176,12 +187,20 @@ fn hasher(ctx: &mut Context) -> Option<&mut Hasher> {
     ctx.hasher.as_mut()
 }
 
-unsafe extern "C" fn digest_sign_update(ctx: *mut c_void, data: *const c_uchar, len: usize) -> c_int {
+unsafe extern "C" fn digest_sign_update(
+    ctx: *mut c_void,
+    data: *const c_uchar,
+    len: usize,
+) -> c_int {
     guard(0, || {
         // SAFETY: context and buffer from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
-            let data = if len == 0 { &[][..] } else { std::slice::from_raw_parts(data, len) };
+            let data = if len == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(data, len)
+            };
             match hasher(ctx) {
                 Some(h) => h.update(data).is_ok().into(),
                 None => 0,
@@ -203,16 +222,25 @@ unsafe fn sign_digest_into(
 ) -> c_int {
     let Some(key) = &ctx.key else { return 0 };
     let (Some(card), Some(private)) = (&key.card, &key.private) else {
-        error::raise(Reason::NoPrivateKey, "this key has no private half on the card");
+        error::raise(
+            Reason::NoPrivateKey,
+            "this key has no private half on the card",
+        );
         return 0;
     };
-    config::debug(format_args!("sign {} digest with private key {private}", ctx.hash.name()));
+    config::debug(format_args!(
+        "sign {} digest with private key {private}",
+        ctx.hash.name()
+    ));
     match card.sign_digest(private, ctx.hash, digest) {
         Ok(der) => {
             if der.len() > sigsize {
                 error::raise(
                     Reason::Internal,
-                    &format!("signature buffer of {sigsize} bytes for {} bytes", der.len()),
+                    &format!(
+                        "signature buffer of {sigsize} bytes for {} bytes",
+                        der.len()
+                    ),
                 );
                 return 0;
             }
@@ -277,7 +305,11 @@ unsafe extern "C" fn digest_sign(
                 *siglen = MAX_SIGNATURE;
                 return 1;
             }
-            let data = if tbslen == 0 { &[][..] } else { std::slice::from_raw_parts(tbs, tbslen) };
+            let data = if tbslen == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(tbs, tbslen)
+            };
             let digest = match openssl::hash::hash(message_digest(ctx.hash), data) {
                 Ok(d) => d.to_vec(),
                 Err(e) => {
@@ -318,7 +350,9 @@ unsafe extern "C" fn sign(
                     _ => {
                         error::raise(
                             Reason::Unsupported,
-                            &format!("a {tbslen}-byte digest (the applet signs SHA-256/384/512 digests)"),
+                            &format!(
+                                "a {tbslen}-byte digest (the applet signs SHA-256/384/512 digests)"
+                            ),
                         );
                         return 0;
                     }
@@ -336,7 +370,10 @@ static GETTABLE: [ParamDescriptor; 3] = [
     PARAM_END,
 ];
 
-unsafe extern "C" fn gettable_ctx_params(_ctx: *mut c_void, _provctx: *mut c_void) -> *const OSSL_PARAM {
+unsafe extern "C" fn gettable_ctx_params(
+    _ctx: *mut c_void,
+    _provctx: *mut c_void,
+) -> *const OSSL_PARAM {
     GETTABLE.as_ptr() as *const OSSL_PARAM
 }
 
@@ -358,7 +395,10 @@ static SETTABLE: [ParamDescriptor; 3] = [
     PARAM_END,
 ];
 
-unsafe extern "C" fn settable_ctx_params(_ctx: *mut c_void, _provctx: *mut c_void) -> *const OSSL_PARAM {
+unsafe extern "C" fn settable_ctx_params(
+    _ctx: *mut c_void,
+    _provctx: *mut c_void,
+) -> *const OSSL_PARAM {
     SETTABLE.as_ptr() as *const OSSL_PARAM
 }
 
@@ -374,7 +414,9 @@ unsafe fn set_params(ctx: &mut Context, input: *const OSSL_PARAM) -> bool {
             None => {
                 error::raise(
                     Reason::Unsupported,
-                    &format!("digest {name} (the applet signs SHA-256, SHA-384 and SHA-512 digests)"),
+                    &format!(
+                        "digest {name} (the applet signs SHA-256, SHA-384 and SHA-512 digests)"
+                    ),
                 );
                 return false;
             }

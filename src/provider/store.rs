@@ -49,7 +49,9 @@ unsafe extern "C" fn set_ctx_params(ctx: *mut c_void, input: *const OSSL_PARAM) 
     guard(0, || {
         // SAFETY: context and parameters from OpenSSL.
         unsafe {
-            let Some(ctx) = (ctx as *mut Context).as_mut() else { return 0 };
+            let Some(ctx) = (ctx as *mut Context).as_mut() else {
+                return 0;
+            };
             if let Some(expect) = params::get_int(input, c"expect") {
                 ctx.expect = expect;
             }
@@ -129,13 +131,25 @@ unsafe extern "C" fn load(
             let card = card::card_for(&settings);
             match object {
                 ObjectType::Private => {
+                    // Check the key now, so that a wrong URI fails here with its reason
+                    // (the public half read is cached: the decoder does no second read).
+                    if let Err((reason, message)) = super::keymgmt::Key::from_card(&settings) {
+                        error::raise(reason, &format!("{message} (URI {})", ctx.uri));
+                        return 0;
+                    }
                     let mut reference = KeyUri {
                         settings: ctx.uri.settings.clone(),
                         object: None,
                     };
                     reference.settings.debug_log = None;
                     let mut der = uri::keyref_der(&reference.to_string());
-                    emit(OSSL_OBJECT_PKEY, Some(c"iotsafe-keyref"), &mut der, cb, object_cbarg)
+                    emit(
+                        OSSL_OBJECT_PKEY,
+                        Some(c"iotsafe-keyref"),
+                        &mut der,
+                        cb,
+                        object_cbarg,
+                    )
                 }
                 ObjectType::Public => {
                     let result = super::keymgmt::Key::from_card(&settings).and_then(|key| {

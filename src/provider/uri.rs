@@ -151,8 +151,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let uri = KeyUri::parse("iotsafe:reader=Virtual%20PCD;key-label=DEVICE;cert-id=02;type=private")
-            .unwrap();
+        let uri =
+            KeyUri::parse("iotsafe:reader=Virtual%20PCD;key-label=DEVICE;cert-id=02;type=private")
+                .unwrap();
         assert_eq!(uri.settings.reader.as_deref(), Some("Virtual PCD"));
         assert_eq!(uri.settings.key, Some(ObjectRef::Label("DEVICE".into())));
         assert_eq!(uri.settings.cert, Some(ObjectRef::Id(vec![2])));
@@ -242,7 +243,10 @@ fn der_parse(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (len, rest) = match first {
         l if l < 0x80 => (usize::from(l), rest),
         0x81 => (usize::from(*rest.first()?), &rest[1..]),
-        0x82 => (usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?), rest.get(2..)?),
+        0x82 => (
+            usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
+            rest.get(2..)?,
+        ),
         _ => return None,
     };
     if rest.len() < len {
