@@ -6,8 +6,7 @@ use std::ffi::CString;
 use std::time::Duration;
 
 use pcsc::{
-    Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State, Transaction,
-    MAX_BUFFER_SIZE_EXTENDED,
+    Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State, Transaction, MAX_BUFFER_SIZE_EXTENDED,
 };
 
 use super::{Link, Transport};
@@ -23,11 +22,8 @@ pub fn reader_names() -> Result<Vec<String>> {
 pub fn reader_presence() -> Result<Vec<(String, bool)>> {
     let context = establish()?;
     let names = list_readers(&context)?;
-    let mut states: Vec<ReaderState> = names
-        .iter()
-        .filter_map(|n| CString::new(n.as_str()).ok())
-        .map(|n| ReaderState::new(n, State::UNAWARE))
-        .collect();
+    let mut states: Vec<ReaderState> =
+        names.iter().filter_map(|n| CString::new(n.as_str()).ok()).map(|n| ReaderState::new(n, State::UNAWARE)).collect();
     if !states.is_empty() {
         context
             .get_status_change(Duration::ZERO, &mut states)
@@ -35,12 +31,7 @@ pub fn reader_presence() -> Result<Vec<(String, bool)>> {
     }
     Ok(states
         .iter()
-        .map(|s| {
-            (
-                s.name().to_string_lossy().into_owned(),
-                s.event_state().contains(State::PRESENT),
-            )
-        })
+        .map(|s| (s.name().to_string_lossy().into_owned(), s.event_state().contains(State::PRESENT)))
         .collect())
 }
 
