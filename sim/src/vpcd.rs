@@ -184,7 +184,10 @@ impl FrameReader {
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
                 Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed by peer")),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    quick_ack(stream);
+                }
                 Err(e) if is_timeout(&e) => {}
                 Err(e) => return Err(e),
             }
@@ -226,4 +229,21 @@ pub fn default_atr(t0: bool) -> Vec<u8> {
     let tck = atr[1..].iter().fold(0u8, |a, b| a ^ b);
     atr.push(tck);
     atr
+}
+
+/// The reader driver sends a frame's length and payload in two writes: acknowledge at once,
+/// or its Nagle waits for our delayed ACK (~40 ms per APDU).
+fn quick_ack(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on our own socket with a c_int option.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
