@@ -42,16 +42,30 @@ fn card() -> Card {
     let keyref = rig.dir.path().join("dev.keyref.pem");
     let cert = rig.dir.path().join("dev.pem");
     let public = rig.dir.path().join("pub.pem");
-    for (args, path) in [(["keyref", "--out"], &keyref), (["cert", "--out"], &cert), (["pubkey", "--out"], &public)] {
+    for (args, path) in [
+        (["keyref", "--out"], &keyref),
+        (["cert", "--out"], &cert),
+        (["pubkey", "--out"], &public),
+    ] {
         let out = rig.iotsafe(&[args[0], args[1], path.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let public = PKey::public_key_from_pem(&std::fs::read(&public).unwrap()).unwrap();
-    Card { rig, keyref, cert, public }
+    Card {
+        rig,
+        keyref,
+        cert,
+        public,
+    }
 }
 
 fn load_key(card: &Card) -> PKey<Private> {
-    PKey::private_key_from_pem(&std::fs::read(&card.keyref).unwrap()).expect("load the key reference")
+    PKey::private_key_from_pem(&std::fs::read(&card.keyref).unwrap())
+        .expect("load the key reference")
 }
 
 fn sign(key: &PKey<Private>, data: &[u8]) -> Vec<u8> {
@@ -78,16 +92,25 @@ fn provider_signs_in_a_forked_child() {
     assert!(pid >= 0, "fork");
     if pid == 0 {
         let child_data = b"in the child";
-        let ok = std::panic::catch_unwind(|| verifies(&card.public, child_data, &sign(&key, child_data)));
+        let ok = std::panic::catch_unwind(|| {
+            verifies(&card.public, child_data, &sign(&key, child_data))
+        });
         // SAFETY: leaving the child without running the parent's destructors.
         unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
     }
     let mut status = 0;
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child could not sign (status {status})");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child could not sign (status {status})"
+    );
     // The parent's connection is intact.
-    assert!(verifies(&card.public, b"after fork", &sign(&key, b"after fork")));
+    assert!(verifies(
+        &card.public,
+        b"after fork",
+        &sign(&key, b"after fork")
+    ));
 }
 
 #[test]
@@ -103,8 +126,12 @@ fn provider_eight_threads_two_hundred_handshakes_each() {
     builder.set_subject_name(&name).unwrap();
     builder.set_issuer_name(&name).unwrap();
     builder.set_pubkey(&server_key).unwrap();
-    builder.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap()).unwrap();
-    builder.set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap()).unwrap();
+    builder
+        .set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    builder
+        .set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
     builder.sign(&server_key, MessageDigest::sha256()).unwrap();
     let server_cert = builder.build();
 
@@ -130,14 +157,26 @@ fn provider_eight_threads_two_hundred_handshakes_each() {
 
     // One client context for all threads, its key on the card.
     let mut connector = SslConnector::builder(SslMethod::tls()).unwrap();
-    connector.set_certificate_file(&card.cert, SslFiletype::PEM).unwrap();
-    connector.set_private_key_file(&card.keyref, SslFiletype::PEM).unwrap();
+    connector
+        .set_certificate_file(&card.cert, SslFiletype::PEM)
+        .unwrap();
+    connector
+        .set_private_key_file(&card.keyref, SslFiletype::PEM)
+        .unwrap();
     connector.check_private_key().unwrap();
     let server_pem = server_cert.to_pem().unwrap();
-    connector.cert_store_mut().add_cert(X509::from_pem(&server_pem).unwrap()).unwrap();
+    connector
+        .cert_store_mut()
+        .add_cert(X509::from_pem(&server_pem).unwrap())
+        .unwrap();
     let connector = Arc::new(connector.build());
 
-    let signatures_before = card.rig.trace().iter().filter(|l| matches!(l.get(2..4), Some("2A" | "2B"))).count();
+    let signatures_before = card
+        .rig
+        .trace()
+        .iter()
+        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
+        .count();
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let connector = connector.clone();
@@ -159,8 +198,17 @@ fn provider_eight_threads_two_hundred_handshakes_each() {
     for thread in threads {
         thread.join().expect("a client thread failed");
     }
-    let signatures = card.rig.trace().iter().filter(|l| matches!(l.get(2..4), Some("2A" | "2B"))).count();
-    assert_eq!(signatures - signatures_before, 2 * 8 * 200, "2 signature APDUs per handshake");
+    let signatures = card
+        .rig
+        .trace()
+        .iter()
+        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
+        .count();
+    assert_eq!(
+        signatures - signatures_before,
+        2 * 8 * 200,
+        "2 signature APDUs per handshake"
+    );
 }
 
 #[test]
@@ -168,14 +216,22 @@ fn provider_leaves_no_error_on_success_and_matches_its_certificate() {
     let card = card();
     openssl::error::ErrorStack::get(); // start from an empty queue
     let mut ctx = openssl::ssl::SslContext::builder(SslMethod::tls()).unwrap();
-    ctx.set_private_key_file(&card.keyref, SslFiletype::PEM).unwrap();
-    assert!(openssl::error::ErrorStack::get().errors().is_empty(), "stray errors after loading the key");
+    ctx.set_private_key_file(&card.keyref, SslFiletype::PEM)
+        .unwrap();
+    assert!(
+        openssl::error::ErrorStack::get().errors().is_empty(),
+        "stray errors after loading the key"
+    );
     // SSL_CTX_use_certificate_chain_file fails when the queue is not empty.
     ctx.set_certificate_chain_file(&card.cert).unwrap();
-    ctx.check_private_key().expect("the card's certificate matches its key");
+    ctx.check_private_key()
+        .expect("the card's certificate matches its key");
     assert!(openssl::error::ErrorStack::get().errors().is_empty());
     let key = load_key(&card);
-    assert!(key.public_eq(&card.public), "EVP_PKEY_eq of the card key and its public key");
+    assert!(
+        key.public_eq(&card.public),
+        "EVP_PKEY_eq of the card key and its public key"
+    );
     assert_eq!(key.bits(), 256);
     assert_eq!(key.size(), 72);
     assert!(openssl::error::ErrorStack::get().errors().is_empty());

@@ -14,7 +14,12 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "command failed: {}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "command failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -29,7 +34,10 @@ fn modules_dir() -> PathBuf {
     if !module.exists() {
         let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", &module);
     }
-    assert!(dir.join("libiotsafe_dane.so").exists(), "the provider library is not built");
+    assert!(
+        dir.join("libiotsafe_dane.so").exists(),
+        "the provider library is not built"
+    );
     dir
 }
 
@@ -44,14 +52,29 @@ impl Setup {
         let rig = CardRig::start(sim_args);
         let dir = rig.dir.path().to_path_buf();
         let s = Setup { rig, dir };
-        ok(s.rig.iotsafe(&["keyref", "--out", &s.path("dev.keyref.pem")]));
-        ok(s.rig.iotsafe(&["keyref", "--with-cert", "--out", &s.path("combined.pem")]));
+        ok(s.rig
+            .iotsafe(&["keyref", "--out", &s.path("dev.keyref.pem")]));
+        ok(s.rig
+            .iotsafe(&["keyref", "--with-cert", "--out", &s.path("combined.pem")]));
         ok(s.rig.iotsafe(&["cert", "--out", &s.path("dev.pem")]));
         ok(s.rig.iotsafe(&["pubkey", "--out", &s.path("pub.pem")]));
         for name in ["srv", "other"] {
             ok(Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
-                .args(["-keyout", &s.path(&format!("{name}.key")), "-out", &s.path(&format!("{name}.pem"))])
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                ])
+                .args([
+                    "-keyout",
+                    &s.path(&format!("{name}.key")),
+                    "-out",
+                    &s.path(&format!("{name}.pem")),
+                ])
                 .args(["-subj", &format!("/CN={name}"), "-days", "2"])
                 .output()
                 .unwrap());
@@ -74,24 +97,49 @@ impl Setup {
     }
 
     fn openssl(&self, args: &[&str]) -> Output {
-        self.with_provider("openssl").args(args).output().expect("run openssl")
+        self.with_provider("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl")
     }
 
     /// Number of COMPUTE SIGNATURE APDUs (INIT 2A, UPDATE 2B) in the trace so far.
     fn signature_apdus(&self) -> usize {
-        self.rig.trace().iter().filter(|line| matches!(line.get(2..4), Some("2A" | "2B"))).count()
+        self.rig
+            .trace()
+            .iter()
+            .filter(|line| matches!(line.get(2..4), Some("2A" | "2B")))
+            .count()
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `openssl s_server` with `cert`/`key`, requiring a client certificate signed by `ca`.
-fn s_server(setup: &Setup, port: u16, cert: &str, key: &str, ca: &str, version: &str) -> std::process::Child {
+fn s_server(
+    setup: &Setup,
+    port: u16,
+    cert: &str,
+    key: &str,
+    ca: &str,
+    version: &str,
+) -> std::process::Child {
     let mut child = setup
         .with_provider("openssl")
-        .args(["s_server", "-accept", &port.to_string(), "-naccept", "1", version])
+        .args([
+            "s_server",
+            "-accept",
+            &port.to_string(),
+            "-naccept",
+            "1",
+            version,
+        ])
         .args(["-cert", cert, "-key", key, "-Verify", "1", "-CAfile", ca])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -102,7 +150,10 @@ fn s_server(setup: &Setup, port: u16, cert: &str, key: &str, ca: &str, version: 
     let listening = format!(":{port:04X} ");
     common::wait_until(10, "s_server", || {
         ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-            std::fs::read_to_string(table).is_ok_and(|t| t.lines().any(|l| l.contains(&listening) && l.contains(" 0A ")))
+            std::fs::read_to_string(table).is_ok_and(|t| {
+                t.lines()
+                    .any(|l| l.contains(&listening) && l.contains(" 0A "))
+            })
         })
     });
     child
@@ -111,8 +162,21 @@ fn s_server(setup: &Setup, port: u16, cert: &str, key: &str, ca: &str, version: 
 fn s_client(setup: &Setup, port: u16, cert: &str, key: &str, ca: &str, version: &str) -> Output {
     let mut child = setup
         .with_provider("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), version])
-        .args(["-cert", cert, "-key", key, "-CAfile", ca, "-verify_return_error"])
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            version,
+        ])
+        .args([
+            "-cert",
+            cert,
+            "-key",
+            key,
+            "-CAfile",
+            ca,
+            "-verify_return_error",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -133,16 +197,45 @@ fn finish(server: std::process::Child) -> String {
 fn card_client_handshake(version: &str, expected: &str) {
     let s = Setup::new(&[]);
     let port = free_port();
-    let server = s_server(&s, port, &s.path("srv.pem"), &s.path("srv.key"), &s.path("dev.pem"), version);
+    let server = s_server(
+        &s,
+        port,
+        &s.path("srv.pem"),
+        &s.path("srv.key"),
+        &s.path("dev.pem"),
+        version,
+    );
     let before = s.signature_apdus();
-    let client = s_client(&s, port, &s.path("dev.pem"), &s.path("dev.keyref.pem"), &s.path("srv.pem"), version);
+    let client = s_client(
+        &s,
+        port,
+        &s.path("dev.pem"),
+        &s.path("dev.keyref.pem"),
+        &s.path("srv.pem"),
+        version,
+    );
     let client_out = text(&client.stdout);
     let server_out = finish(server);
-    assert!(client.status.success(), "s_client failed: {client_out}{}", text(&client.stderr));
-    assert!(client_out.contains(&format!("Protocol  : {expected}")) || client_out.contains(expected), "{client_out}");
-    assert!(server_out.contains("subject=CN = iotsafe-sim device") || server_out.contains("iotsafe-sim"), "the server saw no client certificate: {server_out}");
+    assert!(
+        client.status.success(),
+        "s_client failed: {client_out}{}",
+        text(&client.stderr)
+    );
+    assert!(
+        client_out.contains(&format!("Protocol  : {expected}")) || client_out.contains(expected),
+        "{client_out}"
+    );
+    assert!(
+        server_out.contains("subject=CN = iotsafe-sim device")
+            || server_out.contains("iotsafe-sim"),
+        "the server saw no client certificate: {server_out}"
+    );
     assert!(server_out.contains("verify return:1"), "{server_out}");
-    assert_eq!(s.signature_apdus() - before, 2, "APDUs of the handshake signature");
+    assert_eq!(
+        s.signature_apdus() - before,
+        2,
+        "APDUs of the handshake signature"
+    );
 }
 
 #[test]
@@ -160,10 +253,29 @@ fn provider_server_key_on_the_card() {
     let s = Setup::new(&[]);
     for (version, expected) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
         let port = free_port();
-        let server = s_server(&s, port, &s.path("dev.pem"), &s.path("dev.keyref.pem"), &s.path("srv.pem"), version);
-        let client = s_client(&s, port, &s.path("srv.pem"), &s.path("srv.key"), &s.path("dev.pem"), version);
+        let server = s_server(
+            &s,
+            port,
+            &s.path("dev.pem"),
+            &s.path("dev.keyref.pem"),
+            &s.path("srv.pem"),
+            version,
+        );
+        let client = s_client(
+            &s,
+            port,
+            &s.path("srv.pem"),
+            &s.path("srv.key"),
+            &s.path("dev.pem"),
+            version,
+        );
         let server_out = finish(server);
-        assert!(client.status.success(), "{}{}\nserver: {server_out}", text(&client.stdout), text(&client.stderr));
+        assert!(
+            client.status.success(),
+            "{}{}\nserver: {server_out}",
+            text(&client.stdout),
+            text(&client.stderr)
+        );
         assert!(text(&client.stdout).contains(expected));
         assert!(text(&client.stdout).contains("Verify return code: 0 (ok)"));
     }
@@ -173,42 +285,120 @@ fn provider_server_key_on_the_card() {
 fn provider_pkey_pubout_is_the_card_public_key() {
     let s = Setup::new(&[]);
     let card = std::fs::read_to_string(s.path("pub.pem")).unwrap();
-    for input in [s.path("dev.keyref.pem"), s.path("combined.pem"), "iotsafe:key-id=01".to_string()] {
+    for input in [
+        s.path("dev.keyref.pem"),
+        s.path("combined.pem"),
+        "iotsafe:key-id=01".to_string(),
+    ] {
         let printed = ok(s.openssl(&["pkey", "-in", &input, "-pubout"]));
         assert_eq!(printed, card, "public key of {input}");
     }
-    let text_form = ok(s.openssl(&["pkey", "-in", &s.path("dev.keyref.pem"), "-pubout", "-text", "-noout"]));
-    assert!(text_form.contains("Public-Key: (256 bit)") && text_form.contains("prime256v1"), "{text_form}");
+    let text_form = ok(s.openssl(&[
+        "pkey",
+        "-in",
+        &s.path("dev.keyref.pem"),
+        "-pubout",
+        "-text",
+        "-noout",
+    ]));
+    assert!(
+        text_form.contains("Public-Key: (256 bit)") && text_form.contains("prime256v1"),
+        "{text_form}"
+    );
 }
 
 #[test]
 fn provider_csr_and_self_signed_certificate_verify() {
     let s = Setup::new(&[]);
     let key = s.path("dev.keyref.pem");
-    ok(s.openssl(&["req", "-new", "-key", &key, "-subj", "/CN=sensor7", "-out", &s.path("dev.csr")]));
+    ok(s.openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &key,
+        "-subj",
+        "/CN=sensor7",
+        "-out",
+        &s.path("dev.csr"),
+    ]));
     let verified = s.openssl(&["req", "-in", &s.path("dev.csr"), "-verify", "-noout"]);
-    assert!(verified.status.success() && text(&verified.stderr).contains("verify OK") || text(&verified.stdout).contains("verify OK"));
+    assert!(
+        verified.status.success() && text(&verified.stderr).contains("verify OK")
+            || text(&verified.stdout).contains("verify OK")
+    );
     // The CSR carries the card's public key.
-    let csr_key = ok(Command::new("openssl").args(["req", "-in", &s.path("dev.csr"), "-pubkey", "-noout"]).output().unwrap());
+    let csr_key = ok(Command::new("openssl")
+        .args(["req", "-in", &s.path("dev.csr"), "-pubkey", "-noout"])
+        .output()
+        .unwrap());
     assert_eq!(csr_key, std::fs::read_to_string(s.path("pub.pem")).unwrap());
 
-    ok(s.openssl(&["req", "-x509", "-key", &key, "-subj", "/CN=self", "-days", "2", "-out", &s.path("self.pem")]));
-    let out = ok(Command::new("openssl").args(["verify", "-CAfile", &s.path("self.pem"), &s.path("self.pem")]).output().unwrap());
+    ok(s.openssl(&[
+        "req",
+        "-x509",
+        "-key",
+        &key,
+        "-subj",
+        "/CN=self",
+        "-days",
+        "2",
+        "-out",
+        &s.path("self.pem"),
+    ]));
+    let out = ok(Command::new("openssl")
+        .args([
+            "verify",
+            "-CAfile",
+            &s.path("self.pem"),
+            &s.path("self.pem"),
+        ])
+        .output()
+        .unwrap());
     assert!(out.contains(": OK"), "{out}");
     // It does not verify under another key.
-    let other = Command::new("openssl").args(["verify", "-CAfile", &s.path("other.pem"), &s.path("self.pem")]).output().unwrap();
-    assert!(!other.status.success(), "a certificate must not verify under another key");
+    let other = Command::new("openssl")
+        .args([
+            "verify",
+            "-CAfile",
+            &s.path("other.pem"),
+            &s.path("self.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !other.status.success(),
+        "a certificate must not verify under another key"
+    );
 }
 
 #[test]
 fn provider_combined_file_is_both_certificate_and_key() {
     let s = Setup::new(&[]);
     let port = free_port();
-    let server = s_server(&s, port, &s.path("srv.pem"), &s.path("srv.key"), &s.path("dev.pem"), "-tls1_3");
+    let server = s_server(
+        &s,
+        port,
+        &s.path("srv.pem"),
+        &s.path("srv.key"),
+        &s.path("dev.pem"),
+        "-tls1_3",
+    );
     let combined = s.path("combined.pem");
-    let client = s_client(&s, port, &combined, &combined, &s.path("srv.pem"), "-tls1_3");
+    let client = s_client(
+        &s,
+        port,
+        &combined,
+        &combined,
+        &s.path("srv.pem"),
+        "-tls1_3",
+    );
     let server_out = finish(server);
-    assert!(client.status.success(), "{}{}", text(&client.stdout), text(&client.stderr));
+    assert!(
+        client.status.success(),
+        "{}{}",
+        text(&client.stdout),
+        text(&client.stderr)
+    );
     assert!(server_out.contains("verify return:1"), "{server_out}");
 }
 
@@ -239,27 +429,54 @@ fn provider_c_examples_mutual_tls_with_only_openssl_conf() {
         let srv = s
             .rig
             .command(&server)
-            .args([&port.to_string(), &s.path("srv.pem"), &s.path("srv.key"), &s.path("dev.pem")])
+            .args([
+                &port.to_string(),
+                &s.path("srv.pem"),
+                &s.path("srv.key"),
+                &s.path("dev.pem"),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let out = s
             .with_provider(&client)
-            .args(["127.0.0.1", &port.to_string(), &s.path("dev.pem"), &s.path("dev.keyref.pem"), &s.path("srv.pem"), version])
+            .args([
+                "127.0.0.1",
+                &port.to_string(),
+                &s.path("dev.pem"),
+                &s.path("dev.keyref.pem"),
+                &s.path("srv.pem"),
+                version,
+            ])
             .output()
             .unwrap();
         let server_out = srv.wait_with_output().unwrap();
-        assert!(out.status.success(), "client: {}{}\nserver: {}", text(&out.stdout), text(&out.stderr), text(&server_out.stderr));
+        assert!(
+            out.status.success(),
+            "client: {}{}\nserver: {}",
+            text(&out.stdout),
+            text(&out.stderr),
+            text(&server_out.stderr)
+        );
         assert!(text(&out.stdout).contains("hello from the server"));
-        assert!(text(&server_out.stdout).contains("iotsafe-sim device"), "{}", text(&server_out.stdout));
+        assert!(
+            text(&server_out.stdout).contains("iotsafe-sim device"),
+            "{}",
+            text(&server_out.stdout)
+        );
     }
     // And the reverse: the C server's key on the card.
     let port = free_port();
     let srv = s
         .with_provider(&server)
-        .args([&port.to_string(), &s.path("dev.pem"), &s.path("dev.keyref.pem"), &s.path("srv.pem")])
+        .args([
+            &port.to_string(),
+            &s.path("dev.pem"),
+            &s.path("dev.keyref.pem"),
+            &s.path("srv.pem"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -268,11 +485,22 @@ fn provider_c_examples_mutual_tls_with_only_openssl_conf() {
     let out = s
         .rig
         .command(&client)
-        .args(["127.0.0.1", &port.to_string(), &s.path("srv.pem"), &s.path("srv.key"), &s.path("dev.pem")])
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            &s.path("srv.pem"),
+            &s.path("srv.key"),
+            &s.path("dev.pem"),
+        ])
         .output()
         .unwrap();
     let server_out = srv.wait_with_output().unwrap();
-    assert!(out.status.success(), "client: {}\nserver: {}", text(&out.stderr), text(&server_out.stderr));
+    assert!(
+        out.status.success(),
+        "client: {}\nserver: {}",
+        text(&out.stderr),
+        text(&server_out.stderr)
+    );
 }
 
 #[test]
@@ -282,7 +510,13 @@ fn provider_check_private_key_refuses_another_keys_certificate() {
     // The certificate of another key with the card's key reference: refused before connecting.
     let out = s
         .with_provider(&client)
-        .args(["127.0.0.1", "1", &s.path("other.pem"), &s.path("dev.keyref.pem"), &s.path("srv.pem")])
+        .args([
+            "127.0.0.1",
+            "1",
+            &s.path("other.pem"),
+            &s.path("dev.keyref.pem"),
+            &s.path("srv.pem"),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -294,11 +528,20 @@ fn provider_check_private_key_refuses_another_keys_certificate() {
     // The matching certificate passes the same check (and then fails only to connect).
     let out = s
         .with_provider(&client)
-        .args(["127.0.0.1", "1", &s.path("dev.pem"), &s.path("dev.keyref.pem"), &s.path("srv.pem")])
+        .args([
+            "127.0.0.1",
+            "1",
+            &s.path("dev.pem"),
+            &s.path("dev.keyref.pem"),
+            &s.path("srv.pem"),
+        ])
         .output()
         .unwrap();
     let err = text(&out.stderr);
-    assert!(!err.contains("does not match") && err.contains("connect"), "{err}");
+    assert!(
+        !err.contains("does not match") && err.contains("connect"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -306,23 +549,40 @@ fn provider_errors_are_clear_and_never_hang() {
     let s = Setup::new(&[]);
     let cases = [
         ("iotsafe:key-id=07", "not found"),
-        ("iotsafe:reader=NoSuchReader;key-id=01", "no reader matching 'NoSuchReader'"),
+        (
+            "iotsafe:reader=NoSuchReader;key-id=01",
+            "no reader matching 'NoSuchReader'",
+        ),
         ("iotsafe:colour=blue", "invalid iotsafe URI"),
     ];
     for (uri, expected) in cases {
         let started = std::time::Instant::now();
         let out = s.openssl(&["pkey", "-in", uri, "-pubout"]);
         assert!(!out.status.success(), "{uri} must fail");
-        assert!(text(&out.stderr).contains(expected), "{uri}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{uri}: {}",
+            text(&out.stderr)
+        );
         assert!(started.elapsed().as_secs() < 10, "{uri} took too long");
     }
     // The same through a key-reference file and SSL_CTX_use_PrivateKey_file.
     let bad = s.path("absent.keyref.pem");
-    std::fs::write(&bad, iotsafe_dane::provider::uri::keyref_pem("iotsafe:key-id=07")).unwrap();
+    std::fs::write(
+        &bad,
+        iotsafe_dane::provider::uri::keyref_pem("iotsafe:key-id=07"),
+    )
+    .unwrap();
     let (client, _) = build_c_examples(&s.dir);
     let out = s
         .with_provider(&client)
-        .args(["127.0.0.1", "1", &s.path("dev.pem"), &bad, &s.path("srv.pem")])
+        .args([
+            "127.0.0.1",
+            "1",
+            &s.path("dev.pem"),
+            &bad,
+            &s.path("srv.pem"),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -354,12 +614,21 @@ fn provider_two_processes_sign_at_once() {
     for n in 0..2 {
         for i in 1..=15 {
             let out = Command::new("openssl")
-                .args(["dgst", "-sha256", "-verify", &s.path("pub.pem"), "-signature"])
+                .args([
+                    "dgst",
+                    "-sha256",
+                    "-verify",
+                    &s.path("pub.pem"),
+                    "-signature",
+                ])
                 .arg(s.path(&format!("sig{n}.{i}")))
                 .arg(&data)
                 .output()
                 .unwrap();
-            assert!(text(&out.stdout).contains("Verified OK"), "signature {n}.{i}");
+            assert!(
+                text(&out.stdout).contains("Verified OK"),
+                "signature {n}.{i}"
+            );
         }
     }
 }

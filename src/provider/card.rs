@@ -29,6 +29,9 @@ struct State {
     objects: Option<Vec<ObjectInfo>>,
 }
 
+/// Retries of an operation whose connection failed.
+const RETRIES: usize = 3;
+
 static CARDS: Mutex<Vec<(String, Arc<Card>)>> = Mutex::new(Vec::new());
 
 /// The card the settings reach (shared by every key on it). No I/O.
@@ -65,9 +68,10 @@ impl Card {
         state
     }
 
-    /// Runs `op` on the applet, connecting first when needed. A connection that failed is
-    /// dropped so that the next operation starts afresh.
-    fn with<R>(&self, op: impl FnOnce(&mut Applet) -> Result<R>) -> Result<R> {
+    /// Runs `op` on the applet, connecting first when needed. When the connection fails
+    /// (card pulled and re-inserted, daemon restarted), it is dropped and `op` runs once more
+    /// on a new one.
+    fn with<R>(&self, op: impl FnMut(&mut Applet) -> Result<R>) -> Result<R> {
         let mut state = self.lock();
         self.with_locked(&mut state, op)
     }
@@ -75,7 +79,35 @@ impl Card {
     fn with_locked<R>(
         &self,
         state: &mut State,
-        op: impl FnOnce(&mut Applet) -> Result<R>,
+        mut op: impl FnMut(&mut Applet) -> Result<R>,
+    ) -> Result<R> {
+        let had_connection = state.applet.is_some();
+        let mut result = self.attempt(state, &mut op);
+        // A card just (re-)inserted may refuse its first commands for a moment: a few
+        // retries on a new connection, 100 ms apart, then the error stands.
+        for _ in 0..RETRIES {
+            match &result {
+                Err(e)
+                    if is_connection_failure(e)
+                        || had_connection && matches!(e, Error::NoApplet(_)) =>
+                {
+                    config::debug(format_args!("{e}: reconnecting"))
+                }
+                Err(Error::NoApplet(detail)) if detail.contains("transport failed") => {
+                    config::debug(format_args!("{detail}: reconnecting"))
+                }
+                _ => break,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            result = self.attempt(state, &mut op);
+        }
+        result
+    }
+
+    fn attempt<R>(
+        &self,
+        state: &mut State,
+        op: &mut impl FnMut(&mut Applet) -> Result<R>,
     ) -> Result<R> {
         if state.applet.is_none() {
             config::debug(format_args!(
@@ -89,16 +121,8 @@ impl Card {
         }
         let applet = state.applet.as_mut().expect("connected above");
         let result = op(applet);
-        if let Err(e) = &result {
-            if matches!(
-                e,
-                Error::NoReader(_)
-                    | Error::CardAbsent { .. }
-                    | Error::CardReset { .. }
-                    | Error::Transport(_)
-            ) {
-                state.applet = None;
-            }
+        if result.as_ref().is_err_and(is_connection_failure) {
+            state.applet = None;
         }
         result
     }
@@ -175,4 +199,14 @@ impl Card {
     pub fn compute_dh(&self, key: &ObjectRef, slot: &ObjectRef, peer: &[u8]) -> Result<Vec<u8>> {
         self.with(|a| a.compute_dh(key, slot, peer))
     }
+}
+
+fn is_connection_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NoReader(_)
+            | Error::CardAbsent { .. }
+            | Error::CardReset { .. }
+            | Error::Transport(_)
+    )
 }

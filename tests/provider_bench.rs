@@ -1,0 +1,176 @@
+//! `make bench`: TLS 1.3 mutual-authentication handshakes over loopback with the client key on
+//! the simulated card versus a software key, in the same run; prints `BENCH <name> <value>`.
+//! Ignored in normal test runs (`cargo test --release --test provider_bench -- --ignored`).
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::card::CardRig;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslAcceptor, SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::{X509NameBuilder, X509};
+
+fn self_signed(cn: &str) -> (PKey<Private>, X509) {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut builder = X509::builder().unwrap();
+    builder.set_subject_name(&name).unwrap();
+    builder.set_issuer_name(&name).unwrap();
+    builder.set_pubkey(&key).unwrap();
+    builder
+        .set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    builder
+        .set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    builder.sign(&key, MessageDigest::sha256()).unwrap();
+    (key, builder.build())
+}
+
+/// A server that accepts clients with either certificate, one connection at a time.
+fn server(client_certs: &[&X509]) -> (u16, X509) {
+    let (key, cert) = self_signed("server");
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor.set_private_key(&key).unwrap();
+    acceptor.set_certificate(&cert).unwrap();
+    for client in client_certs {
+        acceptor
+            .cert_store_mut()
+            .add_cert((*client).clone())
+            .unwrap();
+    }
+    acceptor.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+    let acceptor = Arc::new(acceptor.build());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_nodelay(true);
+            if let Ok(mut tls) = acceptor.accept(stream) {
+                let _ = std::io::Write::write_all(&mut tls, b"k");
+                let _ = tls.shutdown();
+            }
+        }
+    });
+    (port, cert)
+}
+
+fn connector(cert: &Path, key: &Path, server: &X509) -> SslConnector {
+    let mut builder = SslConnector::builder(SslMethod::tls()).unwrap();
+    builder
+        .set_min_proto_version(Some(SslVersion::TLS1_3))
+        .unwrap();
+    builder
+        .set_certificate_file(cert, SslFiletype::PEM)
+        .unwrap();
+    builder.set_private_key_file(key, SslFiletype::PEM).unwrap();
+    builder.cert_store_mut().add_cert(server.clone()).unwrap();
+    builder.build()
+}
+
+/// Mean milliseconds per complete handshake (connect, handshake, one byte read).
+fn handshakes(connector: &SslConnector, port: u16, count: usize) -> f64 {
+    let one = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut config = connector.configure().unwrap();
+        config.set_verify_hostname(false);
+        let mut tls = config.connect("server", stream).expect("handshake");
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut tls, &mut byte).unwrap();
+    };
+    one(); // warm-up: connection to the card, caches
+    let started = Instant::now();
+    for _ in 0..count {
+        one();
+    }
+    started.elapsed().as_secs_f64() * 1000.0 / count as f64
+}
+
+fn signature_apdus(rig: &CardRig) -> usize {
+    rig.trace()
+        .iter()
+        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
+        .count()
+}
+
+#[test]
+#[ignore = "benchmark: run by make bench"]
+fn bench_handshakes() {
+    let dir = common::target_dir();
+    let module = dir.join("iotsafe.so");
+    if !module.exists() {
+        let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", &module);
+    }
+    std::env::set_var("OPENSSL_MODULES", &dir);
+    std::env::set_var(
+        "OPENSSL_CONF",
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf"),
+    );
+    openssl::init();
+    let mut rig = CardRig::start(&[]);
+    let files = rig.dir.path().to_path_buf();
+    let (keyref, card_cert) = (files.join("dev.keyref.pem"), files.join("dev.pem"));
+    assert!(rig
+        .iotsafe(&["keyref", "--out", keyref.to_str().unwrap()])
+        .status
+        .success());
+    assert!(rig
+        .iotsafe(&["cert", "--out", card_cert.to_str().unwrap()])
+        .status
+        .success());
+    let (soft_key, soft_cert) = self_signed("software client");
+    let (soft_key_file, soft_cert_file) = (files.join("soft.key"), files.join("soft.pem"));
+    std::fs::write(&soft_key_file, soft_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::write(&soft_cert_file, soft_cert.to_pem().unwrap()).unwrap();
+    let card_x509 = X509::from_pem(&std::fs::read(&card_cert).unwrap()).unwrap();
+    let (port, server_cert) = server(&[&card_x509, &soft_cert]);
+
+    let card = connector(&card_cert, &keyref, &server_cert);
+    let software = connector(&soft_cert_file, &soft_key_file, &server_cert);
+
+    let before = signature_apdus(&rig);
+    let n = 200;
+    // Interleave the two kinds so that both see the same machine load.
+    let (mut card_ms, mut soft_ms) = (0.0, 0.0);
+    for _ in 0..4 {
+        card_ms += handshakes(&card, port, n / 4);
+        soft_ms += handshakes(&software, port, n / 4);
+    }
+    let (card_ms, soft_ms) = (card_ms / 4.0, soft_ms / 4.0);
+    let apdus = signature_apdus(&rig) - before;
+    let handshakes_done = n + 4; // with the warm-ups
+    println!(
+        "BENCH apdus_per_handshake {}",
+        apdus as f64 / handshakes_done as f64
+    );
+    println!("BENCH handshake_ms_card_key {card_ms:.3}");
+    println!("BENCH handshake_ms_software_key {soft_ms:.3}");
+    println!(
+        "BENCH handshake_ratio_card_vs_software {:.3}",
+        card_ms / soft_ms
+    );
+
+    // The same with 50 ms per APDU: the card's time is the whole difference.
+    rig.stop_sim();
+    rig.start_sim_with(&["--apdu-latency-ms", "50"]);
+    let n = 10;
+    let card_ms = handshakes(&card, port, n);
+    let soft_ms = handshakes(&software, port, n);
+    println!("BENCH handshake_ms_card_key_latency50 {card_ms:.3}");
+    println!("BENCH handshake_ms_software_key_latency50 {soft_ms:.3}");
+    println!(
+        "BENCH handshake_extra_ms_card_latency50 {:.3}",
+        card_ms - soft_ms
+    );
+}
