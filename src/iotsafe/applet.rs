@@ -175,10 +175,14 @@ impl Applet {
     /// removal the transport is recovered and `op` runs once more on a fresh selection.
     fn run<R>(&mut self, mut op: impl FnMut(&mut Channel<'_>) -> Result<R>) -> Result<R> {
         match self.attempt(&mut op) {
-            Err(e) if e.is_connection_loss() => {
+            Err(lost) if lost.is_connection_loss() => {
                 self.selected = None;
-                self.transport.recover()?;
-                self.attempt(&mut op)
+                self.transport.recover().map_err(|_| lost.clone())?;
+                match self.attempt(&mut op) {
+                    // Lost again: the first loss is the cause worth reporting.
+                    Err(again) if again.is_connection_loss() => Err(lost),
+                    other => other,
+                }
             }
             other => other,
         }

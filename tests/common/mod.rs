@@ -10,13 +10,20 @@ use std::path::PathBuf;
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test-binary>
-    exe.parent().and_then(|deps| deps.parent()).expect("target directory").to_path_buf()
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .to_path_buf()
 }
 
 /// A workspace binary built beside the tests (the simulator lives in its own crate).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let path = target_dir().join(name);
-    assert!(path.exists(), "{} is not built: run `cargo build --workspace` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        path.display()
+    );
     path
 }
 
@@ -25,7 +32,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 pub fn free_port_pair() -> u16 {
     for _ in 0..200 {
         let base = 20000 + (rand_u16() % 20000) * 2;
-        let both_free = TcpListener::bind(("0.0.0.0", base)).is_ok() && TcpListener::bind(("0.0.0.0", base + 1)).is_ok();
+        let both_free = TcpListener::bind(("0.0.0.0", base)).is_ok()
+            && TcpListener::bind(("0.0.0.0", base + 1)).is_ok();
         if both_free {
             return base;
         }
@@ -43,7 +51,10 @@ fn rand_u16() -> u16 {
 pub fn wait_until(seconds: u64, what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     while !ready() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "iotsafe", version, about = "Use the GSMA IoT SAFE applet of a SIM/eSIM")]
+#[command(
+    name = "iotsafe",
+    version,
+    about = "Use the GSMA IoT SAFE applet of a SIM/eSIM"
+)]
 struct Cli {
     #[command(flatten)]
     card: card::CardOptions,
