@@ -239,6 +239,21 @@ fn objects_info_random_and_readers() {
         "300 bytes in hex, fetched in two GET RANDOMs"
     );
     assert!(ok(rig.iotsafe(&["readers"])).contains("card present"));
+    // Objects by label: the simulator's default labels.
+    assert_eq!(
+        ok(rig.iotsafe(&["--key-label", "DEVICE", "pubkey"])),
+        ok(rig.iotsafe(&["pubkey"]))
+    );
+    assert_eq!(
+        ok(rig.iotsafe(&["--cert-label", "DEVICE-CERT", "cert"])),
+        ok(rig.iotsafe(&["cert"]))
+    );
+    let out = rig.iotsafe(&["--cert-label", "NOPE", "cert"]);
+    assert!(
+        stderr(&out).contains("file label \"NOPE\" not found on the applet (SW 6A82)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
