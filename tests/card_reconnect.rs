@@ -40,3 +40,36 @@ fn session_recovers_after_the_card_is_reinserted() {
         "the same card"
     );
 }
+
+#[test]
+fn session_recovers_after_another_process_resets_the_card() {
+    let rig = CardRig::start(&[]);
+    let mut applet = Applet::open_pcsc(None, AppletConfig::default()).expect("applet");
+    let key = ObjectRef::Id(vec![0x01]);
+    applet
+        .sign_digest(&key, HashAlg::Sha256, &[1; 32])
+        .expect("first signature");
+
+    // Another client resets the card: our channel and selection are gone.
+    let reset = rig
+        .command("sh")
+        .args([
+            "-c",
+            "printf 'reset\\n' | scriptor -r \"$0\" >/dev/null 2>&1 || true",
+            "Virtual PCD 00 00",
+        ])
+        .status()
+        .unwrap();
+    assert!(reset.success());
+    let before = rig.trace().len();
+    applet
+        .sign_digest(&key, HashAlg::Sha256, &[2; 32])
+        .expect("signature after the reset");
+    let trace = rig.trace();
+    let commands: Vec<&str> = trace[before..].iter().map(|l| &l[..4]).collect();
+    assert_eq!(
+        commands,
+        ["0070", "01A4", "012A", "012B"],
+        "re-selected after the reset"
+    );
+}

@@ -355,3 +355,19 @@ fn t0_style_card_with_get_response() {
         "GET RESPONSE fetched the signature"
     );
 }
+
+#[test]
+fn paged_object_list_is_read_whole() {
+    let rig = CardRig::start(&["--page-size", "16"]);
+    let objects = ok(rig.iotsafe(&["objects"]));
+    assert_eq!(objects.lines().count(), 3, "{objects}");
+    let pages = rig
+        .trace()
+        .iter()
+        .filter(|l| l[2..].starts_with("CB01"))
+        .count();
+    assert!(
+        pages >= 2,
+        "the card paged the list with 6300 ({pages} GET DATA)"
+    );
+}
