@@ -3,77 +3,17 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::card::CardRig;
+use common::{digest_hex, ok, openssl, stderr};
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "command failed: {}", stderr(&out));
-    stdout(&out)
-}
-
-fn openssl(args: &[&str]) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl")
-}
-
-fn digest_hex(hash: &str, file: &Path) -> String {
-    let out = openssl(&["dgst", &format!("-{hash}"), "-r", file.to_str().unwrap()]);
-    ok(out).split_whitespace().next().unwrap().to_string()
-}
-
-/// Signs `message` on the card with `hash` and checks the signature with `openssl dgst -verify`
-/// against the key `iotsafe pubkey` printed; a tampered message must not verify.
+/// Signs a message on the rig's card with `hash` and checks it with `openssl dgst -verify`.
 fn sign_and_verify(rig: &CardRig, tool_args: &[&str], hash: &str) {
-    let dir = rig.dir.path();
-    let message = dir.join("message.txt");
-    std::fs::write(&message, b"telemetry: 21.5 C").unwrap();
-    let pubkey = dir.join("pub.pem");
-    ok(rig.iotsafe(&[tool_args, &["pubkey", "--out", pubkey.to_str().unwrap()]].concat()));
-
-    let digest = digest_hex(hash, &message);
-    let signature_hex =
-        ok(rig.iotsafe(&[tool_args, &["sign", "--digest", &digest, "--hash", hash]].concat()));
-    let signature = iotsafe_dane::iotsafe::hex::decode(signature_hex.trim()).unwrap();
-    let sig_file = dir.join("sig.der");
-    std::fs::write(&sig_file, signature).unwrap();
-
-    let verify = |file: &Path| {
-        openssl(&[
-            "dgst",
-            &format!("-{hash}"),
-            "-verify",
-            pubkey.to_str().unwrap(),
-            "-signature",
-            sig_file.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ])
-    };
-    let good = verify(&message);
-    assert!(
-        good.status.success(),
-        "openssl rejected the card's signature: {}",
-        stdout(&good)
-    );
-    assert!(stdout(&good).contains("Verified OK"));
-
-    let tampered = dir.join("tampered.txt");
-    std::fs::write(&tampered, b"telemetry: 99.9 C").unwrap();
-    assert!(
-        !verify(&tampered).status.success(),
-        "a signature over another message must not verify"
+    common::sign_and_verify(
+        rig.dir.path(),
+        &|args| rig.iotsafe(&[tool_args, args].concat()),
+        hash,
     );
 }
 

@@ -12,7 +12,7 @@ use super::error::{Error, Result};
 use super::hex;
 use super::objects::{parse_object_list, AppInfo, ObjectInfo, ObjectKind, ObjectRef};
 use super::tlv;
-use super::transport::{pcsc, Link, Transport};
+use super::transport::{modem, pcsc, Link, Transport};
 
 /// The GSMA IoT SAFE AID (most deployed applets).
 pub const AID_GSMA: &[u8] = &[0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
@@ -154,6 +154,14 @@ impl Applet {
             }
         }
         Err(Error::NoApplet(failures.join("; ")))
+    }
+
+    /// Opens the applet behind a modem's AT command port (`AT+CSIM`).
+    pub fn open_modem(path: &str, config: AppletConfig) -> Result<Self> {
+        let transport = modem::ModemTransport::open(path, modem::DEFAULT_TIMEOUT)?;
+        let mut applet = Applet::new(Box::new(transport), config);
+        applet.select()?;
+        Ok(applet)
     }
 
     /// The reader (or modem) the card sits in.

@@ -2,9 +2,11 @@
 #![allow(dead_code)]
 
 pub mod card;
+pub mod modem;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// A directory of the workspace's built binaries (target/debug or target/release).
 pub fn target_dir() -> PathBuf {
@@ -57,4 +59,71 @@ pub fn wait_until(seconds: u64, what: &str, mut ready: impl FnMut() -> bool) {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn ok(out: Output) -> String {
+    assert!(out.status.success(), "command failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+pub fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl")
+}
+
+pub fn digest_hex(hash: &str, file: &Path) -> String {
+    let out = openssl(&["dgst", &format!("-{hash}"), "-r", file.to_str().unwrap()]);
+    ok(out).split_whitespace().next().unwrap().to_string()
+}
+
+/// Signs a message with the `iotsafe` tool (run by `iotsafe`) and checks the signature with
+/// `openssl dgst -verify` against the key `iotsafe pubkey` printed; a tampered message must not
+/// verify.
+pub fn sign_and_verify(dir: &Path, iotsafe: &dyn Fn(&[&str]) -> Output, hash: &str) {
+    let message = dir.join("message.txt");
+    std::fs::write(&message, b"telemetry: 21.5 C").unwrap();
+    let pubkey = dir.join("pub.pem");
+    ok(iotsafe(&["pubkey", "--out", pubkey.to_str().unwrap()]));
+
+    let digest = digest_hex(hash, &message);
+    let signature_hex = ok(iotsafe(&["sign", "--digest", &digest, "--hash", hash]));
+    let signature = iotsafe_dane::iotsafe::hex::decode(signature_hex.trim()).unwrap();
+    let sig_file = dir.join("sig.der");
+    std::fs::write(&sig_file, signature).unwrap();
+
+    let verify = |file: &Path| {
+        openssl(&[
+            "dgst",
+            &format!("-{hash}"),
+            "-verify",
+            pubkey.to_str().unwrap(),
+            "-signature",
+            sig_file.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ])
+    };
+    let good = verify(&message);
+    assert!(
+        good.status.success(),
+        "openssl rejected the card's signature: {}",
+        stdout(&good)
+    );
+    assert!(stdout(&good).contains("Verified OK"));
+
+    let tampered = dir.join("tampered.txt");
+    std::fs::write(&tampered, b"telemetry: 99.9 C").unwrap();
+    assert!(
+        !verify(&tampered).status.success(),
+        "a signature over another message must not verify"
+    );
 }

@@ -20,6 +20,9 @@ pub struct CardOptions {
     /// card has the applet).
     #[arg(long, global = true, env = "IOTSAFE_READER")]
     reader: Option<String>,
+    /// Reach the card through this modem's AT command port (AT+CSIM) instead of PC/SC.
+    #[arg(long, global = true, env = "IOTSAFE_MODEM", conflicts_with = "reader")]
+    modem: Option<String>,
     /// The applet's AID in hex (default: the GSMA AID, then the other known ones).
     #[arg(long, global = true, env = "IOTSAFE_AID")]
     aid: Option<String>,
@@ -68,7 +71,12 @@ impl CardOptions {
     }
 
     fn open(&self) -> Result<Applet, String> {
-        Applet::open_pcsc(self.reader.as_deref(), self.applet_config()?).map_err(|e| e.to_string())
+        let config = self.applet_config()?;
+        match &self.modem {
+            Some(modem) => Applet::open_modem(modem, config),
+            None => Applet::open_pcsc(self.reader.as_deref(), config),
+        }
+        .map_err(|e| e.to_string())
     }
 
     fn key(&self) -> Result<ObjectRef, String> {
