@@ -3,5 +3,7 @@
 //!
 //! The crate is layered so that each layer knows only the one below it:
 //! - [`iotsafe`]: the host side of the applet protocol (APDUs, TLV, transports); no OpenSSL types.
+//! - [`dane`]: DNSSEC-validated TLSA records and the DANE/DANCE verification rules.
 
+pub mod dane;
 pub mod iotsafe;
