@@ -7,6 +7,10 @@
 //!
 //! Nothing here knows about smart cards: a device's key is simply the key in its certificate.
 
+pub mod cli;
+pub mod client;
+mod ossl;
 pub mod resolver;
+pub mod server;
 pub mod tlsa;
 mod wire;

@@ -1,0 +1,127 @@
+//! The part of OpenSSL's DANE API (libssl 1.1.0+) that the `openssl` crate does not bind.
+//!
+//! Each wrapper takes the crate's safe reference types, so the raw pointers never leave this
+//! file.
+
+use std::ffi::CString;
+use std::os::raw::{c_int, c_uchar, c_ulong};
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::SslRef;
+
+/// `DANE_FLAG_NO_DANE_EE_NAMECHECKS`: no name checks when a DANE-EE(3) record matched, as
+/// RFC 7671 §5.1 says (the record binds the key to the name already).
+const DANE_FLAG_NO_DANE_EE_NAMECHECKS: c_ulong = 1;
+
+extern "C" {
+    fn SSL_get_SSL_CTX(ssl: *const openssl_sys::SSL) -> *mut openssl_sys::SSL_CTX;
+    fn SSL_CTX_dane_enable(ctx: *mut openssl_sys::SSL_CTX) -> c_int;
+    fn SSL_dane_enable(ssl: *mut openssl_sys::SSL, basedomain: *const libc::c_char) -> c_int;
+    fn SSL_dane_set_flags(ssl: *mut openssl_sys::SSL, flags: c_ulong) -> c_ulong;
+    fn SSL_add1_host(ssl: *mut openssl_sys::SSL, host: *const libc::c_char) -> c_int;
+    fn SSL_dane_tlsa_add(
+        ssl: *mut openssl_sys::SSL,
+        usage: u8,
+        selector: u8,
+        mtype: u8,
+        data: *const c_uchar,
+        dlen: libc::size_t,
+    ) -> c_int;
+    fn SSL_get0_dane_authority(
+        ssl: *mut openssl_sys::SSL,
+        mcert: *mut *mut openssl_sys::X509,
+        mspki: *mut *mut openssl_sys::EVP_PKEY,
+    ) -> c_int;
+    fn SSL_get0_dane_tlsa(
+        ssl: *mut openssl_sys::SSL,
+        usage: *mut u8,
+        selector: *mut u8,
+        mtype: *mut u8,
+        data: *mut *const c_uchar,
+        dlen: *mut libc::size_t,
+    ) -> c_int;
+}
+
+fn cstring(s: &str) -> Result<CString, String> {
+    CString::new(s.trim_end_matches('.')).map_err(|_| format!("name {s:?} contains NUL"))
+}
+
+/// Enables DANE on `ssl` (and, once, on its context, which OpenSSL requires first), with
+/// `names` as reference identifiers for the usages that check names, and DANE-EE name checks
+/// off.
+pub(crate) fn dane_enable(ssl: &mut SslRef, names: &[String]) -> Result<(), String> {
+    let (first, rest) = names.split_first().ok_or("no base domain for DANE")?;
+    let first = cstring(first)?;
+    // SAFETY: `ssl` is a live SSL object; its context outlives it. SSL_CTX_dane_enable is
+    // idempotent; SSL_dane_enable copies the name.
+    unsafe {
+        if SSL_CTX_dane_enable(SSL_get_SSL_CTX(ssl.as_ptr())) <= 0 {
+            return Err("SSL_CTX_dane_enable failed".into());
+        }
+        if SSL_dane_enable(ssl.as_ptr(), first.as_ptr()) <= 0 {
+            return Err("SSL_dane_enable failed (DANE already enabled on this SSL?)".into());
+        }
+        SSL_dane_set_flags(ssl.as_ptr(), DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+    }
+    for name in rest {
+        let name = cstring(name)?;
+        // SAFETY: live SSL, the name is copied.
+        if unsafe { SSL_add1_host(ssl.as_ptr(), name.as_ptr()) } <= 0 {
+            return Err(format!("SSL_add1_host({name:?}) failed"));
+        }
+    }
+    Ok(())
+}
+
+/// Adds one record; `Ok(false)` when OpenSSL finds it unusable (unknown usage, selector or
+/// digest, or a digest of the wrong length).
+pub(crate) fn tlsa_add(
+    ssl: &mut SslRef,
+    usage: u8,
+    selector: u8,
+    mtype: u8,
+    data: &[u8],
+) -> Result<bool, String> {
+    // SAFETY: live SSL with DANE enabled; `data` is valid for `data.len()` bytes and copied.
+    let rc = unsafe {
+        SSL_dane_tlsa_add(
+            ssl.as_ptr(),
+            usage,
+            selector,
+            mtype,
+            data.as_ptr(),
+            data.len(),
+        )
+    };
+    match rc {
+        r if r > 0 => Ok(true),
+        0 => Ok(false),
+        _ => Err(format!(
+            "SSL_dane_tlsa_add({usage} {selector} {mtype}) failed"
+        )),
+    }
+}
+
+/// After a handshake: the depth of the certificate that matched a record and the record, or
+/// `None` when no DANE record matched.
+pub(crate) fn dane_match(ssl: &SslRef) -> Option<(i32, u8, u8, u8, Vec<u8>)> {
+    let (mut u, mut s, mut m) = (0u8, 0u8, 0u8);
+    let mut data: *const c_uchar = std::ptr::null();
+    let mut len: libc::size_t = 0;
+    // SAFETY: live SSL; out-pointers are valid; the returned data is owned by the SSL and
+    // copied before this function returns. The mcert/mspki out-parameters are optional (NULL).
+    unsafe {
+        let depth =
+            SSL_get0_dane_authority(ssl.as_ptr(), std::ptr::null_mut(), std::ptr::null_mut());
+        if depth < 0 {
+            return None;
+        }
+        if SSL_get0_dane_tlsa(ssl.as_ptr(), &mut u, &mut s, &mut m, &mut data, &mut len) < 0
+            || data.is_null()
+        {
+            return None;
+        }
+        let bytes = std::slice::from_raw_parts(data, len).to_vec();
+        Some((depth, u, s, m, bytes))
+    }
+}
