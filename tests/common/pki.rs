@@ -89,7 +89,9 @@ pub fn leaf(dir: &Path, file: &str, cn: &str, sans: &[&str], issuer: Option<&Iss
         for name in sans {
             san.dns(name);
         }
-        let ext = san.build(&b.x509v3_context(issuer.map(|i| &*i.cert), None)).unwrap();
+        let ext = san
+            .build(&b.x509v3_context(issuer.map(|i| &*i.cert), None))
+            .unwrap();
         b.append_extension(ext).unwrap();
     }
     let signer = issuer.map(|i| &i.key).unwrap_or(&key);

@@ -33,7 +33,10 @@ impl TlsServer {
         let server = TlsServer { child, port };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s_server did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "s_server did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         server
