@@ -175,12 +175,12 @@ fn dane_ta_needs_the_anchor_in_the_presented_chain() {
     let r = resolver(&dns);
     let v = ClientVerifier::new(vec![], None);
     assert!(v
-        .verify(&r, name, &leaf.cert, &[ca.cert.clone()])
+        .verify(&r, name, &leaf.cert, std::slice::from_ref(&ca.cert))
         .authenticated());
     let no_chain = v.verify(&r, name, &leaf.cert, &[]);
     assert!(no_chain.to_string().contains("above its own"), "{no_chain}");
     // The anchor is presented, but the leaf is not issued by it.
-    let rogue = v.verify(&r, name, &rogue.cert, &[ca.cert.clone()]);
+    let rogue = v.verify(&r, name, &rogue.cert, std::slice::from_ref(&ca.cert));
     assert!(rogue.to_string().contains("does not chain"), "{rogue}");
 }
 

@@ -188,7 +188,7 @@ impl TestDns {
     pub fn dig(&self, name: &str, rtype: &str) -> String {
         let out = Command::new("kdig")
             .args(["+tcp", "+dnssec", "+timeout=2", "+retry=0"])
-            .arg(format!("@127.0.0.1"))
+            .arg("@127.0.0.1")
             .args(["-p", &self.port.to_string(), name, rtype])
             .output()
             .expect("kdig (package knot-dnsutils) must be installed");
