@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod clientid_ext;
 mod ossl;
 pub mod resolver;
 pub mod server;

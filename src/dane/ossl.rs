@@ -125,3 +125,57 @@ pub(crate) fn dane_match(ssl: &SslRef) -> Option<(i32, u8, u8, u8, Vec<u8>)> {
         Some((depth, u, s, m, bytes))
     }
 }
+
+extern "C" {
+    fn X509_STORE_CTX_get0_cert(ctx: *const openssl_sys::X509_STORE_CTX) -> *mut openssl_sys::X509;
+    fn X509_STORE_CTX_get0_untrusted(
+        ctx: *const openssl_sys::X509_STORE_CTX,
+    ) -> *mut openssl_sys::stack_st_X509;
+}
+
+/// In a verify callback: the certificate being verified and the certificates the peer sent
+/// with it (not the chain OpenSSL built, which stops where its own trust store ends).
+pub(crate) fn presented_chain(
+    store: &openssl::x509::X509StoreContextRef,
+) -> Option<(openssl::x509::X509, Vec<openssl::x509::X509>)> {
+    use openssl::stack::StackRef;
+    use openssl::x509::{X509Ref, X509};
+    // SAFETY: `store` is live for the callback; both getters return borrowed pointers owned by
+    // it (or NULL), which are only read and up-referenced (to_owned) here.
+    unsafe {
+        let leaf = X509_STORE_CTX_get0_cert(store.as_ptr());
+        if leaf.is_null() {
+            return None;
+        }
+        let leaf = X509Ref::from_ptr(leaf).to_owned();
+        let untrusted = X509_STORE_CTX_get0_untrusted(store.as_ptr());
+        let chain: Vec<X509> = if untrusted.is_null() {
+            Vec::new()
+        } else {
+            StackRef::<X509>::from_ptr(untrusted)
+                .iter()
+                .map(|c| c.to_owned())
+                .filter(|c| c.to_der().ok() != leaf.to_der().ok())
+                .collect()
+        };
+        Some((leaf, chain))
+    }
+}
+
+/// Attaches `data` to an `SSL` reached through a shared reference (inside a verify callback,
+/// where OpenSSL hands out the `SSL` only that way). Must not be used on an index already set
+/// for this `SSL` (the old value would leak); callers check first.
+pub(crate) fn set_ssl_ex_data<T>(
+    ssl: &SslRef,
+    index: openssl::ex_data::Index<openssl::ssl::Ssl, T>,
+    data: T,
+) {
+    // SAFETY: the openssl crate stores ex_data as a leaked Box<T> and frees it with the free
+    // callback registered by `Ssl::new_ex_index::<T>`; this is the same representation.
+    unsafe {
+        let raw = Box::into_raw(Box::new(data)) as *mut libc::c_void;
+        if openssl_sys::SSL_set_ex_data(ssl.as_ptr(), index.as_raw(), raw) != 1 {
+            drop(Box::from_raw(raw as *mut T));
+        }
+    }
+}
