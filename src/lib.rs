@@ -4,6 +4,8 @@
 //! The crate is layered so that each layer knows only the one below it:
 //! - [`iotsafe`]: the host side of the applet protocol (APDUs, TLV, transports); no OpenSSL types.
 //! - [`dane`]: DNSSEC-validated TLSA records and the DANE/DANCE verification rules.
+//! - [`capi`]: the C API over [`dane`] (`include/iotsafe_dane.h`).
 
+pub mod capi;
 pub mod dane;
 pub mod iotsafe;
