@@ -60,6 +60,14 @@ fn secure_answer_and_each_chain_rrset_asked_once() {
         .expect("look-up");
     assert_eq!(res.proof(), Proof::Secure);
     assert_eq!(r.queries_sent(), 7);
+
+    // After a flush the look-up is cold again, validation included.
+    r.clear_cache();
+    let res = r
+        .resolve("dev1._device.iotregistry.test", RecordType::TLSA)
+        .expect("look-up");
+    assert_eq!(res.proof(), Proof::Secure);
+    assert_eq!(r.queries_sent(), 13);
 }
 
 #[test]

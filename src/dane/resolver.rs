@@ -349,8 +349,11 @@ type CacheKey = (Name, RecordType);
 pub struct Resolver {
     config: ResolverConfig,
     runtime: tokio::runtime::Runtime,
-    stack: Stack,
+    /// Behind a lock only so that [`Resolver::clear_cache`] can swap in a validator with an
+    /// empty validation cache; look-ups clone it (a few `Arc`s).
+    stack: Mutex<Stack>,
     wire: Arc<WireState>,
+    anchors: Arc<TrustAnchors>,
     cache: Mutex<HashMap<CacheKey, (Arc<Answer>, Instant)>>,
     flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
 }
@@ -373,6 +376,7 @@ impl Resolver {
             .map_err(|e| config_err(format!("cannot start the DNS runtime: {e}")))?;
         let wire = WireState::new(config.cache_entries);
         let pool = runtime.block_on(async { pool(&config) })?;
+        let mut anchors_used = Arc::new(TrustAnchors::empty());
         let stack = match &config.validation {
             Validation::TrustAdBit => {
                 if !config.server.ip().is_loopback() {
@@ -385,15 +389,19 @@ impl Resolver {
             }
             Validation::TrustAnchor(anchor) => {
                 let plain = Wire::new(pool, wire.clone());
-                let anchors = runtime.block_on(anchors(anchor, &plain))?;
-                Stack::Validating(DnssecDnsHandle::with_trust_anchor(plain, Arc::new(anchors)))
+                anchors_used = Arc::new(runtime.block_on(anchors(anchor, &plain))?);
+                Stack::Validating(DnssecDnsHandle::with_trust_anchor(
+                    plain,
+                    anchors_used.clone(),
+                ))
             }
         };
         Ok(Self {
             config,
             runtime,
-            stack,
+            stack: Mutex::new(stack),
             wire,
+            anchors: anchors_used,
             cache: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
         })
@@ -408,10 +416,17 @@ impl Resolver {
         self.wire.queries()
     }
 
-    /// Forgets every cached answer (for tests and for an operator's "flush").
+    /// Forgets every cached answer and validation result (for an operator's "flush", and to
+    /// measure cold look-ups).
     pub fn clear_cache(&self) {
         lock(&self.cache).clear();
         self.wire.clear();
+        let mut stack = lock(&self.stack);
+        if let Stack::Validating(handle) = &*stack {
+            let fresh =
+                DnssecDnsHandle::with_trust_anchor(handle.inner().clone(), self.anchors.clone());
+            *stack = Stack::Validating(fresh);
+        }
     }
 
     /// Looks up `name`/`rtype` and follows CNAMEs (at most 8), each step cached.
@@ -514,7 +529,8 @@ impl Resolver {
     /// Asks the network, within the look-up time-out.
     fn fetch(&self, key: &CacheKey) -> Result<Arc<Answer>, ResolveError> {
         let (name, rtype) = key.clone();
-        let stack = self.stack.clone();
+        let stack = lock(&self.stack).clone();
+        let ad_mode = matches!(stack, Stack::AdBit(_));
         let limit = self.config.lookup_timeout;
         let result = self.runtime.block_on(async move {
             tokio::time::timeout(limit, ask(&stack, name.clone(), rtype)).await
@@ -525,7 +541,7 @@ impl Resolver {
             reason,
         };
         let result = result.map_err(|_| fail(format!("no answer within {limit:?}")))?;
-        classify(&key.0, rtype, result, matches!(self.stack, Stack::AdBit(_)))
+        classify(&key.0, rtype, result, ad_mode)
             .map(Arc::new)
             .map_err(fail)
     }
