@@ -85,6 +85,19 @@ int iotsafe_dane_ssl_enable(const iotsafe_dane *d,
                             uint16_t port,
                             int policy);
 
+// Server authentication on a whole client `SSL_CTX` (for libraries that create the `SSL`
+// objects themselves, e.g. libmosquitto through `MOSQ_OPT_SSL_CTX`): every connection made
+// from `ctx` looks up `_<port>._tcp.<SNI host>` when the server's certificate arrives and is
+// verified by those records (or by PKIX when the policy is opportunistic and the server has no
+// DANE). Peer verification is switched on. The library must set SNI (libmosquitto does).
+//
+// # Safety
+// `d` from [`iotsafe_dane_new`]; `ctx` a live client `SSL_CTX`.
+int iotsafe_dane_ctx_enable_server_auth(const iotsafe_dane *d,
+                                        SSL_CTX *ctx,
+                                        uint16_t port,
+                                        int policy);
+
 // Verifies a device certificate (`chain`: the certificates it sent after it, may be NULL)
 // against the TLSA records at `name`. 1: authenticated; 0: not (reason in the last error).
 //

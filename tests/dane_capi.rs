@@ -297,3 +297,58 @@ fn clientid_handshake_through_the_c_api() {
     tls.write_all(b"hi").unwrap();
     assert_eq!(server.join().unwrap().as_deref(), Some(NAME));
 }
+
+#[test]
+fn ctx_enable_server_auth_covers_every_connection_of_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = pki::leaf(
+        dir.path(),
+        "srv",
+        "broker",
+        &["broker.example.test", "plain.example.test"],
+        None,
+    );
+    let other = pki::leaf(dir.path(), "oth", "broker", &["broker.example.test"], None);
+    let good = tls::TlsServer::start(&server.cert_path, &server.key_path, None);
+    let bad = tls::TlsServer::start(&other.cert_path, &other.key_path, None);
+    let record = Tlsa::for_certificate(
+        &server.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let e = env(&[
+        "broker 300 IN A 127.0.0.1".into(),
+        "plain 300 IN A 127.0.0.1".into(),
+        format!("_8883._tcp.broker 300 IN TLSA {record}"),
+    ]);
+    // As a library would: one context, configured once, then plain SSL objects with SNI. The
+    // records sit at port 8883; the test servers listen elsewhere, as a port forward would.
+    let ctx = SslContext::builder(SslMethod::tls_client())
+        .unwrap()
+        .build();
+    let rc = unsafe {
+        iotsafe_dane_ctx_enable_server_auth(e.handle, ctx.as_ptr(), 8883, IOTSAFE_DANE_REQUIRE)
+    };
+    assert_eq!(rc, 1, "{}", last_error());
+    let connect = |sni: &str, port: u16| -> bool {
+        let mut ssl = Ssl::new(&ctx).unwrap();
+        ssl.set_hostname(sni).unwrap();
+        ssl.connect(TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .is_ok()
+    };
+    assert!(
+        connect("broker.example.test", good.port),
+        "{}",
+        last_error()
+    );
+    assert!(!connect("broker.example.test", bad.port));
+    // No TLSA records for this name: refused under `require`, with the reason kept.
+    assert!(!connect("plain.example.test", good.port));
+    assert!(
+        last_error().contains("_8883._tcp.plain.example.test"),
+        "{}",
+        last_error()
+    );
+}

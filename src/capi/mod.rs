@@ -20,7 +20,7 @@ use openssl::x509::{X509Ref, X509};
 use crate::dane::client::ClientVerifier;
 use crate::dane::clientid_ext::{self, ClientIdServer, MissingName};
 use crate::dane::resolver::{Resolver, ResolverConfig, TrustAnchor};
-use crate::dane::server::{Policy, ServerTlsa};
+use crate::dane::server::{ContextDane, Policy, ServerTlsa};
 
 /// Policy value: no secure usable TLSA records means failure.
 pub const IOTSAFE_DANE_REQUIRE: c_int = 0;
@@ -238,6 +238,42 @@ pub unsafe extern "C" fn iotsafe_dane_ssl_enable(
             Ok(()) => Ok(1),
             Err(why) => refuse(why),
         }
+    })
+}
+
+/// Server authentication on a whole client `SSL_CTX` (for libraries that create the `SSL`
+/// objects themselves, e.g. libmosquitto through `MOSQ_OPT_SSL_CTX`): every connection made
+/// from `ctx` looks up `_<port>._tcp.<SNI host>` when the server's certificate arrives and is
+/// verified by those records (or by PKIX when the policy is opportunistic and the server has no
+/// DANE). Peer verification is switched on. The library must set SNI (libmosquitto does).
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `ctx` a live client `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_ctx_enable_server_auth(
+    d: *const IotsafeDane,
+    ctx: *mut openssl_sys::SSL_CTX,
+    port: u16,
+    policy: c_int,
+) -> c_int {
+    guard(|| {
+        let d = handle(d)?;
+        if ctx.is_null() {
+            return Err("ctx is NULL".into());
+        }
+        let policy = match policy {
+            IOTSAFE_DANE_OPPORTUNISTIC => Policy::Opportunistic,
+            _ => Policy::Require,
+        };
+        let dane = ContextDane {
+            resolver: d.resolver.clone(),
+            port,
+            policy,
+            on_refusal: Some(set_error),
+        };
+        let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
+        dane.install(&mut builder)?;
+        Ok(1)
     })
 }
 

@@ -179,3 +179,105 @@ pub(crate) fn set_ssl_ex_data<T>(
         }
     }
 }
+
+/// `SSL_DANE` is opaque here: only passed from `SSL_get0_dane` to `X509_STORE_CTX_set0_dane`.
+#[repr(C)]
+pub(crate) struct SslDane {
+    _private: [u8; 0],
+}
+
+type CertVerifyCb =
+    unsafe extern "C" fn(ctx: *mut openssl_sys::X509_STORE_CTX, arg: *mut libc::c_void) -> c_int;
+
+extern "C" {
+    fn SSL_CTX_set_cert_verify_callback(
+        ctx: *mut openssl_sys::SSL_CTX,
+        cb: Option<CertVerifyCb>,
+        arg: *mut libc::c_void,
+    );
+    fn SSL_get0_dane(ssl: *mut openssl_sys::SSL) -> *mut SslDane;
+    fn X509_STORE_CTX_set0_dane(ctx: *mut openssl_sys::X509_STORE_CTX, dane: *mut SslDane);
+    fn X509_STORE_CTX_get0_param(
+        ctx: *mut openssl_sys::X509_STORE_CTX,
+    ) -> *mut openssl_sys::X509_VERIFY_PARAM;
+    fn X509_VERIFY_PARAM_add1_host(
+        param: *mut openssl_sys::X509_VERIFY_PARAM,
+        name: *const libc::c_char,
+        namelen: libc::size_t,
+    ) -> c_int;
+}
+
+/// What a context-level chain verification needs from this crate: given the `SSL` (its SNI
+/// names the server) and the store context, prepare DANE or PKIX on them, or refuse.
+pub(crate) trait ChainVerifier: Send + Sync + 'static {
+    /// `Ok(hosts)`: verify the chain with OpenSSL, checking `hosts` when not empty (DANE
+    /// records, if any, are already on the `SSL`). `Err`: refuse.
+    fn prepare(&self, ssl: &mut SslRef) -> Result<Vec<String>, String>;
+}
+
+/// Replaces the chain verification of every connection made from `ctx` by: `verifier.prepare`
+/// on the connection's `SSL`, then OpenSSL's own verification (with DANE when records were
+/// added). The verifier lives as long as the context (it is kept in the context's ex_data).
+pub(crate) fn install_chain_verifier<V: ChainVerifier>(
+    ctx: &mut openssl::ssl::SslContextBuilder,
+    verifier: V,
+) -> Result<(), String> {
+    let index = openssl::ssl::SslContext::new_ex_index::<V>().map_err(|e| e.to_string())?;
+    ctx.set_ex_data(index, verifier);
+    // SAFETY: `ctx` is live; DANE must be enabled on the context before any SSL uses it; `arg`
+    // is the boxed verifier in the context's ex_data, freed only with the context, after its
+    // last callback.
+    unsafe {
+        let arg = openssl_sys::SSL_CTX_get_ex_data(ctx.as_ptr(), index.as_raw());
+        if arg.is_null() {
+            return Err("cannot keep the verifier on the context".into());
+        }
+        if SSL_CTX_dane_enable(ctx.as_ptr()) <= 0 {
+            return Err("SSL_CTX_dane_enable failed".into());
+        }
+        SSL_CTX_set_cert_verify_callback(ctx.as_ptr(), Some(verify_chain::<V>), arg);
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn verify_chain<V: ChainVerifier>(
+    store: *mut openssl_sys::X509_STORE_CTX,
+    arg: *mut libc::c_void,
+) -> c_int {
+    // No panic may unwind into libssl.
+    std::panic::catch_unwind(|| {
+        // SAFETY: called by libssl with the store context of a live handshake, whose ex_data
+        // holds the SSL; `arg` is the verifier installed with this callback.
+        unsafe {
+            let verifier = &*(arg as *const V);
+            let ssl = openssl_sys::X509_STORE_CTX_get_ex_data(
+                store,
+                openssl_sys::SSL_get_ex_data_X509_STORE_CTX_idx(),
+            ) as *mut openssl_sys::SSL;
+            if ssl.is_null() {
+                return 0;
+            }
+            let ssl_ref = SslRef::from_ptr_mut(ssl);
+            match verifier.prepare(ssl_ref) {
+                Ok(hosts) => {
+                    let param = X509_STORE_CTX_get0_param(store);
+                    for host in hosts {
+                        let host = host.trim_end_matches('.');
+                        X509_VERIFY_PARAM_add1_host(param, host.as_ptr() as *const _, host.len());
+                    }
+                    // The store context was set up before DANE was enabled on the SSL.
+                    X509_STORE_CTX_set0_dane(store, SSL_get0_dane(ssl));
+                    openssl_sys::X509_verify_cert(store)
+                }
+                Err(_) => {
+                    openssl_sys::X509_STORE_CTX_set_error(
+                        store,
+                        openssl_sys::X509_V_ERR_APPLICATION_VERIFICATION,
+                    );
+                    0
+                }
+            }
+        }
+    })
+    .unwrap_or(0)
+}

@@ -271,3 +271,44 @@ impl fmt::Display for ServerTlsa {
         }
     }
 }
+
+/// Server authentication for every connection made from one `SSL_CTX`, for libraries that
+/// create the `SSL` objects themselves (libmosquitto, Paho): the server's name is the SNI the
+/// library sets, the port is fixed per context. The look-up happens when the server's
+/// certificate arrives, so the TLSA answer is as fresh as the cache allows.
+pub struct ContextDane {
+    pub resolver: std::sync::Arc<Resolver>,
+    pub port: u16,
+    pub policy: Policy,
+    /// Told why a connection was refused (e.g. to keep it as a last-error message).
+    pub on_refusal: Option<fn(&str)>,
+}
+
+impl ossl::ChainVerifier for ContextDane {
+    fn prepare(&self, ssl: &mut SslRef) -> Result<Vec<String>, String> {
+        let result = ssl
+            .servername(openssl::ssl::NameType::HOST_NAME)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                "no SNI host name on the connection: cannot look up the server".to_string()
+            })
+            .and_then(|host| {
+                let tlsa = ServerTlsa::lookup(&self.resolver, &host, self.port, self.policy);
+                tlsa.configure(ssl)?;
+                Ok(tlsa.names)
+            });
+        if let (Err(why), Some(report)) = (&result, self.on_refusal) {
+            report(why);
+        }
+        result
+    }
+}
+
+impl ContextDane {
+    /// Installs this on `ctx` (and switches peer verification on, without which OpenSSL would
+    /// ignore a failed check).
+    pub fn install(self, ctx: &mut openssl::ssl::SslContextBuilder) -> Result<(), String> {
+        ctx.set_verify(SslVerifyMode::PEER);
+        ossl::install_chain_verifier(ctx, self)
+    }
+}
