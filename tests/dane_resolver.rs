@@ -222,3 +222,26 @@ fn trust_anchor_below_the_root_is_refused() {
         .expect_err("not a root anchor");
     assert!(err.to_string().contains("only root"), "{err}");
 }
+
+#[test]
+fn ad_bit_is_only_trusted_from_loopback() {
+    let mut config = ResolverConfig::new(([192, 0, 2, 1], 53).into(), TrustAnchor::iana_root());
+    config.validation = iotsafe_dane::dane::resolver::Validation::TrustAdBit;
+    let err = Resolver::new(config).expect_err("remote AD bit");
+    assert!(err.to_string().contains("loopback"), "{err}");
+}
+
+#[test]
+fn ad_bit_mode_never_calls_an_unsigned_answer_secure() {
+    // knotd is authoritative and sets no AD bit: with AD trust every answer is insecure, and a
+    // validating look-up of the same name is secure. The two modes are told apart.
+    let dns = hierarchy();
+    let mut config = ResolverConfig::new(dns.addr(), TrustAnchor::iana_root());
+    config.validation = iotsafe_dane::dane::resolver::Validation::TrustAdBit;
+    let r = Resolver::new(config).expect("resolver");
+    let res = r
+        .resolve("dev1._device.iotregistry.test", RecordType::TLSA)
+        .expect("look-up");
+    assert_eq!(res.proof(), Proof::Insecure);
+    assert_eq!(res.records().len(), 1);
+}
