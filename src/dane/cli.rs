@@ -186,24 +186,25 @@ pub fn check_server(
     ca_file: Option<&Path>,
 ) -> ServerCheck {
     let tlsa = ServerTlsa::lookup(resolver, host, port, policy);
-    let mut check = ServerCheck {
+    let mut address = None;
+    let result = connect(resolver, &tlsa, &mut address, ca_file);
+    ServerCheck {
         tlsa,
-        address: None,
-        result: Err(String::new()),
-    };
-    check.result = connect(resolver, &mut check, ca_file);
-    check
+        address,
+        result,
+    }
 }
 
 fn connect(
     resolver: &Resolver,
-    check: &mut ServerCheck,
+    tlsa: &ServerTlsa,
+    address: &mut Option<SocketAddr>,
     ca_file: Option<&Path>,
 ) -> Result<Authority, String> {
-    if let Decision::Refuse(why) = &check.tlsa.decision {
+    if let Decision::Refuse(why) = &tlsa.decision {
         return Err(why.clone());
     }
-    let host = check.tlsa.host.trim_end_matches('.').to_string();
+    let host = tlsa.host.trim_end_matches('.').to_string();
     // Cached by the TLSA decision's own address look-up.
     let addresses = resolver
         .resolve(&host, hickory_resolver::proto::rr::RecordType::A)
@@ -216,8 +217,8 @@ fn connect(
             _ => None,
         })
         .ok_or_else(|| format!("{host} has no IPv4 address"))?;
-    let addr = SocketAddr::new(ip, check.tlsa.port);
-    check.address = Some(addr);
+    let addr = SocketAddr::new(ip, tlsa.port);
+    *address = Some(addr);
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
@@ -231,10 +232,9 @@ fn connect(
     let ctx = ctx.build();
     let mut ssl = Ssl::new(&ctx).map_err(|e| e.to_string())?;
     ssl.set_hostname(&host).map_err(|e| e.to_string())?;
-    check.tlsa.configure(&mut ssl)?;
-    let decision = check.tlsa.decision.clone();
+    tlsa.configure(&mut ssl)?;
     match ssl.connect(stream) {
-        Ok(tls) => server::authority(tls.ssl(), &decision),
+        Ok(tls) => server::authority(tls.ssl(), &tlsa.decision),
         Err(e) => {
             let verify = match &e {
                 openssl::ssl::HandshakeError::Failure(mid) => Some(mid.ssl().verify_result()),

@@ -194,7 +194,8 @@ impl ClientVerifier {
             return Err(Refusal::NoRecords(what));
         }
         let mut reasons = Vec::new();
-        for record in tlsa::agile(&v.records) {
+        let counted = tlsa::agile(&v.records);
+        for &record in &counted {
             match self.check(record, &v.name, leaf, chain) {
                 Ok(depth) => {
                     return Ok(Matched {
@@ -206,7 +207,7 @@ impl ClientVerifier {
             }
         }
         for r in &v.records {
-            if !tlsa::agile(&v.records).contains(&r) {
+            if !counted.contains(&r) {
                 let why = if r.is_usable() {
                     "ignored: a stronger digest is published for this usage and selector"
                 } else {

@@ -37,7 +37,7 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
 use super::wire::{Wire, WireState};
 
-pub use hickory_resolver::proto::dnssec::Proof as HickoryProof;
+use hickory_resolver::proto::dnssec::Proof as HickoryProof;
 
 /// The DNSSEC state of an answer (RFC 4033 §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -257,11 +257,11 @@ impl FromStr for TrustAnchor {
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
             let Some(pos) = fields.iter().position(|f| *f == "DNSKEY" || *f == "DS") else {
-                return Err(config(format!("not a DNSKEY or DS record: {line}")));
+                return Err(config_err(format!("not a DNSKEY or DS record: {line}")));
             };
             if fields[0] != "." {
                 // hickory's validator loops on anchors below the root; refuse them loudly.
-                return Err(config(format!(
+                return Err(config_err(format!(
                     "trust anchor for {} refused: only root (.) anchors are supported",
                     fields[0]
                 )));
@@ -277,14 +277,16 @@ impl FromStr for TrustAnchor {
             }
         }
         if anchor.is_builtin() {
-            return Err(config("no DNSKEY or DS record in the trust anchor".into()));
+            return Err(config_err(
+                "no DNSKEY or DS record in the trust anchor".into(),
+            ));
         }
         Ok(anchor)
     }
 }
 
 fn parse_ds(f: &[&str], line: &str) -> Result<(u16, u8, u8, Vec<u8>), ResolveError> {
-    let bad = || config(format!("malformed DS record: {line}"));
+    let bad = || config_err(format!("malformed DS record: {line}"));
     if f.len() < 4 {
         return Err(bad());
     }
@@ -295,10 +297,6 @@ fn parse_ds(f: &[&str], line: &str) -> Result<(u16, u8, u8, Vec<u8>), ResolveErr
         f[2].parse().map_err(|_| bad())?,
         super::tlsa::hex_decode(&hex).ok_or_else(bad)?,
     ))
-}
-
-fn config(why: String) -> ResolveError {
-    ResolveError::Config(why)
 }
 
 /// How to build a [`Resolver`].
