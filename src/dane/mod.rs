@@ -3,7 +3,9 @@
 //! - [`resolver`]: validated look-ups with a proof state for every answer, cached;
 //! - [`tlsa`]: TLSA records, owner names, certificate matching;
 //! - [`server`]: server authentication through OpenSSL's own DANE (RFC 6698, 7671, 7672);
-//! - [`client`]: device identities (draft-ietf-dance-client-auth).
+//! - [`client`]: device identities (draft-ietf-dance-client-auth);
+//! - [`clientid_ext`]: the `dane_clientid` TLS 1.3 extension, device checks inside the handshake;
+//! - [`cli`]: the `iotsafe dane check-server|check-client` subcommands and their reports.
 //!
 //! Nothing here knows about smart cards: a device's key is simply the key in its certificate.
 
