@@ -9,7 +9,7 @@ PREFIX  ?= /usr/local
 APT_PACKAGES = pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools \
                knot knot-dnsutils ldnsutils hash-slinger \
                mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libpaho-mqtt-dev \
-               libssl-dev openssl pkg-config gcc make
+               libssl-dev openssl pkg-config gcc make cbindgen
 
 .PHONY: all deps build demo test lint unit bench clean
 
@@ -30,6 +30,10 @@ lint: deps
 
 test: build lint
 	scripts/run-tests.sh
+
+# Figures as `BENCH <name> <value>` lines, each with its baseline measured in the same run.
+bench: build
+	$(CARGO) bench --bench dane
 
 clean:
 	$(CARGO) clean

@@ -9,10 +9,10 @@
 use super::apdu::{exchange, Command, Response};
 use super::ecdsa::{self, HashAlg};
 use super::error::{Error, Result};
-use super::hex;
 use super::objects::{parse_object_list, AppInfo, ObjectInfo, ObjectKind, ObjectRef};
 use super::tlv;
 use super::transport::{modem, pcsc, Link, Transport};
+use crate::hex;
 
 /// The GSMA IoT SAFE AID (most deployed applets).
 pub const AID_GSMA: &[u8] = &[0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];

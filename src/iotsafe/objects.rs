@@ -75,7 +75,7 @@ pub enum ObjectRef {
 impl ObjectRef {
     /// Parses an id given in hex (`01`, `3031`), as users and configuration files write it.
     pub fn id_from_hex(hex: &str) -> Result<Self> {
-        let id = crate::iotsafe::hex::decode(hex)
+        let id = crate::hex::decode(hex)
             .map_err(|e| Error::Invalid(format!("object id '{hex}': {e}")))?;
         if id.is_empty() || id.len() > 20 {
             return Err(Error::Invalid(format!(
@@ -102,7 +102,7 @@ impl ObjectRef {
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ObjectRef::Id(id) => write!(f, "id {}", crate::iotsafe::hex::encode(id)),
+            ObjectRef::Id(id) => write!(f, "id {}", crate::hex::encode(id)),
             ObjectRef::Label(label) => write!(f, "label {label:?}"),
         }
     }
@@ -197,7 +197,7 @@ impl fmt::Display for ObjectInfo {
             f,
             "{:<12} id {}",
             self.kind.noun(),
-            crate::iotsafe::hex::encode(&self.id)
+            crate::hex::encode(&self.id)
         )?;
         if let Some(label) = &self.label {
             write!(f, "  label {label:?}")?;
@@ -278,7 +278,7 @@ impl AppInfo {
 
 impl fmt::Display for AppInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::iotsafe::hex::encode;
+        use crate::hex::encode;
         writeln!(f, "version:      {}", encode(&self.version))?;
         writeln!(f, "applet id:    {}", encode(&self.applet_id))?;
         let names = ["files", "private keys", "public keys", "secret keys"];

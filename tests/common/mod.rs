@@ -2,9 +2,12 @@
 #![allow(dead_code)]
 
 pub mod card;
+pub mod dns;
 pub mod modem;
+pub mod pki;
+pub mod tls;
 
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -27,6 +30,17 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A loopback port free for both UDP and TCP at the time of the call.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Two consecutive free TCP ports (vpcd listens on a pair), chosen at random to keep tests that
@@ -97,7 +111,7 @@ pub fn sign_and_verify(dir: &Path, iotsafe: &dyn Fn(&[&str]) -> Output, hash: &s
 
     let digest = digest_hex(hash, &message);
     let signature_hex = ok(iotsafe(&["sign", "--digest", &digest, "--hash", hash]));
-    let signature = iotsafe_dane::iotsafe::hex::decode(signature_hex.trim()).unwrap();
+    let signature = iotsafe_dane::hex::decode(signature_hex.trim()).unwrap();
     let sig_file = dir.join("sig.der");
     std::fs::write(&sig_file, signature).unwrap();
 

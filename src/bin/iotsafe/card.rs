@@ -4,13 +4,13 @@ use std::fs;
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use iotsafe_dane::iotsafe::hex;
+use iotsafe_dane::dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
+use iotsafe_dane::hex;
 use iotsafe_dane::iotsafe::transport::pcsc;
 use iotsafe_dane::iotsafe::{
     Applet, AppletConfig, ChannelMode, ClaStyle, HashAlg, ObjectKind, ObjectRef,
 };
 use iotsafe_dane::keys::{self, Curve};
-use openssl::hash::{hash, MessageDigest};
 use openssl::x509::X509;
 
 /// Which card, applet and objects the subcommands use.
@@ -271,31 +271,18 @@ fn tlsa(
     selector: u8,
     mtype: u8,
 ) -> Result<(), String> {
-    if usage > 3 || selector > 1 || mtype > 2 {
+    let (Some(usage), Some(selector), Some(mtype)) = (
+        Usage::from_u8(usage),
+        Selector::from_u8(selector),
+        Matching::from_u8(mtype),
+    ) else {
         return Err(format!(
             "TLSA {usage} {selector} {mtype}: usage 0-3, selector 0-1, matching type 0-2"
         ));
-    }
-    let cert = certificate(options)?;
-    let selected = match selector {
-        0 => cert.to_der(),
-        _ => cert.public_key().and_then(|k| k.public_key_to_der()),
-    }
-    .map_err(|e| e.to_string())?;
-    let data = match mtype {
-        0 => selected,
-        1 => hash(MessageDigest::sha256(), &selected)
-            .map_err(|e| e.to_string())?
-            .to_vec(),
-        _ => hash(MessageDigest::sha512(), &selected)
-            .map_err(|e| e.to_string())?
-            .to_vec(),
     };
-    let owner = name.trim_end_matches('.');
-    println!(
-        "{owner}. IN TLSA {usage} {selector} {mtype} {}",
-        hex::encode(&data).to_lowercase()
-    );
+    let record = Tlsa::for_certificate(certificate(options)?.as_ref(), usage, selector, mtype)
+        .map_err(|e| e.to_string())?;
+    println!("{} IN TLSA {record}", tlsa::fqdn(name));
     Ok(())
 }
 

@@ -11,8 +11,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use super::{Link, Transport};
+use crate::hex;
 use crate::iotsafe::error::{Error, Result};
-use crate::iotsafe::hex;
 
 /// How long one AT command may take before the modem is declared unresponsive. A real card
 /// signs in well under a second; a modem adds its serial round trip.
