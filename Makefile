@@ -22,7 +22,7 @@ build: deps
 	$(CARGO) build --workspace --all-targets
 
 demo: build
-	scripts/demo.sh
+	$(CARGO) run --quiet --example demo
 
 lint: deps
 	$(CARGO) fmt --all -- --check

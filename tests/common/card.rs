@@ -105,7 +105,7 @@ impl CardRig {
 
     /// Runs the `iotsafe` tool against this card.
     pub fn iotsafe(&self, args: &[&str]) -> Output {
-        self.command(env!("CARGO_BIN_EXE_iotsafe"))
+        self.command(workspace_binary("iotsafe"))
             .args(args)
             .output()
             .expect("run iotsafe")

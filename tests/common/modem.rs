@@ -62,7 +62,7 @@ impl ModemRig {
 
     /// Runs the `iotsafe` tool through this modem.
     pub fn iotsafe(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+        Command::new(workspace_binary("iotsafe"))
             .arg("--modem")
             .arg(self.port())
             .args(args)
@@ -71,7 +71,7 @@ impl ModemRig {
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_iotsafe"));
+        let mut command = Command::new(workspace_binary("iotsafe"));
         command.arg("--modem").arg(self.port());
         command
     }
