@@ -7,6 +7,7 @@ pub mod modem;
 pub mod mqtt;
 pub mod pki;
 pub mod tls;
+pub mod unbound;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
