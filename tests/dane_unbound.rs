@@ -3,13 +3,14 @@
 
 mod common;
 
-use common::{dns, unbound};
+use common::{dns, pki, tls, unbound};
 
 use hickory_resolver::proto::rr::RecordType;
 use iotsafe_dane::dane::resolver::{
     Outcome, Proof, Resolver, ResolverConfig, TrustAnchor, Validation,
 };
 use iotsafe_dane::dane::server::{Decision, Policy, ServerTlsa};
+use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -159,4 +160,63 @@ fn denials_keep_the_ad_bit() {
         .expect("look-up");
     assert_eq!(insecure_nx.last().outcome, Outcome::NxDomain);
     assert_eq!(insecure_nx.proof(), Proof::Insecure);
+}
+
+/// `iotsafe dane check-server --trust-ad` through unbound: the handshake is authenticated by
+/// records whose only proof is unbound's AD bit, and a server with another key is refused.
+#[test]
+fn check_server_trusting_unbound_authenticates_by_tlsa() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = "broker.example.test";
+    let good_leaf = pki::leaf(dir.path(), "good", "broker", &[host], None);
+    let other_leaf = pki::leaf(dir.path(), "other", "broker", &[host], None);
+    let good = tls::TlsServer::start(&good_leaf.cert_path, &good_leaf.key_path, None);
+    let other = tls::TlsServer::start(&other_leaf.cert_path, &other_leaf.key_path, None);
+    let record = Tlsa::for_certificate(
+        &good_leaf.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let lines = [
+        "broker 300 IN A 127.0.0.1".to_string(),
+        format!("_{}._tcp.broker 300 IN TLSA {record}", good.port),
+        format!("_{}._tcp.broker 300 IN TLSA {record}", other.port),
+    ];
+    let extra: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| ("example.test.", l.as_str()))
+        .collect();
+    let dns = dns::TestDns::start(&extra);
+    let unbound = unbound::Unbound::start(&dns);
+    let resolver = unbound.addr().to_string();
+    let check = |port: u16| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+            .args(["dane", "check-server", host, &port.to_string()])
+            .args(["--resolver", &resolver, "--trust-ad"])
+            .output()
+            .expect("run iotsafe dane")
+    };
+    let out = check(good.port);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    assert!(
+        common::stdout(&out).contains("secure"),
+        "{}",
+        common::stdout(&out)
+    );
+    let out = check(other.port);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
 }
