@@ -220,3 +220,38 @@ fn check_server_trusting_unbound_authenticates_by_tlsa() {
         common::stderr(&out)
     );
 }
+
+/// An RRset too large for a UDP response (unbound sets TC) is asked again over TCP and keeps
+/// its AD bit.
+#[test]
+fn truncated_answer_is_asked_again_over_tcp() {
+    let lines: Vec<String> = (0..24)
+        .map(|i| format!("_443._tcp.big 300 IN TLSA 3 0 2 {i:02x}{}", "ab".repeat(63)))
+        .collect();
+    let extra: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| ("example.test.", l.as_str()))
+        .collect();
+    let dns = dns::TestDns::start(&extra);
+    let unbound = unbound::Unbound::start(&dns);
+    let resolver = ad_resolver(&unbound);
+    let name = "_443._tcp.big.example.test";
+    let udp = unbound.dig(name, "TLSA");
+    let flags = udp
+        .lines()
+        .find(|l| l.starts_with(";; Flags:"))
+        .unwrap_or_default();
+    assert!(
+        flags.split_whitespace().any(|f| f == "tc"),
+        "the UDP answer is truncated: {udp}"
+    );
+    let before = resolver.queries_sent();
+    let res = resolver.resolve(name, RecordType::TLSA).expect("look-up");
+    assert_eq!(res.records().len(), 24);
+    assert_eq!(res.proof(), Proof::Secure);
+    assert_eq!(
+        resolver.queries_sent() - before,
+        2,
+        "UDP, then again through the pool (TCP)"
+    );
+}
