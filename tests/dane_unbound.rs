@@ -236,7 +236,7 @@ fn truncated_answer_is_asked_again_over_tcp() {
     let unbound = unbound::Unbound::start(&dns);
     let resolver = ad_resolver(&unbound);
     let name = "_443._tcp.big.example.test";
-    let udp = unbound.dig(name, "TLSA");
+    let udp = unbound.dig_udp_only(name, "TLSA");
     let flags = udp
         .lines()
         .find(|l| l.starts_with(";; Flags:"))

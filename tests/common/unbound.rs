@@ -67,10 +67,20 @@ impl Unbound {
 
     /// `kdig` through unbound (with the DO bit), for diagnostics.
     pub fn dig(&self, name: &str, rtype: &str) -> String {
+        self.kdig(&[name, rtype])
+    }
+
+    /// One UDP query without the retry over TCP on truncation (`+ignore`).
+    pub fn dig_udp_only(&self, name: &str, rtype: &str) -> String {
+        self.kdig(&["+ignore", "+bufsize=1232", name, rtype])
+    }
+
+    fn kdig(&self, args: &[&str]) -> String {
         let out = Command::new("kdig")
             .args(["+dnssec", "+timeout=2", "+retry=0"])
             .arg("@127.0.0.1")
-            .args(["-p", &self.port.to_string(), name, rtype])
+            .args(["-p", &self.port.to_string()])
+            .args(args)
             .output()
             .expect("kdig (package knot-dnsutils) must be installed");
         String::from_utf8_lossy(&out.stdout).into_owned()
