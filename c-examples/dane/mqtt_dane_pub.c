@@ -2,9 +2,10 @@
  * A libmosquitto publisher that authenticates its broker by DNSSEC-validated TLSA records.
  *
  * It is an ordinary libmosquitto program that hands its own SSL_CTX to the library
- * (MOSQ_OPT_SSL_CTX); the one line that adds DANE is the call to
+ * (MOSQ_OPT_SSL_CTX); what adds DANE is one call on that context,
  * iotsafe_dane_ctx_enable_server_auth(), after which every connection made from the context
- * looks up _<port>._tcp.<broker> and verifies the broker's certificate against those records.
+ * looks up _<port>._tcp.<broker> and verifies the broker's certificate against those records
+ * (plus, once per process, the handle from iotsafe_dane_new() that holds the resolver).
  *
  * Usage: mqtt_dane_pub HOST PORT TOPIC MESSAGE
  * Environment: IOTSAFE_DANE_RESOLVER (ADDR:PORT of the DNS server, default 127.0.0.1:53),
