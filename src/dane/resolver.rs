@@ -6,7 +6,10 @@
 //! - in-process validation with hickory's validator against a trust anchor (the IANA root by
 //!   default, or a file of root DNSKEY/DS lines for a private root);
 //! - trusting the AD bit of a validating resolver, which is only sound when that resolver is on
-//!   loopback (the path to it cannot be tampered with), so nothing else is accepted.
+//!   loopback (the path to it cannot be tampered with), so nothing else is accepted. Denials
+//!   keep their AD bit too (asked over UDP, their header reaches the classifier), except a
+//!   denial too large for UDP: asked again over TCP through hickory's pool, which drops the
+//!   header of negative answers, it counts as unproven (insecure), never as secure.
 //!
 //! Answers are cached after classification, so a warm look-up takes a lock and a hash probe and
 //! never enters the async runtime. The cache is bounded in entries and honours the record TTLs;
