@@ -1,5 +1,7 @@
 //! The C examples of c-examples/dane, built with their Makefile against the library and run
-//! against a real knotd, a real mosquitto broker and `openssl s_server` peers.
+//! against a real knotd, a real mosquitto broker and `openssl s_server` peers. The examples
+//! resolve the broker's address through the system (getaddrinfo), so they run with a private
+//! /etc/hosts in a mount namespace of their own (`unshare -m`, as root like the other rigs).
 
 mod common;
 
