@@ -7,7 +7,7 @@ PREFIX  ?= /usr/local
 # What the tests and the demo run for real: pcscd with the vpcd reader driver, knotd,
 # mosquitto, OpenSSL 3 and its headers, and the DNS/DANE peers used to cross-check.
 APT_PACKAGES = pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools \
-               knot knot-dnsutils ldnsutils hash-slinger \
+               knot knot-dnsutils ldnsutils hash-slinger unbound \
                mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libpaho-mqtt-dev \
                libssl-dev openssl pkg-config gcc make cbindgen
 

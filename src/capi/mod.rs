@@ -246,6 +246,8 @@ pub unsafe extern "C" fn iotsafe_dane_ssl_enable(
 /// from `ctx` looks up `_<port>._tcp.<SNI host>` when the server's certificate arrives and is
 /// verified by those records (or by PKIX when the policy is opportunistic and the server has no
 /// DANE). Peer verification is switched on. The library must set SNI (libmosquitto does).
+/// Why a handshake was refused (no usable records, bogus DNS, no record matched) is kept as the
+/// last error of the thread that ran the handshake.
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `ctx` a live client `SSL_CTX`.

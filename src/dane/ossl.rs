@@ -213,6 +213,10 @@ pub(crate) trait ChainVerifier: Send + Sync + 'static {
     /// `Ok(hosts)`: verify the chain with OpenSSL, checking `hosts` when not empty (DANE
     /// records, if any, are already on the `SSL`). `Err`: refuse.
     fn prepare(&self, ssl: &mut SslRef) -> Result<Vec<String>, String>;
+
+    /// Told when OpenSSL's verification of a prepared connection failed (e.g. no TLSA record
+    /// matched), with OpenSSL's reason.
+    fn rejected(&self, _ssl: &SslRef, _why: &str) {}
 }
 
 /// Replaces the chain verification of every connection made from `ctx` by: `verifier.prepare`
@@ -267,7 +271,13 @@ unsafe extern "C" fn verify_chain<V: ChainVerifier>(
                     }
                     // The store context was set up before DANE was enabled on the SSL.
                     X509_STORE_CTX_set0_dane(store, SSL_get0_dane(ssl));
-                    openssl_sys::X509_verify_cert(store)
+                    let ok = openssl_sys::X509_verify_cert(store);
+                    if ok <= 0 {
+                        let code = openssl_sys::X509_STORE_CTX_get_error(store);
+                        let why = openssl::x509::X509VerifyResult::from_raw(code);
+                        verifier.rejected(ssl_ref, why.error_string());
+                    }
+                    ok
                 }
                 Err(_) => {
                     openssl_sys::X509_STORE_CTX_set_error(

@@ -6,7 +6,10 @@
 //! - in-process validation with hickory's validator against a trust anchor (the IANA root by
 //!   default, or a file of root DNSKEY/DS lines for a private root);
 //! - trusting the AD bit of a validating resolver, which is only sound when that resolver is on
-//!   loopback (the path to it cannot be tampered with), so nothing else is accepted.
+//!   loopback (the path to it cannot be tampered with), so nothing else is accepted. Denials
+//!   keep their AD bit too (asked over UDP, their header reaches the classifier), except a
+//!   denial too large for UDP: asked again over TCP through hickory's pool, which drops the
+//!   header of negative answers, it counts as unproven (insecure), never as secure.
 //!
 //! Answers are cached after classification, so a warm look-up takes a lock and a hash probe and
 //! never enters the async runtime. The cache is bounded in entries and honours the record TTLs;
@@ -25,7 +28,8 @@ use std::time::{Duration, Instant};
 use hickory_resolver::config::{NameServerConfig, ResolverOpts};
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
+use hickory_resolver::net::udp::UdpClientStream;
+use hickory_resolver::net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, DNSKEY};
 use hickory_resolver::proto::dnssec::{DigestType, TrustAnchors, Verifier};
@@ -337,7 +341,13 @@ type Pool = NameServerPool<TokioRuntimeProvider>;
 #[derive(Clone)]
 enum Stack {
     Validating(DnssecDnsHandle<Wire<Pool>>),
-    AdBit(Wire<Pool>),
+    /// Trusting the AD bit: queries go over plain UDP first, whose responses reach us whole
+    /// (the pool turns a negative response into an error without its header, and so without
+    /// its AD bit); a truncated response is asked again through the pool, over TCP.
+    AdBit {
+        udp: Wire<DnsExchange<TokioRuntimeProvider>>,
+        pool: Wire<Pool>,
+    },
 }
 
 type CacheKey = (Name, RecordType);
@@ -383,7 +393,18 @@ impl Resolver {
                         config.server
                     )));
                 }
-                Stack::AdBit(Wire::new(pool, wire.clone()))
+                let server = config.server;
+                let timeout = config.query_timeout;
+                // The exchange spawns its background task on the runtime.
+                let udp = runtime.block_on(async move {
+                    UdpClientStream::builder(server, TokioRuntimeProvider::new())
+                        .with_timeout(Some(timeout))
+                        .exchange()
+                });
+                Stack::AdBit {
+                    udp: Wire::new(udp, wire.clone()),
+                    pool: Wire::new(pool, wire.clone()),
+                }
             }
             Validation::TrustAnchor(anchor) => {
                 let plain = Wire::new(pool, wire.clone());
@@ -528,7 +549,7 @@ impl Resolver {
     fn fetch(&self, key: &CacheKey) -> Result<Arc<Answer>, ResolveError> {
         let (name, rtype) = key.clone();
         let stack = lock(&self.stack).clone();
-        let ad_mode = matches!(stack, Stack::AdBit(_));
+        let ad_mode = matches!(stack, Stack::AdBit { .. });
         let limit = self.config.lookup_timeout;
         let result = self.runtime.block_on(async move {
             tokio::time::timeout(limit, ask(&stack, name.clone(), rtype)).await
@@ -611,10 +632,21 @@ async fn ask(stack: &Stack, name: Name, rtype: RecordType) -> Result<DnsResponse
     let query = Query::query(name, rtype);
     match stack {
         Stack::Validating(handle) => handle.lookup(query, request_options()).first_answer().await,
-        Stack::AdBit(handle) => {
+        Stack::AdBit { udp, pool } => {
             let mut request = DnsRequest::from_query(query, request_options());
             request.metadata.authentic_data = true;
-            handle.send(request).first_answer().await
+            match udp.send(request.clone()).first_answer().await {
+                Ok(response) if response.metadata.truncation => {
+                    pool.send(request).first_answer().await
+                }
+                Ok(response) => match response.response_code {
+                    // Answers and denials, with their AD bit.
+                    ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
+                    // SERVFAIL (what a validating resolver says for bogus data) and the rest.
+                    code => Err(NetError::Dns(DnsError::ResponseCode(code))),
+                },
+                Err(e) => Err(e),
+            }
         }
     }
 }
@@ -637,8 +669,9 @@ fn classify(
     match result {
         Ok(response) => Ok(classify_response(name, rtype, &response, ad_mode, answer)),
         Err(NetError::Dns(DnsError::NoRecordsFound(none))) => {
-            // Only reached without in-process validation: the AD bit of a negative answer is
-            // not kept by the transport, so the denial counts as unproven.
+            // Only reached in AD-bit mode for a denial too large for UDP, asked again over TCP
+            // through the pool, which does not keep the AD bit of a negative answer: the denial
+            // counts as unproven (never upgraded; "no DANE" either way).
             let outcome = negative(none.response_code);
             Ok(answer(
                 Proof::Insecure,

@@ -302,6 +302,18 @@ impl ossl::ChainVerifier for ContextDane {
         }
         result
     }
+
+    fn rejected(&self, ssl: &SslRef, why: &str) {
+        if let Some(report) = self.on_refusal {
+            let host = ssl
+                .servername(openssl::ssl::NameType::HOST_NAME)
+                .unwrap_or("?");
+            report(&format!(
+                "{host}:{}: certificate verification failed: {why}",
+                self.port
+            ));
+        }
+    }
 }
 
 impl ContextDane {

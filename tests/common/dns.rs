@@ -128,6 +128,11 @@ impl TestDns {
         dns
     }
 
+    /// Every zone knotd serves, parent before child (`.` first).
+    pub fn zones(&self) -> Vec<&'static str> {
+        SIGNED.iter().chain(UNSIGNED.iter()).copied().collect()
+    }
+
     /// The address knotd answers on.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))

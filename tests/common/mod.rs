@@ -4,8 +4,10 @@
 pub mod card;
 pub mod dns;
 pub mod modem;
+pub mod mqtt;
 pub mod pki;
 pub mod tls;
+pub mod unbound;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -140,4 +142,27 @@ pub fn sign_and_verify(dir: &Path, iotsafe: &dyn Fn(&[&str]) -> Output, hash: &s
         !verify(&tampered).status.success(),
         "a signature over another message must not verify"
     );
+}
+
+/// `program args...` run with a private /etc/hosts that adds `entries` (name, address) to the
+/// machine's, so that programs resolving through the system (getaddrinfo, libmosquitto) find
+/// the test hierarchy's names. The file is bind-mounted in a new mount namespace of the child
+/// only (`unshare -m`, needs root); the machine's /etc/hosts is untouched.
+pub fn with_hosts(dir: &Path, entries: &[(&str, &str)], program: &Path) -> Command {
+    let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    for (name, addr) in entries {
+        hosts.push_str(&format!("\n{addr} {name}\n"));
+    }
+    let file = dir.join("hosts");
+    std::fs::write(&file, hosts).expect("write hosts file");
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+    ])
+    .arg(&file)
+    .arg(program);
+    cmd
 }
