@@ -7,11 +7,11 @@ PREFIX  ?= /usr/local
 # What the tests and the demo run for real: pcscd with the vpcd reader driver, knotd,
 # mosquitto, OpenSSL 3 and its headers, and the DNS/DANE peers used to cross-check.
 APT_PACKAGES = pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools \
-               knot knot-dnsutils ldnsutils hash-slinger \
+               knot knot-dnsutils ldnsutils hash-slinger unbound \
                mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libpaho-mqtt-dev \
-               libssl-dev openssl pkg-config gcc make
+               libssl-dev openssl pkg-config gcc make cbindgen
 
-.PHONY: all deps build demo test lint unit bench clean
+.PHONY: all deps build demo test lint unit bench clean provider install
 
 all: build
 
@@ -20,9 +20,37 @@ deps:
 
 build: deps
 	$(CARGO) build --workspace --all-targets
+	@$(MAKE) --no-print-directory provider PROFILE=debug
+
+# The provider under the name openssl.cnf uses (`iotsafe`): iotsafe.so beside the library,
+# so that OPENSSL_MODULES=target/<profile> finds it.
+PROFILE ?= debug
+provider:
+	ln -sf libiotsafe_dane.so target/$(PROFILE)/iotsafe.so
+
+# Where OpenSSL looks for provider modules (`openssl version -m`).
+MODULESDIR ?= $(shell openssl version -m | sed -n 's/^MODULESDIR: "\(.*\)"/\1/p')
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
+# The provider as iotsafe.so where OpenSSL finds modules, the library, the tools, the
+# header(s), a pkg-config file and the example openssl.cnf.
+install: deps
+	$(CARGO) build --release --workspace
+	install -D -m 0755 target/release/libiotsafe_dane.so $(DESTDIR)$(MODULESDIR)/iotsafe.so
+	install -D -m 0755 target/release/libiotsafe_dane.so $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so
+	install -D -m 0755 target/release/iotsafe $(DESTDIR)$(PREFIX)/bin/iotsafe
+	install -D -m 0755 target/release/iotsafe-sim $(DESTDIR)$(PREFIX)/bin/iotsafe-sim
+	for h in include/*.h; do [ -f "$$h" ] && install -D -m 0644 "$$h" $(DESTDIR)$(INCLUDEDIR)/$$(basename "$$h"); done; true
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig
+	sed -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@MODULESDIR@|$(MODULESDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    iotsafe-dane.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/iotsafe-dane.pc
+	install -D -m 0644 c-examples/openssl.cnf $(DESTDIR)$(PREFIX)/share/iotsafe-dane/openssl.cnf
 
 demo: build
-	scripts/demo.sh
+	$(CARGO) run --quiet --example demo
 
 lint: deps
 	$(CARGO) fmt --all -- --check
@@ -30,6 +58,13 @@ lint: deps
 
 test: build lint
 	scripts/run-tests.sh
+
+# Figures as `BENCH <name> <value>` lines, each with its baseline measured in the same run.
+bench: build
+	$(CARGO) bench --bench dane
+	$(CARGO) build --release --workspace
+	@$(MAKE) --no-print-directory provider PROFILE=release
+	$(CARGO) test --release --test provider_bench -- --ignored --nocapture 2>&1 | grep '^BENCH'
 
 clean:
 	$(CARGO) clean

@@ -39,7 +39,10 @@ impl Curve {
 
 /// The public key for an uncompressed point (`04 X Y`) on `curve`; fails when the point is
 /// not on the curve.
-pub fn public_key_from_point(curve: Curve, point: &[u8]) -> Result<PKey<Public>, openssl::error::ErrorStack> {
+pub fn public_key_from_point(
+    curve: Curve,
+    point: &[u8],
+) -> Result<PKey<Public>, openssl::error::ErrorStack> {
     let group = EcGroup::from_curve_name(curve.nid())?;
     let mut ctx = BigNumContext::new()?;
     let point = EcPoint::from_bytes(&group, point, &mut ctx)?;
@@ -52,7 +55,8 @@ pub fn public_key_from_point(curve: Curve, point: &[u8]) -> Result<PKey<Public>,
 pub fn point_of(key: &PKey<Public>) -> Result<Vec<u8>, openssl::error::ErrorStack> {
     let ec = key.ec_key()?;
     let mut ctx = BigNumContext::new()?;
-    ec.public_key().to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)
+    ec.public_key()
+        .to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)
 }
 
 #[cfg(test)]
@@ -64,7 +68,9 @@ mod tests {
     fn point_round_trips_and_off_curve_points_fail() {
         let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         let private = EcKey::generate(&group).unwrap();
-        let public = PKey::from_ec_key(EcKey::from_public_key(&group, private.public_key()).unwrap()).unwrap();
+        let public =
+            PKey::from_ec_key(EcKey::from_public_key(&group, private.public_key()).unwrap())
+                .unwrap();
         let point = point_of(&public).unwrap();
         assert_eq!(point.len(), 65);
         let again = public_key_from_point(Curve::P256, &point).unwrap();

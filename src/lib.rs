@@ -4,7 +4,12 @@
 //! The crate is layered so that each layer knows only the one below it:
 //! - [`iotsafe`]: the host side of the applet protocol (APDUs, TLV, transports); no OpenSSL types.
 //! - [`keys`]: card key material as OpenSSL objects.
+//! - [`dane`]: DNSSEC-validated TLSA records and the DANE/DANCE verification rules.
+//! - [`capi`]: the C API over [`dane`] (`include/iotsafe_dane.h`).
 
+pub mod capi;
+pub mod dane;
+pub mod hex;
 pub mod iotsafe;
 pub mod keys;
 pub mod provider;

@@ -3,67 +3,18 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::card::CardRig;
+use common::{digest_hex, ok, openssl, stderr};
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "command failed: {}", stderr(&out));
-    stdout(&out)
-}
-
-fn openssl(args: &[&str]) -> Output {
-    Command::new("openssl").args(args).output().expect("run openssl")
-}
-
-fn digest_hex(hash: &str, file: &Path) -> String {
-    let out = openssl(&["dgst", &format!("-{hash}"), "-r", file.to_str().unwrap()]);
-    ok(out).split_whitespace().next().unwrap().to_string()
-}
-
-/// Signs `message` on the card with `hash` and checks the signature with `openssl dgst -verify`
-/// against the key `iotsafe pubkey` printed; a tampered message must not verify.
+/// Signs a message on the rig's card with `hash` and checks it with `openssl dgst -verify`.
 fn sign_and_verify(rig: &CardRig, tool_args: &[&str], hash: &str) {
-    let dir = rig.dir.path();
-    let message = dir.join("message.txt");
-    std::fs::write(&message, b"telemetry: 21.5 C").unwrap();
-    let pubkey = dir.join("pub.pem");
-    ok(rig.iotsafe(&[tool_args, &["pubkey", "--out", pubkey.to_str().unwrap()]].concat()));
-
-    let digest = digest_hex(hash, &message);
-    let signature_hex = ok(rig.iotsafe(&[tool_args, &["sign", "--digest", &digest, "--hash", hash]].concat()));
-    let signature = iotsafe_dane::iotsafe::hex::decode(signature_hex.trim()).unwrap();
-    let sig_file = dir.join("sig.der");
-    std::fs::write(&sig_file, signature).unwrap();
-
-    let verify = |file: &Path| {
-        openssl(&[
-            "dgst",
-            &format!("-{hash}"),
-            "-verify",
-            pubkey.to_str().unwrap(),
-            "-signature",
-            sig_file.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ])
-    };
-    let good = verify(&message);
-    assert!(good.status.success(), "openssl rejected the card's signature: {}", stdout(&good));
-    assert!(stdout(&good).contains("Verified OK"));
-
-    let tampered = dir.join("tampered.txt");
-    std::fs::write(&tampered, b"telemetry: 99.9 C").unwrap();
-    assert!(!verify(&tampered).status.success(), "a signature over another message must not verify");
+    common::sign_and_verify(
+        rig.dir.path(),
+        &|args| rig.iotsafe(&[tool_args, args].concat()),
+        hash,
+    );
 }
 
 #[test]
@@ -83,7 +34,9 @@ fn proprietary_class_and_long_signature_length_style() {
     let rig = CardRig::start(&["--cla-style", "80", "--sig-len", "long"]);
     sign_and_verify(&rig, &["--cla-style", "80"], "sha256");
     assert!(
-        rig.trace().iter().any(|line| line.starts_with("812B") && line.contains(" 330040")),
+        rig.trace()
+            .iter()
+            .any(|line| line.starts_with("812B") && line.contains(" 330040")),
         "the card answered with 33 00 40 on CLA 81"
     );
 }
@@ -92,7 +45,10 @@ fn proprietary_class_and_long_signature_length_style() {
 fn interindustry_class_and_short_signature_length_style() {
     let rig = CardRig::start(&["--cla-style", "00", "--sig-len", "short"]);
     sign_and_verify(&rig, &["--cla-style", "00"], "sha256");
-    assert!(rig.trace().iter().any(|line| line.starts_with("012B") && line.contains(" 3340")));
+    assert!(rig
+        .trace()
+        .iter()
+        .any(|line| line.starts_with("012B") && line.contains(" 3340")));
 }
 
 #[test]
@@ -100,7 +56,11 @@ fn wrong_class_convention_is_a_clear_error() {
     let rig = CardRig::start(&["--cla-style", "80"]);
     let out = rig.iotsafe(&["--cla-style", "00", "random", "8"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("class not supported (SW 6E00)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("class not supported (SW 6E00)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -109,7 +69,10 @@ fn unknown_key_id_is_reported_as_not_found() {
     let out = rig.iotsafe(&["--key-id", "07", "sign", "--digest", &"00".repeat(32)]);
     assert!(!out.status.success());
     let message = stderr(&out);
-    assert!(message.contains("private key id 07 not found on the applet (SW 6A82)"), "{message}");
+    assert!(
+        message.contains("private key id 07 not found on the applet (SW 6A82)"),
+        "{message}"
+    );
     assert_eq!(message.lines().count(), 1, "one line on stderr: {message}");
 }
 
@@ -118,7 +81,13 @@ fn certificate_holds_the_cards_public_key() {
     let rig = CardRig::start(&[]);
     let cert = rig.dir.path().join("cert.pem");
     ok(rig.iotsafe(&["cert", "--out", cert.to_str().unwrap()]));
-    let from_cert = ok(openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-pubkey"]));
+    let from_cert = ok(openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-noout",
+        "-pubkey",
+    ]));
     let from_card = ok(rig.iotsafe(&["pubkey"]));
     assert_eq!(from_cert, from_card);
 }
@@ -129,31 +98,102 @@ fn tlsa_record_matches_openssls_digest_of_the_key() {
     let cert = rig.dir.path().join("cert.pem");
     ok(rig.iotsafe(&["cert", "--out", cert.to_str().unwrap()]));
     let spki = rig.dir.path().join("spki.der");
-    let pem = ok(openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-pubkey"]));
+    let pem = ok(openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-noout",
+        "-pubkey",
+    ]));
     let pem_file = rig.dir.path().join("pub.pem");
     std::fs::write(&pem_file, pem).unwrap();
-    ok(openssl(&["pkey", "-pubin", "-in", pem_file.to_str().unwrap(), "-outform", "DER", "-out", spki.to_str().unwrap()]));
+    ok(openssl(&[
+        "pkey",
+        "-pubin",
+        "-in",
+        pem_file.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        spki.to_str().unwrap(),
+    ]));
     let expected = digest_hex("sha256", &spki);
 
     let record = ok(rig.iotsafe(&["tlsa", "--name", "sensor7._device.iotregistry.test"]));
-    assert_eq!(record.trim(), format!("sensor7._device.iotregistry.test. IN TLSA 3 1 1 {expected}"));
-    let full = ok(rig.iotsafe(&["tlsa", "--name", "x.test.", "--selector", "0", "--mtype", "2"]));
+    assert_eq!(
+        record.trim(),
+        format!("sensor7._device.iotregistry.test. IN TLSA 3 1 1 {expected}")
+    );
+    let full = ok(rig.iotsafe(&[
+        "tlsa",
+        "--name",
+        "x.test.",
+        "--selector",
+        "0",
+        "--mtype",
+        "2",
+    ]));
     let der = rig.dir.path().join("cert.der");
-    ok(openssl(&["x509", "-in", cert.to_str().unwrap(), "-outform", "DER", "-out", der.to_str().unwrap()]));
-    assert_eq!(full.trim(), format!("x.test. IN TLSA 3 0 2 {}", digest_hex("sha512", &der)));
+    ok(openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        der.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        full.trim(),
+        format!("x.test. IN TLSA 3 0 2 {}", digest_hex("sha512", &der))
+    );
 }
 
 #[test]
 fn objects_info_random_and_readers() {
     let rig = CardRig::start(&[]);
     let objects = ok(rig.iotsafe(&["objects"]));
-    assert!(objects.lines().any(|l| l.starts_with("private key") && l.contains("id 01")), "{objects}");
-    assert!(objects.lines().any(|l| l.starts_with("public key") && l.contains("id 01")), "{objects}");
-    assert!(objects.lines().any(|l| l.starts_with("file") && l.contains("id 02") && l.contains("size")), "{objects}");
+    assert!(
+        objects
+            .lines()
+            .any(|l| l.starts_with("private key") && l.contains("id 01")),
+        "{objects}"
+    );
+    assert!(
+        objects
+            .lines()
+            .any(|l| l.starts_with("public key") && l.contains("id 01")),
+        "{objects}"
+    );
+    assert!(
+        objects
+            .lines()
+            .any(|l| l.starts_with("file") && l.contains("id 02") && l.contains("size")),
+        "{objects}"
+    );
     ok(rig.iotsafe(&["info"]));
     let random = ok(rig.iotsafe(&["random", "300"]));
-    assert_eq!(random.trim().len(), 600, "300 bytes in hex, fetched in two GET RANDOMs");
+    assert_eq!(
+        random.trim().len(),
+        600,
+        "300 bytes in hex, fetched in two GET RANDOMs"
+    );
     assert!(ok(rig.iotsafe(&["readers"])).contains("card present"));
+    // Objects by label: the simulator's default labels.
+    assert_eq!(
+        ok(rig.iotsafe(&["--key-label", "DEVICE", "pubkey"])),
+        ok(rig.iotsafe(&["pubkey"]))
+    );
+    assert_eq!(
+        ok(rig.iotsafe(&["--cert-label", "DEVICE-CERT", "cert"])),
+        ok(rig.iotsafe(&["cert"]))
+    );
+    let out = rig.iotsafe(&["--cert-label", "NOPE", "cert"]);
+    assert!(
+        stderr(&out).contains("file label \"NOPE\" not found on the applet (SW 6A82)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -163,7 +203,11 @@ fn generated_key_is_the_one_the_card_then_uses() {
     assert!(generated.starts_with("-----BEGIN PUBLIC KEY-----"));
     let read_back = ok(rig.iotsafe(&["--key-id", "03", "pubkey"]));
     assert_eq!(generated, read_back);
-    assert_ne!(read_back, ok(rig.iotsafe(&["pubkey"])), "a new key, not the device key");
+    assert_ne!(
+        read_back,
+        ok(rig.iotsafe(&["pubkey"])),
+        "a new key, not the device key"
+    );
     sign_and_verify(&rig, &["--key-id", "03"], "sha256");
 }
 
@@ -172,8 +216,15 @@ fn no_reader_matching_the_filter_is_a_clear_error() {
     let rig = CardRig::start(&[]);
     let out = rig.iotsafe(&["--reader", "No Such Reader", "info"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no reader matching 'No Such Reader'"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("Virtual PCD"), "the message lists the readers there are");
+    assert!(
+        stderr(&out).contains("no reader matching 'No Such Reader'"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("Virtual PCD"),
+        "the message lists the readers there are"
+    );
 }
 
 #[test]
@@ -191,21 +242,72 @@ fn card_pulled_during_a_signature_fails_cleanly_and_the_next_command_works() {
         .spawn()
         .unwrap();
     // Pull the card once the signing session has been opened.
-    common::wait_until(30, "COMPUTE SIGNATURE INIT", || rig.trace().iter().any(|l| l[2..].starts_with("2A00")));
+    common::wait_until(30, "COMPUTE SIGNATURE INIT", || {
+        if signer.try_wait().unwrap().is_some() {
+            let mut message = String::new();
+            std::io::Read::read_to_string(signer.stderr.as_mut().unwrap(), &mut message).unwrap();
+            panic!("the signer ended before the card was pulled: {message}");
+        }
+        rig.trace().iter().any(|l| l[2..].starts_with("2A00"))
+    });
     rig.stop_sim();
     let pulled = Instant::now();
     let deadline = pulled + Duration::from_secs(20);
     while signer.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the tool hangs after the card was pulled");
+        assert!(
+            Instant::now() < deadline,
+            "the tool hangs after the card was pulled"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = signer.wait_with_output().unwrap();
     assert!(!out.status.success(), "no signature without a card");
     let message = stderr(&out);
-    assert!(message.contains("card") || message.contains("reader"), "a message about the card: {message}");
+    assert!(
+        message.contains("no card in reader 'Virtual PCD 00 00'")
+            || message.contains("the card in reader 'Virtual PCD 00 00' was reset"),
+        "a message about the card: {message}"
+    );
     assert_eq!(message.lines().count(), 1, "{message}");
 
     rig.start_sim();
-    assert_eq!(ok(rig.iotsafe(&["pubkey"])), pubkey_before, "the same card (state) is back");
+    assert_eq!(
+        ok(rig.iotsafe(&["pubkey"])),
+        pubkey_before,
+        "the same card (state) is back"
+    );
     sign_and_verify(&rig, &[], "sha256");
+}
+
+#[test]
+fn t0_style_card_with_get_response() {
+    let rig = CardRig::start(&["--t0", "--cla-style", "80", "--sig-len", "long"]);
+    sign_and_verify(&rig, &["--cla-style", "80"], "sha256");
+    let trace = rig.trace();
+    assert!(
+        trace
+            .iter()
+            .any(|l| l.starts_with("812B") && l.ends_with(" 6143")),
+        "the UPDATE was answered with 61 43, as the ZARIOT card does: {trace:#?}"
+    );
+    assert!(
+        trace.iter().any(|l| l.starts_with("81C0000043 330040")),
+        "GET RESPONSE fetched the signature"
+    );
+}
+
+#[test]
+fn paged_object_list_is_read_whole() {
+    let rig = CardRig::start(&["--page-size", "16"]);
+    let objects = ok(rig.iotsafe(&["objects"]));
+    assert_eq!(objects.lines().count(), 3, "{objects}");
+    let pages = rig
+        .trace()
+        .iter()
+        .filter(|l| l[2..].starts_with("CB01"))
+        .count();
+    assert!(
+        pages >= 2,
+        "the card paged the list with 6300 ({pages} GET DATA)"
+    );
 }

@@ -130,7 +130,7 @@ fn s_server(
     ca: &str,
     version: &str,
 ) -> std::process::Child {
-    let mut child = setup
+    let child = setup
         .with_provider("openssl")
         .args([
             "s_server",

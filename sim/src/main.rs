@@ -5,6 +5,7 @@ mod apdu;
 mod applet;
 mod crypto;
 mod hex;
+mod modem;
 mod provision;
 mod state;
 mod tlv;
@@ -48,6 +49,9 @@ struct Cli {
     /// vpcd reader driver address to connect to
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:35963")]
     vpcd: String,
+    /// Serve as a modem instead: answer AT+CSIM on a pseudo-terminal linked at PATH
+    #[arg(long, value_name = "PATH")]
+    modem: Option<PathBuf>,
     /// State file (keys, files, counters); without it nothing persists
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
@@ -138,7 +142,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let opts = vpcd_options(&cli)?;
     vpcd::install_signal_handlers();
     let mut applet = Applet::new(cfg, store);
-    match vpcd::run(&mut applet, opts) {
+    let exit = match &cli.modem {
+        Some(link) => modem::run(&mut applet, opts, link)
+            .map_err(|e| format!("modem {}: {e}", link.display()))?,
+        None => vpcd::run(&mut applet, opts),
+    };
+    match exit {
         vpcd::Exit::Signalled => Ok(ExitCode::SUCCESS),
         vpcd::Exit::Pulled => {
             eprintln!("iotsafe-sim: card pulled (--fail-after)");

@@ -52,7 +52,7 @@ pub fn install_signal_handlers() {
     }
 }
 
-fn stopped() -> bool {
+pub(crate) fn stopped() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
@@ -100,13 +100,21 @@ fn pause(total: Duration) {
     }
 }
 
-struct Card<'a> {
-    applet: &'a mut Applet,
-    apdus: u64,
-    opts: &'a mut Options,
+/// The card as any front end (vpcd, modem) drives it: latency, trace and the APDU count of
+/// `--fail-after` applied in one place.
+pub(crate) struct Card<'a> {
+    pub(crate) applet: &'a mut Applet,
+    pub(crate) apdus: u64,
+    pub(crate) opts: &'a mut Options,
 }
 
 impl Card<'_> {
+    /// Counts an APDU; true when `--fail-after` says the card is pulled now.
+    pub(crate) fn pulled_now(&mut self) -> bool {
+        self.apdus += 1;
+        self.opts.fail_after == Some(self.apdus)
+    }
+
     /// Serves one connection. `Ok` means stop for good, `Err` reconnect.
     fn serve(&mut self, mut stream: TcpStream) -> io::Result<Exit> {
         stream.set_read_timeout(Some(POLL))?;
@@ -120,8 +128,7 @@ impl Card<'_> {
                 [] => {}
                 [ctrl] => self.control(*ctrl, &mut stream)?,
                 apdu => {
-                    self.apdus += 1;
-                    if self.opts.fail_after == Some(self.apdus) {
+                    if self.pulled_now() {
                         let _ = stream.shutdown(Shutdown::Both);
                         return Ok(Exit::Pulled);
                     }
@@ -142,7 +149,7 @@ impl Card<'_> {
         Ok(())
     }
 
-    fn apdu(&mut self, apdu: &[u8]) -> Vec<u8> {
+    pub(crate) fn apdu(&mut self, apdu: &[u8]) -> Vec<u8> {
         if !self.opts.latency.is_zero() {
             sleep(self.opts.latency);
         }

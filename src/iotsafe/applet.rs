@@ -9,10 +9,10 @@
 use super::apdu::{exchange, Command, Response};
 use super::ecdsa::{self, HashAlg};
 use super::error::{Error, Result};
-use super::hex;
 use super::objects::{parse_object_list, AppInfo, ObjectInfo, ObjectKind, ObjectRef};
 use super::tlv;
-use super::transport::{pcsc, Link, Transport};
+use super::transport::{modem, pcsc, Link, Transport};
+use crate::hex;
 
 /// The GSMA IoT SAFE AID (most deployed applets).
 pub const AID_GSMA: &[u8] = &[0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
@@ -156,6 +156,14 @@ impl Applet {
         Err(Error::NoApplet(failures.join("; ")))
     }
 
+    /// Opens the applet behind a modem's AT command port (`AT+CSIM`).
+    pub fn open_modem(path: &str, config: AppletConfig) -> Result<Self> {
+        let transport = modem::ModemTransport::open(path, modem::DEFAULT_TIMEOUT)?;
+        let mut applet = Applet::new(Box::new(transport), config);
+        applet.select()?;
+        Ok(applet)
+    }
+
     /// The reader (or modem) the card sits in.
     pub fn reader(&self) -> &str {
         self.transport.name()
@@ -175,10 +183,14 @@ impl Applet {
     /// removal the transport is recovered and `op` runs once more on a fresh selection.
     fn run<R>(&mut self, mut op: impl FnMut(&mut Channel<'_>) -> Result<R>) -> Result<R> {
         match self.attempt(&mut op) {
-            Err(e) if e.is_connection_loss() => {
+            Err(lost) if lost.is_connection_loss() => {
                 self.selected = None;
-                self.transport.recover()?;
-                self.attempt(&mut op)
+                self.transport.recover().map_err(|_| lost.clone())?;
+                match self.attempt(&mut op) {
+                    // Lost again: the first loss is the cause worth reporting.
+                    Err(again) if again.is_connection_loss() => Err(lost),
+                    other => other,
+                }
             }
             other => other,
         }

@@ -45,6 +45,8 @@ pub enum Error {
     NoReader(String),
     /// No card in the reader, or the card was pulled out.
     CardAbsent { reader: String },
+    /// The card's transport stopped answering (a modem that hung up or timed out).
+    Unresponsive { reader: String, detail: String },
     /// The card was reset (by us, another process, or the reader); channels and sessions are gone.
     CardReset { reader: String },
     /// None of the configured AIDs could be selected.
@@ -78,7 +80,10 @@ impl Error {
     /// True when the card went away or was reset: the operation may be retried once after the
     /// transport has recovered and the applet has been selected again.
     pub fn is_connection_loss(&self) -> bool {
-        matches!(self, Error::CardAbsent { .. } | Error::CardReset { .. })
+        matches!(
+            self,
+            Error::CardAbsent { .. } | Error::CardReset { .. } | Error::Unresponsive { .. }
+        )
     }
 
     /// The status word, when the card answered with one.
@@ -106,6 +111,9 @@ impl fmt::Display for Error {
             Error::Malformed { what, reason } => write!(f, "malformed answer to {what}: {reason}"),
             Error::NoReader(detail) => write!(f, "no smart-card reader: {detail}"),
             Error::CardAbsent { reader } => write!(f, "no card in reader '{reader}' (removed?)"),
+            Error::Unresponsive { reader, detail } => {
+                write!(f, "the card behind '{reader}' is unreachable: {detail}")
+            }
             Error::CardReset { reader } => write!(f, "the card in reader '{reader}' was reset"),
             Error::NoApplet(detail) => write!(f, "IoT SAFE applet not found: {detail}"),
             Error::Transport(detail) => write!(f, "card transport failed: {detail}"),

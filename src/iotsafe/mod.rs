@@ -8,7 +8,6 @@ pub mod apdu;
 pub mod applet;
 pub mod ecdsa;
 pub mod error;
-pub mod hex;
 pub mod objects;
 pub mod tlv;
 pub mod transport;

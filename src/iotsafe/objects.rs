@@ -75,7 +75,7 @@ pub enum ObjectRef {
 impl ObjectRef {
     /// Parses an id given in hex (`01`, `3031`), as users and configuration files write it.
     pub fn id_from_hex(hex: &str) -> Result<Self> {
-        let id = crate::iotsafe::hex::decode(hex)
+        let id = crate::hex::decode(hex)
             .map_err(|e| Error::Invalid(format!("object id '{hex}': {e}")))?;
         if id.is_empty() || id.len() > 20 {
             return Err(Error::Invalid(format!(
@@ -102,7 +102,7 @@ impl ObjectRef {
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ObjectRef::Id(id) => write!(f, "id {}", crate::iotsafe::hex::encode(id)),
+            ObjectRef::Id(id) => write!(f, "id {}", crate::hex::encode(id)),
             ObjectRef::Label(label) => write!(f, "label {label:?}"),
         }
     }
@@ -118,7 +118,8 @@ pub struct ObjectInfo {
     pub state: Option<u8>,
     /// Tag 4B: 13/14 P-256, 23/24 brainpoolP256r1, 03 RSA-2048.
     pub key_type: Option<u8>,
-    /// Tag 4E: 01 general, 02 TLS 1.2 CertificateVerify, 03 TLS 1.3 CertificateVerify.
+    /// Keys (tag 4E): 01 general, 02 TLS 1.2 CertificateVerify, 03 TLS 1.3 CertificateVerify.
+    /// Files (tag 21): 02 X.509 certificate.
     pub usage: Option<u8>,
     /// Tag 61: bit field 01 sign, 02 keygen, 04 key agreement, 08 derivation.
     pub functions: Option<u8>,
@@ -151,7 +152,8 @@ impl ObjectInfo {
                 }
                 0x4A => info.state = first,
                 0x4B => info.key_type = first,
-                0x4E => info.usage = first,
+                // Keys carry their usage in 4E, files in 21.
+                0x4E | 0x21 => info.usage = first,
                 0x61 => info.functions = first,
                 0x20 => info.size = Some(big_endian(element.value)),
                 _ => {}
@@ -197,7 +199,7 @@ impl fmt::Display for ObjectInfo {
             f,
             "{:<12} id {}",
             self.kind.noun(),
-            crate::iotsafe::hex::encode(&self.id)
+            crate::hex::encode(&self.id)
         )?;
         if let Some(label) = &self.label {
             write!(f, "  label {label:?}")?;
@@ -278,7 +280,7 @@ impl AppInfo {
 
 impl fmt::Display for AppInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::iotsafe::hex::encode;
+        use crate::hex::encode;
         writeln!(f, "version:      {}", encode(&self.version))?;
         writeln!(f, "applet id:    {}", encode(&self.applet_id))?;
         let names = ["files", "private keys", "public keys", "secret keys"];
@@ -306,7 +308,8 @@ mod tests {
                 0x01, 0x01,
             ][..],
             &[
-                0xC3, 0x0B, 0x73, 0x02, b'C', b'1', 0x83, 0x01, 0x02, 0x20, 0x02, 0x01, 0xF4,
+                0xC3, 0x0E, 0x73, 0x02, b'C', b'1', 0x83, 0x01, 0x02, 0x20, 0x02, 0x01, 0xF4, 0x21,
+                0x01, 0x02,
             ][..],
         ]
         .concat();
@@ -320,6 +323,7 @@ mod tests {
         assert!(!objects[0].can(FUNCTION_KEY_AGREEMENT));
         assert_eq!(objects[1].kind, ObjectKind::File);
         assert_eq!(objects[1].size, Some(500));
+        assert_eq!(objects[1].usage, Some(0x02), "a certificate file");
     }
 
     #[test]

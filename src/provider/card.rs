@@ -207,6 +207,7 @@ fn is_connection_failure(e: &Error) -> bool {
         Error::NoReader(_)
             | Error::CardAbsent { .. }
             | Error::CardReset { .. }
+            | Error::Unresponsive { .. }
             | Error::Transport(_)
     )
 }

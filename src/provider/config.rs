@@ -22,7 +22,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use super::ffi::{CoreGetParamsFn, OSSL_CORE_HANDLE, OSSL_PARAM};
-use crate::iotsafe::hex;
+use crate::hex;
 use crate::iotsafe::{AppletConfig, ChannelMode, ClaStyle, ObjectRef};
 
 /// Every attribute, with its environment variable.

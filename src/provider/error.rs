@@ -110,6 +110,7 @@ pub fn reason_of(e: &iotsafe::Error) -> Reason {
         E::NoReader(_)
         | E::CardAbsent { .. }
         | E::CardReset { .. }
+        | E::Unresponsive { .. }
         | E::NoApplet(_)
         | E::Transport(_) => Reason::CardUnavailable,
         E::Invalid(_) => Reason::Unsupported,

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use super::config::Settings;
-use crate::iotsafe::hex;
+use crate::hex;
 use crate::iotsafe::ObjectRef;
 
 pub const SCHEME: &str = "iotsafe:";

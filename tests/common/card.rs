@@ -26,7 +26,9 @@ pub struct CardRig {
 impl CardRig {
     /// pcscd + a provisioned simulator with the given extra options.
     pub fn start(sim_args: &[&str]) -> CardRig {
-        let turn = ONE_RIG_PER_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+        let turn = ONE_RIG_PER_PROCESS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
         let pcscd = start_pcscd(dir.path(), port);
@@ -76,14 +78,18 @@ impl CardRig {
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file(self.dir.path(), "sim.log")));
         self.sim = Some(command.spawn().expect("start iotsafe-sim"));
-        wait_until(15, "the simulated card in the reader", || self.card_present());
+        wait_until(15, "the simulated card in the reader", || {
+            self.card_present()
+        });
     }
 
-    /// Kills the simulator: to PC/SC, the card is pulled out.
+    /// Kills the simulator: to PC/SC, the card is pulled out. Returns once pcscd has seen it go,
+    /// so that a following start is seen as a new card.
     pub fn stop_sim(&mut self) {
         if let Some(mut sim) = self.sim.take() {
             let _ = sim.kill();
             let _ = sim.wait();
+            wait_until(15, "pcscd to see the card removed", || !self.card_present());
         }
     }
 
@@ -92,12 +98,17 @@ impl CardRig {
         if !out.status.success() {
             return false;
         }
-        String::from_utf8_lossy(&out.stdout).lines().any(|line| line.ends_with("\tcard present"))
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|line| line.ends_with("\tcard present"))
     }
 
     /// Runs the `iotsafe` tool against this card.
     pub fn iotsafe(&self, args: &[&str]) -> Output {
-        self.command(env!("CARGO_BIN_EXE_iotsafe")).args(args).output().expect("run iotsafe")
+        self.command(workspace_binary("iotsafe"))
+            .args(args)
+            .output()
+            .expect("run iotsafe")
     }
 
     /// A command whose PC/SC clients reach this rig's pcscd.
@@ -109,13 +120,20 @@ impl CardRig {
 
     /// The APDU trace lines so far (`<command hex> <response hex>`).
     pub fn trace(&self) -> Vec<String> {
-        std::fs::read_to_string(self.trace_file()).unwrap_or_default().lines().map(str::to_string).collect()
+        std::fs::read_to_string(self.trace_file())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
 impl Drop for CardRig {
     fn drop(&mut self) {
-        self.stop_sim();
+        if let Some(mut sim) = self.sim.take() {
+            let _ = sim.kill();
+            let _ = sim.wait();
+        }
         let _ = self.pcscd.kill();
         let _ = self.pcscd.wait();
     }
@@ -135,7 +153,12 @@ fn start_pcscd(dir: &Path, port: u16) -> Child {
     std::fs::create_dir_all("/run/pcscd").expect("/run/pcscd (tests run as root)");
     // `unshare -m` and `sh` exec into pcscd: the child's pid is pcscd's.
     Command::new("unshare")
-        .args(["-m", "sh", "-c", "mount -t tmpfs none /run/pcscd && exec pcscd -f -c \"$0\""])
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /run/pcscd && exec pcscd -f -c \"$0\"",
+        ])
         .arg(&conf)
         .stdout(Stdio::from(log_file(dir, "pcscd.log")))
         .stderr(Stdio::from(log_file(dir, "pcscd.err")))

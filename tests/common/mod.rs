@@ -2,22 +2,47 @@
 #![allow(dead_code)]
 
 pub mod card;
+pub mod dns;
+pub mod modem;
+pub mod mqtt;
+pub mod pki;
+pub mod tls;
+pub mod unbound;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// A directory of the workspace's built binaries (target/debug or target/release).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test-binary>
-    exe.parent().and_then(|deps| deps.parent()).expect("target directory").to_path_buf()
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .to_path_buf()
 }
 
 /// A workspace binary built beside the tests (the simulator lives in its own crate).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let path = target_dir().join(name);
-    assert!(path.exists(), "{} is not built: run `cargo build --workspace` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        path.display()
+    );
     path
+}
+
+/// A loopback port free for both UDP and TCP at the time of the call.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Two consecutive free TCP ports (vpcd listens on a pair), chosen at random to keep tests that
@@ -25,7 +50,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 pub fn free_port_pair() -> u16 {
     for _ in 0..200 {
         let base = 20000 + (rand_u16() % 20000) * 2;
-        let both_free = TcpListener::bind(("0.0.0.0", base)).is_ok() && TcpListener::bind(("0.0.0.0", base + 1)).is_ok();
+        let both_free = TcpListener::bind(("0.0.0.0", base)).is_ok()
+            && TcpListener::bind(("0.0.0.0", base + 1)).is_ok();
         if both_free {
             return base;
         }
@@ -43,7 +69,100 @@ fn rand_u16() -> u16 {
 pub fn wait_until(seconds: u64, what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     while !ready() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn ok(out: Output) -> String {
+    assert!(out.status.success(), "command failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+pub fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl")
+}
+
+pub fn digest_hex(hash: &str, file: &Path) -> String {
+    let out = openssl(&["dgst", &format!("-{hash}"), "-r", file.to_str().unwrap()]);
+    ok(out).split_whitespace().next().unwrap().to_string()
+}
+
+/// Signs a message with the `iotsafe` tool (run by `iotsafe`) and checks the signature with
+/// `openssl dgst -verify` against the key `iotsafe pubkey` printed; a tampered message must not
+/// verify.
+pub fn sign_and_verify(dir: &Path, iotsafe: &dyn Fn(&[&str]) -> Output, hash: &str) {
+    let message = dir.join("message.txt");
+    std::fs::write(&message, b"telemetry: 21.5 C").unwrap();
+    let pubkey = dir.join("pub.pem");
+    ok(iotsafe(&["pubkey", "--out", pubkey.to_str().unwrap()]));
+
+    let digest = digest_hex(hash, &message);
+    let signature_hex = ok(iotsafe(&["sign", "--digest", &digest, "--hash", hash]));
+    let signature = iotsafe_dane::hex::decode(signature_hex.trim()).unwrap();
+    let sig_file = dir.join("sig.der");
+    std::fs::write(&sig_file, signature).unwrap();
+
+    let verify = |file: &Path| {
+        openssl(&[
+            "dgst",
+            &format!("-{hash}"),
+            "-verify",
+            pubkey.to_str().unwrap(),
+            "-signature",
+            sig_file.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ])
+    };
+    let good = verify(&message);
+    assert!(
+        good.status.success(),
+        "openssl rejected the card's signature: {}",
+        stdout(&good)
+    );
+    assert!(stdout(&good).contains("Verified OK"));
+
+    let tampered = dir.join("tampered.txt");
+    std::fs::write(&tampered, b"telemetry: 99.9 C").unwrap();
+    assert!(
+        !verify(&tampered).status.success(),
+        "a signature over another message must not verify"
+    );
+}
+
+/// `program args...` run with a private /etc/hosts that adds `entries` (name, address) to the
+/// machine's, so that programs resolving through the system (getaddrinfo, libmosquitto) find
+/// the test hierarchy's names. The file is bind-mounted in a new mount namespace of the child
+/// only (`unshare -m`, needs root); the machine's /etc/hosts is untouched.
+pub fn with_hosts(dir: &Path, entries: &[(&str, &str)], program: &Path) -> Command {
+    let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    for (name, addr) in entries {
+        hosts.push_str(&format!("\n{addr} {name}\n"));
+    }
+    let file = dir.join("hosts");
+    std::fs::write(&file, hosts).expect("write hosts file");
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+    ])
+    .arg(&file)
+    .arg(program);
+    cmd
 }

@@ -4,11 +4,13 @@ use std::fs;
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use iotsafe_dane::iotsafe::hex;
+use iotsafe_dane::dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
+use iotsafe_dane::hex;
 use iotsafe_dane::iotsafe::transport::pcsc;
-use iotsafe_dane::iotsafe::{Applet, AppletConfig, ChannelMode, ClaStyle, HashAlg, ObjectKind, ObjectRef};
+use iotsafe_dane::iotsafe::{
+    Applet, AppletConfig, ChannelMode, ClaStyle, HashAlg, ObjectKind, ObjectRef,
+};
 use iotsafe_dane::keys::{self, Curve};
-use openssl::hash::{hash, MessageDigest};
 use openssl::x509::X509;
 
 /// Which card, applet and objects the subcommands use.
@@ -18,6 +20,9 @@ pub struct CardOptions {
     /// card has the applet).
     #[arg(long, global = true, env = "IOTSAFE_READER")]
     reader: Option<String>,
+    /// Reach the card through this modem's AT command port (AT+CSIM) instead of PC/SC.
+    #[arg(long, global = true, env = "IOTSAFE_MODEM", conflicts_with = "reader")]
+    modem: Option<String>,
     /// The applet's AID in hex (default: the GSMA AID, then the other known ones).
     #[arg(long, global = true, env = "IOTSAFE_AID")]
     aid: Option<String>,
@@ -28,13 +33,23 @@ pub struct CardOptions {
     #[arg(long, global = true)]
     basic_channel: bool,
     /// Private (and public) key id in hex.
-    #[arg(long, global = true, conflicts_with = "key_label", default_value = "01")]
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "key_label",
+        default_value = "01"
+    )]
     key_id: String,
     /// Private (and public) key label.
     #[arg(long, global = true)]
     key_label: Option<String>,
     /// Certificate file id in hex.
-    #[arg(long, global = true, conflicts_with = "cert_label", default_value = "02")]
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "cert_label",
+        default_value = "02"
+    )]
     cert_id: String,
     /// Certificate file label.
     #[arg(long, global = true)]
@@ -56,7 +71,12 @@ impl CardOptions {
     }
 
     fn open(&self) -> Result<Applet, String> {
-        Applet::open_pcsc(self.reader.as_deref(), self.applet_config()?).map_err(|e| e.to_string())
+        let config = self.applet_config()?;
+        match &self.modem {
+            Some(modem) => Applet::open_modem(modem, config),
+            None => Applet::open_pcsc(self.reader.as_deref(), config),
+        }
+        .map_err(|e| e.to_string())
     }
 
     fn key(&self) -> Result<ObjectRef, String> {
@@ -151,11 +171,19 @@ pub fn run(options: &CardOptions, command: CardCommand) -> Result<(), String> {
         }
         CardCommand::Sign { digest, hash, out } => sign(options, &digest, &hash, out.as_deref())?,
         CardCommand::Random { count } => {
-            println!("{}", hex::encode(&options.open()?.random(count).map_err(|e| e.to_string())?))
+            println!(
+                "{}",
+                hex::encode(&options.open()?.random(count).map_err(|e| e.to_string())?)
+            )
         }
         CardCommand::Genkey => genkey(options)?,
         CardCommand::Keyref { out, with_cert } => keyref(options, &out, with_cert)?,
-        CardCommand::Tlsa { name, usage, selector, mtype } => tlsa(options, &name, usage, selector, mtype)?,
+        CardCommand::Tlsa {
+            name,
+            usage,
+            selector,
+            mtype,
+        } => tlsa(options, &name, usage, selector, mtype)?,
     }
     Ok(())
 }
@@ -180,8 +208,12 @@ fn objects(options: &CardOptions) -> Result<(), String> {
 
 fn certificate(options: &CardOptions) -> Result<X509, String> {
     let cert = options.cert()?;
-    let der = options.open()?.read_file(&cert).map_err(|e| e.to_string())?;
-    X509::from_der(&der).map_err(|e| format!("file {cert} on the card is not a DER X.509 certificate: {e}"))
+    let der = options
+        .open()?
+        .read_file(&cert)
+        .map_err(|e| e.to_string())?;
+    X509::from_der(&der)
+        .map_err(|e| format!("file {cert} on the card is not a DER X.509 certificate: {e}"))
 }
 
 fn public_key_pem(options: &CardOptions, applet: &mut Applet) -> Result<Vec<u8>, String> {
@@ -203,10 +235,19 @@ fn curve_of(applet: &mut Applet, key: &ObjectRef) -> Curve {
         .unwrap_or_default()
 }
 
-fn sign(options: &CardOptions, digest: &str, hash_name: &str, out: Option<&str>) -> Result<(), String> {
-    let hash = HashAlg::from_name(hash_name).ok_or_else(|| format!("unknown hash '{hash_name}' (sha256, sha384, sha512)"))?;
+fn sign(
+    options: &CardOptions,
+    digest: &str,
+    hash_name: &str,
+    out: Option<&str>,
+) -> Result<(), String> {
+    let hash = HashAlg::from_name(hash_name)
+        .ok_or_else(|| format!("unknown hash '{hash_name}' (sha256, sha384, sha512)"))?;
     let digest = hex::decode(digest).map_err(|e| format!("--digest: {e}"))?;
-    let signature = options.open()?.sign_digest(&options.key()?, hash, &digest).map_err(|e| e.to_string())?;
+    let signature = options
+        .open()?
+        .sign_digest(&options.key()?, hash, &digest)
+        .map_err(|e| e.to_string())?;
     match out {
         Some(path) => write_out(Some(path), &signature),
         None => {
@@ -218,8 +259,12 @@ fn sign(options: &CardOptions, digest: &str, hash_name: &str, out: Option<&str>)
 
 fn genkey(options: &CardOptions) -> Result<(), String> {
     let key = options.key()?;
-    let generated = options.open()?.generate_key_pair(&key).map_err(|e| e.to_string())?;
-    let public = keys::public_key_from_point(Curve::P256, &generated.point).map_err(|e| e.to_string())?;
+    let generated = options
+        .open()?
+        .generate_key_pair(&key)
+        .map_err(|e| e.to_string())?;
+    let public =
+        keys::public_key_from_point(Curve::P256, &generated.point).map_err(|e| e.to_string())?;
     eprintln!(
         "generated private key id {} / public key id {}",
         hex::encode(&generated.private_id),
@@ -229,30 +274,34 @@ fn genkey(options: &CardOptions) -> Result<(), String> {
     std::io::stdout().write_all(&pem).map_err(|e| e.to_string())
 }
 
-fn tlsa(options: &CardOptions, name: &str, usage: u8, selector: u8, mtype: u8) -> Result<(), String> {
-    if usage > 3 || selector > 1 || mtype > 2 {
-        return Err(format!("TLSA {usage} {selector} {mtype}: usage 0-3, selector 0-1, matching type 0-2"));
-    }
-    let cert = certificate(options)?;
-    let selected = match selector {
-        0 => cert.to_der(),
-        _ => cert.public_key().and_then(|k| k.public_key_to_der()),
-    }
-    .map_err(|e| e.to_string())?;
-    let data = match mtype {
-        0 => selected,
-        1 => hash(MessageDigest::sha256(), &selected).map_err(|e| e.to_string())?.to_vec(),
-        _ => hash(MessageDigest::sha512(), &selected).map_err(|e| e.to_string())?.to_vec(),
+fn tlsa(
+    options: &CardOptions,
+    name: &str,
+    usage: u8,
+    selector: u8,
+    mtype: u8,
+) -> Result<(), String> {
+    let (Some(usage), Some(selector), Some(mtype)) = (
+        Usage::from_u8(usage),
+        Selector::from_u8(selector),
+        Matching::from_u8(mtype),
+    ) else {
+        return Err(format!(
+            "TLSA {usage} {selector} {mtype}: usage 0-3, selector 0-1, matching type 0-2"
+        ));
     };
-    let owner = name.trim_end_matches('.');
-    println!("{owner}. IN TLSA {usage} {selector} {mtype} {}", hex::encode(&data).to_lowercase());
+    let record = Tlsa::for_certificate(certificate(options)?.as_ref(), usage, selector, mtype)
+        .map_err(|e| e.to_string())?;
+    println!("{} IN TLSA {record}", tlsa::fqdn(name));
     Ok(())
 }
 
 fn write_out(path: Option<&str>, bytes: &[u8]) -> Result<(), String> {
     match path {
         Some(path) => fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}")),
-        None => std::io::stdout().write_all(bytes).map_err(|e| e.to_string()),
+        None => std::io::stdout()
+            .write_all(bytes)
+            .map_err(|e| e.to_string()),
     }
 }
 

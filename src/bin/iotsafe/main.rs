@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "iotsafe", version, about = "Use the GSMA IoT SAFE applet of a SIM/eSIM")]
+#[command(
+    name = "iotsafe",
+    version,
+    about = "Use the GSMA IoT SAFE applet of a SIM/eSIM"
+)]
 struct Cli {
     #[command(flatten)]
     card: card::CardOptions,
@@ -21,12 +25,23 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Card(card::CardCommand),
+    /// Authenticate servers and devices by their DNSSEC-validated TLSA records.
+    Dane {
+        #[command(subcommand)]
+        command: iotsafe_dane::dane::cli::DaneCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Card(command) => card::run(&cli.card, command),
+        Command::Dane { command } => {
+            return match iotsafe_dane::dane::cli::run(command) {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

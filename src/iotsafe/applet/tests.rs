@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::iotsafe::hex::decode;
+use crate::hex::decode;
 
 /// A card that plays a script: each command must be the expected one; the answer is fixed.
 #[derive(Clone, Default)]

@@ -4,6 +4,7 @@
 //! (a [`Link`]), so that a signing session's INIT and UPDATE are never interleaved with another
 //! process's commands, and it recovers the connection after the card was reset or re-inserted.
 
+pub mod modem;
 pub mod pcsc;
 
 use super::error::Result;

@@ -6,7 +6,8 @@ use std::ffi::CString;
 use std::time::Duration;
 
 use pcsc::{
-    Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State, Transaction, MAX_BUFFER_SIZE_EXTENDED,
+    Card, Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State, Transaction,
+    MAX_BUFFER_SIZE_EXTENDED,
 };
 
 use super::{Link, Transport};
@@ -22,8 +23,11 @@ pub fn reader_names() -> Result<Vec<String>> {
 pub fn reader_presence() -> Result<Vec<(String, bool)>> {
     let context = establish()?;
     let names = list_readers(&context)?;
-    let mut states: Vec<ReaderState> =
-        names.iter().filter_map(|n| CString::new(n.as_str()).ok()).map(|n| ReaderState::new(n, State::UNAWARE)).collect();
+    let mut states: Vec<ReaderState> = names
+        .iter()
+        .filter_map(|n| CString::new(n.as_str()).ok())
+        .map(|n| ReaderState::new(n, State::UNAWARE))
+        .collect();
     if !states.is_empty() {
         context
             .get_status_change(Duration::ZERO, &mut states)
@@ -31,7 +35,12 @@ pub fn reader_presence() -> Result<Vec<(String, bool)>> {
     }
     Ok(states
         .iter()
-        .map(|s| (s.name().to_string_lossy().into_owned(), s.event_state().contains(State::PRESENT)))
+        .map(|s| {
+            (
+                s.name().to_string_lossy().into_owned(),
+                s.event_state().contains(State::PRESENT),
+            )
+        })
         .collect())
 }
 
@@ -129,7 +138,9 @@ fn connect_card(context: &Context, reader: &str) -> Result<Card> {
 fn map_pcsc_error(reader: &str, operation: &str, e: pcsc::Error) -> Error {
     use pcsc::Error as E;
     match e {
-        E::ResetCard => Error::CardReset {
+        // A transaction that vanished under us means the card was reset or re-powered
+        // (pcscd powers idle cards down) between our calls.
+        E::ResetCard | E::NotTransacted => Error::CardReset {
             reader: reader.to_string(),
         },
         E::RemovedCard | E::NoSmartcard | E::UnpoweredCard | E::UnresponsiveCard => {
@@ -201,9 +212,17 @@ struct PcscLink<'a> {
 
 impl Link for PcscLink<'_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>> {
-        self.transaction
+        let response = self
+            .transaction
             .transmit(command, &mut self.buffer)
-            .map(<[u8]>::to_vec)
-            .map_err(|e| map_pcsc_error(&self.reader, "SCardTransmit", e))
+            .map_err(|e| map_pcsc_error(&self.reader, "SCardTransmit", e))?;
+        // Some reader drivers (vpcd among them) report a card that vanished mid-command as
+        // a successful transmission of nothing.
+        if response.is_empty() {
+            return Err(Error::CardAbsent {
+                reader: self.reader.clone(),
+            });
+        }
+        Ok(response.to_vec())
     }
 }

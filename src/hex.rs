@@ -1,8 +1,13 @@
-//! Hex as users type it and as messages print it.
+//! Hex as users type it and as messages and zone files print it.
 
-/// Upper-case hex without separators.
+/// Upper-case hex without separators (APDUs, ids, as card tools print them).
 pub fn encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Lower-case hex without separators (DNS presentation form, digests).
+pub fn encode_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Decodes hex, ignoring spaces and colons between bytes.

@@ -1,0 +1,423 @@
+//! The C API of the DANE half: one handle per process holding the resolver and its cache, and
+//! functions that work on the application's own OpenSSL objects.
+//!
+//! Conventions: functions return 1 on success (or "authenticated"), 0 on a refusal, -1 on an
+//! error; [`iotsafe_dane_last_error`] explains the last 0 or -1 of the calling thread. No Rust
+//! panic crosses this boundary: each body runs under `catch_unwind` and a panic becomes -1.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use foreign_types::ForeignTypeRef;
+use openssl::ssl::{SslContextBuilder, SslRef};
+use openssl::stack::StackRef;
+use openssl::x509::{X509Ref, X509};
+
+use crate::dane::client::ClientVerifier;
+use crate::dane::clientid_ext::{self, ClientIdServer, MissingName};
+use crate::dane::resolver::{Resolver, ResolverConfig, TrustAnchor};
+use crate::dane::server::{ContextDane, Policy, ServerTlsa};
+
+/// Policy value: no secure usable TLSA records means failure.
+pub const IOTSAFE_DANE_REQUIRE: c_int = 0;
+/// Policy value: no secure usable TLSA records means ordinary PKIX.
+pub const IOTSAFE_DANE_OPPORTUNISTIC: c_int = 1;
+
+/// Missing `dane_clientid` name: abort the handshake.
+pub const IOTSAFE_DANE_CLIENTID_REFUSE: c_int = 0;
+/// Missing name: take DANE identities from the certificate's SAN dNSNames.
+pub const IOTSAFE_DANE_CLIENTID_FROM_CERT: c_int = 1;
+/// Missing name: complete the handshake without an identity.
+pub const IOTSAFE_DANE_CLIENTID_OPTIONAL: c_int = 2;
+
+/// The default `dane_clientid` code point (private use, until IANA assigns one).
+pub const IOTSAFE_DANE_CLIENTID_DEFAULT: u16 = 0xFFDA;
+const _: () = assert!(IOTSAFE_DANE_CLIENTID_DEFAULT == clientid_ext::DEFAULT_CODE_POINT);
+
+/// Opaque handle: the resolver (with its cache) and the device-verification settings.
+pub struct IotsafeDane {
+    resolver: Arc<Resolver>,
+    allowed: Vec<String>,
+    ca_file: Option<PathBuf>,
+}
+
+impl IotsafeDane {
+    fn verifier(&self) -> ClientVerifier {
+        ClientVerifier::new(self.allowed.clone(), self.ca_file.clone())
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_error(msg: &str) {
+    let msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = msg);
+}
+
+/// Runs `body`, turning `Err` and panics into -1 with the last error set.
+fn guard(body: impl FnOnce() -> Result<c_int, String>) -> c_int {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(rc)) => rc,
+        Ok(Err(msg)) => {
+            set_error(&msg);
+            -1
+        }
+        Err(_) => {
+            set_error("internal error (panic) in iotsafe-dane");
+            -1
+        }
+    }
+}
+
+/// A refusal: 0 with the reason as last error.
+fn refuse(msg: String) -> Result<c_int, String> {
+    set_error(&msg);
+    Ok(0)
+}
+
+/// # Safety
+/// `s` must be NULL or a NUL-terminated string.
+unsafe fn opt_str<'a>(s: *const c_char) -> Result<Option<&'a str>, String> {
+    if s.is_null() {
+        return Ok(None);
+    }
+    CStr::from_ptr(s)
+        .to_str()
+        .map(Some)
+        .map_err(|_| "string argument is not UTF-8".to_string())
+}
+
+/// # Safety
+/// As [`opt_str`].
+unsafe fn req_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> {
+    opt_str(s)?.ok_or_else(|| format!("{what} is NULL"))
+}
+
+fn handle<'a>(d: *const IotsafeDane) -> Result<&'a IotsafeDane, String> {
+    // SAFETY: callers pass a pointer from iotsafe_dane_new (or NULL, refused here).
+    unsafe { d.as_ref() }.ok_or_else(|| "iotsafe_dane handle is NULL".to_string())
+}
+
+/// The last error message of the calling thread (empty when none). Valid until the next call
+/// into this library on the same thread.
+#[no_mangle]
+pub extern "C" fn iotsafe_dane_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// Creates a handle. `resolver`: "ADDR:PORT" of the DNS server asked for every name (NULL:
+/// 127.0.0.1:53). `trust_anchor_file`: root DNSKEY/DS lines (NULL: the IANA root keys).
+/// Returns NULL on error (see [`iotsafe_dane_last_error`]).
+///
+/// # Safety
+/// Both arguments must be NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_new(
+    resolver: *const c_char,
+    trust_anchor_file: *const c_char,
+) -> *mut IotsafeDane {
+    let mut out: *mut IotsafeDane = std::ptr::null_mut();
+    guard(|| {
+        let server = match opt_str(resolver)? {
+            Some(s) => s
+                .parse()
+                .map_err(|_| format!("resolver {s:?} is not ADDR:PORT"))?,
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], 53)),
+        };
+        let anchor = match opt_str(trust_anchor_file)? {
+            Some(path) => TrustAnchor::from_file(path.as_ref()).map_err(|e| e.to_string())?,
+            None => TrustAnchor::iana_root(),
+        };
+        let resolver =
+            Resolver::new(ResolverConfig::new(server, anchor)).map_err(|e| e.to_string())?;
+        out = Box::into_raw(Box::new(IotsafeDane {
+            resolver: Arc::new(resolver),
+            allowed: Vec::new(),
+            ca_file: None,
+        }));
+        Ok(1)
+    });
+    out
+}
+
+/// Frees a handle (NULL is fine). Contexts configured with it keep their own reference to the
+/// resolver.
+///
+/// # Safety
+/// `d` must come from [`iotsafe_dane_new`] and not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_free(d: *mut IotsafeDane) {
+    if !d.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(d))));
+    }
+}
+
+/// Restricts device names to these domains (comma- or space-separated), checked before any DNS
+/// query. NULL or "" allows every name.
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `domains` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_set_allowed_domains(
+    d: *mut IotsafeDane,
+    domains: *const c_char,
+) -> c_int {
+    guard(|| {
+        let list = opt_str(domains)?.unwrap_or("");
+        let d = d.as_mut().ok_or("iotsafe_dane handle is NULL")?;
+        d.allowed = list
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(1)
+    })
+}
+
+/// CA certificates (PEM file) for the PKIX usages 0 and 1 of device records (NULL: the system
+/// store).
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `path` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_set_ca_file(
+    d: *mut IotsafeDane,
+    path: *const c_char,
+) -> c_int {
+    guard(|| {
+        let path = opt_str(path)?.map(PathBuf::from);
+        let d = d.as_mut().ok_or("iotsafe_dane handle is NULL")?;
+        d.ca_file = path;
+        Ok(1)
+    })
+}
+
+/// DNS queries sent by this handle's resolver so far (for tests and benchmarks).
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`].
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_queries_sent(d: *const IotsafeDane) -> u64 {
+    handle(d).map(|d| d.resolver.queries_sent()).unwrap_or(0)
+}
+
+/// Server authentication on one client connection: looks up `_<port>._tcp.<host>` and puts
+/// the validated records on `ssl` (OpenSSL's DANE), or host-name PKIX checks when the policy
+/// is opportunistic and the server has no DANE. Call before `SSL_connect`. Returns 0 when the
+/// connection must not be made (bogus DNS, or no DANE under the require policy).
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `ssl` a live client `SSL`; `host` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_ssl_enable(
+    d: *const IotsafeDane,
+    ssl: *mut openssl_sys::SSL,
+    host: *const c_char,
+    port: u16,
+    policy: c_int,
+) -> c_int {
+    guard(|| {
+        let d = handle(d)?;
+        let host = req_str(host, "host")?;
+        if ssl.is_null() {
+            return Err("ssl is NULL".into());
+        }
+        let policy = match policy {
+            IOTSAFE_DANE_OPPORTUNISTIC => Policy::Opportunistic,
+            _ => Policy::Require,
+        };
+        let tlsa = ServerTlsa::lookup(&d.resolver, host, port, policy);
+        let ssl = SslRef::from_ptr_mut(ssl);
+        match tlsa.configure(ssl) {
+            Ok(()) => Ok(1),
+            Err(why) => refuse(why),
+        }
+    })
+}
+
+/// Server authentication on a whole client `SSL_CTX` (for libraries that create the `SSL`
+/// objects themselves, e.g. libmosquitto through `MOSQ_OPT_SSL_CTX`): every connection made
+/// from `ctx` looks up `_<port>._tcp.<SNI host>` when the server's certificate arrives and is
+/// verified by those records (or by PKIX when the policy is opportunistic and the server has no
+/// DANE). Peer verification is switched on. The library must set SNI (libmosquitto does).
+/// Why a handshake was refused (no usable records, bogus DNS, no record matched) is kept as the
+/// last error of the thread that ran the handshake.
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `ctx` a live client `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_ctx_enable_server_auth(
+    d: *const IotsafeDane,
+    ctx: *mut openssl_sys::SSL_CTX,
+    port: u16,
+    policy: c_int,
+) -> c_int {
+    guard(|| {
+        let d = handle(d)?;
+        if ctx.is_null() {
+            return Err("ctx is NULL".into());
+        }
+        let policy = match policy {
+            IOTSAFE_DANE_OPPORTUNISTIC => Policy::Opportunistic,
+            _ => Policy::Require,
+        };
+        let dane = ContextDane {
+            resolver: d.resolver.clone(),
+            port,
+            policy,
+            on_refusal: Some(set_error),
+        };
+        let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
+        dane.install(&mut builder)?;
+        Ok(1)
+    })
+}
+
+/// Verifies a device certificate (`chain`: the certificates it sent after it, may be NULL)
+/// against the TLSA records at `name`. 1: authenticated; 0: not (reason in the last error).
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `cert` a live `X509`; `chain` NULL or a live
+/// `STACK_OF(X509)`; `name` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_verify_client(
+    d: *const IotsafeDane,
+    cert: *mut openssl_sys::X509,
+    chain: *mut openssl_sys::stack_st_X509,
+    name: *const c_char,
+) -> c_int {
+    guard(|| {
+        let d = handle(d)?;
+        let name = req_str(name, "name")?;
+        if cert.is_null() {
+            return Err("cert is NULL".into());
+        }
+        let leaf = X509Ref::from_ptr(cert);
+        let chain: Vec<X509> = if chain.is_null() {
+            Vec::new()
+        } else {
+            StackRef::<X509>::from_ptr(chain)
+                .iter()
+                .map(|c| c.to_owned())
+                .collect()
+        };
+        let v = d.verifier().verify(&d.resolver, name, leaf, &chain);
+        if v.authenticated() {
+            set_error("");
+            Ok(1)
+        } else {
+            refuse(v.to_string())
+        }
+    })
+}
+
+/// Server side, on a whole `SSL_CTX` (for libraries that create the `SSL` objects themselves):
+/// requests the `dane_clientid` extension, requires a client certificate and verifies it against
+/// the TLSA records of the client's name in the handshake. `missing`: one of the
+/// `IOTSAFE_DANE_CLIENTID_*` values; with `IOTSAFE_DANE_CLIENTID_REFUSE`, TLS below 1.3 is
+/// refused too. `code_point` 0 means the default.
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `ctx` a live server `SSL_CTX`.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_server(
+    d: *const IotsafeDane,
+    ctx: *mut openssl_sys::SSL_CTX,
+    code_point: u16,
+    missing: c_int,
+) -> c_int {
+    guard(|| {
+        let d = handle(d)?;
+        if ctx.is_null() {
+            return Err("ctx is NULL".into());
+        }
+        let missing = match missing {
+            IOTSAFE_DANE_CLIENTID_FROM_CERT => MissingName::FromCertificate,
+            IOTSAFE_DANE_CLIENTID_OPTIONAL => MissingName::Unauthenticated,
+            _ => MissingName::Refuse,
+        };
+        let config = Arc::new(ClientIdServer {
+            resolver: d.resolver.clone(),
+            verifier: d.verifier(),
+            code_point: code_point_or_default(code_point),
+            missing,
+            tls13_only: missing == MissingName::Refuse,
+        });
+        // The context belongs to the caller: borrow it as a builder without freeing it.
+        let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
+        clientid_ext::enable_server(&mut builder, config).map_err(|e| e.to_string())?;
+        Ok(1)
+    })
+}
+
+/// Client side, on a whole `SSL_CTX`: answer a server's `dane_clientid` request with `name`.
+///
+/// # Safety
+/// `ctx` a live client `SSL_CTX`; `name` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_client(
+    ctx: *mut openssl_sys::SSL_CTX,
+    name: *const c_char,
+    code_point: u16,
+) -> c_int {
+    guard(|| {
+        let name = req_str(name, "name")?;
+        if name.is_empty() || name.len() > 255 {
+            return Err(format!(
+                "client name {name:?} must have 1 to 255 characters"
+            ));
+        }
+        if ctx.is_null() {
+            return Err("ctx is NULL".into());
+        }
+        let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
+        clientid_ext::enable_client(&mut builder, name, code_point_or_default(code_point))
+            .map_err(|e| e.to_string())?;
+        Ok(1)
+    })
+}
+
+/// After a handshake on a server `SSL` configured by
+/// [`iotsafe_dane_ctx_enable_clientid_server`]: copies the authenticated device name
+/// (NUL-terminated) into `buf`. Returns 1, or 0 when the peer has no authenticated DANE
+/// identity, or -1 when `buf` is too small.
+///
+/// # Safety
+/// `ssl` a live `SSL`; `buf` valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_peer_identity(
+    ssl: *const openssl_sys::SSL,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        if ssl.is_null() || buf.is_null() {
+            return Err("ssl or buf is NULL".into());
+        }
+        let ssl = SslRef::from_ptr(ssl as *mut _);
+        let Some(v) = clientid_ext::peer_identity(ssl).filter(|v| v.authenticated()) else {
+            return refuse("the peer has no authenticated DANE identity".into());
+        };
+        let name = v.name.as_bytes();
+        if name.len() + 1 > len {
+            return Err(format!("buffer of {len} bytes too small for {}", v.name));
+        }
+        std::ptr::copy_nonoverlapping(name.as_ptr(), buf as *mut u8, name.len());
+        *buf.add(name.len()) = 0;
+        Ok(1)
+    })
+}
+
+fn code_point_or_default(code_point: u16) -> u16 {
+    if code_point == 0 {
+        clientid_ext::DEFAULT_CODE_POINT
+    } else {
+        code_point
+    }
+}

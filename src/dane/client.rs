@@ -1,0 +1,421 @@
+//! Device identities: TLS client authentication by DNS (draft-ietf-dance-client-auth).
+//!
+//! A device names itself (in the `dane_clientid` extension, or in its certificate), and the
+//! TLSA records at that name, proven by DNSSEC, say which certificate or key it must present.
+//! The rules, and why:
+//! - the name is checked against the allowed domains *before* any DNS query, so an unknown
+//!   client cannot make the server do DNS work for names of its choosing;
+//! - only a secure TLSA answer authenticates; insecure, bogus or failed look-ups refuse;
+//! - DANE-EE(3) binds the key to the name by itself, so the name need not be in the
+//!   certificate; DANE-TA(2), PKIX-TA(0) and PKIX-EE(1) only vouch for an issuer or a PKIX path,
+//!   so the name must be a SAN dNSName of the certificate (never the CN);
+//! - DANE-TA matches a certificate the device sends *above* its leaf, and the leaf must chain
+//!   up to it; the PKIX usages need a valid PKIX path to the configured CAs as well;
+//! - digest agility (RFC 7671 §9) decides which records count.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hickory_resolver::proto::rr::RecordType;
+use openssl::stack::Stack;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
+use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::{X509Ref, X509StoreContext, X509VerifyResult, X509};
+
+use super::resolver::{Outcome, Proof, ResolveError, Resolver};
+use super::tlsa::{self, Tlsa, Usage};
+
+/// The owner-name forms a device may use (draft-ietf-dance-client-auth §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerForm {
+    /// `_<service>.<client-domain>`, e.g. `_mqtt-client.device1.example.com`.
+    Service,
+    /// `<device-id>._device.<org-domain>`, e.g. `sensor7._device.example.com`.
+    Device,
+    /// The plain `<client-domain>`.
+    Plain,
+}
+
+impl OwnerForm {
+    /// The form of `name` (lower case, no trailing dot), or `None` if it has none of the three.
+    pub fn of(name: &str) -> Option<OwnerForm> {
+        let labels: Vec<&str> = name.split('.').collect();
+        if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.len() > 63) {
+            return None;
+        }
+        let underscored: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i].starts_with('_'))
+            .collect();
+        match underscored.as_slice() {
+            [] => Some(OwnerForm::Plain),
+            [0] if labels[0].len() > 1 => Some(OwnerForm::Service),
+            [1] if labels[1] == "_device" && labels.len() >= 3 => Some(OwnerForm::Device),
+            _ => None,
+        }
+    }
+}
+
+/// The record that authenticated a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Matched {
+    pub record: Tlsa,
+    /// Depth in the presented chain of the certificate the record designates (0: the leaf).
+    pub depth: usize,
+}
+
+/// Why a device is not authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The name has none of the three owner-name forms (no DNS query was made).
+    BadName(String),
+    /// The name is outside the allowed domains (no DNS query was made).
+    NotAllowed,
+    /// The look-up failed (proof state indeterminate).
+    Lookup(String),
+    /// The TLSA answer is not secure.
+    NotSecure(Proof, String),
+    /// Securely, there are no TLSA records at the name.
+    NoRecords(String),
+    /// Records exist; none matched. One reason per record considered.
+    NoMatch(Vec<(Tlsa, String)>),
+}
+
+/// The full story of one device verification.
+#[derive(Clone, Debug)]
+pub struct ClientVerification {
+    pub name: String,
+    pub form: Option<OwnerForm>,
+    pub proof: Option<Proof>,
+    pub records: Vec<Tlsa>,
+    pub result: Result<Matched, Refusal>,
+}
+
+impl ClientVerification {
+    pub fn authenticated(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+/// Verifies device certificates against the TLSA records at their names.
+pub struct ClientVerifier {
+    allowed: Vec<String>,
+    ca_file: Option<PathBuf>,
+}
+
+impl ClientVerifier {
+    /// `allowed_domains`: names must be at or below one of these (any name when empty).
+    /// `ca_file`: CAs for the PKIX usages (the system store when `None`).
+    pub fn new(allowed_domains: Vec<String>, ca_file: Option<PathBuf>) -> Self {
+        let allowed = allowed_domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        Self { allowed, ca_file }
+    }
+
+    /// Whether `name` is in the allowed domains. Costs no DNS.
+    pub fn is_allowed(&self, name: &str) -> bool {
+        self.allowed.is_empty()
+            || self
+                .allowed
+                .iter()
+                .any(|d| name == d || name.ends_with(&format!(".{d}")))
+    }
+
+    /// Verifies `leaf` (with the certificates `chain` the device sent after it) for `name`.
+    pub fn verify(
+        &self,
+        resolver: &Resolver,
+        name: &str,
+        leaf: &X509Ref,
+        chain: &[X509],
+    ) -> ClientVerification {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let mut v = ClientVerification {
+            form: OwnerForm::of(&name),
+            name,
+            proof: None,
+            records: Vec::new(),
+            result: Err(Refusal::NotAllowed),
+        };
+        v.result = self.decide(resolver, &mut v, leaf, chain);
+        v
+    }
+
+    /// [`ClientVerifier::verify`] with PEM files; `Err` when a file cannot be read.
+    pub fn verify_files(
+        &self,
+        resolver: &Resolver,
+        name: &str,
+        cert: &Path,
+        chain: Option<&Path>,
+    ) -> Result<ClientVerification, String> {
+        let leaf = read_pem(cert)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no certificate", cert.display()))?;
+        let chain = match chain {
+            Some(path) => read_pem(path)?,
+            None => Vec::new(),
+        };
+        Ok(self.verify(resolver, name, &leaf, &chain))
+    }
+
+    fn decide(
+        &self,
+        resolver: &Resolver,
+        v: &mut ClientVerification,
+        leaf: &X509Ref,
+        chain: &[X509],
+    ) -> Result<Matched, Refusal> {
+        if v.form.is_none() {
+            return Err(Refusal::BadName(
+                "not one of _<service>.<domain>, <id>._device.<domain>, <domain>".into(),
+            ));
+        }
+        if !self.is_allowed(&v.name) {
+            return Err(Refusal::NotAllowed);
+        }
+        let res = resolver
+            .resolve(&v.name, RecordType::TLSA)
+            .map_err(|e: ResolveError| Refusal::Lookup(e.to_string()))?;
+        let proof = res.proof();
+        v.proof = Some(proof);
+        v.records = res.records().iter().filter_map(Tlsa::from_rdata).collect();
+        let what = match &res.last().outcome {
+            Outcome::NxDomain => "no such name (NXDOMAIN)".to_string(),
+            Outcome::NoData => "no TLSA records (NODATA)".to_string(),
+            _ => format!("{} TLSA record(s)", v.records.len()),
+        };
+        if proof != Proof::Secure {
+            return Err(Refusal::NotSecure(proof, what));
+        }
+        if v.records.is_empty() {
+            return Err(Refusal::NoRecords(what));
+        }
+        let mut reasons = Vec::new();
+        let counted = tlsa::agile(&v.records);
+        for &record in &counted {
+            match self.check(record, &v.name, leaf, chain) {
+                Ok(depth) => {
+                    return Ok(Matched {
+                        record: record.clone(),
+                        depth,
+                    })
+                }
+                Err(why) => reasons.push((record.clone(), why)),
+            }
+        }
+        for r in &v.records {
+            if !counted.contains(&r) {
+                let why = if r.is_usable() {
+                    "ignored: a stronger digest is published for this usage and selector"
+                } else {
+                    "unusable (unknown parameter or wrong digest length)"
+                };
+                reasons.push((r.clone(), why.into()));
+            }
+        }
+        Err(Refusal::NoMatch(reasons))
+    }
+
+    /// One record against the presented certificates: the matching depth or why not.
+    fn check(
+        &self,
+        record: &Tlsa,
+        name: &str,
+        leaf: &X509Ref,
+        chain: &[X509],
+    ) -> Result<usize, String> {
+        let usage = record.usage().ok_or("unknown usage")?;
+        if usage != Usage::DaneEe && !san_has(leaf, name) {
+            return Err(format!(
+                "{} needs {name} as a SAN dNSName of the certificate; it has {}",
+                usage.name(),
+                sans(leaf)
+            ));
+        }
+        match usage {
+            Usage::DaneEe => record
+                .matches(leaf)
+                .then_some(0)
+                .ok_or_else(|| "does not match the certificate".into()),
+            Usage::PkixEe => {
+                if !record.matches(leaf) {
+                    return Err("does not match the certificate".into());
+                }
+                self.pkix(leaf, chain).map(|_| 0)
+            }
+            Usage::DaneTa => {
+                let (depth, ta) = chain
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| record.matches(c))
+                    .ok_or("matches no certificate the device sent above its own")?;
+                chains_to(leaf, &chain[..depth], ta)?;
+                Ok(depth + 1)
+            }
+            Usage::PkixTa => {
+                let path = self.pkix(leaf, chain)?;
+                path.iter()
+                    .enumerate()
+                    .skip(1)
+                    .find(|(_, c)| record.matches(c))
+                    .map(|(d, _)| d)
+                    .ok_or_else(|| "matches no CA certificate of the PKIX path".into())
+            }
+        }
+    }
+
+    /// A PKIX path from `leaf` to the configured CAs: the certificates, leaf first.
+    fn pkix(&self, leaf: &X509Ref, chain: &[X509]) -> Result<Vec<X509>, String> {
+        let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        match &self.ca_file {
+            Some(path) => {
+                for ca in read_pem(path)? {
+                    store.add_cert(ca).map_err(|e| e.to_string())?;
+                }
+            }
+            None => store.set_default_paths().map_err(|e| e.to_string())?,
+        }
+        verify_path(leaf, chain, &store.build())
+    }
+}
+
+/// `leaf` chains up through `intermediates` to the DANE trust anchor `ta` (signatures and
+/// validity of the certificates below the anchor; the anchor itself is trusted as published).
+fn chains_to(leaf: &X509Ref, intermediates: &[X509], ta: &X509) -> Result<(), String> {
+    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    store.add_cert(ta.clone()).map_err(|e| e.to_string())?;
+    // The anchor need not be self-signed (RFC 7671 §5.2.2).
+    store
+        .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
+        .map_err(|e| e.to_string())?;
+    verify_path(leaf, intermediates, &store.build())
+        .map(|_| ())
+        .map_err(|e| format!("the certificate does not chain to the matched trust anchor: {e}"))
+}
+
+fn verify_path(leaf: &X509Ref, chain: &[X509], store: &X509Store) -> Result<Vec<X509>, String> {
+    let mut untrusted = Stack::new().map_err(|e| e.to_string())?;
+    for c in chain {
+        untrusted.push(c.clone()).map_err(|e| e.to_string())?;
+    }
+    let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
+    ctx.init(store, leaf, &untrusted, |c| {
+        let ok = c.verify_cert()?;
+        let path = c
+            .chain()
+            .map(|s| s.iter().map(|x| x.to_owned()).collect())
+            .unwrap_or_default();
+        Ok((ok, c.error(), path))
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|(ok, err, path): (bool, X509VerifyResult, Vec<X509>)| {
+        if ok {
+            Ok(path)
+        } else {
+            Err(format!("PKIX validation failed: {}", err.error_string()))
+        }
+    })
+}
+
+fn read_pem(path: &Path) -> Result<Vec<X509>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    X509::stack_from_pem(&pem).map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))
+}
+
+/// The SAN dNSNames of `cert`, lower case.
+pub fn san_dns_names(cert: &X509Ref) -> Vec<String> {
+    cert.subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| {
+                    n.dnsname()
+                        .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The DANE client identities a certificate names in its SAN dNSNames (the `_device` and plain
+/// forms), for peers that did not send the `dane_clientid` extension.
+pub fn identities_in_certificate(cert: &X509Ref) -> Vec<String> {
+    san_dns_names(cert)
+        .into_iter()
+        .filter(|n| matches!(OwnerForm::of(n), Some(OwnerForm::Device | OwnerForm::Plain)))
+        .collect()
+}
+
+fn san_has(cert: &X509Ref, name: &str) -> bool {
+    san_dns_names(cert).iter().any(|n| n == name)
+}
+
+fn sans(cert: &X509Ref) -> String {
+    let names = san_dns_names(cert);
+    if names.is_empty() {
+        "no SAN dNSName".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+impl fmt::Display for ClientVerification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let form = match self.form {
+            Some(OwnerForm::Service) => "_<service>.<client-domain>",
+            Some(OwnerForm::Device) => "<device-id>._device.<org-domain>",
+            Some(OwnerForm::Plain) => "<client-domain>",
+            None => "none of the DANE client forms",
+        };
+        writeln!(f, "device identity {} (form {form})", self.name)?;
+        if let Some(proof) = self.proof {
+            writeln!(
+                f,
+                "  TLSA {}: {} record(s), {proof}",
+                self.name,
+                self.records.len()
+            )?;
+        }
+        for r in &self.records {
+            writeln!(f, "    {r}")?;
+        }
+        match &self.result {
+            Ok(m) => {
+                let usage = m.record.usage().map_or("?", |u| u.name());
+                write!(
+                    f,
+                    "AUTHENTICATED: TLSA {} ({usage}) matched the certificate at depth {}",
+                    m.record, m.depth
+                )
+            }
+            Err(refusal) => write!(f, "NOT AUTHENTICATED: {refusal}"),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::BadName(why) => write!(f, "bad identity name: {why} (no DNS query made)"),
+            Refusal::NotAllowed => {
+                write!(f, "name outside the allowed domains (no DNS query made)")
+            }
+            Refusal::Lookup(e) => write!(f, "{e}"),
+            Refusal::NotSecure(p, what) => write!(
+                f,
+                "TLSA answer is {p} ({what}); only a secure answer authenticates"
+            ),
+            Refusal::NoRecords(what) => write!(f, "{what}, proven secure"),
+            Refusal::NoMatch(reasons) => {
+                write!(f, "no TLSA record matched:")?;
+                for (r, why) in reasons {
+                    write!(f, "\n    {r}: {why}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! DNS identity: DNSSEC-validated TLSA records and the DANE/DANCE verification rules.
+//!
+//! - [`resolver`]: validated look-ups with a proof state for every answer, cached;
+//! - [`tlsa`]: TLSA records, owner names, certificate matching;
+//! - [`server`]: server authentication through OpenSSL's own DANE (RFC 6698, 7671, 7672);
+//! - [`client`]: device identities (draft-ietf-dance-client-auth);
+//! - [`clientid_ext`]: the `dane_clientid` TLS 1.3 extension, device checks inside the handshake;
+//! - [`cli`]: the `iotsafe dane check-server|check-client` subcommands and their reports.
+//!
+//! Nothing here knows about smart cards: a device's key is simply the key in its certificate.
+
+pub mod cli;
+pub mod client;
+pub mod clientid_ext;
+mod ossl;
+pub mod resolver;
+pub mod server;
+pub mod tlsa;
+mod wire;

@@ -1,0 +1,805 @@
+//! DNSSEC-validated look-ups with a proof state for every answer.
+//!
+//! DANE is only as good as the proof behind the TLSA records, so every answer here carries one
+//! of the four states of RFC 4033 §5, and negative answers (NXDOMAIN, NODATA) carry the state of
+//! their denial proof too. Two ways to get that proof:
+//! - in-process validation with hickory's validator against a trust anchor (the IANA root by
+//!   default, or a file of root DNSKEY/DS lines for a private root);
+//! - trusting the AD bit of a validating resolver, which is only sound when that resolver is on
+//!   loopback (the path to it cannot be tampered with), so nothing else is accepted. Denials
+//!   keep their AD bit too (asked over UDP, their header reaches the classifier), except a
+//!   denial too large for UDP: asked again over TCP through hickory's pool, which drops the
+//!   header of negative answers, it counts as unproven (insecure), never as secure.
+//!
+//! Answers are cached after classification, so a warm look-up takes a lock and a hash probe and
+//! never enters the async runtime. The cache is bounded in entries and honours the record TTLs;
+//! denials are cached for their negative TTL, bogus answers briefly (RFC 4035 §4.7), failures
+//! not at all. Concurrent look-ups of one name and type wait for the first one instead of
+//! asking again.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_resolver::config::{NameServerConfig, ResolverOpts};
+use hickory_resolver::net::dnssec::DnssecDnsHandle;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::udp::UdpClientStream;
+use hickory_resolver::net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, DNSKEY};
+use hickory_resolver::proto::dnssec::{DigestType, TrustAnchors, Verifier};
+use hickory_resolver::proto::op::{
+    DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode,
+};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
+
+use super::wire::{Wire, WireState};
+
+use hickory_resolver::proto::dnssec::Proof as HickoryProof;
+
+/// The DNSSEC state of an answer (RFC 4033 §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proof {
+    /// Validated from the trust anchor down (for a denial: NSEC/NSEC3 proven).
+    Secure,
+    /// Provably outside any signed zone (an unsigned delegation).
+    Insecure,
+    /// Should have validated and did not: an attack or a broken zone. Never "no DANE".
+    Bogus,
+    /// Could not be decided (time-out, unreachable server).
+    Indeterminate,
+}
+
+impl Proof {
+    /// The weaker of two states: a chain is only as good as its weakest link, and a bogus link
+    /// spoils it whatever else is there.
+    pub fn weakest(self, other: Proof) -> Proof {
+        use Proof::*;
+        match (self, other) {
+            (Bogus, _) | (_, Bogus) => Bogus,
+            (Indeterminate, _) | (_, Indeterminate) => Indeterminate,
+            (Insecure, _) | (_, Insecure) => Insecure,
+            (Secure, Secure) => Secure,
+        }
+    }
+
+    fn from_hickory(proof: HickoryProof) -> Proof {
+        match proof {
+            HickoryProof::Secure => Proof::Secure,
+            HickoryProof::Insecure => Proof::Insecure,
+            HickoryProof::Bogus => Proof::Bogus,
+            _ => Proof::Indeterminate,
+        }
+    }
+}
+
+impl fmt::Display for Proof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proof::Secure => "secure",
+            Proof::Insecure => "insecure",
+            Proof::Bogus => "bogus",
+            Proof::Indeterminate => "indeterminate",
+        })
+    }
+}
+
+/// What the DNS said about one name and type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The RRset of the asked type.
+    Records(Vec<RData>),
+    /// The name is an alias (CNAME) for this target.
+    Alias(Name),
+    /// The name exists without records of this type.
+    NoData,
+    /// The name does not exist.
+    NxDomain,
+}
+
+/// One classified answer: what the DNS said and how well it is proven.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The name asked for, fully qualified, lower case.
+    pub name: Name,
+    pub rtype: RecordType,
+    pub proof: Proof,
+    pub outcome: Outcome,
+    /// Seconds the answer may be used from the moment it was received.
+    pub ttl: u32,
+}
+
+impl Answer {
+    /// The records of the asked type (empty for denials and aliases).
+    pub fn records(&self) -> &[RData] {
+        match &self.outcome {
+            Outcome::Records(records) => records,
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            Outcome::Records(r) => {
+                write!(f, "{} {}: {} record(s)", self.name, self.rtype, r.len())?
+            }
+            Outcome::Alias(t) => write!(f, "{} {}: CNAME to {t}", self.name, self.rtype)?,
+            Outcome::NoData => write!(f, "{} {}: no such record (NODATA)", self.name, self.rtype)?,
+            Outcome::NxDomain => {
+                write!(f, "{} {}: no such name (NXDOMAIN)", self.name, self.rtype)?
+            }
+        }
+        write!(f, ", {}", self.proof)
+    }
+}
+
+/// A look-up with its CNAME chain followed: one [`Answer`] per step, the last one final.
+#[derive(Clone, Debug)]
+pub struct Resolution {
+    pub steps: Vec<Arc<Answer>>,
+}
+
+impl Resolution {
+    /// The final answer (never an alias).
+    pub fn last(&self) -> &Answer {
+        self.steps
+            .last()
+            .expect("a resolution has at least one step")
+    }
+
+    /// The proof of the whole chain: its weakest step.
+    pub fn proof(&self) -> Proof {
+        self.steps
+            .iter()
+            .fold(Proof::Secure, |p, step| p.weakest(step.proof))
+    }
+
+    /// The name the final answer is for (the original name when there was no CNAME).
+    pub fn canonical_name(&self) -> &Name {
+        &self.last().name
+    }
+
+    pub fn records(&self) -> &[RData] {
+        self.last().records()
+    }
+}
+
+/// Why a look-up produced no answer at all. The proof state of such a look-up is
+/// indeterminate, and callers must fail closed on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResolveError {
+    /// The resolver could not be built as configured.
+    Config(String),
+    /// No usable answer for this name and type.
+    Lookup {
+        name: String,
+        rtype: RecordType,
+        reason: String,
+    },
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::Config(why) => write!(f, "DNS resolver configuration: {why}"),
+            ResolveError::Lookup {
+                name,
+                rtype,
+                reason,
+            } => write!(
+                f,
+                "DNS look-up of {name} {rtype} failed: {reason} (proof state: indeterminate)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {}
+
+/// Where the proof of an answer comes from.
+#[derive(Clone, Debug)]
+pub enum Validation {
+    /// Validate in-process, from these trust anchors down.
+    TrustAnchor(TrustAnchor),
+    /// Take the AD bit of a validating resolver. Only accepted for a server on loopback.
+    TrustAdBit,
+}
+
+/// Trust anchors for the root zone: DNSKEY lines, DS lines, or the built-in IANA root keys.
+#[derive(Clone, Debug)]
+pub struct TrustAnchor {
+    /// Zone-file text of root DNSKEY records (empty for the built-in IANA keys).
+    dnskeys: String,
+    /// Root DS records: (key tag, algorithm, digest type, digest).
+    ds: Vec<(u16, u8, u8, Vec<u8>)>,
+}
+
+impl TrustAnchor {
+    /// The IANA root keys compiled into hickory (KSK-2017 and KSK-2024).
+    pub fn iana_root() -> Self {
+        Self {
+            dnskeys: String::new(),
+            ds: Vec::new(),
+        }
+    }
+
+    /// Reads zone-file lines of root DNSKEY or DS records (e.g.
+    /// `. 3600 IN DNSKEY 257 3 13 <base64>`), as unbound's or ldns' root key files have them.
+    pub fn from_file(path: &Path) -> Result<Self, ResolveError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ResolveError::Config(format!("trust anchor file {}: {e}", path.display()))
+        })?;
+        text.parse()
+            .map_err(|e: ResolveError| ResolveError::Config(format!("{}: {e}", path.display())))
+    }
+
+    fn is_builtin(&self) -> bool {
+        self.dnskeys.is_empty() && self.ds.is_empty()
+    }
+}
+
+impl FromStr for TrustAnchor {
+    type Err = ResolveError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut anchor = TrustAnchor {
+            dnskeys: String::new(),
+            ds: Vec::new(),
+        };
+        for line in text.lines() {
+            let line = line.split(';').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(pos) = fields.iter().position(|f| *f == "DNSKEY" || *f == "DS") else {
+                return Err(config_err(format!("not a DNSKEY or DS record: {line}")));
+            };
+            if fields[0] != "." {
+                // hickory's validator loops on anchors below the root; refuse them loudly.
+                return Err(config_err(format!(
+                    "trust anchor for {} refused: only root (.) anchors are supported",
+                    fields[0]
+                )));
+            }
+            if fields[pos] == "DNSKEY" {
+                // hickory's parser wants TTL and class, which root key files often omit.
+                let rdata = fields[pos + 1..].join(" ");
+                anchor
+                    .dnskeys
+                    .push_str(&format!(". 3600 IN DNSKEY {rdata}\n"));
+            } else {
+                anchor.ds.push(parse_ds(&fields[pos + 1..], line)?);
+            }
+        }
+        if anchor.is_builtin() {
+            return Err(config_err(
+                "no DNSKEY or DS record in the trust anchor".into(),
+            ));
+        }
+        Ok(anchor)
+    }
+}
+
+fn parse_ds(f: &[&str], line: &str) -> Result<(u16, u8, u8, Vec<u8>), ResolveError> {
+    let bad = || config_err(format!("malformed DS record: {line}"));
+    if f.len() < 4 {
+        return Err(bad());
+    }
+    let hex: String = f[3..].concat();
+    Ok((
+        f[0].parse().map_err(|_| bad())?,
+        f[1].parse().map_err(|_| bad())?,
+        f[2].parse().map_err(|_| bad())?,
+        crate::hex::decode(&hex).ok().ok_or_else(bad)?,
+    ))
+}
+
+/// How to build a [`Resolver`].
+#[derive(Clone, Debug)]
+pub struct ResolverConfig {
+    /// The DNS server asked for every name.
+    pub server: SocketAddr,
+    pub validation: Validation,
+    /// Time-out of one query to the server.
+    pub query_timeout: Duration,
+    /// Upper bound for a whole look-up, chain of trust included.
+    pub lookup_timeout: Duration,
+    /// Entries in the answer cache (and in the chain-of-trust cache).
+    pub cache_entries: usize,
+    /// Longest time an answer is reused, whatever its TTL.
+    pub max_ttl: Duration,
+    /// How long a bogus answer is remembered (so an attack does not cost a validation per call).
+    pub bogus_ttl: Duration,
+}
+
+impl ResolverConfig {
+    /// Validation in-process against `anchor`, asking `server`.
+    pub fn new(server: SocketAddr, anchor: TrustAnchor) -> Self {
+        Self {
+            server,
+            validation: Validation::TrustAnchor(anchor),
+            query_timeout: Duration::from_secs(2),
+            lookup_timeout: Duration::from_secs(5),
+            cache_entries: 10_000,
+            max_ttl: Duration::from_secs(3600),
+            bogus_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+type Pool = NameServerPool<TokioRuntimeProvider>;
+
+#[derive(Clone)]
+enum Stack {
+    Validating(DnssecDnsHandle<Wire<Pool>>),
+    /// Trusting the AD bit: queries go over plain UDP first, whose responses reach us whole
+    /// (the pool turns a negative response into an error without its header, and so without
+    /// its AD bit); a truncated response is asked again through the pool, over TCP.
+    AdBit {
+        udp: Wire<DnsExchange<TokioRuntimeProvider>>,
+        pool: Wire<Pool>,
+    },
+}
+
+type CacheKey = (Name, RecordType);
+
+/// A validating DNS resolver with a bounded answer cache. Cheap to share (`Arc`); one per
+/// process is the intended use.
+pub struct Resolver {
+    config: ResolverConfig,
+    runtime: tokio::runtime::Runtime,
+    /// Behind a lock only so that [`Resolver::clear_cache`] can swap in a validator with an
+    /// empty validation cache; look-ups clone it (a few `Arc`s).
+    stack: Mutex<Stack>,
+    wire: Arc<WireState>,
+    anchors: Arc<TrustAnchors>,
+    cache: Mutex<HashMap<CacheKey, (Arc<Answer>, Instant)>>,
+    flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+}
+
+/// A look-up in progress that others wait for.
+#[derive(Default)]
+struct Flight {
+    result: Mutex<Option<Result<Arc<Answer>, ResolveError>>>,
+    done: Condvar,
+}
+
+impl Resolver {
+    /// Builds the resolver: one small runtime thread for the DNS I/O, shared by all look-ups.
+    pub fn new(config: ResolverConfig) -> Result<Self, ResolveError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("dane-dns")
+            .enable_all()
+            .build()
+            .map_err(|e| config_err(format!("cannot start the DNS runtime: {e}")))?;
+        let wire = WireState::new(config.cache_entries);
+        let pool = runtime.block_on(async { pool(&config) })?;
+        let mut anchors_used = Arc::new(TrustAnchors::empty());
+        let stack = match &config.validation {
+            Validation::TrustAdBit => {
+                if !config.server.ip().is_loopback() {
+                    return Err(config_err(format!(
+                        "the AD bit is only trusted from a resolver on loopback, not {}",
+                        config.server
+                    )));
+                }
+                let server = config.server;
+                let timeout = config.query_timeout;
+                // The exchange spawns its background task on the runtime.
+                let udp = runtime.block_on(async move {
+                    UdpClientStream::builder(server, TokioRuntimeProvider::new())
+                        .with_timeout(Some(timeout))
+                        .exchange()
+                });
+                Stack::AdBit {
+                    udp: Wire::new(udp, wire.clone()),
+                    pool: Wire::new(pool, wire.clone()),
+                }
+            }
+            Validation::TrustAnchor(anchor) => {
+                let plain = Wire::new(pool, wire.clone());
+                anchors_used = Arc::new(runtime.block_on(anchors(anchor, &plain))?);
+                Stack::Validating(DnssecDnsHandle::with_trust_anchor(
+                    plain,
+                    anchors_used.clone(),
+                ))
+            }
+        };
+        Ok(Self {
+            config,
+            runtime,
+            stack: Mutex::new(stack),
+            wire,
+            anchors: anchors_used,
+            cache: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &ResolverConfig {
+        &self.config
+    }
+
+    /// DNS queries sent to the server since this resolver was built.
+    pub fn queries_sent(&self) -> u64 {
+        self.wire.queries()
+    }
+
+    /// Forgets every cached answer and validation result (for an operator's "flush", and to
+    /// measure cold look-ups).
+    pub fn clear_cache(&self) {
+        lock(&self.cache).clear();
+        self.wire.clear();
+        let mut stack = lock(&self.stack);
+        if let Stack::Validating(handle) = &*stack {
+            let fresh =
+                DnssecDnsHandle::with_trust_anchor(handle.inner().clone(), self.anchors.clone());
+            *stack = Stack::Validating(fresh);
+        }
+    }
+
+    /// Looks up `name`/`rtype` and follows CNAMEs (at most 8), each step cached.
+    pub fn resolve(&self, name: &str, rtype: RecordType) -> Result<Resolution, ResolveError> {
+        let mut steps = Vec::new();
+        let mut current = parse_name(name, rtype)?;
+        loop {
+            let answer = self.lookup_name(&current, rtype)?;
+            let next = match &answer.outcome {
+                Outcome::Alias(target) if rtype != RecordType::CNAME => Some(target.clone()),
+                _ => None,
+            };
+            steps.push(answer);
+            match next {
+                Some(target) if steps.len() < 8 => current = target,
+                Some(_) => {
+                    return Err(ResolveError::Lookup {
+                        name: name.to_string(),
+                        rtype,
+                        reason: "CNAME chain longer than 8".into(),
+                    })
+                }
+                None => return Ok(Resolution { steps }),
+            }
+        }
+    }
+
+    /// One name and type, no CNAME following: the answer may be [`Outcome::Alias`].
+    pub fn lookup(&self, name: &str, rtype: RecordType) -> Result<Arc<Answer>, ResolveError> {
+        self.lookup_name(&parse_name(name, rtype)?, rtype)
+    }
+
+    fn lookup_name(&self, name: &Name, rtype: RecordType) -> Result<Arc<Answer>, ResolveError> {
+        let key = (name.to_lowercase(), rtype);
+        if let Some(answer) = self.cached(&key) {
+            return Ok(answer);
+        }
+        let (flight, leader) = {
+            let mut flights = lock(&self.flights);
+            match flights.get(&key) {
+                Some(flight) => (flight.clone(), false),
+                None => {
+                    let flight = Arc::new(Flight::default());
+                    flights.insert(key.clone(), flight.clone());
+                    (flight, true)
+                }
+            }
+        };
+        if !leader {
+            return wait_for(&flight);
+        }
+        // A leader that finds the answer cached now lost a race with a flight that just ended.
+        let result = match self.cached(&key) {
+            Some(answer) => Ok(answer),
+            None => self.fetch(&key),
+        };
+        if let Ok(answer) = &result {
+            self.store(key.clone(), answer.clone());
+        }
+        lock(&self.flights).remove(&key);
+        *lock(&flight.result) = Some(result.clone());
+        flight.done.notify_all();
+        result
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Arc<Answer>> {
+        let cache = lock(&self.cache);
+        match cache.get(key) {
+            Some((answer, expires)) if *expires > Instant::now() => Some(answer.clone()),
+            _ => None,
+        }
+    }
+
+    fn store(&self, key: CacheKey, answer: Arc<Answer>) {
+        let ttl = match answer.proof {
+            Proof::Bogus => self.config.bogus_ttl,
+            Proof::Indeterminate => return,
+            _ => Duration::from_secs(answer.ttl.into()).min(self.config.max_ttl),
+        };
+        if ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut cache = lock(&self.cache);
+        if cache.len() >= self.config.cache_entries && !cache.contains_key(&key) {
+            cache.retain(|_, (_, expires)| *expires > now);
+            if cache.len() >= self.config.cache_entries {
+                let soonest = cache
+                    .iter()
+                    .min_by_key(|(_, (_, expires))| *expires)
+                    .map(|(k, _)| k.clone());
+                if let Some(soonest) = soonest {
+                    cache.remove(&soonest);
+                }
+            }
+        }
+        cache.insert(key, (answer, now + ttl));
+    }
+
+    /// Asks the network, within the look-up time-out.
+    fn fetch(&self, key: &CacheKey) -> Result<Arc<Answer>, ResolveError> {
+        let (name, rtype) = key.clone();
+        let stack = lock(&self.stack).clone();
+        let ad_mode = matches!(stack, Stack::AdBit { .. });
+        let limit = self.config.lookup_timeout;
+        let result = self.runtime.block_on(async move {
+            tokio::time::timeout(limit, ask(&stack, name.clone(), rtype)).await
+        });
+        let fail = |reason: String| ResolveError::Lookup {
+            name: key.0.to_string(),
+            rtype,
+            reason,
+        };
+        let result = result.map_err(|_| fail(format!("no answer within {limit:?}")))?;
+        classify(&key.0, rtype, result, ad_mode)
+            .map(Arc::new)
+            .map_err(fail)
+    }
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wait_for(flight: &Flight) -> Result<Arc<Answer>, ResolveError> {
+    let mut result = lock(&flight.result);
+    while result.is_none() {
+        result = flight.done.wait(result).unwrap_or_else(|e| e.into_inner());
+    }
+    result.clone().expect("set before notify")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn config_err(why: String) -> ResolveError {
+    ResolveError::Config(why)
+}
+
+fn parse_name(name: &str, rtype: RecordType) -> Result<Name, ResolveError> {
+    let mut parsed = Name::from_str(name).map_err(|e| ResolveError::Lookup {
+        name: name.to_string(),
+        rtype,
+        reason: format!("not a valid domain name: {e}"),
+    })?;
+    parsed.set_fqdn(true);
+    Ok(parsed.to_lowercase())
+}
+
+fn pool(config: &ResolverConfig) -> Result<Pool, ResolveError> {
+    let mut opts = ResolverOpts::default();
+    opts.timeout = config.query_timeout;
+    opts.attempts = 2;
+    opts.edns0 = true;
+    opts.cache_size = 0;
+    opts.try_tcp_on_error = true;
+    let tls = TlsConfig::new().map_err(|e| config_err(format!("{e}")))?;
+    let cx = Arc::new(PoolContext::new(opts, tls));
+    let mut server = NameServerConfig::udp_and_tcp(config.server.ip());
+    for conn in &mut server.connections {
+        conn.port = config.server.port();
+    }
+    Ok(NameServerPool::from_config(
+        [server],
+        cx,
+        TokioRuntimeProvider::new(),
+    ))
+}
+
+fn request_options() -> DnsRequestOptions {
+    let mut options = DnsRequestOptions::default();
+    options.use_edns = true;
+    options.edns_set_dnssec_ok = true;
+    options.recursion_desired = true;
+    options
+}
+
+async fn ask(stack: &Stack, name: Name, rtype: RecordType) -> Result<DnsResponse, NetError> {
+    let query = Query::query(name, rtype);
+    match stack {
+        Stack::Validating(handle) => handle.lookup(query, request_options()).first_answer().await,
+        Stack::AdBit { udp, pool } => {
+            let mut request = DnsRequest::from_query(query, request_options());
+            request.metadata.authentic_data = true;
+            match udp.send(request.clone()).first_answer().await {
+                Ok(response) if response.metadata.truncation => {
+                    pool.send(request).first_answer().await
+                }
+                Ok(response) => match response.response_code {
+                    // Answers and denials, with their AD bit.
+                    ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
+                    // SERVFAIL (what a validating resolver says for bogus data) and the rest.
+                    code => Err(NetError::Dns(DnsError::ResponseCode(code))),
+                },
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Turns a response (or a negative error) into an [`Answer`]; `Err` for failures that leave the
+/// proof state undecided.
+fn classify(
+    name: &Name,
+    rtype: RecordType,
+    result: Result<DnsResponse, NetError>,
+    ad_mode: bool,
+) -> Result<Answer, String> {
+    let answer = |proof, outcome, ttl| Answer {
+        name: name.clone(),
+        rtype,
+        proof,
+        outcome,
+        ttl,
+    };
+    match result {
+        Ok(response) => Ok(classify_response(name, rtype, &response, ad_mode, answer)),
+        Err(NetError::Dns(DnsError::NoRecordsFound(none))) => {
+            // Only reached in AD-bit mode for a denial too large for UDP, asked again over TCP
+            // through the pool, which does not keep the AD bit of a negative answer: the denial
+            // counts as unproven (never upgraded; "no DANE" either way).
+            let outcome = negative(none.response_code);
+            Ok(answer(
+                Proof::Insecure,
+                outcome,
+                none.negative_ttl.unwrap_or(0),
+            ))
+        }
+        Err(NetError::Dns(DnsError::Nsec {
+            response, proof, ..
+        })) => {
+            let outcome = negative(response.response_code);
+            let ttl = response.negative_ttl().unwrap_or(0);
+            Ok(answer(Proof::from_hickory(proof), outcome, ttl))
+        }
+        Err(NetError::Dns(DnsError::DnssecBogus)) => Ok(answer(Proof::Bogus, Outcome::NoData, 0)),
+        Err(NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail))) => Err(
+            "the server answered SERVFAIL (a validating resolver does so for bogus data)".into(),
+        ),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn negative(code: ResponseCode) -> Outcome {
+    if code == ResponseCode::NXDomain {
+        Outcome::NxDomain
+    } else {
+        Outcome::NoData
+    }
+}
+
+fn classify_response(
+    name: &Name,
+    rtype: RecordType,
+    response: &DnsResponse,
+    ad_mode: bool,
+    answer: impl Fn(Proof, Outcome, u32) -> Answer,
+) -> Answer {
+    let proof_of = |proofs: &mut dyn Iterator<Item = HickoryProof>| {
+        if ad_mode {
+            return if response.metadata.authentic_data {
+                Proof::Secure
+            } else {
+                Proof::Insecure
+            };
+        }
+        proofs.fold(Proof::Secure, |p, q| p.weakest(Proof::from_hickory(q)))
+    };
+    let at_name = |t: RecordType| {
+        response
+            .answers
+            .iter()
+            .filter(move |r| r.record_type() == t && r.name.to_lowercase() == *name)
+    };
+    let records: Vec<_> = at_name(rtype).collect();
+    if !records.is_empty() {
+        let proof = proof_of(&mut records.iter().map(|r| r.proof));
+        let ttl = records.iter().map(|r| r.ttl).min().unwrap_or(0);
+        let data = records.iter().map(|r| r.data.clone()).collect();
+        return answer(proof, Outcome::Records(data), ttl);
+    }
+    if let Some(cname) = at_name(RecordType::CNAME).next() {
+        if let RData::CNAME(target) = &cname.data {
+            let proof = proof_of(&mut std::iter::once(cname.proof));
+            return answer(proof, Outcome::Alias(target.0.to_lowercase()), cname.ttl);
+        }
+    }
+    // A denial that passed validation: secure only when a validated NSEC/NSEC3 proves it.
+    let proven = response.authorities.iter().any(|r| {
+        r.proof == HickoryProof::Secure
+            && matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3)
+    });
+    let proof = if ad_mode {
+        proof_of(&mut std::iter::empty())
+    } else if proven {
+        Proof::Secure
+    } else {
+        Proof::Insecure
+    };
+    let ttl = response.negative_ttl().unwrap_or(0);
+    answer(proof, negative(response.response_code), ttl)
+}
+
+/// Builds hickory's trust anchors: DNSKEY lines as given; DS lines by fetching the root DNSKEY
+/// RRset (unvalidated) and keeping the keys whose digest matches a DS.
+async fn anchors(anchor: &TrustAnchor, wire: &Wire<Pool>) -> Result<TrustAnchors, ResolveError> {
+    if anchor.is_builtin() {
+        return Ok(TrustAnchors::default());
+    }
+    let mut text = anchor.dnskeys.clone();
+    if !anchor.ds.is_empty() {
+        let query = Query::query(Name::root(), RecordType::DNSKEY);
+        let response = wire
+            .lookup(query, request_options())
+            .first_answer()
+            .await
+            .map_err(|e| {
+                config_err(format!(
+                    "cannot fetch the root DNSKEY RRset for the DS trust anchor: {e}"
+                ))
+            })?;
+        let mut matched = 0;
+        for record in &response.answers {
+            let RData::DNSSEC(DNSSECRData::DNSKEY(key)) = &record.data else {
+                continue;
+            };
+            if ds_matches(key, &anchor.ds) {
+                text.push_str(&format!("{record}\n"));
+                matched += 1;
+            }
+        }
+        if matched == 0 {
+            return Err(config_err(
+                "no root DNSKEY matches the DS trust anchor".into(),
+            ));
+        }
+    }
+    TrustAnchors::from_str(&text).map_err(|e| config_err(format!("trust anchor: {e}")))
+}
+
+fn ds_matches(key: &DNSKEY, ds: &[(u16, u8, u8, Vec<u8>)]) -> bool {
+    let Ok(tag) = key.calculate_key_tag() else {
+        return false;
+    };
+    ds.iter().any(|(ds_tag, alg, dtype, digest)| {
+        *ds_tag == tag
+            && u8::from(key.algorithm()) == *alg
+            && key
+                .to_digest(&Name::root(), DigestType::from(*dtype))
+                .is_ok_and(|d| d.as_ref() == digest.as_slice())
+    })
+}

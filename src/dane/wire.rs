@@ -1,0 +1,158 @@
+//! The layer between the DNSSEC validator and the network: counts the queries that leave the
+//! process, and remembers the answers that build chains of trust.
+//!
+//! The validator fetches the DNSKEY and DS RRsets of every zone on the way to the trust anchor,
+//! and it does so again for every RRset it checks (an NXDOMAIN answer carries an SOA and one or
+//! more NSEC RRsets, each signed by the same zone key). Without this layer a cold look-up asks for
+//! the same DNSKEY RRset several times, and every look-up in a zone fetches the whole chain again.
+//! Here the chain's RRsets (DNSKEY, DS) are cached for their TTL, and concurrent requests for one
+//! of them share one query. Final answers are cached one layer up, after validation, by
+//! [`super::resolver::Resolver`].
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::stream::{self, Stream};
+use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::{DnsRequest, DnsResponse};
+use hickory_resolver::proto::rr::{Name, RecordType};
+
+type WireResult = Result<DnsResponse, NetError>;
+type Key = (Name, RecordType);
+
+/// Counts queries sent to the name server and caches chain-of-trust RRsets.
+#[derive(Clone)]
+pub(crate) struct Wire<H> {
+    inner: H,
+    state: Arc<WireState>,
+}
+
+pub(crate) struct WireState {
+    queries: AtomicU64,
+    capacity: usize,
+    chain: Mutex<HashMap<Key, Slot>>,
+}
+
+enum Slot {
+    Ready(WireResult, Instant),
+    InFlight(Shared<BoxFuture<'static, WireResult>>),
+}
+
+impl WireState {
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            queries: AtomicU64::new(0),
+            capacity: capacity.max(16),
+            chain: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Queries sent to the name server since the resolver was built.
+    pub(crate) fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear(&self) {
+        self.chain.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn store(&self, key: Key, result: &WireResult) {
+        let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
+        match ttl_of(result) {
+            Some(ttl) if ttl > 0 => {
+                if chain.len() >= self.capacity {
+                    let now = Instant::now();
+                    chain.retain(|_, slot| matches!(slot, Slot::Ready(_, exp) if *exp > now));
+                }
+                if chain.len() < self.capacity {
+                    let expires = Instant::now() + Duration::from_secs(ttl.into());
+                    chain.insert(key, Slot::Ready(result.clone(), expires));
+                    return;
+                }
+                chain.remove(&key);
+            }
+            _ => {
+                chain.remove(&key);
+            }
+        }
+    }
+}
+
+impl<H: DnsHandle> Wire<H> {
+    pub(crate) fn new(inner: H, state: Arc<WireState>) -> Self {
+        Self { inner, state }
+    }
+
+    fn send_uncached(&self, request: DnsRequest) -> BoxFuture<'static, WireResult> {
+        self.state.queries.fetch_add(1, Ordering::Relaxed);
+        self.inner.send(request).first_answer().boxed()
+    }
+
+    fn send_chain(&self, key: Key, request: DnsRequest) -> BoxFuture<'static, WireResult> {
+        let shared = {
+            let mut chain = self.state.chain.lock().unwrap_or_else(|e| e.into_inner());
+            match chain.get(&key) {
+                Some(Slot::Ready(result, expires)) if *expires > Instant::now() => {
+                    let result = result.clone();
+                    return async move { result }.boxed();
+                }
+                Some(Slot::InFlight(shared)) => shared.clone(),
+                _ => {
+                    let shared = self.send_uncached(request).shared();
+                    chain.insert(key.clone(), Slot::InFlight(shared.clone()));
+                    shared
+                }
+            }
+        };
+        let state = self.state.clone();
+        async move {
+            let result = shared.await;
+            state.store(key, &result);
+            result
+        }
+        .boxed()
+    }
+}
+
+impl<H: DnsHandle> DnsHandle for Wire<H> {
+    type Response = Pin<Box<dyn Stream<Item = WireResult> + Send>>;
+    type Runtime = H::Runtime;
+
+    fn is_verifying_dnssec(&self) -> bool {
+        self.inner.is_verifying_dnssec()
+    }
+
+    fn send(&self, request: DnsRequest) -> Self::Response {
+        let key = request
+            .queries
+            .first()
+            .map(|q| (q.name().to_lowercase(), q.query_type()));
+        let future = match key {
+            Some(key) if matches!(key.1, RecordType::DNSKEY | RecordType::DS) => {
+                self.send_chain(key, request)
+            }
+            _ => self.send_uncached(request),
+        };
+        Box::pin(stream::once(future))
+    }
+}
+
+/// How long a wire answer may be reused: the smallest TTL of its records, or the negative TTL
+/// of a denial. Transport errors are never reused.
+fn ttl_of(result: &WireResult) -> Option<u32> {
+    match result {
+        Ok(response) => response
+            .answers
+            .iter()
+            .chain(response.authorities.iter())
+            .map(|r| r.ttl)
+            .min(),
+        Err(NetError::Dns(DnsError::NoRecordsFound(no_records))) => no_records.negative_ttl,
+        Err(_) => None,
+    }
+}

@@ -1,0 +1,386 @@
+//! A private DNSSEC hierarchy served by a real knotd on loopback, for the DANE tests.
+//!
+//! One knotd serves the root `.`, the TLD `test.` and below it:
+//! - `iotregistry.test.` and `example.test.`: signed, with their DS in `test.` (secure);
+//! - `bogus.test.`: signed, but the DS in `test.` does not match its key (bogus);
+//! - `insecure.test.`: unsigned and delegated without DS (provably insecure).
+//!
+//! The root's key is the trust anchor, as the IANA root is in real life (a trust anchor at a
+//! zone below the root is not something the resolver handles).
+//!
+//! Bring-up is one pass, no reload: keys are generated offline with `keymgr` first, so the DS
+//! records are known before the parent zones are written, then knotd starts and signs
+//! everything on load. Zones can be rewritten and reloaded during a test. knotd is killed when
+//! the value is dropped, whatever the outcome of the test.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The zones of the hierarchy, parent before child.
+const SIGNED: [&str; 5] = [
+    ".",
+    "test.",
+    "iotregistry.test.",
+    "example.test.",
+    "bogus.test.",
+];
+const UNSIGNED: [&str; 1] = ["insecure.test."];
+const CHILDREN_OF_TEST: [&str; 4] = [
+    "iotregistry.test.",
+    "example.test.",
+    "bogus.test.",
+    "insecure.test.",
+];
+
+/// A running knotd with the test hierarchy.
+pub struct TestDns {
+    dir: tempfile::TempDir,
+    child: Child,
+    port: u16,
+    /// Extra records per zone (zone-file lines, owner relative to the zone or absolute).
+    records: Mutex<BTreeMap<String, (u32, Vec<String>)>>,
+    /// DS lines to put in `test.`, computed once at bring-up.
+    ds_in_test: Vec<String>,
+    ds_in_root: Vec<String>,
+    root_dnskey: String,
+}
+
+impl TestDns {
+    /// Starts knotd with the hierarchy and the given extra records: `(zone, line)` pairs such as
+    /// `("example.test.", "_8883._tcp.broker 300 IN TLSA 3 1 1 ab12...")`.
+    pub fn start(extra: &[(&str, &str)]) -> TestDns {
+        let dir = tempfile::Builder::new()
+            .prefix("knot-")
+            .tempdir()
+            .expect("temp dir");
+        for sub in ["db", "zones", "run"] {
+            fs::create_dir(dir.path().join(sub)).expect("mkdir");
+        }
+        let port = super::free_port();
+        let conf = dir.path().join("knot.conf");
+        fs::write(&conf, knot_conf(dir.path(), port)).expect("write knot.conf");
+
+        for zone in SIGNED {
+            run_ok(Command::new("keymgr").arg("-c").arg(&conf).args([
+                zone,
+                "generate",
+                "algorithm=13",
+                "ksk=yes",
+                "zsk=yes",
+            ]));
+        }
+        let ds_in_root = ds_of(&conf, "test.");
+        let mut ds_in_test = Vec::new();
+        for zone in ["iotregistry.test.", "example.test."] {
+            ds_in_test.extend(ds_of(&conf, zone));
+        }
+        // A DS that does not match the key of bogus.test.: flip the last digest digit.
+        for line in ds_of(&conf, "bogus.test.") {
+            let mut line = line;
+            let last = line.pop().expect("DS line");
+            line.push(if last == '0' { '1' } else { '0' });
+            ds_in_test.push(line);
+        }
+        let root_dnskey = root_ksk(&conf);
+
+        let mut records = BTreeMap::new();
+        for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
+            records.insert(zone.to_string(), (1u32, Vec::new()));
+        }
+        for (zone, line) in extra {
+            let zone = fqdn(zone);
+            records
+                .get_mut(&zone)
+                .unwrap_or_else(|| panic!("no zone {zone} in the test hierarchy"))
+                .1
+                .push(line.to_string());
+        }
+
+        let child = {
+            let log = fs::File::create(dir.path().join("knotd.log")).expect("log");
+            Command::new("knotd")
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("knotd (package knot) must be installed")
+        };
+        let dns = TestDns {
+            dir,
+            child,
+            port,
+            records: Mutex::new(records),
+            ds_in_test,
+            ds_in_root,
+            root_dnskey,
+        };
+        for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
+            dns.write_zone(zone);
+        }
+        dns.wait_until_served();
+        dns
+    }
+
+    /// Every zone knotd serves, parent before child (`.` first).
+    pub fn zones(&self) -> Vec<&'static str> {
+        SIGNED.iter().chain(UNSIGNED.iter()).copied().collect()
+    }
+
+    /// The address knotd answers on.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The trust anchor as zone-file text: the root's KSK DNSKEY.
+    pub fn trust_anchor(&self) -> String {
+        format!("{}\n", self.root_dnskey)
+    }
+
+    /// The trust anchor written to a file (for the command-line options).
+    pub fn trust_anchor_file(&self) -> PathBuf {
+        let path = self.dir.path().join("root.key");
+        fs::write(&path, self.trust_anchor()).expect("write trust anchor");
+        path
+    }
+
+    /// The root's DS records (`. IN DS ...`), to test DS trust anchors.
+    pub fn root_ds(&self) -> Vec<String> {
+        ds_of(&self.conf(), ".")
+    }
+
+    /// A directory private to this instance, removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces the extra records of `zone`, reloads it and waits until knotd serves the new
+    /// serial.
+    pub fn set_records(&self, zone: &str, lines: &[&str]) {
+        let zone = fqdn(zone);
+        {
+            let mut records = self.records.lock().unwrap();
+            let entry = records.get_mut(&zone).expect("zone of the hierarchy");
+            entry.0 += 1;
+            entry.1 = lines.iter().map(|l| l.to_string()).collect();
+        }
+        self.write_zone(&zone);
+        run_ok(
+            Command::new("knotc")
+                .arg("-c")
+                .arg(self.conf())
+                .args(["zone-reload", &zone]),
+        );
+        let serial = self.records.lock().unwrap()[&zone].0;
+        self.wait_for(&zone, Some(serial));
+    }
+
+    /// Adds one record to `zone` (see [`TestDns::set_records`]).
+    pub fn add_record(&self, zone: &str, line: &str) {
+        let mut lines = self.records.lock().unwrap()[&fqdn(zone)].1.clone();
+        lines.push(line.to_string());
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        self.set_records(zone, &refs);
+    }
+
+    /// `kdig` against this server, for diagnostics in test failures.
+    pub fn dig(&self, name: &str, rtype: &str) -> String {
+        let out = Command::new("kdig")
+            .args(["+tcp", "+dnssec", "+timeout=2", "+retry=0"])
+            .arg("@127.0.0.1")
+            .args(["-p", &self.port.to_string(), name, rtype])
+            .output()
+            .expect("kdig (package knot-dnsutils) must be installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("knot.conf")
+    }
+
+    fn write_zone(&self, zone: &str) {
+        let records = self.records.lock().unwrap();
+        let (serial, extra) = &records[zone];
+        let mut text = format!(
+            "$ORIGIN {zone}\n$TTL 300\n@ SOA ns.test. hostmaster.test. {serial} 3600 600 86400 5\n@ NS ns.test.\n"
+        );
+        match zone {
+            "." => {
+                text.push_str("test. NS ns.test.\nns.test. A 127.0.0.1\n");
+                for ds in &self.ds_in_root {
+                    text.push_str(&format!("{ds}\n"));
+                }
+            }
+            "test." => {
+                text.push_str("ns A 127.0.0.1\n");
+                for child in CHILDREN_OF_TEST {
+                    text.push_str(&format!("{child} NS ns.test.\n"));
+                }
+                for ds in &self.ds_in_test {
+                    text.push_str(&format!("{ds}\n"));
+                }
+            }
+            _ => {}
+        }
+        for line in extra {
+            text.push_str(line);
+            text.push('\n');
+        }
+        let file = self.dir.path().join("zones").join(zone_file(zone));
+        fs::write(file, text).expect("write zone");
+    }
+
+    /// Waits until every zone is served (signed zones with their signatures): knotd loads and
+    /// signs them asynchronously after it starts listening.
+    fn wait_until_served(&self) {
+        for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
+            self.wait_for(zone, None);
+        }
+    }
+
+    fn wait_for(&self, zone: &str, serial: Option<u32>) {
+        let signed = SIGNED.contains(&zone);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.dig(zone, "SOA");
+            let soa = out
+                .lines()
+                .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"));
+            let serial_ok = match (soa, serial) {
+                (Some(line), Some(want)) => line
+                    .split_whitespace()
+                    .nth(6)
+                    .is_some_and(|s| s == want.to_string()),
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let signed_ok = !signed || out.contains("RRSIG\tSOA");
+            if serial_ok && signed_ok {
+                return;
+            }
+            if Instant::now() > deadline {
+                let log = fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default();
+                panic!(
+                    "knotd does not serve {zone} (serial {serial:?}):\n{out}\nknotd log:\n{log}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for TestDns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn knot_conf(dir: &Path, port: u16) -> String {
+    let d = dir.display();
+    let mut zones = String::new();
+    for zone in SIGNED {
+        zones.push_str(&format!(
+            "  - domain: \"{zone}\"\n    file: \"{}\"\n",
+            zone_file(zone)
+        ));
+    }
+    for zone in UNSIGNED {
+        zones.push_str(&format!(
+            "  - domain: \"{zone}\"\n    file: \"{}\"\n    template: unsigned\n",
+            zone_file(zone)
+        ));
+    }
+    format!(
+        r#"server:
+    rundir: "{d}/run"
+    listen: 127.0.0.1@{port}
+database:
+    storage: "{d}/db"
+log:
+  - target: stderr
+    any: warning
+policy:
+  - id: fast
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+    manual: on
+    nsec3: off
+template:
+  - id: default
+    storage: "{d}/zones"
+    dnssec-signing: on
+    dnssec-policy: fast
+    journal-content: none
+    zonefile-sync: -1
+    zonefile-load: whole
+  - id: unsigned
+    storage: "{d}/zones"
+    journal-content: none
+    zonefile-sync: -1
+    zonefile-load: whole
+zone:
+{zones}"#
+    )
+}
+
+fn zone_file(zone: &str) -> String {
+    if zone == "." {
+        "root.zone".into()
+    } else {
+        format!("{zone}zone")
+    }
+}
+
+fn fqdn(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    }
+}
+
+/// The SHA-256 DS line(s) of a zone's key, as `keymgr` prints them.
+fn ds_of(conf: &Path, zone: &str) -> Vec<String> {
+    let out = run_ok(
+        Command::new("keymgr")
+            .arg("-c")
+            .arg(conf)
+            .args([zone, "ds"]),
+    );
+    out.lines()
+        .filter(|l| l.split_whitespace().nth(4) == Some("2"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn root_ksk(conf: &Path) -> String {
+    let out = run_ok(
+        Command::new("keymgr")
+            .arg("-c")
+            .arg(conf)
+            .args([".", "dnskey"]),
+    );
+    out.lines()
+        .find(|l| l.contains("DNSKEY 257"))
+        .expect("root KSK")
+        .to_string()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is package knot installed?)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

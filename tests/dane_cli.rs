@@ -1,0 +1,148 @@
+//! The `iotsafe dane check-server` / `check-client` subcommands of the real tool.
+
+mod common;
+
+use common::{dns, pki, tls};
+
+use common::card::CardRig;
+use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
+
+/// Runs `iotsafe dane ARGS` (the real tool) and returns its exit status.
+fn exit_status(args: &[&str]) -> i32 {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+        .arg("dane")
+        .args(args)
+        .output()
+        .expect("run iotsafe dane");
+    out.status.code().expect("exit status")
+}
+
+#[test]
+fn check_server_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = pki::leaf(dir.path(), "srv", "broker", &["broker.example.test"], None);
+    let other = pki::leaf(
+        dir.path(),
+        "other",
+        "broker",
+        &["broker.example.test"],
+        None,
+    );
+    let good = tls::TlsServer::start(&leaf.cert_path, &leaf.key_path, None);
+    let bad = tls::TlsServer::start(&other.cert_path, &other.key_path, None);
+    let record =
+        Tlsa::for_certificate(&leaf.cert, Usage::DaneEe, Selector::Spki, Matching::Sha256).unwrap();
+    let lines = [
+        "broker 300 IN A 127.0.0.1".to_string(),
+        format!("_{}._tcp.broker 300 IN TLSA {record}", good.port),
+        format!("_{}._tcp.broker 300 IN TLSA {record}", bad.port),
+    ];
+    let extra: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| ("example.test.", l.as_str()))
+        .collect();
+    let dns = dns::TestDns::start(&extra);
+    let addr = dns.addr().to_string();
+    let anchor = dns.trust_anchor_file();
+    let anchor = anchor.to_str().unwrap();
+    let common = ["--resolver", &addr, "--trust-anchor", anchor];
+    let port = good.port.to_string();
+    let mut args = vec!["check-server", "broker.example.test", &port];
+    args.extend_from_slice(&common);
+    assert_eq!(exit_status(&args), 0);
+    let port = bad.port.to_string();
+    let mut args = vec!["check-server", "broker.example.test", &port];
+    args.extend_from_slice(&common);
+    assert_eq!(exit_status(&args), 1);
+    // Without the private trust anchor the IANA root is used: nothing validates.
+    let port = good.port.to_string();
+    assert_eq!(
+        exit_status(&[
+            "check-server",
+            "broker.example.test",
+            &port,
+            "--resolver",
+            &addr
+        ]),
+        1
+    );
+}
+
+#[test]
+fn check_client_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
+    let other = pki::leaf(dir.path(), "other", "other", &[], None);
+    let record = Tlsa::for_certificate(
+        &device.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let line = format!("sensor7._device 300 IN TLSA {record}");
+    let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
+    let addr = dns.addr().to_string();
+    let anchor = dns.trust_anchor_file();
+    let args = |cert: &std::path::Path| {
+        vec![
+            "check-client".to_string(),
+            "--cert".into(),
+            cert.to_str().unwrap().into(),
+            "--name".into(),
+            "sensor7._device.iotregistry.test".into(),
+            "--resolver".into(),
+            addr.clone(),
+            "--trust-anchor".into(),
+            anchor.to_str().unwrap().into(),
+            "--allowed-domain".into(),
+            "iotregistry.test".into(),
+        ]
+    };
+    let status = |v: Vec<String>| exit_status(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(status(args(&device.cert_path)), 0);
+    assert_eq!(status(args(&other.cert_path)), 1);
+}
+
+/// Both halves together: the card's certificate, its TLSA record as `iotsafe tlsa` prints it,
+/// published in the signed zone, authenticates the device by `iotsafe dane check-client`; a
+/// certificate of another key does not.
+#[test]
+fn card_certificate_is_authenticated_by_the_record_iotsafe_tlsa_prints() {
+    let card = CardRig::start(&[]);
+    let owner = "sensor7._device.iotregistry.test";
+    let record = common::ok(card.iotsafe(&["tlsa", "--name", owner]));
+    let rdata = record
+        .split(" IN TLSA ")
+        .nth(1)
+        .expect("a TLSA record")
+        .trim()
+        .to_string();
+    let line = format!("sensor7._device 300 IN TLSA {rdata}");
+    let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
+
+    let cert = card.dir.path().join("card.pem");
+    common::ok(card.iotsafe(&["cert", "--out", cert.to_str().unwrap()]));
+    let other = pki::leaf(card.dir.path(), "other", "other", &[], None);
+    let addr = dns.addr().to_string();
+    let anchor = dns.trust_anchor_file();
+    let check = |cert: &std::path::Path| {
+        exit_status(&[
+            "check-client",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--name",
+            owner,
+            "--resolver",
+            &addr,
+            "--trust-anchor",
+            anchor.to_str().unwrap(),
+        ])
+    };
+    assert_eq!(
+        check(&cert),
+        0,
+        "the card's certificate matches its published record"
+    );
+    assert_eq!(check(&other.cert_path), 1, "another key does not");
+}
