@@ -171,6 +171,7 @@ fn provider_eight_threads_two_hundred_handshakes_each() {
         .unwrap();
     let connector = Arc::new(connector.build());
 
+    let trace_before = card.rig.trace().len();
     let signatures_before = card
         .rig
         .trace()
@@ -198,12 +199,20 @@ fn provider_eight_threads_two_hundred_handshakes_each() {
     for thread in threads {
         thread.join().expect("a client thread failed");
     }
-    let signatures = card
-        .rig
-        .trace()
+    let trace = card.rig.trace();
+    let signatures = trace
         .iter()
         .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
         .count();
+    // The key was loaded before: no public key or certificate read during the handshakes.
+    let others = trace[trace_before..]
+        .iter()
+        .filter(|l| !matches!(l.get(2..4), Some("2A" | "2B")))
+        .count();
+    assert_eq!(
+        others, 0,
+        "APDUs other than signatures during the handshakes"
+    );
     assert_eq!(
         signatures - signatures_before,
         2 * 8 * 200,
