@@ -189,6 +189,7 @@ impl FrameReader {
                 return Ok(None);
             }
             let mut chunk = [0u8; 4096];
+            quick_ack(stream);
             match stream.read(&mut chunk) {
                 Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed by peer")),
                 Ok(n) => {
