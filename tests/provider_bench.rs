@@ -161,6 +161,19 @@ fn bench_handshakes() {
         card_ms / soft_ms
     );
 
+    // One card signature alone (2 APDUs through PC/SC), from the key the client uses.
+    let key = PKey::private_key_from_pem(&std::fs::read(&keyref).unwrap()).unwrap();
+    let started = Instant::now();
+    for _ in 0..200 {
+        let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &key).unwrap();
+        signer.update(b"CertificateVerify").unwrap();
+        signer.sign_to_vec().unwrap();
+    }
+    println!(
+        "BENCH signature_ms_card_key {:.3}",
+        started.elapsed().as_secs_f64() * 1000.0 / 200.0
+    );
+
     // The same with 50 ms per APDU: the card's time is the whole difference.
     rig.stop_sim();
     rig.start_sim_with(&["--apdu-latency-ms", "50"]);
