@@ -16,6 +16,7 @@ use crate::iotsafe::{Applet, AppletConfig, Error, HashAlg, ObjectInfo, ObjectRef
 
 pub struct Card {
     reader: Option<String>,
+    modem: Option<String>,
     config: AppletConfig,
     state: Mutex<State>,
 }
@@ -43,6 +44,7 @@ pub fn card_for(settings: &Settings) -> Arc<Card> {
     }
     let card = Arc::new(Card {
         reader: settings.reader.clone(),
+        modem: settings.modem.clone(),
         config: settings.applet_config(),
         state: Mutex::new(State::default()),
     });
@@ -110,14 +112,21 @@ impl Card {
         op: &mut impl FnMut(&mut Applet) -> Result<R>,
     ) -> Result<R> {
         if state.applet.is_none() {
-            config::debug(format_args!(
-                "connecting to the applet (reader filter {:?})",
-                self.reader
-            ));
-            state.applet = Some(Applet::open_pcsc(
-                self.reader.as_deref(),
-                self.config.clone(),
-            )?);
+            state.applet = Some(match &self.modem {
+                Some(modem) => {
+                    config::debug(format_args!(
+                        "connecting to the applet behind modem {modem}"
+                    ));
+                    Applet::open_modem(modem, self.config.clone())?
+                }
+                None => {
+                    config::debug(format_args!(
+                        "connecting to the applet (reader filter {:?})",
+                        self.reader
+                    ));
+                    Applet::open_pcsc(self.reader.as_deref(), self.config.clone())?
+                }
+            });
         }
         let applet = state.applet.as_mut().expect("connected above");
         let result = op(applet);

@@ -7,6 +7,7 @@
 //! | openssl.cnf / URI | environment          | meaning                                      |
 //! |-------------------|----------------------|----------------------------------------------|
 //! | `reader`          | `IOTSAFE_READER`     | first reader whose name contains this text   |
+//! | `modem`           | `IOTSAFE_MODEM`      | reach the SIM through this modem AT port (AT+CSIM) instead of PC/SC |
 //! | `aid`             | `IOTSAFE_AID`        | applet AID(s) in hex, comma-separated        |
 //! | `cla-style`       | `IOTSAFE_CLA_STYLE`  | `00` or `80`: class byte of applet commands  |
 //! | `channel`         | `IOTSAFE_CHANNEL`    | `logical` (default) or `basic`               |
@@ -28,6 +29,7 @@ use crate::iotsafe::{AppletConfig, ChannelMode, ClaStyle, ObjectRef};
 /// Every attribute, with its environment variable.
 pub const ATTRIBUTES: &[(&str, &str)] = &[
     ("reader", "IOTSAFE_READER"),
+    ("modem", "IOTSAFE_MODEM"),
     ("aid", "IOTSAFE_AID"),
     ("cla-style", "IOTSAFE_CLA_STYLE"),
     ("channel", "IOTSAFE_CHANNEL"),
@@ -44,6 +46,8 @@ pub const ATTRIBUTES: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     pub reader: Option<String>,
+    /// A modem's AT command port: the transport instead of PC/SC.
+    pub modem: Option<String>,
     pub aids: Option<Vec<Vec<u8>>>,
     pub cla_style: Option<ClaStyle>,
     pub basic_channel: Option<bool>,
@@ -71,6 +75,7 @@ impl Settings {
         let value = value.trim();
         match name {
             "reader" => self.reader = Some(value.to_string()),
+            "modem" => self.modem = Some(value.to_string()),
             "aid" => {
                 let aids = value
                     .split(',')
@@ -135,6 +140,7 @@ impl Settings {
     pub fn overlay(&self, base: &Settings) -> Settings {
         Settings {
             reader: self.reader.clone().or_else(|| base.reader.clone()),
+            modem: self.modem.clone().or_else(|| base.modem.clone()),
             aids: self.aids.clone().or_else(|| base.aids.clone()),
             cla_style: self.cla_style.or(base.cla_style),
             basic_channel: self.basic_channel.or(base.basic_channel),
@@ -170,7 +176,12 @@ impl Settings {
 
     /// Identifies the card connection these settings reach (one connection per distinct value).
     pub fn card_identity(&self) -> String {
-        format!("{:?}|{:?}", self.reader, self.applet_config())
+        format!(
+            "{:?}|{:?}|{:?}",
+            self.reader,
+            self.modem,
+            self.applet_config()
+        )
     }
 }
 

@@ -80,6 +80,9 @@ impl fmt::Display for KeyUri {
         if let Some(reader) = &s.reader {
             parts.push(format!("reader={}", percent_encode(reader)));
         }
+        if let Some(modem) = &s.modem {
+            parts.push(format!("modem={}", percent_encode(modem)));
+        }
         if let Some(aids) = &s.aids {
             let aids: Vec<String> = aids.iter().map(|a| hex::encode(a)).collect();
             parts.push(format!("aid={}", aids.join(",")));

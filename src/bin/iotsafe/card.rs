@@ -315,6 +315,7 @@ fn keyref(options: &CardOptions, out: &str, with_cert: bool) -> Result<(), Strin
     let config = options.applet_config()?;
     let mut uri = KeyUri::default();
     uri.settings.reader = options.reader.clone();
+    uri.settings.modem = options.modem.clone();
     if options.aid.is_some() {
         uri.settings.aids = Some(config.aids.clone());
     }
