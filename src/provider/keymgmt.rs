@@ -348,3 +348,31 @@ pub static FUNCTIONS: [OSSL_DISPATCH; 14] = [
     dispatch_end!(),
     dispatch_end!(),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::bn::BigNumContext;
+    use openssl::ec::{EcGroup, EcKey, PointConversionForm};
+    use openssl::nid::Nid;
+
+    fn point(nid: Nid) -> Vec<u8> {
+        let group = EcGroup::from_curve_name(nid).unwrap();
+        let key = EcKey::generate(&group).unwrap();
+        let mut ctx = BigNumContext::new().unwrap();
+        key.public_key()
+            .to_bytes(&group, PointConversionForm::UNCOMPRESSED, &mut ctx)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_curve_follows_from_the_card_point() {
+        let p256 = curve_of_point(&point(Nid::X9_62_PRIME256V1));
+        assert_eq!(p256.map(group_name), Some("prime256v1"));
+        let brainpool = curve_of_point(&point(Nid::BRAINPOOL_P256R1));
+        assert_eq!(brainpool.map(group_name), Some("brainpoolP256r1"));
+        assert_eq!(curve_of_point(&[0x04; 65]), None);
+        assert_eq!(curve_of_group("P-256"), Some(Curve::P256));
+        assert_eq!(curve_of_group("secp384r1"), None);
+    }
+}
