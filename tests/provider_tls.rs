@@ -641,8 +641,15 @@ fn provider_store_serves_certificate_public_key_and_private_key() {
     let public = ok(s.openssl(&["pkey", "-pubin", "-in", "iotsafe:type=public"]));
     assert_eq!(public, std::fs::read_to_string(s.path("pub.pem")).unwrap());
     let listing = ok(s.openssl(&["storeutl", "iotsafe:"]));
-    assert!(listing.contains("0: Pkey") && listing.contains("1: Certificate"), "{listing}");
+    assert!(
+        listing.contains("0: Pkey") && listing.contains("1: Certificate"),
+        "{listing}"
+    );
     let absent = s.openssl(&["x509", "-in", "iotsafe:cert-id=09;type=cert", "-noout"]);
     assert!(!absent.status.success());
-    assert!(text(&absent.stderr).contains("file id 09 not found"), "{}", text(&absent.stderr));
+    assert!(
+        text(&absent.stderr).contains("file id 09 not found"),
+        "{}",
+        text(&absent.stderr)
+    );
 }
