@@ -262,3 +262,47 @@ fn provider_ecdh_on_the_card_matches_software() {
     software.set_peer(&card.public).unwrap();
     assert_eq!(card_secret, software.derive_to_vec().unwrap());
 }
+
+#[test]
+fn provider_card_pulled_after_loading_fails_clearly_and_recovers() {
+    let mut card = card();
+    let key = load_key(&card);
+    assert!(verifies(&card.public, b"one", &sign(&key, b"one")));
+
+    card.rig.stop_sim();
+    let started = std::time::Instant::now();
+    let mut signer = Signer::new(MessageDigest::sha256(), &key).unwrap();
+    signer.update(b"two").unwrap();
+    let error = signer.sign_to_vec().expect_err("no card, no signature");
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "a missing card must not hang the signer"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("cannot reach the IoT SAFE applet"),
+        "{message}"
+    );
+
+    // The card is back: the same key signs again, on a new connection.
+    card.rig.start_sim();
+    assert!(verifies(&card.public, b"three", &sign(&key, b"three")));
+}
+
+#[test]
+fn provider_combined_file_loads_as_key_and_chain_without_stray_errors() {
+    let card = card();
+    let combined = card.rig.dir.path().join("combined.pem");
+    let out = card
+        .rig
+        .iotsafe(&["keyref", "--with-cert", "--out", combined.to_str().unwrap()]);
+    assert!(out.status.success());
+    openssl::error::ErrorStack::get();
+    let mut ctx = openssl::ssl::SslContext::builder(SslMethod::tls()).unwrap();
+    ctx.set_private_key_file(&combined, SslFiletype::PEM)
+        .expect("the key reference after the certificate");
+    assert!(openssl::error::ErrorStack::get().errors().is_empty());
+    ctx.set_certificate_chain_file(&combined)
+        .expect("the certificate before the reference");
+    ctx.check_private_key().expect("they match");
+}
