@@ -589,6 +589,27 @@ fn provider_errors_are_clear_and_never_hang() {
     let err = text(&out.stderr);
     assert!(err.contains("cannot load the private key"), "{err}");
     assert!(err.contains("not found"), "the reason is lost: {err}");
+
+    // A bad setting in the environment: the application learns which and why.
+    let out = s
+        .with_provider(&client)
+        .env("IOTSAFE_CLA_STYLE", "42")
+        .args([
+            "127.0.0.1",
+            "1",
+            &s.path("dev.pem"),
+            &s.path("dev.keyref.pem"),
+            &s.path("srv.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("invalid IoT SAFE provider configuration")
+            && err.contains("IOTSAFE_CLA_STYLE"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -124,7 +124,10 @@ unsafe extern "C" fn decode_keyref(
                     return 0;
                 }
             };
-            let settings = parsed.settings.overlay(&super::settings());
+            let settings = match super::settings() {
+                Some(base) => parsed.settings.overlay(&base),
+                None => return 0,
+            };
             let key = match Key::from_card(&settings) {
                 Ok(key) => key,
                 Err((reason, message)) => {

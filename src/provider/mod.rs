@@ -24,6 +24,7 @@ pub mod uri;
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
 use ffi::*;
 
@@ -51,6 +52,9 @@ pub struct Provider {
     set_error_debug: Option<CoreSetErrorDebugFn>,
     vset_error: Option<CoreVsetErrorFn>,
     pub settings: Settings,
+    /// A configuration error: the provider loads (OpenSSL drops errors raised while it reads
+    /// openssl.cnf), and every operation that needs the card fails with this message.
+    config_error: Option<String>,
 }
 
 // SAFETY: the handle and library context are owned by the core, which allows their use from
@@ -59,12 +63,17 @@ unsafe impl Send for Provider {}
 unsafe impl Sync for Provider {}
 
 /// The most recently initialised provider: errors are reported through its handle.
+/// (Set to the previous live one when it is torn down, or NULL.)
 static CURRENT: AtomicPtr<Provider> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The providers initialised and not torn down (one per library context), oldest first.
+static LIVE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 /// The provider, once `OSSL_provider_init` ran.
 pub(crate) fn current() -> Option<&'static Provider> {
     let p = CURRENT.load(Ordering::Acquire);
-    // SAFETY: CURRENT only ever holds pointers to leaked (never freed) providers.
+    // SAFETY: CURRENT only ever holds pointers to leaked (never freed) providers whose core
+    // handle is still valid (see teardown).
     unsafe { p.as_ref() }
 }
 
@@ -250,9 +259,32 @@ unsafe extern "C" fn get_params(_provctx: *mut c_void, out: *mut OSSL_PARAM) -> 
     })
 }
 
-unsafe extern "C" fn teardown(_provctx: *mut c_void) {
-    // The provider struct stays (error reporting may still reach it); the cards' connections
-    // are closed when the process ends.
+unsafe extern "C" fn teardown(provctx: *mut c_void) {
+    guard((), || retire(provctx))
+}
+
+/// Takes an instance out of service (teardown, or a failed init).
+fn retire(provctx: *mut c_void) {
+    {
+        // The core handle of this instance is about to go: errors are reported through
+        // another live instance from now on. The struct itself stays (it is tiny, and a late
+        // reader of CURRENT must not find freed memory); the cards' connections are closed
+        // when the process ends.
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|&p| p != provctx as usize);
+        let next = live.last().copied().unwrap_or(0) as *mut Provider;
+        CURRENT.store(next, Ordering::Release);
+        drop(live);
+        // SAFETY: our provider context, torn down once; its library context is ours to free.
+        unsafe {
+            if let Some(provider) = (provctx as *mut Provider).as_mut() {
+                if !provider.libctx.is_null() {
+                    OSSL_LIB_CTX_free(provider.libctx);
+                    provider.libctx = std::ptr::null_mut();
+                }
+            }
+        }
+    }
 }
 
 static PROVIDER_FUNCTIONS: [OSSL_DISPATCH; 6] = [
@@ -283,6 +315,7 @@ pub unsafe extern "C" fn OSSL_provider_init(
             set_error_debug: None,
             vset_error: None,
             settings: Settings::default(),
+            config_error: None,
         };
         let mut get_core_params: Option<CoreGetParamsFn> = None;
         // SAFETY: `input` is the core's table, terminated by a zero function id; each
@@ -316,13 +349,13 @@ pub unsafe extern "C" fn OSSL_provider_init(
             None => Default::default(),
         };
         let leaked: &'static mut Provider = Box::leak(Box::new(provider));
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(leaked as *mut Provider as usize);
         CURRENT.store(leaked, Ordering::Release);
         match Settings::from_sources(&from_file, |name| std::env::var(name).ok()) {
             Ok(settings) => leaked.settings = settings,
-            Err(message) => {
-                error::raise(Reason::BadConfig, &message);
-                return 0;
-            }
+            Err(message) => leaked.config_error = Some(message),
         }
         config::open_debug_log(&leaked.settings);
         config::debug(format_args!("provider initialised: {:?}", leaked.settings));
@@ -341,10 +374,20 @@ pub(crate) fn libctx() -> *mut OSSL_LIB_CTX {
 }
 
 /// The effective settings (openssl.cnf + environment), or the environment alone before init.
-pub(crate) fn settings() -> Settings {
-    match current() {
-        Some(p) => p.settings.clone(),
-        None => Settings::from_sources(&Default::default(), |n| std::env::var(n).ok())
-            .unwrap_or_default(),
+/// The effective settings; a configuration error is raised on OpenSSL's queue.
+pub(crate) fn settings() -> Option<Settings> {
+    let result = match current() {
+        Some(p) => match &p.config_error {
+            Some(message) => Err(message.clone()),
+            None => Ok(p.settings.clone()),
+        },
+        None => Settings::from_sources(&Default::default(), |n| std::env::var(n).ok()),
+    };
+    match result {
+        Ok(settings) => Some(settings),
+        Err(message) => {
+            error::raise(Reason::BadConfig, &message);
+            None
+        }
     }
 }

@@ -127,7 +127,10 @@ unsafe extern "C" fn load(
                 return 0;
             }
             let object = pending.remove(0);
-            let settings = ctx.uri.settings.overlay(&super::settings());
+            let settings = match super::settings() {
+                Some(base) => ctx.uri.settings.overlay(&base),
+                None => return 0,
+            };
             let card = card::card_for(&settings);
             match object {
                 ObjectType::Private => {
