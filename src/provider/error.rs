@@ -67,7 +67,10 @@ pub(super) unsafe extern "C" fn reason_strings(_provctx: *mut c_void) -> *const 
 }
 
 /// Puts an error with `reason` and the detail `message` on the calling thread's queue.
+/// The error's file and line are those of the caller.
+#[track_caller]
 pub fn raise(reason: Reason, message: &str) {
+    let location = std::panic::Location::caller();
     super::config::debug(format_args!("error: {message}"));
     let Some(provider) = super::current() else {
         return;
@@ -80,18 +83,15 @@ pub fn raise(reason: Reason, message: &str) {
         return;
     };
     let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    let file = static_file_name(location.file());
+    let line = c_int::try_from(location.line()).unwrap_or(0);
     // The va_list is never read (NULL format): a zeroed buffer of va_list's size stands in.
     let mut unused_va_list = [0u64; 4];
     // SAFETY: the core's error functions with this provider's handle; the strings are
     // NUL-terminated and outlive the calls (the core copies them).
     unsafe {
         new_error(provider.handle);
-        set_debug(
-            provider.handle,
-            c"src/provider".as_ptr(),
-            0,
-            c"iotsafe".as_ptr(),
-        );
+        set_debug(provider.handle, file.as_ptr(), line, c"iotsafe".as_ptr());
         vset_error(
             provider.handle,
             reason as u32,
@@ -119,6 +119,22 @@ pub fn reason_of(e: &iotsafe::Error) -> Reason {
 }
 
 /// Reports an error of the host stack with the fitting reason.
+#[track_caller]
 pub fn raise_card(e: &iotsafe::Error) {
     raise(reason_of(e), &e.to_string());
+}
+
+/// OpenSSL keeps the file name pointer of an error (it does not copy it): a NUL-terminated
+/// copy of each source file name is made once and kept.
+fn static_file_name(file: &'static str) -> &'static std::ffi::CStr {
+    static NAMES: std::sync::Mutex<Vec<(&'static str, &'static std::ffi::CStr)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, name)) = names.iter().find(|(f, _)| *f == file) {
+        return name;
+    }
+    let name: &'static std::ffi::CStr =
+        Box::leak(CString::new(file).unwrap_or_default().into_boxed_c_str());
+    names.push((file, name));
+    name
 }
