@@ -64,7 +64,7 @@ bench: build
 	$(CARGO) bench --bench dane
 	$(CARGO) build --release --workspace
 	@$(MAKE) --no-print-directory provider PROFILE=release
-	$(CARGO) test --release --test provider_bench -- --ignored --nocapture 2>&1 | grep '^BENCH'
+	$(CARGO) bench --bench provider
 
 clean:
 	$(CARGO) clean

@@ -147,6 +147,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             .map_err(|e| format!("modem {}: {e}", link.display()))?,
         None => vpcd::run(&mut applet, opts),
     };
+    applet.flush();
     match exit {
         vpcd::Exit::Signalled => Ok(ExitCode::SUCCESS),
         vpcd::Exit::Pulled => {

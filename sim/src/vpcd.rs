@@ -8,7 +8,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Set by SIGTERM/SIGINT; every blocking wait polls it.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -150,10 +150,8 @@ impl Card<'_> {
     }
 
     pub(crate) fn apdu(&mut self, apdu: &[u8]) -> Vec<u8> {
-        if !self.opts.latency.is_zero() {
-            sleep(self.opts.latency);
-        }
         let resp = self.applet.process(apdu);
+        play_latency(Instant::now(), self.opts.latency);
         if let Some(trace) = self.opts.trace.as_mut() {
             let line = format!("{} {}\n", hex::encode(apdu), hex::encode(&resp));
             if let Err(e) = trace.write_all(line.as_bytes()).and_then(|_| trace.flush()) {
@@ -161,6 +159,22 @@ impl Card<'_> {
             }
         }
         resp
+    }
+}
+
+/// Adds `--apdu-latency-ms` (from `started`): a sleep, then a short spin, so that the card's
+/// time is what was asked for and not that plus the scheduler's wake-up delay.
+fn play_latency(started: Instant, latency: Duration) {
+    const SPIN: Duration = Duration::from_millis(2);
+    let deadline = started + latency;
+    if let Some(rest) = latency
+        .checked_sub(SPIN)
+        .and_then(|d| d.checked_sub(started.elapsed()))
+    {
+        sleep(rest);
+    }
+    while Instant::now() < deadline {
+        std::hint::spin_loop();
     }
 }
 

@@ -11,6 +11,7 @@ use crate::apdu::{self, sw, Command, Response};
 use crate::state::Store;
 use sessions::{Session, SessionKind};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// The GSMA IoT SAFE applet AID.
 pub const GSMA_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
@@ -86,7 +87,13 @@ pub struct Applet {
     store: Store,
     channels: [Option<Channel>; CHANNELS],
     pending: Option<Pending>,
+    /// When counters changed that are not saved yet (see [`Applet::count_signature`]).
+    unsaved_since: Option<Instant>,
 }
+
+/// Signature counters are saved at most this often (and at reset and exit): a write per
+/// signature would be most of the simulator's time per APDU, and a counter is all it would save.
+const COUNTER_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Applet {
     pub fn new(cfg: Config, store: Store) -> Self {
@@ -95,6 +102,7 @@ impl Applet {
             store,
             channels: Default::default(),
             pending: None,
+            unsaved_since: None,
         };
         applet.reset();
         applet
@@ -108,6 +116,7 @@ impl Applet {
     /// Power off or reset: every channel but the basic one closes, all
     /// sessions and volatile objects are lost.
     pub fn reset(&mut self) {
+        self.flush();
         self.channels = Default::default();
         self.channels[0] = Some(Channel::default());
         self.pending = None;
@@ -282,6 +291,21 @@ impl Applet {
             ..Channel::default()
         };
         Ok(Response::ok(Vec::new()))
+    }
+
+    /// Notes a changed signature counter; saves when the last change is a while ago.
+    fn count_signature(&mut self) {
+        let since = *self.unsaved_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= COUNTER_SAVE_INTERVAL {
+            self.flush();
+        }
+    }
+
+    /// Saves counters not saved yet (at reset, power-off and exit).
+    pub fn flush(&mut self) {
+        if self.unsaved_since.take().is_some() {
+            let _ = self.persist();
+        }
     }
 
     /// Saves the store; a failure is reported as "no memory".

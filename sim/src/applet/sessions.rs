@@ -200,7 +200,7 @@ impl Applet {
         let rs = crypto::sign_digest(&k.d, &digest).map_err(|_| sw::UNKNOWN)?;
         k.sign_count += 1;
         // The signature is made; a failed counter write must not lose it.
-        let _ = self.persist();
+        self.count_signature();
         Ok(Response::ok(self.signature_tlv(&rs)))
     }
 

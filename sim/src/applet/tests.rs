@@ -636,3 +636,23 @@ fn malformed_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn signature_counters_are_saved_at_reset() {
+    let dir = std::env::temp_dir().join(format!("iotsafe-sim-counters-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("card.state");
+    let _ = std::fs::remove_file(&path);
+    let mut store = Store::open(&path).unwrap();
+    provision::provision(&mut store, &layout(), None).unwrap();
+    store.save().unwrap();
+    let mut a = Applet::new(Config::default(), store);
+    let ch = open_and_select(&mut a);
+    sign(&mut a, ch, &[1; 32]);
+    sign(&mut a, ch, &[2; 32]);
+    let saved = |path: &std::path::Path| Store::open(path).unwrap().privs[0].sign_count;
+    assert_eq!(saved(&path), 0, "not written per signature");
+    a.reset();
+    assert_eq!(saved(&path), 2, "written at reset (power-off, exit)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,7 +1,8 @@
 //! `make bench`: TLS 1.3 mutual-authentication handshakes over loopback with the client key on
 //! the simulated card versus a software key, in the same run; prints `BENCH <name> <value>`.
-//! Ignored in normal test runs (`cargo test --release --test provider_bench -- --ignored`).
+//! Run by `make bench` (`cargo bench --bench provider`, after a release build of the workspace).
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::net::{TcpListener, TcpStream};
@@ -104,9 +105,7 @@ fn signature_apdus(rig: &CardRig) -> usize {
         .count()
 }
 
-#[test]
-#[ignore = "benchmark: run by make bench"]
-fn bench_handshakes() {
+fn main() {
     let dir = common::target_dir();
     let module = dir.join("iotsafe.so");
     if !module.exists() {
