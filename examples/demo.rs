@@ -11,8 +11,9 @@ use std::process::{exit, Command};
 
 use common::card::CardRig;
 use common::dns::TestDns;
+use common::mqtt::Broker;
 use common::tls::TlsServer;
-use common::{pki, workspace_binary};
+use common::{free_port, pki, target_dir, workspace_binary};
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 const DEVICE: &str = "sensor7._device.iotregistry.test";
@@ -106,6 +107,66 @@ fn main() {
         BROKER,
         &broker.port.to_string(),
     ]));
+
+    step("The device publishes over mutual TLS to a real mosquitto broker: unmodified mosquitto_pub, key on the card");
+    let keyref = path(work, "device.keyref.pem");
+    iotsafe(&["keyref", "--out", &keyref]);
+    run(Command::new("cat").arg(&keyref));
+    let mqtt_cert = pki::leaf(work, "mqtt-broker", "broker", &["localhost"], None);
+    let mqtt = Broker::start_with(
+        free_port(),
+        &mqtt_cert.cert_path,
+        &mqtt_cert.key_path,
+        Some(Path::new(&cert)),
+    );
+    let openssl_conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf");
+    println!(
+        "$ export OPENSSL_CONF={} OPENSSL_MODULES={}",
+        openssl_conf.display(),
+        target_dir().display()
+    );
+    let signed_before = card.trace().len();
+    run(card
+        .command("mosquitto_pub")
+        .env("OPENSSL_CONF", &openssl_conf)
+        .env("OPENSSL_MODULES", target_dir())
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &mqtt.port.to_string(),
+            "-t",
+            "sensors/7",
+            "-m",
+            "21.5",
+            "-q",
+            "1",
+        ])
+        .args([
+            "--cafile",
+            &mqtt_cert.cert_path.to_string_lossy(),
+            "--cert",
+            &cert,
+            "--key",
+            &keyref,
+        ]));
+    let connected = mqtt
+        .log()
+        .lines()
+        .find(|l| l.contains("New client connected"))
+        .unwrap_or_default()
+        .to_string();
+    println!(
+        "  broker: {}",
+        connected
+            .split_once(": ")
+            .map_or(connected.as_str(), |(_, rest)| rest)
+    );
+    let apdus = card.trace()[signed_before..]
+        .iter()
+        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
+        .count();
+    println!("  the card signed the handshake with {apdus} APDUs");
 
     step("Revoking the device: its TLSA record is removed from the zone");
     dns.set_records("iotregistry.test.", &[]);

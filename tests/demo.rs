@@ -21,6 +21,14 @@ fn end_to_end_demo_runs_to_its_end() {
     );
     assert!(stdout.contains("Verified OK"), "{stdout}");
     assert!(stdout.contains("AUTHENTICATED: TLSA 3 1 1"), "{stdout}");
+    assert!(
+        stdout.contains("u'iotsafe-sim device'"),
+        "mutual TLS with the card key: {stdout}"
+    );
+    assert!(
+        stdout.contains("the card signed the handshake with 2 APDUs"),
+        "{stdout}"
+    );
     assert!(stdout.contains("(refused, as it should be)"), "{stdout}");
     assert!(stdout.trim_end().ends_with("demo: OK"), "{stdout}");
 }

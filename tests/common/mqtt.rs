@@ -17,6 +17,12 @@ impl Broker {
     /// Serves TLS with `cert`/`key` on 127.0.0.1:`port`, anonymous clients allowed, everything
     /// logged (see [`Broker::log`]).
     pub fn start(port: u16, cert: &Path, key: &Path) -> Broker {
+        Broker::start_with(port, cert, key, None)
+    }
+
+    /// Like [`Broker::start`]; with `client_ca`, clients must present a certificate issued by
+    /// it (mutual TLS), and the certificate's CN becomes the client's user name.
+    pub fn start_with(port: u16, cert: &Path, key: &Path, client_ca: Option<&Path>) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("mosquitto-")
             .tempdir()
@@ -25,13 +31,19 @@ impl Broker {
         let log = dir.path().join("mosquitto.log");
         // `user root`: as root, mosquitto would otherwise switch to a `mosquitto` user that
         // cannot read the temp dir; it is ignored when not started as root.
-        let text = format!(
+        let mut text = format!(
             "user root\npersistence false\nlog_dest file {log}\nlog_type all\nconnection_messages true\n\
              listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\nallow_anonymous true\n",
             log = log.display(),
             cert = cert.display(),
             key = key.display(),
         );
+        if let Some(ca) = client_ca {
+            text += &format!(
+                "require_certificate true\ncafile {}\nuse_identity_as_username true\n",
+                ca.display()
+            );
+        }
         fs::write(&conf, text).expect("write mosquitto.conf");
         let child = Command::new("mosquitto")
             .arg("-c")

@@ -1,0 +1,91 @@
+//! The headline case: an unmodified MQTT client (`mosquitto_pub`) does mutual TLS with a real
+//! mosquitto broker using a key that never leaves the (simulated) SIM; only `OPENSSL_CONF`
+//! (and `OPENSSL_MODULES`, for an uninstalled provider) differ from a software-key set-up.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::card::CardRig;
+use common::mqtt::Broker;
+use common::{free_port, ok, pki, stderr, target_dir};
+
+fn mosquitto_pub(rig: &CardRig, port: u16, ca: &Path, cert: &Path, key: &Path) -> Output {
+    rig.command("mosquitto_pub")
+        .env(
+            "OPENSSL_CONF",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf"),
+        )
+        .env("OPENSSL_MODULES", target_dir())
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "sensors/7",
+            "-m",
+            "21.5",
+            "-q",
+            "1",
+        ])
+        .arg("--cafile")
+        .arg(ca)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .output()
+        .expect("mosquitto_pub (package mosquitto-clients)")
+}
+
+#[test]
+fn mosquitto_pub_with_a_card_key_is_admitted_by_a_broker_requiring_client_certificates() {
+    let rig = CardRig::start(&[]);
+    let dir = rig.dir.path();
+    let (cert, keyref) = (dir.join("dev.pem"), dir.join("dev.keyref.pem"));
+    ok(rig.iotsafe(&["cert", "--out", cert.to_str().unwrap()]));
+    ok(rig.iotsafe(&["keyref", "--out", keyref.to_str().unwrap()]));
+    let broker_cert = pki::leaf(dir, "broker", "broker", &["localhost"], None);
+    // The device's certificate is self-signed: the broker trusts it as its client CA.
+    let broker = Broker::start_with(
+        free_port(),
+        &broker_cert.cert_path,
+        &broker_cert.key_path,
+        Some(&cert),
+    );
+
+    let before = rig.trace().len();
+    let out = mosquitto_pub(&rig, broker.port, &broker_cert.cert_path, &cert, &keyref);
+    assert!(
+        out.status.success(),
+        "mosquitto_pub failed: {}\nbroker: {}",
+        stderr(&out),
+        broker.log()
+    );
+    assert!(
+        broker.log().contains("u'iotsafe-sim device'"),
+        "the broker saw the card's certificate (CN as user name): {}",
+        broker.log()
+    );
+    let signing = rig.trace()[before..]
+        .iter()
+        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
+        .count();
+    assert_eq!(signing, 2, "one handshake signature, two APDUs");
+
+    // A key that is not the certificate's is refused before anything reaches the broker.
+    let stranger = pki::leaf(dir, "stranger", "stranger", &[], None);
+    let out = mosquitto_pub(
+        &rig,
+        broker.port,
+        &broker_cert.cert_path,
+        &cert,
+        &stranger.key_path,
+    );
+    assert!(
+        !out.status.success(),
+        "a key that does not match the certificate must fail"
+    );
+}
