@@ -36,12 +36,15 @@ VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 # The provider as iotsafe.so where OpenSSL finds modules, the library, the tools, the
 # header(s), a pkg-config file and the example openssl.cnf.
+# INSTALL_PROFILE=debug installs the debug build as `make build` left it, without building (the
+# tests do that, into a DESTDIR, while other tests run the same binaries).
+INSTALL_PROFILE ?= release
 install: deps
-	$(CARGO) build --release --workspace
-	install -D -m 0755 target/release/libiotsafe_dane.so $(DESTDIR)$(MODULESDIR)/iotsafe.so
-	install -D -m 0755 target/release/libiotsafe_dane.so $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so
-	install -D -m 0755 target/release/iotsafe $(DESTDIR)$(PREFIX)/bin/iotsafe
-	install -D -m 0755 target/release/iotsafe-sim $(DESTDIR)$(PREFIX)/bin/iotsafe-sim
+	$(if $(filter release,$(INSTALL_PROFILE)),$(CARGO) build --release --workspace)
+	install -D -m 0755 target/$(INSTALL_PROFILE)/libiotsafe_dane.so $(DESTDIR)$(MODULESDIR)/iotsafe.so
+	install -D -m 0755 target/$(INSTALL_PROFILE)/libiotsafe_dane.so $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so
+	install -D -m 0755 target/$(INSTALL_PROFILE)/iotsafe $(DESTDIR)$(PREFIX)/bin/iotsafe
+	install -D -m 0755 target/$(INSTALL_PROFILE)/iotsafe-sim $(DESTDIR)$(PREFIX)/bin/iotsafe-sim
 	for h in include/*.h; do [ -f "$$h" ] && install -D -m 0644 "$$h" $(DESTDIR)$(INCLUDEDIR)/$$(basename "$$h"); done; true
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig
 	sed -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@PREFIX@|$(PREFIX)|' \

@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -106,16 +106,8 @@ fn signature_apdus(rig: &CardRig) -> usize {
 }
 
 fn main() {
-    let dir = common::target_dir();
-    let module = dir.join("iotsafe.so");
-    if !module.exists() {
-        let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", &module);
-    }
-    std::env::set_var("OPENSSL_MODULES", &dir);
-    std::env::set_var(
-        "OPENSSL_CONF",
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf"),
-    );
+    std::env::set_var("OPENSSL_MODULES", common::built_library_dir());
+    std::env::set_var("OPENSSL_CONF", common::example_openssl_conf());
     openssl::init();
     let mut rig = CardRig::start(&[]);
     let files = rig.dir.path().to_path_buf();

@@ -13,7 +13,7 @@ use common::card::CardRig;
 use common::dns::TestDns;
 use common::mqtt::Broker;
 use common::tls::TlsServer;
-use common::{free_port, pki, target_dir, workspace_binary};
+use common::{free_port, pki, workspace_binary};
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 const DEVICE: &str = "sensor7._device.iotregistry.test";
@@ -119,17 +119,17 @@ fn main() {
         &mqtt_cert.key_path,
         Some(Path::new(&cert)),
     );
-    let openssl_conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf");
+    let (openssl_conf, modules) = (common::example_openssl_conf(), common::built_library_dir());
     println!(
         "$ export OPENSSL_CONF={} OPENSSL_MODULES={}",
         openssl_conf.display(),
-        target_dir().display()
+        modules.display()
     );
     let signed_before = card.trace().len();
     run(card
         .command("mosquitto_pub")
         .env("OPENSSL_CONF", &openssl_conf)
-        .env("OPENSSL_MODULES", target_dir())
+        .env("OPENSSL_MODULES", &modules)
         .args([
             "-h",
             "localhost",

@@ -15,54 +15,10 @@ use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 const HOST: &str = "broker.example.test";
 
-/// Builds both examples into `out` with `make -C c-examples/dane`, against a library brought
-/// up to date first (the test build does not make the cdylib, and a stale one would test old
-/// code).
+/// Builds both examples into `out` with `make -C c-examples/dane` against the built library.
 fn build_examples(out: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = common::target_dir();
-    let so = lib.join("libiotsafe_dane.so");
-    if !is_stale(&so, root) {
-        return make(root, &lib, out);
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(root)
-        .args(["build", "--workspace", "--lib", "--target-dir"])
-        .arg(lib.parent().expect("target dir"));
-    if lib.file_name().is_some_and(|p| p == "release") {
-        build.arg("--release");
-    }
-    let built = build.output().expect("cargo");
-    assert!(
-        built.status.success() && lib.join("libiotsafe_dane.so").exists(),
-        "cargo build --lib failed: {}",
-        common::stderr(&built)
-    );
-    make(root, &lib, out);
-}
-
-/// Whether `so` is missing or older than a source file of the library.
-fn is_stale(so: &Path, root: &Path) -> bool {
-    fn newest(path: &Path) -> std::time::SystemTime {
-        let own = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .unwrap_or(std::time::UNIX_EPOCH);
-        match std::fs::read_dir(path) {
-            Ok(entries) => entries
-                .flatten()
-                .map(|e| newest(&e.path()))
-                .fold(own, std::cmp::max),
-            Err(_) => own,
-        }
-    }
-    let Ok(built) = std::fs::metadata(so).and_then(|m| m.modified()) else {
-        return true;
-    };
-    ["src", "Cargo.toml", "Cargo.lock"]
-        .iter()
-        .any(|p| newest(&root.join(p)) > built)
+    make(root, &common::built_library_dir(), out);
 }
 
 fn make(root: &Path, lib: &Path, out: &Path) {

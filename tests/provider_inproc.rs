@@ -27,16 +27,8 @@ struct Card {
 
 /// Configures the provider for this process (before OpenSSL initialises), then starts the card.
 fn card() -> Card {
-    let dir = common::target_dir();
-    let module = dir.join("iotsafe.so");
-    if !module.exists() {
-        let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", &module);
-    }
-    std::env::set_var("OPENSSL_MODULES", &dir);
-    std::env::set_var(
-        "OPENSSL_CONF",
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf"),
-    );
+    std::env::set_var("OPENSSL_MODULES", common::built_library_dir());
+    std::env::set_var("OPENSSL_CONF", common::example_openssl_conf());
     openssl::init();
     let rig = CardRig::start(&[]);
     let keyref = rig.dir.path().join("dev.keyref.pem");

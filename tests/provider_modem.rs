@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::modem::ModemRig;
@@ -33,17 +32,11 @@ fn provider_signs_through_a_modem_with_two_at_commands() {
         .unwrap()
         .contains("IOTSAFE KEY REFERENCE"));
 
-    let modules = common::target_dir();
-    if !modules.join("iotsafe.so").exists() {
-        let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", modules.join("iotsafe.so"));
-    }
+    let modules = common::built_library_dir();
     let openssl = |args: &[&str]| {
         Command::new("openssl")
             .args(args)
-            .env(
-                "OPENSSL_CONF",
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf"),
-            )
+            .env("OPENSSL_CONF", common::example_openssl_conf())
             .env("OPENSSL_MODULES", &modules)
             .output()
             .unwrap()

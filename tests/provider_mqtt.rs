@@ -9,15 +9,12 @@ use std::process::Output;
 
 use common::card::CardRig;
 use common::mqtt::Broker;
-use common::{free_port, ok, pki, stderr, target_dir};
+use common::{free_port, ok, pki, stderr};
 
 fn mosquitto_pub(rig: &CardRig, port: u16, ca: &Path, cert: &Path, key: &Path) -> Output {
     rig.command("mosquitto_pub")
-        .env(
-            "OPENSSL_CONF",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf"),
-        )
-        .env("OPENSSL_MODULES", target_dir())
+        .env("OPENSSL_CONF", common::example_openssl_conf())
+        .env("OPENSSL_MODULES", common::built_library_dir())
         .args([
             "-h",
             "localhost",

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::card::CardRig;
-use common::target_dir;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -25,20 +24,6 @@ fn ok(out: Output) -> String {
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The provider module under the name openssl.cnf uses (`iotsafe.so`), beside the library.
-fn modules_dir() -> PathBuf {
-    let dir = target_dir();
-    let module = dir.join("iotsafe.so");
-    if !module.exists() {
-        let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", &module);
-    }
-    assert!(
-        dir.join("libiotsafe_dane.so").exists(),
-        "the provider library is not built"
-    );
-    dir
 }
 
 /// A card, the files an application uses, and a software CA for the peers.
@@ -90,8 +75,8 @@ impl Setup {
     fn with_provider(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = self.rig.command(program);
         command
-            .env("OPENSSL_CONF", workspace().join("c-examples/openssl.cnf"))
-            .env("OPENSSL_MODULES", modules_dir())
+            .env("OPENSSL_CONF", common::example_openssl_conf())
+            .env("OPENSSL_MODULES", common::built_library_dir())
             .env("IOTSAFE_DEBUG_LOG", self.path("provider.log"));
         command
     }

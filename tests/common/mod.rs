@@ -23,6 +23,52 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The directory of the built `libiotsafe_dane.so`, which also holds it as `iotsafe.so`, the
+/// module name openssl.cnf uses (`OPENSSL_MODULES`). Tests do not build: `make build` does, and
+/// a library older than the sources would test old code.
+pub fn built_library_dir() -> PathBuf {
+    let dir = target_dir();
+    let library = dir.join("libiotsafe_dane.so");
+    assert!(
+        is_fresh(&library),
+        "{} is missing or older than the sources: run `make build` first",
+        library.display()
+    );
+    let module = dir.join("iotsafe.so");
+    if !module.exists() {
+        let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", &module);
+    }
+    dir
+}
+
+/// The example configuration that loads the provider (c-examples/openssl.cnf).
+pub fn example_openssl_conf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf")
+}
+
+/// Whether `built` exists and is newer than every source file of the library.
+fn is_fresh(built: &Path) -> bool {
+    fn newest(path: &Path) -> std::time::SystemTime {
+        let own = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        match std::fs::read_dir(path) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| newest(&e.path()))
+                .fold(own, std::cmp::max),
+            Err(_) => own,
+        }
+    }
+    let Ok(built) = std::fs::metadata(built).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    ["src", "Cargo.toml"]
+        .iter()
+        .all(|p| newest(&root.join(p)) <= built)
+}
+
 /// A workspace binary built beside the tests (the simulator lives in its own crate).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let path = target_dir().join(name);
