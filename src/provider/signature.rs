@@ -255,6 +255,23 @@ unsafe fn sign_digest_into(
     }
 }
 
+/// The common start of the signing entry points: OpenSSL first asks for the size (`sig` NULL);
+/// `Some` is the answer to give when this call is such a query (or has no `siglen`).
+///
+/// # Safety
+/// `siglen`, when not NULL, points to writable memory (OpenSSL's contract).
+unsafe fn size_query(sig: *mut c_uchar, siglen: *mut usize) -> Option<c_int> {
+    if siglen.is_null() {
+        return Some(0);
+    }
+    if sig.is_null() {
+        // SAFETY: checked non-NULL above; OpenSSL passes a valid pointer.
+        unsafe { *siglen = MAX_SIGNATURE };
+        return Some(1);
+    }
+    None
+}
+
 unsafe extern "C" fn digest_sign_final(
     ctx: *mut c_void,
     sig: *mut c_uchar,
@@ -265,12 +282,8 @@ unsafe extern "C" fn digest_sign_final(
         // SAFETY: arguments from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
-            if siglen.is_null() {
-                return 0;
-            }
-            if sig.is_null() {
-                *siglen = MAX_SIGNATURE;
-                return 1;
+            if let Some(answer) = size_query(sig, siglen) {
+                return answer;
             }
             let Some(h) = hasher(ctx) else { return 0 };
             let digest = match h.finish() {
@@ -298,12 +311,8 @@ unsafe extern "C" fn digest_sign(
         // SAFETY: arguments from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
-            if siglen.is_null() {
-                return 0;
-            }
-            if sig.is_null() {
-                *siglen = MAX_SIGNATURE;
-                return 1;
+            if let Some(answer) = size_query(sig, siglen) {
+                return answer;
             }
             let data = if tbslen == 0 {
                 &[][..]
@@ -335,12 +344,8 @@ unsafe extern "C" fn sign(
         // SAFETY: arguments from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
-            if siglen.is_null() {
-                return 0;
-            }
-            if sig.is_null() {
-                *siglen = MAX_SIGNATURE;
-                return 1;
+            if let Some(answer) = size_query(sig, siglen) {
+                return answer;
             }
             if tbslen != ctx.hash.digest_len() {
                 match tbslen {
