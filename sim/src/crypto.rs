@@ -10,6 +10,8 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// Bytes of a P-256 scalar or coordinate.
 pub const FIELD_LEN: usize = 32;
@@ -98,9 +100,24 @@ pub fn public_point(d: &[u8]) -> Result<Vec<u8>, ErrorStack> {
     encode_point(private_key(d)?.public_key())
 }
 
+thread_local! {
+    /// Keys already derived from their scalars: deriving (and checking) one costs several
+    /// scalar multiplications, more than the signature itself, and a real card keeps its key
+    /// ready too.
+    static SIGNING_KEYS: RefCell<HashMap<Vec<u8>, EcKey<Private>>> = RefCell::new(HashMap::new());
+}
+
 /// ECDSA over a finished digest; returns raw r||s, each left-padded.
 pub fn sign_digest(d: &[u8], digest: &[u8]) -> Result<Vec<u8>, ErrorStack> {
-    let key = private_key(d)?;
+    let cached = SIGNING_KEYS.with(|keys| keys.borrow().get(d).cloned());
+    let key = match cached {
+        Some(key) => key,
+        None => {
+            let key = private_key(d)?;
+            SIGNING_KEYS.with(|keys| keys.borrow_mut().insert(d.to_vec(), key.clone()));
+            key
+        }
+    };
     let sig = EcdsaSig::sign(digest, &key)?;
     let mut out = sig.r().to_vec_padded(FIELD_LEN as i32)?;
     out.extend(sig.s().to_vec_padded(FIELD_LEN as i32)?);

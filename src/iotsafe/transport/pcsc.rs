@@ -93,6 +93,8 @@ pub struct PcscTransport {
     reader: String,
     context: Context,
     card: Option<Card>,
+    /// Receives responses; kept for the connection's life rather than made per operation.
+    buffer: Vec<u8>,
 }
 
 impl PcscTransport {
@@ -104,6 +106,7 @@ impl PcscTransport {
             reader: reader.to_string(),
             context,
             card: Some(card),
+            buffer: vec![0; MAX_BUFFER_SIZE_EXTENDED],
         })
     }
 
@@ -161,17 +164,17 @@ impl Transport for PcscTransport {
     }
 
     fn link(&mut self) -> Result<Box<dyn Link + '_>> {
-        let reader = self.reader.clone();
+        let reader = self.reader.as_str();
         let card = self.card.as_mut().ok_or_else(|| Error::CardAbsent {
-            reader: reader.clone(),
+            reader: reader.to_string(),
         })?;
         let transaction = card
             .transaction()
-            .map_err(|e| map_pcsc_error(&reader, "SCardBeginTransaction", e))?;
+            .map_err(|e| map_pcsc_error(reader, "SCardBeginTransaction", e))?;
         Ok(Box::new(PcscLink {
             reader,
             transaction,
-            buffer: vec![0; MAX_BUFFER_SIZE_EXTENDED],
+            buffer: &mut self.buffer,
         }))
     }
 
@@ -205,22 +208,22 @@ impl Drop for PcscTransport {
 }
 
 struct PcscLink<'a> {
-    reader: String,
+    reader: &'a str,
     transaction: Transaction<'a>,
-    buffer: Vec<u8>,
+    buffer: &'a mut [u8],
 }
 
 impl Link for PcscLink<'_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>> {
         let response = self
             .transaction
-            .transmit(command, &mut self.buffer)
-            .map_err(|e| map_pcsc_error(&self.reader, "SCardTransmit", e))?;
+            .transmit(command, self.buffer)
+            .map_err(|e| map_pcsc_error(self.reader, "SCardTransmit", e))?;
         // Some reader drivers (vpcd among them) report a card that vanished mid-command as
         // a successful transmission of nothing.
         if response.is_empty() {
             return Err(Error::CardAbsent {
-                reader: self.reader.clone(),
+                reader: self.reader.to_string(),
             });
         }
         Ok(response.to_vec())
