@@ -1,6 +1,7 @@
-//! The headline case: an unmodified MQTT client (`mosquitto_pub`) does mutual TLS with a real
-//! mosquitto broker using a key that never leaves the (simulated) SIM; only `OPENSSL_CONF`
-//! (and `OPENSSL_MODULES`, for an uninstalled provider) differ from a software-key set-up.
+//! The headline case: MQTT clients (the unmodified `mosquitto_pub`, a plain Paho C program) do
+//! mutual TLS with a real mosquitto broker using a key that never leaves the (simulated) SIM;
+//! only `OPENSSL_CONF` (and `OPENSSL_MODULES`, for an uninstalled provider) differ from a
+//! software-key set-up.
 
 mod common;
 
@@ -84,5 +85,59 @@ fn mosquitto_pub_with_a_card_key_is_admitted_by_a_broker_requiring_client_certif
     assert!(
         !out.status.success(),
         "a key that does not match the certificate must fail"
+    );
+}
+
+/// Paho C takes the client certificate and key from one keyStore file: the certificate first,
+/// the key reference after it (`iotsafe keyref --with-cert`).
+#[test]
+fn paho_client_with_a_combined_keystore_file_is_admitted() {
+    let rig = CardRig::start(&[]);
+    let dir = rig.dir.path();
+    let keystore = dir.join("dev.keystore.pem");
+    ok(rig.iotsafe(&["keyref", "--with-cert", "--out", keystore.to_str().unwrap()]));
+    let paho = dir.join("paho_pub");
+    let built = std::process::Command::new("cc")
+        .arg("-o")
+        .arg(&paho)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/paho_pub.c"))
+        .arg("-lpaho-mqtt3cs")
+        .output()
+        .expect("cc");
+    assert!(
+        built.status.success(),
+        "cannot build paho_pub: {}",
+        stderr(&built)
+    );
+    let broker_cert = pki::leaf(dir, "broker", "broker", &["localhost"], None);
+    let device_cert = dir.join("dev.pem");
+    ok(rig.iotsafe(&["cert", "--out", device_cert.to_str().unwrap()]));
+    let broker = Broker::start_with(
+        free_port(),
+        &broker_cert.cert_path,
+        &broker_cert.key_path,
+        Some(&device_cert),
+    );
+
+    let out = rig
+        .command(&paho)
+        .env("OPENSSL_CONF", common::example_openssl_conf())
+        .env("OPENSSL_MODULES", common::built_library_dir())
+        .arg(format!("ssl://localhost:{}", broker.port))
+        .arg(&broker_cert.cert_path)
+        .arg(&keystore)
+        .args(["sensors/7", "21.5"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "paho_pub failed: {}\nbroker: {}",
+        stderr(&out),
+        broker.log()
+    );
+    assert!(
+        broker.log().contains("u'iotsafe-sim device'"),
+        "{}",
+        broker.log()
     );
 }
