@@ -11,36 +11,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::card::CardRig;
-use openssl::ec::{EcGroup, EcKey};
+use common::pki;
 use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::PKey;
 use openssl::ssl::{SslAcceptor, SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
-use openssl::x509::{X509NameBuilder, X509};
-
-fn self_signed(cn: &str) -> (PKey<Private>, X509) {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut builder = X509::builder().unwrap();
-    builder.set_subject_name(&name).unwrap();
-    builder.set_issuer_name(&name).unwrap();
-    builder.set_pubkey(&key).unwrap();
-    builder
-        .set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    builder
-        .set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    builder.sign(&key, MessageDigest::sha256()).unwrap();
-    (key, builder.build())
-}
+use openssl::x509::X509;
 
 /// A server that accepts clients with either certificate, one connection at a time.
-fn server(client_certs: &[&X509]) -> (u16, X509) {
-    let (key, cert) = self_signed("server");
+fn server(dir: &Path, client_certs: &[&X509]) -> (u16, X509) {
+    let server = pki::leaf(dir, "server", "server", &[], None);
+    let (key, cert) = (server.key, server.cert);
     let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
     acceptor.set_private_key(&key).unwrap();
     acceptor.set_certificate(&cert).unwrap();
@@ -120,12 +100,10 @@ fn main() {
         .iotsafe(&["cert", "--out", card_cert.to_str().unwrap()])
         .status
         .success());
-    let (soft_key, soft_cert) = self_signed("software client");
-    let (soft_key_file, soft_cert_file) = (files.join("soft.key"), files.join("soft.pem"));
-    std::fs::write(&soft_key_file, soft_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
-    std::fs::write(&soft_cert_file, soft_cert.to_pem().unwrap()).unwrap();
+    let soft = pki::leaf(&files, "soft", "software client", &[], None);
+    let (soft_cert, soft_key_file, soft_cert_file) = (soft.cert, soft.key_path, soft.cert_path);
     let card_x509 = X509::from_pem(&std::fs::read(&card_cert).unwrap()).unwrap();
-    let (port, server_cert) = server(&[&card_x509, &soft_cert]);
+    let (port, server_cert) = server(&files, &[&card_x509, &soft_cert]);
 
     let card = connector(&card_cert, &keyref, &server_cert);
     let software = connector(&soft_cert_file, &soft_key_file, &server_cert);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::card::CardRig;
+use common::pki;
 use openssl::derive::Deriver;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
@@ -109,23 +110,8 @@ fn provider_signs_in_a_forked_child() {
 fn provider_eight_threads_two_hundred_handshakes_each() {
     let card = card();
     // A software server that requires the card's certificate.
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let server_key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "server").unwrap();
-    let name = name.build();
-    let mut builder = X509::builder().unwrap();
-    builder.set_subject_name(&name).unwrap();
-    builder.set_issuer_name(&name).unwrap();
-    builder.set_pubkey(&server_key).unwrap();
-    builder
-        .set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    builder
-        .set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    builder.sign(&server_key, MessageDigest::sha256()).unwrap();
-    let server_cert = builder.build();
+    let server = pki::leaf(card.rig.dir.path(), "server", "server", &[], None);
+    let (server_key, server_cert) = (server.key, server.cert);
 
     let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
     acceptor.set_private_key(&server_key).unwrap();

@@ -404,6 +404,20 @@ fn build_c_examples(dir: &Path) -> (PathBuf, PathBuf) {
     (built[0].clone(), built[1].clone())
 }
 
+/// The C server once it says it listens (its first line), so that the client does not race it.
+fn listening(mut server: std::process::Child) -> std::process::Child {
+    use std::io::BufRead;
+    let stdout = server.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufReader::new(stdout);
+    let mut first = String::new();
+    lines
+        .read_line(&mut first)
+        .expect("the server's first line");
+    assert_eq!(first.trim(), "listening", "the C server did not start");
+    server.stdout = Some(lines.into_inner());
+    server
+}
+
 #[test]
 fn provider_c_examples_mutual_tls_with_only_openssl_conf() {
     let s = Setup::new(&[]);
@@ -424,7 +438,7 @@ fn provider_c_examples_mutual_tls_with_only_openssl_conf() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        let srv = listening(srv);
         let out = s
             .with_provider(&client)
             .args([
@@ -466,7 +480,7 @@ fn provider_c_examples_mutual_tls_with_only_openssl_conf() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let srv = listening(srv);
     let out = s
         .rig
         .command(&client)
