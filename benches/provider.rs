@@ -146,7 +146,7 @@ fn main() {
     // The same with 50 ms per APDU: the card's time is the whole difference.
     rig.stop_sim();
     rig.start_sim_with(&["--apdu-latency-ms", "50"]);
-    let n = 10;
+    let n = 30;
     let card_ms = handshakes(&card, port, n);
     let soft_ms = handshakes(&software, port, n);
     println!("BENCH handshake_ms_card_key_latency50 {card_ms:.3}");
