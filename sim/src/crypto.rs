@@ -12,6 +12,7 @@ use openssl::pkey::{PKey, Private, Public};
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Bytes of a P-256 scalar or coordinate.
 pub const FIELD_LEN: usize = 32;
@@ -51,8 +52,46 @@ impl HashAlg {
     }
 }
 
+/// The curves an IoT SAFE applet offers for its EC keys (both with 32-byte coordinates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    BrainpoolP256r1,
+}
+
+impl Curve {
+    fn nid(self) -> Nid {
+        match self {
+            Curve::P256 => Nid::X9_62_PRIME256V1,
+            Curve::BrainpoolP256r1 => Nid::BRAINPOOL_P256R1,
+        }
+    }
+
+    /// The key type of tag 4B: 13/14 P-256, 23/24 brainpoolP256r1 (persistent/volatile).
+    pub fn key_type(self, volatile: bool) -> u8 {
+        let persistent = match self {
+            Curve::P256 => 0x13,
+            Curve::BrainpoolP256r1 => 0x23,
+        };
+        persistent + u8::from(volatile)
+    }
+}
+
+/// The curve of every key on the simulated card (`--curve`), set once at start-up: a card
+/// model offers its keys on one curve.
+static CURVE: OnceLock<Curve> = OnceLock::new();
+
+/// Chooses the card's curve; only the first call counts.
+pub fn set_curve(curve: Curve) {
+    let _ = CURVE.set(curve);
+}
+
+pub fn curve() -> Curve {
+    *CURVE.get().unwrap_or(&Curve::P256)
+}
+
 fn group() -> EcGroup {
-    EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256 is built into OpenSSL")
+    EcGroup::from_curve_name(curve().nid()).expect("both curves are built into OpenSSL")
 }
 
 /// A fresh key pair: (private scalar, uncompressed public point).

@@ -29,6 +29,14 @@ enum ClaArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum CurveArg {
+    #[value(name = "p256", alias = "P-256")]
+    P256,
+    #[value(name = "brainpoolP256r1")]
+    BrainpoolP256r1,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum SigLenArg {
     Short,
     Long,
@@ -85,6 +93,9 @@ struct Cli {
     /// CLA of the applet commands on channel n: 00 -> 0x0n, 80 -> 0x8n
     #[arg(long, value_enum, default_value = "00")]
     cla_style: ClaArg,
+    /// Curve of the card's EC keys (keys in a state file must be on it)
+    #[arg(long, value_enum, default_value = "p256")]
+    curve: CurveArg,
     /// Signature response: short = 33 40 r||s, long = 33 00 40 r||s
     #[arg(long, value_enum, default_value = "short")]
     sig_len: SigLenArg,
@@ -129,6 +140,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    crypto::set_curve(match cli.curve {
+        CurveArg::P256 => crypto::Curve::P256,
+        CurveArg::BrainpoolP256r1 => crypto::Curve::BrainpoolP256r1,
+    });
     let layout = layout(&cli)?;
     let mut store = match &cli.state {
         Some(p) => Store::open(p).map_err(|e| format!("{}: {e}", p.display()))?,

@@ -2,6 +2,7 @@
 
 use super::{Applet, Outcome};
 use crate::apdu::{sw, Command, Response};
+use crate::crypto;
 use crate::state::{File, ObjRef, PrivateKey, PublicKey};
 use crate::tlv;
 
@@ -13,9 +14,6 @@ pub const MAX_SESSIONS: u8 = 4;
 /// Largest GET RANDOM answer.
 const MAX_RANDOM: usize = 1024;
 
-/// Key type P-256 (tag 4B): persistent / volatile.
-const KEY_TYPE_P256: u8 = 0x13;
-const KEY_TYPE_P256_VOLATILE: u8 = 0x14;
 /// Object functions (tag 61): sign, keygen, key agreement.
 const FN_PRIVATE: u8 = 0x01 | 0x02 | 0x04;
 const FN_PUBLIC: u8 = 0x01 | 0x04;
@@ -66,7 +64,7 @@ fn private_attrs(k: &PrivateKey) -> Vec<u8> {
     put_label(&mut a, 0x74, &k.label);
     tlv::put(&mut a, 0x84, &k.id);
     tlv::put(&mut a, 0x4A, &[0x01]);
-    tlv::put(&mut a, 0x4B, &[KEY_TYPE_P256]);
+    tlv::put(&mut a, 0x4B, &[crypto::curve().key_type(false)]);
     tlv::put(&mut a, 0x4E, &[k.usage]);
     tlv::put(&mut a, 0x61, &[FN_PRIVATE]);
     tlv::put(&mut a, 0x91, &HASHES);
@@ -75,11 +73,7 @@ fn private_attrs(k: &PrivateKey) -> Vec<u8> {
 }
 
 fn public_attrs(k: &PublicKey) -> Vec<u8> {
-    let kind = if k.volatile {
-        KEY_TYPE_P256_VOLATILE
-    } else {
-        KEY_TYPE_P256
-    };
+    let kind = crypto::curve().key_type(k.volatile);
     let mut a = Vec::new();
     put_label(&mut a, 0x75, &k.label);
     tlv::put(&mut a, 0x85, &k.id);
