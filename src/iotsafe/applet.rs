@@ -150,10 +150,18 @@ impl Applet {
             });
             match attempt {
                 Ok(applet) => return Ok(applet),
-                Err(e) => failures.push(format!("{reader}: {e}")),
+                Err(e) => failures.push((reader, e)),
             }
         }
-        Err(Error::NoApplet(failures.join("; ")))
+        // A reader that could not be reached says more (and can be retried) than "no applet".
+        if let Some(index) = failures.iter().position(|(_, e)| e.is_transport_failure()) {
+            return Err(failures.swap_remove(index).1);
+        }
+        let tried: Vec<String> = failures
+            .iter()
+            .map(|(reader, e)| format!("{reader}: {e}"))
+            .collect();
+        Err(Error::NoApplet(tried.join("; ")))
     }
 
     /// Opens the applet behind a modem's AT command port (`AT+CSIM`).

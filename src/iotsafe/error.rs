@@ -86,6 +86,12 @@ impl Error {
         )
     }
 
+    /// True when the card could not be reached at all (as opposed to a card that answered
+    /// with a refusal): worth a new connection.
+    pub fn is_transport_failure(&self) -> bool {
+        self.is_connection_loss() || matches!(self, Error::Transport(_) | Error::NoReader(_))
+    }
+
     /// The status word, when the card answered with one.
     pub fn status_word(&self) -> Option<StatusWord> {
         match self {

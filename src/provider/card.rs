@@ -90,13 +90,10 @@ impl Card {
         for _ in 0..RETRIES {
             match &result {
                 Err(e)
-                    if is_connection_failure(e)
+                    if e.is_transport_failure()
                         || had_connection && matches!(e, Error::NoApplet(_)) =>
                 {
                     config::debug(format_args!("{e}: reconnecting"))
-                }
-                Err(Error::NoApplet(detail)) if detail.contains("transport failed") => {
-                    config::debug(format_args!("{detail}: reconnecting"))
                 }
                 _ => break,
             }
@@ -130,7 +127,7 @@ impl Card {
         }
         let applet = state.applet.as_mut().expect("connected above");
         let result = op(applet);
-        if result.as_ref().is_err_and(is_connection_failure) {
+        if result.as_ref().is_err_and(Error::is_transport_failure) {
             state.applet = None;
         }
         result
@@ -208,15 +205,4 @@ impl Card {
     pub fn compute_dh(&self, key: &ObjectRef, slot: &ObjectRef, peer: &[u8]) -> Result<Vec<u8>> {
         self.with(|a| a.compute_dh(key, slot, peer))
     }
-}
-
-fn is_connection_failure(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::NoReader(_)
-            | Error::CardAbsent { .. }
-            | Error::CardReset { .. }
-            | Error::Unresponsive { .. }
-            | Error::Transport(_)
-    )
 }
