@@ -272,6 +272,27 @@ unsafe fn size_query(sig: *mut c_uchar, siglen: *mut usize) -> Option<c_int> {
     None
 }
 
+/// Signs the host's digest on the card, or reports why hashing failed.
+///
+/// # Safety
+/// As [`sign_digest_into`]: `sig`/`siglen` from OpenSSL.
+unsafe fn sign_hashed(
+    ctx: &Context,
+    digest: Result<openssl::hash::DigestBytes, openssl::error::ErrorStack>,
+    sig: *mut c_uchar,
+    siglen: *mut usize,
+    sigsize: usize,
+) -> c_int {
+    match digest {
+        // SAFETY: the caller's pointers, passed on unchanged.
+        Ok(digest) => unsafe { sign_digest_into(ctx, &digest, sig, siglen, sigsize) },
+        Err(e) => {
+            error::raise(Reason::Internal, &format!("digest failed: {e}"));
+            0
+        }
+    }
+}
+
 unsafe extern "C" fn digest_sign_final(
     ctx: *mut c_void,
     sig: *mut c_uchar,
@@ -286,15 +307,9 @@ unsafe extern "C" fn digest_sign_final(
                 return answer;
             }
             let Some(h) = hasher(ctx) else { return 0 };
-            let digest = match h.finish() {
-                Ok(d) => d.to_vec(),
-                Err(e) => {
-                    error::raise(Reason::Internal, &format!("digest failed: {e}"));
-                    return 0;
-                }
-            };
+            let digest = h.finish();
             ctx.hasher = None;
-            sign_digest_into(ctx, &digest, sig, siglen, sigsize)
+            sign_hashed(ctx, digest, sig, siglen, sigsize)
         }
     })
 }
@@ -319,14 +334,8 @@ unsafe extern "C" fn digest_sign(
             } else {
                 std::slice::from_raw_parts(tbs, tbslen)
             };
-            let digest = match openssl::hash::hash(message_digest(ctx.hash), data) {
-                Ok(d) => d.to_vec(),
-                Err(e) => {
-                    error::raise(Reason::Internal, &format!("digest failed: {e}"));
-                    return 0;
-                }
-            };
-            sign_digest_into(ctx, &digest, sig, siglen, sigsize)
+            let digest = openssl::hash::hash(message_digest(ctx.hash), data);
+            sign_hashed(ctx, digest, sig, siglen, sigsize)
         }
     })
 }
