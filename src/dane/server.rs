@@ -247,7 +247,15 @@ fn summary(res: &Resolution) -> String {
     } else {
         String::new()
     };
-    format!("{what}{via}, {}", res.proof())
+    // Why the chain is as weak as it is (which record, which name), when the resolver says.
+    let why = res
+        .steps
+        .iter()
+        .find(|step| step.proof == res.proof())
+        .and_then(|step| step.why.as_deref())
+        .map(|why| format!(" ({why})"))
+        .unwrap_or_default();
+    format!("{what}{via}, {}{why}", res.proof())
 }
 
 impl fmt::Display for ServerTlsa {
