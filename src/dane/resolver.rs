@@ -14,9 +14,10 @@
 //!   verdict "insecure" (or unsigned): kept as insecure. That verdict is only as good as the
 //!   resolver, which must validate (unbound, BIND, Knot Resolver with DNSSEC on); a
 //!   non-validating one would make every answer insecure, never secure. Denials keep their AD
-//!   bit too (asked over UDP, their header reaches the classifier), except a denial too large
-//!   for UDP: asked again over TCP through hickory's pool, which drops the header of negative
-//!   answers, its proof state is unknown (indeterminate, so refused), never secure or insecure.
+//!   bit too: asked over UDP, and when truncated again over a TCP connection of our own (not
+//!   hickory's pool, which drops the header of negative answers), their header reaches the
+//!   classifier whole. A denial that arrived without its header could not be judged at all:
+//!   indeterminate (refused), never insecure.
 //!
 //! Answers are cached after classification, so a warm look-up takes a lock and a hash probe and
 //! never enters the async runtime. The cache is bounded in entries and honours the record TTLs;
@@ -34,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{NameServerConfig, ResolverOpts};
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::runtime::{RuntimeProvider, TokioRuntimeProvider};
+use hickory_resolver::net::tcp::TcpClientStream;
 use hickory_resolver::net::udp::UdpClientStream;
 use hickory_resolver::net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
 use hickory_resolver::net::{DnsError, NetError};
@@ -355,13 +357,45 @@ type Pool = NameServerPool<TokioRuntimeProvider>;
 #[derive(Clone)]
 enum Stack {
     Validating(DnssecDnsHandle<Wire<Pool>>),
-    /// Trusting the AD bit: queries go over plain UDP first, whose responses reach us whole
-    /// (the pool turns a negative response into an error without its header, and so without
-    /// its AD bit); a truncated response is asked again through the pool, over TCP.
+    /// Trusting the AD bit: queries go over plain UDP, whose responses reach us whole (the
+    /// pool turns a negative response into an error without its header, and so without its AD
+    /// bit); a truncated response is asked again over a TCP connection of its own, whole too.
     AdBit {
         udp: Wire<DnsExchange<TokioRuntimeProvider>>,
-        pool: Wire<Pool>,
+        tcp: TcpRetry,
     },
+}
+
+/// The TCP retry of a truncated UDP answer in AD-bit mode: one connection per retry (rare),
+/// made on whatever runtime runs the look-up, and counted like every other query.
+#[derive(Clone)]
+struct TcpRetry {
+    server: SocketAddr,
+    timeout: Duration,
+    wire: Arc<WireState>,
+}
+
+impl TcpRetry {
+    async fn send(&self, request: DnsRequest) -> Result<DnsResponse, NetError> {
+        type Tcp = <TokioRuntimeProvider as RuntimeProvider>::Tcp;
+        // The connection's task lives in the provider's task set, which ends with the last
+        // clone of the provider: this one is kept until the answer is in.
+        let provider = TokioRuntimeProvider::new();
+        let exchange = TcpClientStream::<Tcp>::exchange(
+            self.server,
+            None,
+            self.timeout,
+            None,
+            provider.clone(),
+        )
+        .await?;
+        let response = Wire::new(exchange, self.wire.clone())
+            .send(request)
+            .first_answer()
+            .await;
+        drop(provider);
+        response
+    }
 }
 
 type CacheKey = (Name, RecordType);
@@ -417,7 +451,11 @@ impl Resolver {
                 });
                 Stack::AdBit {
                     udp: Wire::new(udp, wire.clone()),
-                    pool: Wire::new(pool, wire.clone()),
+                    tcp: TcpRetry {
+                        server,
+                        timeout,
+                        wire: wire.clone(),
+                    },
                 }
             }
             Validation::TrustAnchor(anchor) => {
@@ -643,13 +681,11 @@ async fn ask(stack: &Stack, name: Name, rtype: RecordType) -> Result<DnsResponse
     let query = Query::query(name, rtype);
     match stack {
         Stack::Validating(handle) => handle.lookup(query, request_options()).first_answer().await,
-        Stack::AdBit { udp, pool } => {
+        Stack::AdBit { udp, tcp } => {
             let mut request = DnsRequest::from_query(query, request_options());
             request.metadata.authentic_data = true;
             match udp.send(request.clone()).first_answer().await {
-                Ok(response) if response.metadata.truncation => {
-                    pool.send(request).first_answer().await
-                }
+                Ok(response) if response.metadata.truncation => tcp.send(request).await,
                 Ok(response) => match response.response_code {
                     // Answers and denials, with their AD bit.
                     ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
@@ -711,12 +747,12 @@ fn classify(
     match result {
         Ok(response) => Ok(classify_response(name, rtype, &response, ad_mode, answer)),
         Err(NetError::Dns(DnsError::NoRecordsFound(none))) => {
-            // Only reached in AD-bit mode for a denial too large for UDP, asked again over TCP
-            // through the pool, which does not keep the AD bit of a negative answer: whether the
-            // resolver validated it is unknown. Neither secure nor insecure ("no DANE" would let
-            // a forged large denial switch DANE off): indeterminate, never cached.
+            // A denial whose header (and AD bit) was lost on the way, as hickory's pool does with
+            // negative answers: whether the resolver validated it is unknown. Neither secure nor
+            // insecure ("no DANE" would let a forged denial switch DANE off): indeterminate,
+            // never cached.
             let outcome = negative(none.response_code);
-            let why = "a denial too large for UDP, asked again over TCP, lost its AD bit";
+            let why = "the denial reached us without its header (AD bit)";
             Ok(answer(Proof::Indeterminate, outcome, 0, Some(why.into())))
         }
         Err(NetError::Dns(DnsError::Nsec { response, .. }))
@@ -868,4 +904,27 @@ fn ds_matches(key: &DNSKEY, ds: &[(u16, u8, u8, Vec<u8>)]) -> bool {
                 .to_digest(&Name::root(), DigestType::from(*dtype))
                 .is_ok_and(|d| d.as_ref() == digest.as_slice())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::net::NoRecords;
+
+    /// A denial that arrives as hickory's "no records" error has lost its header and AD bit:
+    /// its proof state is unknown, so it is neither insecure ("no DANE") nor cached.
+    #[test]
+    fn a_denial_without_its_header_is_indeterminate() {
+        let name = parse_name("_443._tcp.broker.example.test", RecordType::TLSA).unwrap();
+        let query = Query::query(name.clone(), RecordType::TLSA);
+        let mut none = NoRecords::new(query, ResponseCode::NXDomain);
+        none.negative_ttl = Some(300);
+        let error = NetError::Dns(DnsError::NoRecordsFound(none));
+        for ad_mode in [true, false] {
+            let answer = classify(&name, RecordType::TLSA, Err(error.clone()), ad_mode).unwrap();
+            assert_eq!(answer.proof, Proof::Indeterminate);
+            assert_eq!(answer.outcome, Outcome::NxDomain);
+            assert_eq!(answer.ttl, 0);
+        }
+    }
 }

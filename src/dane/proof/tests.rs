@@ -473,3 +473,141 @@ fn denials_with_validated_nsec_are_proven() {
     );
     assert!(!denial_is_proven(&forged));
 }
+
+/// A validating handle with canned, already validated answers to `<name> DS`; anything else
+/// times out. It remembers what was asked.
+#[derive(Clone, Default)]
+struct Validated {
+    answers: std::sync::Arc<std::collections::HashMap<Name, DnsResponse>>,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl DnsHandle for Validated {
+    type Response =
+        futures_util::stream::Once<futures_util::future::Ready<Result<DnsResponse, NetError>>>;
+    type Runtime = hickory_resolver::net::runtime::TokioRuntimeProvider;
+
+    fn send(&self, request: hickory_resolver::proto::op::DnsRequest) -> Self::Response {
+        let query = request.queries.first().expect("a question").clone();
+        assert_eq!(
+            query.query_type(),
+            RecordType::DS,
+            "only DS RRsets are asked"
+        );
+        self.asked.lock().unwrap().push(query.name().to_string());
+        let result = self
+            .answers
+            .get(query.name())
+            .cloned()
+            .ok_or(NetError::Timeout);
+        futures_util::stream::once(futures_util::future::ready(result))
+    }
+}
+
+fn validated(answers: Vec<DnsResponse>) -> Validated {
+    let answers = answers
+        .into_iter()
+        .map(|r| (r.queries[0].name().clone(), r))
+        .collect();
+    Validated {
+        answers: std::sync::Arc::new(answers),
+        ..Validated::default()
+    }
+}
+
+fn signed_ds(cut: &str) -> DnsResponse {
+    let answer = vec![ds(cut, Algorithm::ECDSAP256SHA256)];
+    response(cut, RecordType::DS, ResponseCode::NoError, answer, vec![])
+}
+
+fn no_ds(cut: &str, types: &[RecordType]) -> DnsResponse {
+    let denial = vec![
+        soa("example.test.", Secure),
+        nsec(cut, "zzz.example.test.", types),
+    ];
+    response(cut, RecordType::DS, ResponseCode::NoError, vec![], denial)
+}
+
+fn walk(validator: &Validated, name: &str, rtype: RecordType) -> Result<String, Unproven> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let options = DnsRequestOptions::default();
+    runtime.block_on(prove_insecure(validator, options, &n(name), rtype))
+}
+
+#[test]
+fn the_walk_down_a_signed_path_ends_bogus() {
+    let a = [RecordType::A];
+    let validator = validated(vec![
+        signed_ds("test."),
+        signed_ds("example.test."),
+        no_ds("host.example.test.", &a),
+        no_ds("_tcp.host.example.test.", &a),
+        no_ds(QNAME, &[RecordType::TLSA]),
+    ]);
+    let Err(Unproven::Bogus(why)) = walk(&validator, QNAME, RecordType::TLSA) else {
+        panic!("a name in a signed zone is not insecure");
+    };
+    assert!(why.contains("is in a signed zone"), "{why}");
+    let asked = validator.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        [
+            "test.",
+            "example.test.",
+            "host.example.test.",
+            "_tcp.host.example.test.",
+            QNAME
+        ]
+    );
+}
+
+#[test]
+fn the_walk_stops_at_the_first_unsigned_delegation() {
+    let validator = validated(vec![
+        signed_ds("test."),
+        no_ds("example.test.", &[RecordType::NS]),
+    ]);
+    let how = walk(&validator, QNAME, RecordType::TLSA).expect("proven insecure");
+    assert!(
+        how.contains("example.test.") && how.contains("without DS"),
+        "{how}"
+    );
+    assert_eq!(*validator.asked.lock().unwrap(), ["test.", "example.test."]);
+}
+
+#[test]
+fn the_walk_refuses_a_missing_ancestor_and_reports_a_failed_look_up() {
+    let gone = response(
+        "host.example.test.",
+        RecordType::DS,
+        ResponseCode::NXDomain,
+        vec![],
+        vec![nsec("b.example.test.", "c.example.test.", &[RecordType::A])],
+    );
+    let validator = validated(vec![signed_ds("test."), signed_ds("example.test."), gone]);
+    let Err(Unproven::Bogus(why)) = walk(&validator, QNAME, RecordType::TLSA) else {
+        panic!("below a name that does not exist, nothing is insecure");
+    };
+    assert!(
+        why.contains("host.example.test. provably does not exist"),
+        "{why}"
+    );
+
+    // No answer for example.test. DS: undecided, not bogus and not insecure.
+    let validator = validated(vec![signed_ds("test.")]);
+    assert!(matches!(
+        walk(&validator, QNAME, RecordType::TLSA),
+        Err(Unproven::Indeterminate(_))
+    ));
+}
+
+#[test]
+fn a_ds_answer_is_proven_insecure_by_its_parent_only() {
+    // The DS RRset of a name lives in the parent zone: the walk stops above the name.
+    let validator = validated(vec![signed_ds("test.")]);
+    let result = walk(&validator, "example.test.", RecordType::DS);
+    assert!(matches!(result, Err(Unproven::Bogus(_))), "{result:?}");
+    assert_eq!(*validator.asked.lock().unwrap(), ["test."]);
+}
