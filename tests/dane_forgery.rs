@@ -87,6 +87,30 @@ fn forged_insecure_denial_in_a_signed_zone_is_bogus() {
     }
 }
 
+/// RFC 7672: insecure address records mean "no DANE", so forging the address denial is the
+/// same downgrade one look-up earlier.
+#[test]
+fn forged_insecure_address_denial_is_bogus() {
+    let dns = hierarchy(&[]);
+    let proxy = DnsProxy::start(dns.addr());
+    proxy.forge(
+        "broker.example.test",
+        RecordType::A,
+        Forgery::ForeignInsecureSoa("insecure.test."),
+    );
+    let r = resolver_via(&proxy, &dns);
+    let tlsa = ServerTlsa::lookup(&r, "broker.example.test", 443, Policy::Opportunistic);
+    assert!(proxy.forged() >= 1, "the proxy rewrote the answer");
+    let Decision::Refuse(reason) = &tlsa.decision else {
+        panic!("a forged address denial must refuse: {tlsa}");
+    };
+    assert!(
+        reason.contains("address records of broker.example.test. are bogus")
+            && reason.contains("insecure.test."),
+        "{reason}"
+    );
+}
+
 #[test]
 fn the_shapes_that_already_ended_bogus_stay_bogus() {
     let dns = hierarchy(&[]);
