@@ -31,7 +31,8 @@ fn tlsa_line(owner: &str) -> String {
 }
 
 /// Records at `_443._tcp` and `_1._tcp`/`_2._tcp` of broker.example.test., a broker in the
-/// unsigned zone insecure.test., and a wildcard device record in iotregistry.test.
+/// unsigned zone insecure.test., and in iotregistry.test. a wildcard device record beside the
+/// record of device `a`.
 fn hierarchy(extra: &[(&'static str, String)]) -> dns::TestDns {
     let mut lines = vec![
         ("example.test.", "broker 300 IN A 127.0.0.1".to_string()),
@@ -41,6 +42,7 @@ fn hierarchy(extra: &[(&'static str, String)]) -> dns::TestDns {
         ("insecure.test.", "broker 300 IN A 127.0.0.1".to_string()),
         ("insecure.test.", tlsa_line("_443._tcp.broker")),
         ("iotregistry.test.", tlsa_line("*._device")),
+        ("iotregistry.test.", tlsa_line("a._device")),
     ];
     lines.extend(extra.iter().cloned());
     let refs: Vec<(&str, &str)> = lines.iter().map(|(z, l)| (*z, l.as_str())).collect();
@@ -357,36 +359,42 @@ fn tlsa_rdata(res: &Resolution) -> Vec<String> {
     records
 }
 
-/// `*._device.iotregistry.test.`: validated in-process (RFC 4035 §5.3.4, the NSEC proving the
-/// name absent is owned by the wildcard itself), and the same as unbound says.
+/// `*._device.iotregistry.test.`: validated in-process (RFC 4035 §5.3.4), and the same as
+/// unbound says. `0._device` sorts between the wildcard and `a._device`, so the NSEC proving it
+/// absent is owned by the wildcard itself (what hickory's own check refuses); `dev9._device`
+/// sorts after `a._device`, whose NSEC proves it absent.
 #[test]
 fn wildcard_tlsa_answer_is_secure_in_process_and_through_unbound() {
     let dns = hierarchy(&[]);
-    let name = "dev9._device.iotregistry.test";
     let anchor: TrustAnchor = dns.trust_anchor().parse().expect("trust anchor");
     let r = Resolver::new(ResolverConfig::new(dns.addr(), anchor)).expect("resolver");
-    let in_process = r.resolve(name, TLSA).expect("an answer");
-    assert_eq!(
-        in_process.proof(),
-        Proof::Secure,
-        "{}\n{}",
-        in_process.last(),
-        dns.dig(name, "TLSA")
-    );
-    assert_eq!(in_process.records().len(), 1);
-
     let unbound = unbound::Unbound::start(&dns);
     let mut config = ResolverConfig::new(unbound.addr(), TrustAnchor::iana_root());
     config.validation = Validation::TrustAdBit;
     let ad = Resolver::new(config).expect("resolver");
-    let validated = ad.resolve(name, TLSA).expect("an answer");
-    assert_eq!(
-        validated.proof(),
-        Proof::Secure,
-        "{}",
-        unbound.dig(name, "TLSA")
-    );
-    assert_eq!(tlsa_rdata(&in_process), tlsa_rdata(&validated));
+    for name in [
+        "0._device.iotregistry.test",
+        "dev9._device.iotregistry.test",
+        "a._device.iotregistry.test",
+    ] {
+        let in_process = r.resolve(name, TLSA).expect("an answer");
+        assert_eq!(
+            in_process.proof(),
+            Proof::Secure,
+            "{}\n{}",
+            in_process.last(),
+            dns.dig(name, "TLSA")
+        );
+        assert_eq!(in_process.records().len(), 1);
+        let validated = ad.resolve(name, TLSA).expect("an answer");
+        assert_eq!(
+            validated.proof(),
+            Proof::Secure,
+            "{}",
+            unbound.dig(name, "TLSA")
+        );
+        assert_eq!(tlsa_rdata(&in_process), tlsa_rdata(&validated), "{name}");
+    }
 }
 
 #[test]
