@@ -8,7 +8,9 @@
 //!   Here an insecure answer stands only when its unsigned records belong to the queried name's
 //!   own zone or an ancestor ([`foreign_denial_record`]) and a signed proof shows that there is
 //!   no DS at some delegation between the trust anchor and the name ([`prove_insecure`]).
-//!   Anything else inside a signed zone is bogus.
+//!   Anything else inside a signed zone is bogus, including an NSEC3 denial whose iteration
+//!   count is over hickory's soft limit, which hickory calls insecure (RFC 9276 §3.2 allows a
+//!   validator to fail such answers).
 //! - Wildcard expansions (RFC 4035 §5.3.4). hickory also wants an NSEC covering
 //!   `*.<closest encloser>`, but in the usual layout the NSEC next to the queried name is owned
 //!   by that wildcard itself, so it calls every wildcard answer bogus. [`wildcard_expansion`]

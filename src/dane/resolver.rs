@@ -716,7 +716,7 @@ async fn ask_and_prove(stack: &Stack, name: Name, rtype: RecordType) -> Result<A
                 }),
                 Err(Unproven::Bogus(why)) => Ok(Answer {
                     proof: Proof::Bogus,
-                    why: Some(answer.why.unwrap_or(why)),
+                    why: Some(why),
                     ..answer
                 }),
                 Err(Unproven::Indeterminate(why)) => Err(format!(
