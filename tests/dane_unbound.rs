@@ -255,3 +255,44 @@ fn truncated_answer_is_asked_again_over_tcp() {
         "UDP, then again through the pool (TCP)"
     );
 }
+
+/// A denial too large for UDP (unbound truncates its UDP answers at 512 bytes here) is asked
+/// again over TCP and keeps its AD bit: a validated denial stays secure, never "insecure" (which
+/// would be "no DANE" for a denial nobody checked).
+#[test]
+fn truncated_denial_keeps_its_ad_bit_over_tcp() {
+    // Long names on both sides of the denied name make the NSEC proof large.
+    let long = "l".repeat(60);
+    let lines = [
+        format!("m{long} 300 IN A 127.0.0.1"),
+        format!("o{long} 300 IN A 127.0.0.1"),
+    ];
+    let extra: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| ("example.test.", l.as_str()))
+        .collect();
+    let dns = dns::TestDns::start(&extra);
+    let unbound = unbound::Unbound::start_with(&dns, "    max-udp-size: 512\n");
+    let resolver = ad_resolver(&unbound);
+    let name = "nxd.example.test";
+    let udp = unbound.dig_udp_only(name, "TLSA");
+    let flags = udp
+        .lines()
+        .find(|l| l.starts_with(";; Flags:"))
+        .unwrap_or_default();
+    assert!(
+        flags.split_whitespace().any(|f| f == "tc"),
+        "the UDP denial is truncated: {udp}"
+    );
+    let before = resolver.queries_sent();
+    let res = resolver.resolve(name, RecordType::TLSA).expect("look-up");
+    assert_eq!(res.last().outcome, Outcome::NxDomain);
+    assert_eq!(
+        res.proof(),
+        Proof::Secure,
+        "{}\n{}",
+        res.last(),
+        unbound.dig(name, "TLSA")
+    );
+    assert_eq!(resolver.queries_sent() - before, 2, "UDP, then TCP");
+}

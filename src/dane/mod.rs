@@ -1,6 +1,7 @@
 //! DNS identity: DNSSEC-validated TLSA records and the DANE/DANCE verification rules.
 //!
 //! - [`resolver`]: validated look-ups with a proof state for every answer, cached;
+//! - `proof`: the proof states the validator leaves open (proven insecurity, wildcards);
 //! - [`tlsa`]: TLSA records, owner names, certificate matching;
 //! - [`server`]: server authentication through OpenSSL's own DANE (RFC 6698, 7671, 7672);
 //! - [`client`]: device identities (draft-ietf-dance-client-auth);
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod clientid_ext;
 mod ossl;
+mod proof;
 pub mod resolver;
 pub mod server;
 pub mod tlsa;

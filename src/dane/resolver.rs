@@ -4,12 +4,20 @@
 //! of the four states of RFC 4033 §5, and negative answers (NXDOMAIN, NODATA) carry the state of
 //! their denial proof too. Two ways to get that proof:
 //! - in-process validation with hickory's validator against a trust anchor (the IANA root by
-//!   default, or a file of root DNSKEY/DS lines for a private root);
+//!   default, or a file of root DNSKEY/DS lines for a private root). hickory judges each RRset
+//!   on its own; the verdicts it leaves open are decided in [`super::proof`]: an answer it calls
+//!   insecure stands only with a signed proof of an unsigned delegation above the name (else it
+//!   is bogus), and wildcard expansions are checked by RFC 4035 §5.3.4;
 //! - trusting the AD bit of a validating resolver, which is only sound when that resolver is on
-//!   loopback (the path to it cannot be tampered with), so nothing else is accepted. Denials
-//!   keep their AD bit too (asked over UDP, their header reaches the classifier), except a
-//!   denial too large for UDP: asked again over TCP through hickory's pool, which drops the
-//!   header of negative answers, it counts as unproven (insecure), never as secure.
+//!   loopback (the path to it cannot be tampered with), so nothing else is accepted. A
+//!   validating resolver answers SERVFAIL for bogus data, so an answer without AD is its
+//!   verdict "insecure" (or unsigned): kept as insecure. That verdict is only as good as the
+//!   resolver, which must validate (unbound, BIND, Knot Resolver with DNSSEC on); a
+//!   non-validating one would make every answer insecure, never secure. Denials keep their AD
+//!   bit too: asked over UDP, and when truncated again over a TCP connection of our own (not
+//!   hickory's pool, which drops the header of negative answers), their header reaches the
+//!   classifier whole. A denial that arrived without its header could not be judged at all:
+//!   indeterminate (refused), never insecure.
 //!
 //! Answers are cached after classification, so a warm look-up takes a lock and a hash probe and
 //! never enters the async runtime. The cache is bounded in entries and honours the record TTLs;
@@ -27,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{NameServerConfig, ResolverOpts};
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::runtime::{RuntimeProvider, TokioRuntimeProvider};
+use hickory_resolver::net::tcp::TcpClientStream;
 use hickory_resolver::net::udp::UdpClientStream;
 use hickory_resolver::net::xfer::{DnsExchange, DnsHandle, FirstAnswer};
 use hickory_resolver::net::{DnsError, NetError};
@@ -39,6 +48,7 @@ use hickory_resolver::proto::op::{
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 
+use super::proof::{self, Unproven};
 use super::wire::{Wire, WireState};
 
 use hickory_resolver::proto::dnssec::Proof as HickoryProof;
@@ -113,6 +123,8 @@ pub struct Answer {
     pub outcome: Outcome,
     /// Seconds the answer may be used from the moment it was received.
     pub ttl: u32,
+    /// Why the answer is bogus, or how its insecurity was proven (which record, which name).
+    pub why: Option<String>,
 }
 
 impl Answer {
@@ -137,7 +149,11 @@ impl fmt::Display for Answer {
                 write!(f, "{} {}: no such name (NXDOMAIN)", self.name, self.rtype)?
             }
         }
-        write!(f, ", {}", self.proof)
+        write!(f, ", {}", self.proof)?;
+        match &self.why {
+            Some(why) => write!(f, " ({why})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -341,13 +357,45 @@ type Pool = NameServerPool<TokioRuntimeProvider>;
 #[derive(Clone)]
 enum Stack {
     Validating(DnssecDnsHandle<Wire<Pool>>),
-    /// Trusting the AD bit: queries go over plain UDP first, whose responses reach us whole
-    /// (the pool turns a negative response into an error without its header, and so without
-    /// its AD bit); a truncated response is asked again through the pool, over TCP.
+    /// Trusting the AD bit: queries go over plain UDP, whose responses reach us whole (the
+    /// pool turns a negative response into an error without its header, and so without its AD
+    /// bit); a truncated response is asked again over a TCP connection of its own, whole too.
     AdBit {
         udp: Wire<DnsExchange<TokioRuntimeProvider>>,
-        pool: Wire<Pool>,
+        tcp: TcpRetry,
     },
+}
+
+/// The TCP retry of a truncated UDP answer in AD-bit mode: one connection per retry (rare),
+/// made on whatever runtime runs the look-up, and counted like every other query.
+#[derive(Clone)]
+struct TcpRetry {
+    server: SocketAddr,
+    timeout: Duration,
+    wire: Arc<WireState>,
+}
+
+impl TcpRetry {
+    async fn send(&self, request: DnsRequest) -> Result<DnsResponse, NetError> {
+        type Tcp = <TokioRuntimeProvider as RuntimeProvider>::Tcp;
+        // The connection's task lives in the provider's task set, which ends with the last
+        // clone of the provider: this one is kept until the answer is in.
+        let provider = TokioRuntimeProvider::new();
+        let exchange = TcpClientStream::<Tcp>::exchange(
+            self.server,
+            None,
+            self.timeout,
+            None,
+            provider.clone(),
+        )
+        .await?;
+        let response = Wire::new(exchange, self.wire.clone())
+            .send(request)
+            .first_answer()
+            .await;
+        drop(provider);
+        response
+    }
 }
 
 type CacheKey = (Name, RecordType);
@@ -403,7 +451,11 @@ impl Resolver {
                 });
                 Stack::AdBit {
                     udp: Wire::new(udp, wire.clone()),
-                    pool: Wire::new(pool, wire.clone()),
+                    tcp: TcpRetry {
+                        server,
+                        timeout,
+                        wire: wire.clone(),
+                    },
                 }
             }
             Validation::TrustAnchor(anchor) => {
@@ -549,10 +601,9 @@ impl Resolver {
     fn fetch(&self, key: &CacheKey) -> Result<Arc<Answer>, ResolveError> {
         let (name, rtype) = key.clone();
         let stack = lock(&self.stack).clone();
-        let ad_mode = matches!(stack, Stack::AdBit { .. });
         let limit = self.config.lookup_timeout;
         let result = self.runtime.block_on(async move {
-            tokio::time::timeout(limit, ask(&stack, name.clone(), rtype)).await
+            tokio::time::timeout(limit, ask_and_prove(&stack, name, rtype)).await
         });
         let fail = |reason: String| ResolveError::Lookup {
             name: key.0.to_string(),
@@ -560,9 +611,7 @@ impl Resolver {
             reason,
         };
         let result = result.map_err(|_| fail(format!("no answer within {limit:?}")))?;
-        classify(&key.0, rtype, result, ad_mode)
-            .map(Arc::new)
-            .map_err(fail)
+        result.map(Arc::new).map_err(fail)
     }
 }
 
@@ -632,13 +681,11 @@ async fn ask(stack: &Stack, name: Name, rtype: RecordType) -> Result<DnsResponse
     let query = Query::query(name, rtype);
     match stack {
         Stack::Validating(handle) => handle.lookup(query, request_options()).first_answer().await,
-        Stack::AdBit { udp, pool } => {
+        Stack::AdBit { udp, tcp } => {
             let mut request = DnsRequest::from_query(query, request_options());
             request.metadata.authentic_data = true;
             match udp.send(request.clone()).first_answer().await {
-                Ok(response) if response.metadata.truncation => {
-                    pool.send(request).first_answer().await
-                }
+                Ok(response) if response.metadata.truncation => tcp.send(request).await,
                 Ok(response) => match response.response_code {
                     // Answers and denials, with their AD bit.
                     ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
@@ -651,42 +698,87 @@ async fn ask(stack: &Stack, name: Name, rtype: RecordType) -> Result<DnsResponse
     }
 }
 
+/// Asks and classifies; with in-process validation, an answer hickory calls insecure is then
+/// proven insecure or found bogus (the proof walk shares the look-up's time limit).
+async fn ask_and_prove(stack: &Stack, name: Name, rtype: RecordType) -> Result<Answer, String> {
+    let result = ask(stack, name.clone(), rtype).await;
+    match stack {
+        Stack::AdBit { .. } => classify(&name, rtype, result, true),
+        Stack::Validating(validator) => {
+            let answer = classify(&name, rtype, result, false)?;
+            if answer.proof != Proof::Insecure {
+                return Ok(answer);
+            }
+            match proof::prove_insecure(validator, request_options(), &name, rtype).await {
+                Ok(how) => Ok(Answer {
+                    why: Some(format!("proven: {how}")),
+                    ..answer
+                }),
+                Err(Unproven::Bogus(why)) => Ok(Answer {
+                    proof: Proof::Bogus,
+                    why: Some(why),
+                    ..answer
+                }),
+                Err(Unproven::Indeterminate(why)) => Err(format!(
+                    "the answer is unsigned and its proof of insecurity could not be fetched: {why}"
+                )),
+            }
+        }
+    }
+}
+
 /// Turns a response (or a negative error) into an [`Answer`]; `Err` for failures that leave the
-/// proof state undecided.
+/// proof state undecided. In validating mode, an `Insecure` answer here is hickory's verdict and
+/// still has to be proven.
 fn classify(
     name: &Name,
     rtype: RecordType,
     result: Result<DnsResponse, NetError>,
     ad_mode: bool,
 ) -> Result<Answer, String> {
-    let answer = |proof, outcome, ttl| Answer {
+    let answer = |proof, outcome, ttl, why: Option<String>| Answer {
         name: name.clone(),
         rtype,
         proof,
         outcome,
         ttl,
+        why,
     };
     match result {
         Ok(response) => Ok(classify_response(name, rtype, &response, ad_mode, answer)),
         Err(NetError::Dns(DnsError::NoRecordsFound(none))) => {
-            // Only reached in AD-bit mode for a denial too large for UDP, asked again over TCP
-            // through the pool, which does not keep the AD bit of a negative answer: the denial
-            // counts as unproven (never upgraded; "no DANE" either way).
+            // A denial whose header (and AD bit) was lost on the way, as hickory's pool does with
+            // negative answers: whether the resolver validated it is unknown. Neither secure nor
+            // insecure ("no DANE" would let a forged denial switch DANE off): indeterminate,
+            // never cached.
             let outcome = negative(none.response_code);
-            Ok(answer(
-                Proof::Insecure,
-                outcome,
-                none.negative_ttl.unwrap_or(0),
-            ))
+            let why = "the denial reached us without its header (AD bit)";
+            Ok(answer(Proof::Indeterminate, outcome, 0, Some(why.into())))
+        }
+        Err(NetError::Dns(DnsError::Nsec { response, .. }))
+            if has_answer(name, rtype, &response) =>
+        {
+            // A positive answer refused for its denial records: hickory's wildcard check wants
+            // an NSEC that the usual zone layout does not have. The RFC's own check decides.
+            Ok(match proof::wildcard_expansion(name, rtype, &response) {
+                Ok(()) => classify_response(name, rtype, &response, false, answer),
+                Err(why) => answer(Proof::Bogus, negative(response.response_code), 0, Some(why)),
+            })
         }
         Err(NetError::Dns(DnsError::Nsec {
             response, proof, ..
         })) => {
             let outcome = negative(response.response_code);
             let ttl = response.negative_ttl().unwrap_or(0);
-            Ok(answer(Proof::from_hickory(proof), outcome, ttl))
+            let why = format!("its NSEC/NSEC3 records do not prove the denial ({proof})");
+            Ok(answer(Proof::from_hickory(proof), outcome, ttl, Some(why)))
         }
-        Err(NetError::Dns(DnsError::DnssecBogus)) => Ok(answer(Proof::Bogus, Outcome::NoData, 0)),
+        Err(NetError::Dns(DnsError::DnssecBogus)) => Ok(answer(
+            Proof::Bogus,
+            Outcome::NoData,
+            0,
+            Some("hickory found it bogus".into()),
+        )),
         Err(NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail))) => Err(
             "the server answered SERVFAIL (a validating resolver does so for bogus data)".into(),
         ),
@@ -702,12 +794,20 @@ fn negative(code: ResponseCode) -> Outcome {
     }
 }
 
+/// Whether the response holds records of `rtype` (or a CNAME) at `name`.
+fn has_answer(name: &Name, rtype: RecordType, response: &DnsResponse) -> bool {
+    response.answers.iter().any(|r| {
+        (r.record_type() == rtype || r.record_type() == RecordType::CNAME)
+            && r.name.to_lowercase() == *name
+    })
+}
+
 fn classify_response(
     name: &Name,
     rtype: RecordType,
     response: &DnsResponse,
     ad_mode: bool,
-    answer: impl Fn(Proof, Outcome, u32) -> Answer,
+    answer: impl Fn(Proof, Outcome, u32, Option<String>) -> Answer,
 ) -> Answer {
     let proof_of = |proofs: &mut dyn Iterator<Item = HickoryProof>| {
         if ad_mode {
@@ -730,28 +830,30 @@ fn classify_response(
         let proof = proof_of(&mut records.iter().map(|r| r.proof));
         let ttl = records.iter().map(|r| r.ttl).min().unwrap_or(0);
         let data = records.iter().map(|r| r.data.clone()).collect();
-        return answer(proof, Outcome::Records(data), ttl);
+        return answer(proof, Outcome::Records(data), ttl, None);
     }
     if let Some(cname) = at_name(RecordType::CNAME).next() {
         if let RData::CNAME(target) = &cname.data {
             let proof = proof_of(&mut std::iter::once(cname.proof));
-            return answer(proof, Outcome::Alias(target.0.to_lowercase()), cname.ttl);
+            let target = target.0.to_lowercase();
+            return answer(proof, Outcome::Alias(target), cname.ttl, None);
         }
     }
-    // A denial that passed validation: secure only when a validated NSEC/NSEC3 proves it.
-    let proven = response.authorities.iter().any(|r| {
-        r.proof == HickoryProof::Secure
-            && matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3)
-    });
-    let proof = if ad_mode {
-        proof_of(&mut std::iter::empty())
-    } else if proven {
-        Proof::Secure
-    } else {
-        Proof::Insecure
-    };
+    let outcome = negative(response.response_code);
     let ttl = response.negative_ttl().unwrap_or(0);
-    answer(proof, negative(response.response_code), ttl)
+    if ad_mode {
+        return answer(proof_of(&mut std::iter::empty()), outcome, ttl, None);
+    }
+    // A denial that passed validation: secure only when a validated NSEC/NSEC3 proves it.
+    if proof::denial_is_proven(response) {
+        return answer(Proof::Secure, outcome, ttl, None);
+    }
+    // hickory let an unproven denial through: its unsigned records must at least be those of
+    // the name's own zone before the insecurity is proven (by the caller).
+    match proof::foreign_denial_record(name, response) {
+        Some(why) => answer(Proof::Bogus, outcome, ttl, Some(why)),
+        None => answer(Proof::Insecure, outcome, ttl, None),
+    }
 }
 
 /// Builds hickory's trust anchors: DNSKEY lines as given; DS lines by fetching the root DNSKEY
@@ -802,4 +904,27 @@ fn ds_matches(key: &DNSKEY, ds: &[(u16, u8, u8, Vec<u8>)]) -> bool {
                 .to_digest(&Name::root(), DigestType::from(*dtype))
                 .is_ok_and(|d| d.as_ref() == digest.as_slice())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::net::NoRecords;
+
+    /// A denial that arrives as hickory's "no records" error has lost its header and AD bit:
+    /// its proof state is unknown, so it is neither insecure ("no DANE") nor cached.
+    #[test]
+    fn a_denial_without_its_header_is_indeterminate() {
+        let name = parse_name("_443._tcp.broker.example.test", RecordType::TLSA).unwrap();
+        let query = Query::query(name.clone(), RecordType::TLSA);
+        let mut none = NoRecords::new(query, ResponseCode::NXDomain);
+        none.negative_ttl = Some(300);
+        let error = NetError::Dns(DnsError::NoRecordsFound(none));
+        for ad_mode in [true, false] {
+            let answer = classify(&name, RecordType::TLSA, Err(error.clone()), ad_mode).unwrap();
+            assert_eq!(answer.proof, Proof::Indeterminate);
+            assert_eq!(answer.outcome, Outcome::NxDomain);
+            assert_eq!(answer.ttl, 0);
+        }
+    }
 }

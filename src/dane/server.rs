@@ -103,8 +103,9 @@ impl ServerTlsa {
             }
             p => {
                 return Err(NoDane::Fail(format!(
-                    "the address records of {} are {p}",
-                    self.host
+                    "the address records of {} are {p}{}",
+                    self.host,
+                    why_weak(&address)
                 )))
             }
         }
@@ -247,7 +248,18 @@ fn summary(res: &Resolution) -> String {
     } else {
         String::new()
     };
-    format!("{what}{via}, {}", res.proof())
+    format!("{what}{via}, {}{}", res.proof(), why_weak(res))
+}
+
+/// Why a chain is as weak as it is (which record, which name), when the resolver says:
+/// ` (reason)`, or nothing.
+fn why_weak(res: &Resolution) -> String {
+    res.steps
+        .iter()
+        .find(|step| step.proof == res.proof())
+        .and_then(|step| step.why.as_deref())
+        .map(|why| format!(" ({why})"))
+        .unwrap_or_default()
 }
 
 impl fmt::Display for ServerTlsa {

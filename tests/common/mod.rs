@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod dns;
+pub mod dnsproxy;
 pub mod modem;
 pub mod mqtt;
 pub mod pki;

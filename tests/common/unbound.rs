@@ -20,6 +20,11 @@ pub struct Unbound {
 
 impl Unbound {
     pub fn start(dns: &TestDns) -> Unbound {
+        Self::start_with(dns, "")
+    }
+
+    /// As [`Unbound::start`], with extra `server:` lines (e.g. `max-udp-size: 512`).
+    pub fn start_with(dns: &TestDns, server_options: &str) -> Unbound {
         let dir = tempfile::Builder::new()
             .prefix("unbound-")
             .tempdir()
@@ -29,8 +34,13 @@ impl Unbound {
         fs::write(&anchor, dns.trust_anchor()).expect("write trust anchor");
         let port = super::free_port();
         let conf = d.join("unbound.conf");
-        fs::write(&conf, config(d, port, &anchor, dns.addr(), &dns.zones()))
-            .expect("write unbound.conf");
+        let mut text = config(d, port, &anchor, dns.addr(), &dns.zones());
+        text = text.replacen(
+            "remote-control:",
+            &format!("{server_options}remote-control:"),
+            1,
+        );
+        fs::write(&conf, text).expect("write unbound.conf");
         let check = Command::new("unbound-checkconf")
             .arg(&conf)
             .output()

@@ -1,0 +1,613 @@
+//! The proof checks on responses built record by record, with the marks hickory's validator
+//! would have left on them.
+
+use super::*;
+
+use hickory_resolver::proto::dnssec::rdata::{SigInput, DS};
+use hickory_resolver::proto::dnssec::{Algorithm, DigestType, Nsec3HashAlgorithm};
+use hickory_resolver::proto::op::Message;
+use hickory_resolver::proto::rr::rdata::{SOA, TLSA};
+use hickory_resolver::proto::rr::SerialNumber;
+
+use Proof::{Insecure, Secure};
+
+fn n(name: &str) -> Name {
+    Name::from_ascii(name).unwrap()
+}
+
+fn record(owner: &str, data: RData, proof: Proof) -> Record {
+    let mut r = Record::from_rdata(n(owner), 300, data);
+    r.proof = proof;
+    r
+}
+
+fn soa(zone: &str, proof: Proof) -> Record {
+    let data = SOA::new(n("ns.test."), n("hostmaster.test."), 1, 3600, 600, 86400, 5);
+    record(zone, RData::SOA(data), proof)
+}
+
+fn nsec(owner: &str, next: &str, types: &[RecordType]) -> Record {
+    let data = NSEC::new(n(next), types.iter().copied());
+    record(owner, RData::DNSSEC(DNSSECRData::NSEC(data)), Secure)
+}
+
+fn rrsig(owner: &str, covered: RecordType, labels: u8, signer: &str, proof: Proof) -> Record {
+    let input = SigInput {
+        type_covered: covered,
+        algorithm: Algorithm::ECDSAP256SHA256,
+        num_labels: labels,
+        original_ttl: 300,
+        sig_expiration: SerialNumber::new(0),
+        sig_inception: SerialNumber::new(0),
+        key_tag: 1,
+        signer_name: n(signer),
+    };
+    let data = RRSIG::from_sig(input, vec![0; 64]);
+    record(owner, RData::DNSSEC(DNSSECRData::RRSIG(data)), proof)
+}
+
+fn tlsa(owner: &str, proof: Proof) -> Record {
+    let data = TLSA::new(3u8.into(), 1u8.into(), 1u8.into(), vec![0xab; 32]);
+    record(owner, RData::TLSA(data), proof)
+}
+
+fn ds(owner: &str, algorithm: Algorithm) -> Record {
+    let data = DS::new(1, algorithm, DigestType::SHA256, vec![0xcd; 32]);
+    record(owner, RData::DNSSEC(DNSSECRData::DS(data)), Secure)
+}
+
+fn response(
+    qname: &str,
+    qtype: RecordType,
+    code: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+) -> DnsResponse {
+    let mut message = Message::query();
+    message.add_query(Query::query(n(qname), qtype));
+    let mut message = message.into_response();
+    message.metadata.response_code = code;
+    for r in answers {
+        message.add_answer(r);
+    }
+    for r in authorities {
+        message.add_authority(r);
+    }
+    DnsResponse::from_message(message).unwrap()
+}
+
+const QNAME: &str = "_443._tcp.host.example.test.";
+
+#[test]
+fn a_foreign_insecure_soa_in_a_denial_is_named() {
+    let forged = response(
+        QNAME,
+        RecordType::TLSA,
+        ResponseCode::NoError,
+        vec![],
+        vec![soa("insecure.test.", Insecure)],
+    );
+    let why = foreign_denial_record(&n(QNAME), &forged).expect("foreign SOA");
+    assert!(why.contains("SOA record of insecure.test."), "{why}");
+    assert!(why.contains(QNAME), "{why}");
+
+    // The SOA of the name's own zone (or the name itself) is where an insecure denial's SOA is.
+    for zone in ["example.test.", QNAME, "test."] {
+        let own = response(
+            QNAME,
+            RecordType::TLSA,
+            ResponseCode::NoError,
+            vec![],
+            vec![soa(zone, Insecure)],
+        );
+        assert_eq!(foreign_denial_record(&n(QNAME), &own), None, "{zone}");
+    }
+}
+
+#[test]
+fn ds_answers_along_the_path() {
+    let cut = n("example.test.");
+    let signed = response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![ds("example.test.", Algorithm::ECDSAP256SHA256)],
+        vec![],
+    );
+    assert_eq!(ds_step(&cut, Ok(signed)), DsStep::Signed);
+
+    let exotic = response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![ds("example.test.", Algorithm::Unknown(253))],
+        vec![],
+    );
+    assert!(
+        matches!(ds_step(&cut, Ok(exotic)), DsStep::Unsigned(why) if why.contains("algorithms"))
+    );
+
+    let delegation = response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        vec![
+            soa("test.", Secure),
+            nsec(
+                "example.test.",
+                "iotregistry.test.",
+                &[RecordType::NS, RecordType::NSEC],
+            ),
+        ],
+    );
+    assert!(
+        matches!(ds_step(&cut, Ok(delegation)), DsStep::Unsigned(why) if why.contains("without DS"))
+    );
+
+    let inside = response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        vec![
+            soa("test.", Secure),
+            nsec(
+                "example.test.",
+                "iotregistry.test.",
+                &[RecordType::A, RecordType::NSEC],
+            ),
+        ],
+    );
+    assert_eq!(ds_step(&cut, Ok(inside)), DsStep::NoCut);
+
+    let missing = response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NXDomain,
+        vec![],
+        vec![
+            soa("test.", Secure),
+            nsec("bogus.test.", "insecure.test.", &[RecordType::NS]),
+        ],
+    );
+    assert_eq!(ds_step(&cut, Ok(missing)), DsStep::NoSuchName);
+}
+
+#[test]
+fn an_unproven_ds_denial_proves_nothing() {
+    let cut = n("example.test.");
+    // The forged shape one level up: an unsigned SOA and no NSEC.
+    let forged = response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        vec![soa("insecure.test.", Insecure)],
+    );
+    assert!(
+        matches!(ds_step(&cut, Ok(forged)), DsStep::Bogus(why) if why.contains("no validated NSEC"))
+    );
+
+    // An NSEC hickory did not validate is no evidence.
+    let mut unvalidated = nsec("example.test.", "iotregistry.test.", &[RecordType::NS]);
+    unvalidated.proof = Insecure;
+    let unvalidated = response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        vec![unvalidated],
+    );
+    assert!(matches!(ds_step(&cut, Ok(unvalidated)), DsStep::Bogus(_)));
+
+    let mut insecure_ds = ds("example.test.", Algorithm::ECDSAP256SHA256);
+    insecure_ds.proof = Insecure;
+    let insecure_ds = response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![insecure_ds],
+        vec![],
+    );
+    assert!(matches!(ds_step(&cut, Ok(insecure_ds)), DsStep::Bogus(_)));
+
+    assert!(matches!(
+        ds_step(&cut, Err(NetError::Timeout)),
+        DsStep::Failed(_)
+    ));
+    assert!(matches!(
+        ds_step(&cut, Err(NetError::Dns(DnsError::DnssecBogus))),
+        DsStep::Bogus(_)
+    ));
+}
+
+fn nsec3(owner_label: &str, next: Vec<u8>, opt_out: bool, types: &[RecordType]) -> Record {
+    let data = NSEC3::new(
+        Nsec3HashAlgorithm::SHA1,
+        opt_out,
+        0,
+        vec![],
+        next,
+        types.iter().copied(),
+    );
+    let owner = format!("{owner_label}.test.");
+    record(&owner, RData::DNSSEC(DNSSECRData::NSEC3(data)), Secure)
+}
+
+fn hash_label(name: &str) -> String {
+    let digest = Nsec3HashAlgorithm::SHA1.hash(&[], &n(name), 0).unwrap();
+    base32hex(digest.as_ref())
+}
+
+fn ds_denial(authorities: Vec<Record>) -> DnsResponse {
+    response(
+        "example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        authorities,
+    )
+}
+
+#[test]
+fn nsec3_delegations() {
+    let cut = n("example.test.");
+    let own = hash_label("example.test.");
+    let delegation = nsec3(&own, vec![0xff; 20], false, &[RecordType::NS]);
+    assert!(matches!(
+        ds_step(&cut, Ok(ds_denial(vec![delegation]))),
+        DsStep::Unsigned(why) if why.contains("NSEC3 matching")
+    ));
+    let ordinary = nsec3(&own, vec![0xff; 20], false, &[RecordType::A]);
+    assert_eq!(ds_step(&cut, Ok(ds_denial(vec![ordinary]))), DsStep::NoCut);
+
+    // From the lowest hash to the highest: covers every other hash.
+    let lowest = "0".repeat(32);
+    let opt_out = nsec3(&lowest, vec![0xff; 20], true, &[RecordType::NS]);
+    assert!(matches!(
+        ds_step(&cut, Ok(ds_denial(vec![opt_out]))),
+        DsStep::Unsigned(why) if why.contains("opt-out")
+    ));
+    let plain = nsec3(&lowest, vec![0xff; 20], false, &[RecordType::NS]);
+    assert_eq!(ds_step(&cut, Ok(ds_denial(vec![plain]))), DsStep::NoCut);
+    // An NSEC3 of the zone below the cut (its own chain) says nothing about the cut.
+    let child = {
+        let mut r = nsec3(&own, vec![0xff; 20], true, &[RecordType::NS]);
+        r.name = n(&format!("{own}.example.test."));
+        r
+    };
+    assert_eq!(ds_step(&cut, Ok(ds_denial(vec![child]))), DsStep::NoCut);
+}
+
+#[test]
+fn base32hex_and_circular_order() {
+    // RFC 4648 §10 test vectors, lower case and unpadded.
+    assert_eq!(base32hex(b"f"), "co");
+    assert_eq!(base32hex(b"fo"), "cpng");
+    assert_eq!(base32hex(b"foo"), "cpnmu");
+    assert_eq!(base32hex(b"foob"), "cpnmuog");
+    assert_eq!(base32hex(b"fooba"), "cpnmuoj1");
+    assert_eq!(base32hex(b"foobar"), "cpnmuoj1e8");
+    assert!(covers("b", "c", "d"));
+    assert!(!covers("b", "e", "d"));
+    assert!(!covers("b", "b", "d"));
+    // The last NSEC3 of the chain wraps around to the first.
+    assert!(covers("x", "z", "b"));
+    assert!(covers("x", "a", "b"));
+    assert!(!covers("x", "c", "b"));
+}
+
+const DEVICE: &str = "dev1._device.example.test.";
+
+fn wildcard_answer(authorities: Vec<Record>) -> DnsResponse {
+    response(
+        DEVICE,
+        RecordType::TLSA,
+        ResponseCode::NoError,
+        vec![
+            tlsa(DEVICE, Secure),
+            rrsig(DEVICE, RecordType::TLSA, 3, "example.test.", Secure),
+        ],
+        authorities,
+    )
+}
+
+fn nsec_proof(owner: &str, next: &str, signer: &str) -> Vec<Record> {
+    let labels = n(owner).num_labels();
+    vec![
+        nsec(
+            owner,
+            next,
+            &[RecordType::TLSA, RecordType::RRSIG, RecordType::NSEC],
+        ),
+        rrsig(owner, RecordType::NSEC, labels, signer, Secure),
+    ]
+}
+
+#[test]
+fn wildcard_expansion_with_the_nsec_owned_by_the_wildcard() {
+    let name = n(DEVICE);
+    let usual = wildcard_answer(nsec_proof(
+        "*._device.example.test.",
+        "www.example.test.",
+        "example.test.",
+    ));
+    assert_eq!(wildcard_expansion(&name, RecordType::TLSA, &usual), Ok(()));
+    // The last NSEC of the zone, pointing back to the apex.
+    let wrapping = wildcard_answer(nsec_proof(
+        "*._device.example.test.",
+        "example.test.",
+        "example.test.",
+    ));
+    assert_eq!(
+        wildcard_expansion(&name, RecordType::TLSA, &wrapping),
+        Ok(())
+    );
+}
+
+#[test]
+fn wildcard_expansion_without_its_proof_is_refused() {
+    let name = n(DEVICE);
+    let bare = wildcard_answer(vec![]);
+    let why = wildcard_expansion(&name, RecordType::TLSA, &bare).unwrap_err();
+    assert!(
+        why.contains("*._device.example.test.") && why.contains("does not exist"),
+        "{why}"
+    );
+
+    // An NSEC that does not cover the name (it comes after it).
+    let after = wildcard_answer(nsec_proof(
+        "e._device.example.test.",
+        "www.example.test.",
+        "example.test.",
+    ));
+    assert!(wildcard_expansion(&name, RecordType::TLSA, &after).is_err());
+
+    // An NSEC signed by another zone.
+    let foreign = wildcard_answer(nsec_proof(
+        "*._device.example.test.",
+        "www.example.test.",
+        "test.",
+    ));
+    assert!(wildcard_expansion(&name, RecordType::TLSA, &foreign).is_err());
+
+    // An NSEC that hickory did not validate.
+    let mut unvalidated = nsec_proof(
+        "*._device.example.test.",
+        "www.example.test.",
+        "example.test.",
+    );
+    unvalidated[0].proof = Insecure;
+    assert!(wildcard_expansion(&name, RecordType::TLSA, &wildcard_answer(unvalidated)).is_err());
+}
+
+#[test]
+fn wildcard_expansion_over_an_existing_closer_name_is_refused() {
+    // `sub._device` exists, so `*._device` must not answer for `dev1.sub._device`.
+    let deeper = "dev1.sub._device.example.test.";
+    let answer = response(
+        deeper,
+        RecordType::TLSA,
+        ResponseCode::NoError,
+        vec![
+            tlsa(deeper, Secure),
+            rrsig(deeper, RecordType::TLSA, 3, "example.test.", Secure),
+        ],
+        nsec_proof(
+            "sub._device.example.test.",
+            "www.example.test.",
+            "example.test.",
+        ),
+    );
+    let why = wildcard_expansion(&n(deeper), RecordType::TLSA, &answer).unwrap_err();
+    assert!(why.contains("does not exist"), "{why}");
+}
+
+#[test]
+fn only_validated_wildcard_expansions_are_rechecked() {
+    let name = n(DEVICE);
+    let proof = || {
+        nsec_proof(
+            "*._device.example.test.",
+            "www.example.test.",
+            "example.test.",
+        )
+    };
+    let unsigned = response(
+        DEVICE,
+        RecordType::TLSA,
+        ResponseCode::NoError,
+        vec![tlsa(DEVICE, Insecure)],
+        proof(),
+    );
+    assert!(wildcard_expansion(&name, RecordType::TLSA, &unsigned).is_err());
+    // Labels field equal to the owner's: not an expansion, nothing to excuse.
+    let plain = response(
+        DEVICE,
+        RecordType::TLSA,
+        ResponseCode::NoError,
+        vec![
+            tlsa(DEVICE, Secure),
+            rrsig(DEVICE, RecordType::TLSA, 4, "example.test.", Secure),
+        ],
+        proof(),
+    );
+    let why = wildcard_expansion(&name, RecordType::TLSA, &plain).unwrap_err();
+    assert!(why.contains("not a wildcard expansion"), "{why}");
+}
+
+#[test]
+fn a_parent_side_delegation_nsec_denies_nothing_below_it() {
+    let nsec = NSEC::new(n("iotregistry.test."), [RecordType::NS, RecordType::DS]);
+    let owner = n("example.test.");
+    let name = n("dev1._device.example.test.");
+    assert!(!nsec_denies_below(
+        &owner,
+        &nsec,
+        &name,
+        &n("test."),
+        &n("test.")
+    ));
+}
+
+#[test]
+fn denials_with_validated_nsec_are_proven() {
+    let proven = response(
+        QNAME,
+        RecordType::TLSA,
+        ResponseCode::NoError,
+        vec![],
+        vec![
+            soa("example.test.", Secure),
+            nsec(QNAME, "www.example.test.", &[RecordType::A]),
+        ],
+    );
+    assert!(denial_is_proven(&proven));
+    let forged = response(
+        QNAME,
+        RecordType::TLSA,
+        ResponseCode::NoError,
+        vec![],
+        vec![soa("insecure.test.", Insecure)],
+    );
+    assert!(!denial_is_proven(&forged));
+}
+
+/// A validating handle with canned, already validated answers to `<name> DS`; anything else
+/// times out. It remembers what was asked.
+#[derive(Clone, Default)]
+struct Validated {
+    answers: std::sync::Arc<std::collections::HashMap<Name, DnsResponse>>,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl DnsHandle for Validated {
+    type Response =
+        futures_util::stream::Once<futures_util::future::Ready<Result<DnsResponse, NetError>>>;
+    type Runtime = hickory_resolver::net::runtime::TokioRuntimeProvider;
+
+    fn send(&self, request: hickory_resolver::proto::op::DnsRequest) -> Self::Response {
+        let query = request.queries.first().expect("a question").clone();
+        assert_eq!(
+            query.query_type(),
+            RecordType::DS,
+            "only DS RRsets are asked"
+        );
+        self.asked.lock().unwrap().push(query.name().to_string());
+        let result = self
+            .answers
+            .get(query.name())
+            .cloned()
+            .ok_or(NetError::Timeout);
+        futures_util::stream::once(futures_util::future::ready(result))
+    }
+}
+
+fn validated(answers: Vec<DnsResponse>) -> Validated {
+    let answers = answers
+        .into_iter()
+        .map(|r| (r.queries[0].name().clone(), r))
+        .collect();
+    Validated {
+        answers: std::sync::Arc::new(answers),
+        ..Validated::default()
+    }
+}
+
+fn signed_ds(cut: &str) -> DnsResponse {
+    let answer = vec![ds(cut, Algorithm::ECDSAP256SHA256)];
+    response(cut, RecordType::DS, ResponseCode::NoError, answer, vec![])
+}
+
+fn no_ds(cut: &str, types: &[RecordType]) -> DnsResponse {
+    let denial = vec![
+        soa("example.test.", Secure),
+        nsec(cut, "zzz.example.test.", types),
+    ];
+    response(cut, RecordType::DS, ResponseCode::NoError, vec![], denial)
+}
+
+fn walk(validator: &Validated, name: &str, rtype: RecordType) -> Result<String, Unproven> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let options = DnsRequestOptions::default();
+    runtime.block_on(prove_insecure(validator, options, &n(name), rtype))
+}
+
+#[test]
+fn the_walk_down_a_signed_path_ends_bogus() {
+    let a = [RecordType::A];
+    let validator = validated(vec![
+        signed_ds("test."),
+        signed_ds("example.test."),
+        no_ds("host.example.test.", &a),
+        no_ds("_tcp.host.example.test.", &a),
+        no_ds(QNAME, &[RecordType::TLSA]),
+    ]);
+    let Err(Unproven::Bogus(why)) = walk(&validator, QNAME, RecordType::TLSA) else {
+        panic!("a name in a signed zone is not insecure");
+    };
+    assert!(why.contains("is in a signed zone"), "{why}");
+    let asked = validator.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        [
+            "test.",
+            "example.test.",
+            "host.example.test.",
+            "_tcp.host.example.test.",
+            QNAME
+        ]
+    );
+}
+
+#[test]
+fn the_walk_stops_at_the_first_unsigned_delegation() {
+    let validator = validated(vec![
+        signed_ds("test."),
+        no_ds("example.test.", &[RecordType::NS]),
+    ]);
+    let how = walk(&validator, QNAME, RecordType::TLSA).expect("proven insecure");
+    assert!(
+        how.contains("example.test.") && how.contains("without DS"),
+        "{how}"
+    );
+    assert_eq!(*validator.asked.lock().unwrap(), ["test.", "example.test."]);
+}
+
+#[test]
+fn the_walk_refuses_a_missing_ancestor_and_reports_a_failed_look_up() {
+    let gone = response(
+        "host.example.test.",
+        RecordType::DS,
+        ResponseCode::NXDomain,
+        vec![],
+        vec![nsec("b.example.test.", "c.example.test.", &[RecordType::A])],
+    );
+    let validator = validated(vec![signed_ds("test."), signed_ds("example.test."), gone]);
+    let Err(Unproven::Bogus(why)) = walk(&validator, QNAME, RecordType::TLSA) else {
+        panic!("below a name that does not exist, nothing is insecure");
+    };
+    assert!(
+        why.contains("host.example.test. provably does not exist"),
+        "{why}"
+    );
+
+    // No answer for example.test. DS: undecided, not bogus and not insecure.
+    let validator = validated(vec![signed_ds("test.")]);
+    assert!(matches!(
+        walk(&validator, QNAME, RecordType::TLSA),
+        Err(Unproven::Indeterminate(_))
+    ));
+}
+
+#[test]
+fn a_ds_answer_is_proven_insecure_by_its_parent_only() {
+    // The DS RRset of a name lives in the parent zone: the walk stops above the name.
+    let validator = validated(vec![signed_ds("test.")]);
+    let result = walk(&validator, "example.test.", RecordType::DS);
+    assert!(matches!(result, Err(Unproven::Bogus(_))), "{result:?}");
+    assert_eq!(*validator.asked.lock().unwrap(), ["test."]);
+}
