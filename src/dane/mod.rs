@@ -1,6 +1,7 @@
 //! DNS identity: DNSSEC-validated TLSA records and the DANE/DANCE verification rules.
 //!
 //! - [`resolver`]: validated look-ups with a proof state for every answer, cached;
+//! - [`name`]: device names and allowed domains, parsed once (host-name syntax only);
 //! - [`tlsa`]: TLSA records, owner names, certificate matching;
 //! - [`server`]: server authentication through OpenSSL's own DANE (RFC 6698, 7671, 7672);
 //! - [`client`]: device identities (draft-ietf-dance-client-auth);
@@ -12,6 +13,7 @@
 pub mod cli;
 pub mod client;
 pub mod clientid_ext;
+pub mod name;
 mod ossl;
 pub mod resolver;
 pub mod server;
