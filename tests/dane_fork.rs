@@ -1,15 +1,19 @@
 //! A resolver used before `fork()` keeps working in the child, as a daemonising server (mosquitto
 //! with the plugin) needs: the child's first uncached look-up gets an answer instead of hanging
-//! on the parent's runtime, whose thread the child does not have.
+//! on the parent's runtime, whose thread the child does not have. Once in Rust, once from a C
+//! program through the C API.
 
 mod common;
 
-use common::dns;
+use common::{dns, pki};
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use hickory_resolver::proto::rr::RecordType;
 use iotsafe_dane::dane::resolver::{Proof, Resolver, ResolverConfig};
+use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 /// How long the child may take: a cold validated look-up on loopback takes milliseconds.
 const CHILD_LIMIT: Duration = Duration::from_secs(10);
@@ -108,4 +112,115 @@ fn read_with_limit(fd: libc::c_int, limit: Duration) -> Option<String> {
         }
         out.extend_from_slice(&buf[..n as usize]);
     }
+}
+
+/// A C server's shape: a handle made and used, then fork(); the child verifies a device whose
+/// record nobody asked for yet. The child arms alarm() so that a hang ends in SIGALRM.
+const FORKING_C_PROGRAM: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <openssl/pem.h>
+#include <iotsafe_dane.h>
+
+int main(int argc, char **argv) {
+    if (argc != 6) return 2;
+    const char *resolver = argv[1], *anchor = argv[2], *cert_file = argv[3];
+    FILE *f = fopen(cert_file, "r");
+    X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (!cert) { fprintf(stderr, "cannot read %s\n", cert_file); return 2; }
+    iotsafe_dane *d = iotsafe_dane_new(resolver, anchor);
+    if (!d) { fprintf(stderr, "new: %s\n", iotsafe_dane_last_error()); return 2; }
+    if (iotsafe_dane_verify_client(d, cert, NULL, argv[4]) != 1) {
+        fprintf(stderr, "parent: %s\n", iotsafe_dane_last_error());
+        return 3;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(10);
+        int rc = iotsafe_dane_verify_client(d, cert, NULL, argv[5]);
+        if (rc != 1) fprintf(stderr, "child: %d %s\n", rc, iotsafe_dane_last_error());
+        _exit(rc == 1 ? 0 : 4);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status)) {
+        fprintf(stderr, "child killed by signal %d (hung)\n", WTERMSIG(status));
+        return 5;
+    }
+    printf("child exit %d\n", WEXITSTATUS(status));
+    iotsafe_dane_free(d);
+    X509_free(cert);
+    return WEXITSTATUS(status);
+}
+"#;
+
+#[test]
+fn c_server_that_forks_verifies_devices_in_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let device = pki::leaf(d, "dev", "dev", &[], None);
+    let record = Tlsa::for_certificate(
+        &device.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let lines = [
+        format!("before._device 300 IN TLSA {record}"),
+        format!("after._device 300 IN TLSA {record}"),
+    ];
+    let extra: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| ("iotregistry.test.", l.as_str()))
+        .collect();
+    let dns = dns::TestDns::start(&extra);
+    let program = compile_c(d, FORKING_C_PROGRAM);
+    let out = Command::new(&program)
+        .arg(dns.addr().to_string())
+        .arg(dns.trust_anchor_file())
+        .arg(&device.cert_path)
+        .args([
+            "before._device.iotregistry.test",
+            "after._device.iotregistry.test",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    assert_eq!(common::stdout(&out).trim(), "child exit 0");
+}
+
+/// `source` built against the library and header of this repository.
+fn compile_c(dir: &Path, source: &str) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = common::built_library_dir();
+    let src = dir.join("prog.c");
+    std::fs::write(&src, source).unwrap();
+    let program = dir.join("prog");
+    let out = Command::new("cc")
+        .args([
+            "-std=c11",
+            "-D_POSIX_C_SOURCE=200809L",
+            "-Wall",
+            "-Werror",
+            "-I",
+        ])
+        .arg(root.join("include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&program)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-liotsafe_dane", "-lssl", "-lcrypto"])
+        .output()
+        .expect("a C compiler");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    program
 }

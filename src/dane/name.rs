@@ -152,6 +152,10 @@ fn split_labels(text: &str) -> Result<Vec<String>, String> {
     if name.is_empty() {
         return Err("empty name".into());
     }
+    if name.contains('\\') {
+        // Split at the dots first, `foo\.bar` would be reported as a label `foo\`.
+        return Err("escapes ('\\') are not accepted".into());
+    }
     if name.len() > MAX_NAME_LEN {
         return Err(format!(
             "{} characters, more than {MAX_NAME_LEN}",
@@ -200,7 +204,6 @@ fn check_label(label: &str, underscore_allowed: bool) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
     {
         let why = match c {
-            '\\' => "escapes are not accepted".to_string(),
             c if !c.is_ascii() => "not ASCII: use the A-label (xn--) form".to_string(),
             c if c.is_whitespace() || c.is_control() => {
                 format!("{:?} is not a host-name character", c)
