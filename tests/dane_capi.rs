@@ -203,6 +203,14 @@ fn verify_client_refuses_names_that_are_not_host_names() {
         iotsafe_dane_verify_client(e.handle, cert.as_ptr(), std::ptr::null_mut(), name.as_ptr())
     };
     unsafe {
+        // A domain that is not a domain name is refused, naming it; the list stays as it was.
+        let bad = c(r"foo\.iotregistry.test, iotregistry.test");
+        assert_eq!(iotsafe_dane_set_allowed_domains(e.handle, bad.as_ptr()), -1);
+        assert!(
+            last_error().contains(r"foo\.iotregistry.test"),
+            "{}",
+            last_error()
+        );
         assert_eq!(
             iotsafe_dane_set_allowed_domains(e.handle, domains.as_ptr()),
             1

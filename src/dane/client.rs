@@ -27,7 +27,7 @@ use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509Ref, X509StoreContext, X509VerifyResult, X509};
 
 pub use super::name::OwnerForm;
-use super::name::{DeviceName, DomainName};
+use super::name::{printable, DeviceName, DomainName};
 use super::resolver::{Outcome, Proof, ResolveError, Resolver};
 use super::tlsa::{self, Tlsa, Usage};
 
@@ -78,10 +78,11 @@ impl ClientVerification {
         self.result.is_ok()
     }
 
-    /// A verification refused before any look-up; `name` as given (lower case, no trailing dot).
+    /// A verification refused before any look-up; `name` as given (lower case, no trailing dot,
+    /// control characters escaped).
     pub fn refused(name: &str, why: Refusal) -> Self {
         ClientVerification {
-            name: name.trim_end_matches('.').to_ascii_lowercase(),
+            name: printable(name.trim_end_matches('.')).to_ascii_lowercase(),
             form: None,
             proof: None,
             records: Vec::new(),

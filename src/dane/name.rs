@@ -127,21 +127,28 @@ impl NameError {
 
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Control characters escaped, so a hostile name cannot forge log lines.
-        let shown: String = self
-            .name
-            .chars()
-            .flat_map(|c| {
-                let escaped: Vec<char> = if c.is_control() {
-                    c.escape_default().collect()
-                } else {
-                    vec![c]
-                };
-                escaped
-            })
-            .collect();
-        write!(f, "'{shown}' is not a host name: {}", self.reason)
+        write!(
+            f,
+            "'{}' is not a host name: {}",
+            printable(&self.name),
+            printable(&self.reason)
+        )
     }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`), so that a name from a peer cannot
+/// forge lines of a log or report it is written to.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 impl std::error::Error for NameError {}
@@ -286,8 +293,9 @@ mod tests {
         }
         assert!(long_name.len() > MAX_NAME_LEN);
         assert!(DeviceName::parse(&format!("{}.test", "a".repeat(63))).is_ok());
-        let e = DeviceName::parse("x._device.example.test\n").unwrap_err();
-        assert!(e.to_string().contains(r"test\n'"), "{e}");
+        let e = DeviceName::parse("x\n._device.example.test").unwrap_err();
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(e.to_string().contains(r"'x\n._device.example.test'"), "{e}");
     }
 
     #[test]
