@@ -17,7 +17,8 @@
 // Missing `dane_clientid` name: abort the handshake.
 #define IOTSAFE_DANE_CLIENTID_REFUSE 0
 
-// Missing name: take DANE identities from the certificate's SAN dNSNames.
+// Missing name: take DANE identities from the certificate's SAN dNSNames (at most 8; a
+// certificate naming more is refused; all their look-ups within one 10 s DNS budget).
 #define IOTSAFE_DANE_CLIENTID_FROM_CERT 1
 
 // Missing name: complete the handshake without an identity.
@@ -53,7 +54,7 @@ iotsafe_dane *iotsafe_dane_new(const char *resolver, const char *trust_anchor_fi
 void iotsafe_dane_free(iotsafe_dane *d);
 
 // Restricts device names to these domains (comma- or space-separated), checked before any DNS
-// query. NULL or "" allows every name.
+// query. NULL or "" allows every name. -1 (the list unchanged) when one is not a domain name.
 //
 // # Safety
 // `d` from [`iotsafe_dane_new`]; `domains` NULL or NUL-terminated.
@@ -124,7 +125,8 @@ int iotsafe_dane_ctx_enable_clientid_server(const iotsafe_dane *d,
                                             uint16_t code_point,
                                             int missing);
 
-// Client side, on a whole `SSL_CTX`: answer a server's `dane_clientid` request with `name`.
+// Client side, on a whole `SSL_CTX`: answer a server's `dane_clientid` request with `name`
+// (a host name in one of the DANE client forms; -1 otherwise).
 //
 // # Safety
 // `ctx` a live client `SSL_CTX`; `name` NUL-terminated.

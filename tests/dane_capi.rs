@@ -180,6 +180,65 @@ fn verify_client_and_allowed_domains() {
     }
 }
 
+/// `x._device.foo\.iotregistry.test` is the name `x._device.<foo.iotregistry>.test.`, in `test.`:
+/// an attacker's secure record there must not pass `iotregistry.test`. Refused with the name in
+/// the error, no DNS query; bad syntax is refused the same way; normal names still work.
+#[test]
+fn verify_client_refuses_names_that_are_not_host_names() {
+    let e = env(&[]);
+    let record = Tlsa::for_certificate(
+        &e.stranger.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    e._dns.add_record(
+        "test.",
+        &format!("x._device.foo\\.iotregistry 300 IN TLSA {record}"),
+    );
+    let domains = c("iotregistry.test");
+    let verify = |cert: &openssl::x509::X509, name: &str| unsafe {
+        let name = c(name);
+        iotsafe_dane_verify_client(e.handle, cert.as_ptr(), std::ptr::null_mut(), name.as_ptr())
+    };
+    unsafe {
+        // A domain that is not a domain name is refused, naming it; the list stays as it was.
+        let bad = c(r"foo\.iotregistry.test, iotregistry.test");
+        assert_eq!(iotsafe_dane_set_allowed_domains(e.handle, bad.as_ptr()), -1);
+        assert!(
+            last_error().contains(r"foo\.iotregistry.test"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            iotsafe_dane_set_allowed_domains(e.handle, domains.as_ptr()),
+            1
+        );
+    }
+    let escaped = r"x._device.foo\.iotregistry.test";
+    assert_eq!(verify(&e.stranger.cert, escaped), 0, "{}", last_error());
+    assert!(last_error().contains(escaped), "{}", last_error());
+    assert!(last_error().contains("no DNS query"), "{}", last_error());
+    for bad in [
+        r"x._device.iotregistry\046test",
+        "x y._device.iotregistry.test",
+        "x.._device.iotregistry.test",
+        "x!._device.iotregistry.test",
+        "-x._device.iotregistry.test",
+        "s\u{e9}nsor._device.iotregistry.test",
+    ] {
+        assert_eq!(verify(&e.device.cert, bad), 0, "{bad}: {}", last_error());
+        assert!(last_error().contains(bad), "{}", last_error());
+    }
+    assert_eq!(unsafe { iotsafe_dane_queries_sent(e.handle) }, 0);
+    assert_eq!(verify(&e.device.cert, NAME), 1, "{}", last_error());
+    assert_eq!(
+        verify(&e.device.cert, &format!("{}.", NAME.to_uppercase())),
+        1
+    );
+}
+
 #[test]
 fn ssl_enable_authenticates_a_server_per_connection() {
     let dir = tempfile::tempdir().unwrap();

@@ -146,3 +146,41 @@ fn card_certificate_is_authenticated_by_the_record_iotsafe_tlsa_prints() {
     );
     assert_eq!(check(&other.cert_path), 1, "another key does not");
 }
+
+/// An escaped dot (`\.`) makes one label of `foo.iotregistry`: the name then lies in `test.`,
+/// outside the allowed domain, though its text ends in `.iotregistry.test`. The attacker's
+/// record there (a zone it controls, signed and secure) must not authenticate it: the tool
+/// refuses the name itself, naming it, before any DNS query.
+#[test]
+fn check_client_refuses_an_escaped_dot_leaving_the_allowed_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let attacker = pki::leaf(dir.path(), "att", "att", &[], None);
+    let record = Tlsa::for_certificate(
+        &attacker.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let line = format!("x._device.foo\\.iotregistry 300 IN TLSA {record}");
+    let dns = dns::TestDns::start(&[("test.", line.as_str())]);
+    let anchor = dns.trust_anchor_file();
+    let name = r"x._device.foo\.iotregistry.test";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+        .args(["dane", "check-client", "--name", name])
+        .arg("--cert")
+        .arg(&attacker.cert_path)
+        .args(["--resolver", &dns.addr().to_string()])
+        .arg("--trust-anchor")
+        .arg(&anchor)
+        .args(["--allowed-domain", "iotregistry.test"])
+        .output()
+        .expect("run iotsafe dane");
+    let report = common::stderr(&out) + &common::stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(name),
+        "the refusal names the name: {report}"
+    );
+    assert!(report.contains("no DNS query"), "{report}");
+}

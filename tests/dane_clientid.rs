@@ -5,18 +5,21 @@ mod common;
 use common::{dns, pki};
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use iotsafe_dane::dane::client::ClientVerifier;
 use iotsafe_dane::dane::clientid_ext::{
     enable_client, enable_server, peer_identity, received_name, ClientIdServer, MissingName,
-    DEFAULT_CODE_POINT,
+    DEFAULT_CODE_POINT, MAX_CERT_IDENTITIES,
 };
 use iotsafe_dane::dane::resolver::{Resolver, ResolverConfig};
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
-use openssl::ssl::{SslAcceptor, SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    HandshakeError, SslAcceptor, SslConnector, SslMethod, SslVerifyMode, SslVersion,
+};
 
 const NAME: &str = "sensor7._device.iotregistry.test";
 
@@ -70,23 +73,40 @@ fn handshake(
     client_name: Option<&str>,
     client_max: Option<SslVersion>,
 ) -> (Seen, bool) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
-    acceptor.set_certificate(&s.server.cert).unwrap();
-    acceptor.set_private_key(&s.server.key).unwrap();
-    let config = Arc::new(ClientIdServer {
+    let config = ClientIdServer {
         resolver: s.resolver.clone(),
         verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None),
         code_point: DEFAULT_CODE_POINT,
         missing,
         tls13_only,
-    });
-    enable_server(&mut acceptor, config).unwrap();
+    };
+    handshake_with(s, config, client_cert, client_name, client_max)
+}
+
+fn handshake_with(
+    s: &Setup,
+    config: ClientIdServer,
+    client_cert: &pki::Issued,
+    client_name: Option<&str>,
+    client_max: Option<SslVersion>,
+) -> (Seen, bool) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    acceptor.set_certificate(&s.server.cert).unwrap();
+    acceptor.set_private_key(&s.server.key).unwrap();
+    enable_server(&mut acceptor, Arc::new(config)).unwrap();
     let acceptor = acceptor.build();
     let server = thread::spawn(move || -> Seen {
         let (stream, _) = listener.accept().unwrap();
-        let mut tls = acceptor.accept(stream).map_err(|e| e.to_string())?;
+        let mut tls = acceptor.accept(stream).map_err(|e| match &e {
+            // The server's own account of a refusal: the verification kept on the SSL.
+            HandshakeError::Failure(mid) => match peer_identity(mid.ssl()) {
+                Some(v) => format!("{e}: {v}"),
+                None => e.to_string(),
+            },
+            _ => e.to_string(),
+        })?;
         let mut buf = [0u8; 5];
         tls.read_exact(&mut buf).map_err(|e| e.to_string())?;
         tls.write_all(b"hello").unwrap();
@@ -184,4 +204,136 @@ fn tls12_is_refused_when_identities_are_required() {
     );
     assert!(seen.is_err(), "{seen:?}");
     assert!(!client_ok);
+}
+
+/// A name sent in the extension with an escaped dot (`foo\.iotregistry` is one label, so the
+/// name lies in `test.`) must not pass the allowed domain `iotregistry.test` even though an
+/// attacker published a secure record for it there: refused in the handshake, the refusal
+/// naming the name, and no identity for the peer.
+#[test]
+fn escaped_dot_in_the_extension_name_is_refused() {
+    let s = setup();
+    let record = Tlsa::for_certificate(
+        &s.stranger.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    s._dns.add_record(
+        "test.",
+        &format!("x._device.foo\\.iotregistry 300 IN TLSA {record}"),
+    );
+    let escaped = r"x._device.foo\.iotregistry.test";
+    let (seen, client_ok) = handshake(
+        &s,
+        MissingName::Refuse,
+        true,
+        &s.stranger,
+        Some(escaped),
+        None,
+    );
+    let why = seen.expect_err("the escaped name must be refused");
+    assert!(why.contains(escaped), "{why}");
+    assert!(why.contains("no DNS query"), "{why}");
+    assert!(!client_ok);
+    // The same device under its real name still gets in.
+    let (seen, _) = handshake(&s, MissingName::Refuse, true, &s.device, Some(NAME), None);
+    assert_eq!(seen, Ok((Some(NAME.to_string()), Some(NAME.to_string()))));
+}
+
+/// A DNS server that never answers: a UDP socket nobody reads and a TCP listener nobody
+/// accepts on, on one loopback port.
+struct SilentDns {
+    _udp: UdpSocket,
+    _tcp: TcpListener,
+    addr: SocketAddr,
+}
+
+impl SilentDns {
+    fn start() -> SilentDns {
+        let port = common::free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        SilentDns {
+            _udp: UdpSocket::bind(addr).unwrap(),
+            _tcp: TcpListener::bind(addr).unwrap(),
+            addr,
+        }
+    }
+}
+
+/// A resolver asking `silent`, each look-up given up after `LOOKUP_TIMEOUT`.
+fn silent_resolver(s: &Setup, silent: &SilentDns) -> Arc<Resolver> {
+    let mut config = ResolverConfig::new(silent.addr, s._dns.trust_anchor().parse().unwrap());
+    config.query_timeout = LOOKUP_TIMEOUT / 2;
+    config.lookup_timeout = LOOKUP_TIMEOUT;
+    Arc::new(Resolver::new(config).unwrap())
+}
+
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn device_names(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("n{i}._device.iotregistry.test"))
+        .collect()
+}
+
+/// FROM_CERT with a certificate naming 20 identities, in a zone whose server drops queries:
+/// refused at once (more identities than a certificate may name), without a DNS query, the
+/// refusal saying why; not 20 look-ups in a row holding the server.
+#[test]
+fn from_cert_refuses_a_certificate_with_too_many_identities_without_dns() {
+    let s = setup();
+    let silent = SilentDns::start();
+    let resolver = silent_resolver(&s, &silent);
+    let dir = tempfile::tempdir().unwrap();
+    let names = device_names(20);
+    let sans: Vec<&str> = names.iter().map(String::as_str).collect();
+    let cert = pki::leaf(dir.path(), "many", "many", &sans, None);
+    let config = ClientIdServer {
+        resolver: resolver.clone(),
+        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None),
+        code_point: DEFAULT_CODE_POINT,
+        missing: MissingName::FromCertificate,
+        tls13_only: true,
+    };
+    let start = Instant::now();
+    let (seen, client_ok) = handshake_with(&s, config, &cert, None, None);
+    let took = start.elapsed();
+    let why = seen.expect_err("a certificate with 20 identities must be refused");
+    assert!(!client_ok);
+    assert!(why.contains("20 DANE identities"), "{why}");
+    assert!(why.contains("at most 8"), "{why}");
+    assert!(took < 3 * LOOKUP_TIMEOUT, "the handshake took {took:?}");
+    assert_eq!(resolver.queries_sent(), 0);
+}
+
+/// FROM_CERT with as many identities as a certificate may name, in a zone whose server drops
+/// queries: all the look-ups share one time budget, so the handshake ends (refused, saying the
+/// budget is spent) within a small multiple of it instead of one time-out per identity.
+#[test]
+fn from_cert_lookups_share_one_time_budget() {
+    let s = setup();
+    let silent = SilentDns::start();
+    let resolver = silent_resolver(&s, &silent);
+    let dir = tempfile::tempdir().unwrap();
+    let names = device_names(MAX_CERT_IDENTITIES);
+    let sans: Vec<&str> = names.iter().map(String::as_str).collect();
+    let cert = pki::leaf(dir.path(), "eight", "eight", &sans, None);
+    let budget = LOOKUP_TIMEOUT;
+    let config = ClientIdServer {
+        resolver,
+        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None)
+            .with_time_budget(budget),
+        code_point: DEFAULT_CODE_POINT,
+        missing: MissingName::FromCertificate,
+        tls13_only: true,
+    };
+    let start = Instant::now();
+    let (seen, client_ok) = handshake_with(&s, config, &cert, None, None);
+    let took = start.elapsed();
+    let why = seen.expect_err("no identity can be looked up");
+    assert!(!client_ok);
+    assert!(why.contains("time budget"), "{why}");
+    assert!(took < 3 * budget, "the handshake took {took:?}");
 }

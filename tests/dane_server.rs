@@ -336,3 +336,48 @@ fn records_made_by_hash_slinger_are_accepted() {
     let c = check(&r, "broker.example.test", p.good.port, Policy::Require, &p);
     assert!(c.authenticated(), "{c}");
 }
+
+/// A secure TLSA RRset whose only record OpenSSL rejects as malformed (`3 1 0` with five bytes
+/// that are no SubjectPublicKeyInfo) is "no usable records" (RFC 7671 §4.1 / RFC 6698 §4.1):
+/// `opportunistic` authenticates by PKIX, as with no records, and `require` refuses, naming the
+/// reason. Our usability rule is OpenSSL's, so the record is never handed to OpenSSL as usable.
+#[test]
+fn malformed_record_is_unusable_pkix_under_opportunistic_refused_under_require() {
+    let p = peers();
+    let mut lines = vec!["broker 300 IN A 127.0.0.1".to_string()];
+    lines.extend(tlsa_lines(
+        "broker",
+        &p,
+        &"3 1 0 0102030405".parse().unwrap(),
+    ));
+    let lines: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| ("example.test.", l.as_str()))
+        .collect();
+    let dns = dns::TestDns::start(&lines);
+    let r = resolver(&dns);
+
+    let c = check(&r, "broker.example.test", p.good.port, Policy::Require, &p);
+    assert!(!c.authenticated(), "{c}");
+    assert!(matches!(c.tlsa.decision, Decision::Refuse(_)), "{c}");
+    assert!(c.to_string().contains("usable"), "{c}");
+
+    let c = check(
+        &r,
+        "broker.example.test",
+        p.good.port,
+        Policy::Opportunistic,
+        &p,
+    );
+    assert_eq!(c.result, Ok(Authority::Pkix), "{c}");
+    assert!(c.to_string().contains("usable"), "{c}");
+    // PKIX still decides: the other server's certificate does not chain to the CAs given.
+    let c = check_server(
+        &r,
+        "broker.example.test",
+        p.other.port,
+        Policy::Opportunistic,
+        Some(&p.good_leaf.cert_path),
+    );
+    assert!(!c.authenticated(), "{c}");
+}

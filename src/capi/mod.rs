@@ -19,6 +19,7 @@ use openssl::x509::{X509Ref, X509};
 
 use crate::dane::client::ClientVerifier;
 use crate::dane::clientid_ext::{self, ClientIdServer, MissingName};
+use crate::dane::name::{DeviceName, DomainName};
 use crate::dane::resolver::{Resolver, ResolverConfig, TrustAnchor};
 use crate::dane::server::{ContextDane, Policy, ServerTlsa};
 
@@ -29,7 +30,8 @@ pub const IOTSAFE_DANE_OPPORTUNISTIC: c_int = 1;
 
 /// Missing `dane_clientid` name: abort the handshake.
 pub const IOTSAFE_DANE_CLIENTID_REFUSE: c_int = 0;
-/// Missing name: take DANE identities from the certificate's SAN dNSNames.
+/// Missing name: take DANE identities from the certificate's SAN dNSNames (at most 8; a
+/// certificate naming more is refused; all their look-ups within one 10 s DNS budget).
 pub const IOTSAFE_DANE_CLIENTID_FROM_CERT: c_int = 1;
 /// Missing name: complete the handshake without an identity.
 pub const IOTSAFE_DANE_CLIENTID_OPTIONAL: c_int = 2;
@@ -159,7 +161,7 @@ pub unsafe extern "C" fn iotsafe_dane_free(d: *mut IotsafeDane) {
 }
 
 /// Restricts device names to these domains (comma- or space-separated), checked before any DNS
-/// query. NULL or "" allows every name.
+/// query. NULL or "" allows every name. -1 (the list unchanged) when one is not a domain name.
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `domains` NULL or NUL-terminated.
@@ -171,11 +173,15 @@ pub unsafe extern "C" fn iotsafe_dane_set_allowed_domains(
     guard(|| {
         let list = opt_str(domains)?.unwrap_or("");
         let d = d.as_mut().ok_or("iotsafe_dane handle is NULL")?;
-        d.allowed = list
+        let allowed: Vec<String> = list
             .split([',', ' '])
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
+        for domain in &allowed {
+            DomainName::parse(domain).map_err(|e| format!("allowed domain: {e}"))?;
+        }
+        d.allowed = allowed;
         Ok(1)
     })
 }
@@ -356,7 +362,8 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_server(
     })
 }
 
-/// Client side, on a whole `SSL_CTX`: answer a server's `dane_clientid` request with `name`.
+/// Client side, on a whole `SSL_CTX`: answer a server's `dane_clientid` request with `name`
+/// (a host name in one of the DANE client forms; -1 otherwise).
 ///
 /// # Safety
 /// `ctx` a live client `SSL_CTX`; `name` NUL-terminated.
@@ -368,11 +375,7 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_client(
 ) -> c_int {
     guard(|| {
         let name = req_str(name, "name")?;
-        if name.is_empty() || name.len() > 255 {
-            return Err(format!(
-                "client name {name:?} must have 1 to 255 characters"
-            ));
-        }
+        DeviceName::parse(name).map_err(|e| format!("client name: {e}"))?;
         if ctx.is_null() {
             return Err("ctx is NULL".into());
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hickory_resolver::proto::rr::RData;
 use openssl::ssl::{Ssl, SslContext, SslMethod};
 
+use super::name::DomainName;
 use super::resolver::{ResolveError, Resolver, ResolverConfig, TrustAnchor, Validation};
 use super::server::{self, Authority, Decision, Policy, ServerTlsa};
 
@@ -43,7 +44,7 @@ pub enum DaneCommand {
         #[arg(long, value_name = "OWNER")]
         name: String,
         /// Domains whose names may be looked up (repeatable); any name when absent.
-        #[arg(long = "allowed-domain", value_name = "DOMAIN")]
+        #[arg(long = "allowed-domain", value_name = "DOMAIN", value_parser = domain_arg)]
         allowed_domains: Vec<String>,
         /// CA certificates (PEM) for the PKIX usages 0 and 1.
         #[arg(long, value_name = "FILE")]
@@ -90,6 +91,13 @@ impl DnsArgs {
         config.lookup_timeout = Duration::from_secs(self.dns_timeout.max(1));
         Resolver::new(config)
     }
+}
+
+/// An allowed domain as given, once it is known to be a domain name.
+fn domain_arg(text: &str) -> Result<String, String> {
+    DomainName::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn system_nameserver() -> SocketAddr {

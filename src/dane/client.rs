@@ -3,8 +3,11 @@
 //! A device names itself (in the `dane_clientid` extension, or in its certificate), and the
 //! TLSA records at that name, proven by DNSSEC, say which certificate or key it must present.
 //! The rules, and why:
-//! - the name is checked against the allowed domains *before* any DNS query, so an unknown
-//!   client cannot make the server do DNS work for names of its choosing;
+//! - the name is parsed once ([`super::name`]: host-name syntax, no escapes) and its labels are
+//!   checked against the allowed domains *before* any DNS query, so an unknown client cannot
+//!   make the server do DNS work for names of its choosing, nor leave the allowed domains by
+//!   writing a dot inside a label;
+//! - one verification spends at most its time budget on DNS, however many look-ups it makes;
 //! - only a secure TLSA answer authenticates; insecure, bogus or failed look-ups refuse;
 //! - DANE-EE(3) binds the key to the name by itself, so the name need not be in the
 //!   certificate; DANE-TA(2), PKIX-TA(0) and PKIX-EE(1) only vouch for an issuer or a PKIX path,
@@ -15,6 +18,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use hickory_resolver::proto::rr::RecordType;
 use openssl::stack::Stack;
@@ -22,38 +26,14 @@ use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509Ref, X509StoreContext, X509VerifyResult, X509};
 
+pub use super::name::OwnerForm;
+use super::name::{printable, DeviceName, DomainName};
 use super::resolver::{Outcome, Proof, ResolveError, Resolver};
 use super::tlsa::{self, Tlsa, Usage};
 
-/// The owner-name forms a device may use (draft-ietf-dance-client-auth §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OwnerForm {
-    /// `_<service>.<client-domain>`, e.g. `_mqtt-client.device1.example.com`.
-    Service,
-    /// `<device-id>._device.<org-domain>`, e.g. `sensor7._device.example.com`.
-    Device,
-    /// The plain `<client-domain>`.
-    Plain,
-}
-
-impl OwnerForm {
-    /// The form of `name` (lower case, no trailing dot), or `None` if it has none of the three.
-    pub fn of(name: &str) -> Option<OwnerForm> {
-        let labels: Vec<&str> = name.split('.').collect();
-        if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.len() > 63) {
-            return None;
-        }
-        let underscored: Vec<usize> = (0..labels.len())
-            .filter(|&i| labels[i].starts_with('_'))
-            .collect();
-        match underscored.as_slice() {
-            [] => Some(OwnerForm::Plain),
-            [0] if labels[0].len() > 1 => Some(OwnerForm::Service),
-            [1] if labels[1] == "_device" && labels.len() >= 3 => Some(OwnerForm::Device),
-            _ => None,
-        }
-    }
-}
+/// How long one verification may spend on DNS, whatever the number of look-ups it makes (a CNAME
+/// chain, or several identities of one certificate): a peer must not hold a server longer.
+pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_secs(10);
 
 /// The record that authenticated a device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,8 +46,11 @@ pub struct Matched {
 /// Why a device is not authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// The name has none of the three owner-name forms (no DNS query was made).
+    /// The name is not a host name in one of the three owner-name forms (no DNS query was made).
     BadName(String),
+    /// The certificate names more identities than are looked up for one peer (no DNS query was
+    /// made): how many it names, and the limit.
+    TooManyIdentities(usize, usize),
     /// The name is outside the allowed domains (no DNS query was made).
     NotAllowed,
     /// The look-up failed (proof state indeterminate).
@@ -94,12 +77,27 @@ impl ClientVerification {
     pub fn authenticated(&self) -> bool {
         self.result.is_ok()
     }
+
+    /// A verification refused before any look-up; `name` as given (lower case, no trailing dot,
+    /// control characters escaped).
+    pub fn refused(name: &str, why: Refusal) -> Self {
+        ClientVerification {
+            name: printable(name.trim_end_matches('.')).to_ascii_lowercase(),
+            form: None,
+            proof: None,
+            records: Vec::new(),
+            result: Err(why),
+        }
+    }
 }
 
 /// Verifies device certificates against the TLSA records at their names.
 pub struct ClientVerifier {
-    allowed: Vec<String>,
+    /// `None` for a domain that is not a valid name: it allows nothing (front ends check the
+    /// domains with [`DomainName::parse`] first, to report the mistake).
+    allowed: Vec<Option<DomainName>>,
     ca_file: Option<PathBuf>,
+    time_budget: Duration,
 }
 
 impl ClientVerifier {
@@ -108,21 +106,37 @@ impl ClientVerifier {
     pub fn new(allowed_domains: Vec<String>, ca_file: Option<PathBuf>) -> Self {
         let allowed = allowed_domains
             .iter()
-            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .map(|d| DomainName::parse(d).ok())
             .collect();
-        Self { allowed, ca_file }
+        Self {
+            allowed,
+            ca_file,
+            time_budget: DEFAULT_TIME_BUDGET,
+        }
+    }
+
+    /// The most time one verification may spend on DNS ([`DEFAULT_TIME_BUDGET`] unless set).
+    pub fn with_time_budget(mut self, budget: Duration) -> Self {
+        self.time_budget = budget;
+        self
+    }
+
+    pub fn time_budget(&self) -> Duration {
+        self.time_budget
     }
 
     /// Whether `name` is in the allowed domains. Costs no DNS.
-    pub fn is_allowed(&self, name: &str) -> bool {
+    pub fn is_allowed(&self, name: &DeviceName) -> bool {
         self.allowed.is_empty()
             || self
                 .allowed
                 .iter()
-                .any(|d| name == d || name.ends_with(&format!(".{d}")))
+                .flatten()
+                .any(|domain| name.is_within(domain))
     }
 
-    /// Verifies `leaf` (with the certificates `chain` the device sent after it) for `name`.
+    /// Verifies `leaf` (with the certificates `chain` the device sent after it) for `name`, which
+    /// is parsed first: a name that is not a host name in a DANE client form is refused.
     pub fn verify(
         &self,
         resolver: &Resolver,
@@ -130,15 +144,32 @@ impl ClientVerifier {
         leaf: &X509Ref,
         chain: &[X509],
     ) -> ClientVerification {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match DeviceName::parse(name) {
+            Ok(name) => {
+                let deadline = Instant::now() + self.time_budget;
+                self.verify_name(resolver, &name, leaf, chain, deadline)
+            }
+            Err(e) => ClientVerification::refused(name, Refusal::BadName(e.to_string())),
+        }
+    }
+
+    /// [`ClientVerifier::verify`] for a parsed name, its DNS done by `deadline`.
+    pub fn verify_name(
+        &self,
+        resolver: &Resolver,
+        name: &DeviceName,
+        leaf: &X509Ref,
+        chain: &[X509],
+        deadline: Instant,
+    ) -> ClientVerification {
         let mut v = ClientVerification {
-            form: OwnerForm::of(&name),
-            name,
+            name: name.to_string(),
+            form: Some(name.form()),
             proof: None,
             records: Vec::new(),
             result: Err(Refusal::NotAllowed),
         };
-        v.result = self.decide(resolver, &mut v, leaf, chain);
+        v.result = self.decide(resolver, name, &mut v, leaf, chain, deadline);
         v
     }
 
@@ -164,20 +195,17 @@ impl ClientVerifier {
     fn decide(
         &self,
         resolver: &Resolver,
+        name: &DeviceName,
         v: &mut ClientVerification,
         leaf: &X509Ref,
         chain: &[X509],
+        deadline: Instant,
     ) -> Result<Matched, Refusal> {
-        if v.form.is_none() {
-            return Err(Refusal::BadName(
-                "not one of _<service>.<domain>, <id>._device.<domain>, <domain>".into(),
-            ));
-        }
-        if !self.is_allowed(&v.name) {
+        if !self.is_allowed(name) {
             return Err(Refusal::NotAllowed);
         }
         let res = resolver
-            .resolve(&v.name, RecordType::TLSA)
+            .resolve_name(name.dns_name(), RecordType::TLSA, Some(deadline))
             .map_err(|e: ResolveError| Refusal::Lookup(e.to_string()))?;
         let proof = res.proof();
         v.proof = Some(proof);
@@ -196,7 +224,7 @@ impl ClientVerifier {
         let mut reasons = Vec::new();
         let counted = tlsa::agile(&v.records);
         for &record in &counted {
-            match self.check(record, &v.name, leaf, chain) {
+            match self.check(record, name, leaf, chain) {
                 Ok(depth) => {
                     return Ok(Matched {
                         record: record.clone(),
@@ -223,7 +251,7 @@ impl ClientVerifier {
     fn check(
         &self,
         record: &Tlsa,
-        name: &str,
+        name: &DeviceName,
         leaf: &X509Ref,
         chain: &[X509],
     ) -> Result<usize, String> {
@@ -341,16 +369,21 @@ pub fn san_dns_names(cert: &X509Ref) -> Vec<String> {
 }
 
 /// The DANE client identities a certificate names in its SAN dNSNames (the `_device` and plain
-/// forms), for peers that did not send the `dane_clientid` extension.
-pub fn identities_in_certificate(cert: &X509Ref) -> Vec<String> {
+/// forms), for peers that did not send the `dane_clientid` extension. SAN entries that are not
+/// such names are not identities and are left out.
+pub fn identities_in_certificate(cert: &X509Ref) -> Vec<DeviceName> {
     san_dns_names(cert)
-        .into_iter()
-        .filter(|n| matches!(OwnerForm::of(n), Some(OwnerForm::Device | OwnerForm::Plain)))
+        .iter()
+        .filter_map(|n| DeviceName::parse(n).ok())
+        .filter(|n| matches!(n.form(), OwnerForm::Device | OwnerForm::Plain))
         .collect()
 }
 
-fn san_has(cert: &X509Ref, name: &str) -> bool {
-    san_dns_names(cert).iter().any(|n| n == name)
+/// Whether `name` is a SAN dNSName of `cert`, compared as parsed names.
+fn san_has(cert: &X509Ref, name: &DeviceName) -> bool {
+    san_dns_names(cert)
+        .iter()
+        .any(|n| DeviceName::parse(n).is_ok_and(|n| n == *name))
 }
 
 fn sans(cert: &X509Ref) -> String {
@@ -400,6 +433,12 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::BadName(why) => write!(f, "bad identity name: {why} (no DNS query made)"),
+            Refusal::TooManyIdentities(found, limit) => write!(
+                f,
+                "the certificate names {found} DANE identities in its SAN dNSNames; at most \
+                 {limit} are looked up for a client that sends no dane_clientid name \
+                 (no DNS query made)"
+            ),
             Refusal::NotAllowed => {
                 write!(f, "name outside the allowed domains (no DNS query made)")
             }

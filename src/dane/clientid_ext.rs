@@ -12,6 +12,7 @@
 //! extension cannot be carried in the Certificate message.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
@@ -20,8 +21,12 @@ use openssl::ssl::{
 };
 use openssl::x509::{X509StoreContext, X509StoreContextRef, X509VerifyResult, X509};
 
-use super::client::{identities_in_certificate, ClientVerification, ClientVerifier};
+use super::client::{identities_in_certificate, ClientVerification, ClientVerifier, Refusal};
 use super::resolver::Resolver;
+
+/// At most this many identities of a certificate's SAN dNSNames are looked up for a client
+/// that sends no name ([`MissingName::FromCertificate`]); a certificate naming more is refused.
+pub const MAX_CERT_IDENTITIES: usize = 8;
 
 /// Private-use code point used until IANA assigns one.
 pub const DEFAULT_CODE_POINT: u16 = 0xFFDA;
@@ -34,7 +39,8 @@ const CONTEXT: ExtensionContext =
 pub enum MissingName {
     /// Abort the handshake.
     Refuse,
-    /// Try the DANE identities in the certificate's SAN dNSNames (`_device` and plain forms).
+    /// Try the DANE identities in the certificate's SAN dNSNames (`_device` and plain forms):
+    /// at most [`MAX_CERT_IDENTITIES`] of them, all within the verifier's time budget.
     FromCertificate,
     /// Complete the handshake; the connection simply has no DANE identity.
     Unauthenticated,
@@ -165,14 +171,39 @@ fn decide(
     if config.tls13_only && ssl.version2() != Some(SslVersion::TLS1_3) {
         return None;
     }
-    let names = match received_name(ssl) {
-        Some(name) => vec![name.to_string()],
-        None if config.missing == MissingName::FromCertificate => identities_in_certificate(leaf),
-        None => Vec::new(),
-    };
+    match received_name(ssl) {
+        Some(name) => Some(config.verifier.verify(&config.resolver, name, leaf, chain)),
+        None if config.missing == MissingName::FromCertificate => {
+            from_certificate(config, leaf, chain)
+        }
+        None => None,
+    }
+}
+
+/// The identities in the certificate's SAN dNSNames, tried in turn until one authenticates,
+/// all within one time budget; a certificate with more than [`MAX_CERT_IDENTITIES`] of them is
+/// refused without a look-up (each costs DNS work, and the peer chooses how many there are).
+fn from_certificate(
+    config: &ClientIdServer,
+    leaf: &X509,
+    chain: &[X509],
+) -> Option<ClientVerification> {
+    let names = identities_in_certificate(leaf);
+    if names.len() > MAX_CERT_IDENTITIES {
+        let first = format!("{} (and {} more)", names[0], names.len() - 1);
+        let mut v = ClientVerification::refused(
+            &first,
+            Refusal::TooManyIdentities(names.len(), MAX_CERT_IDENTITIES),
+        );
+        v.form = Some(names[0].form());
+        return Some(v);
+    }
+    let deadline = Instant::now() + config.verifier.time_budget();
     let mut last = None;
-    for name in names {
-        let v = config.verifier.verify(&config.resolver, &name, leaf, chain);
+    for name in &names {
+        let v = config
+            .verifier
+            .verify_name(&config.resolver, name, leaf, chain, deadline);
         if v.authenticated() {
             return Some(v);
         }

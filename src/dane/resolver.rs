@@ -400,15 +400,28 @@ impl TcpRetry {
 
 type CacheKey = (Name, RecordType);
 
+/// What talks to the network: the runtime whose thread drives the sockets, and the handles that
+/// use them. Owned by one process: a child made by `fork()` has a copy of this memory but not the
+/// runtime's thread, and shares the sockets and the event-polling instance with its parent, so it
+/// builds its own (see [`Resolver::net`]).
+struct Net {
+    /// The process that built it.
+    pid: u32,
+    runtime: Arc<tokio::runtime::Runtime>,
+    stack: Stack,
+    /// The query counter and chain-of-trust cache under `stack`.
+    wire: Arc<WireState>,
+}
+
 /// A validating DNS resolver with a bounded answer cache. Cheap to share (`Arc`); one per
-/// process is the intended use.
+/// process is the intended use. Usable in a child after `fork()`: the child's first look-up
+/// that needs the network starts a runtime and connections of its own (the answer cache is
+/// kept, it is plain data).
 pub struct Resolver {
     config: ResolverConfig,
-    runtime: tokio::runtime::Runtime,
-    /// Behind a lock only so that [`Resolver::clear_cache`] can swap in a validator with an
-    /// empty validation cache; look-ups clone it (a few `Arc`s).
-    stack: Mutex<Stack>,
-    wire: Arc<WireState>,
+    /// Behind a lock so that [`Resolver::clear_cache`] can swap in a validator with an empty
+    /// validation cache and a forked child its own network; look-ups clone the `Arc`.
+    net: Mutex<Arc<Net>>,
     anchors: Arc<TrustAnchors>,
     cache: Mutex<HashMap<CacheKey, (Arc<Answer>, Instant)>>,
     flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
@@ -424,54 +437,31 @@ struct Flight {
 impl Resolver {
     /// Builds the resolver: one small runtime thread for the DNS I/O, shared by all look-ups.
     pub fn new(config: ResolverConfig) -> Result<Self, ResolveError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("dane-dns")
-            .enable_all()
-            .build()
-            .map_err(|e| config_err(format!("cannot start the DNS runtime: {e}")))?;
+        if matches!(config.validation, Validation::TrustAdBit) && !config.server.ip().is_loopback()
+        {
+            return Err(config_err(format!(
+                "the AD bit is only trusted from a resolver on loopback, not {}",
+                config.server
+            )));
+        }
+        let runtime = Arc::new(start_runtime()?);
         let wire = WireState::new(config.cache_entries);
-        let pool = runtime.block_on(async { pool(&config) })?;
-        let mut anchors_used = Arc::new(TrustAnchors::empty());
-        let stack = match &config.validation {
-            Validation::TrustAdBit => {
-                if !config.server.ip().is_loopback() {
-                    return Err(config_err(format!(
-                        "the AD bit is only trusted from a resolver on loopback, not {}",
-                        config.server
-                    )));
-                }
-                let server = config.server;
-                let timeout = config.query_timeout;
-                // The exchange spawns its background task on the runtime.
-                let udp = runtime.block_on(async move {
-                    UdpClientStream::builder(server, TokioRuntimeProvider::new())
-                        .with_timeout(Some(timeout))
-                        .exchange()
-                });
-                Stack::AdBit {
-                    udp: Wire::new(udp, wire.clone()),
-                    tcp: TcpRetry {
-                        server,
-                        timeout,
-                        wire: wire.clone(),
-                    },
-                }
-            }
+        let anchors_used = match &config.validation {
+            Validation::TrustAdBit => Arc::new(TrustAnchors::empty()),
             Validation::TrustAnchor(anchor) => {
-                let plain = Wire::new(pool, wire.clone());
-                anchors_used = Arc::new(runtime.block_on(anchors(anchor, &plain))?);
-                Stack::Validating(DnssecDnsHandle::with_trust_anchor(
-                    plain,
-                    anchors_used.clone(),
-                ))
+                let plain = Wire::new(runtime.block_on(async { pool(&config) })?, wire.clone());
+                Arc::new(runtime.block_on(anchors(anchor, &plain))?)
             }
         };
+        let stack = stack(&config, &runtime, &wire, &anchors_used)?;
         Ok(Self {
             config,
-            runtime,
-            stack: Mutex::new(stack),
-            wire,
+            net: Mutex::new(Arc::new(Net {
+                pid: std::process::id(),
+                runtime,
+                stack,
+                wire,
+            })),
             anchors: anchors_used,
             cache: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
@@ -484,28 +474,77 @@ impl Resolver {
 
     /// DNS queries sent to the server since this resolver was built.
     pub fn queries_sent(&self) -> u64 {
-        self.wire.queries()
+        lock(&self.net).wire.queries()
     }
 
     /// Forgets every cached answer and validation result (for an operator's "flush", and to
     /// measure cold look-ups).
     pub fn clear_cache(&self) {
         lock(&self.cache).clear();
-        self.wire.clear();
-        let mut stack = lock(&self.stack);
-        if let Stack::Validating(handle) = &*stack {
+        let mut net = lock(&self.net);
+        if net.pid != std::process::id() {
+            return; // a forked child's first look-up builds a fresh validator anyway
+        }
+        net.wire.clear();
+        if let Stack::Validating(handle) = &net.stack {
             let fresh =
                 DnssecDnsHandle::with_trust_anchor(handle.inner().clone(), self.anchors.clone());
-            *stack = Stack::Validating(fresh);
+            *net = Arc::new(Net {
+                pid: net.pid,
+                runtime: net.runtime.clone(),
+                stack: Stack::Validating(fresh),
+                wire: net.wire.clone(),
+            });
         }
+    }
+
+    /// The network side of this process: after a `fork()`, a new runtime, new connections and
+    /// an empty chain-of-trust cache (its locks may have been held by the parent's runtime
+    /// thread, and its queries in flight belong to it) for the child; the query count starts
+    /// again. The parent's are leaked in the child, never dropped: dropping would wait for
+    /// runtime threads that only exist in the parent and take the parent's sockets out of the
+    /// event-polling instance the two processes share.
+    fn net(&self) -> Result<Arc<Net>, ResolveError> {
+        let mut net = lock(&self.net);
+        let pid = std::process::id();
+        if net.pid != pid {
+            let runtime = Arc::new(start_runtime()?);
+            let wire = WireState::new(self.config.cache_entries);
+            let stack = stack(&self.config, &runtime, &wire, &self.anchors)?;
+            let parents = std::mem::replace(
+                &mut *net,
+                Arc::new(Net {
+                    pid,
+                    runtime,
+                    stack,
+                    wire,
+                }),
+            );
+            std::mem::forget(parents);
+            // Look-ups in flight at the fork belong to threads the child does not have.
+            lock(&self.flights).clear();
+        }
+        Ok(net.clone())
     }
 
     /// Looks up `name`/`rtype` and follows CNAMEs (at most 8), each step cached.
     pub fn resolve(&self, name: &str, rtype: RecordType) -> Result<Resolution, ResolveError> {
+        self.resolve_name(&parse_name(name, rtype)?, rtype, None)
+    }
+
+    /// [`Resolver::resolve`] for a parsed name; with a `deadline`, the whole chain is given up
+    /// (as indeterminate) when it passes, whatever is left of the look-up time-out.
+    pub fn resolve_name(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+        deadline: Option<Instant>,
+    ) -> Result<Resolution, ResolveError> {
         let mut steps = Vec::new();
-        let mut current = parse_name(name, rtype)?;
+        let mut current = name.to_lowercase();
+        current.set_fqdn(true);
         loop {
-            let answer = self.lookup_name(&current, rtype)?;
+            let answer = self.lookup_name(&current, rtype, deadline)?;
             let next = match &answer.outcome {
                 Outcome::Alias(target) if rtype != RecordType::CNAME => Some(target.clone()),
                 _ => None,
@@ -527,14 +566,22 @@ impl Resolver {
 
     /// One name and type, no CNAME following: the answer may be [`Outcome::Alias`].
     pub fn lookup(&self, name: &str, rtype: RecordType) -> Result<Arc<Answer>, ResolveError> {
-        self.lookup_name(&parse_name(name, rtype)?, rtype)
+        self.lookup_name(&parse_name(name, rtype)?, rtype, None)
     }
 
-    fn lookup_name(&self, name: &Name, rtype: RecordType) -> Result<Arc<Answer>, ResolveError> {
+    fn lookup_name(
+        &self,
+        name: &Name,
+        rtype: RecordType,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<Answer>, ResolveError> {
         let key = (name.to_lowercase(), rtype);
         if let Some(answer) = self.cached(&key) {
             return Ok(answer);
         }
+        let limit = self.time_left(&key, deadline)?;
+        // Before joining a flight: a forked child clears the flights of its parent's threads.
+        let net = self.net()?;
         let (flight, leader) = {
             let mut flights = lock(&self.flights);
             match flights.get(&key) {
@@ -547,12 +594,12 @@ impl Resolver {
             }
         };
         if !leader {
-            return wait_for(&flight);
+            return wait_for(&flight, &key, deadline);
         }
         // A leader that finds the answer cached now lost a race with a flight that just ended.
         let result = match self.cached(&key) {
             Some(answer) => Ok(answer),
-            None => self.fetch(&key),
+            None => self.fetch(&key, &net, limit),
         };
         if let Ok(answer) = &result {
             self.store(key.clone(), answer.clone());
@@ -597,12 +644,37 @@ impl Resolver {
         cache.insert(key, (answer, now + ttl));
     }
 
-    /// Asks the network, within the look-up time-out.
-    fn fetch(&self, key: &CacheKey) -> Result<Arc<Answer>, ResolveError> {
-        let (name, rtype) = key.clone();
-        let stack = lock(&self.stack).clone();
+    /// The time a look-up of `key` may take: the look-up time-out, or less before `deadline`;
+    /// an error once the deadline has passed.
+    fn time_left(
+        &self,
+        key: &CacheKey,
+        deadline: Option<Instant>,
+    ) -> Result<Duration, ResolveError> {
         let limit = self.config.lookup_timeout;
-        let result = self.runtime.block_on(async move {
+        let Some(deadline) = deadline else {
+            return Ok(limit);
+        };
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(limit.min(left)),
+            _ => Err(ResolveError::Lookup {
+                name: key.0.to_string(),
+                rtype: key.1,
+                reason: "not asked: the time budget of this check is spent".into(),
+            }),
+        }
+    }
+
+    /// Asks the network, within `limit`.
+    fn fetch(
+        &self,
+        key: &CacheKey,
+        net: &Net,
+        limit: Duration,
+    ) -> Result<Arc<Answer>, ResolveError> {
+        let (name, rtype) = key.clone();
+        let stack = net.stack.clone();
+        let result = net.runtime.block_on(async move {
             tokio::time::timeout(limit, ask_and_prove(&stack, name, rtype)).await
         });
         let fail = |reason: String| ResolveError::Lookup {
@@ -615,6 +687,17 @@ impl Resolver {
     }
 }
 
+/// In a forked child that never looked anything up, the parent's network side is still here:
+/// leaked, not dropped (see [`Resolver::net`]).
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let net = self.net.get_mut().unwrap_or_else(|e| e.into_inner());
+        if net.pid != std::process::id() {
+            std::mem::forget(net.clone());
+        }
+    }
+}
+
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver")
@@ -623,10 +706,32 @@ impl fmt::Debug for Resolver {
     }
 }
 
-fn wait_for(flight: &Flight) -> Result<Arc<Answer>, ResolveError> {
+/// The result of another thread's look-up of `key`, or an error when `deadline` passes first.
+fn wait_for(
+    flight: &Flight,
+    key: &CacheKey,
+    deadline: Option<Instant>,
+) -> Result<Arc<Answer>, ResolveError> {
     let mut result = lock(&flight.result);
     while result.is_none() {
-        result = flight.done.wait(result).unwrap_or_else(|e| e.into_inner());
+        result = match deadline {
+            None => flight.done.wait(result).unwrap_or_else(|e| e.into_inner()),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ResolveError::Lookup {
+                        name: key.0.to_string(),
+                        rtype: key.1,
+                        reason: "no answer within the time budget of this check".into(),
+                    });
+                }
+                let (guard, _) = flight
+                    .done
+                    .wait_timeout(result, left)
+                    .unwrap_or_else(|e| e.into_inner());
+                guard
+            }
+        };
     }
     result.clone().expect("set before notify")
 }
@@ -637,6 +742,50 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn config_err(why: String) -> ResolveError {
     ResolveError::Config(why)
+}
+
+/// One small runtime thread for the DNS I/O.
+fn start_runtime() -> Result<tokio::runtime::Runtime, ResolveError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("dane-dns")
+        .enable_all()
+        .build()
+        .map_err(|e| config_err(format!("cannot start the DNS runtime: {e}")))
+}
+
+/// New connections to the configured server on `runtime`, validating from `anchors` (or trusting
+/// the AD bit, as configured).
+fn stack(
+    config: &ResolverConfig,
+    runtime: &tokio::runtime::Runtime,
+    wire: &Arc<WireState>,
+    anchors: &Arc<TrustAnchors>,
+) -> Result<Stack, ResolveError> {
+    Ok(match &config.validation {
+        Validation::TrustAdBit => {
+            let server = config.server;
+            let timeout = config.query_timeout;
+            // The exchange spawns its background task on the runtime.
+            let udp = runtime.block_on(async move {
+                UdpClientStream::builder(server, TokioRuntimeProvider::new())
+                    .with_timeout(Some(timeout))
+                    .exchange()
+            });
+            Stack::AdBit {
+                udp: Wire::new(udp, wire.clone()),
+                tcp: TcpRetry {
+                    server,
+                    timeout,
+                    wire: wire.clone(),
+                },
+            }
+        }
+        Validation::TrustAnchor(_) => {
+            let pool = Wire::new(runtime.block_on(async { pool(config) })?, wire.clone());
+            Stack::Validating(DnssecDnsHandle::with_trust_anchor(pool, anchors.clone()))
+        }
+    })
 }
 
 fn parse_name(name: &str, rtype: RecordType) -> Result<Name, ResolveError> {

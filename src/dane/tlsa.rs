@@ -8,10 +8,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use foreign_types::ForeignType;
 use hickory_resolver::proto::rr::rdata::TLSA as HickoryTlsa;
 use hickory_resolver::proto::rr::RData;
 use openssl::hash::{hash, MessageDigest};
-use openssl::x509::X509Ref;
+use openssl::x509::{X509Ref, X509};
 
 /// Certificate usage (RFC 6698 §2.1.1, names from RFC 7218).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,9 +119,13 @@ impl Tlsa {
         Usage::from_u8(self.usage)
     }
 
-    /// Known usage, selector and matching type, and data of the digest's length.
+    /// The one usability rule (RFC 6698 §4.1, RFC 7671 §4), OpenSSL's (`SSL_dane_tlsa_add`), so
+    /// that a record counts as usable here exactly when OpenSSL's DANE will use it: known usage,
+    /// selector and matching type; a digest of the digest's length; for a full record
+    /// (matching type 0) one whole DER certificate or SubjectPublicKeyInfo, nothing after it,
+    /// whose public key OpenSSL can decode.
     pub fn is_usable(&self) -> bool {
-        let (Some(_), Some(_), Some(m)) = (
+        let (Some(_), Some(selector), Some(m)) = (
             Usage::from_u8(self.usage),
             Selector::from_u8(self.selector),
             Matching::from_u8(self.mtype),
@@ -129,7 +134,7 @@ impl Tlsa {
         };
         match m.digest() {
             Some(md) => self.data.len() == md.size(),
-            None => !self.data.is_empty(),
+            None => is_whole_der_with_key(selector, &self.data),
         }
     }
 
@@ -301,6 +306,33 @@ pub fn fqdn(name: &str) -> String {
     format!("{}.", name.trim_end_matches('.').to_ascii_lowercase())
 }
 
+/// Whether `data` is exactly one DER certificate (or SubjectPublicKeyInfo) with a public key
+/// OpenSSL decodes: parsed by the same functions, with the same checks, as `SSL_dane_tlsa_add`.
+fn is_whole_der_with_key(selector: Selector, data: &[u8]) -> bool {
+    let Ok(len) = libc::c_long::try_from(data.len()) else {
+        return false;
+    };
+    let mut next = data.as_ptr();
+    // SAFETY: d2i reads at most `len` bytes from `next`, advances it past what it parsed, and
+    // returns a new object (or NULL) that is owned here and freed before returning.
+    let ok = unsafe {
+        match selector {
+            Selector::Cert => {
+                let cert = openssl_sys::d2i_X509(std::ptr::null_mut(), &mut next, len);
+                !cert.is_null() && X509::from_ptr(cert).public_key().is_ok()
+            }
+            Selector::Spki => {
+                let key = openssl_sys::d2i_PUBKEY(std::ptr::null_mut(), &mut next, len);
+                openssl_sys::EVP_PKEY_free(key);
+                !key.is_null()
+            }
+        }
+    };
+    // A failed parse leaves errors queued; they are no one's business.
+    let _ = openssl::error::ErrorStack::get();
+    ok && next as usize == data.as_ptr() as usize + data.len()
+}
+
 fn select(cert: &X509Ref, selector: Selector) -> Result<Vec<u8>, openssl::error::ErrorStack> {
     match selector {
         Selector::Cert => cert.to_der(),
@@ -358,12 +390,94 @@ mod tests {
         assert!(!rec(3, 1, 3, 32).is_usable());
     }
 
+    /// A self-signed certificate with a P-256 key.
+    fn certificate() -> X509 {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::nid::Nid;
+        use openssl::pkey::PKey;
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_pubkey(&key).unwrap();
+        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+        b.set_not_before(&now).unwrap();
+        b.set_not_after(&now).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        b.build()
+    }
+
+    fn full(usage: u8, selector: u8, data: Vec<u8>) -> Tlsa {
+        Tlsa {
+            usage,
+            selector,
+            mtype: 0,
+            data,
+        }
+    }
+
+    /// Our rule and OpenSSL's `SSL_dane_tlsa_add` agree record by record, the malformed
+    /// `3 1 0 0102030405` included.
+    #[test]
+    fn usability_is_what_openssl_accepts() {
+        let cert = certificate();
+        let der = cert.to_der().unwrap();
+        let spki = cert.public_key().unwrap().public_key_to_der().unwrap();
+        let with_tail = |d: &[u8]| [d, &[0][..]].concat();
+        let cases = [
+            ("3 1 0 0102030405".parse::<Tlsa>().unwrap(), false),
+            (full(3, 1, spki.clone()), true),
+            (full(2, 1, spki.clone()), true),
+            (full(3, 1, with_tail(&spki)), false),
+            (full(3, 1, spki[..spki.len() - 1].to_vec()), false),
+            (full(3, 1, der.clone()), false),
+            (full(3, 0, der.clone()), true),
+            (full(2, 0, der.clone()), true),
+            (full(3, 0, with_tail(&der)), false),
+            (full(3, 0, spki.clone()), false),
+            (full(3, 0, vec![0x30, 0x03, 0x02, 0x01, 0x01]), false),
+            (rec(3, 1, 1, 32), true),
+            (rec(3, 1, 1, 31), false),
+            (rec(3, 0, 2, 64), true),
+            (rec(3, 0, 2, 32), false),
+            (rec(0, 1, 1, 32), true),
+            (rec(1, 0, 1, 32), true),
+            (rec(4, 1, 1, 32), false),
+            (rec(3, 2, 1, 32), false),
+            (rec(3, 1, 3, 32), false),
+            (rec(255, 255, 255, 32), false),
+        ];
+        let ctx = openssl::ssl::SslContext::builder(openssl::ssl::SslMethod::tls_client())
+            .unwrap()
+            .build();
+        for (record, usable) in cases {
+            let mut ssl = openssl::ssl::Ssl::new(&ctx).unwrap();
+            super::super::ossl::dane_enable(&mut ssl, &["example.test".into()]).unwrap();
+            let openssl_says = super::super::ossl::tlsa_add(
+                &mut ssl,
+                record.usage,
+                record.selector,
+                record.mtype,
+                &record.data,
+            )
+            .unwrap();
+            assert_eq!(openssl_says, usable, "OpenSSL on {record:?}");
+            assert_eq!(record.is_usable(), usable, "our rule on {record:?}");
+        }
+    }
+
     #[test]
     fn digest_agility_keeps_the_strongest() {
+        let spki = certificate()
+            .public_key()
+            .unwrap()
+            .public_key_to_der()
+            .unwrap();
         let records = [
             rec(3, 1, 1, 32),
             rec(3, 1, 2, 64),
             rec(2, 0, 1, 32),
+            full(3, 1, spki),
             rec(3, 1, 0, 10),
         ];
         let kept = agile(&records);
