@@ -77,7 +77,7 @@ fn handshake(
     acceptor.set_private_key(&s.server.key).unwrap();
     let config = Arc::new(ClientIdServer {
         resolver: s.resolver.clone(),
-        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None),
+        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None).into(),
         code_point: DEFAULT_CODE_POINT,
         missing,
         tls13_only,

@@ -18,7 +18,7 @@ use openssl::stack::StackRef;
 use openssl::x509::{X509Ref, X509};
 
 use crate::dane::client::ClientVerifier;
-use crate::dane::clientid_ext::{self, ClientIdServer, MissingName};
+use crate::dane::clientid_ext::{self, ClientIdServer, MissingName, SharedVerifier};
 use crate::dane::resolver::{Resolver, ResolverConfig, TrustAnchor};
 use crate::dane::server::{ContextDane, Policy, ServerTlsa};
 
@@ -43,11 +43,17 @@ pub struct IotsafeDane {
     resolver: Arc<Resolver>,
     allowed: Vec<String>,
     ca_file: Option<PathBuf>,
+    /// Built from `allowed` and `ca_file`, shared with the contexts configured from this handle,
+    /// so that a setting changed later applies to their next handshakes too.
+    verifier: SharedVerifier,
 }
 
 impl IotsafeDane {
-    fn verifier(&self) -> ClientVerifier {
-        ClientVerifier::new(self.allowed.clone(), self.ca_file.clone())
+    fn settings_changed(&self) {
+        self.verifier.replace(ClientVerifier::new(
+            self.allowed.clone(),
+            self.ca_file.clone(),
+        ));
     }
 }
 
@@ -140,6 +146,7 @@ pub unsafe extern "C" fn iotsafe_dane_new(
             resolver: Arc::new(resolver),
             allowed: Vec::new(),
             ca_file: None,
+            verifier: ClientVerifier::new(Vec::new(), None).into(),
         }));
         Ok(1)
     });
@@ -159,7 +166,8 @@ pub unsafe extern "C" fn iotsafe_dane_free(d: *mut IotsafeDane) {
 }
 
 /// Restricts device names to these domains (comma- or space-separated), checked before any DNS
-/// query. NULL or "" allows every name.
+/// query. NULL or "" allows every name. Applies to the contexts already configured with `d` too,
+/// from their next handshake (and to resuming sessions).
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `domains` NULL or NUL-terminated.
@@ -176,12 +184,13 @@ pub unsafe extern "C" fn iotsafe_dane_set_allowed_domains(
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
+        d.settings_changed();
         Ok(1)
     })
 }
 
 /// CA certificates (PEM file) for the PKIX usages 0 and 1 of device records (NULL: the system
-/// store).
+/// store). Applies to the contexts already configured with `d` too.
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `path` NULL or NUL-terminated.
@@ -194,6 +203,7 @@ pub unsafe extern "C" fn iotsafe_dane_set_ca_file(
         let path = opt_str(path)?.map(PathBuf::from);
         let d = d.as_mut().ok_or("iotsafe_dane handle is NULL")?;
         d.ca_file = path;
+        d.settings_changed();
         Ok(1)
     })
 }
@@ -307,7 +317,7 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
                 .map(|c| c.to_owned())
                 .collect()
         };
-        let v = d.verifier().verify(&d.resolver, name, leaf, &chain);
+        let v = d.verifier.current().verify(&d.resolver, name, leaf, &chain);
         if v.authenticated() {
             set_error("");
             Ok(1)
@@ -322,6 +332,16 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
 /// the TLSA records of the client's name in the handshake. `missing`: one of the
 /// `IOTSAFE_DANE_CLIENTID_*` values; with `IOTSAFE_DANE_CLIENTID_REFUSE`, TLS below 1.3 is
 /// refused too. `code_point` 0 means the default.
+///
+/// An authenticated client is reported as verified: `SSL_get_verify_result` returns
+/// `X509_V_OK`. The settings of `d` are read at each handshake, so later
+/// [`iotsafe_dane_set_allowed_domains`] and [`iotsafe_dane_set_ca_file`] calls apply.
+/// Resumption: the context's session cache is switched off and its session-ticket callbacks
+/// are taken, so that sessions resume only by ticket and a ticket only while the identity in it
+/// still verifies against the DNS as it is now (a removed record ends resumption when the
+/// cached answer expires, as it ends full handshakes). Do not set the context's verify callback,
+/// session-ticket callbacks or session cache mode afterwards, nor move its `SSL`s to another
+/// context.
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `ctx` a live server `SSL_CTX`.
@@ -344,14 +364,14 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_server(
         };
         let config = Arc::new(ClientIdServer {
             resolver: d.resolver.clone(),
-            verifier: d.verifier(),
+            verifier: d.verifier.clone(),
             code_point: code_point_or_default(code_point),
             missing,
             tls13_only: missing == MissingName::Refuse,
         });
         // The context belongs to the caller: borrow it as a builder without freeing it.
         let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
-        clientid_ext::enable_server(&mut builder, config).map_err(|e| e.to_string())?;
+        clientid_ext::enable_server(&mut builder, config)?;
         Ok(1)
     })
 }
@@ -377,8 +397,7 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_client(
             return Err("ctx is NULL".into());
         }
         let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
-        clientid_ext::enable_client(&mut builder, name, code_point_or_default(code_point))
-            .map_err(|e| e.to_string())?;
+        clientid_ext::enable_client(&mut builder, name, code_point_or_default(code_point))?;
         Ok(1)
     })
 }
@@ -386,7 +405,8 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_client(
 /// After a handshake on a server `SSL` configured by
 /// [`iotsafe_dane_ctx_enable_clientid_server`]: copies the authenticated device name
 /// (NUL-terminated) into `buf`. Returns 1, or 0 when the peer has no authenticated DANE
-/// identity, or -1 when `buf` is too small.
+/// identity (the last error then says why its verification failed, also after a refused
+/// handshake), or -1 when `buf` is too small.
 ///
 /// # Safety
 /// `ssl` a live `SSL`; `buf` valid for `len` bytes.
@@ -401,8 +421,11 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
             return Err("ssl or buf is NULL".into());
         }
         let ssl = SslRef::from_ptr(ssl as *mut _);
-        let Some(v) = clientid_ext::peer_identity(ssl).filter(|v| v.authenticated()) else {
-            return refuse("the peer has no authenticated DANE identity".into());
+        let v = match clientid_ext::peer_identity(ssl) {
+            Some(v) if v.authenticated() => v,
+            // Why the client was refused, for the application's log.
+            Some(v) => return refuse(v.to_string()),
+            None => return refuse("the peer has no authenticated DANE identity".into()),
         };
         let name = v.name.as_bytes();
         if name.len() + 1 > len {
