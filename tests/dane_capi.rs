@@ -511,3 +511,72 @@ fn a_saved_ticket_does_not_outlive_the_device_record() {
     assert_eq!(served[1].verify, X509VerifyResult::OK, "{served:?}");
     assert!(!served[2].accepted && !served[2].reused, "{served:?}");
 }
+
+/// `openssl s_client` as the device over TLS 1.2 (`extra` options), saving its session to
+/// `sess_out` (when the server made it resumable) and offering `sess_in` (when saved): whether
+/// the session was resumed, and its output.
+fn s_client_tls12(
+    e: &Env,
+    port: u16,
+    extra: &[&str],
+    sess_in: Option<&Path>,
+    sess_out: &Path,
+) -> (bool, String) {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-tls1_2",
+    ])
+    .args(extra)
+    .arg("-cert")
+    .arg(&e.device.cert_path)
+    .arg("-key")
+    .arg(&e.device.key_path)
+    .arg("-sess_out")
+    .arg(sess_out)
+    .stdin(std::process::Stdio::null());
+    // No file: the server gave no resumable session to save.
+    if let Some(path) = sess_in.filter(|p| p.exists()) {
+        cmd.arg("-sess_in").arg(path);
+    }
+    let out = cmd.output().expect("openssl s_client");
+    let text = format!("{}{}", common::stdout(&out), common::stderr(&out));
+    (text.contains("Reused, TLSv1.2"), text)
+}
+
+#[test]
+fn tls12_sessions_do_not_outlive_the_device_record() {
+    const TTL: u64 = 2;
+    let e = env_with_ttl(TTL as u32, &[]);
+    let (port, server) = serve(&e, IOTSAFE_DANE_CLIENTID_FROM_CERT, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let by_id = dir.path().join("by-id.pem");
+    let by_ticket = dir.path().join("by-ticket.pem");
+    let scratch = dir.path().join("scratch.pem");
+    s_client_tls12(&e, port, &["-no_ticket"], None, &by_id);
+    s_client_tls12(&e, port, &[], None, &by_ticket);
+    let (reused, out) = s_client_tls12(&e, port, &[], Some(&by_ticket), &scratch);
+    assert!(
+        reused,
+        "a TLS 1.2 ticket resumes while the record exists: {out}"
+    );
+
+    e.dns.set_records("iotregistry.test.", &[]);
+    // The resolver keeps the answer for its TTL: that much revocation delay is by design.
+    thread::sleep(std::time::Duration::from_secs(TTL) + std::time::Duration::from_millis(300));
+    let (reused, out) = s_client_tls12(&e, port, &["-no_ticket"], Some(&by_id), &scratch);
+    assert!(
+        !reused,
+        "no resumption by session id after the removal: {out}"
+    );
+    let (reused, out) = s_client_tls12(&e, port, &[], Some(&by_ticket), &scratch);
+    assert!(!reused, "no resumption by ticket after the removal: {out}");
+    let served = server.join().unwrap();
+    assert!(served[..3].iter().all(|s| s.accepted), "{served:?}");
+    assert!(
+        served[3..].iter().all(|s| !s.accepted && !s.reused),
+        "{served:?}"
+    );
+}

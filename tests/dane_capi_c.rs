@@ -337,6 +337,8 @@ fn every_other_entry_point_from_c() {
             step("full", &dev),
             "queries".into(),
             "bad-new".into(),
+            "again".into(),
+            step("full", &dev),
         ],
     );
     assert!(lines[0].accepted(), "per-SSL server auth: {:?}", lines[0]);
@@ -357,4 +359,13 @@ fn every_other_entry_point_from_c() {
         "{:?}",
         lines[7]
     );
+    // Configuring a context twice is an error, and leaves the first configuration working.
+    assert!(
+        lines[8].0.starts_with("again server=-1 client=-1 error=")
+            && lines[8].0.contains("already"),
+        "{:?}",
+        lines[8]
+    );
+    assert!(lines[9].accepted(), "{:?}", lines[9]);
+    assert_eq!(lines[9].get("identity"), NAME);
 }

@@ -16,6 +16,7 @@
  *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C
  *   queries        iotsafe_dane_queries_sent
  *   bad-new        iotsafe_dane_new with a bad resolver address (NULL and a last error)
+ *   again          both dane_clientid calls a second time on the same contexts (refused)
  *   wait           prints "waiting" and reads one line from stdin
  * Handshake lines: "<step> server=ok|refused identity=NAME|- verify=N reused=0|1
  *                   client=ok|failed server_error=... client_error=..."
@@ -45,6 +46,7 @@
 static iotsafe_dane *dane;
 static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *perssl_ctx;
 static SSL_SESSION *saved;
+static int missing;
 
 enum client_kind { NAMED, ANON, PERSSL };
 
@@ -240,7 +242,8 @@ int main(int argc, char **argv)
 		die("server certificate");
 	/* As servers that resume sessions of verified clients do. */
 	SSL_CTX_set_session_id_context(server_ctx, (const unsigned char *)"capi_peer", 9);
-	if (iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0, missing_mode(argv[3])) != 1)
+	missing = missing_mode(argv[3]);
+	if (iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0, missing) != 1)
 		die("iotsafe_dane_ctx_enable_clientid_server");
 
 	named_ctx = client_ctx(device_name, 1);
@@ -272,6 +275,13 @@ int main(int argc, char **argv)
 			iotsafe_dane *bad = iotsafe_dane_new("not an address", NULL);
 			printf("bad-new null=%d error=%s\n", bad == NULL, iotsafe_dane_last_error());
 			iotsafe_dane_free(bad);
+		} else if (strcmp(step, "again") == 0) {
+			int server = iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0, missing);
+			char error[512];
+			snprintf(error, sizeof error, "%s", iotsafe_dane_last_error());
+			int client = iotsafe_dane_ctx_enable_clientid_client(named_ctx, device_name, 0);
+			printf("again server=%d client=%d error=%s\n", server, client, error);
+			ERR_clear_error();
 		} else if (strcmp(step, "wait") == 0) {
 			printf("waiting\n");
 			fflush(stdout);
