@@ -114,7 +114,10 @@ fn handle<'a>(d: *const IotsafeDane) -> Result<&'a IotsafeDane, String> {
 /// into this library on the same thread.
 #[no_mangle]
 pub extern "C" fn iotsafe_dane_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    // Only while the thread is being torn down can there be no thread-local left.
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 /// Creates a handle. `resolver`: "ADDR:PORT" of the DNS server asked for every name (NULL:
@@ -214,7 +217,7 @@ pub unsafe extern "C" fn iotsafe_dane_set_ca_file(
 /// `d` from [`iotsafe_dane_new`].
 #[no_mangle]
 pub unsafe extern "C" fn iotsafe_dane_queries_sent(d: *const IotsafeDane) -> u64 {
-    handle(d).map(|d| d.resolver.queries_sent()).unwrap_or(0)
+    catch_unwind(|| handle(d).map(|d| d.resolver.queries_sent()).unwrap_or(0)).unwrap_or(0)
 }
 
 /// Server authentication on one client connection: looks up `_<port>._tcp.<host>` and puts
