@@ -57,6 +57,9 @@ impl IotsafeDane {
     }
 }
 
+/// An empty C string (a `c""` literal would not parse for cbindgen).
+static NO_ERROR: [c_char; 1] = [0];
+
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
@@ -117,7 +120,7 @@ pub extern "C" fn iotsafe_dane_last_error() -> *const c_char {
     // Only while the thread is being torn down can there be no thread-local left.
     LAST_ERROR
         .try_with(|e| e.borrow().as_ptr())
-        .unwrap_or(c"".as_ptr())
+        .unwrap_or(NO_ERROR.as_ptr())
 }
 
 /// Creates a handle. `resolver`: "ADDR:PORT" of the DNS server asked for every name (NULL:
