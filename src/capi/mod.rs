@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use foreign_types::ForeignTypeRef;
 use openssl::ssl::{SslContextBuilder, SslRef};
@@ -41,18 +41,27 @@ const _: () = assert!(IOTSAFE_DANE_CLIENTID_DEFAULT == clientid_ext::DEFAULT_COD
 /// Opaque handle: the resolver (with its cache) and the device-verification settings.
 pub struct IotsafeDane {
     resolver: Arc<Resolver>,
-    allowed: Vec<String>,
-    ca_file: Option<PathBuf>,
-    /// Built from `allowed` and `ca_file`, shared with the contexts configured from this handle,
-    /// so that a setting changed later applies to their next handshakes too.
+    /// What the setters set; behind a lock because handshakes on other threads read the handle
+    /// while a setter runs.
+    settings: Mutex<Settings>,
+    /// Built from `settings`, shared with the contexts configured from this handle, so that a
+    /// setting changed later applies to their next handshakes too.
     verifier: SharedVerifier,
 }
 
+#[derive(Default)]
+struct Settings {
+    allowed: Vec<String>,
+    ca_file: Option<PathBuf>,
+}
+
 impl IotsafeDane {
-    fn settings_changed(&self) {
+    fn change_settings(&self, change: impl FnOnce(&mut Settings)) {
+        let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut settings);
         self.verifier.replace(ClientVerifier::new(
-            self.allowed.clone(),
-            self.ca_file.clone(),
+            settings.allowed.clone(),
+            settings.ca_file.clone(),
         ));
     }
 }
@@ -150,8 +159,7 @@ pub unsafe extern "C" fn iotsafe_dane_new(
             Resolver::new(ResolverConfig::new(server, anchor)).map_err(|e| e.to_string())?;
         out = Box::into_raw(Box::new(IotsafeDane {
             resolver: Arc::new(resolver),
-            allowed: Vec::new(),
-            ca_file: None,
+            settings: Mutex::default(),
             verifier: ClientVerifier::new(Vec::new(), None).into(),
         }));
         Ok(1)
@@ -184,13 +192,12 @@ pub unsafe extern "C" fn iotsafe_dane_set_allowed_domains(
 ) -> c_int {
     guard(|| {
         let list = opt_str(domains)?.unwrap_or("");
-        let d = d.as_mut().ok_or("iotsafe_dane handle is NULL")?;
-        d.allowed = list
+        let allowed = list
             .split([',', ' '])
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        d.settings_changed();
+        handle(d)?.change_settings(|s| s.allowed = allowed);
         Ok(1)
     })
 }
@@ -207,9 +214,7 @@ pub unsafe extern "C" fn iotsafe_dane_set_ca_file(
 ) -> c_int {
     guard(|| {
         let path = opt_str(path)?.map(PathBuf::from);
-        let d = d.as_mut().ok_or("iotsafe_dane handle is NULL")?;
-        d.ca_file = path;
-        d.settings_changed();
+        handle(d)?.change_settings(|s| s.ca_file = path);
         Ok(1)
     })
 }
