@@ -15,6 +15,8 @@ use std::time::Duration;
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 const NAME: &str = "sensor7._device.iotregistry.test";
+/// A device whose record designates its CA (DANE-TA), not its own key.
+const TA_NAME: &str = "sensor8._device.iotregistry.test";
 
 /// Builds the C peer against include/iotsafe_dane.h and the built libiotsafe_dane.so.
 fn build_peer(dir: &Path) -> PathBuf {
@@ -40,8 +42,9 @@ fn build_peer(dir: &Path) -> PathBuf {
     exe
 }
 
-/// Knotd with the device's record (TTL `device_ttl`) and the server's record at port 8883,
-/// the certificates (`dev`, `stranger`, `srv` in the directory), and the built C peer.
+/// Knotd with the device's record (TTL `device_ttl`), a DANE-TA record for `TA_NAME` and the
+/// server's record at port 8883, the certificates (`dev`, `stranger`, `srv`, and `tadev` with
+/// its CA after it in the file), and the built C peer.
 struct Rig {
     dir: tempfile::TempDir,
     dns: dns::TestDns,
@@ -56,11 +59,19 @@ impl Rig {
         let device = pki::leaf(d, "dev", "dev", &[NAME], None);
         pki::leaf(d, "stranger", "x", &[], None);
         let server = pki::leaf(d, "srv", "broker", &["broker.example.test"], None);
+        let ca = pki::ca(d, "ca", "Registry CA");
+        let ta_device = pki::leaf(d, "tadev", "dev8", &[TA_NAME], Some(&ca));
+        pki::bundle(d, "tadev.crt", &[&ta_device.cert, &ca.cert]);
         let record = |cert| {
             Tlsa::for_certificate(cert, Usage::DaneEe, Selector::Spki, Matching::Sha256)
                 .unwrap()
                 .to_string()
         };
+        let ta_line = format!(
+            "sensor8._device 300 IN TLSA {}",
+            Tlsa::for_certificate(&ca.cert, Usage::DaneTa, Selector::Spki, Matching::Sha256)
+                .unwrap()
+        );
         let device_line = format!(
             "sensor7._device {device_ttl} IN TLSA {}",
             record(&device.cert)
@@ -68,6 +79,7 @@ impl Rig {
         let server_line = format!("_8883._tcp.broker 300 IN TLSA {}", record(&server.cert));
         let dns = dns::TestDns::start(&[
             ("iotregistry.test.", device_line.as_str()),
+            ("iotregistry.test.", ta_line.as_str()),
             ("example.test.", "broker 300 IN A 127.0.0.1"),
             ("example.test.", server_line.as_str()),
         ]);
@@ -234,6 +246,11 @@ fn c_server_reports_x509_v_ok_for_a_dane_authenticated_client() {
             lines[0]
         );
     }
+    // A chain with errors above the leaf (its CA is trusted by the record, not by OpenSSL).
+    let lines = rig.run("from-cert", &[step("anon", &rig.cert("tadev"))]);
+    assert!(lines[0].accepted(), "{:?}", lines[0]);
+    assert_eq!(lines[0].get("identity"), TA_NAME, "{:?}", lines[0]);
+    assert_eq!(lines[0].get("verify"), "0", "DANE-TA: {:?}", lines[0]);
     // Without an identity (optional), OpenSSL's own verdict stands: self-signed (18).
     let lines = rig.run("optional", &[step("anon", &rig.cert("stranger"))]);
     assert!(lines[0].accepted(), "{:?}", lines[0]);

@@ -90,7 +90,8 @@ static void *run_client(void *arg)
 	SSL *ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, job->fd);
 	SSL_set_tlsext_host_name(ssl, HOST);
-	if (SSL_use_certificate_file(ssl, job->cert, SSL_FILETYPE_PEM) != 1 ||
+	/* The leaf, and any CA certificates after it in the file, as the chain. */
+	if (SSL_use_certificate_chain_file(ssl, job->cert) != 1 ||
 	    SSL_use_PrivateKey_file(ssl, job->key, SSL_FILETYPE_PEM) != 1) {
 		describe(job->error, sizeof job->error);
 		goto out;
