@@ -67,6 +67,14 @@ int iotsafe_dane_set_allowed_domains(iotsafe_dane *d, const char *domains);
 // `d` from [`iotsafe_dane_new`]; `path` NULL or NUL-terminated.
 int iotsafe_dane_set_ca_file(iotsafe_dane *d, const char *path);
 
+// Forgets every cached DNS answer of this handle's resolver (shared with the contexts
+// configured from it): the next handshakes, and resuming sessions, ask the DNS again. For an
+// operator who revokes a device and will not wait for its record's TTL.
+//
+// # Safety
+// `d` from [`iotsafe_dane_new`].
+int iotsafe_dane_clear_cache(const iotsafe_dane *d);
+
 // DNS queries sent by this handle's resolver so far (for tests and benchmarks).
 //
 // # Safety

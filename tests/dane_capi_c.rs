@@ -386,3 +386,39 @@ fn every_other_entry_point_from_c() {
     assert!(lines[9].accepted(), "{:?}", lines[9]);
     assert_eq!(lines[9].get("identity"), NAME);
 }
+
+#[test]
+fn clearing_the_cache_ends_resumption_at_once() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let mut peer = rig.start(
+        "refuse",
+        &[
+            step("full", &dev),
+            "wait".into(),
+            step("resume", &dev),
+            "flush".into(),
+            step("resume", &dev),
+        ],
+    );
+    assert!(peer.line().accepted());
+    assert_eq!(peer.line().0, "waiting");
+    rig.dns.set_records("iotregistry.test.", &[]);
+    peer.proceed();
+    // Within the record's TTL the cached answer still stands, by design.
+    let cached = peer.line();
+    assert!(cached.accepted(), "{cached:?}");
+    assert_eq!(cached.get("reused"), "1", "{cached:?}");
+    assert_eq!(peer.line().0, "flush rc=1");
+    let after = peer.line();
+    assert!(
+        !after.accepted(),
+        "revoked once the cache is cleared: {after:?}"
+    );
+    assert_eq!(after.get("reused"), "0", "{after:?}");
+    assert!(
+        after.server_error().contains("NXDOMAIN") || after.server_error().contains("NODATA"),
+        "the reason names the missing record: {after:?}"
+    );
+    peer.finish();
+}

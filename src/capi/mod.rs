@@ -219,6 +219,20 @@ pub unsafe extern "C" fn iotsafe_dane_set_ca_file(
     })
 }
 
+/// Forgets every cached DNS answer of this handle's resolver (shared with the contexts
+/// configured from it): the next handshakes, and resuming sessions, ask the DNS again. For an
+/// operator who revokes a device and will not wait for its record's TTL.
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`].
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_clear_cache(d: *const IotsafeDane) -> c_int {
+    guard(|| {
+        handle(d)?.resolver.clear_cache();
+        Ok(1)
+    })
+}
+
 /// DNS queries sent by this handle's resolver so far (for tests and benchmarks).
 ///
 /// # Safety

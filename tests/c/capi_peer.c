@@ -15,6 +15,7 @@
  *   ca-file=PATH   iotsafe_dane_set_ca_file
  *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C
  *   queries        iotsafe_dane_queries_sent
+ *   flush          iotsafe_dane_clear_cache
  *   bad-new        iotsafe_dane_new with a bad resolver address (NULL and a last error)
  *   again          both dane_clientid calls a second time on the same contexts (refused)
  *   wait           prints "waiting" and reads one line from stdin
@@ -270,6 +271,8 @@ int main(int argc, char **argv)
 			printf("ca-file rc=%d\n", iotsafe_dane_set_ca_file(dane, value));
 		else if (strcmp(step, "verify") == 0 && value)
 			verify_client(step, value, device_name);
+		else if (strcmp(step, "flush") == 0)
+			printf("flush rc=%d\n", iotsafe_dane_clear_cache(dane));
 		else if (strcmp(step, "queries") == 0)
 			printf("queries=%llu\n", (unsigned long long)iotsafe_dane_queries_sent(dane));
 		else if (strcmp(step, "bad-new") == 0) {
