@@ -1,4 +1,6 @@
-//! The part of OpenSSL's DANE API (libssl 1.1.0+) that the `openssl` crate does not bind.
+//! The part of OpenSSL's DANE API (libssl 1.1.0+) that the `openssl` crate does not bind, and
+//! the callbacks (verify, custom extensions, session tickets) that must work on `SSL` objects
+//! made by C code, which the crate's own callback wrappers do not.
 //!
 //! Each wrapper takes the crate's safe reference types, so the raw pointers never leave this
 //! file.
