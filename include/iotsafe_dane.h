@@ -54,18 +54,28 @@ iotsafe_dane *iotsafe_dane_new(const char *resolver, const char *trust_anchor_fi
 void iotsafe_dane_free(iotsafe_dane *d);
 
 // Restricts device names to these domains (comma- or space-separated), checked before any DNS
-// query. NULL or "" allows every name. -1 (the list unchanged) when one is not a domain name.
+// query. NULL or "" allows every name; -1 (the list unchanged) when one is not a domain name.
+// Applies to the contexts already configured with `d` too, from their next handshake (and to
+// resuming sessions).
 //
 // # Safety
 // `d` from [`iotsafe_dane_new`]; `domains` NULL or NUL-terminated.
 int iotsafe_dane_set_allowed_domains(iotsafe_dane *d, const char *domains);
 
 // CA certificates (PEM file) for the PKIX usages 0 and 1 of device records (NULL: the system
-// store).
+// store). Applies to the contexts already configured with `d` too.
 //
 // # Safety
 // `d` from [`iotsafe_dane_new`]; `path` NULL or NUL-terminated.
 int iotsafe_dane_set_ca_file(iotsafe_dane *d, const char *path);
+
+// Forgets every cached DNS answer of this handle's resolver (shared with the contexts
+// configured from it): the next handshakes, and resuming sessions, ask the DNS again. For an
+// operator who revokes a device and will not wait for its record's TTL.
+//
+// # Safety
+// `d` from [`iotsafe_dane_new`].
+int iotsafe_dane_clear_cache(const iotsafe_dane *d);
 
 // DNS queries sent by this handle's resolver so far (for tests and benchmarks).
 //
@@ -118,6 +128,16 @@ int iotsafe_dane_verify_client(const iotsafe_dane *d,
 // `IOTSAFE_DANE_CLIENTID_*` values; with `IOTSAFE_DANE_CLIENTID_REFUSE`, TLS below 1.3 is
 // refused too. `code_point` 0 means the default.
 //
+// An authenticated client is reported as verified: `SSL_get_verify_result` returns
+// `X509_V_OK`. The settings of `d` are read at each handshake, so later
+// [`iotsafe_dane_set_allowed_domains`] and [`iotsafe_dane_set_ca_file`] calls apply.
+// Resumption: the context's session cache is switched off and its session-ticket callbacks
+// are taken, so that sessions resume only by ticket and a ticket only while the identity in it
+// still verifies against the DNS as it is now (a removed record ends resumption when the
+// cached answer expires, as it ends full handshakes). Do not set the context's verify callback,
+// session-ticket callbacks or session cache mode afterwards, nor move its `SSL`s to another
+// context.
+//
 // # Safety
 // `d` from [`iotsafe_dane_new`]; `ctx` a live server `SSL_CTX`.
 int iotsafe_dane_ctx_enable_clientid_server(const iotsafe_dane *d,
@@ -135,7 +155,8 @@ int iotsafe_dane_ctx_enable_clientid_client(SSL_CTX *ctx, const char *name, uint
 // After a handshake on a server `SSL` configured by
 // [`iotsafe_dane_ctx_enable_clientid_server`]: copies the authenticated device name
 // (NUL-terminated) into `buf`. Returns 1, or 0 when the peer has no authenticated DANE
-// identity, or -1 when `buf` is too small.
+// identity (the last error then says why its verification failed, also after a refused
+// handshake), or -1 when `buf` is too small.
 //
 // # Safety
 // `ssl` a live `SSL`; `buf` valid for `len` bytes.

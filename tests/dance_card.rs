@@ -39,7 +39,7 @@ fn connect(
     acceptor.set_private_key(&server.key).unwrap();
     let policy = ClientIdServer {
         resolver,
-        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None),
+        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None).into(),
         code_point: DEFAULT_CODE_POINT,
         missing: MissingName::Refuse,
         tls13_only: true,

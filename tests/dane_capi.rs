@@ -15,7 +15,10 @@ use std::thread;
 use foreign_types::{ForeignType, ForeignTypeRef};
 use iotsafe_dane::capi::*;
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
-use openssl::ssl::{Ssl, SslAcceptor, SslConnector, SslContext, SslMethod, SslVerifyMode};
+use openssl::ssl::{
+    Ssl, SslAcceptor, SslConnector, SslContext, SslMethod, SslSession, SslVerifyMode,
+};
+use openssl::x509::X509VerifyResult;
 
 const NAME: &str = "sensor7._device.iotregistry.test";
 
@@ -78,7 +81,7 @@ fn header_compiles_as_c() {
 
 struct Env {
     _dir: tempfile::TempDir,
-    _dns: dns::TestDns,
+    dns: dns::TestDns,
     device: pki::Issued,
     stranger: pki::Issued,
     server: pki::Issued,
@@ -92,6 +95,11 @@ impl Drop for Env {
 }
 
 fn env(extra: &[String]) -> Env {
+    env_with_ttl(300, extra)
+}
+
+/// [`env`] with the device record's TTL chosen.
+fn env_with_ttl(device_ttl: u32, extra: &[String]) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let device = pki::leaf(d, "dev", "dev", &[NAME], None);
@@ -104,7 +112,7 @@ fn env(extra: &[String]) -> Env {
         Matching::Sha256,
     )
     .unwrap();
-    let line = format!("sensor7._device 300 IN TLSA {record}");
+    let line = format!("sensor7._device {device_ttl} IN TLSA {record}");
     let mut lines: Vec<(&str, &str)> = vec![("iotregistry.test.", line.as_str())];
     lines.extend(extra.iter().map(|l| ("example.test.", l.as_str())));
     let dns = dns::TestDns::start(&lines);
@@ -114,7 +122,7 @@ fn env(extra: &[String]) -> Env {
     assert!(!handle.is_null(), "{}", last_error());
     Env {
         _dir: dir,
-        _dns: dns,
+        dns,
         device,
         stranger,
         server,
@@ -193,7 +201,7 @@ fn verify_client_refuses_names_that_are_not_host_names() {
         Matching::Sha256,
     )
     .unwrap();
-    e._dns.add_record(
+    e.dns.add_record(
         "test.",
         &format!("x._device.foo\\.iotregistry 300 IN TLSA {record}"),
     );
@@ -406,5 +414,228 @@ fn ctx_enable_server_auth_covers_every_connection_of_the_context() {
         last_error().contains("_8883._tcp.plain.example.test"),
         "{}",
         last_error()
+    );
+}
+
+/// What the server saw of one connection.
+#[derive(Debug)]
+struct Served {
+    accepted: bool,
+    identity: Option<String>,
+    verify: X509VerifyResult,
+    reused: bool,
+}
+
+/// A `dane_clientid` server configured through the C API with `missing`, accepting
+/// `connections` connections one after the other.
+fn serve(
+    e: &Env,
+    missing: std::ffi::c_int,
+    connections: usize,
+) -> (u16, thread::JoinHandle<Vec<Served>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+    acceptor.set_certificate(&e.server.cert).unwrap();
+    acceptor.set_private_key(&e.server.key).unwrap();
+    // As servers that resume sessions of verified clients do.
+    acceptor.set_session_id_context(b"dane_capi").unwrap();
+    let acceptor = acceptor.build();
+    let rc = unsafe {
+        iotsafe_dane_ctx_enable_clientid_server(e.handle, acceptor.context().as_ptr(), 0, missing)
+    };
+    assert_eq!(rc, 1, "{}", last_error());
+    let server = thread::spawn(move || {
+        (0..connections)
+            .map(|_| {
+                let (stream, _) = listener.accept().unwrap();
+                let ssl = Ssl::new(acceptor.context()).unwrap();
+                match ssl.accept(stream) {
+                    Ok(mut tls) => {
+                        let mut name = [0 as std::ffi::c_char; 256];
+                        let rc = unsafe {
+                            iotsafe_dane_peer_identity(
+                                tls.ssl().as_ptr(),
+                                name.as_mut_ptr(),
+                                name.len(),
+                            )
+                        };
+                        let identity = (rc == 1).then(|| {
+                            unsafe { CStr::from_ptr(name.as_ptr()) }
+                                .to_string_lossy()
+                                .into_owned()
+                        });
+                        let served = Served {
+                            accepted: true,
+                            identity,
+                            verify: tls.ssl().verify_result(),
+                            reused: tls.ssl().session_reused(),
+                        };
+                        let _ = tls.write_all(b"k");
+                        let _ = tls.read(&mut [0u8; 1]);
+                        served
+                    }
+                    Err(err) => {
+                        let ssl = match &err {
+                            openssl::ssl::HandshakeError::Failure(s) => Some(s.ssl()),
+                            _ => None,
+                        };
+                        Served {
+                            accepted: false,
+                            identity: None,
+                            verify: ssl.map_or(X509VerifyResult::OK, |s| s.verify_result()),
+                            reused: ssl.is_some_and(|s| s.session_reused()),
+                        }
+                    }
+                }
+            })
+            .collect()
+    });
+    (port, server)
+}
+
+/// The device as a client, offering `session`: the session to resume next time and whether
+/// this one was resumed, or `None` when the server refused it.
+fn dial(e: &Env, port: u16, session: Option<&SslSession>) -> Option<(SslSession, bool)> {
+    let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    connector.set_verify(SslVerifyMode::NONE);
+    connector.set_certificate(&e.device.cert).unwrap();
+    connector.set_private_key(&e.device.key).unwrap();
+    let connector = connector.build();
+    let name = c(NAME);
+    let rc = unsafe {
+        iotsafe_dane_ctx_enable_clientid_client(connector.context().as_ptr(), name.as_ptr(), 0)
+    };
+    assert_eq!(rc, 1, "{}", last_error());
+    let mut config = connector.configure().unwrap().verify_hostname(false);
+    if let Some(session) = session {
+        unsafe { config.set_session(session).unwrap() };
+    }
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut tls = config.connect("broker.example.test", stream).ok()?;
+    // TLS 1.3: the server's verdict on the certificate, and its tickets, come after connect.
+    tls.read_exact(&mut [0u8; 1]).ok()?;
+    let reused = tls.ssl().session_reused();
+    let session = tls.ssl().session()?.to_owned();
+    let _ = tls.shutdown();
+    Some((session, reused))
+}
+
+#[test]
+fn a_dane_authenticated_client_verifies_as_x509_v_ok() {
+    let e = env(&[]);
+    let (port, server) = serve(&e, IOTSAFE_DANE_CLIENTID_REFUSE, 1);
+    assert!(dial(&e, port, None).is_some());
+    let served = server.join().unwrap();
+    assert!(served[0].accepted, "{served:?}");
+    assert_eq!(served[0].verify, X509VerifyResult::OK, "{served:?}");
+}
+
+#[test]
+fn allowed_domains_set_after_enabling_the_server_apply() {
+    let e = env(&[]);
+    let (port, server) = serve(&e, IOTSAFE_DANE_CLIENTID_REFUSE, 1);
+    let elsewhere = c("elsewhere.test");
+    assert_eq!(
+        unsafe { iotsafe_dane_set_allowed_domains(e.handle, elsewhere.as_ptr()) },
+        1
+    );
+    assert!(
+        dial(&e, port, None).is_none(),
+        "the later restriction applies"
+    );
+    let served = server.join().unwrap();
+    assert!(!served[0].accepted, "{served:?}");
+    assert_eq!(unsafe { iotsafe_dane_queries_sent(e.handle) }, 0);
+}
+
+#[test]
+fn a_saved_ticket_does_not_outlive_the_device_record() {
+    const TTL: u64 = 2;
+    let e = env_with_ttl(TTL as u32, &[]);
+    let (port, server) = serve(&e, IOTSAFE_DANE_CLIENTID_REFUSE, 4);
+    let (session, reused) = dial(&e, port, None).expect("full handshake");
+    assert!(!reused);
+    let (session, reused) = dial(&e, port, Some(&session)).expect("resumed");
+    assert!(reused, "resumption works while the record exists");
+
+    e.dns.set_records("iotregistry.test.", &[]);
+    // The resolver keeps the answer for its TTL: that much revocation delay is by design.
+    thread::sleep(std::time::Duration::from_secs(TTL) + std::time::Duration::from_millis(300));
+    let resumed = dial(&e, port, Some(&session));
+    assert!(resumed.is_none(), "the saved ticket must not resume");
+    assert!(dial(&e, port, None).is_none(), "nor a full handshake");
+    let served = server.join().unwrap();
+    assert_eq!(served[1].identity.as_deref(), Some(NAME), "{served:?}");
+    assert_eq!(served[1].verify, X509VerifyResult::OK, "{served:?}");
+    assert!(!served[2].accepted && !served[2].reused, "{served:?}");
+}
+
+/// `openssl s_client` as the device over TLS 1.2 (`extra` options), saving its session to
+/// `sess_out` (when the server made it resumable) and offering `sess_in` (when saved): whether
+/// the session was resumed, and its output.
+fn s_client_tls12(
+    e: &Env,
+    port: u16,
+    extra: &[&str],
+    sess_in: Option<&Path>,
+    sess_out: &Path,
+) -> (bool, String) {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-tls1_2",
+    ])
+    .args(extra)
+    .arg("-cert")
+    .arg(&e.device.cert_path)
+    .arg("-key")
+    .arg(&e.device.key_path)
+    .arg("-sess_out")
+    .arg(sess_out)
+    .stdin(std::process::Stdio::null());
+    // No file: the server gave no resumable session to save.
+    if let Some(path) = sess_in.filter(|p| p.exists()) {
+        cmd.arg("-sess_in").arg(path);
+    }
+    let out = cmd.output().expect("openssl s_client");
+    let text = format!("{}{}", common::stdout(&out), common::stderr(&out));
+    (text.contains("Reused, TLSv1.2"), text)
+}
+
+#[test]
+fn tls12_sessions_do_not_outlive_the_device_record() {
+    const TTL: u64 = 2;
+    let e = env_with_ttl(TTL as u32, &[]);
+    let (port, server) = serve(&e, IOTSAFE_DANE_CLIENTID_FROM_CERT, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let by_id = dir.path().join("by-id.pem");
+    let by_ticket = dir.path().join("by-ticket.pem");
+    let scratch = dir.path().join("scratch.pem");
+    s_client_tls12(&e, port, &["-no_ticket"], None, &by_id);
+    s_client_tls12(&e, port, &[], None, &by_ticket);
+    let (reused, out) = s_client_tls12(&e, port, &[], Some(&by_ticket), &scratch);
+    assert!(
+        reused,
+        "a TLS 1.2 ticket resumes while the record exists: {out}"
+    );
+
+    e.dns.set_records("iotregistry.test.", &[]);
+    // The resolver keeps the answer for its TTL: that much revocation delay is by design.
+    thread::sleep(std::time::Duration::from_secs(TTL) + std::time::Duration::from_millis(300));
+    let (reused, out) = s_client_tls12(&e, port, &["-no_ticket"], Some(&by_id), &scratch);
+    assert!(
+        !reused,
+        "no resumption by session id after the removal: {out}"
+    );
+    let (reused, out) = s_client_tls12(&e, port, &[], Some(&by_ticket), &scratch);
+    assert!(!reused, "no resumption by ticket after the removal: {out}");
+    let served = server.join().unwrap();
+    assert!(served[..3].iter().all(|s| s.accepted), "{served:?}");
+    assert!(
+        served[3..].iter().all(|s| !s.accepted && !s.reused),
+        "{served:?}"
     );
 }

@@ -75,7 +75,7 @@ fn handshake(
 ) -> (Seen, bool) {
     let config = ClientIdServer {
         resolver: s.resolver.clone(),
-        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None),
+        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None).into(),
         code_point: DEFAULT_CODE_POINT,
         missing,
         tls13_only,
@@ -292,7 +292,7 @@ fn from_cert_refuses_a_certificate_with_too_many_identities_without_dns() {
     let cert = pki::leaf(dir.path(), "many", "many", &sans, None);
     let config = ClientIdServer {
         resolver: resolver.clone(),
-        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None),
+        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None).into(),
         code_point: DEFAULT_CODE_POINT,
         missing: MissingName::FromCertificate,
         tls13_only: true,
@@ -324,7 +324,8 @@ fn from_cert_lookups_share_one_time_budget() {
     let config = ClientIdServer {
         resolver,
         verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None)
-            .with_time_budget(budget),
+            .with_time_budget(budget)
+            .into(),
         code_point: DEFAULT_CODE_POINT,
         missing: MissingName::FromCertificate,
         tls13_only: true,

@@ -10,7 +10,7 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use foreign_types::ForeignTypeRef;
 use openssl::ssl::{SslContextBuilder, SslRef};
@@ -18,7 +18,7 @@ use openssl::stack::StackRef;
 use openssl::x509::{X509Ref, X509};
 
 use crate::dane::client::ClientVerifier;
-use crate::dane::clientid_ext::{self, ClientIdServer, MissingName};
+use crate::dane::clientid_ext::{self, ClientIdServer, MissingName, SharedVerifier};
 use crate::dane::name::{DeviceName, DomainName};
 use crate::dane::resolver::{Resolver, ResolverConfig, TrustAnchor};
 use crate::dane::server::{ContextDane, Policy, ServerTlsa};
@@ -43,15 +43,33 @@ const _: () = assert!(IOTSAFE_DANE_CLIENTID_DEFAULT == clientid_ext::DEFAULT_COD
 /// Opaque handle: the resolver (with its cache) and the device-verification settings.
 pub struct IotsafeDane {
     resolver: Arc<Resolver>,
+    /// What the setters set; behind a lock because handshakes on other threads read the handle
+    /// while a setter runs.
+    settings: Mutex<Settings>,
+    /// Built from `settings`, shared with the contexts configured from this handle, so that a
+    /// setting changed later applies to their next handshakes too.
+    verifier: SharedVerifier,
+}
+
+#[derive(Default)]
+struct Settings {
     allowed: Vec<String>,
     ca_file: Option<PathBuf>,
 }
 
 impl IotsafeDane {
-    fn verifier(&self) -> ClientVerifier {
-        ClientVerifier::new(self.allowed.clone(), self.ca_file.clone())
+    fn change_settings(&self, change: impl FnOnce(&mut Settings)) {
+        let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut settings);
+        self.verifier.replace(ClientVerifier::new(
+            settings.allowed.clone(),
+            settings.ca_file.clone(),
+        ));
     }
 }
+
+/// An empty C string (a `c""` literal would not parse for cbindgen).
+static NO_ERROR: [c_char; 1] = [0];
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -110,7 +128,10 @@ fn handle<'a>(d: *const IotsafeDane) -> Result<&'a IotsafeDane, String> {
 /// into this library on the same thread.
 #[no_mangle]
 pub extern "C" fn iotsafe_dane_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    // Only while the thread is being torn down can there be no thread-local left.
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ptr())
+        .unwrap_or(NO_ERROR.as_ptr())
 }
 
 /// Creates a handle. `resolver`: "ADDR:PORT" of the DNS server asked for every name (NULL:
@@ -140,8 +161,8 @@ pub unsafe extern "C" fn iotsafe_dane_new(
             Resolver::new(ResolverConfig::new(server, anchor)).map_err(|e| e.to_string())?;
         out = Box::into_raw(Box::new(IotsafeDane {
             resolver: Arc::new(resolver),
-            allowed: Vec::new(),
-            ca_file: None,
+            settings: Mutex::default(),
+            verifier: ClientVerifier::new(Vec::new(), None).into(),
         }));
         Ok(1)
     });
@@ -161,7 +182,9 @@ pub unsafe extern "C" fn iotsafe_dane_free(d: *mut IotsafeDane) {
 }
 
 /// Restricts device names to these domains (comma- or space-separated), checked before any DNS
-/// query. NULL or "" allows every name. -1 (the list unchanged) when one is not a domain name.
+/// query. NULL or "" allows every name; -1 (the list unchanged) when one is not a domain name.
+/// Applies to the contexts already configured with `d` too, from their next handshake (and to
+/// resuming sessions).
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `domains` NULL or NUL-terminated.
@@ -172,7 +195,6 @@ pub unsafe extern "C" fn iotsafe_dane_set_allowed_domains(
 ) -> c_int {
     guard(|| {
         let list = opt_str(domains)?.unwrap_or("");
-        let d = d.as_mut().ok_or("iotsafe_dane handle is NULL")?;
         let allowed: Vec<String> = list
             .split([',', ' '])
             .filter(|s| !s.is_empty())
@@ -181,13 +203,13 @@ pub unsafe extern "C" fn iotsafe_dane_set_allowed_domains(
         for domain in &allowed {
             DomainName::parse(domain).map_err(|e| format!("allowed domain: {e}"))?;
         }
-        d.allowed = allowed;
+        handle(d)?.change_settings(|s| s.allowed = allowed);
         Ok(1)
     })
 }
 
 /// CA certificates (PEM file) for the PKIX usages 0 and 1 of device records (NULL: the system
-/// store).
+/// store). Applies to the contexts already configured with `d` too.
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `path` NULL or NUL-terminated.
@@ -198,8 +220,21 @@ pub unsafe extern "C" fn iotsafe_dane_set_ca_file(
 ) -> c_int {
     guard(|| {
         let path = opt_str(path)?.map(PathBuf::from);
-        let d = d.as_mut().ok_or("iotsafe_dane handle is NULL")?;
-        d.ca_file = path;
+        handle(d)?.change_settings(|s| s.ca_file = path);
+        Ok(1)
+    })
+}
+
+/// Forgets every cached DNS answer of this handle's resolver (shared with the contexts
+/// configured from it): the next handshakes, and resuming sessions, ask the DNS again. For an
+/// operator who revokes a device and will not wait for its record's TTL.
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`].
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_clear_cache(d: *const IotsafeDane) -> c_int {
+    guard(|| {
+        handle(d)?.resolver.clear_cache();
         Ok(1)
     })
 }
@@ -210,7 +245,7 @@ pub unsafe extern "C" fn iotsafe_dane_set_ca_file(
 /// `d` from [`iotsafe_dane_new`].
 #[no_mangle]
 pub unsafe extern "C" fn iotsafe_dane_queries_sent(d: *const IotsafeDane) -> u64 {
-    handle(d).map(|d| d.resolver.queries_sent()).unwrap_or(0)
+    catch_unwind(|| handle(d).map(|d| d.resolver.queries_sent()).unwrap_or(0)).unwrap_or(0)
 }
 
 /// Server authentication on one client connection: looks up `_<port>._tcp.<host>` and puts
@@ -313,7 +348,7 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
                 .map(|c| c.to_owned())
                 .collect()
         };
-        let v = d.verifier().verify(&d.resolver, name, leaf, &chain);
+        let v = d.verifier.current().verify(&d.resolver, name, leaf, &chain);
         if v.authenticated() {
             set_error("");
             Ok(1)
@@ -328,6 +363,16 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
 /// the TLSA records of the client's name in the handshake. `missing`: one of the
 /// `IOTSAFE_DANE_CLIENTID_*` values; with `IOTSAFE_DANE_CLIENTID_REFUSE`, TLS below 1.3 is
 /// refused too. `code_point` 0 means the default.
+///
+/// An authenticated client is reported as verified: `SSL_get_verify_result` returns
+/// `X509_V_OK`. The settings of `d` are read at each handshake, so later
+/// [`iotsafe_dane_set_allowed_domains`] and [`iotsafe_dane_set_ca_file`] calls apply.
+/// Resumption: the context's session cache is switched off and its session-ticket callbacks
+/// are taken, so that sessions resume only by ticket and a ticket only while the identity in it
+/// still verifies against the DNS as it is now (a removed record ends resumption when the
+/// cached answer expires, as it ends full handshakes). Do not set the context's verify callback,
+/// session-ticket callbacks or session cache mode afterwards, nor move its `SSL`s to another
+/// context.
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `ctx` a live server `SSL_CTX`.
@@ -350,14 +395,14 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_server(
         };
         let config = Arc::new(ClientIdServer {
             resolver: d.resolver.clone(),
-            verifier: d.verifier(),
+            verifier: d.verifier.clone(),
             code_point: code_point_or_default(code_point),
             missing,
             tls13_only: missing == MissingName::Refuse,
         });
         // The context belongs to the caller: borrow it as a builder without freeing it.
         let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
-        clientid_ext::enable_server(&mut builder, config).map_err(|e| e.to_string())?;
+        clientid_ext::enable_server(&mut builder, config)?;
         Ok(1)
     })
 }
@@ -380,8 +425,7 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_client(
             return Err("ctx is NULL".into());
         }
         let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
-        clientid_ext::enable_client(&mut builder, name, code_point_or_default(code_point))
-            .map_err(|e| e.to_string())?;
+        clientid_ext::enable_client(&mut builder, name, code_point_or_default(code_point))?;
         Ok(1)
     })
 }
@@ -389,7 +433,8 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_client(
 /// After a handshake on a server `SSL` configured by
 /// [`iotsafe_dane_ctx_enable_clientid_server`]: copies the authenticated device name
 /// (NUL-terminated) into `buf`. Returns 1, or 0 when the peer has no authenticated DANE
-/// identity, or -1 when `buf` is too small.
+/// identity (the last error then says why its verification failed, also after a refused
+/// handshake), or -1 when `buf` is too small.
 ///
 /// # Safety
 /// `ssl` a live `SSL`; `buf` valid for `len` bytes.
@@ -404,8 +449,11 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
             return Err("ssl or buf is NULL".into());
         }
         let ssl = SslRef::from_ptr(ssl as *mut _);
-        let Some(v) = clientid_ext::peer_identity(ssl).filter(|v| v.authenticated()) else {
-            return refuse("the peer has no authenticated DANE identity".into());
+        let v = match clientid_ext::peer_identity(ssl) {
+            Some(v) if v.authenticated() => v,
+            // Why the client was refused, for the application's log.
+            Some(v) => return refuse(v.to_string()),
+            None => return refuse("the peer has no authenticated DANE identity".into()),
         };
         let name = v.name.as_bytes();
         if name.len() + 1 > len {

@@ -10,18 +10,31 @@
 //! No code point is assigned yet, so it is a parameter; [`DEFAULT_CODE_POINT`] is in the
 //! private-use range. A server that requires DANE identities refuses TLS below 1.3, where the
 //! extension cannot be carried in the Certificate message.
+//!
+//! Two rules keep the verdict honest after the handshake:
+//! - an authenticated client is reported as verified (`SSL_get_verify_result` is `X509_V_OK`),
+//!   as OpenSSL's own DANE does, and only then;
+//! - a resumed session skips the Certificate message, so resumption goes only through session
+//!   tickets (the server's session cache is off), each ticket carries the authenticated name,
+//!   and a ticket resumes only while that name still verifies the session's certificate against
+//!   the DNS as it is now. The resolver keeps an answer no longer than its TTL, so a removed
+//!   record ends resumption when it ends full handshakes.
+//!
+//! The callbacks are installed with OpenSSL's C API (see `ossl`), so the `SSL` objects may be
+//! made by C code (`SSL_new`), as the C API's users make them.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
-use openssl::error::ErrorStack;
 use openssl::ex_data::Index;
 use openssl::ssl::{
-    ExtensionContext, Ssl, SslAlert, SslContextBuilder, SslRef, SslVerifyMode, SslVersion,
+    ExtensionContext, Ssl, SslAlert, SslContextBuilder, SslRef, SslSessionCacheMode, SslVerifyMode,
+    SslVersion,
 };
-use openssl::x509::{X509StoreContext, X509StoreContextRef, X509VerifyResult, X509};
+use openssl::x509::{X509Ref, X509StoreContextRef, X509VerifyResult, X509};
 
 use super::client::{identities_in_certificate, ClientVerification, ClientVerifier, Refusal};
+use super::ossl;
 use super::resolver::Resolver;
 
 /// At most this many identities of a certificate's SAN dNSNames are looked up for a client
@@ -46,10 +59,37 @@ pub enum MissingName {
     Unauthenticated,
 }
 
+/// The device-verification settings of a server, which may change after it was configured
+/// (allowed domains, CAs): every handshake takes the current ones.
+#[derive(Clone)]
+pub struct SharedVerifier(Arc<RwLock<Arc<ClientVerifier>>>);
+
+impl SharedVerifier {
+    pub fn new(verifier: ClientVerifier) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(verifier))))
+    }
+
+    /// The settings now (a verification in progress keeps the ones it started with).
+    pub fn current(&self) -> Arc<ClientVerifier> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// New settings for every verification from now on.
+    pub fn replace(&self, verifier: ClientVerifier) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(verifier);
+    }
+}
+
+impl From<ClientVerifier> for SharedVerifier {
+    fn from(verifier: ClientVerifier) -> Self {
+        Self::new(verifier)
+    }
+}
+
 /// Server-side configuration of DANE client authentication.
 pub struct ClientIdServer {
     pub resolver: Arc<Resolver>,
-    pub verifier: ClientVerifier,
+    pub verifier: SharedVerifier,
     pub code_point: u16,
     pub missing: MissingName,
     /// Refuse protocol versions below TLS 1.3 (set when DANE identities are required).
@@ -66,15 +106,27 @@ fn result_index() -> Index<Ssl, ClientVerification> {
     *IDX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
 }
 
+/// The identity re-verified for a session ticket the client offered (used only when the
+/// session was in fact resumed).
+fn resumed_index() -> Index<Ssl, ClientVerification> {
+    static IDX: OnceLock<Index<Ssl, ClientVerification>> = OnceLock::new();
+    *IDX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
+}
+
 /// The name a client sent in the extension, on the server side.
 pub fn received_name(ssl: &SslRef) -> Option<&str> {
     ssl.ex_data(name_index()).map(String::as_str)
 }
 
 /// The verification of the client on this connection (server side), once its certificate was
-/// checked: which name, which record matched, or why none did.
+/// checked: which name, which record matched, or why none did. On a resumed session, the
+/// verification re-done for it when the client offered its ticket.
 pub fn peer_identity(ssl: &SslRef) -> Option<&ClientVerification> {
-    ssl.ex_data(result_index())
+    ssl.ex_data(result_index()).or_else(|| {
+        ssl.session_reused()
+            .then(|| ssl.ex_data(resumed_index()))
+            .flatten()
+    })
 }
 
 /// Client side: answer a server's `dane_clientid` request with `name`.
@@ -82,83 +134,158 @@ pub fn enable_client(
     ctx: &mut SslContextBuilder,
     name: &str,
     code_point: u16,
-) -> Result<(), ErrorStack> {
+) -> Result<(), String> {
     let name = name.trim_end_matches('.').as_bytes().to_vec();
-    let body = encode(&name);
-    ctx.add_custom_ext(
-        code_point,
-        CONTEXT,
-        move |_ssl, context, cert| {
-            // Only in our end-entity certificate entry; OpenSSL calls this only when the
-            // server sent the extension in its CertificateRequest.
-            let ours = context.contains(ExtensionContext::TLS1_3_CERTIFICATE)
-                && matches!(cert, Some((0, _)));
-            Ok(ours.then(|| body.clone()))
-        },
-        |_ssl, _context, _data, _cert| Ok(()),
-    )
+    let ext = ClientExtension {
+        body: encode(&name),
+    };
+    ossl::add_custom_ext(ctx, code_point, CONTEXT, ext)
+}
+
+/// The client's half of the extension: its name, in its end-entity certificate entry.
+struct ClientExtension {
+    body: Vec<u8>,
+}
+
+impl ossl::CustomExtension for ClientExtension {
+    fn add(&self, context: ExtensionContext, cert_index: Option<usize>) -> Option<&[u8]> {
+        // Only in our end-entity certificate entry; OpenSSL calls this only when the server
+        // sent the extension in its CertificateRequest.
+        let ours = context.contains(ExtensionContext::TLS1_3_CERTIFICATE) && cert_index == Some(0);
+        ours.then_some(self.body.as_slice())
+    }
+
+    fn parse(
+        &self,
+        _ssl: &mut SslRef,
+        _context: ExtensionContext,
+        _data: &[u8],
+        _cert_index: Option<usize>,
+    ) -> Result<(), SslAlert> {
+        Ok(())
+    }
+}
+
+/// The server's half: request the extension, keep the name the client sends.
+struct ServerExtension;
+
+impl ossl::CustomExtension for ServerExtension {
+    fn add(&self, context: ExtensionContext, _cert_index: Option<usize>) -> Option<&[u8]> {
+        let request = context.contains(ExtensionContext::TLS1_3_CERTIFICATE_REQUEST);
+        request.then_some(&[][..])
+    }
+
+    fn parse(
+        &self,
+        ssl: &mut SslRef,
+        context: ExtensionContext,
+        data: &[u8],
+        cert_index: Option<usize>,
+    ) -> Result<(), SslAlert> {
+        if context.contains(ExtensionContext::TLS1_3_CERTIFICATE) && cert_index == Some(0) {
+            let name = decode(data).ok_or(SslAlert::DECODE_ERROR)?;
+            ssl.set_ex_data(name_index(), name);
+        }
+        Ok(())
+    }
 }
 
 /// Server side: request the extension, require a client certificate, and verify it against the
-/// TLSA records of the client's name inside the handshake.
+/// TLSA records of the client's name inside the handshake. Sessions resume only through
+/// tickets, and a ticket resumes only while its identity still verifies (revocation holds).
 pub fn enable_server(
     ctx: &mut SslContextBuilder,
     config: Arc<ClientIdServer>,
-) -> Result<(), ErrorStack> {
+) -> Result<(), String> {
     if config.tls13_only {
-        ctx.set_min_proto_version(Some(SslVersion::TLS1_3))?;
+        ctx.set_min_proto_version(Some(SslVersion::TLS1_3))
+            .map_err(|e| format!("cannot require TLS 1.3: {e}"))?;
     }
-    ctx.add_custom_ext(
-        config.code_point,
-        CONTEXT,
-        |_ssl, context, _cert| {
-            let request = context.contains(ExtensionContext::TLS1_3_CERTIFICATE_REQUEST);
-            Ok(request.then(Vec::<u8>::new))
-        },
-        |ssl, context, data, cert| {
-            if context.contains(ExtensionContext::TLS1_3_CERTIFICATE)
-                && matches!(cert, Some((0, _)))
-            {
-                let name = decode(data).ok_or(SslAlert::DECODE_ERROR)?;
-                ssl.set_ex_data(name_index(), name);
-            }
-            Ok(())
-        },
-    )?;
+    ossl::add_custom_ext(ctx, config.code_point, CONTEXT, ServerExtension)?;
     let mode = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
-    ctx.set_verify_callback(mode, move |_preverify, store| verify(&config, store));
+    ossl::set_verify_check(ctx, mode, config.clone())?;
+    ossl::set_ticket_check(ctx, config)?;
+    // A session found in the server's cache would resume without the ticket check.
+    ctx.set_session_cache_mode(SslSessionCacheMode::OFF);
     Ok(())
+}
+
+impl ossl::CertificateCheck for ClientIdServer {
+    fn check(&self, _preverify: bool, ssl: &mut SslRef, store: &mut X509StoreContextRef) -> bool {
+        verify(self, ssl, store)
+    }
 }
 
 /// The verify callback: called by OpenSSL for each certificate of the chain and for each
 /// error. PKIX errors are not ours to judge (DANE decides); the decision is taken once, on the
-/// first call for the end-entity certificate, and remembered on the `SSL`.
-fn verify(config: &ClientIdServer, store: &mut X509StoreContextRef) -> bool {
+/// first call for the end-entity certificate, and remembered on the `SSL`. An authenticated
+/// client is reported as verified (`SSL_get_verify_result` is `X509_V_OK`), as OpenSSL's own
+/// DANE does.
+fn verify(config: &ClientIdServer, ssl: &mut SslRef, store: &mut X509StoreContextRef) -> bool {
     if store.error_depth() != 0 {
         return true;
+    }
+    if let Some(done) = ssl.ex_data(result_index()) {
+        return settle(store, done.authenticated(), done.authenticated());
     }
     let Some((leaf, chain)) = super::ossl::presented_chain(store) else {
         return false;
     };
-    let Ok(idx) = X509StoreContext::ssl_idx() else {
-        return false;
-    };
-    let Some(ssl) = store.ex_data(idx) else {
-        return false;
-    };
-    if let Some(done) = peer_identity(ssl) {
-        return done.authenticated();
-    }
     let decision = decide(config, ssl, &leaf, &chain);
-    let ok = decision.as_ref().is_some_and(|v| v.authenticated())
-        || (decision.is_none() && config.missing == MissingName::Unauthenticated);
+    let authenticated = decision.as_ref().is_some_and(|v| v.authenticated());
+    let ok =
+        authenticated || (decision.is_none() && config.missing == MissingName::Unauthenticated);
     if let Some(v) = decision {
-        super::ossl::set_ssl_ex_data(ssl, result_index(), v);
+        ssl.set_ex_data(result_index(), v);
     }
-    if !ok {
+    settle(store, ok, authenticated)
+}
+
+/// The verdict as OpenSSL records it: the store's error is what `SSL_get_verify_result`
+/// reports after the handshake.
+fn settle(store: &mut X509StoreContextRef, ok: bool, authenticated: bool) -> bool {
+    if authenticated {
+        store.set_error(X509VerifyResult::OK);
+    } else if !ok {
         store.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
     }
     ok
+}
+
+/// Version of what a ticket carries: the authenticated device name after it.
+const TICKET_IDENTITY_V1: u8 = 1;
+
+impl ossl::TicketCheck for ClientIdServer {
+    /// The authenticated name, so that resuming re-verifies it.
+    fn seal(&self, ssl: &SslRef) -> Option<Vec<u8>> {
+        let v = peer_identity(ssl).filter(|v| v.authenticated())?;
+        let mut sealed = vec![TICKET_IDENTITY_V1];
+        sealed.extend_from_slice(v.name.as_bytes());
+        Some(sealed)
+    }
+
+    /// A ticket resumes only when its name still authenticates the session's certificate with
+    /// the DNS as it is now (the resolver's cache keeps an answer no longer than its TTL, so a
+    /// removed record stops resumption when it stops a full handshake). A session without an
+    /// identity resumes only where identities are optional.
+    fn may_resume(&self, ssl: &mut SslRef, sealed: Option<&[u8]>, peer: Option<&X509Ref>) -> bool {
+        let name = match sealed {
+            None => return self.missing == MissingName::Unauthenticated,
+            Some([TICKET_IDENTITY_V1, name @ ..]) => std::str::from_utf8(name).ok(),
+            Some(_) => None,
+        };
+        let (Some(name), Some(peer)) = (name, peer) else {
+            return false;
+        };
+        // The chain is not in the session: identities by DANE-TA need a full handshake.
+        let v = self
+            .verifier
+            .current()
+            .verify(&self.resolver, name, peer, &[]);
+        let ok = v.authenticated();
+        ssl.set_ex_data(resumed_index(), v);
+        ok
+    }
 }
 
 /// `None`: no name to verify (no extension and none in the certificate).
@@ -171,10 +298,11 @@ fn decide(
     if config.tls13_only && ssl.version2() != Some(SslVersion::TLS1_3) {
         return None;
     }
+    let verifier = config.verifier.current();
     match received_name(ssl) {
-        Some(name) => Some(config.verifier.verify(&config.resolver, name, leaf, chain)),
+        Some(name) => Some(verifier.verify(&config.resolver, name, leaf, chain)),
         None if config.missing == MissingName::FromCertificate => {
-            from_certificate(config, leaf, chain)
+            from_certificate(config, &verifier, leaf, chain)
         }
         None => None,
     }
@@ -185,6 +313,7 @@ fn decide(
 /// refused without a look-up (each costs DNS work, and the peer chooses how many there are).
 fn from_certificate(
     config: &ClientIdServer,
+    verifier: &ClientVerifier,
     leaf: &X509,
     chain: &[X509],
 ) -> Option<ClientVerification> {
@@ -198,12 +327,10 @@ fn from_certificate(
         v.form = Some(names[0].form());
         return Some(v);
     }
-    let deadline = Instant::now() + config.verifier.time_budget();
+    let deadline = Instant::now() + verifier.time_budget();
     let mut last = None;
     for name in &names {
-        let v = config
-            .verifier
-            .verify_name(&config.resolver, name, leaf, chain, deadline);
+        let v = verifier.verify_name(&config.resolver, name, leaf, chain, deadline);
         if v.authenticated() {
             return Some(v);
         }

@@ -1,13 +1,20 @@
-//! The part of OpenSSL's DANE API (libssl 1.1.0+) that the `openssl` crate does not bind.
+//! The part of OpenSSL's DANE API (libssl 1.1.0+) that the `openssl` crate does not bind, and
+//! the callbacks (verify, custom extensions, session tickets) that must work on `SSL` objects
+//! made by C code, which the crate's own callback wrappers do not.
 //!
 //! Each wrapper takes the crate's safe reference types, so the raw pointers never leave this
 //! file.
 
 use std::ffi::CString;
 use std::os::raw::{c_int, c_uchar, c_ulong};
+use std::sync::OnceLock;
 
 use foreign_types::ForeignTypeRef;
-use openssl::ssl::SslRef;
+use openssl::ex_data::Index;
+use openssl::ssl::{
+    ExtensionContext, SslAlert, SslContext, SslContextBuilder, SslRef, SslVerifyMode,
+};
+use openssl::x509::{X509Ref, X509StoreContextRef};
 
 /// `DANE_FLAG_NO_DANE_EE_NAMECHECKS`: no name checks when a DANE-EE(3) record matched, as
 /// RFC 7671 §5.1 says (the record binds the key to the name already).
@@ -162,24 +169,6 @@ pub(crate) fn presented_chain(
     }
 }
 
-/// Attaches `data` to an `SSL` reached through a shared reference (inside a verify callback,
-/// where OpenSSL hands out the `SSL` only that way). Must not be used on an index already set
-/// for this `SSL` (the old value would leak); callers check first.
-pub(crate) fn set_ssl_ex_data<T>(
-    ssl: &SslRef,
-    index: openssl::ex_data::Index<openssl::ssl::Ssl, T>,
-    data: T,
-) {
-    // SAFETY: the openssl crate stores ex_data as a leaked Box<T> and frees it with the free
-    // callback registered by `Ssl::new_ex_index::<T>`; this is the same representation.
-    unsafe {
-        let raw = Box::into_raw(Box::new(data)) as *mut libc::c_void;
-        if openssl_sys::SSL_set_ex_data(ssl.as_ptr(), index.as_raw(), raw) != 1 {
-            drop(Box::from_raw(raw as *mut T));
-        }
-    }
-}
-
 /// `SSL_DANE` is opaque here: only passed from `SSL_get0_dane` to `X509_STORE_CTX_set0_dane`.
 #[repr(C)]
 pub(crate) struct SslDane {
@@ -221,21 +210,15 @@ pub(crate) trait ChainVerifier: Send + Sync + 'static {
 
 /// Replaces the chain verification of every connection made from `ctx` by: `verifier.prepare`
 /// on the connection's `SSL`, then OpenSSL's own verification (with DANE when records were
-/// added). The verifier lives as long as the context (it is kept in the context's ex_data).
+/// added). The verifier lives as long as the context.
 pub(crate) fn install_chain_verifier<V: ChainVerifier>(
     ctx: &mut openssl::ssl::SslContextBuilder,
     verifier: V,
 ) -> Result<(), String> {
-    let index = openssl::ssl::SslContext::new_ex_index::<V>().map_err(|e| e.to_string())?;
-    ctx.set_ex_data(index, verifier);
+    let arg = keep_with_context(ctx, std::sync::Arc::new(verifier))? as *mut libc::c_void;
     // SAFETY: `ctx` is live; DANE must be enabled on the context before any SSL uses it; `arg`
-    // is the boxed verifier in the context's ex_data, freed only with the context, after its
-    // last callback.
+    // is the verifier, kept alive with the context, after its last callback.
     unsafe {
-        let arg = openssl_sys::SSL_CTX_get_ex_data(ctx.as_ptr(), index.as_raw());
-        if arg.is_null() {
-            return Err("cannot keep the verifier on the context".into());
-        }
         if SSL_CTX_dane_enable(ctx.as_ptr()) <= 0 {
             return Err("SSL_CTX_dane_enable failed".into());
         }
@@ -290,4 +273,391 @@ unsafe extern "C" fn verify_chain<V: ChainVerifier>(
         }
     })
     .unwrap_or(0)
+}
+
+// Callbacks installed through OpenSSL's C API with functions of our own.
+//
+// The `openssl` crate's callback wrappers find their closures through per-`SSL` data that only
+// its `Ssl::new` sets, and panic (abort, across `extern "C"`) on an `SSL` made by C `SSL_new`,
+// as every C program makes them. The functions below find their state only through what
+// OpenSSL itself hands them: the callback argument, or the context's own ex_data. Every one
+// runs its body under `catch_unwind` and fails closed.
+
+/// Everything a context's callbacks point at, kept alive as long as the context: callbacks hold
+/// raw pointers into these values, so they are only ever added, never replaced.
+type KeepAlive = std::sync::Mutex<Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>>;
+
+fn keep_alive_index() -> Option<Index<SslContext, KeepAlive>> {
+    static IDX: OnceLock<Option<Index<SslContext, KeepAlive>>> = OnceLock::new();
+    *IDX.get_or_init(|| SslContext::new_ex_index().ok())
+}
+
+/// Keeps `value` alive as long as `ctx` and returns a pointer to it valid that long.
+fn keep_with_context<T: Send + Sync + 'static>(
+    ctx: &mut SslContextBuilder,
+    value: std::sync::Arc<T>,
+) -> Result<*const T, String> {
+    let index = keep_alive_index().ok_or("no SSL_CTX ex_data index")?;
+    let ptr = std::sync::Arc::as_ptr(&value);
+    // SAFETY: `ctx` is live; the slot holds a `KeepAlive` boxed by the crate's ex_data
+    // representation (the index was made for that type) or NULL.
+    let kept = unsafe { openssl_sys::SSL_CTX_get_ex_data(ctx.as_ptr(), index.as_raw()) };
+    if kept.is_null() {
+        ctx.set_ex_data(index, KeepAlive::new(vec![value]));
+    } else {
+        // SAFETY: see above; the list lives with the context.
+        let kept = unsafe { &*(kept as *const KeepAlive) };
+        kept.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(value);
+    }
+    Ok(ptr)
+}
+
+/// A TLS extension handled by our own callbacks (`SSL_CTX_add_custom_ext`).
+pub(crate) trait CustomExtension: Send + Sync + 'static {
+    /// The body to send in `context` (in a Certificate message, for the certificate at
+    /// `cert_index`), or `None` to send nothing. Borrowed from `self`, which outlives the
+    /// handshake.
+    fn add(&self, context: ExtensionContext, cert_index: Option<usize>) -> Option<&[u8]>;
+
+    /// The peer sent the extension with `data`; `Err` aborts the handshake with that alert.
+    fn parse(
+        &self,
+        ssl: &mut SslRef,
+        context: ExtensionContext,
+        data: &[u8],
+        cert_index: Option<usize>,
+    ) -> Result<(), SslAlert>;
+}
+
+/// Registers `ext` as the handler of extension `ext_type` in `context` on `ctx`. Fails when the
+/// context already handles that extension.
+pub(crate) fn add_custom_ext<E: CustomExtension>(
+    ctx: &mut SslContextBuilder,
+    ext_type: u16,
+    context: ExtensionContext,
+    ext: E,
+) -> Result<(), String> {
+    let arg = keep_with_context(ctx, std::sync::Arc::new(ext))? as *mut libc::c_void;
+    // SAFETY: `ctx` is live; `arg` points at `ext`, kept alive with the context (the extension
+    // definition, and the copies SSL_new makes of it, cannot outlive it).
+    let rc = unsafe {
+        openssl_sys::SSL_CTX_add_custom_ext(
+            ctx.as_ptr(),
+            ext_type.into(),
+            context.bits(),
+            Some(ext_add::<E>),
+            Some(ext_free),
+            arg,
+            Some(ext_parse::<E>),
+            arg,
+        )
+    };
+    if rc != 1 {
+        return Err(format!(
+            "cannot add TLS extension {ext_type} to the context (already added?)"
+        ));
+    }
+    Ok(())
+}
+
+/// The alert's description number, which is what libssl wants back.
+fn alert_value(alert: SslAlert) -> c_int {
+    alert.reason_code() - openssl_sys::SSL_AD_REASON_OFFSET
+}
+
+/// Which certificate of a Certificate message an extension callback is about.
+fn cert_index(
+    context: ExtensionContext,
+    x: *mut openssl_sys::X509,
+    chainidx: usize,
+) -> Option<usize> {
+    (context.contains(ExtensionContext::TLS1_3_CERTIFICATE) && !x.is_null()).then_some(chainidx)
+}
+
+unsafe extern "C" fn ext_add<E: CustomExtension>(
+    _ssl: *mut openssl_sys::SSL,
+    _ext_type: libc::c_uint,
+    context: libc::c_uint,
+    out: *mut *const c_uchar,
+    outlen: *mut libc::size_t,
+    x: *mut openssl_sys::X509,
+    chainidx: libc::size_t,
+    al: *mut c_int,
+    arg: *mut libc::c_void,
+) -> c_int {
+    let body = std::panic::catch_unwind(|| {
+        let context = ExtensionContext::from_bits_truncate(context);
+        // SAFETY: `arg` is the `E` registered with this callback, alive with the context.
+        let ext = unsafe { &*(arg as *const E) };
+        ext.add(context, cert_index(context, x, chainidx))
+            .map(|b| (b.as_ptr(), b.len()))
+    });
+    match body {
+        Ok(None) => 0,
+        Ok(Some((ptr, len))) => {
+            // SAFETY: out-pointers from libssl; the body is borrowed from `E`, which outlives
+            // the handshake, so nothing needs freeing.
+            unsafe {
+                *out = ptr;
+                *outlen = len;
+            }
+            1
+        }
+        Err(_) => {
+            // SAFETY: out-pointer from libssl.
+            unsafe { *al = alert_value(SslAlert::INTERNAL_ERROR) };
+            -1
+        }
+    }
+}
+
+/// The bodies are borrowed from the extension handler: nothing to free.
+unsafe extern "C" fn ext_free(
+    _ssl: *mut openssl_sys::SSL,
+    _ext_type: libc::c_uint,
+    _context: libc::c_uint,
+    _out: *const c_uchar,
+    _arg: *mut libc::c_void,
+) {
+}
+
+unsafe extern "C" fn ext_parse<E: CustomExtension>(
+    ssl: *mut openssl_sys::SSL,
+    _ext_type: libc::c_uint,
+    context: libc::c_uint,
+    input: *const c_uchar,
+    inlen: libc::size_t,
+    x: *mut openssl_sys::X509,
+    chainidx: libc::size_t,
+    al: *mut c_int,
+    arg: *mut libc::c_void,
+) -> c_int {
+    let verdict = std::panic::catch_unwind(|| {
+        let context = ExtensionContext::from_bits_truncate(context);
+        // SAFETY: `arg` is the `E` registered with this callback; `ssl` is the live SSL of the
+        // handshake; `input` is valid for `inlen` bytes during the call.
+        unsafe {
+            let ext = &*(arg as *const E);
+            let data = if input.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(input, inlen)
+            };
+            ext.parse(
+                SslRef::from_ptr_mut(ssl),
+                context,
+                data,
+                cert_index(context, x, chainidx),
+            )
+        }
+    })
+    .unwrap_or(Err(SslAlert::INTERNAL_ERROR));
+    match verdict {
+        Ok(()) => 1,
+        Err(alert) => {
+            // SAFETY: out-pointer from libssl.
+            unsafe { *al = alert_value(alert) };
+            0
+        }
+    }
+}
+
+/// Decides the peer's certificate in a verify callback (`SSL_CTX_set_verify`).
+pub(crate) trait CertificateCheck: Send + Sync + 'static {
+    /// OpenSSL's per-certificate call: `preverify` is its own verdict on the certificate at
+    /// `store.error_depth()`; the return value replaces it.
+    fn check(&self, preverify: bool, ssl: &mut SslRef, store: &mut X509StoreContextRef) -> bool;
+}
+
+type SharedCheck = std::sync::Arc<dyn CertificateCheck>;
+
+fn check_index() -> Option<Index<SslContext, SharedCheck>> {
+    static IDX: OnceLock<Option<Index<SslContext, SharedCheck>>> = OnceLock::new();
+    *IDX.get_or_init(|| SslContext::new_ex_index().ok())
+}
+
+/// Peer verification with `mode` on `ctx`, decided by `check` for every connection made from it.
+/// The callback has no argument: it finds `check` in the ex_data of the connection's context.
+pub(crate) fn set_verify_check(
+    ctx: &mut SslContextBuilder,
+    mode: SslVerifyMode,
+    check: SharedCheck,
+) -> Result<(), String> {
+    let index = check_index().ok_or("no SSL_CTX ex_data index")?;
+    // A replaced check may still be running in another connection's handshake.
+    keep_with_context(ctx, std::sync::Arc::new(check.clone()))?;
+    ctx.set_ex_data(index, check);
+    // SAFETY: live context; the callback is ours.
+    unsafe { openssl_sys::SSL_CTX_set_verify(ctx.as_ptr(), mode.bits(), Some(verify_callback)) };
+    Ok(())
+}
+
+extern "C" fn verify_callback(preverify: c_int, store: *mut openssl_sys::X509_STORE_CTX) -> c_int {
+    let ok = std::panic::catch_unwind(|| {
+        // SAFETY: called by libssl with the store context of a live handshake, whose ex_data
+        // holds the SSL; the check is kept by that SSL's context.
+        unsafe {
+            let ssl = openssl_sys::X509_STORE_CTX_get_ex_data(
+                store,
+                openssl_sys::SSL_get_ex_data_X509_STORE_CTX_idx(),
+            ) as *mut openssl_sys::SSL;
+            let index = check_index()?;
+            if ssl.is_null() {
+                return None;
+            }
+            let ctx = openssl::ssl::SslContextRef::from_ptr(SSL_get_SSL_CTX(ssl));
+            // Not there when the application moved the SSL to another context: fail closed.
+            let check = ctx.ex_data(index)?.clone();
+            Some(check.check(
+                preverify != 0,
+                SslRef::from_ptr_mut(ssl),
+                X509StoreContextRef::from_ptr_mut(store),
+            ))
+        }
+    });
+    match ok {
+        Ok(Some(true)) => 1,
+        _ => {
+            // SAFETY: live store context.
+            unsafe {
+                if openssl_sys::X509_STORE_CTX_get_error(store) == openssl_sys::X509_V_OK {
+                    openssl_sys::X509_STORE_CTX_set_error(
+                        store,
+                        openssl_sys::X509_V_ERR_APPLICATION_VERIFICATION,
+                    );
+                }
+            }
+            0
+        }
+    }
+}
+
+/// What a server keeps in its session tickets and checks when a client offers one back
+/// (`SSL_CTX_set_session_ticket_cb`).
+pub(crate) trait TicketCheck: Send + Sync + 'static {
+    /// Data to seal into the tickets issued on this connection (`None`: none).
+    fn seal(&self, ssl: &SslRef) -> Option<Vec<u8>>;
+
+    /// A ticket decrypted: may it resume? `sealed` is what [`TicketCheck::seal`] put in it,
+    /// `peer` the client certificate of the session. `false` makes a full handshake instead.
+    fn may_resume(&self, ssl: &mut SslRef, sealed: Option<&[u8]>, peer: Option<&X509Ref>) -> bool;
+}
+
+const SSL_TICKET_SUCCESS: c_int = 5;
+const SSL_TICKET_SUCCESS_RENEW: c_int = 6;
+const SSL_TICKET_RETURN_IGNORE_RENEW: c_int = 2;
+const SSL_TICKET_RETURN_USE: c_int = 3;
+const SSL_TICKET_RETURN_USE_RENEW: c_int = 4;
+
+type TicketGenCb =
+    unsafe extern "C" fn(ssl: *mut openssl_sys::SSL, arg: *mut libc::c_void) -> c_int;
+type TicketDecCb = unsafe extern "C" fn(
+    ssl: *mut openssl_sys::SSL,
+    sess: *mut openssl_sys::SSL_SESSION,
+    keyname: *const c_uchar,
+    keyname_len: libc::size_t,
+    status: c_int,
+    arg: *mut libc::c_void,
+) -> c_int;
+
+extern "C" {
+    fn SSL_CTX_set_session_ticket_cb(
+        ctx: *mut openssl_sys::SSL_CTX,
+        gen_cb: Option<TicketGenCb>,
+        dec_cb: Option<TicketDecCb>,
+        arg: *mut libc::c_void,
+    ) -> c_int;
+    fn SSL_SESSION_set1_ticket_appdata(
+        ss: *mut openssl_sys::SSL_SESSION,
+        data: *const libc::c_void,
+        len: libc::size_t,
+    ) -> c_int;
+    fn SSL_SESSION_get0_ticket_appdata(
+        ss: *mut openssl_sys::SSL_SESSION,
+        data: *mut *mut libc::c_void,
+        len: *mut libc::size_t,
+    ) -> c_int;
+    fn SSL_SESSION_get0_peer(ss: *mut openssl_sys::SSL_SESSION) -> *mut openssl_sys::X509;
+}
+
+/// Installs `check` as the judge of every session ticket of `ctx`.
+pub(crate) fn set_ticket_check<T: TicketCheck>(
+    ctx: &mut SslContextBuilder,
+    check: std::sync::Arc<T>,
+) -> Result<(), String> {
+    let arg = keep_with_context(ctx, check)? as *mut libc::c_void;
+    // SAFETY: live context; `arg` is kept alive with it.
+    let rc = unsafe {
+        SSL_CTX_set_session_ticket_cb(
+            ctx.as_ptr(),
+            Some(ticket_seal::<T>),
+            Some(ticket_open::<T>),
+            arg,
+        )
+    };
+    if rc != 1 {
+        return Err("SSL_CTX_set_session_ticket_cb failed".into());
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn ticket_seal<T: TicketCheck>(
+    ssl: *mut openssl_sys::SSL,
+    arg: *mut libc::c_void,
+) -> c_int {
+    std::panic::catch_unwind(|| {
+        // SAFETY: `arg` is the `T` registered with this callback; `ssl` is live, its session is
+        // the one the ticket is made from. set1 copies the data (NULL, 0 clears it).
+        unsafe {
+            let check = &*(arg as *const T);
+            let session = openssl_sys::SSL_get_session(ssl);
+            if session.is_null() {
+                return 0;
+            }
+            let sealed = check.seal(SslRef::from_ptr(ssl));
+            let (ptr, len) = match &sealed {
+                Some(d) => (d.as_ptr() as *const libc::c_void, d.len()),
+                None => (std::ptr::null(), 0),
+            };
+            SSL_SESSION_set1_ticket_appdata(session, ptr, len)
+        }
+    })
+    .unwrap_or(0)
+}
+
+unsafe extern "C" fn ticket_open<T: TicketCheck>(
+    ssl: *mut openssl_sys::SSL,
+    sess: *mut openssl_sys::SSL_SESSION,
+    _keyname: *const c_uchar,
+    _keyname_len: libc::size_t,
+    status: c_int,
+    arg: *mut libc::c_void,
+) -> c_int {
+    if status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW || sess.is_null() {
+        // No usable ticket: a full handshake, and a new ticket after it.
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    }
+    let resume = std::panic::catch_unwind(|| {
+        // SAFETY: `arg` is the `T` registered with this callback; `ssl` and `sess` are live
+        // for the call; the app data and peer are borrowed from `sess` and not kept.
+        unsafe {
+            let check = &*(arg as *const T);
+            let mut data: *mut libc::c_void = std::ptr::null_mut();
+            let mut len: libc::size_t = 0;
+            let sealed = (SSL_SESSION_get0_ticket_appdata(sess, &mut data, &mut len) == 1
+                && !data.is_null())
+            .then(|| std::slice::from_raw_parts(data as *const u8, len));
+            let peer = SSL_SESSION_get0_peer(sess);
+            let peer = (!peer.is_null()).then(|| X509Ref::from_ptr(peer));
+            check.may_resume(SslRef::from_ptr_mut(ssl), sealed, peer)
+        }
+    })
+    .unwrap_or(false);
+    match (resume, status) {
+        (false, _) => SSL_TICKET_RETURN_IGNORE_RENEW,
+        (true, SSL_TICKET_SUCCESS_RENEW) => SSL_TICKET_RETURN_USE_RENEW,
+        (true, _) => SSL_TICKET_RETURN_USE,
+    }
 }

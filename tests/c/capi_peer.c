@@ -1,0 +1,311 @@
+/*
+ * Both ends of DANE-authenticated TLS in one C program, as a C server (mosquitto, a preload
+ * shim) and a C client use the library: every SSL_CTX and SSL is made here with OpenSSL's C
+ * API (SSL_CTX_new, SSL_new), never by the Rust `openssl` crate. Used by tests/dane_capi_c.rs.
+ *
+ * Usage: capi_peer SERVER_CERT SERVER_KEY MISSING DEVICE_NAME STEP...
+ *   MISSING: refuse | from-cert | optional (what the server does without a dane_clientid name)
+ * Each STEP runs in order and prints one line:
+ *   full=BASE      handshake; the client sends BASE.crt/BASE.key and DEVICE_NAME in the
+ *                  extension, and authenticates the server by TLSA (ctx-level, port 8883)
+ *   anon=BASE      the same without the extension
+ *   perssl=BASE    the same with iotsafe_dane_ssl_enable on the client's SSL instead
+ *   resume=BASE    as full=, offering the session saved by the last successful handshake
+ *   domains=LIST   iotsafe_dane_set_allowed_domains
+ *   ca-file=PATH   iotsafe_dane_set_ca_file
+ *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C
+ *   queries        iotsafe_dane_queries_sent
+ *   flush          iotsafe_dane_clear_cache
+ *   bad-new        iotsafe_dane_new with a bad resolver address (NULL and a last error)
+ *   again          both dane_clientid calls a second time on the same contexts (refused)
+ *   wait           prints "waiting" and reads one line from stdin
+ * Handshake lines: "<step> server=ok|refused identity=NAME|- verify=N reused=0|1
+ *                   client=ok|failed server_error=... client_error=..."
+ * Environment: IOTSAFE_DANE_RESOLVER, IOTSAFE_DANE_TRUST_ANCHOR.
+ * The server's records sit at _8883._tcp.broker.example.test; the peers talk over a socketpair.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <iotsafe_dane.h>
+
+#define HOST "broker.example.test"
+#define PORT 8883
+
+static iotsafe_dane *dane;
+static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *perssl_ctx;
+static SSL_SESSION *saved;
+static int missing;
+
+enum client_kind { NAMED, ANON, PERSSL };
+
+struct client_job {
+	int fd;
+	enum client_kind kind;
+	char cert[512], key[512];
+	int resume;
+	int ok, reused;
+	char error[1024];
+};
+
+static void die(const char *what)
+{
+	fprintf(stderr, "capi_peer: %s: %s\n", what, iotsafe_dane_last_error());
+	ERR_print_errors_fp(stderr);
+	exit(2);
+}
+
+/* The last error of this thread, with OpenSSL's queue, on one line. */
+static void describe(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s", iotsafe_dane_last_error());
+	unsigned long e;
+	while ((e = ERR_get_error()) != 0) {
+		size_t used = strlen(buf);
+		if (used + 2 < len) {
+			buf[used] = '|';
+			ERR_error_string_n(e, buf + used + 1, len - used - 1);
+		}
+	}
+	for (char *p = buf; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+}
+
+static void *run_client(void *arg)
+{
+	struct client_job *job = arg;
+	SSL_CTX *ctx = job->kind == NAMED ? named_ctx : job->kind == ANON ? anon_ctx : perssl_ctx;
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, job->fd);
+	SSL_set_tlsext_host_name(ssl, HOST);
+	/* The leaf, and any CA certificates after it in the file, as the chain. */
+	if (SSL_use_certificate_chain_file(ssl, job->cert) != 1 ||
+	    SSL_use_PrivateKey_file(ssl, job->key, SSL_FILETYPE_PEM) != 1) {
+		describe(job->error, sizeof job->error);
+		goto out;
+	}
+	if (job->kind == PERSSL &&
+	    iotsafe_dane_ssl_enable(dane, ssl, HOST, PORT, IOTSAFE_DANE_REQUIRE) != 1) {
+		describe(job->error, sizeof job->error);
+		goto out;
+	}
+	if (job->resume && saved)
+		SSL_set_session(ssl, saved);
+	char byte;
+	/* TLS 1.3: the server's verdict on our certificate (and its tickets) come after
+	 * SSL_connect returns; the server's one byte of data proves it accepted us. */
+	if (SSL_connect(ssl) != 1 || SSL_read(ssl, &byte, 1) != 1) {
+		describe(job->error, sizeof job->error);
+		goto out;
+	}
+	job->ok = 1;
+	job->reused = SSL_session_reused(ssl);
+	if (saved)
+		SSL_SESSION_free(saved);
+	saved = SSL_get1_session(ssl);
+	SSL_shutdown(ssl);
+out:
+	SSL_free(ssl);
+	close(job->fd);
+	return NULL;
+}
+
+static void handshake(const char *step, enum client_kind kind, const char *base, int resume)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+		die("socketpair");
+	struct client_job job = {.fd = sv[1], .kind = kind, .resume = resume};
+	snprintf(job.cert, sizeof job.cert, "%s.crt", base);
+	snprintf(job.key, sizeof job.key, "%s.key", base);
+	pthread_t client;
+	if (pthread_create(&client, NULL, run_client, &job) != 0)
+		die("pthread_create");
+
+	SSL *ssl = SSL_new(server_ctx);
+	SSL_set_fd(ssl, sv[0]);
+	char identity[256] = "-", server_error[1024] = "";
+	int accepted = SSL_accept(ssl) == 1;
+	if (accepted) {
+		if (iotsafe_dane_peer_identity(ssl, identity, sizeof identity) != 1)
+			snprintf(identity, sizeof identity, "-");
+		SSL_write(ssl, "k", 1);
+		char byte;
+		SSL_read(ssl, &byte, 1); /* until the client closes */
+		SSL_shutdown(ssl);
+	} else {
+		/* Why the client was refused. */
+		char unused[256];
+		iotsafe_dane_peer_identity(ssl, unused, sizeof unused);
+		describe(server_error, sizeof server_error);
+	}
+	long verify = SSL_get_verify_result(ssl);
+	int reused = SSL_session_reused(ssl);
+	SSL_free(ssl);
+	close(sv[0]);
+	pthread_join(client, NULL);
+	ERR_clear_error();
+	printf("%s server=%s identity=%s verify=%ld reused=%d client=%s server_error=%s "
+	       "client_error=%s\n",
+	       step, accepted ? "ok" : "refused", identity, verify, reused && job.reused,
+	       job.ok ? "ok" : "failed", server_error, job.error);
+}
+
+static X509 *read_cert(FILE *f)
+{
+	return PEM_read_X509(f, NULL, NULL, NULL);
+}
+
+static void verify_client(const char *step, char *spec, const char *name)
+{
+	char *chain_path = strchr(spec, ':');
+	if (chain_path)
+		*chain_path++ = '\0';
+	FILE *f = fopen(spec, "r");
+	if (!f)
+		die(spec);
+	X509 *leaf = read_cert(f);
+	fclose(f);
+	STACK_OF(X509) *chain = NULL;
+	if (chain_path) {
+		chain = sk_X509_new_null();
+		FILE *c = fopen(chain_path, "r");
+		if (!c)
+			die(chain_path);
+		X509 *x;
+		while ((x = read_cert(c)) != NULL)
+			sk_X509_push(chain, x);
+		fclose(c);
+		ERR_clear_error();
+	}
+	int rc = iotsafe_dane_verify_client(dane, leaf, chain, name);
+	char error[1024];
+	describe(error, sizeof error);
+	printf("%s rc=%d error=%s\n", step, rc, rc == 1 ? "" : error);
+	X509_free(leaf);
+	sk_X509_pop_free(chain, X509_free);
+}
+
+static SSL_CTX *client_ctx(const char *name, int server_auth)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		die("SSL_CTX_new");
+	if (server_auth &&
+	    iotsafe_dane_ctx_enable_server_auth(dane, ctx, PORT, IOTSAFE_DANE_REQUIRE) != 1)
+		die("iotsafe_dane_ctx_enable_server_auth");
+	if (name && iotsafe_dane_ctx_enable_clientid_client(ctx, name, 0) != 1)
+		die("iotsafe_dane_ctx_enable_clientid_client");
+	return ctx;
+}
+
+static int missing_mode(const char *s)
+{
+	if (strcmp(s, "refuse") == 0)
+		return IOTSAFE_DANE_CLIENTID_REFUSE;
+	if (strcmp(s, "from-cert") == 0)
+		return IOTSAFE_DANE_CLIENTID_FROM_CERT;
+	if (strcmp(s, "optional") == 0)
+		return IOTSAFE_DANE_CLIENTID_OPTIONAL;
+	fprintf(stderr, "capi_peer: bad MISSING %s\n", s);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5) {
+		fprintf(stderr, "usage: %s SERVER_CERT SERVER_KEY MISSING DEVICE_NAME STEP...\n",
+			argv[0]);
+		return 2;
+	}
+	const char *device_name = argv[4];
+	/* A peer that hangs up must not kill the program (as in any server). */
+	signal(SIGPIPE, SIG_IGN);
+	dane = iotsafe_dane_new(getenv("IOTSAFE_DANE_RESOLVER"), getenv("IOTSAFE_DANE_TRUST_ANCHOR"));
+	if (!dane)
+		die("iotsafe_dane_new");
+
+	server_ctx = SSL_CTX_new(TLS_server_method());
+	if (!server_ctx || SSL_CTX_use_certificate_file(server_ctx, argv[1], SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(server_ctx, argv[2], SSL_FILETYPE_PEM) != 1)
+		die("server certificate");
+	/* As servers that resume sessions of verified clients do. */
+	SSL_CTX_set_session_id_context(server_ctx, (const unsigned char *)"capi_peer", 9);
+	missing = missing_mode(argv[3]);
+	if (iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0, missing) != 1)
+		die("iotsafe_dane_ctx_enable_clientid_server");
+
+	named_ctx = client_ctx(device_name, 1);
+	anon_ctx = client_ctx(NULL, 1);
+	perssl_ctx = client_ctx(device_name, 0);
+
+	for (int i = 5; i < argc; i++) {
+		char *step = argv[i];
+		char *value = strchr(step, '=');
+		if (value)
+			*value++ = '\0';
+		if (strcmp(step, "full") == 0 && value)
+			handshake(step, NAMED, value, 0);
+		else if (strcmp(step, "anon") == 0 && value)
+			handshake(step, ANON, value, 0);
+		else if (strcmp(step, "perssl") == 0 && value)
+			handshake(step, PERSSL, value, 0);
+		else if (strcmp(step, "resume") == 0 && value)
+			handshake(step, NAMED, value, 1);
+		else if (strcmp(step, "domains") == 0 && value)
+			printf("domains rc=%d\n", iotsafe_dane_set_allowed_domains(dane, value));
+		else if (strcmp(step, "ca-file") == 0 && value)
+			printf("ca-file rc=%d\n", iotsafe_dane_set_ca_file(dane, value));
+		else if (strcmp(step, "verify") == 0 && value)
+			verify_client(step, value, device_name);
+		else if (strcmp(step, "flush") == 0)
+			printf("flush rc=%d\n", iotsafe_dane_clear_cache(dane));
+		else if (strcmp(step, "queries") == 0)
+			printf("queries=%llu\n", (unsigned long long)iotsafe_dane_queries_sent(dane));
+		else if (strcmp(step, "bad-new") == 0) {
+			iotsafe_dane *bad = iotsafe_dane_new("not an address", NULL);
+			printf("bad-new null=%d error=%s\n", bad == NULL, iotsafe_dane_last_error());
+			iotsafe_dane_free(bad);
+		} else if (strcmp(step, "again") == 0) {
+			int server = iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0, missing);
+			char error[512];
+			snprintf(error, sizeof error, "%s", iotsafe_dane_last_error());
+			int client = iotsafe_dane_ctx_enable_clientid_client(named_ctx, device_name, 0);
+			printf("again server=%d client=%d error=%s\n", server, client, error);
+			ERR_clear_error();
+		} else if (strcmp(step, "wait") == 0) {
+			printf("waiting\n");
+			fflush(stdout);
+			char line[64];
+			if (!fgets(line, sizeof line, stdin))
+				die("stdin closed while waiting");
+		} else {
+			fprintf(stderr, "capi_peer: bad step %s\n", argv[i]);
+			return 2;
+		}
+		fflush(stdout);
+	}
+
+	if (saved)
+		SSL_SESSION_free(saved);
+	SSL_CTX_free(named_ctx);
+	SSL_CTX_free(anon_ctx);
+	SSL_CTX_free(perssl_ctx);
+	SSL_CTX_free(server_ctx);
+	iotsafe_dane_free(dane);
+	iotsafe_dane_free(NULL);
+	return 0;
+}

@@ -1,0 +1,424 @@
+//! The C API called from C: tests/c/capi_peer.c, compiled here against the checked-in header
+//! and the built library, makes its SSL_CTX and SSL objects with OpenSSL's C API (`SSL_new`),
+//! as mosquitto and a preload shim do, and runs both ends of mutual DANE over a socketpair
+//! against a real knotd. Together the steps below call every function of the header.
+
+mod common;
+
+use common::{dns, pki};
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
+
+const NAME: &str = "sensor7._device.iotregistry.test";
+/// A device whose record designates its CA (DANE-TA), not its own key.
+const TA_NAME: &str = "sensor8._device.iotregistry.test";
+
+/// Builds the C peer against include/iotsafe_dane.h and the built libiotsafe_dane.so.
+fn build_peer(dir: &Path) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = common::built_library_dir();
+    let exe = dir.join("capi_peer");
+    let out = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-I"])
+        .arg(root.join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(root.join("tests/c/capi_peer.c"))
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-liotsafe_dane", "-lssl", "-lcrypto", "-lpthread"])
+        .output()
+        .expect("a C compiler (cc)");
+    assert!(
+        out.status.success(),
+        "cannot build capi_peer.c:\n{}",
+        common::stderr(&out)
+    );
+    exe
+}
+
+/// Knotd with the device's record (TTL `device_ttl`), a DANE-TA record for `TA_NAME` and the
+/// server's record at port 8883, the certificates (`dev`, `stranger`, `srv`, and `tadev` with
+/// its CA after it in the file), and the built C peer.
+struct Rig {
+    dir: tempfile::TempDir,
+    dns: dns::TestDns,
+    exe: PathBuf,
+}
+
+impl Rig {
+    fn new(device_ttl: u32) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let exe = build_peer(d);
+        let device = pki::leaf(d, "dev", "dev", &[NAME], None);
+        pki::leaf(d, "stranger", "x", &[], None);
+        let server = pki::leaf(d, "srv", "broker", &["broker.example.test"], None);
+        let ca = pki::ca(d, "ca", "Registry CA");
+        let ta_device = pki::leaf(d, "tadev", "dev8", &[TA_NAME], Some(&ca));
+        pki::bundle(d, "tadev.crt", &[&ta_device.cert, &ca.cert]);
+        let record = |cert| {
+            Tlsa::for_certificate(cert, Usage::DaneEe, Selector::Spki, Matching::Sha256)
+                .unwrap()
+                .to_string()
+        };
+        let ta_line = format!(
+            "sensor8._device 300 IN TLSA {}",
+            Tlsa::for_certificate(&ca.cert, Usage::DaneTa, Selector::Spki, Matching::Sha256)
+                .unwrap()
+        );
+        let device_line = format!(
+            "sensor7._device {device_ttl} IN TLSA {}",
+            record(&device.cert)
+        );
+        let server_line = format!("_8883._tcp.broker 300 IN TLSA {}", record(&server.cert));
+        let dns = dns::TestDns::start(&[
+            ("iotregistry.test.", device_line.as_str()),
+            ("iotregistry.test.", ta_line.as_str()),
+            ("example.test.", "broker 300 IN A 127.0.0.1"),
+            ("example.test.", server_line.as_str()),
+        ]);
+        Rig { dir, dns, exe }
+    }
+
+    /// A certificate's base path (`<base>.crt`, `<base>.key`).
+    fn cert(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn start(&self, missing: &str, steps: &[String]) -> Peer {
+        let mut child = Command::new(&self.exe)
+            .arg(format!("{}.crt", self.cert("srv")))
+            .arg(format!("{}.key", self.cert("srv")))
+            .arg(missing)
+            .arg(NAME)
+            .args(steps)
+            .env("IOTSAFE_DANE_RESOLVER", self.dns.addr().to_string())
+            .env("IOTSAFE_DANE_TRUST_ANCHOR", self.dns.trust_anchor_file())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run capi_peer");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdin = child.stdin.take();
+        Peer {
+            child,
+            stdout,
+            stdin,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Runs all `steps` and returns their lines; the program must exit normally.
+    fn run(&self, missing: &str, steps: &[String]) -> Vec<Line> {
+        let mut peer = self.start(missing, steps);
+        let lines = (0..steps.len()).map(|_| peer.line()).collect();
+        peer.finish();
+        lines
+    }
+}
+
+/// A running C peer, read line by line.
+struct Peer {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    stdin: Option<ChildStdin>,
+    seen: Vec<String>,
+}
+
+impl Peer {
+    /// The next line; a crashed or exited program fails the test with what it printed.
+    fn line(&mut self) -> Line {
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).expect("read capi_peer");
+        if n == 0 {
+            let status = self.child.wait().unwrap();
+            let mut err = String::new();
+            std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).ok();
+            panic!(
+                "capi_peer ended ({status}) after:\n{}\nstderr:\n{err}",
+                self.seen.join("")
+            );
+        }
+        self.seen.push(line.clone());
+        Line(line.trim_end().to_string())
+    }
+
+    /// Lets a `wait` step go on.
+    fn proceed(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "capi_peer must exit normally, not {status}, after:\n{}",
+            self.seen.join("")
+        );
+    }
+}
+
+/// One output line of the C peer: `<step> key=value ...`.
+#[derive(Debug)]
+struct Line(String);
+
+impl Line {
+    /// A space-free field.
+    fn get(&self, key: &str) -> &str {
+        let start = self
+            .0
+            .find(&format!(" {key}="))
+            .unwrap_or_else(|| panic!("no {key} in {}", self.0))
+            + key.len()
+            + 2;
+        self.0[start..].split(' ').next().unwrap()
+    }
+
+    fn server_error(&self) -> &str {
+        let start = self.0.find(" server_error=").unwrap() + " server_error=".len();
+        let end = self.0.find(" client_error=").unwrap();
+        &self.0[start..end]
+    }
+
+    fn accepted(&self) -> bool {
+        self.get("server") == "ok" && self.get("client") == "ok"
+    }
+}
+
+fn step(kind: &str, value: &str) -> String {
+    format!("{kind}={value}")
+}
+
+#[test]
+fn c_server_survives_client_certificates_in_every_missing_mode() {
+    let rig = Rig::new(300);
+    let (dev, stranger) = (rig.cert("dev"), rig.cert("stranger"));
+    for missing in ["refuse", "from-cert", "optional"] {
+        let lines = rig.run(
+            missing,
+            &[
+                step("full", &dev),
+                step("full", &stranger),
+                step("anon", &dev),
+            ],
+        );
+        let [device, impostor, anonymous] = &lines[..] else {
+            unreachable!()
+        };
+        assert!(device.accepted(), "{missing}: {device:?}");
+        assert_eq!(device.get("identity"), NAME, "{missing}: {device:?}");
+        assert!(!impostor.accepted(), "{missing}: {impostor:?}");
+        assert!(
+            impostor.server_error().contains("does not match"),
+            "{missing}: the reason is kept: {impostor:?}"
+        );
+        match missing {
+            "refuse" => assert!(!anonymous.accepted(), "{anonymous:?}"),
+            "from-cert" => assert_eq!(anonymous.get("identity"), NAME, "{anonymous:?}"),
+            _ => {
+                assert!(anonymous.accepted(), "{anonymous:?}");
+                assert_eq!(anonymous.get("identity"), "-", "{anonymous:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn c_server_reports_x509_v_ok_for_a_dane_authenticated_client() {
+    let rig = Rig::new(300);
+    for missing in ["refuse", "from-cert"] {
+        let lines = rig.run(missing, &[step("full", &rig.cert("dev"))]);
+        assert!(lines[0].accepted(), "{:?}", lines[0]);
+        assert_eq!(
+            lines[0].get("verify"),
+            "0",
+            "{missing}: SSL_get_verify_result is X509_V_OK: {:?}",
+            lines[0]
+        );
+    }
+    // A chain with errors above the leaf (its CA is trusted by the record, not by OpenSSL).
+    let lines = rig.run("from-cert", &[step("anon", &rig.cert("tadev"))]);
+    assert!(lines[0].accepted(), "{:?}", lines[0]);
+    assert_eq!(lines[0].get("identity"), TA_NAME, "{:?}", lines[0]);
+    assert_eq!(lines[0].get("verify"), "0", "DANE-TA: {:?}", lines[0]);
+    // Without an identity (optional), OpenSSL's own verdict stands: self-signed (18).
+    let lines = rig.run("optional", &[step("anon", &rig.cert("stranger"))]);
+    assert!(lines[0].accepted(), "{:?}", lines[0]);
+    assert_eq!(lines[0].get("verify"), "18", "{:?}", lines[0]);
+}
+
+#[test]
+fn allowed_domains_set_after_the_context_apply_to_its_handshakes() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let lines = rig.run(
+        "refuse",
+        &[
+            step("full", &dev),
+            step("domains", "elsewhere.test"),
+            "queries".into(),
+            step("full", &dev),
+            "queries".into(),
+            step("domains", "iotregistry.test"),
+            step("full", &dev),
+        ],
+    );
+    assert!(lines[0].accepted(), "{:?}", lines[0]);
+    assert_eq!(lines[1].0, "domains rc=1");
+    let refused = &lines[3];
+    assert!(
+        !refused.accepted(),
+        "a later restriction applies: {refused:?}"
+    );
+    assert!(
+        refused.server_error().contains("allowed domains"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        lines[2].0.replace("queries=", ""),
+        lines[4].0.replace("queries=", ""),
+        "no DNS query for a name outside the allowed domains"
+    );
+    assert!(lines[6].accepted(), "{:?}", lines[6]);
+}
+
+#[test]
+fn tls13_resumption_stops_when_the_device_record_is_removed() {
+    // A short TTL, so that the resolver's cached answer expires soon after the removal.
+    const TTL: u64 = 2;
+    let rig = Rig::new(TTL as u32);
+    let dev = rig.cert("dev");
+    let mut peer = rig.start(
+        "refuse",
+        &[
+            step("full", &dev),
+            step("resume", &dev),
+            "wait".into(),
+            step("resume", &dev),
+            step("full", &dev),
+        ],
+    );
+    let first = peer.line();
+    assert!(first.accepted(), "{first:?}");
+    assert_eq!(first.get("reused"), "0");
+    let resumed = peer.line();
+    assert!(resumed.accepted(), "{resumed:?}");
+    assert_eq!(resumed.get("reused"), "1", "resumption works: {resumed:?}");
+    assert_eq!(resumed.get("identity"), NAME, "{resumed:?}");
+    assert_eq!(resumed.get("verify"), "0", "{resumed:?}");
+
+    assert_eq!(peer.line().0, "waiting");
+    rig.dns.set_records("iotregistry.test.", &[]);
+    assert!(
+        !rig.dns.dig(NAME, "TLSA").contains("\tTLSA\t"),
+        "the record is gone"
+    );
+    // The cached answer lives for the record's TTL: that much revocation delay is by design.
+    std::thread::sleep(Duration::from_secs(TTL) + Duration::from_millis(300));
+    peer.proceed();
+
+    let after = peer.line();
+    assert!(
+        !after.accepted(),
+        "a saved ticket must not outlive the record: {after:?}"
+    );
+    assert_eq!(after.get("reused"), "0", "{after:?}");
+    let full = peer.line();
+    assert!(!full.accepted(), "{full:?}");
+    peer.finish();
+}
+
+#[test]
+fn every_other_entry_point_from_c() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let ca = rig.dir.path().join("stranger.crt");
+    let lines = rig.run(
+        "refuse",
+        &[
+            step("perssl", &dev),
+            step("verify", &format!("{dev}.crt")),
+            step("verify", &format!("{dev}.crt:{}", ca.display())),
+            step("verify", &format!("{}.crt", rig.cert("stranger"))),
+            step("ca-file", &ca.display().to_string()),
+            step("full", &dev),
+            "queries".into(),
+            "bad-new".into(),
+            "again".into(),
+            step("full", &dev),
+        ],
+    );
+    assert!(lines[0].accepted(), "per-SSL server auth: {:?}", lines[0]);
+    assert_eq!(lines[0].get("identity"), NAME);
+    assert_eq!(lines[1].0, "verify rc=1 error=");
+    assert_eq!(lines[2].0, "verify rc=1 error=");
+    assert!(
+        lines[3].0.starts_with("verify rc=0 error=") && lines[3].0.contains("does not match"),
+        "{:?}",
+        lines[3]
+    );
+    assert_eq!(lines[4].0, "ca-file rc=1");
+    assert!(lines[5].accepted(), "{:?}", lines[5]);
+    let queries: u64 = lines[6].0.trim_start_matches("queries=").parse().unwrap();
+    assert!(queries > 0, "{:?}", lines[6]);
+    assert!(
+        lines[7].0.starts_with("bad-new null=1 error=") && lines[7].0.contains("not ADDR:PORT"),
+        "{:?}",
+        lines[7]
+    );
+    // Configuring a context twice is an error, and leaves the first configuration working.
+    assert!(
+        lines[8].0.starts_with("again server=-1 client=-1 error=")
+            && lines[8].0.contains("already"),
+        "{:?}",
+        lines[8]
+    );
+    assert!(lines[9].accepted(), "{:?}", lines[9]);
+    assert_eq!(lines[9].get("identity"), NAME);
+}
+
+#[test]
+fn clearing_the_cache_ends_resumption_at_once() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let mut peer = rig.start(
+        "refuse",
+        &[
+            step("full", &dev),
+            "wait".into(),
+            step("resume", &dev),
+            "flush".into(),
+            step("resume", &dev),
+        ],
+    );
+    assert!(peer.line().accepted());
+    assert_eq!(peer.line().0, "waiting");
+    rig.dns.set_records("iotregistry.test.", &[]);
+    peer.proceed();
+    // Within the record's TTL the cached answer still stands, by design.
+    let cached = peer.line();
+    assert!(cached.accepted(), "{cached:?}");
+    assert_eq!(cached.get("reused"), "1", "{cached:?}");
+    assert_eq!(peer.line().0, "flush rc=1");
+    let after = peer.line();
+    assert!(
+        !after.accepted(),
+        "revoked once the cache is cleared: {after:?}"
+    );
+    assert_eq!(after.get("reused"), "0", "{after:?}");
+    assert!(
+        after.server_error().contains("NXDOMAIN") || after.server_error().contains("NODATA"),
+        "the reason names the missing record: {after:?}"
+    );
+    peer.finish();
+}
