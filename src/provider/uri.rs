@@ -102,6 +102,8 @@ impl fmt::Display for KeyUri {
         push_object(&mut parts, "key", &s.key);
         push_object(&mut parts, "pub", &s.public);
         push_object(&mut parts, "cert", &s.cert);
+        // Only an id names a peer slot (config.rs refuses a dh-peer label).
+        push_object(&mut parts, "dh-peer", &s.dh_peer);
         if let Some(object) = self.object {
             parts.push(
                 match object {
@@ -161,6 +163,16 @@ mod tests {
         assert_eq!(uri.settings.key, Some(ObjectRef::Label("DEVICE".into())));
         assert_eq!(uri.settings.cert, Some(ObjectRef::Id(vec![2])));
         assert_eq!(uri.object, Some(ObjectType::Private));
+        assert_eq!(KeyUri::parse(&uri.to_string()).unwrap(), uri);
+    }
+
+    #[test]
+    fn every_attribute_survives_printing() {
+        let text = "iotsafe:reader=Virtual%20PCD;modem=/dev/ttyUSB2;aid=A0000005591010FFFFFFFF8900000100;\
+                    cla-style=80;channel=basic;key-id=01;pub-id=03;cert-id=02;dh-peer-id=11;type=private";
+        let uri = KeyUri::parse(text).unwrap();
+        assert_eq!(uri.settings.dh_peer, Some(ObjectRef::Id(vec![0x11])));
+        assert_eq!(uri.to_string(), text);
         assert_eq!(KeyUri::parse(&uri.to_string()).unwrap(), uri);
     }
 
