@@ -311,3 +311,25 @@ fn paged_object_list_is_read_whole() {
         "the card paged the list with 6300 ({pages} GET DATA)"
     );
 }
+
+#[test]
+fn random_count_is_capped_with_a_clear_error() {
+    let rig = CardRig::start(&[]);
+    for count in ["99999999999999", "18446744073709551616", "65537"] {
+        let out = rig.iotsafe(&["random", count]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{count}: a usage error, not a crash"
+        );
+        assert!(
+            stderr(&out).contains("at most 65536 bytes per call"),
+            "{count}: {}",
+            stderr(&out)
+        );
+    }
+    let help = ok(rig.iotsafe(&["random", "--help"]));
+    assert!(help.contains("N at most 65536"), "{help}");
+    let most = ok(rig.iotsafe(&["random", "65536"]));
+    assert_eq!(most.trim().len(), 2 * 65536);
+}

@@ -51,6 +51,9 @@ const MESSAGE_BLOCK: usize = 240;
 /// The object list is paged with SW 6300; a card that never ends must not hang the host.
 const MAX_LIST_PAGES: usize = 32;
 const READ_STEP: usize = 256;
+/// Most random bytes one [`Applet::random`] call returns (256 GET RANDOMs): a caller's
+/// count is never an allocation size by itself.
+pub const MAX_RANDOM: usize = 64 * 1024;
 
 /// Which class byte the applet expects on its proprietary commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -479,6 +482,11 @@ impl Applet {
     /// GET RANDOM: `count` bytes from the card's generator.
     pub fn random(&mut self, count: usize) -> Result<Vec<u8>> {
         let what = "GET RANDOM";
+        if count > MAX_RANDOM {
+            return Err(Error::Invalid(format!(
+                "{count} random bytes asked for: at most {MAX_RANDOM} per request"
+            )));
+        }
         self.run(|ch| {
             let mut out = Vec::with_capacity(count);
             while out.len() < count {

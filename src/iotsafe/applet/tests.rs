@@ -277,3 +277,13 @@ fn wrong_digest_length_is_refused_before_any_apdu() {
         .unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err}");
 }
+
+#[test]
+fn random_count_is_bounded_before_any_apdu() {
+    let script = Script::new(&[]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .random(99_999_999_999_999)
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("at most 65536"), "{err}");
+}
