@@ -333,3 +333,28 @@ fn random_count_is_capped_with_a_clear_error() {
     let most = ok(rig.iotsafe(&["random", "65536"]));
     assert_eq!(most.trim().len(), 2 * 65536);
 }
+
+/// A broken or hostile card announces a certificate file of FFFFFFFFFF bytes (tag 20): a
+/// clear error naming the file and the size, not an allocation abort.
+#[test]
+fn a_card_announcing_a_huge_file_is_refused_clearly() {
+    let rig = CardRig::start(&["--file-size", "FFFFFFFFFF"]);
+    let out = rig.iotsafe(&["cert"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error, not a crash: {}",
+        stderr(&out)
+    );
+    let message = stderr(&out);
+    assert!(
+        message.contains("GET DATA (file id 02)")
+            && message.contains("announces 1099511627775 bytes (tag 20)")
+            && message.contains("more than the 16384 bytes"),
+        "{message}"
+    );
+    assert!(
+        !rig.trace().iter().any(|line| line.get(2..4) == Some("B0")),
+        "no READ FILE was sent"
+    );
+}

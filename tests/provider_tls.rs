@@ -716,3 +716,24 @@ fn provider_ecdh_through_a_uri_uses_its_peer_slot() {
         software.derive_to_vec().unwrap()
     );
 }
+
+/// A card that announces a certificate file of FFFFFFFFFF bytes: the provider reports a
+/// clear error instead of aborting the application.
+#[test]
+fn provider_refuses_a_huge_certificate_file_clearly() {
+    let rig = CardRig::start(&["--file-size", "FFFFFFFFFF"]);
+    let out = rig
+        .command("openssl")
+        .env("OPENSSL_CONF", common::example_openssl_conf())
+        .env("OPENSSL_MODULES", common::built_library_dir())
+        .args(["x509", "-in", "iotsafe:type=cert", "-noout", "-subject"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "an error, not a crash");
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("announces 1099511627775 bytes (tag 20)")
+            && message.contains("file id 02"),
+        "{message}"
+    );
+}
