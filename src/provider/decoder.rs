@@ -127,9 +127,15 @@ unsafe extern "C" fn decode_keyref(
                     return 0;
                 }
             };
-            let settings = match instance.settings() {
-                Some(base) => parsed.settings.overlay(&base),
-                None => return 0,
+            let Some(configured) = instance.settings() else {
+                return 0;
+            };
+            let settings = match parsed.settings_over(&configured) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    error::raise(error::Reason::BadKeyReference, &e);
+                    return 0;
+                }
             };
             let key = match Key::from_card(instance, &settings) {
                 Ok(key) => key,

@@ -142,9 +142,15 @@ unsafe extern "C" fn load(
                 return 0;
             }
             let object = pending.remove(0);
-            let settings = match ctx.instance.settings() {
-                Some(base) => ctx.uri.settings.overlay(&base),
-                None => return 0,
+            let Some(configured) = ctx.instance.settings() else {
+                return 0;
+            };
+            let settings = match ctx.uri.settings_over(&configured) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    error::raise(Reason::BadUri, &e);
+                    return 0;
+                }
             };
             let card = card::card_for(&settings);
             match object {
