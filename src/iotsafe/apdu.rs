@@ -281,4 +281,16 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn a_second_6cxx_is_a_status_not_another_resend() {
+        let mut sent = 0;
+        let mut transmit = |_: &[u8]| {
+            sent += 1;
+            Ok(vec![0x6C, 0x10])
+        };
+        let r = exchange("x", &Command::new(0, 0x84, 0, 0).le(8), &mut transmit).unwrap();
+        assert_eq!(r.sw, 0x6C10);
+        assert_eq!(sent, 2, "one resend only");
+    }
 }
