@@ -311,3 +311,50 @@ fn paged_object_list_is_read_whole() {
         "the card paged the list with 6300 ({pages} GET DATA)"
     );
 }
+
+#[test]
+fn random_count_is_capped_with_a_clear_error() {
+    let rig = CardRig::start(&[]);
+    for count in ["99999999999999", "18446744073709551616", "65537"] {
+        let out = rig.iotsafe(&["random", count]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{count}: a usage error, not a crash"
+        );
+        assert!(
+            stderr(&out).contains("at most 65536 bytes per call"),
+            "{count}: {}",
+            stderr(&out)
+        );
+    }
+    let help = ok(rig.iotsafe(&["random", "--help"]));
+    assert!(help.contains("N at most 65536"), "{help}");
+    let most = ok(rig.iotsafe(&["random", "65536"]));
+    assert_eq!(most.trim().len(), 2 * 65536);
+}
+
+/// A broken or hostile card announces a certificate file of FFFFFFFFFF bytes (tag 20): a
+/// clear error naming the file and the size, not an allocation abort.
+#[test]
+fn a_card_announcing_a_huge_file_is_refused_clearly() {
+    let rig = CardRig::start(&["--file-size", "FFFFFFFFFF"]);
+    let out = rig.iotsafe(&["cert"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error, not a crash: {}",
+        stderr(&out)
+    );
+    let message = stderr(&out);
+    assert!(
+        message.contains("GET DATA (file id 02)")
+            && message.contains("announces 1099511627775 bytes (tag 20)")
+            && message.contains("more than the 16384 bytes"),
+        "{message}"
+    );
+    assert!(
+        !rig.trace().iter().any(|line| line.get(2..4) == Some("B0")),
+        "no READ FILE was sent"
+    );
+}

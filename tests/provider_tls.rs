@@ -673,3 +673,67 @@ fn provider_store_serves_certificate_public_key_and_private_key() {
         text(&absent.stderr)
     );
 }
+
+/// `dh-peer-id` in a URI survives the store's hand-over (a key reference printed from the
+/// URI): ECDH puts the peer's point into the slot named, not the default one.
+#[test]
+fn provider_ecdh_through_a_uri_uses_its_peer_slot() {
+    let s = Setup::new(&[]);
+    let secret = s.path("secret.bin");
+    let peer =
+        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(s.path("srv.key")).unwrap())
+            .unwrap();
+    std::fs::write(s.path("srv.pub"), peer.public_key_to_pem().unwrap()).unwrap();
+    ok(s.openssl(&[
+        "pkeyutl",
+        "-derive",
+        "-inkey",
+        "iotsafe:key-id=01;dh-peer-id=11",
+        "-peerkey",
+        &s.path("srv.pub"),
+        "-out",
+        &secret,
+    ]));
+    let put_slots: Vec<String> = s
+        .rig
+        .trace()
+        .iter()
+        .filter(|line| line.get(2..4) == Some("24"))
+        .filter_map(|line| line.split(' ').next().map(|c| c[10..].to_string()))
+        .collect();
+    assert_eq!(put_slots, ["850111"], "PUT PUBLIC KEY INIT data");
+    // The same secret as the peer computes in software.
+    let peer =
+        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(s.path("srv.key")).unwrap())
+            .unwrap();
+    let card_public =
+        openssl::pkey::PKey::public_key_from_pem(&std::fs::read(s.path("pub.pem")).unwrap())
+            .unwrap();
+    let mut software = openssl::derive::Deriver::new(&peer).unwrap();
+    software.set_peer(&card_public).unwrap();
+    assert_eq!(
+        std::fs::read(&secret).unwrap(),
+        software.derive_to_vec().unwrap()
+    );
+}
+
+/// A card that announces a certificate file of FFFFFFFFFF bytes: the provider reports a
+/// clear error instead of aborting the application.
+#[test]
+fn provider_refuses_a_huge_certificate_file_clearly() {
+    let rig = CardRig::start(&["--file-size", "FFFFFFFFFF"]);
+    let out = rig
+        .command("openssl")
+        .env("OPENSSL_CONF", common::example_openssl_conf())
+        .env("OPENSSL_MODULES", common::built_library_dir())
+        .args(["x509", "-in", "iotsafe:type=cert", "-noout", "-subject"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "an error, not a crash");
+    let message = text(&out.stderr);
+    assert!(
+        message.contains("announces 1099511627775 bytes (tag 20)")
+            && message.contains("file id 02"),
+        "{message}"
+    );
+}

@@ -108,6 +108,10 @@ struct Cli {
     /// Status word for READ FILE at or past the end of the file
     #[arg(long, value_enum, default_value = "6A86")]
     read_past_end: PastEndArg,
+    /// Announce this file size (tag 20 value, hex, e.g. FFFFFFFFFF) for every file, as a
+    /// broken or hostile card would
+    #[arg(long, value_name = "HEX")]
+    file_size: Option<String>,
     /// Delay before answering each APDU
     #[arg(long, value_name = "N", default_value_t = 0)]
     apdu_latency_ms: u64,
@@ -269,6 +273,11 @@ fn config(cli: &Cli) -> Result<Config, String> {
         PastEndArg::Sw6A86 => apdu::sw::INCORRECT_P1P2,
         PastEndArg::Sw6981 => apdu::sw::INCOMPATIBLE_FILE,
     };
+    cfg.file_size = cli
+        .file_size
+        .as_deref()
+        .map(|s| hex::decode(s).map_err(|e| format!("--file-size: {e}")))
+        .transpose()?;
     Ok(cfg)
 }
 

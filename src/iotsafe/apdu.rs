@@ -8,6 +8,9 @@ use super::error::{Error, Result, StatusWord};
 const INS_GET_RESPONSE: u8 = 0xC0;
 /// A card that keeps answering 61xx forever must not hang the host.
 const MAX_GET_RESPONSE_ROUNDS: usize = 64;
+/// Most data one exchange collects (an extended-length response, or a GET RESPONSE chain):
+/// no answer of the applet comes near it, and a card's chain cannot grow the host's memory.
+pub const MAX_RESPONSE_DATA: usize = 65536;
 
 /// A command APDU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +142,12 @@ pub fn exchange(
         let get = Command::new(command.cla, INS_GET_RESPONSE, 0, 0).le(le_from_sw2(response.sw));
         response = Response::parse(what, &transmit(&get.encode())?)?;
         data.append(&mut response.data);
+        if data.len() > MAX_RESPONSE_DATA {
+            return Err(Error::malformed(
+                what,
+                format!("more than {MAX_RESPONSE_DATA} bytes of response data (61xx chain)"),
+            ));
+        }
     }
     Ok(Response {
         data,
@@ -260,5 +269,28 @@ mod tests {
         let mut transmit = |_: &[u8]| Ok(vec![0x61, 0x01]);
         let err = exchange("x", &Command::new(0, 0xCA, 0, 0), &mut transmit).unwrap_err();
         assert!(err.to_string().contains("never stops"), "{err}");
+    }
+
+    #[test]
+    fn a_response_chain_is_bounded_in_bytes() {
+        let mut transmit = |_: &[u8]| Ok([vec![0u8; 5000], vec![0x61, 0x00]].concat());
+        let err = exchange("x", &Command::new(0, 0xCA, 0, 0), &mut transmit).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("more than 65536 bytes of response data"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_second_6cxx_is_a_status_not_another_resend() {
+        let mut sent = 0;
+        let mut transmit = |_: &[u8]| {
+            sent += 1;
+            Ok(vec![0x6C, 0x10])
+        };
+        let r = exchange("x", &Command::new(0, 0x84, 0, 0).le(8), &mut transmit).unwrap();
+        assert_eq!(r.sw, 0x6C10);
+        assert_eq!(sent, 2, "one resend only");
     }
 }

@@ -51,6 +51,15 @@ const MESSAGE_BLOCK: usize = 240;
 /// The object list is paged with SW 6300; a card that never ends must not hang the host.
 const MAX_LIST_PAGES: usize = 32;
 const READ_STEP: usize = 256;
+/// Largest file READ FILE reads: a certificate file holds a few KiB (a device certificate
+/// with a short chain). A larger size (tag 20) is refused before anything is allocated or
+/// read, so a broken or hostile card cannot exhaust the host's memory or time.
+pub const MAX_FILE_SIZE: usize = 16 * 1024;
+/// Largest public key point accepted from the card: `04 X Y` of a 521-bit curve.
+const MAX_POINT: usize = 1 + 2 * 66;
+/// Most random bytes one [`Applet::random`] call returns (256 GET RANDOMs): a caller's
+/// count is never an allocation size by itself.
+pub const MAX_RANDOM: usize = 64 * 1024;
 
 /// Which class byte the applet expects on its proprietary commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -292,6 +301,15 @@ impl Applet {
                 "the file has no size (tag 20)",
             )
         })?;
+        if size > MAX_FILE_SIZE {
+            return Err(Error::malformed(
+                format!("GET DATA ({described})"),
+                format!(
+                    "the file announces {size} bytes (tag 20), more than the {MAX_FILE_SIZE} \
+                     bytes a certificate file may have"
+                ),
+            ));
+        }
         let what = format!("READ FILE ({described})");
         self.run(|ch| {
             let mut content = Vec::with_capacity(size);
@@ -479,6 +497,11 @@ impl Applet {
     /// GET RANDOM: `count` bytes from the card's generator.
     pub fn random(&mut self, count: usize) -> Result<Vec<u8>> {
         let what = "GET RANDOM";
+        if count > MAX_RANDOM {
+            return Err(Error::Invalid(format!(
+                "{count} random bytes asked for: at most {MAX_RANDOM} per request"
+            )));
+        }
         self.run(|ch| {
             let mut out = Vec::with_capacity(count);
             while out.len() < count {
@@ -673,7 +696,11 @@ fn parse_public_key(what: &str, data: &[u8]) -> Result<Vec<u8>> {
     let key = tlv::require(what, data, 0x34)?;
     let ec = tlv::require(what, key, 0x49)?;
     let point = tlv::require(what, ec, 0x86)?;
-    if point.first() != Some(&0x04) || point.len() < 3 || point.len() % 2 == 0 {
+    if point.first() != Some(&0x04)
+        || point.len() < 3
+        || point.len() % 2 == 0
+        || point.len() > MAX_POINT
+    {
         return Err(Error::malformed(
             what,
             format!("not an uncompressed EC point ({} bytes)", point.len()),

@@ -60,6 +60,9 @@ pub const MODE_PAD_AND_SIGN: u8 = 0x03;
 /// Tag of the raw signature in COMPUTE SIGNATURE / VERIFY SIGNATURE.
 pub const TAG_SIGNATURE: u8 = 0x33;
 
+/// Largest raw `r‖s` accepted from the card: two scalars of a 521-bit curve.
+pub const MAX_RAW_SIGNATURE: usize = 2 * 66;
+
 /// Extracts `r‖s` from the last COMPUTE SIGNATURE UPDATE answer. Applets answer either
 /// `33 40 r‖s` (BER) or `33 00 40 r‖s` (a two-byte length); both are accepted.
 pub fn raw_from_response(what: &str, data: &[u8]) -> Result<Vec<u8>> {
@@ -74,7 +77,7 @@ pub fn raw_from_response(what: &str, data: &[u8]) -> Result<Vec<u8>> {
             ))
         }
     };
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || raw.len() % 2 != 0 || raw.len() > MAX_RAW_SIGNATURE {
         return Err(Error::malformed(
             what,
             format!("a raw ECDSA signature of {} bytes", raw.len()),

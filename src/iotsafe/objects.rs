@@ -235,10 +235,15 @@ fn function_names(bits: u8) -> String {
     }
 }
 
+/// A big-endian count from the card. One too large for a `usize` reads as `usize::MAX`:
+/// the users of each count bound it (e.g. [`super::applet::MAX_FILE_SIZE`]) and refuse it.
 fn big_endian(bytes: &[u8]) -> usize {
     bytes
         .iter()
-        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
+        .try_fold(0usize, |acc, b| {
+            acc.checked_mul(256).map(|acc| acc | usize::from(*b))
+        })
+        .unwrap_or(usize::MAX)
 }
 
 /// Parses the object list (GET DATA P1=01): blocks C1..C4, each holding one object's attributes.

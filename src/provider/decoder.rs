@@ -12,15 +12,12 @@ use super::error;
 use super::ffi::*;
 use super::keymgmt::{self, Key, Reference, REFERENCE_MAGIC};
 use super::uri::{self, KeyUri};
-use super::{dispatch, dispatch_end, guard};
+use super::{dispatch, dispatch_end, guard_in, Instance};
 
 unsafe extern "C" fn newctx(provctx: *mut c_void) -> *mut c_void {
-    // The decoders keep no state: the provider context serves as theirs.
-    if provctx.is_null() {
-        std::ptr::dangling_mut::<c_void>()
-    } else {
-        provctx
-    }
+    // The decoders keep no state: the provider context serves as theirs (so each decode
+    // knows the instance it runs in).
+    provctx
 }
 
 unsafe extern "C" fn freectx(_ctx: *mut c_void) {}
@@ -31,7 +28,7 @@ unsafe extern "C" fn does_selection(_provctx: *mut c_void, selection: c_int) -> 
 
 /// Reads one PEM object; passes its DER on when it is a key reference.
 unsafe extern "C" fn decode_pem(
-    _ctx: *mut c_void,
+    ctx: *mut c_void,
     cin: *mut OSSL_CORE_BIO,
     _selection: c_int,
     data_cb: Option<OSSL_CALLBACK>,
@@ -39,10 +36,13 @@ unsafe extern "C" fn decode_pem(
     _pw_cb: Option<OSSL_PASSPHRASE_CALLBACK>,
     _pw_cbarg: *mut c_void,
 ) -> c_int {
-    guard(0, || {
+    // SAFETY: our newctx made the provctx the decoder context.
+    let instance = unsafe { Instance::from_provctx(ctx) };
+    guard_in(instance, 0, || {
+        let Some(instance) = instance else { return 0 };
         // SAFETY: the core BIO and callback of this call.
         unsafe {
-            let (Some(bio), Some(data_cb)) = (CoreBio::new(cin), data_cb) else {
+            let (Some(bio), Some(data_cb)) = (CoreBio::new(instance, cin), data_cb) else {
                 return 0;
             };
             let mut name: *mut c_char = std::ptr::null_mut();
@@ -99,7 +99,7 @@ const MAX_REFERENCE: usize = 16 * 1024;
 
 /// Turns a key reference's DER into the card key it names.
 unsafe extern "C" fn decode_keyref(
-    _ctx: *mut c_void,
+    ctx: *mut c_void,
     cin: *mut OSSL_CORE_BIO,
     _selection: c_int,
     data_cb: Option<OSSL_CALLBACK>,
@@ -107,10 +107,13 @@ unsafe extern "C" fn decode_keyref(
     _pw_cb: Option<OSSL_PASSPHRASE_CALLBACK>,
     _pw_cbarg: *mut c_void,
 ) -> c_int {
-    guard(0, || {
+    // SAFETY: our newctx made the provctx the decoder context.
+    let instance = unsafe { Instance::from_provctx(ctx) };
+    guard_in(instance, 0, || {
+        let Some(instance) = instance else { return 0 };
         // SAFETY: the core BIO and callback of this call.
         unsafe {
-            let (Some(bio), Some(data_cb)) = (CoreBio::new(cin), data_cb) else {
+            let (Some(bio), Some(data_cb)) = (CoreBio::new(instance, cin), data_cb) else {
                 return 0;
             };
             let der = bio.read_all(MAX_REFERENCE);
@@ -124,11 +127,17 @@ unsafe extern "C" fn decode_keyref(
                     return 0;
                 }
             };
-            let settings = match super::settings() {
-                Some(base) => parsed.settings.overlay(&base),
-                None => return 0,
+            let Some(configured) = instance.settings() else {
+                return 0;
             };
-            let key = match Key::from_card(&settings) {
+            let settings = match parsed.settings_over(&configured) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    error::raise(error::Reason::BadKeyReference, &e);
+                    return 0;
+                }
+            };
+            let key = match Key::from_card(instance, &settings) {
                 Ok(key) => key,
                 Err((reason, message)) => {
                     error::raise(reason, &format!("{message} (key reference {text})"));

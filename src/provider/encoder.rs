@@ -8,7 +8,7 @@ use foreign_types::ForeignType;
 use super::error::{self, Reason};
 use super::ffi::*;
 use super::keymgmt;
-use super::{dispatch, dispatch_end, guard};
+use super::{dispatch, dispatch_end, guard_in, Instance};
 
 #[derive(Clone, Copy)]
 enum Format {
@@ -18,11 +18,9 @@ enum Format {
 }
 
 unsafe extern "C" fn newctx(provctx: *mut c_void) -> *mut c_void {
-    if provctx.is_null() {
-        std::ptr::dangling_mut::<c_void>()
-    } else {
-        provctx
-    }
+    // No state: the provider context serves as the encoder's (so each encode knows the
+    // instance it runs in).
+    provctx
 }
 
 unsafe extern "C" fn freectx(_ctx: *mut c_void) {}
@@ -33,7 +31,12 @@ unsafe extern "C" fn does_selection(_provctx: *mut c_void, selection: c_int) -> 
         .into()
 }
 
-unsafe fn encode(format: Format, cout: *mut OSSL_CORE_BIO, keydata: *const c_void) -> c_int {
+unsafe fn encode(
+    instance: Instance,
+    format: Format,
+    cout: *mut OSSL_CORE_BIO,
+    keydata: *const c_void,
+) -> c_int {
     let Some(key) = keymgmt::borrow(keydata) else {
         error::raise(
             Reason::Unsupported,
@@ -45,7 +48,7 @@ unsafe fn encode(format: Format, cout: *mut OSSL_CORE_BIO, keydata: *const c_voi
         error::raise(Reason::Internal, "the key has no valid public point");
         return 0;
     };
-    let Some(bio) = CoreBio::new(cout) else {
+    let Some(bio) = CoreBio::new(instance, cout) else {
         return 0;
     };
     let ok = match format {
@@ -76,7 +79,7 @@ unsafe fn encode(format: Format, cout: *mut OSSL_CORE_BIO, keydata: *const c_voi
 macro_rules! encoder {
     ($name:ident, $format:expr) => {
         unsafe extern "C" fn $name(
-            _ctx: *mut c_void,
+            ctx: *mut c_void,
             cout: *mut OSSL_CORE_BIO,
             obj_raw: *const c_void,
             _obj_abstract: *const OSSL_PARAM,
@@ -84,8 +87,13 @@ macro_rules! encoder {
             _cb: Option<OSSL_PASSPHRASE_CALLBACK>,
             _cbarg: *mut c_void,
         ) -> c_int {
-            // SAFETY: the core BIO and key data of this call.
-            guard(0, || unsafe { encode($format, cout, obj_raw) })
+            // SAFETY: our newctx made the provctx the encoder context.
+            let instance = unsafe { Instance::from_provctx(ctx) };
+            guard_in(instance, 0, || match instance {
+                // SAFETY: the core BIO and key data of this call.
+                Some(instance) => unsafe { encode(instance, $format, cout, obj_raw) },
+                None => 0,
+            })
         }
     };
 }

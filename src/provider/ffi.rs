@@ -267,9 +267,9 @@ pub struct CoreBio(pub *mut BIO);
 
 impl CoreBio {
     /// # Safety
-    /// `corebio` is a core BIO handed to the current call.
-    pub unsafe fn new(corebio: *mut OSSL_CORE_BIO) -> Option<CoreBio> {
-        let bio = BIO_new_from_core_bio(super::libctx(), corebio);
+    /// `corebio` is a core BIO handed to the current call, made through `instance`.
+    pub unsafe fn new(instance: super::Instance, corebio: *mut OSSL_CORE_BIO) -> Option<CoreBio> {
+        let bio = BIO_new_from_core_bio(instance.libctx(), corebio);
         (!bio.is_null()).then_some(CoreBio(bio))
     }
 

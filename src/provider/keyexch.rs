@@ -7,12 +7,21 @@ use std::sync::Arc;
 use super::error::{self, Reason};
 use super::ffi::*;
 use super::keymgmt::{self, Key};
-use super::{dispatch, dispatch_end, guard};
+use super::{dispatch, dispatch_end, guard_in, Instance};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Context {
+    instance: Instance,
     key: Option<Arc<Key>>,
     peer: Option<Arc<Key>>,
+}
+
+/// The instance a context was made through (its functions get no provctx).
+///
+/// # Safety
+/// `ctx` is NULL or a context from `newctx`.
+unsafe fn instance_of(ctx: *mut c_void) -> Option<Instance> {
+    context(ctx).map(|ctx| ctx.instance)
 }
 
 /// # Safety
@@ -21,14 +30,21 @@ unsafe fn context<'a>(ctx: *mut c_void) -> Option<&'a mut Context> {
     (ctx as *mut Context).as_mut()
 }
 
-unsafe extern "C" fn newctx(_provctx: *mut c_void) -> *mut c_void {
-    guard(std::ptr::null_mut(), || {
-        Box::into_raw(Box::<Context>::default()) as *mut c_void
+unsafe extern "C" fn newctx(provctx: *mut c_void) -> *mut c_void {
+    // SAFETY: the provctx of this call.
+    let instance = unsafe { Instance::from_provctx(provctx) };
+    guard_in(instance, std::ptr::null_mut(), || match instance {
+        Some(instance) => Box::into_raw(Box::new(Context {
+            instance,
+            key: None,
+            peer: None,
+        })) as *mut c_void,
+        None => std::ptr::null_mut(),
     })
 }
 
 unsafe extern "C" fn freectx(ctx: *mut c_void) {
-    guard((), || {
+    guard_in(instance_of(ctx), (), || {
         if !ctx.is_null() {
             // SAFETY: a context from newctx/dupctx, freed once.
             drop(unsafe { Box::from_raw(ctx as *mut Context) });
@@ -37,7 +53,7 @@ unsafe extern "C" fn freectx(ctx: *mut c_void) {
 }
 
 unsafe extern "C" fn dupctx(ctx: *mut c_void) -> *mut c_void {
-    guard(std::ptr::null_mut(), || {
+    guard_in(instance_of(ctx), std::ptr::null_mut(), || {
         // SAFETY: a context from newctx.
         match unsafe { context(ctx) } {
             Some(ctx) => Box::into_raw(Box::new(ctx.clone())) as *mut c_void,
@@ -51,7 +67,7 @@ unsafe extern "C" fn init(
     keydata: *mut c_void,
     _params: *const OSSL_PARAM,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context and key data from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -72,7 +88,7 @@ unsafe extern "C" fn init(
 }
 
 unsafe extern "C" fn set_peer(ctx: *mut c_void, peer: *mut c_void) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context and key data from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -95,7 +111,7 @@ unsafe extern "C" fn derive(
     secretlen: *mut usize,
     outlen: usize,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: arguments from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };

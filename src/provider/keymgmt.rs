@@ -17,11 +17,14 @@ use super::card::{self, Card};
 use super::config::Settings;
 use super::error::{self, Reason};
 use super::ffi::*;
-use super::{dispatch, dispatch_end, guard, params};
+use super::{dispatch, dispatch_end, guard, guard_in, params, Instance};
 use crate::iotsafe::ObjectRef;
 use crate::keys::{self, Curve};
 
 pub struct Key {
+    /// The provider instance the key was made through: OpenSSL passes key management
+    /// functions no provctx, and errors about the key go through this instance.
+    pub instance: Instance,
     /// The card and private key, for keys on the card.
     pub card: Option<Arc<Card>>,
     pub private: Option<ObjectRef>,
@@ -35,8 +38,9 @@ pub struct Key {
 const DEFAULT_DH_PEER: u8 = 0x10;
 
 impl Key {
-    fn empty() -> Key {
+    fn empty(instance: Instance) -> Key {
         Key {
+            instance,
             card: None,
             private: None,
             dh_peer: ObjectRef::Id(vec![DEFAULT_DH_PEER]),
@@ -46,7 +50,7 @@ impl Key {
     }
 
     /// The key the settings name, with its public half read from the card (once per process).
-    pub fn from_card(settings: &Settings) -> Result<Key, (Reason, String)> {
+    pub fn from_card(instance: Instance, settings: &Settings) -> Result<Key, (Reason, String)> {
         let card = card::card_for(settings);
         let fail = |e: crate::iotsafe::Error| (error::reason_of(&e), e.to_string());
         let private = match &settings.key {
@@ -62,6 +66,7 @@ impl Key {
             )
         })?;
         Ok(Key {
+            instance,
             card: Some(card),
             private: Some(private),
             dh_peer: settings
@@ -117,6 +122,14 @@ pub unsafe fn borrow<'a>(keydata: *const c_void) -> Option<&'a Key> {
     (keydata as *const Key).as_ref()
 }
 
+/// The instance a key was made through, for the functions OpenSSL calls without a provctx.
+///
+/// # Safety
+/// As [`borrow`].
+unsafe fn instance_of(keydata: *const c_void) -> Option<Instance> {
+    borrow(keydata).map(|key| key.instance)
+}
+
 /// A reference of our own to the key behind OpenSSL's key data.
 ///
 /// # Safety
@@ -140,12 +153,17 @@ pub struct Reference {
 
 pub const REFERENCE_MAGIC: u64 = 0x696f_7473_6166_6531; // "iotsafe1"
 
-unsafe extern "C" fn new(_provctx: *mut c_void) -> *mut c_void {
-    guard(std::ptr::null_mut(), || into_keydata(Key::empty()))
+unsafe extern "C" fn new(provctx: *mut c_void) -> *mut c_void {
+    // SAFETY: the provctx of this call.
+    let instance = unsafe { Instance::from_provctx(provctx) };
+    guard_in(instance, std::ptr::null_mut(), || match instance {
+        Some(instance) => into_keydata(Key::empty(instance)),
+        None => std::ptr::null_mut(),
+    })
 }
 
 unsafe extern "C" fn free(keydata: *mut c_void) {
-    guard((), || {
+    guard_in(instance_of(keydata), (), || {
         if !keydata.is_null() {
             // SAFETY: OpenSSL frees each key data it got from us once.
             drop(unsafe { Arc::from_raw(keydata as *const Key) });
@@ -159,7 +177,8 @@ unsafe extern "C" fn load(reference: *const c_void, size: usize) -> *mut c_void 
             return std::ptr::null_mut();
         }
         // SAFETY: a reference of our size is one of ours (decoder.rs); we take the pointer
-        // out of it so that the decoder does not free the key afterwards.
+        // out of it so that the decoder does not free the key afterwards. The key carries
+        // the instance it was decoded through.
         unsafe {
             let reference = reference as *mut Reference;
             if (*reference).magic != REFERENCE_MAGIC {
@@ -171,7 +190,7 @@ unsafe extern "C" fn load(reference: *const c_void, size: usize) -> *mut c_void 
 }
 
 unsafe extern "C" fn has(keydata: *const c_void, selection: c_int) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(keydata), 0, || {
         // SAFETY: key data from OpenSSL.
         let Some(key) = (unsafe { borrow(keydata) }) else {
             return 0;
@@ -215,7 +234,7 @@ unsafe extern "C" fn gettable_params(_provctx: *mut c_void) -> *const OSSL_PARAM
 }
 
 unsafe extern "C" fn get_params(keydata: *mut c_void, out: *mut OSSL_PARAM) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(keydata), 0, || {
         // SAFETY: key data and parameter array from OpenSSL.
         unsafe {
             let Some(key) = borrow(keydata) else {
@@ -238,7 +257,7 @@ unsafe extern "C" fn get_params(keydata: *mut c_void, out: *mut OSSL_PARAM) -> c
 }
 
 unsafe extern "C" fn match_keys(k1: *const c_void, k2: *const c_void, selection: c_int) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(k1), 0, || {
         // SAFETY: key data from OpenSSL.
         let (Some(a), Some(b)) = (unsafe { borrow(k1) }, unsafe { borrow(k2) }) else {
             return 0;
@@ -266,7 +285,7 @@ unsafe extern "C" fn import(
     selection: c_int,
     input: *const OSSL_PARAM,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(keydata), 0, || {
         if keydata.is_null() {
             return 0;
         }
@@ -300,7 +319,7 @@ unsafe extern "C" fn export(
     callback: Option<OSSL_CALLBACK>,
     cbarg: *mut c_void,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(keydata), 0, || {
         // SAFETY: key data from OpenSSL.
         let Some(key) = (unsafe { borrow(keydata) }) else {
             return 0;

@@ -23,8 +23,6 @@ pub mod uri;
 
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
 
 use ffi::*;
 
@@ -42,9 +40,11 @@ const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
 };
 const PROPERTIES: &[u8] = b"provider=iotsafe\0";
 
-/// What the provider keeps per `OSSL_provider_init`: the core's handle and functions, its
-/// library context, the configuration. Leaked on purpose: OpenSSL may use algorithm tables
-/// and error functions until the process ends.
+/// What the provider keeps per `OSSL_provider_init`, i.e. per library context that loads it:
+/// the core's handle and functions, its own library context, the configuration. Every call
+/// uses the instance it came through (its provctx, or the key or operation context made
+/// through it): two library contexts may load the provider with different settings, and one
+/// may tear its instance down while the other is in use.
 pub struct Provider {
     handle: *const OSSL_CORE_HANDLE,
     libctx: *mut OSSL_LIB_CTX,
@@ -57,28 +57,68 @@ pub struct Provider {
     config_error: Option<String>,
 }
 
+/// A provider instance, as its calls reach it: the provctx OpenSSL passes, kept in the keys
+/// and operation contexts made through it (OpenSSL passes no provctx to most key management
+/// functions). OpenSSL holds a reference to the provider for as long as any of those objects
+/// lives and tears the instance down only after the last one is gone, so an `Instance` found
+/// in a live object or passed as provctx is valid for the whole call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Instance(std::ptr::NonNull<Provider>);
+
 // SAFETY: the handle and library context are owned by the core, which allows their use from
-// any thread; the struct is never mutated after init.
-unsafe impl Send for Provider {}
-unsafe impl Sync for Provider {}
+// any thread; the struct is not mutated between init and teardown.
+unsafe impl Send for Instance {}
+unsafe impl Sync for Instance {}
 
-/// The most recently initialised provider: errors are reported through its handle.
-/// (Set to the previous live one when it is torn down, or NULL.)
-static CURRENT: AtomicPtr<Provider> = AtomicPtr::new(std::ptr::null_mut());
-
-/// The providers initialised and not torn down (one per library context), oldest first.
-static LIVE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-/// The provider, once `OSSL_provider_init` ran.
-pub(crate) fn current() -> Option<&'static Provider> {
-    let p = CURRENT.load(Ordering::Acquire);
-    // SAFETY: CURRENT only ever holds pointers to leaked (never freed) providers whose core
-    // handle is still valid (see teardown).
-    unsafe { p.as_ref() }
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Instance({:p})", self.0)
+    }
 }
 
-/// Runs the body of an `extern "C"` function: a panic becomes an error on OpenSSL's queue and
-/// the `fallback` return value, instead of unwinding into C.
+impl Instance {
+    /// The instance behind a provctx OpenSSL passes to a call.
+    ///
+    /// # Safety
+    /// `provctx` is NULL or what `OSSL_provider_init` returned, not yet torn down.
+    pub(crate) unsafe fn from_provctx(provctx: *mut c_void) -> Option<Instance> {
+        std::ptr::NonNull::new(provctx as *mut Provider).map(Instance)
+    }
+
+    fn provider(&self) -> &Provider {
+        // SAFETY: valid from init to teardown, and no call of the instance runs after its
+        // teardown (see the type's comment).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// This instance's library context (for BIOs handed through the core).
+    pub(crate) fn libctx(&self) -> *mut OSSL_LIB_CTX {
+        self.provider().libctx
+    }
+
+    /// This instance's settings (openssl.cnf + environment); a configuration error is raised
+    /// on OpenSSL's queue.
+    pub(crate) fn settings(&self) -> Option<Settings> {
+        let provider = self.provider();
+        match &provider.config_error {
+            Some(message) => {
+                error::raise(Reason::BadConfig, message);
+                None
+            }
+            None => Some(provider.settings.clone()),
+        }
+    }
+}
+
+/// Runs the body of an `extern "C"` function called through `instance`: errors (and a panic,
+/// which becomes an error and the `fallback` return value instead of unwinding into C) are
+/// reported through that instance.
+pub(crate) fn guard_in<R>(instance: Option<Instance>, fallback: R, body: impl FnOnce() -> R) -> R {
+    error::on_behalf_of(instance, || guard(fallback, body))
+}
+
+/// Like [`guard_in`], for the few functions that learn no instance (errors then go through
+/// the instance of an enclosing call on this thread, if any: see [`error::raise`]).
 pub(crate) fn guard<R>(fallback: R, body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(result) => result,
@@ -215,25 +255,30 @@ static ENCODER: [OSSL_ALGORITHM; 4] = [
 ];
 
 unsafe extern "C" fn query_operation(
-    _provctx: *mut c_void,
+    provctx: *mut c_void,
     operation_id: c_int,
     no_cache: *mut c_int,
 ) -> *const OSSL_ALGORITHM {
-    guard(std::ptr::null(), || {
-        if !no_cache.is_null() {
-            // SAFETY: the core passes a valid int pointer.
-            unsafe { *no_cache = 0 };
-        }
-        match operation_id {
-            OSSL_OP_KEYMGMT => KEYMGMT.as_ptr(),
-            OSSL_OP_SIGNATURE => SIGNATURE.as_ptr(),
-            OSSL_OP_KEYEXCH => KEYEXCH.as_ptr(),
-            OSSL_OP_STORE => STORE.as_ptr(),
-            OSSL_OP_DECODER => DECODER.as_ptr(),
-            OSSL_OP_ENCODER => ENCODER.as_ptr(),
-            _ => std::ptr::null(),
-        }
-    })
+    // SAFETY: the provctx of this call.
+    guard_in(
+        unsafe { Instance::from_provctx(provctx) },
+        std::ptr::null(),
+        || {
+            if !no_cache.is_null() {
+                // SAFETY: the core passes a valid int pointer.
+                unsafe { *no_cache = 0 };
+            }
+            match operation_id {
+                OSSL_OP_KEYMGMT => KEYMGMT.as_ptr(),
+                OSSL_OP_SIGNATURE => SIGNATURE.as_ptr(),
+                OSSL_OP_KEYEXCH => KEYEXCH.as_ptr(),
+                OSSL_OP_STORE => STORE.as_ptr(),
+                OSSL_OP_DECODER => DECODER.as_ptr(),
+                OSSL_OP_ENCODER => ENCODER.as_ptr(),
+                _ => std::ptr::null(),
+            }
+        },
+    )
 }
 
 static GETTABLE: [ParamDescriptor; 4] = [
@@ -247,8 +292,9 @@ unsafe extern "C" fn gettable_params(_provctx: *mut c_void) -> *const OSSL_PARAM
     GETTABLE.as_ptr() as *const OSSL_PARAM
 }
 
-unsafe extern "C" fn get_params(_provctx: *mut c_void, out: *mut OSSL_PARAM) -> c_int {
-    guard(0, || {
+unsafe extern "C" fn get_params(provctx: *mut c_void, out: *mut OSSL_PARAM) -> c_int {
+    // SAFETY: the provctx of this call.
+    guard_in(unsafe { Instance::from_provctx(provctx) }, 0, || {
         // SAFETY: `out` is the caller's NULL-terminated parameter array.
         unsafe {
             params::set_static_utf8(out, c"name", c"IoT SAFE applet provider")
@@ -260,31 +306,18 @@ unsafe extern "C" fn get_params(_provctx: *mut c_void, out: *mut OSSL_PARAM) -> 
 }
 
 unsafe extern "C" fn teardown(provctx: *mut c_void) {
-    guard((), || retire(provctx))
-}
-
-/// Takes an instance out of service (teardown, or a failed init).
-fn retire(provctx: *mut c_void) {
-    {
-        // The core handle of this instance is about to go: errors are reported through
-        // another live instance from now on. The struct itself stays (it is tiny, and a late
-        // reader of CURRENT must not find freed memory); the cards' connections are closed
-        // when the process ends.
-        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-        live.retain(|&p| p != provctx as usize);
-        let next = live.last().copied().unwrap_or(0) as *mut Provider;
-        CURRENT.store(next, Ordering::Release);
-        drop(live);
-        // SAFETY: our provider context, torn down once; its library context is ours to free.
-        unsafe {
-            if let Some(provider) = (provctx as *mut Provider).as_mut() {
-                if !provider.libctx.is_null() {
-                    OSSL_LIB_CTX_free(provider.libctx);
-                    provider.libctx = std::ptr::null_mut();
-                }
-            }
+    guard((), || {
+        if provctx.is_null() {
+            return;
         }
-    }
+        // SAFETY: our provider context, torn down once, after every object made through it
+        // is gone; its library context is ours to free.
+        let provider = unsafe { Box::from_raw(provctx as *mut Provider) };
+        if !provider.libctx.is_null() {
+            // SAFETY: created in init for this instance alone.
+            unsafe { OSSL_LIB_CTX_free(provider.libctx) };
+        }
+    })
 }
 
 static PROVIDER_FUNCTIONS: [OSSL_DISPATCH; 6] = [
@@ -348,46 +381,20 @@ pub unsafe extern "C" fn OSSL_provider_init(
             Some(get) => unsafe { config::read_core_params(get, handle) },
             None => Default::default(),
         };
-        let leaked: &'static mut Provider = Box::leak(Box::new(provider));
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(leaked as *mut Provider as usize);
-        CURRENT.store(leaked, Ordering::Release);
         match Settings::from_sources(&from_file, |name| std::env::var(name).ok()) {
-            Ok(settings) => leaked.settings = settings,
-            Err(message) => leaked.config_error = Some(message),
+            Ok(settings) => provider.settings = settings,
+            Err(message) => provider.config_error = Some(message),
         }
-        config::open_debug_log(&leaked.settings);
-        config::debug(format_args!("provider initialised: {:?}", leaked.settings));
-        // SAFETY: the caller's out-pointers.
+        config::open_debug_log(&provider.settings);
+        config::debug(format_args!(
+            "provider initialised: {:?}",
+            provider.settings
+        ));
+        // SAFETY: the caller's out-pointers. The instance is freed in teardown.
         unsafe {
             *out = PROVIDER_FUNCTIONS.as_ptr();
-            *provctx = leaked as *mut Provider as *mut c_void;
+            *provctx = Box::into_raw(Box::new(provider)) as *mut c_void;
         }
         1
     })
-}
-
-/// The provider's library context (for BIOs handed through the core).
-pub(crate) fn libctx() -> *mut OSSL_LIB_CTX {
-    current().map_or(std::ptr::null_mut(), |p| p.libctx)
-}
-
-/// The effective settings (openssl.cnf + environment), or the environment alone before init.
-/// The effective settings; a configuration error is raised on OpenSSL's queue.
-pub(crate) fn settings() -> Option<Settings> {
-    let result = match current() {
-        Some(p) => match &p.config_error {
-            Some(message) => Err(message.clone()),
-            None => Ok(p.settings.clone()),
-        },
-        None => Settings::from_sources(&Default::default(), |n| std::env::var(n).ok()),
-    };
-    match result {
-        Ok(settings) => Some(settings),
-        Err(message) => {
-            error::raise(Reason::BadConfig, &message);
-            None
-        }
-    }
 }

@@ -13,10 +13,11 @@ use super::config;
 use super::error::{self, Reason};
 use super::ffi::*;
 use super::keymgmt::{self, Key, MAX_SIGNATURE};
-use super::{dispatch, dispatch_end, guard, params};
+use super::{dispatch, dispatch_end, guard_in, params, Instance};
 use crate::iotsafe::HashAlg;
 
 struct Context {
+    instance: Instance,
     key: Option<Arc<Key>>,
     hash: HashAlg,
     hasher: Option<Hasher>,
@@ -60,15 +61,29 @@ fn algorithm_id(hash: HashAlg) -> [u8; 12] {
     ]
 }
 
+/// The instance a context was made through (its functions get no provctx).
+///
+/// # Safety
+/// `ctx` is NULL or a context from `newctx`.
+unsafe fn instance_of(ctx: *mut c_void) -> Option<Instance> {
+    context(ctx).map(|ctx| ctx.instance)
+}
+
 /// # Safety
 /// `ctx` is NULL or a context from `newctx`.
 unsafe fn context<'a>(ctx: *mut c_void) -> Option<&'a mut Context> {
     (ctx as *mut Context).as_mut()
 }
 
-unsafe extern "C" fn newctx(_provctx: *mut c_void, _propq: *const c_char) -> *mut c_void {
-    guard(std::ptr::null_mut(), || {
+unsafe extern "C" fn newctx(provctx: *mut c_void, _propq: *const c_char) -> *mut c_void {
+    // SAFETY: the provctx of this call.
+    let instance = unsafe { Instance::from_provctx(provctx) };
+    guard_in(instance, std::ptr::null_mut(), || {
+        let Some(instance) = instance else {
+            return std::ptr::null_mut();
+        };
         Box::into_raw(Box::new(Context {
+            instance,
             key: None,
             hash: HashAlg::Sha256,
             hasher: None,
@@ -77,7 +92,7 @@ unsafe extern "C" fn newctx(_provctx: *mut c_void, _propq: *const c_char) -> *mu
 }
 
 unsafe extern "C" fn freectx(ctx: *mut c_void) {
-    guard((), || {
+    guard_in(instance_of(ctx), (), || {
         if !ctx.is_null() {
             // SAFETY: a context from newctx/dupctx, freed once.
             drop(unsafe { Box::from_raw(ctx as *mut Context) });
@@ -86,12 +101,13 @@ unsafe extern "C" fn freectx(ctx: *mut c_void) {
 }
 
 unsafe extern "C" fn dupctx(ctx: *mut c_void) -> *mut c_void {
-    guard(std::ptr::null_mut(), || {
+    guard_in(instance_of(ctx), std::ptr::null_mut(), || {
         // SAFETY: a context from newctx.
         let Some(ctx) = (unsafe { context(ctx) }) else {
             return std::ptr::null_mut();
         };
         Box::into_raw(Box::new(Context {
+            instance: ctx.instance,
             key: ctx.key.clone(),
             hash: ctx.hash,
             hasher: ctx.hasher.clone(),
@@ -146,7 +162,7 @@ unsafe extern "C" fn sign_init(
     keydata: *mut c_void,
     params: *const OSSL_PARAM,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context and parameters from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -161,7 +177,7 @@ unsafe extern "C" fn digest_sign_init(
     keydata: *mut c_void,
     params: *const OSSL_PARAM,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context, name and parameters from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -192,7 +208,7 @@ unsafe extern "C" fn digest_sign_update(
     data: *const c_uchar,
     len: usize,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context and buffer from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -299,7 +315,7 @@ unsafe extern "C" fn digest_sign_final(
     siglen: *mut usize,
     sigsize: usize,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: arguments from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -322,7 +338,7 @@ unsafe extern "C" fn digest_sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: arguments from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -349,7 +365,7 @@ unsafe extern "C" fn sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: arguments from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -392,7 +408,7 @@ unsafe extern "C" fn gettable_ctx_params(
 }
 
 unsafe extern "C" fn get_ctx_params(ctx: *mut c_void, out: *mut OSSL_PARAM) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context and parameters from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };
@@ -440,7 +456,7 @@ unsafe fn set_params(ctx: &mut Context, input: *const OSSL_PARAM) -> bool {
 }
 
 unsafe extern "C" fn set_ctx_params(ctx: *mut c_void, input: *const OSSL_PARAM) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context and parameters from OpenSSL.
         unsafe {
             let Some(ctx) = context(ctx) else { return 0 };

@@ -10,23 +10,30 @@ use super::card;
 use super::error::{self, Reason};
 use super::ffi::*;
 use super::uri::{self, KeyUri, ObjectType};
-use super::{dispatch, dispatch_end, guard, params};
+use super::{dispatch, dispatch_end, guard_in, params, Instance};
 use crate::keys;
 
 struct Context {
+    instance: Instance,
     uri: KeyUri,
     expect: c_int,
     pending: Option<Vec<ObjectType>>,
 }
 
-unsafe extern "C" fn open(_provctx: *mut c_void, text: *const c_char) -> *mut c_void {
-    guard(std::ptr::null_mut(), || {
+unsafe extern "C" fn open(provctx: *mut c_void, text: *const c_char) -> *mut c_void {
+    // SAFETY: the provctx of this call.
+    let instance = unsafe { Instance::from_provctx(provctx) };
+    guard_in(instance, std::ptr::null_mut(), || {
+        let Some(instance) = instance else {
+            return std::ptr::null_mut();
+        };
         // SAFETY: a NUL-terminated URI from OpenSSL.
         let Some(text) = (unsafe { params::c_str(text) }) else {
             return std::ptr::null_mut();
         };
         match KeyUri::parse(&text) {
             Ok(uri) => Box::into_raw(Box::new(Context {
+                instance,
                 uri,
                 expect: 0,
                 pending: None,
@@ -45,8 +52,16 @@ unsafe extern "C" fn settable_ctx_params(_provctx: *mut c_void) -> *const OSSL_P
     SETTABLE.as_ptr() as *const OSSL_PARAM
 }
 
+/// The instance a store context was opened through (its functions get no provctx).
+///
+/// # Safety
+/// `ctx` is NULL or a context from `open`, not closed.
+unsafe fn instance_of(ctx: *mut c_void) -> Option<Instance> {
+    (ctx as *const Context).as_ref().map(|ctx| ctx.instance)
+}
+
 unsafe extern "C" fn set_ctx_params(ctx: *mut c_void, input: *const OSSL_PARAM) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context and parameters from OpenSSL.
         unsafe {
             let Some(ctx) = (ctx as *mut Context).as_mut() else {
@@ -114,7 +129,7 @@ unsafe extern "C" fn load(
     _pw_cb: Option<OSSL_PASSPHRASE_CALLBACK>,
     _pw_cbarg: *mut c_void,
 ) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         // SAFETY: context and callback from OpenSSL.
         unsafe {
             let (Some(ctx), Some(cb)) = ((ctx as *mut Context).as_mut(), object_cb) else {
@@ -127,16 +142,24 @@ unsafe extern "C" fn load(
                 return 0;
             }
             let object = pending.remove(0);
-            let settings = match super::settings() {
-                Some(base) => ctx.uri.settings.overlay(&base),
-                None => return 0,
+            let Some(configured) = ctx.instance.settings() else {
+                return 0;
+            };
+            let settings = match ctx.uri.settings_over(&configured) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    error::raise(Reason::BadUri, &e);
+                    return 0;
+                }
             };
             let card = card::card_for(&settings);
             match object {
                 ObjectType::Private => {
                     // Check the key now, so that a wrong URI fails here with its reason
                     // (the public half read is cached: the decoder does no second read).
-                    if let Err((reason, message)) = super::keymgmt::Key::from_card(&settings) {
+                    if let Err((reason, message)) =
+                        super::keymgmt::Key::from_card(ctx.instance, &settings)
+                    {
                         error::raise(reason, &format!("{message} (URI {})", ctx.uri));
                         return 0;
                     }
@@ -155,11 +178,12 @@ unsafe extern "C" fn load(
                     )
                 }
                 ObjectType::Public => {
-                    let result = super::keymgmt::Key::from_card(&settings).and_then(|key| {
-                        keys::public_key_from_point(key.curve, &key.point)
-                            .and_then(|k| k.public_key_to_der())
-                            .map_err(|e| (Reason::Internal, e.to_string()))
-                    });
+                    let result =
+                        super::keymgmt::Key::from_card(ctx.instance, &settings).and_then(|key| {
+                            keys::public_key_from_point(key.curve, &key.point)
+                                .and_then(|k| k.public_key_to_der())
+                                .map_err(|e| (Reason::Internal, e.to_string()))
+                        });
                     match result {
                         Ok(mut der) => emit(
                             OSSL_OBJECT_PKEY,
@@ -199,7 +223,7 @@ unsafe extern "C" fn load(
 }
 
 unsafe extern "C" fn eof(ctx: *mut c_void) -> c_int {
-    guard(1, || {
+    guard_in(instance_of(ctx), 1, || {
         // SAFETY: a context from open.
         match unsafe { (ctx as *mut Context).as_ref() } {
             Some(ctx) => ctx.pending.as_ref().is_some_and(|p| p.is_empty()).into(),
@@ -209,7 +233,7 @@ unsafe extern "C" fn eof(ctx: *mut c_void) -> c_int {
 }
 
 unsafe extern "C" fn close(ctx: *mut c_void) -> c_int {
-    guard(0, || {
+    guard_in(instance_of(ctx), 0, || {
         if !ctx.is_null() {
             // SAFETY: a context from open, closed once.
             drop(unsafe { Box::from_raw(ctx as *mut Context) });

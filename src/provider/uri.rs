@@ -61,6 +61,27 @@ impl KeyUri {
         }
         Ok(uri)
     }
+
+    /// The settings this URI (or key reference) reaches: its attributes over the configured
+    /// ones. It cannot choose a modem of its own: key references are files any user may hand
+    /// to a program, and the provider opens a modem's device, changes its line settings and
+    /// writes AT commands to it. A modem named here must be the configured one (openssl.cnf
+    /// `modem` or `IOTSAFE_MODEM`), as in a key reference written for that modem.
+    pub fn settings_over(&self, configured: &Settings) -> Result<Settings, String> {
+        if let Some(modem) = &self.settings.modem {
+            if configured.modem.as_ref() != Some(modem) {
+                let configured = match &configured.modem {
+                    Some(other) => format!("the configured modem is {other}"),
+                    None => "no modem is configured".to_string(),
+                };
+                return Err(format!(
+                    "'{self}' names modem {modem}, but {configured}: a key reference or URI \
+                     may only name the modem of openssl.cnf (modem) or IOTSAFE_MODEM"
+                ));
+            }
+        }
+        Ok(self.settings.overlay(configured))
+    }
 }
 
 fn push_object(out: &mut Vec<String>, prefix: &str, object: &Option<ObjectRef>) {
@@ -102,6 +123,8 @@ impl fmt::Display for KeyUri {
         push_object(&mut parts, "key", &s.key);
         push_object(&mut parts, "pub", &s.public);
         push_object(&mut parts, "cert", &s.cert);
+        // Only an id names a peer slot (config.rs refuses a dh-peer label).
+        push_object(&mut parts, "dh-peer", &s.dh_peer);
         if let Some(object) = self.object {
             parts.push(
                 match object {
@@ -161,6 +184,39 @@ mod tests {
         assert_eq!(uri.settings.key, Some(ObjectRef::Label("DEVICE".into())));
         assert_eq!(uri.settings.cert, Some(ObjectRef::Id(vec![2])));
         assert_eq!(uri.object, Some(ObjectType::Private));
+        assert_eq!(KeyUri::parse(&uri.to_string()).unwrap(), uri);
+    }
+
+    #[test]
+    fn a_uri_names_only_the_configured_modem() {
+        let uri = KeyUri::parse("iotsafe:modem=/dev/ttyS0;key-id=01").unwrap();
+        let e = uri.settings_over(&Settings::default()).unwrap_err();
+        assert!(
+            e.contains("names modem /dev/ttyS0, but no modem is configured"),
+            "{e}"
+        );
+        let mut configured = Settings::default();
+        configured.set("modem", "/dev/ttyUSB2").unwrap();
+        let e = uri.settings_over(&configured).unwrap_err();
+        assert!(e.contains("the configured modem is /dev/ttyUSB2"), "{e}");
+        configured.set("modem", "/dev/ttyS0").unwrap();
+        let settings = uri.settings_over(&configured).unwrap();
+        assert_eq!(settings.modem.as_deref(), Some("/dev/ttyS0"));
+        // Without a modem of its own, a URI uses the configured one.
+        let plain = KeyUri::parse("iotsafe:key-id=01").unwrap();
+        assert_eq!(
+            plain.settings_over(&configured).unwrap().modem.as_deref(),
+            Some("/dev/ttyS0")
+        );
+    }
+
+    #[test]
+    fn every_attribute_survives_printing() {
+        let text = "iotsafe:reader=Virtual%20PCD;modem=/dev/ttyUSB2;aid=A0000005591010FFFFFFFF8900000100;\
+                    cla-style=80;channel=basic;key-id=01;pub-id=03;cert-id=02;dh-peer-id=11;type=private";
+        let uri = KeyUri::parse(text).unwrap();
+        assert_eq!(uri.settings.dh_peer, Some(ObjectRef::Id(vec![0x11])));
+        assert_eq!(uri.to_string(), text);
         assert_eq!(KeyUri::parse(&uri.to_string()).unwrap(), uri);
     }
 

@@ -49,6 +49,9 @@ pub struct Config {
     pub page_size: usize,
     /// Status word for READ FILE at or past the end (6A86 or 6981).
     pub read_past_end: u16,
+    /// A broken or hostile card: the size (tag 20 value) announced for every file instead
+    /// of the real one.
+    pub file_size: Option<Vec<u8>>,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             t0: false,
             page_size: 200,
             read_past_end: sw::INCORRECT_P1P2,
+            file_size: None,
         }
     }
 }

@@ -86,12 +86,15 @@ fn public_attrs(k: &PublicKey) -> Vec<u8> {
     a
 }
 
-fn file_attrs(f: &File) -> Vec<u8> {
+/// A file's attributes; `announced_size` replaces the size (tag 20) when set.
+fn file_attrs(f: &File, announced_size: Option<&[u8]>) -> Vec<u8> {
     let mut a = Vec::new();
     put_label(&mut a, 0x73, &f.label);
     tlv::put(&mut a, 0x83, &f.id);
-    let size = u16::try_from(f.data.len()).unwrap_or(u16::MAX);
-    tlv::put(&mut a, 0x20, &size.to_be_bytes());
+    let size = u16::try_from(f.data.len())
+        .unwrap_or(u16::MAX)
+        .to_be_bytes();
+    tlv::put(&mut a, 0x20, announced_size.unwrap_or(&size));
     tlv::put(&mut a, 0x21, &[f.usage]);
     a
 }
@@ -162,9 +165,13 @@ impl Applet {
         s.pubs
             .iter()
             .for_each(|k| tlv::put(&mut out, 0xC2, &public_attrs(k)));
-        s.files
-            .iter()
-            .for_each(|f| tlv::put(&mut out, 0xC3, &file_attrs(f)));
+        s.files.iter().for_each(|f| {
+            tlv::put(
+                &mut out,
+                0xC3,
+                &file_attrs(f, self.cfg.file_size.as_deref()),
+            )
+        });
         out
     }
 
@@ -192,6 +199,7 @@ impl Applet {
             0xC3 => file_attrs(
                 s.file(&obj_ref(&cmd.data, 0x83, 0x73)?)
                     .ok_or(sw::NOT_FOUND)?,
+                self.cfg.file_size.as_deref(),
             ),
             _ => return Err(sw::NOT_FOUND), // no secret keys on this card
         };

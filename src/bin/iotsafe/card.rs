@@ -6,6 +6,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use iotsafe_dane::dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
 use iotsafe_dane::hex;
+use iotsafe_dane::iotsafe::applet::MAX_RANDOM;
 use iotsafe_dane::iotsafe::transport::pcsc;
 use iotsafe_dane::iotsafe::{
     Applet, AppletConfig, ChannelMode, ClaStyle, HashAlg, ObjectKind, ObjectRef,
@@ -126,8 +127,11 @@ pub enum CardCommand {
         #[arg(long)]
         out: Option<String>,
     },
-    /// Print N random bytes from the card, in hex.
-    Random { count: usize },
+    /// Print N random bytes from the card, in hex (N at most 65536).
+    Random {
+        #[arg(value_parser = random_count)]
+        count: usize,
+    },
     /// Generate a new key pair on the card; prints the public key (PEM).
     Genkey,
     /// Write a key-reference file: a PEM block naming the card's key, loadable by OpenSSL
@@ -154,6 +158,18 @@ pub enum CardCommand {
         #[arg(long, default_value_t = 1)]
         mtype: u8,
     },
+}
+
+/// The byte count of `random`: a number up to what the applet layer serves per request.
+fn random_count(text: &str) -> Result<usize, String> {
+    let too_many = || format!("at most {MAX_RANDOM} bytes per call");
+    match text.parse::<usize>() {
+        Ok(count) if count <= MAX_RANDOM => Ok(count),
+        Ok(_) => Err(too_many()),
+        // Digits too many for a usize are a count too large, not a malformed one.
+        Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => Err(too_many()),
+        Err(e) => Err(format!("not a byte count: {e}")),
+    }
 }
 
 pub fn run(options: &CardOptions, command: CardCommand) -> Result<(), String> {

@@ -277,3 +277,140 @@ fn wrong_digest_length_is_refused_before_any_apdu() {
         .unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err}");
 }
+
+#[test]
+fn random_count_is_bounded_before_any_apdu() {
+    let script = Script::new(&[]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .random(99_999_999_999_999)
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("at most 65536"), "{err}");
+}
+
+/// GET DATA for file id 02, answered with these attributes.
+fn file_object(size_hex: &str) -> (String, String) {
+    let size_len = size_hex.len() / 2;
+    let attributes = format!("830102 20{size_len:02X}{size_hex}");
+    (
+        "01CBC3000383010200".to_string(),
+        format!("{attributes}9000"),
+    )
+}
+
+#[test]
+fn absurd_file_sizes_are_refused_before_reading() {
+    for size in [
+        "FFFFFFFFFF",
+        "FFFFFFFFFFFFFFFF",
+        "01FFFFFFFFFFFFFFFF",
+        "4001",
+    ] {
+        let (get, answer) = file_object(size);
+        let script = Script::new(&[OPEN_CHANNEL_1, SELECT_GSMA_ON_1, (&get, &answer)]);
+        let err = applet(&script, ClaStyle::Interindustry)
+            .read_file(&ObjectRef::Id(vec![2]))
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, Error::Malformed { .. }), "{size}: {message}");
+        assert!(
+            message.contains("file id 02") && message.contains("more than the 16384 bytes"),
+            "{size}: {message}"
+        );
+        assert_eq!(script.remaining(), 0, "{size}: no READ FILE was sent");
+    }
+    let (get, answer) = file_object("FFFFFFFFFF");
+    let err = applet(
+        &Script::new(&[OPEN_CHANNEL_1, SELECT_GSMA_ON_1, (&get, &answer)]),
+        ClaStyle::Interindustry,
+    )
+    .read_file(&ObjectRef::Id(vec![2]))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("announces 1099511627775 bytes (tag 20)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_of_the_largest_size_is_read() {
+    let (get, answer) = file_object("4000");
+    let mut steps = vec![
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        (get.as_str(), answer.as_str()),
+    ];
+    let block = format!("{}9000", "5A".repeat(256));
+    let commands: Vec<String> = (0..MAX_FILE_SIZE / 256)
+        .map(|i| format!("01B0{:04X}0383010200", i * 256))
+        .collect();
+    for command in &commands {
+        steps.push((command.as_str(), block.as_str()));
+    }
+    let script = Script::new(&steps);
+    let content = applet(&script, ClaStyle::Interindustry)
+        .read_file(&ObjectRef::Id(vec![2]))
+        .unwrap();
+    assert_eq!(content.len(), MAX_FILE_SIZE);
+}
+
+#[test]
+fn an_oversized_public_key_is_refused() {
+    let point = format!("04{}", "11".repeat(200));
+    let answer = format!("3481CF 4981CC 8681C9{point}9000");
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CD000003850101", answer.as_str()),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .read_public_key(&ObjectRef::Id(vec![1]))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not an uncompressed EC point (201 bytes)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_oversized_signature_is_refused() {
+    let answer = format!("33 8186 {} 9000", "22".repeat(134));
+    let update = format!("012B8001229E20{}", "00".repeat(32));
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("012A00010D840101A1010391020001920104", "9000"),
+        (update.as_str(), answer.as_str()),
+        ("012A0101", "9000"),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0; 32])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a raw ECDSA signature of 134 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn absurd_counts_in_object_lists_and_applet_information_do_not_panic() {
+    // A file whose size (2^64) has nine bytes, and applet limits of eight and nine: too large
+    // counts saturate (the size does not wrap to 0) and the bounds of their users refuse them.
+    let list = "C311 830102 2009010000000000000000 210102";
+    let info = "B108FFFFFFFFFFFFFFFF B709FFFFFFFFFFFFFFFFFF";
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CB010000", format!("{list}9000").as_str()),
+        ("01CB000000", format!("{info}9000").as_str()),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    let objects = applet.objects().unwrap();
+    assert_eq!(objects[0].size, Some(usize::MAX));
+    let info = applet.info().unwrap();
+    assert_eq!(info.max_objects[0], Some(usize::MAX));
+    assert_eq!(info.max_sessions, Some(usize::MAX));
+}
