@@ -11,6 +11,10 @@
  *   anon=BASE      the same without the extension
  *   perssl=BASE    the same with iotsafe_dane_ssl_enable on the client's SSL instead
  *   resume=BASE    as full=, offering the session saved by the last successful handshake
+ *   reuse=BASE     as full=, on the server's one kept SSL, cleared (SSL_clear) after each use
+ *   reuse-anon=BASE  as anon=, on that kept SSL
+ *   server-cache   switches the server's session cache back on, with stateful tickets
+ *                  (SSL_SESS_CACHE_SERVER, SSL_OP_NO_TICKET), as an application might
  *   domains=LIST   iotsafe_dane_set_allowed_domains
  *   ca-file=PATH   iotsafe_dane_set_ca_file
  *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C
@@ -18,6 +22,12 @@
  *   flush          iotsafe_dane_clear_cache
  *   bad-new        iotsafe_dane_new with a bad resolver address (NULL and a last error)
  *   again          both dane_clientid calls a second time on the same contexts (refused)
+ *   app-info       prints how many handshakes the application's own info callback, set on the
+ *                  server's context before enabling, saw start
+ *   info-after     sets that callback again after enabling (replacing the library's)
+ *   again-other    the server call a second time with another code point (refused)
+ *   race           two threads configure one fresh client SSL_CTX at once, 200 times; then a
+ *                  handshake from the last one
  *   wait           prints "waiting" and reads one line from stdin
  * Handshake lines: "<step> server=ok|refused identity=NAME|- verify=N reused=0|1
  *                   client=ok|failed server_error=... client_error=..."
@@ -45,11 +55,12 @@
 #define PORT 8883
 
 static iotsafe_dane *dane;
-static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *perssl_ctx;
+static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *perssl_ctx, *raced_ctx;
+static SSL *kept; /* the server's SSL reused by reuse= steps */
 static SSL_SESSION *saved;
 static int missing;
 
-enum client_kind { NAMED, ANON, PERSSL };
+enum client_kind { NAMED, ANON, PERSSL, RACED };
 
 struct client_job {
 	int fd;
@@ -87,7 +98,10 @@ static void describe(char *buf, size_t len)
 static void *run_client(void *arg)
 {
 	struct client_job *job = arg;
-	SSL_CTX *ctx = job->kind == NAMED ? named_ctx : job->kind == ANON ? anon_ctx : perssl_ctx;
+	SSL_CTX *ctx = job->kind == NAMED  ? named_ctx
+		       : job->kind == ANON ? anon_ctx
+		       : job->kind == RACED ? raced_ctx
+				            : perssl_ctx;
 	SSL *ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, job->fd);
 	SSL_set_tlsext_host_name(ssl, HOST);
@@ -123,7 +137,8 @@ out:
 	return NULL;
 }
 
-static void handshake(const char *step, enum client_kind kind, const char *base, int resume)
+static void handshake(const char *step, enum client_kind kind, const char *base, int resume,
+		      int reuse)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
@@ -135,7 +150,9 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 	if (pthread_create(&client, NULL, run_client, &job) != 0)
 		die("pthread_create");
 
-	SSL *ssl = SSL_new(server_ctx);
+	if (reuse && !kept)
+		kept = SSL_new(server_ctx);
+	SSL *ssl = reuse ? kept : SSL_new(server_ctx);
 	SSL_set_fd(ssl, sv[0]);
 	char identity[256] = "-", server_error[1024] = "";
 	int accepted = SSL_accept(ssl) == 1;
@@ -154,7 +171,12 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 	}
 	long verify = SSL_get_verify_result(ssl);
 	int reused = SSL_session_reused(ssl);
-	SSL_free(ssl);
+	if (reuse) {
+		if (SSL_clear(ssl) != 1)
+			die("SSL_clear");
+	} else {
+		SSL_free(ssl);
+	}
 	close(sv[0]);
 	pthread_join(client, NULL);
 	ERR_clear_error();
@@ -212,6 +234,66 @@ static SSL_CTX *client_ctx(const char *name, int server_auth)
 	return ctx;
 }
 
+static int app_handshake_starts;
+
+/* An application's own info callback (counting handshakes), as servers set for logging. */
+static void app_info(const SSL *ssl, int where, int ret)
+{
+	(void)ssl;
+	(void)ret;
+	if (where & SSL_CB_HANDSHAKE_START)
+		__atomic_add_fetch(&app_handshake_starts, 1, __ATOMIC_SEQ_CST);
+}
+
+struct race_job {
+	pthread_barrier_t *start;
+	SSL_CTX *ctx;
+	const char *name;
+	int rc;
+};
+
+static void *configure_server_auth(void *arg)
+{
+	struct race_job *job = arg;
+	pthread_barrier_wait(job->start);
+	job->rc = iotsafe_dane_ctx_enable_server_auth(dane, job->ctx, PORT, IOTSAFE_DANE_REQUIRE);
+	return NULL;
+}
+
+static void *configure_clientid(void *arg)
+{
+	struct race_job *job = arg;
+	pthread_barrier_wait(job->start);
+	job->rc = iotsafe_dane_ctx_enable_clientid_client(job->ctx, job->name, 0);
+	return NULL;
+}
+
+/* Two threads configure one fresh context at the same moment, many times over: every call must
+ * succeed and the last context must work (both configurations kept alive). */
+static void race(const char *step, const char *base, const char *name)
+{
+	int failed = 0;
+	for (int round = 0; round < 200; round++) {
+		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+		pthread_barrier_t start;
+		pthread_barrier_init(&start, NULL, 2);
+		struct race_job a = {.start = &start, .ctx = ctx, .name = name};
+		struct race_job b = a;
+		pthread_t ta, tb;
+		pthread_create(&ta, NULL, configure_server_auth, &a);
+		pthread_create(&tb, NULL, configure_clientid, &b);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		pthread_barrier_destroy(&start);
+		failed += a.rc != 1 || b.rc != 1;
+		SSL_CTX_free(raced_ctx);
+		raced_ctx = ctx;
+	}
+	printf("%s-config failed=%d\n", step, failed);
+	fflush(stdout);
+	handshake(step, RACED, base, 0, 0);
+}
+
 static int missing_mode(const char *s)
 {
 	if (strcmp(s, "refuse") == 0)
@@ -244,6 +326,7 @@ int main(int argc, char **argv)
 		die("server certificate");
 	/* As servers that resume sessions of verified clients do. */
 	SSL_CTX_set_session_id_context(server_ctx, (const unsigned char *)"capi_peer", 9);
+	SSL_CTX_set_info_callback(server_ctx, app_info);
 	missing = missing_mode(argv[3]);
 	if (iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0, missing) != 1)
 		die("iotsafe_dane_ctx_enable_clientid_server");
@@ -258,13 +341,34 @@ int main(int argc, char **argv)
 		if (value)
 			*value++ = '\0';
 		if (strcmp(step, "full") == 0 && value)
-			handshake(step, NAMED, value, 0);
+			handshake(step, NAMED, value, 0, 0);
 		else if (strcmp(step, "anon") == 0 && value)
-			handshake(step, ANON, value, 0);
+			handshake(step, ANON, value, 0, 0);
 		else if (strcmp(step, "perssl") == 0 && value)
-			handshake(step, PERSSL, value, 0);
+			handshake(step, PERSSL, value, 0, 0);
 		else if (strcmp(step, "resume") == 0 && value)
-			handshake(step, NAMED, value, 1);
+			handshake(step, NAMED, value, 1, 0);
+		else if (strcmp(step, "reuse") == 0 && value)
+			handshake(step, NAMED, value, 0, 1);
+		else if (strcmp(step, "reuse-anon") == 0 && value)
+			handshake(step, ANON, value, 0, 1);
+		else if (strcmp(step, "race") == 0 && value)
+			race(step, value, device_name);
+		else if (strcmp(step, "app-info") == 0)
+			printf("app-info starts=%d\n", app_handshake_starts);
+		else if (strcmp(step, "info-after") == 0) {
+			SSL_CTX_set_info_callback(server_ctx, app_info);
+			printf("info-after\n");
+		} else if (strcmp(step, "server-cache") == 0) {
+			SSL_CTX_set_session_cache_mode(server_ctx, SSL_SESS_CACHE_SERVER);
+			SSL_CTX_set_options(server_ctx, SSL_OP_NO_TICKET);
+			printf("server-cache\n");
+		} else if (strcmp(step, "again-other") == 0) {
+			int server =
+			    iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0xFFDB, missing);
+			printf("again-other server=%d error=%s\n", server, iotsafe_dane_last_error());
+			ERR_clear_error();
+		}
 		else if (strcmp(step, "domains") == 0 && value)
 			printf("domains rc=%d\n", iotsafe_dane_set_allowed_domains(dane, value));
 		else if (strcmp(step, "ca-file") == 0 && value)
@@ -301,6 +405,8 @@ int main(int argc, char **argv)
 
 	if (saved)
 		SSL_SESSION_free(saved);
+	SSL_free(kept);
+	SSL_CTX_free(raced_ctx);
 	SSL_CTX_free(named_ctx);
 	SSL_CTX_free(anon_ctx);
 	SSL_CTX_free(perssl_ctx);
