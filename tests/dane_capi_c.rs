@@ -512,6 +512,38 @@ fn a_session_resumed_past_our_check_carries_no_identity() {
 }
 
 #[test]
+fn a_tls12_session_resumed_by_id_past_our_check_carries_no_identity() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    // TLS 1.2 (identities from the certificate), the server's session cache back on: the
+    // client resumes by session id, which no ticket check sees.
+    let mut peer = rig.start(
+        "from-cert",
+        &[
+            "server-cache".into(),
+            step("anon12", &dev),
+            "wait".into(),
+            "flush".into(),
+            step("resume12", &dev),
+        ],
+    );
+    assert_eq!(peer.line().0, "server-cache");
+    let first = peer.line();
+    assert!(first.accepted(), "{first:?}");
+    assert_eq!(first.get("identity"), NAME, "{first:?}");
+    assert_eq!(peer.line().0, "waiting");
+    rig.dns.set_records("iotregistry.test.", &[]);
+    peer.proceed();
+    assert_eq!(peer.line().0, "flush rc=1");
+    let resumed = peer.line();
+    assert!(resumed.accepted(), "{resumed:?}");
+    assert_eq!(resumed.get("reused"), "1", "resumed by id: {resumed:?}");
+    assert_eq!(resumed.get("identity"), "-", "{resumed:?}");
+    assert_eq!(resumed.get("verify"), "50", "{resumed:?}");
+    peer.finish();
+}
+
+#[test]
 fn a_context_is_configured_once_even_from_two_threads() {
     let rig = Rig::new(300);
     let dev = rig.cert("dev");

@@ -11,6 +11,8 @@
  *   anon=BASE      the same without the extension
  *   perssl=BASE    the same with iotsafe_dane_ssl_enable on the client's SSL instead
  *   resume=BASE    as full=, offering the session saved by the last successful handshake
+ *   anon12=BASE    as anon=, the client limited to TLS 1.2
+ *   resume12=BASE  as anon12=, offering the session saved by the last successful handshake
  *   reuse=BASE     as full=, on the server's one kept SSL, cleared (SSL_clear) after each use
  *   reuse-anon=BASE  as anon=, on that kept SSL
  *   server-cache   switches the server's session cache back on, with stateful tickets
@@ -55,12 +57,12 @@
 #define PORT 8883
 
 static iotsafe_dane *dane;
-static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *perssl_ctx, *raced_ctx;
+static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *anon12_ctx, *perssl_ctx, *raced_ctx;
 static SSL *kept; /* the server's SSL reused by reuse= steps */
 static SSL_SESSION *saved;
 static int missing;
 
-enum client_kind { NAMED, ANON, PERSSL, RACED };
+enum client_kind { NAMED, ANON, ANON12, PERSSL, RACED };
 
 struct client_job {
 	int fd;
@@ -100,6 +102,7 @@ static void *run_client(void *arg)
 	struct client_job *job = arg;
 	SSL_CTX *ctx = job->kind == NAMED  ? named_ctx
 		       : job->kind == ANON ? anon_ctx
+		       : job->kind == ANON12 ? anon12_ctx
 		       : job->kind == RACED ? raced_ctx
 				            : perssl_ctx;
 	SSL *ssl = SSL_new(ctx);
@@ -333,6 +336,8 @@ int main(int argc, char **argv)
 
 	named_ctx = client_ctx(device_name, 1);
 	anon_ctx = client_ctx(NULL, 1);
+	anon12_ctx = client_ctx(NULL, 1);
+	SSL_CTX_set_max_proto_version(anon12_ctx, TLS1_2_VERSION);
 	perssl_ctx = client_ctx(device_name, 0);
 
 	for (int i = 5; i < argc; i++) {
@@ -348,6 +353,10 @@ int main(int argc, char **argv)
 			handshake(step, PERSSL, value, 0, 0);
 		else if (strcmp(step, "resume") == 0 && value)
 			handshake(step, NAMED, value, 1, 0);
+		else if (strcmp(step, "anon12") == 0 && value)
+			handshake(step, ANON12, value, 0, 0);
+		else if (strcmp(step, "resume12") == 0 && value)
+			handshake(step, ANON12, value, 1, 0);
 		else if (strcmp(step, "reuse") == 0 && value)
 			handshake(step, NAMED, value, 0, 1);
 		else if (strcmp(step, "reuse-anon") == 0 && value)
@@ -409,6 +418,7 @@ int main(int argc, char **argv)
 	SSL_CTX_free(raced_ctx);
 	SSL_CTX_free(named_ctx);
 	SSL_CTX_free(anon_ctx);
+	SSL_CTX_free(anon12_ctx);
 	SSL_CTX_free(perssl_ctx);
 	SSL_CTX_free(server_ctx);
 	iotsafe_dane_free(dane);
