@@ -217,6 +217,11 @@ fn c_server_survives_client_certificates_in_every_missing_mode() {
         };
         assert!(device.accepted(), "{missing}: {device:?}");
         assert_eq!(device.get("identity"), NAME, "{missing}: {device:?}");
+        assert_eq!(
+            device.get("later"),
+            NAME,
+            "{missing}: still there after a KeyUpdate and more data: {device:?}"
+        );
         assert!(!impostor.accepted(), "{missing}: {impostor:?}");
         assert!(
             impostor.server_error().contains("does not match"),

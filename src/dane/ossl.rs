@@ -746,14 +746,6 @@ pub(crate) fn set_handshake_hooks(
 }
 
 unsafe extern "C" fn info_callback(ssl: *const openssl_sys::SSL, kind: c_int, value: c_int) {
-    if kind & (SSL_CB_HANDSHAKE_START | SSL_CB_HANDSHAKE_DONE) == 0 {
-        // Not ours to look at; only the application's callback, if any, wants it.
-        if let Some(previous) = previous_info_callback(ssl) {
-            // SAFETY: the application's callback, with the arguments libssl gave us.
-            unsafe { previous(ssl, kind, value) };
-        }
-        return;
-    }
     let previous = std::panic::catch_unwind(|| {
         // SAFETY: called by libssl on a live SSL, whose context's ex_data holds the chain
         // (or not, when the SSL was moved to another context: then nothing of ours runs).
@@ -773,22 +765,9 @@ unsafe extern "C" fn info_callback(ssl: *const openssl_sys::SSL, kind: c_int, va
     .ok()
     .flatten();
     if let Some(previous) = previous {
-        // SAFETY: as above.
+        // SAFETY: the application's callback, with the arguments libssl gave us.
         unsafe { previous(ssl, kind, value) };
     }
-}
-
-/// The application's info callback chained behind ours, if any.
-fn previous_info_callback(ssl: *const openssl_sys::SSL) -> Option<InfoCb> {
-    std::panic::catch_unwind(|| {
-        // SAFETY: called from the info callback with a live SSL.
-        unsafe {
-            let ctx = openssl::ssl::SslContextRef::from_ptr(SSL_get_SSL_CTX(ssl));
-            ctx.ex_data(info_index()?)?.previous
-        }
-    })
-    .ok()
-    .flatten()
 }
 
 /// Makes `SSL_get_verify_result` report that the application (we) refused the peer.

@@ -31,7 +31,7 @@
  *   race           two threads configure one fresh client SSL_CTX at once, 200 times; then a
  *                  handshake from the last one
  *   wait           prints "waiting" and reads one line from stdin
- * Handshake lines: "<step> server=ok|refused identity=NAME|- verify=N reused=0|1
+ * Handshake lines: "<step> server=ok|refused identity=NAME|- later=NAME|- verify=N reused=0|1
  *                   client=ok|failed server_error=... client_error=..."
  * Environment: IOTSAFE_DANE_RESOLVER, IOTSAFE_DANE_TRUST_ANCHOR.
  * The server's records sit at _8883._tcp.broker.example.test; the peers talk over a socketpair.
@@ -130,6 +130,10 @@ static void *run_client(void *arg)
 	}
 	job->ok = 1;
 	job->reused = SSL_session_reused(ssl);
+	/* Post-handshake traffic: a TLS 1.3 KeyUpdate, then one byte the server reads. */
+	if (SSL_version(ssl) == TLS1_3_VERSION)
+		SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED);
+	SSL_write(ssl, "x", 1);
 	if (saved)
 		SSL_SESSION_free(saved);
 	saved = SSL_get1_session(ssl);
@@ -157,13 +161,17 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 		kept = SSL_new(server_ctx);
 	SSL *ssl = reuse ? kept : SSL_new(server_ctx);
 	SSL_set_fd(ssl, sv[0]);
-	char identity[256] = "-", server_error[1024] = "";
+	char identity[256] = "-", later[256] = "-", server_error[1024] = "";
 	int accepted = SSL_accept(ssl) == 1;
 	if (accepted) {
 		if (iotsafe_dane_peer_identity(ssl, identity, sizeof identity) != 1)
 			snprintf(identity, sizeof identity, "-");
 		SSL_write(ssl, "k", 1);
 		char byte;
+		/* After post-handshake messages, the identity is still the handshake's. */
+		if (SSL_read(ssl, &byte, 1) == 1 &&
+		    iotsafe_dane_peer_identity(ssl, later, sizeof later) != 1)
+			snprintf(later, sizeof later, "-");
 		SSL_read(ssl, &byte, 1); /* until the client closes */
 		SSL_shutdown(ssl);
 	} else {
@@ -183,9 +191,9 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 	close(sv[0]);
 	pthread_join(client, NULL);
 	ERR_clear_error();
-	printf("%s server=%s identity=%s verify=%ld reused=%d client=%s server_error=%s "
+	printf("%s server=%s identity=%s later=%s verify=%ld reused=%d client=%s server_error=%s "
 	       "client_error=%s\n",
-	       step, accepted ? "ok" : "refused", identity, verify, reused && job.reused,
+	       step, accepted ? "ok" : "refused", identity, later, verify, reused && job.reused,
 	       job.ok ? "ok" : "failed", server_error, job.error);
 }
 
