@@ -473,6 +473,40 @@ fn a_cleared_ssl_decides_its_next_client_anew() {
 }
 
 #[test]
+fn a_renegotiated_certificate_is_decided_anew() {
+    let rig = Rig::new(300);
+    let (dev, stranger) = (rig.cert("dev"), rig.cert("stranger"));
+    // TLS 1.2, identities from the certificate; the server allows client renegotiation, and
+    // the device renegotiates with another certificate (no DANE identity in it).
+    let lines = rig.run(
+        "from-cert",
+        &[
+            step("reneg", &format!("{dev}+{stranger}")),
+            step("reneg", &format!("{dev}+{dev}")),
+        ],
+    );
+    let swapped = &lines[0];
+    assert!(swapped.accepted(), "{swapped:?}");
+    assert_eq!(swapped.get("identity"), NAME, "{swapped:?}");
+    assert_eq!(
+        swapped.get("after"),
+        "-",
+        "the renegotiation with another certificate is refused, not taken for {NAME}: \
+         {swapped:?}"
+    );
+    assert!(
+        swapped.server_error().contains("certificate verify failed"),
+        "refused by the verification: {swapped:?}"
+    );
+    let same = &lines[1];
+    assert_eq!(
+        same.get("after"),
+        NAME,
+        "the same certificate renegotiates (verified again): {same:?}"
+    );
+}
+
+#[test]
 fn a_session_resumed_past_our_check_carries_no_identity() {
     let rig = Rig::new(300);
     let dev = rig.cert("dev");

@@ -13,6 +13,8 @@
  *   resume=BASE    as full=, offering the session saved by the last successful handshake
  *   anon12=BASE    as anon=, the client limited to TLS 1.2
  *   resume12=BASE  as anon12=, offering the session saved by the last successful handshake
+ *   reneg=BASE+BASE2  as anon12= (without server authentication); then the client renegotiates (the server allows it) with
+ *                  BASE2.crt/BASE2.key as its certificate; "after=" is the identity then
  *   reuse=BASE     as full=, on the server's one kept SSL, cleared (SSL_clear) after each use
  *   reuse-anon=BASE  as anon=, on that kept SSL
  *   server-cache   switches the server's session cache back on, with stateful tickets
@@ -31,7 +33,8 @@
  *   race           two threads configure one fresh client SSL_CTX at once, 200 times; then a
  *                  handshake from the last one
  *   wait           prints "waiting" and reads one line from stdin
- * Handshake lines: "<step> server=ok|refused identity=NAME|- later=NAME|- verify=N reused=0|1
+ * Handshake lines: "<step> server=ok|refused identity=NAME|- later=NAME|- after=NAME|-
+ *                   verify=N reused=0|1
  *                   client=ok|failed server_error=... client_error=..."
  * Environment: IOTSAFE_DANE_RESOLVER, IOTSAFE_DANE_TRUST_ANCHOR.
  * The server's records sit at _8883._tcp.broker.example.test; the peers talk over a socketpair.
@@ -57,18 +60,20 @@
 #define PORT 8883
 
 static iotsafe_dane *dane;
-static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *anon12_ctx, *perssl_ctx, *raced_ctx;
+static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *anon12_ctx, *plain12_ctx, *perssl_ctx,
+    *raced_ctx;
 static SSL *kept; /* the server's SSL reused by reuse= steps */
 static SSL_SESSION *saved;
 static int missing;
 
-enum client_kind { NAMED, ANON, ANON12, PERSSL, RACED };
+enum client_kind { NAMED, ANON, ANON12, PLAIN12, PERSSL, RACED };
 
 struct client_job {
 	int fd;
 	enum client_kind kind;
 	char cert[512], key[512];
 	int resume;
+	char reneg_cert[512], reneg_key[512]; /* empty: no renegotiation */
 	int ok, reused;
 	char error[1024];
 };
@@ -103,6 +108,7 @@ static void *run_client(void *arg)
 	SSL_CTX *ctx = job->kind == NAMED  ? named_ctx
 		       : job->kind == ANON ? anon_ctx
 		       : job->kind == ANON12 ? anon12_ctx
+		       : job->kind == PLAIN12 ? plain12_ctx
 		       : job->kind == RACED ? raced_ctx
 				            : perssl_ctx;
 	SSL *ssl = SSL_new(ctx);
@@ -134,6 +140,15 @@ static void *run_client(void *arg)
 	if (SSL_version(ssl) == TLS1_3_VERSION)
 		SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED);
 	SSL_write(ssl, "x", 1);
+	if (job->reneg_cert[0]) {
+		/* Another certificate, in a renegotiation on the same connection. */
+		if (SSL_use_certificate_chain_file(ssl, job->reneg_cert) != 1 ||
+		    SSL_use_PrivateKey_file(ssl, job->reneg_key, SSL_FILETYPE_PEM) != 1)
+			die("renegotiation certificate");
+		if (SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1)
+			SSL_write(ssl, "y", 1);
+		ERR_clear_error();
+	}
 	if (saved)
 		SSL_SESSION_free(saved);
 	saved = SSL_get1_session(ssl);
@@ -151,8 +166,16 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
 		die("socketpair");
 	struct client_job job = {.fd = sv[1], .kind = kind, .resume = resume};
-	snprintf(job.cert, sizeof job.cert, "%s.crt", base);
-	snprintf(job.key, sizeof job.key, "%s.key", base);
+	char first[500]; /* leaves room for the suffixes */
+	snprintf(first, sizeof first, "%s", base);
+	char *second = strchr(first, '+');
+	if (second) {
+		*second++ = '\0';
+		snprintf(job.reneg_cert, sizeof job.reneg_cert, "%s.crt", second);
+		snprintf(job.reneg_key, sizeof job.reneg_key, "%s.key", second);
+	}
+	snprintf(job.cert, sizeof job.cert, "%s.crt", first);
+	snprintf(job.key, sizeof job.key, "%s.key", first);
 	pthread_t client;
 	if (pthread_create(&client, NULL, run_client, &job) != 0)
 		die("pthread_create");
@@ -161,7 +184,9 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 		kept = SSL_new(server_ctx);
 	SSL *ssl = reuse ? kept : SSL_new(server_ctx);
 	SSL_set_fd(ssl, sv[0]);
-	char identity[256] = "-", later[256] = "-", server_error[1024] = "";
+	if (second)
+		SSL_set_options(ssl, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+	char identity[256] = "-", later[256] = "-", after[256] = "-", server_error[1024] = "";
 	int accepted = SSL_accept(ssl) == 1;
 	if (accepted) {
 		if (iotsafe_dane_peer_identity(ssl, identity, sizeof identity) != 1)
@@ -172,6 +197,12 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 		if (SSL_read(ssl, &byte, 1) == 1 &&
 		    iotsafe_dane_peer_identity(ssl, later, sizeof later) != 1)
 			snprintf(later, sizeof later, "-");
+		/* The client's renegotiation runs inside this read; "y" once it succeeded. */
+		if (second && SSL_read(ssl, &byte, 1) == 1 &&
+		    iotsafe_dane_peer_identity(ssl, after, sizeof after) != 1)
+			snprintf(after, sizeof after, "-");
+		if (second)
+			describe(server_error, sizeof server_error);
 		SSL_read(ssl, &byte, 1); /* until the client closes */
 		SSL_shutdown(ssl);
 	} else {
@@ -191,9 +222,9 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 	close(sv[0]);
 	pthread_join(client, NULL);
 	ERR_clear_error();
-	printf("%s server=%s identity=%s later=%s verify=%ld reused=%d client=%s server_error=%s "
-	       "client_error=%s\n",
-	       step, accepted ? "ok" : "refused", identity, later, verify, reused && job.reused,
+	printf("%s server=%s identity=%s later=%s after=%s verify=%ld reused=%d client=%s "
+	       "server_error=%s client_error=%s\n",
+	       step, accepted ? "ok" : "refused", identity, later, after, verify, reused && job.reused,
 	       job.ok ? "ok" : "failed", server_error, job.error);
 }
 
@@ -346,6 +377,9 @@ int main(int argc, char **argv)
 	anon_ctx = client_ctx(NULL, 1);
 	anon12_ctx = client_ctx(NULL, 1);
 	SSL_CTX_set_max_proto_version(anon12_ctx, TLS1_2_VERSION);
+	/* No server authentication: the client side of DANE does not renegotiate. */
+	plain12_ctx = client_ctx(NULL, 0);
+	SSL_CTX_set_max_proto_version(plain12_ctx, TLS1_2_VERSION);
 	perssl_ctx = client_ctx(device_name, 0);
 
 	for (int i = 5; i < argc; i++) {
@@ -365,6 +399,8 @@ int main(int argc, char **argv)
 			handshake(step, ANON12, value, 0, 0);
 		else if (strcmp(step, "resume12") == 0 && value)
 			handshake(step, ANON12, value, 1, 0);
+		else if (strcmp(step, "reneg") == 0 && value)
+			handshake(step, PLAIN12, value, 0, 0);
 		else if (strcmp(step, "reuse") == 0 && value)
 			handshake(step, NAMED, value, 0, 1);
 		else if (strcmp(step, "reuse-anon") == 0 && value)
@@ -427,6 +463,7 @@ int main(int argc, char **argv)
 	SSL_CTX_free(named_ctx);
 	SSL_CTX_free(anon_ctx);
 	SSL_CTX_free(anon12_ctx);
+	SSL_CTX_free(plain12_ctx);
 	SSL_CTX_free(perssl_ctx);
 	SSL_CTX_free(server_ctx);
 	iotsafe_dane_free(dane);
