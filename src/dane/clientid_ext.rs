@@ -11,14 +11,19 @@
 //! private-use range. A server that requires DANE identities refuses TLS below 1.3, where the
 //! extension cannot be carried in the Certificate message.
 //!
-//! Two rules keep the verdict honest after the handshake:
+//! These rules keep the verdict honest after the handshake:
 //! - an authenticated client is reported as verified (`SSL_get_verify_result` is `X509_V_OK`),
 //!   as OpenSSL's own DANE does, and only then;
+//! - a verdict belongs to one handshake: what the server learns lives in a per-handshake state
+//!   on the `SSL`, replaced when a handshake starts (after `SSL_clear`, or in a renegotiation,
+//!   the next client is decided anew); when that hook did not run, every client is refused;
 //! - a resumed session skips the Certificate message, so resumption goes only through session
 //!   tickets (the server's session cache is off), each ticket carries the authenticated name,
 //!   and a ticket resumes only while that name still verifies the session's certificate against
 //!   the DNS as it is now. The resolver keeps an answer no longer than its TTL, so a removed
-//!   record ends resumption when it ends full handshakes.
+//!   record ends resumption when it ends full handshakes. A session resumed some other way
+//!   (the application switched a session cache back on) has no identity and a verify result
+//!   that is not `X509_V_OK`.
 //!
 //! The callbacks are installed with OpenSSL's C API (see `ossl`), so the `SSL` objects may be
 //! made by C code (`SSL_new`), as the C API's users make them.
