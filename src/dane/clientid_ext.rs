@@ -336,9 +336,11 @@ impl ossl::HandshakeHooks for ClientIdServer {
     /// A session resumed without our re-check (found by a session cache the application
     /// switched back on, or by its own session callbacks) carries the verdict of the handshake
     /// it came from, which may no longer hold: fail closed, no identity (see [`peer_identity`])
-    /// and a verify result that is not `X509_V_OK`.
+    /// and a verify result that is not `X509_V_OK` (one that already says "not verified", as
+    /// for a session without an identity, stays).
     fn done(&self, ssl: &mut SslRef) {
-        if ssl.session_reused() && peer_identity(ssl).is_none_or(|v| !v.authenticated()) {
+        let rechecked = peer_identity(ssl).is_some_and(ClientVerification::authenticated);
+        if ssl.session_reused() && !rechecked && ssl.verify_result() == X509VerifyResult::OK {
             ossl::refuse_verify_result(ssl);
         }
     }
