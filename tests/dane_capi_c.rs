@@ -217,6 +217,11 @@ fn c_server_survives_client_certificates_in_every_missing_mode() {
         };
         assert!(device.accepted(), "{missing}: {device:?}");
         assert_eq!(device.get("identity"), NAME, "{missing}: {device:?}");
+        assert_eq!(
+            device.get("later"),
+            NAME,
+            "{missing}: still there after a KeyUpdate and more data: {device:?}"
+        );
         assert!(!impostor.accepted(), "{missing}: {impostor:?}");
         assert!(
             impostor.server_error().contains("does not match"),
@@ -421,4 +426,218 @@ fn clearing_the_cache_ends_resumption_at_once() {
         "the reason names the missing record: {after:?}"
     );
     peer.finish();
+}
+
+#[test]
+fn a_cleared_ssl_decides_its_next_client_anew() {
+    let rig = Rig::new(300);
+    let (dev, stranger) = (rig.cert("dev"), rig.cert("stranger"));
+    // The same server SSL, SSL_clear between the handshakes.
+    let lines = rig.run(
+        "refuse",
+        &[
+            step("reuse", &dev),
+            step("reuse", &stranger),
+            step("reuse", &dev),
+        ],
+    );
+    assert!(lines[0].accepted(), "{:?}", lines[0]);
+    assert_eq!(lines[0].get("identity"), NAME);
+    let impostor = &lines[1];
+    assert!(
+        !impostor.accepted(),
+        "another certificate on the cleared SSL is not the earlier device: {impostor:?}"
+    );
+    assert_eq!(impostor.get("identity"), "-", "{impostor:?}");
+    assert!(
+        impostor.server_error().contains("does not match"),
+        "its own verdict, not the earlier one: {impostor:?}"
+    );
+    assert!(lines[2].accepted(), "{:?}", lines[2]);
+    assert_eq!(lines[2].get("identity"), NAME);
+
+    // Identities optional: a client without a name after an authenticated one has none.
+    let lines = rig.run(
+        "optional",
+        &[step("reuse", &dev), step("reuse-anon", &stranger)],
+    );
+    assert_eq!(lines[0].get("identity"), NAME, "{:?}", lines[0]);
+    let anonymous = &lines[1];
+    assert!(anonymous.accepted(), "{anonymous:?}");
+    assert_eq!(anonymous.get("identity"), "-", "{anonymous:?}");
+    assert_eq!(
+        anonymous.get("verify"),
+        "18",
+        "OpenSSL's own verdict (self-signed), not the earlier X509_V_OK: {anonymous:?}"
+    );
+}
+
+#[test]
+fn a_renegotiated_certificate_is_decided_anew() {
+    let rig = Rig::new(300);
+    let (dev, stranger) = (rig.cert("dev"), rig.cert("stranger"));
+    // TLS 1.2, identities from the certificate; the server allows client renegotiation, and
+    // the device renegotiates with another certificate (no DANE identity in it).
+    let lines = rig.run(
+        "from-cert",
+        &[
+            step("reneg", &format!("{dev}+{stranger}")),
+            step("reneg", &format!("{dev}+{dev}")),
+        ],
+    );
+    let swapped = &lines[0];
+    assert!(swapped.accepted(), "{swapped:?}");
+    assert_eq!(swapped.get("identity"), NAME, "{swapped:?}");
+    assert_eq!(
+        swapped.get("after"),
+        "-",
+        "the renegotiation with another certificate is refused, not taken for {NAME}: \
+         {swapped:?}"
+    );
+    assert!(
+        swapped.server_error().contains("certificate verify failed"),
+        "refused by the verification: {swapped:?}"
+    );
+    let same = &lines[1];
+    assert_eq!(
+        same.get("after"),
+        NAME,
+        "the same certificate renegotiates (verified again): {same:?}"
+    );
+}
+
+#[test]
+fn a_session_resumed_past_our_check_carries_no_identity() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    // The application switches the server's session cache back on after enabling: TLS 1.3
+    // stateful tickets resume from that cache, without the ticket check.
+    let mut peer = rig.start(
+        "refuse",
+        &[
+            "server-cache".into(),
+            step("full", &dev),
+            "wait".into(),
+            "flush".into(),
+            step("resume", &dev),
+        ],
+    );
+    assert_eq!(peer.line().0, "server-cache");
+    let first = peer.line();
+    assert!(first.accepted(), "{first:?}");
+    assert_eq!(first.get("identity"), NAME);
+    assert_eq!(peer.line().0, "waiting");
+    rig.dns.set_records("iotregistry.test.", &[]);
+    peer.proceed();
+    assert_eq!(peer.line().0, "flush rc=1");
+    let resumed = peer.line();
+    assert!(resumed.accepted(), "{resumed:?}");
+    assert_eq!(
+        resumed.get("reused"),
+        "1",
+        "the application's cache resumed the session: {resumed:?}"
+    );
+    assert_eq!(
+        resumed.get("identity"),
+        "-",
+        "a session resumed without the re-check has no identity: {resumed:?}"
+    );
+    assert_eq!(
+        resumed.get("verify"),
+        "50",
+        "nor X509_V_OK (X509_V_ERR_APPLICATION_VERIFICATION): {resumed:?}"
+    );
+    peer.finish();
+}
+
+#[test]
+fn a_tls12_session_resumed_by_id_past_our_check_carries_no_identity() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    // TLS 1.2 (identities from the certificate), the server's session cache back on: the
+    // client resumes by session id, which no ticket check sees.
+    let mut peer = rig.start(
+        "from-cert",
+        &[
+            "server-cache".into(),
+            step("anon12", &dev),
+            "wait".into(),
+            "flush".into(),
+            step("resume12", &dev),
+        ],
+    );
+    assert_eq!(peer.line().0, "server-cache");
+    let first = peer.line();
+    assert!(first.accepted(), "{first:?}");
+    assert_eq!(first.get("identity"), NAME, "{first:?}");
+    assert_eq!(peer.line().0, "waiting");
+    rig.dns.set_records("iotregistry.test.", &[]);
+    peer.proceed();
+    assert_eq!(peer.line().0, "flush rc=1");
+    let resumed = peer.line();
+    assert!(resumed.accepted(), "{resumed:?}");
+    assert_eq!(resumed.get("reused"), "1", "resumed by id: {resumed:?}");
+    assert_eq!(resumed.get("identity"), "-", "{resumed:?}");
+    assert_eq!(resumed.get("verify"), "50", "{resumed:?}");
+    peer.finish();
+}
+
+#[test]
+fn a_context_is_configured_once_even_from_two_threads() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let mut peer = rig.start(
+        "refuse",
+        &["again-other".into(), step("race", &dev), step("full", &dev)],
+    );
+    let again = peer.line();
+    assert!(
+        again.0.starts_with("again-other server=-1 error=") && again.0.contains("already"),
+        "a second enable, with another code point, is refused: {again:?}"
+    );
+    assert_eq!(peer.line().0, "race-config failed=0");
+    let raced = peer.line();
+    assert!(raced.accepted(), "both configurations hold: {raced:?}");
+    assert_eq!(raced.get("identity"), NAME);
+    let full = peer.line();
+    assert!(full.accepted(), "the first configuration stands: {full:?}");
+    assert_eq!(full.get("identity"), NAME);
+    peer.finish();
+}
+
+#[test]
+fn the_applications_info_callback_is_kept_and_replacing_ours_fails_closed() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let lines = rig.run(
+        "refuse",
+        &[
+            step("full", &dev),
+            step("reuse", &dev),
+            "app-info".into(),
+            "info-after".into(),
+            step("full", &dev),
+            step("reuse", &rig.cert("stranger")),
+        ],
+    );
+    assert!(lines[0].accepted(), "{:?}", lines[0]);
+    assert!(lines[1].accepted(), "{:?}", lines[1]);
+    assert_eq!(
+        lines[2].0, "app-info starts=2",
+        "the callback set before enabling still sees every handshake"
+    );
+    let refused = &lines[4];
+    assert!(
+        !refused.accepted(),
+        "without our handshake hook nothing is trusted: {refused:?}"
+    );
+    assert!(
+        refused.server_error().contains("info callback"),
+        "the reason says what happened: {refused:?}"
+    );
+    // The SSL reused after an authenticated handshake keeps that handshake's state, which
+    // nothing cleared: it is not taken for another certificate.
+    let stale = &lines[5];
+    assert!(!stale.accepted(), "{stale:?}");
+    assert_eq!(stale.get("identity"), "-", "{stale:?}");
 }

@@ -370,9 +370,18 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
 /// Resumption: the context's session cache is switched off and its session-ticket callbacks
 /// are taken, so that sessions resume only by ticket and a ticket only while the identity in it
 /// still verifies against the DNS as it is now (a removed record ends resumption when the
-/// cached answer expires, as it ends full handshakes). Do not set the context's verify callback,
-/// session-ticket callbacks or session cache mode afterwards, nor move its `SSL`s to another
-/// context.
+/// cached answer expires, as it ends full handshakes). A session resumed otherwise (the
+/// application switched the session cache back on, or set its own session callbacks) has no
+/// identity and a verify result of `X509_V_ERR_APPLICATION_VERIFICATION`.
+///
+/// The context's info callback is taken too, to forget what an earlier handshake on the same
+/// `SSL` learnt (after `SSL_clear`, or a renegotiation); an info callback set before this call
+/// is still called. One set afterwards makes every client refused. Do not set the context's
+/// verify callback, session-ticket callbacks, session cache mode or info callback afterwards,
+/// nor move its `SSL`s to another context.
+///
+/// A context is configured once: a second call on it returns -1 (also with another code
+/// point). Concurrent calls configuring the same context are serialised.
 ///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `ctx` a live server `SSL_CTX`.
@@ -453,6 +462,14 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
             Some(v) if v.authenticated() => v,
             // Why the client was refused, for the application's log.
             Some(v) => return refuse(v.to_string()),
+            None if !clientid_ext::handshake_tracked(ssl) => {
+                return refuse(
+                    "no DANE verification ran on this SSL (was the context's info callback \
+                     replaced after iotsafe_dane_ctx_enable_clientid_server? Then every client \
+                     is refused)"
+                        .into(),
+                )
+            }
             None => return refuse("the peer has no authenticated DANE identity".into()),
         };
         let name = v.name.as_bytes();

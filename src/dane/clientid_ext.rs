@@ -11,14 +11,19 @@
 //! private-use range. A server that requires DANE identities refuses TLS below 1.3, where the
 //! extension cannot be carried in the Certificate message.
 //!
-//! Two rules keep the verdict honest after the handshake:
+//! These rules keep the verdict honest after the handshake:
 //! - an authenticated client is reported as verified (`SSL_get_verify_result` is `X509_V_OK`),
 //!   as OpenSSL's own DANE does, and only then;
+//! - a verdict belongs to one handshake: what the server learns lives in a per-handshake state
+//!   on the `SSL`, replaced when a handshake starts (after `SSL_clear`, or in a renegotiation,
+//!   the next client is decided anew); when that hook did not run, every client is refused;
 //! - a resumed session skips the Certificate message, so resumption goes only through session
 //!   tickets (the server's session cache is off), each ticket carries the authenticated name,
 //!   and a ticket resumes only while that name still verifies the session's certificate against
 //!   the DNS as it is now. The resolver keeps an answer no longer than its TTL, so a removed
-//!   record ends resumption when it ends full handshakes.
+//!   record ends resumption when it ends full handshakes. A session resumed some other way
+//!   (the application switched a session cache back on) has no identity and a verify result
+//!   that is not `X509_V_OK`.
 //!
 //! The callbacks are installed with OpenSSL's C API (see `ossl`), so the `SSL` objects may be
 //! made by C code (`SSL_new`), as the C API's users make them.
@@ -96,37 +101,52 @@ pub struct ClientIdServer {
     pub tls13_only: bool,
 }
 
-fn name_index() -> Index<Ssl, String> {
-    static IDX: OnceLock<Index<Ssl, String>> = OnceLock::new();
+/// What the server learnt about the client in the current handshake on an `SSL`. Replaced by
+/// an empty one when a handshake starts, so that nothing of an earlier handshake on the same
+/// `SSL` (after `SSL_clear`, or a renegotiation) is taken for this one. Missing altogether
+/// when our handshake hook did not run (the application replaced the context's info
+/// callback): then every client is refused, as nothing here could be trusted.
+#[derive(Default)]
+struct HandshakeState {
+    /// The name the client sent in the extension.
+    name: Option<String>,
+    /// The verification of the client's certificate, and that certificate.
+    verdict: Option<(ClientVerification, X509)>,
+    /// The identity re-verified for a session ticket the client offered (used only when the
+    /// session was in fact resumed).
+    resumed: Option<ClientVerification>,
+}
+
+fn state_index() -> Index<Ssl, HandshakeState> {
+    static IDX: OnceLock<Index<Ssl, HandshakeState>> = OnceLock::new();
     *IDX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
 }
 
-fn result_index() -> Index<Ssl, ClientVerification> {
-    static IDX: OnceLock<Index<Ssl, ClientVerification>> = OnceLock::new();
-    *IDX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
+fn state_mut(ssl: &mut SslRef) -> Option<&mut HandshakeState> {
+    ssl.ex_data_mut(state_index())
 }
 
-/// The identity re-verified for a session ticket the client offered (used only when the
-/// session was in fact resumed).
-fn resumed_index() -> Index<Ssl, ClientVerification> {
-    static IDX: OnceLock<Index<Ssl, ClientVerification>> = OnceLock::new();
-    *IDX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
+/// Whether a handshake on `ssl` started under our hook (so that its state is this handshake's).
+pub fn handshake_tracked(ssl: &SslRef) -> bool {
+    ssl.ex_data(state_index()).is_some()
 }
 
-/// The name a client sent in the extension, on the server side.
+/// The name a client sent in the extension in the current handshake, on the server side.
 pub fn received_name(ssl: &SslRef) -> Option<&str> {
-    ssl.ex_data(name_index()).map(String::as_str)
+    ssl.ex_data(state_index())?.name.as_deref()
 }
 
 /// The verification of the client on this connection (server side), once its certificate was
-/// checked: which name, which record matched, or why none did. On a resumed session, the
-/// verification re-done for it when the client offered its ticket.
+/// checked in the current handshake: which name, which record matched, or why none did. On a
+/// resumed session, the verification re-done for it when the client offered its ticket; a
+/// session resumed without that (one the application's own session cache found) has none.
 pub fn peer_identity(ssl: &SslRef) -> Option<&ClientVerification> {
-    ssl.ex_data(result_index()).or_else(|| {
-        ssl.session_reused()
-            .then(|| ssl.ex_data(resumed_index()))
-            .flatten()
-    })
+    let state = ssl.ex_data(state_index())?;
+    if ssl.session_reused() {
+        state.resumed.as_ref()
+    } else {
+        state.verdict.as_ref().map(|(v, _)| v)
+    }
 }
 
 /// Client side: answer a server's `dane_clientid` request with `name`.
@@ -139,7 +159,7 @@ pub fn enable_client(
     let ext = ClientExtension {
         body: encode(&name),
     };
-    ossl::add_custom_ext(ctx, code_point, CONTEXT, ext)
+    ossl::add_custom_ext(&ossl::configuring(), ctx, code_point, CONTEXT, ext)
 }
 
 /// The client's half of the extension: its name, in its end-entity certificate entry.
@@ -184,7 +204,8 @@ impl ossl::CustomExtension for ServerExtension {
     ) -> Result<(), SslAlert> {
         if context.contains(ExtensionContext::TLS1_3_CERTIFICATE) && cert_index == Some(0) {
             let name = decode(data).ok_or(SslAlert::DECODE_ERROR)?;
-            ssl.set_ex_data(name_index(), name);
+            // No state: our handshake hook did not run (see `HandshakeState`).
+            state_mut(ssl).ok_or(SslAlert::INTERNAL_ERROR)?.name = Some(name);
         }
         Ok(())
     }
@@ -201,10 +222,12 @@ pub fn enable_server(
         ctx.set_min_proto_version(Some(SslVersion::TLS1_3))
             .map_err(|e| format!("cannot require TLS 1.3: {e}"))?;
     }
-    ossl::add_custom_ext(ctx, config.code_point, CONTEXT, ServerExtension)?;
+    let lock = ossl::configuring();
+    ossl::add_custom_ext(&lock, ctx, config.code_point, CONTEXT, ServerExtension)?;
     let mode = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
-    ossl::set_verify_check(ctx, mode, config.clone())?;
-    ossl::set_ticket_check(ctx, config)?;
+    ossl::set_verify_check(&lock, ctx, mode, config.clone())?;
+    ossl::set_handshake_hooks(&lock, ctx, config.clone())?;
+    ossl::set_ticket_check(&lock, ctx, config)?;
     // A session found in the server's cache would resume without the ticket check.
     ctx.set_session_cache_mode(SslSessionCacheMode::OFF);
     Ok(())
@@ -225,18 +248,30 @@ fn verify(config: &ClientIdServer, ssl: &mut SslRef, store: &mut X509StoreContex
     if store.error_depth() != 0 {
         return true;
     }
-    if let Some(done) = ssl.ex_data(result_index()) {
-        return settle(store, done.authenticated(), done.authenticated());
-    }
+    // No state: our handshake hook did not run (see `HandshakeState`).
+    let Some(state) = ssl.ex_data(state_index()) else {
+        return settle(store, false, false);
+    };
     let Some((leaf, chain)) = super::ossl::presented_chain(store) else {
         return false;
     };
+    // Decided already in this handshake (OpenSSL calls once per error at depth 0): the same
+    // verdict, but only for the same certificate. Another one means the state is an earlier
+    // handshake's, which our hook did not clear: refuse.
+    if let Some((done, decided_leaf)) = &state.verdict {
+        let same = *decided_leaf == leaf;
+        return settle(
+            store,
+            same && done.authenticated(),
+            same && done.authenticated(),
+        );
+    }
     let decision = decide(config, ssl, &leaf, &chain);
     let authenticated = decision.as_ref().is_some_and(|v| v.authenticated());
     let ok =
         authenticated || (decision.is_none() && config.missing == MissingName::Unauthenticated);
-    if let Some(v) = decision {
-        ssl.set_ex_data(result_index(), v);
+    if let (Some(v), Some(state)) = (decision, state_mut(ssl)) {
+        state.verdict = Some((v, leaf));
     }
     settle(store, ok, authenticated)
 }
@@ -283,8 +318,31 @@ impl ossl::TicketCheck for ClientIdServer {
             .current()
             .verify(&self.resolver, name, peer, &[]);
         let ok = v.authenticated();
-        ssl.set_ex_data(resumed_index(), v);
+        match state_mut(ssl) {
+            Some(state) => state.resumed = Some(v),
+            // Our handshake hook did not run (see `HandshakeState`).
+            None => return false,
+        }
         ok
+    }
+}
+
+impl ossl::HandshakeHooks for ClientIdServer {
+    /// Nothing learnt in an earlier handshake on this `SSL` counts in this one.
+    fn started(&self, ssl: &mut SslRef) {
+        ssl.set_ex_data(state_index(), HandshakeState::default());
+    }
+
+    /// A session resumed without our re-check (found by a session cache the application
+    /// switched back on, or by its own session callbacks) carries the verdict of the handshake
+    /// it came from, which may no longer hold: fail closed, no identity (see [`peer_identity`])
+    /// and a verify result that is not `X509_V_OK` (one that already says "not verified", as
+    /// for a session without an identity, stays).
+    fn done(&self, ssl: &mut SslRef) {
+        let rechecked = peer_identity(ssl).is_some_and(ClientVerification::authenticated);
+        if ssl.session_reused() && !rechecked && ssl.verify_result() == X509VerifyResult::OK {
+            ossl::refuse_verify_result(ssl);
+        }
     }
 }
 

@@ -215,7 +215,8 @@ pub(crate) fn install_chain_verifier<V: ChainVerifier>(
     ctx: &mut openssl::ssl::SslContextBuilder,
     verifier: V,
 ) -> Result<(), String> {
-    let arg = keep_with_context(ctx, std::sync::Arc::new(verifier))? as *mut libc::c_void;
+    let lock = configuring();
+    let arg = keep_with_context(&lock, ctx, std::sync::Arc::new(verifier))? as *mut libc::c_void;
     // SAFETY: `ctx` is live; DANE must be enabled on the context before any SSL uses it; `arg`
     // is the verifier, kept alive with the context, after its last callback.
     unsafe {
@@ -292,15 +293,29 @@ fn keep_alive_index() -> Option<Index<SslContext, KeepAlive>> {
     *IDX.get_or_init(|| SslContext::new_ex_index().ok())
 }
 
+/// Proof that the caller holds the process-wide lock on configuring contexts. Configuring is
+/// a series of check-then-set steps on the context's ex_data (and OpenSSL's own setters are not
+/// safe against each other on one context): two threads configuring the same `SSL_CTX` at once
+/// would lose one's callback state while its callbacks still point at it.
+pub(crate) struct Configuring(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+/// Takes the lock on configuring contexts (held until the result is dropped).
+pub(crate) fn configuring() -> Configuring {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    Configuring(LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
 /// Keeps `value` alive as long as `ctx` and returns a pointer to it valid that long.
 fn keep_with_context<T: Send + Sync + 'static>(
+    _lock: &Configuring,
     ctx: &mut SslContextBuilder,
     value: std::sync::Arc<T>,
 ) -> Result<*const T, String> {
     let index = keep_alive_index().ok_or("no SSL_CTX ex_data index")?;
     let ptr = std::sync::Arc::as_ptr(&value);
     // SAFETY: `ctx` is live; the slot holds a `KeepAlive` boxed by the crate's ex_data
-    // representation (the index was made for that type) or NULL.
+    // representation (the index was made for that type) or NULL. Under `_lock`, no other
+    // thread sets it meanwhile.
     let kept = unsafe { openssl_sys::SSL_CTX_get_ex_data(ctx.as_ptr(), index.as_raw()) };
     if kept.is_null() {
         ctx.set_ex_data(index, KeepAlive::new(vec![value]));
@@ -312,6 +327,12 @@ fn keep_with_context<T: Send + Sync + 'static>(
             .push(value);
     }
     Ok(ptr)
+}
+
+/// Whether `ctx` holds a value at `index` (the builder has no getter).
+fn has_ex_data<T>(ctx: &SslContextBuilder, index: Index<SslContext, T>) -> bool {
+    // SAFETY: live context; only the slot's pointer is read.
+    !unsafe { openssl_sys::SSL_CTX_get_ex_data(ctx.as_ptr(), index.as_raw()) }.is_null()
 }
 
 /// A TLS extension handled by our own callbacks (`SSL_CTX_add_custom_ext`).
@@ -334,12 +355,13 @@ pub(crate) trait CustomExtension: Send + Sync + 'static {
 /// Registers `ext` as the handler of extension `ext_type` in `context` on `ctx`. Fails when the
 /// context already handles that extension.
 pub(crate) fn add_custom_ext<E: CustomExtension>(
+    lock: &Configuring,
     ctx: &mut SslContextBuilder,
     ext_type: u16,
     context: ExtensionContext,
     ext: E,
 ) -> Result<(), String> {
-    let arg = keep_with_context(ctx, std::sync::Arc::new(ext))? as *mut libc::c_void;
+    let arg = keep_with_context(lock, ctx, std::sync::Arc::new(ext))? as *mut libc::c_void;
     // SAFETY: `ctx` is live; `arg` points at `ext`, kept alive with the context (the extension
     // definition, and the copies SSL_new makes of it, cannot outlive it).
     let rc = unsafe {
@@ -480,14 +502,20 @@ fn check_index() -> Option<Index<SslContext, SharedCheck>> {
 
 /// Peer verification with `mode` on `ctx`, decided by `check` for every connection made from it.
 /// The callback has no argument: it finds `check` in the ex_data of the connection's context.
+/// A context has one check for its lifetime: a second one is refused (the first may be running
+/// in another connection's handshake).
 pub(crate) fn set_verify_check(
+    _lock: &Configuring,
     ctx: &mut SslContextBuilder,
     mode: SslVerifyMode,
     check: SharedCheck,
 ) -> Result<(), String> {
     let index = check_index().ok_or("no SSL_CTX ex_data index")?;
-    // A replaced check may still be running in another connection's handshake.
-    keep_with_context(ctx, std::sync::Arc::new(check.clone()))?;
+    if has_ex_data(ctx, index) {
+        return Err(
+            "the context already verifies client certificates by DANE (enabled twice?)".into(),
+        );
+    }
     ctx.set_ex_data(index, check);
     // SAFETY: live context; the callback is ours.
     unsafe { openssl_sys::SSL_CTX_set_verify(ctx.as_ptr(), mode.bits(), Some(verify_callback)) };
@@ -584,10 +612,11 @@ extern "C" {
 
 /// Installs `check` as the judge of every session ticket of `ctx`.
 pub(crate) fn set_ticket_check<T: TicketCheck>(
+    lock: &Configuring,
     ctx: &mut SslContextBuilder,
     check: std::sync::Arc<T>,
 ) -> Result<(), String> {
-    let arg = keep_with_context(ctx, check)? as *mut libc::c_void;
+    let arg = keep_with_context(lock, ctx, check)? as *mut libc::c_void;
     // SAFETY: live context; `arg` is kept alive with it.
     let rc = unsafe {
         SSL_CTX_set_session_ticket_cb(
@@ -660,4 +689,94 @@ unsafe extern "C" fn ticket_open<T: TicketCheck>(
         (true, SSL_TICKET_SUCCESS_RENEW) => SSL_TICKET_RETURN_USE_RENEW,
         (true, _) => SSL_TICKET_RETURN_USE,
     }
+}
+
+/// Told when a handshake starts and when it is done on an `SSL` of a context
+/// (`SSL_CTX_set_info_callback`): per-connection state of one handshake must not survive into
+/// the next one on the same `SSL` (after `SSL_clear`, or a TLS 1.2 renegotiation).
+pub(crate) trait HandshakeHooks: Send + Sync + 'static {
+    /// A handshake starts (`SSL_CB_HANDSHAKE_START`).
+    fn started(&self, ssl: &mut SslRef);
+    /// A handshake is done (`SSL_CB_HANDSHAKE_DONE`), before the application hears of it.
+    fn done(&self, ssl: &mut SslRef);
+}
+
+const SSL_CB_HANDSHAKE_START: c_int = 0x10;
+const SSL_CB_HANDSHAKE_DONE: c_int = 0x20;
+
+type InfoCb = unsafe extern "C" fn(ssl: *const openssl_sys::SSL, kind: c_int, value: c_int);
+
+extern "C" {
+    fn SSL_CTX_set_info_callback(ctx: *mut openssl_sys::SSL_CTX, cb: Option<InfoCb>);
+    fn SSL_CTX_get_info_callback(ctx: *mut openssl_sys::SSL_CTX) -> Option<InfoCb>;
+    fn SSL_set_verify_result(ssl: *mut openssl_sys::SSL, result: libc::c_long);
+}
+
+/// What the info callback of a context calls: our hooks, then the callback the application had
+/// set before (kept, not replaced).
+struct InfoChain {
+    hooks: std::sync::Arc<dyn HandshakeHooks>,
+    previous: Option<InfoCb>,
+}
+
+fn info_index() -> Option<Index<SslContext, InfoChain>> {
+    static IDX: OnceLock<Option<Index<SslContext, InfoChain>>> = OnceLock::new();
+    *IDX.get_or_init(|| SslContext::new_ex_index().ok())
+}
+
+/// Calls `hooks` at the start and end of every handshake on connections made from `ctx`. An
+/// info callback the application set before is still called, after ours; one set afterwards
+/// replaces ours (the hooks' users must fail closed when they did not run).
+pub(crate) fn set_handshake_hooks(
+    _lock: &Configuring,
+    ctx: &mut SslContextBuilder,
+    hooks: std::sync::Arc<dyn HandshakeHooks>,
+) -> Result<(), String> {
+    let index = info_index().ok_or("no SSL_CTX ex_data index")?;
+    if has_ex_data(ctx, index) {
+        return Err("the context already has handshake hooks (enabled twice?)".into());
+    }
+    // SAFETY: live context; only reads its callback pointer.
+    let previous = unsafe { SSL_CTX_get_info_callback(ctx.as_ptr()) };
+    ctx.set_ex_data(index, InfoChain { hooks, previous });
+    // SAFETY: live context; the callback is ours and finds its state in the context's ex_data,
+    // set just before.
+    unsafe { SSL_CTX_set_info_callback(ctx.as_ptr(), Some(info_callback)) };
+    Ok(())
+}
+
+unsafe extern "C" fn info_callback(ssl: *const openssl_sys::SSL, kind: c_int, value: c_int) {
+    let previous = std::panic::catch_unwind(|| {
+        // SAFETY: called by libssl on a live SSL, whose context's ex_data holds the chain
+        // (or not, when the SSL was moved to another context: then nothing of ours runs).
+        unsafe {
+            let ctx = openssl::ssl::SslContextRef::from_ptr(SSL_get_SSL_CTX(ssl));
+            let chain = ctx.ex_data(info_index()?)?;
+            let ssl = SslRef::from_ptr_mut(ssl as *mut openssl_sys::SSL);
+            if kind & SSL_CB_HANDSHAKE_START != 0 {
+                chain.hooks.started(ssl);
+            }
+            if kind & SSL_CB_HANDSHAKE_DONE != 0 {
+                chain.hooks.done(ssl);
+            }
+            chain.previous
+        }
+    })
+    .ok()
+    .flatten();
+    if let Some(previous) = previous {
+        // SAFETY: the application's callback, with the arguments libssl gave us.
+        unsafe { previous(ssl, kind, value) };
+    }
+}
+
+/// Makes `SSL_get_verify_result` report that the application (we) refused the peer.
+pub(crate) fn refuse_verify_result(ssl: &mut SslRef) {
+    // SAFETY: live SSL.
+    unsafe {
+        SSL_set_verify_result(
+            ssl.as_ptr(),
+            openssl_sys::X509_V_ERR_APPLICATION_VERIFICATION.into(),
+        )
+    };
 }

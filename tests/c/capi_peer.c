@@ -11,6 +11,14 @@
  *   anon=BASE      the same without the extension
  *   perssl=BASE    the same with iotsafe_dane_ssl_enable on the client's SSL instead
  *   resume=BASE    as full=, offering the session saved by the last successful handshake
+ *   anon12=BASE    as anon=, the client limited to TLS 1.2
+ *   resume12=BASE  as anon12=, offering the session saved by the last successful handshake
+ *   reneg=BASE+BASE2  as anon12= (without server authentication); then the client renegotiates (the server allows it) with
+ *                  BASE2.crt/BASE2.key as its certificate; "after=" is the identity then
+ *   reuse=BASE     as full=, on the server's one kept SSL, cleared (SSL_clear) after each use
+ *   reuse-anon=BASE  as anon=, on that kept SSL
+ *   server-cache   switches the server's session cache back on, with stateful tickets
+ *                  (SSL_SESS_CACHE_SERVER, SSL_OP_NO_TICKET), as an application might
  *   domains=LIST   iotsafe_dane_set_allowed_domains
  *   ca-file=PATH   iotsafe_dane_set_ca_file
  *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C
@@ -18,8 +26,15 @@
  *   flush          iotsafe_dane_clear_cache
  *   bad-new        iotsafe_dane_new with a bad resolver address (NULL and a last error)
  *   again          both dane_clientid calls a second time on the same contexts (refused)
+ *   app-info       prints how many handshakes the application's own info callback, set on the
+ *                  server's context before enabling, saw start
+ *   info-after     sets that callback again after enabling (replacing the library's)
+ *   again-other    the server call a second time with another code point (refused)
+ *   race           two threads configure one fresh client SSL_CTX at once, 200 times; then a
+ *                  handshake from the last one
  *   wait           prints "waiting" and reads one line from stdin
- * Handshake lines: "<step> server=ok|refused identity=NAME|- verify=N reused=0|1
+ * Handshake lines: "<step> server=ok|refused identity=NAME|- later=NAME|- after=NAME|-
+ *                   verify=N reused=0|1
  *                   client=ok|failed server_error=... client_error=..."
  * Environment: IOTSAFE_DANE_RESOLVER, IOTSAFE_DANE_TRUST_ANCHOR.
  * The server's records sit at _8883._tcp.broker.example.test; the peers talk over a socketpair.
@@ -45,17 +60,20 @@
 #define PORT 8883
 
 static iotsafe_dane *dane;
-static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *perssl_ctx;
+static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *anon12_ctx, *plain12_ctx, *perssl_ctx,
+    *raced_ctx;
+static SSL *kept; /* the server's SSL reused by reuse= steps */
 static SSL_SESSION *saved;
 static int missing;
 
-enum client_kind { NAMED, ANON, PERSSL };
+enum client_kind { NAMED, ANON, ANON12, PLAIN12, PERSSL, RACED };
 
 struct client_job {
 	int fd;
 	enum client_kind kind;
 	char cert[512], key[512];
 	int resume;
+	char reneg_cert[512], reneg_key[512]; /* empty: no renegotiation */
 	int ok, reused;
 	char error[1024];
 };
@@ -87,7 +105,12 @@ static void describe(char *buf, size_t len)
 static void *run_client(void *arg)
 {
 	struct client_job *job = arg;
-	SSL_CTX *ctx = job->kind == NAMED ? named_ctx : job->kind == ANON ? anon_ctx : perssl_ctx;
+	SSL_CTX *ctx = job->kind == NAMED  ? named_ctx
+		       : job->kind == ANON ? anon_ctx
+		       : job->kind == ANON12 ? anon12_ctx
+		       : job->kind == PLAIN12 ? plain12_ctx
+		       : job->kind == RACED ? raced_ctx
+				            : perssl_ctx;
 	SSL *ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, job->fd);
 	SSL_set_tlsext_host_name(ssl, HOST);
@@ -113,6 +136,19 @@ static void *run_client(void *arg)
 	}
 	job->ok = 1;
 	job->reused = SSL_session_reused(ssl);
+	/* Post-handshake traffic: a TLS 1.3 KeyUpdate, then one byte the server reads. */
+	if (SSL_version(ssl) == TLS1_3_VERSION)
+		SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED);
+	SSL_write(ssl, "x", 1);
+	if (job->reneg_cert[0]) {
+		/* Another certificate, in a renegotiation on the same connection. */
+		if (SSL_use_certificate_chain_file(ssl, job->reneg_cert) != 1 ||
+		    SSL_use_PrivateKey_file(ssl, job->reneg_key, SSL_FILETYPE_PEM) != 1)
+			die("renegotiation certificate");
+		if (SSL_renegotiate(ssl) == 1 && SSL_do_handshake(ssl) == 1)
+			SSL_write(ssl, "y", 1);
+		ERR_clear_error();
+	}
 	if (saved)
 		SSL_SESSION_free(saved);
 	saved = SSL_get1_session(ssl);
@@ -123,27 +159,50 @@ out:
 	return NULL;
 }
 
-static void handshake(const char *step, enum client_kind kind, const char *base, int resume)
+static void handshake(const char *step, enum client_kind kind, const char *base, int resume,
+		      int reuse)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
 		die("socketpair");
 	struct client_job job = {.fd = sv[1], .kind = kind, .resume = resume};
-	snprintf(job.cert, sizeof job.cert, "%s.crt", base);
-	snprintf(job.key, sizeof job.key, "%s.key", base);
+	char first[500]; /* leaves room for the suffixes */
+	snprintf(first, sizeof first, "%s", base);
+	char *second = strchr(first, '+');
+	if (second) {
+		*second++ = '\0';
+		snprintf(job.reneg_cert, sizeof job.reneg_cert, "%s.crt", second);
+		snprintf(job.reneg_key, sizeof job.reneg_key, "%s.key", second);
+	}
+	snprintf(job.cert, sizeof job.cert, "%s.crt", first);
+	snprintf(job.key, sizeof job.key, "%s.key", first);
 	pthread_t client;
 	if (pthread_create(&client, NULL, run_client, &job) != 0)
 		die("pthread_create");
 
-	SSL *ssl = SSL_new(server_ctx);
+	if (reuse && !kept)
+		kept = SSL_new(server_ctx);
+	SSL *ssl = reuse ? kept : SSL_new(server_ctx);
 	SSL_set_fd(ssl, sv[0]);
-	char identity[256] = "-", server_error[1024] = "";
+	if (second)
+		SSL_set_options(ssl, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+	char identity[256] = "-", later[256] = "-", after[256] = "-", server_error[1024] = "";
 	int accepted = SSL_accept(ssl) == 1;
 	if (accepted) {
 		if (iotsafe_dane_peer_identity(ssl, identity, sizeof identity) != 1)
 			snprintf(identity, sizeof identity, "-");
 		SSL_write(ssl, "k", 1);
 		char byte;
+		/* After post-handshake messages, the identity is still the handshake's. */
+		if (SSL_read(ssl, &byte, 1) == 1 &&
+		    iotsafe_dane_peer_identity(ssl, later, sizeof later) != 1)
+			snprintf(later, sizeof later, "-");
+		/* The client's renegotiation runs inside this read; "y" once it succeeded. */
+		if (second && SSL_read(ssl, &byte, 1) == 1 &&
+		    iotsafe_dane_peer_identity(ssl, after, sizeof after) != 1)
+			snprintf(after, sizeof after, "-");
+		if (second)
+			describe(server_error, sizeof server_error);
 		SSL_read(ssl, &byte, 1); /* until the client closes */
 		SSL_shutdown(ssl);
 	} else {
@@ -154,13 +213,18 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 	}
 	long verify = SSL_get_verify_result(ssl);
 	int reused = SSL_session_reused(ssl);
-	SSL_free(ssl);
+	if (reuse) {
+		if (SSL_clear(ssl) != 1)
+			die("SSL_clear");
+	} else {
+		SSL_free(ssl);
+	}
 	close(sv[0]);
 	pthread_join(client, NULL);
 	ERR_clear_error();
-	printf("%s server=%s identity=%s verify=%ld reused=%d client=%s server_error=%s "
-	       "client_error=%s\n",
-	       step, accepted ? "ok" : "refused", identity, verify, reused && job.reused,
+	printf("%s server=%s identity=%s later=%s after=%s verify=%ld reused=%d client=%s "
+	       "server_error=%s client_error=%s\n",
+	       step, accepted ? "ok" : "refused", identity, later, after, verify, reused && job.reused,
 	       job.ok ? "ok" : "failed", server_error, job.error);
 }
 
@@ -212,6 +276,66 @@ static SSL_CTX *client_ctx(const char *name, int server_auth)
 	return ctx;
 }
 
+static int app_handshake_starts;
+
+/* An application's own info callback (counting handshakes), as servers set for logging. */
+static void app_info(const SSL *ssl, int where, int ret)
+{
+	(void)ssl;
+	(void)ret;
+	if (where & SSL_CB_HANDSHAKE_START)
+		__atomic_add_fetch(&app_handshake_starts, 1, __ATOMIC_SEQ_CST);
+}
+
+struct race_job {
+	pthread_barrier_t *start;
+	SSL_CTX *ctx;
+	const char *name;
+	int rc;
+};
+
+static void *configure_server_auth(void *arg)
+{
+	struct race_job *job = arg;
+	pthread_barrier_wait(job->start);
+	job->rc = iotsafe_dane_ctx_enable_server_auth(dane, job->ctx, PORT, IOTSAFE_DANE_REQUIRE);
+	return NULL;
+}
+
+static void *configure_clientid(void *arg)
+{
+	struct race_job *job = arg;
+	pthread_barrier_wait(job->start);
+	job->rc = iotsafe_dane_ctx_enable_clientid_client(job->ctx, job->name, 0);
+	return NULL;
+}
+
+/* Two threads configure one fresh context at the same moment, many times over: every call must
+ * succeed and the last context must work (both configurations kept alive). */
+static void race(const char *step, const char *base, const char *name)
+{
+	int failed = 0;
+	for (int round = 0; round < 200; round++) {
+		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+		pthread_barrier_t start;
+		pthread_barrier_init(&start, NULL, 2);
+		struct race_job a = {.start = &start, .ctx = ctx, .name = name};
+		struct race_job b = a;
+		pthread_t ta, tb;
+		pthread_create(&ta, NULL, configure_server_auth, &a);
+		pthread_create(&tb, NULL, configure_clientid, &b);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		pthread_barrier_destroy(&start);
+		failed += a.rc != 1 || b.rc != 1;
+		SSL_CTX_free(raced_ctx);
+		raced_ctx = ctx;
+	}
+	printf("%s-config failed=%d\n", step, failed);
+	fflush(stdout);
+	handshake(step, RACED, base, 0, 0);
+}
+
 static int missing_mode(const char *s)
 {
 	if (strcmp(s, "refuse") == 0)
@@ -244,12 +368,18 @@ int main(int argc, char **argv)
 		die("server certificate");
 	/* As servers that resume sessions of verified clients do. */
 	SSL_CTX_set_session_id_context(server_ctx, (const unsigned char *)"capi_peer", 9);
+	SSL_CTX_set_info_callback(server_ctx, app_info);
 	missing = missing_mode(argv[3]);
 	if (iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0, missing) != 1)
 		die("iotsafe_dane_ctx_enable_clientid_server");
 
 	named_ctx = client_ctx(device_name, 1);
 	anon_ctx = client_ctx(NULL, 1);
+	anon12_ctx = client_ctx(NULL, 1);
+	SSL_CTX_set_max_proto_version(anon12_ctx, TLS1_2_VERSION);
+	/* No server authentication: the client side of DANE does not renegotiate. */
+	plain12_ctx = client_ctx(NULL, 0);
+	SSL_CTX_set_max_proto_version(plain12_ctx, TLS1_2_VERSION);
 	perssl_ctx = client_ctx(device_name, 0);
 
 	for (int i = 5; i < argc; i++) {
@@ -258,13 +388,40 @@ int main(int argc, char **argv)
 		if (value)
 			*value++ = '\0';
 		if (strcmp(step, "full") == 0 && value)
-			handshake(step, NAMED, value, 0);
+			handshake(step, NAMED, value, 0, 0);
 		else if (strcmp(step, "anon") == 0 && value)
-			handshake(step, ANON, value, 0);
+			handshake(step, ANON, value, 0, 0);
 		else if (strcmp(step, "perssl") == 0 && value)
-			handshake(step, PERSSL, value, 0);
+			handshake(step, PERSSL, value, 0, 0);
 		else if (strcmp(step, "resume") == 0 && value)
-			handshake(step, NAMED, value, 1);
+			handshake(step, NAMED, value, 1, 0);
+		else if (strcmp(step, "anon12") == 0 && value)
+			handshake(step, ANON12, value, 0, 0);
+		else if (strcmp(step, "resume12") == 0 && value)
+			handshake(step, ANON12, value, 1, 0);
+		else if (strcmp(step, "reneg") == 0 && value)
+			handshake(step, PLAIN12, value, 0, 0);
+		else if (strcmp(step, "reuse") == 0 && value)
+			handshake(step, NAMED, value, 0, 1);
+		else if (strcmp(step, "reuse-anon") == 0 && value)
+			handshake(step, ANON, value, 0, 1);
+		else if (strcmp(step, "race") == 0 && value)
+			race(step, value, device_name);
+		else if (strcmp(step, "app-info") == 0)
+			printf("app-info starts=%d\n", app_handshake_starts);
+		else if (strcmp(step, "info-after") == 0) {
+			SSL_CTX_set_info_callback(server_ctx, app_info);
+			printf("info-after\n");
+		} else if (strcmp(step, "server-cache") == 0) {
+			SSL_CTX_set_session_cache_mode(server_ctx, SSL_SESS_CACHE_SERVER);
+			SSL_CTX_set_options(server_ctx, SSL_OP_NO_TICKET);
+			printf("server-cache\n");
+		} else if (strcmp(step, "again-other") == 0) {
+			int server =
+			    iotsafe_dane_ctx_enable_clientid_server(dane, server_ctx, 0xFFDB, missing);
+			printf("again-other server=%d error=%s\n", server, iotsafe_dane_last_error());
+			ERR_clear_error();
+		}
 		else if (strcmp(step, "domains") == 0 && value)
 			printf("domains rc=%d\n", iotsafe_dane_set_allowed_domains(dane, value));
 		else if (strcmp(step, "ca-file") == 0 && value)
@@ -301,8 +458,12 @@ int main(int argc, char **argv)
 
 	if (saved)
 		SSL_SESSION_free(saved);
+	SSL_free(kept);
+	SSL_CTX_free(raced_ctx);
 	SSL_CTX_free(named_ctx);
 	SSL_CTX_free(anon_ctx);
+	SSL_CTX_free(anon12_ctx);
+	SSL_CTX_free(plain12_ctx);
 	SSL_CTX_free(perssl_ctx);
 	SSL_CTX_free(server_ctx);
 	iotsafe_dane_free(dane);
