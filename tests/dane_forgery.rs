@@ -414,3 +414,43 @@ fn forged_wildcard_expansion_without_its_nsec_is_bogus() {
         res.last()
     );
 }
+
+/// AD-bit mode asks a truncated UDP answer again over TCP. A SERVFAIL (or REFUSED, NOTIMP)
+/// there is a failure, as it is over UDP: never a denial without AD bit, which would be
+/// "insecure" and so "no DANE" under `opportunistic`.
+#[test]
+fn ad_bit_mode_takes_a_failure_over_tcp_as_a_failure() {
+    use hickory_resolver::proto::op::ResponseCode;
+    let dns = hierarchy(&[]);
+    let unbound = unbound::Unbound::start(&dns);
+    let proxy = DnsProxy::start(unbound.addr());
+    let mut config = ResolverConfig::new(proxy.addr(), TrustAnchor::iana_root());
+    config.validation = Validation::TrustAdBit;
+    let r = Resolver::new(config).expect("resolver");
+    let cases = [
+        (TARGET, ResponseCode::ServFail),
+        ("_1._tcp.broker.example.test", ResponseCode::Refused),
+        ("_2._tcp.broker.example.test", ResponseCode::NotImp),
+    ];
+    for (name, code) in cases {
+        proxy.forge(name, TLSA, Forgery::TruncatedThen(code));
+        let forged_before = proxy.forged();
+        let result = r.resolve(name, TLSA);
+        assert_eq!(
+            proxy.forged() - forged_before,
+            2,
+            "truncated over UDP, {code} over TCP"
+        );
+        let err = result.expect_err("a failure, not an answer or a denial");
+        let err = err.to_string();
+        assert!(err.contains("indeterminate"), "{code}: {err}");
+    }
+    // The server check refuses under both policies: no fallback to PKIX.
+    for policy in [Policy::Opportunistic, Policy::Require] {
+        let tlsa = ServerTlsa::lookup(&r, "broker.example.test", 443, policy);
+        let Decision::Refuse(reason) = &tlsa.decision else {
+            panic!("{policy:?}: a SERVFAIL over TCP must refuse: {tlsa}");
+        };
+        assert!(reason.contains(&format!("{TARGET}.")), "{reason}");
+    }
+}

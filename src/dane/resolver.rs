@@ -833,17 +833,27 @@ async fn ask(stack: &Stack, name: Name, rtype: RecordType) -> Result<DnsResponse
         Stack::AdBit { udp, tcp } => {
             let mut request = DnsRequest::from_query(query, request_options());
             request.metadata.authentic_data = true;
-            match udp.send(request.clone()).first_answer().await {
-                Ok(response) if response.metadata.truncation => tcp.send(request).await,
-                Ok(response) => match response.response_code {
-                    // Answers and denials, with their AD bit.
-                    ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
-                    // SERVFAIL (what a validating resolver says for bogus data) and the rest.
-                    code => Err(NetError::Dns(DnsError::ResponseCode(code))),
-                },
-                Err(e) => Err(e),
+            let response = udp.send(request.clone()).first_answer().await?;
+            if !response.metadata.truncation {
+                return answer_or_denial(response);
             }
+            // The TCP answer passes the same filter: a SERVFAIL there is just as much a
+            // failure, never a denial without AD bit ("insecure").
+            let response = tcp.send(request).await?;
+            if response.metadata.truncation {
+                return Err(NetError::from("the answer is truncated even over TCP"));
+            }
+            answer_or_denial(response)
         }
+    }
+}
+
+/// In AD-bit mode, only answers and denials (NOERROR, NXDOMAIN) carry a verdict in their AD bit;
+/// SERVFAIL (what a validating resolver says for bogus data) and every other code is a failure.
+fn answer_or_denial(response: DnsResponse) -> Result<DnsResponse, NetError> {
+    match response.response_code {
+        ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
+        code => Err(NetError::Dns(DnsError::ResponseCode(code))),
     }
 }
 

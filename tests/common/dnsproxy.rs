@@ -27,6 +27,9 @@ pub enum Forgery {
     /// NOERROR, no answer, and the whole signed authority section of the real response to
     /// another question (SOA, NSEC and signatures of another zone).
     ForeignNsec(&'static str, RecordType),
+    /// Over UDP an empty truncated response (TC), so that the client asks again over TCP;
+    /// over TCP an empty response with this code (SERVFAIL, REFUSED, ...).
+    TruncatedThen(ResponseCode),
 }
 
 /// The rewrite of one question, its records fetched from knotd when it was set.
@@ -34,6 +37,7 @@ pub enum Forgery {
 enum Rewrite {
     Denial(Vec<Record>),
     StripNsec,
+    TruncatedThen(ResponseCode),
 }
 
 type Rules = Arc<Mutex<HashMap<(Name, RecordType), Rewrite>>>;
@@ -96,6 +100,7 @@ impl DnsProxy {
             }
             Forgery::NoSoa => Rewrite::Denial(Vec::new()),
             Forgery::StrippedNsec => Rewrite::StripNsec,
+            Forgery::TruncatedThen(code) => Rewrite::TruncatedThen(code),
             Forgery::ForeignNsec(other, other_type) => {
                 let real = ask(self.upstream, &name_of(other), other_type);
                 assert!(
@@ -139,8 +144,8 @@ struct OnPath {
 }
 
 impl OnPath {
-    /// The (possibly rewritten) response to one query, as bytes.
-    fn rewrite(&self, query: &[u8], response: Vec<u8>) -> Vec<u8> {
+    /// The (possibly rewritten) response to one query received over TCP or UDP, as bytes.
+    fn rewrite(&self, query: &[u8], response: Vec<u8>, over_tcp: bool) -> Vec<u8> {
         let Some(question) = Message::from_vec(query)
             .ok()
             .and_then(|m| m.queries.first().cloned())
@@ -162,6 +167,18 @@ impl OnPath {
                 message.authorities = authorities;
             }
             Rewrite::StripNsec => message.authorities.retain(|r| !is_nsec_or_its_signature(r)),
+            Rewrite::TruncatedThen(code) => {
+                message.answers.clear();
+                message.authorities.clear();
+                message.additionals.clear();
+                if over_tcp {
+                    // As a validating resolver fails: no data, no AD bit.
+                    message.metadata.response_code = code;
+                    message.metadata.authentic_data = false;
+                } else {
+                    message.metadata.truncation = true;
+                }
+            }
         }
         self.forged.fetch_add(1, Ordering::SeqCst);
         message.to_vec().expect("encode forged response")
@@ -193,7 +210,7 @@ fn spawn_udp(sock: UdpSocket, on_path: OnPath, stop: Arc<AtomicBool>) -> JoinHan
             // One thread per query: the validator asks several questions at once.
             std::thread::spawn(move || {
                 if let Some(response) = udp_exchange(on_path.upstream, &query) {
-                    let _ = sock.send_to(&on_path.rewrite(&query, response), client);
+                    let _ = sock.send_to(&on_path.rewrite(&query, response, false), client);
                 }
             });
         }
@@ -221,7 +238,7 @@ fn serve_tcp(mut client: TcpStream, on_path: &OnPath) {
         let Some(response) = tcp_exchange(on_path.upstream, &query) else {
             return;
         };
-        if write_frame(&mut client, &on_path.rewrite(&query, response)).is_err() {
+        if write_frame(&mut client, &on_path.rewrite(&query, response, true)).is_err() {
             return;
         }
     }
