@@ -639,3 +639,72 @@ fn tls12_sessions_do_not_outlive_the_device_record() {
         "{served:?}"
     );
 }
+
+/// The C API takes the server's host name as text too (the `host` of `iotsafe_dane_ssl_enable`,
+/// the SNI of a context's connections): `broker\.example.test` is not a host name, and looking
+/// it up (as `broker.example` in `test.`, where its holder published an address and a TLSA
+/// record for its own server) would authenticate a server the PKIX check and the caller know
+/// by another name. Both entry points refuse it, naming it, before any DNS query.
+#[test]
+fn escaped_server_host_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let attacker = pki::leaf(dir.path(), "att", "broker", &["broker.example.test"], None);
+    let server = tls::TlsServer::start(&attacker.cert_path, &attacker.key_path, None);
+    let record = Tlsa::for_certificate(
+        &attacker.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let lines = [
+        "broker\\.example 300 IN A 127.0.0.1".to_string(),
+        format!(
+            "_{}._tcp.broker\\.example 300 IN TLSA {record}",
+            server.port
+        ),
+    ];
+    let extra: Vec<(&str, &str)> = lines.iter().map(|l| ("test.", l.as_str())).collect();
+    let dns = dns::TestDns::start(&extra);
+    let addr = c(&dns.addr().to_string());
+    let anchor = c(dns.trust_anchor_file().to_str().unwrap());
+    let handle = unsafe { iotsafe_dane_new(addr.as_ptr(), anchor.as_ptr()) };
+    assert!(!handle.is_null(), "{}", last_error());
+    let host = r"broker\.example.test";
+    let refused = |error: &str| {
+        error.contains(&format!("'{host}' is not a host name")) && error.contains("no DNS query")
+    };
+
+    let ctx = SslContext::builder(SslMethod::tls_client())
+        .unwrap()
+        .build();
+    let ssl = Ssl::new(&ctx).unwrap();
+    let c_host = c(host);
+    let rc = unsafe {
+        iotsafe_dane_ssl_enable(
+            handle,
+            ssl.as_ptr(),
+            c_host.as_ptr(),
+            server.port,
+            IOTSAFE_DANE_OPPORTUNISTIC,
+        )
+    };
+    assert_eq!(rc, 0, "refused");
+    assert!(refused(&last_error()), "{}", last_error());
+
+    let ctx = SslContext::builder(SslMethod::tls_client())
+        .unwrap()
+        .build();
+    let rc = unsafe {
+        iotsafe_dane_ctx_enable_server_auth(handle, ctx.as_ptr(), server.port, IOTSAFE_DANE_REQUIRE)
+    };
+    assert_eq!(rc, 1, "{}", last_error());
+    let mut ssl = Ssl::new(&ctx).unwrap();
+    ssl.set_hostname(host).unwrap();
+    let connected = ssl
+        .connect(TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .is_ok();
+    assert!(!connected, "the server is not authenticated");
+    assert!(refused(&last_error()), "{}", last_error());
+    unsafe { iotsafe_dane_free(handle) };
+}

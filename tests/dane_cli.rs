@@ -184,3 +184,50 @@ fn check_client_refuses_an_escaped_dot_leaving_the_allowed_domain() {
     );
     assert!(report.contains("no DNS query"), "{report}");
 }
+
+/// `broker\.example.test` is the name `broker.example` (one label) in `test.`, not
+/// broker.example.test: whoever holds that name in `test.` publishes an address and a TLSA
+/// record for its own server there. Honouring the escape in the look-up while the PKIX check
+/// and the user read `broker.example.test` authenticates that server; the tool refuses the
+/// name itself, naming it, before any DNS query.
+#[test]
+fn check_server_refuses_an_escaped_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let attacker = pki::leaf(dir.path(), "att", "broker", &["broker.example.test"], None);
+    let server = tls::TlsServer::start(&attacker.cert_path, &attacker.key_path, None);
+    let record = Tlsa::for_certificate(
+        &attacker.cert,
+        Usage::DaneEe,
+        Selector::Spki,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let lines = [
+        "broker\\.example 300 IN A 127.0.0.1".to_string(),
+        format!(
+            "_{}._tcp.broker\\.example 300 IN TLSA {record}",
+            server.port
+        ),
+    ];
+    let extra: Vec<(&str, &str)> = lines.iter().map(|l| ("test.", l.as_str())).collect();
+    let dns = dns::TestDns::start(&extra);
+    let host = r"broker\.example.test";
+    for policy in ["require", "opportunistic"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+            .args(["dane", "check-server", host, &server.port.to_string()])
+            .args(["--policy", policy])
+            .args(["--resolver", &dns.addr().to_string()])
+            .arg("--trust-anchor")
+            .arg(dns.trust_anchor_file())
+            .output()
+            .expect("run iotsafe dane");
+        let report = common::stderr(&out) + &common::stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{policy}: {report}");
+        assert!(
+            report.contains(&format!("'{host}' is not a host name")) && report.contains("escapes"),
+            "{policy}: the refusal names the name: {report}"
+        );
+        assert!(report.contains("no DNS query"), "{policy}: {report}");
+        assert!(!report.contains("AUTHENTICATED: by"), "{policy}: {report}");
+    }
+}

@@ -31,8 +31,9 @@ fn tlsa_line(owner: &str) -> String {
 }
 
 /// Records at `_443._tcp` and `_1._tcp`/`_2._tcp` of broker.example.test., a broker in the
-/// unsigned zone insecure.test., and in iotregistry.test. a wildcard device record beside the
-/// record of device `a`.
+/// unsigned zone insecure.test. and one in the unsigned zone plain.optout.test. (delegated
+/// from a zone with NSEC3 opt-out), and in iotregistry.test. a wildcard device record beside
+/// the record of device `a`.
 fn hierarchy(extra: &[(&'static str, String)]) -> dns::TestDns {
     let mut lines = vec![
         ("example.test.", "broker 300 IN A 127.0.0.1".to_string()),
@@ -41,6 +42,7 @@ fn hierarchy(extra: &[(&'static str, String)]) -> dns::TestDns {
         ("example.test.", tlsa_line("_2._tcp.broker")),
         ("insecure.test.", "broker 300 IN A 127.0.0.1".to_string()),
         ("insecure.test.", tlsa_line("_443._tcp.broker")),
+        ("plain.optout.test.", tlsa_line("_443._tcp.broker")),
         ("iotregistry.test.", tlsa_line("*._device")),
         ("iotregistry.test.", tlsa_line("a._device")),
     ];
@@ -185,6 +187,19 @@ fn real_insecure_and_real_signed_answers_keep_their_state() {
     );
     expect("nobody.insecure.test", Outcome::NxDomain, Proof::Insecure);
     expect("broker.insecure.test", Outcome::NoData, Proof::Insecure);
+    // Below an unsigned delegation in a zone signed with NSEC3 opt-out: the opt-out NSEC3 of
+    // optout.test. covering it, with the one matching its closest encloser, proves it.
+    let opted_out = expect(
+        "_443._tcp.broker.plain.optout.test",
+        records.clone(),
+        Proof::Insecure,
+    );
+    assert!(
+        why(&opted_out).contains("opt-out NSEC3 of optout.test.")
+            && why(&opted_out).contains("closest encloser optout.test."),
+        "{}",
+        opted_out.last()
+    );
     // Signed answers and signed denials.
     expect(TARGET, records, Proof::Secure);
     expect("nobody.example.test", Outcome::NxDomain, Proof::Secure);
@@ -413,4 +428,110 @@ fn forged_wildcard_expansion_without_its_nsec_is_bogus() {
         "{}",
         res.last()
     );
+}
+
+/// AD-bit mode asks a truncated UDP answer again over TCP. A SERVFAIL (or REFUSED, NOTIMP)
+/// there is a failure, as it is over UDP: never a denial without AD bit, which would be
+/// "insecure" and so "no DANE" under `opportunistic`.
+#[test]
+fn ad_bit_mode_takes_a_failure_over_tcp_as_a_failure() {
+    use hickory_resolver::proto::op::ResponseCode;
+    let dns = hierarchy(&[]);
+    let unbound = unbound::Unbound::start(&dns);
+    let proxy = DnsProxy::start(unbound.addr());
+    let mut config = ResolverConfig::new(proxy.addr(), TrustAnchor::iana_root());
+    config.validation = Validation::TrustAdBit;
+    let r = Resolver::new(config).expect("resolver");
+    let cases = [
+        (TARGET, ResponseCode::ServFail),
+        ("_1._tcp.broker.example.test", ResponseCode::Refused),
+        ("_2._tcp.broker.example.test", ResponseCode::NotImp),
+    ];
+    for (name, code) in cases {
+        proxy.forge(name, TLSA, Forgery::TruncatedThen(code));
+        let forged_before = proxy.forged();
+        let result = r.resolve(name, TLSA);
+        assert_eq!(
+            proxy.forged() - forged_before,
+            2,
+            "truncated over UDP, {code} over TCP"
+        );
+        let err = result.expect_err("a failure, not an answer or a denial");
+        let err = err.to_string();
+        assert!(err.contains("indeterminate"), "{code}: {err}");
+    }
+    // The server check refuses under both policies: no fallback to PKIX.
+    for policy in [Policy::Opportunistic, Policy::Require] {
+        let tlsa = ServerTlsa::lookup(&r, "broker.example.test", 443, policy);
+        let Decision::Refuse(reason) = &tlsa.decision else {
+            panic!("{policy:?}: a SERVFAIL over TCP must refuse: {tlsa}");
+        };
+        assert!(reason.contains(&format!("{TARGET}.")), "{reason}");
+    }
+}
+
+/// A grandparent zone with NSEC3 opt-out: optout.test. signs the delegation of
+/// secure.optout.test. (DS), whose broker has TLSA records. The attacker answers the TLSA
+/// question with an unsigned SOA owned by the broker's own name (so it is no foreign record),
+/// and the broker's DS question with genuine signed NSEC3 records of optout.test.: a complete
+/// opt-out closest-encloser proof, but from a zone that does not hold that name. Only
+/// secure.optout.test. can say whether broker.secure.optout.test. is a delegation: bogus.
+#[test]
+fn a_grandparent_opt_out_nsec3_does_not_prove_a_signed_name_insecure() {
+    const BROKER: &str = "_443._tcp.broker.secure.optout.test";
+    let dns = hierarchy(&[
+        ("secure.optout.test.", tlsa_line("_443._tcp.broker")),
+        (
+            "secure.optout.test.",
+            "broker 300 IN A 127.0.0.1".to_string(),
+        ),
+    ]);
+    let proxy = DnsProxy::start(dns.addr());
+    // Unforged, the records are secure.
+    let genuine = resolver_via(&proxy, &dns)
+        .resolve(BROKER, TLSA)
+        .expect("an answer");
+    assert_eq!(
+        genuine.proof(),
+        Proof::Secure,
+        "{}\n{}",
+        genuine.last(),
+        dns.dig(BROKER, "TLSA")
+    );
+
+    proxy.forge(
+        BROKER,
+        TLSA,
+        Forgery::UnsignedSoaAt("broker.secure.optout.test."),
+    );
+    // hickory looks for the zone of an unsigned record by asking NS at its name, then DS.
+    proxy.forge(
+        "broker.secure.optout.test",
+        RecordType::NS,
+        Forgery::UnsignedNs,
+    );
+    proxy.forge(
+        "broker.secure.optout.test",
+        RecordType::DS,
+        Forgery::Nsec3ChainOf("optout.test."),
+    );
+    let r = resolver_via(&proxy, &dns);
+    let res = r.resolve(BROKER, TLSA).expect("an answer");
+    assert!(
+        proxy.forged() >= 3,
+        "the three answers were rewritten: {}",
+        res.last()
+    );
+    assert_eq!(res.proof(), Proof::Bogus, "{}", res.last());
+    assert!(
+        why(&res).contains("broker.secure.optout.test.")
+            && why(&res).contains("NSEC3 of secure.optout.test."),
+        "{}",
+        res.last()
+    );
+    let tlsa = ServerTlsa::lookup(&r, "broker.secure.optout.test", 443, Policy::Opportunistic);
+    let Decision::Refuse(reason) = &tlsa.decision else {
+        panic!("the forged denial must refuse, not fall back to PKIX: {tlsa}");
+    };
+    assert!(reason.contains("bogus"), "{reason}");
 }

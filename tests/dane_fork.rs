@@ -35,25 +35,41 @@ fn uncached_lookup_in_a_forked_child_gets_an_answer() {
         .unwrap();
     assert_eq!(before.proof(), Proof::Secure);
 
+    let verdict = in_forked_child(|| child_look_ups(&resolver));
+    let verdict = verdict
+        .unwrap_or_else(|| panic!("the child's look-up hung (no answer in {CHILD_LIMIT:?})"));
+    assert_eq!(verdict, "cached=true fresh=ok");
+    // The parent's resolver is unharmed by the child's.
+    let after = resolver
+        .resolve("after.iotregistry.test", RecordType::TXT)
+        .unwrap();
+    assert_eq!(after.proof(), Proof::Secure);
+}
+
+/// The child's part: a cached and a fresh look-up.
+fn child_look_ups(resolver: &Resolver) -> String {
+    let cached = resolver
+        .resolve("before.iotregistry.test", RecordType::A)
+        .is_ok_and(|r| r.proof() == Proof::Secure);
+    let fresh = resolver.resolve("after.iotregistry.test", RecordType::TXT);
+    let fresh = match fresh {
+        Ok(r) if r.proof() == Proof::Secure && !r.records().is_empty() => "ok".into(),
+        Ok(r) => format!("answer {}", r.last()),
+        Err(e) => format!("error {e}"),
+    };
+    format!("cached={cached} fresh={fresh}")
+}
+
+/// Forks; the child runs `child` and sends back what it returns. `None` if the child takes
+/// longer than [`CHILD_LIMIT`] (it is killed).
+fn in_forked_child(child: impl FnOnce() -> String + std::panic::UnwindSafe) -> Option<String> {
     let (read_end, write_end) = pipe();
-    // SAFETY: the child only runs the look-up below and leaves by _exit, so no destructor of
-    // the parent's state (the knotd child process, temporary directories) runs twice.
+    // SAFETY: the child only runs `child` and leaves by _exit, so no destructor of the
+    // parent's state (the knotd child process, temporary directories) runs twice.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
-        let verdict = std::panic::catch_unwind(|| {
-            let cached = resolver
-                .resolve("before.iotregistry.test", RecordType::A)
-                .is_ok_and(|r| r.proof() == Proof::Secure);
-            let fresh = resolver.resolve("after.iotregistry.test", RecordType::TXT);
-            let fresh = match fresh {
-                Ok(r) if r.proof() == Proof::Secure && !r.records().is_empty() => "ok".into(),
-                Ok(r) => format!("answer {}", r.last()),
-                Err(e) => format!("error {e}"),
-            };
-            format!("cached={cached} fresh={fresh}")
-        })
-        .unwrap_or_else(|_| "panic".into());
+        let verdict = std::panic::catch_unwind(child).unwrap_or_else(|_| "panic".into());
         // SAFETY: a pipe end this process owns; then leave without running destructors.
         unsafe {
             libc::write(write_end, verdict.as_ptr().cast(), verdict.len());
@@ -70,14 +86,47 @@ fn uncached_lookup_in_a_forked_child_gets_an_answer() {
         libc::waitpid(pid, std::ptr::null_mut(), 0);
         libc::close(read_end);
     }
+    verdict
+}
+
+/// Another thread of the parent is inside one of the resolver's short critical sections (it
+/// holds its locks) when the fork happens. Copied into the child locked, with no thread left
+/// to release them, they would hang the child's first look-up for ever; the fork instead
+/// waits for them, and the child's look-ups answer.
+#[test]
+fn a_fork_while_another_thread_holds_the_resolver_locks_leaves_them_free() {
+    let dns = dns::TestDns::start(&[
+        ("iotregistry.test.", "before 300 IN A 127.0.0.1"),
+        ("iotregistry.test.", "after 300 IN TXT \"hello\""),
+    ]);
+    let resolver = std::sync::Arc::new(
+        Resolver::new(ResolverConfig::new(
+            dns.addr(),
+            dns.trust_anchor().parse().unwrap(),
+        ))
+        .unwrap(),
+    );
+    let before = resolver
+        .resolve("before.iotregistry.test", RecordType::A)
+        .unwrap();
+    assert_eq!(before.proof(), Proof::Secure);
+    let (held, held_rx) = std::sync::mpsc::channel();
+    let holder = {
+        let resolver = resolver.clone();
+        std::thread::spawn(move || {
+            resolver.with_locks_held(|| {
+                held.send(()).unwrap();
+                // Long enough for the fork below to happen while the locks are held.
+                std::thread::sleep(Duration::from_millis(300));
+            })
+        })
+    };
+    held_rx.recv().unwrap();
+    let verdict = in_forked_child(|| child_look_ups(&resolver));
+    holder.join().unwrap();
     let verdict = verdict
         .unwrap_or_else(|| panic!("the child's look-up hung (no answer in {CHILD_LIMIT:?})"));
     assert_eq!(verdict, "cached=true fresh=ok");
-    // The parent's resolver is unharmed by the child's.
-    let after = resolver
-        .resolve("after.iotregistry.test", RecordType::TXT)
-        .unwrap();
-    assert_eq!(after.proof(), Proof::Secure);
 }
 
 fn pipe() -> (libc::c_int, libc::c_int) {

@@ -109,6 +109,39 @@ impl fmt::Display for DomainName {
     }
 }
 
+/// A server's host name, as a client names the server it connects to: letters, digits and `-`
+/// labels only (no underscore labels, no escapes), lower case. Parsed once, so that the TLSA
+/// look-up and the PKIX host-name check use the same labels: with escapes honoured by one and
+/// not the other, `broker\.example.com` would be looked up under one name and checked against
+/// another.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HostName {
+    labels: Vec<String>,
+}
+
+impl HostName {
+    pub fn parse(text: &str) -> Result<HostName, NameError> {
+        let fail = |reason: String| NameError::new(text, reason);
+        let labels = split_labels(text).map_err(fail)?;
+        for label in &labels {
+            check_label(label, false).map_err(fail)?;
+        }
+        Ok(HostName { labels })
+    }
+
+    /// Fully qualified presentation form (a trailing dot); it needs no escapes.
+    pub fn fqdn(&self) -> String {
+        format!("{self}.")
+    }
+}
+
+/// Presentation form: lower case, no trailing dot (what a PKIX host-name check compares).
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.labels.join("."))
+    }
+}
+
 /// Why a text is not a name accepted here. Its `Display` names the text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameError {
@@ -311,5 +344,24 @@ mod tests {
         assert!(DomainName::parse(r"foo\.example.test").is_err());
         assert!(DomainName::parse("").is_err());
         assert!(DomainName::parse("_device.example.test").is_ok());
+    }
+
+    #[test]
+    fn server_host_names() {
+        let host = HostName::parse("Broker.Example.Test.").unwrap();
+        assert_eq!(host.to_string(), "broker.example.test");
+        assert_eq!(host.fqdn(), "broker.example.test.");
+        assert!(HostName::parse("localhost").is_ok());
+        for text in [
+            r"broker\.example.test",
+            r"broker\046example.test",
+            "_443._tcp.broker.example.test",
+            "broker.example.test..",
+            "broker example.test",
+            "",
+        ] {
+            let e = HostName::parse(text).expect_err(text);
+            assert!(e.to_string().contains("is not a host name"), "{e}");
+        }
     }
 }

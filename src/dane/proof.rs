@@ -58,24 +58,33 @@ pub(crate) enum DsStep {
 /// down to its parent), and stops at the first signed proof that a delegation has no DS. Its
 /// answers come from the handle's caches when the chain was built before. `Ok` says how it was
 /// proven.
+///
+/// The answer to `<cut> DS` comes from the zone that holds `cut`: the deepest zone proven
+/// signed so far on the way down, starting at the root (the only trust anchor the resolver
+/// takes). Only that zone's records count as evidence there. A genuine denial from any other
+/// signed zone (an opt-out NSEC3 of a grandparent whose span covers the name, an NSEC of
+/// another zone) says nothing about this cut, and would let an attacker turn a name in a
+/// signed zone into an "insecure" one.
 pub(crate) async fn prove_insecure<H: DnsHandle>(
     validator: &H,
     options: DnsRequestOptions,
     name: &Name,
     rtype: RecordType,
 ) -> Result<String, Unproven> {
-    let labels = name.iter().count();
+    let labels = name.num_labels();
     let deepest = if rtype == RecordType::DS {
         labels.saturating_sub(1)
     } else {
         labels
     };
+    let mut zone = Name::root();
     for depth in 1..=deepest {
-        let cut = name.trim_to(depth);
+        let cut = name.trim_to(usize::from(depth));
         let query = Query::query(cut.clone(), RecordType::DS);
         let result = validator.lookup(query, options).first_answer().await;
-        match ds_step(&cut, result) {
-            DsStep::Signed | DsStep::NoCut => continue,
+        match ds_step(&zone, &cut, result) {
+            DsStep::Signed => zone = cut,
+            DsStep::NoCut => continue,
             DsStep::Unsigned(how) => return Ok(how),
             DsStep::NoSuchName => {
                 return Err(Unproven::Bogus(format!(
@@ -93,8 +102,9 @@ pub(crate) async fn prove_insecure<H: DnsHandle>(
     )))
 }
 
-/// Reads the validated answer to `<cut> DS`.
-pub(crate) fn ds_step(cut: &Name, result: Result<DnsResponse, NetError>) -> DsStep {
+/// Reads the validated answer to `<cut> DS`, where `zone` is the signed zone that holds `cut`
+/// (an ancestor of it): only records of `zone` are evidence.
+pub(crate) fn ds_step(zone: &Name, cut: &Name, result: Result<DnsResponse, NetError>) -> DsStep {
     let response = match result {
         Ok(response) => response,
         Err(NetError::Dns(DnsError::Nsec { proof, .. })) => {
@@ -111,13 +121,20 @@ pub(crate) fn ds_step(cut: &Name, result: Result<DnsResponse, NetError>) -> DsSt
         .filter(|r| r.record_type() == RecordType::DS && r.name == *cut)
         .collect();
     if !ds.is_empty() {
-        return signed_ds_step(cut, &ds);
+        return signed_ds_step(zone, cut, &ds, &response);
     }
-    let nsecs = secure_nsecs(&response);
-    let nsec3s = secure_nsec3s(&response);
+    let nsecs: Vec<_> = secure_nsecs(&response)
+        .into_iter()
+        .filter(|(owner, _)| signed_by(&response.authorities, owner, RecordType::NSEC, zone))
+        .collect();
+    let nsec3s: Vec<_> = secure_nsec3s(&response)
+        .into_iter()
+        .filter(|(owner, _)| owner.base_name() == *zone)
+        .collect();
     if nsecs.is_empty() && nsec3s.is_empty() {
         return DsStep::Bogus(format!(
-            "the denial of a DS at {cut} carries no validated NSEC or NSEC3"
+            "the denial of a DS at {cut} carries no validated NSEC or NSEC3 of {zone}, the \
+             signed zone that holds {cut}"
         ));
     }
     // hickory returns a denial with validated NSEC/NSEC3 records only when they prove it.
@@ -127,11 +144,11 @@ pub(crate) fn ds_step(cut: &Name, result: Result<DnsResponse, NetError>) -> DsSt
             nsec.type_set().contains(t)
         }) {
             return DsStep::Unsigned(format!(
-                "the signed NSEC at {cut} shows a delegation without DS"
+                "the NSEC of {zone} at {cut} shows a delegation without DS"
             ));
         }
     }
-    if let Some(how) = nsec3_unsigned_delegation(cut, &nsec3s) {
+    if let Some(how) = nsec3_unsigned_delegation(zone, cut, &nsec3s) {
         return DsStep::Unsigned(how);
     }
     if response.response_code == ResponseCode::NXDomain {
@@ -140,11 +157,16 @@ pub(crate) fn ds_step(cut: &Name, result: Result<DnsResponse, NetError>) -> DsSt
     DsStep::NoCut
 }
 
-fn signed_ds_step(cut: &Name, ds: &[&Record]) -> DsStep {
+fn signed_ds_step(zone: &Name, cut: &Name, ds: &[&Record], response: &DnsResponse) -> DsStep {
     if let Some(unproven) = ds.iter().find(|r| r.proof != Proof::Secure) {
         return DsStep::Bogus(format!(
             "the DS RRset at {cut} is {}, not secure",
             unproven.proof
+        ));
+    }
+    if !signed_by(&response.answers, cut, RecordType::DS, zone) {
+        return DsStep::Bogus(format!(
+            "the DS RRset at {cut} is not signed by {zone}, the signed zone that holds {cut}"
         ));
     }
     let usable = ds.iter().any(|r| match &r.data {
@@ -163,35 +185,65 @@ fn signed_ds_step(cut: &Name, ds: &[&Record]) -> DsStep {
     }
 }
 
+/// Whether the validated signature over the `covered` RRset at `owner` names `zone` as signer.
+fn signed_by(records: &[Record], owner: &Name, covered: RecordType, zone: &Name) -> bool {
+    secure_signature(records, owner, covered).is_some_and(|sig| sig.input().signer_name == *zone)
+}
+
 /// A delegation (NS) that is not a zone apex (SOA) and has no DS.
 fn is_unsigned_delegation(has_ns: bool, has: impl Fn(RecordType) -> bool) -> bool {
     has_ns && !has(RecordType::DS) && !has(RecordType::SOA)
 }
 
-/// RFC 5155 §8.6: an NSEC3 matching `cut` that shows NS without DS, or an opt-out NSEC3
-/// covering it, proves (or allows) an unsigned delegation there.
-fn nsec3_unsigned_delegation(cut: &Name, nsec3s: &[(&Name, &NSEC3)]) -> Option<String> {
-    for (owner, nsec3) in nsec3s {
-        let zone = owner.base_name();
-        if !zone.zone_of(cut) || zone == *cut {
-            continue;
-        }
-        let (Some(owner_hash), Some(hash)) = (first_label(owner), nsec3_hash(cut, nsec3)) else {
-            continue;
-        };
-        let next = base32hex(nsec3.next_hashed_owner_name());
+/// RFC 5155 §8.6: an NSEC3 of `zone` matching `cut` that shows NS without DS proves an
+/// unsigned delegation there; without one, an opt-out NSEC3 covering the next closer name,
+/// with the NSEC3 matching its closest encloser (§7.2.4), allows only an unsigned delegation
+/// at or above `cut`. `nsec3s` are the validated NSEC3 records of `zone`.
+fn nsec3_unsigned_delegation(
+    zone: &Name,
+    cut: &Name,
+    nsec3s: &[(&Name, &NSEC3)],
+) -> Option<String> {
+    if let Some(nsec3) = nsec3_matching(cut, nsec3s) {
         let types = nsec3.type_set();
-        if owner_hash == hash {
-            return is_unsigned_delegation(types.contains(RecordType::NS), |t| types.contains(t))
-                .then(|| format!("the signed NSEC3 matching {cut} shows a delegation without DS"));
-        }
-        if nsec3.opt_out() && covers(&owner_hash, &hash, &next) {
-            return Some(format!(
-                "a signed opt-out NSEC3 covers {cut}: any delegation there is unsigned"
-            ));
-        }
+        return is_unsigned_delegation(types.contains(RecordType::NS), |t| types.contains(t))
+            .then(|| format!("the NSEC3 of {zone} matching {cut} shows a delegation without DS"));
     }
-    None
+    // The closest encloser: the deepest ancestor of `cut` in `zone` that an NSEC3 matches.
+    let encloser_labels = (zone.num_labels()..cut.num_labels())
+        .rev()
+        .find(|&labels| nsec3_matching(&cut.trim_to(usize::from(labels)), nsec3s).is_some())?;
+    let encloser = cut.trim_to(usize::from(encloser_labels));
+    let next_closer = cut.trim_to(usize::from(encloser_labels) + 1);
+    let opt_out = nsec3s
+        .iter()
+        .any(|(owner, nsec3)| nsec3.opt_out() && nsec3_covers(owner, nsec3, &next_closer));
+    opt_out.then(|| {
+        format!(
+            "an opt-out NSEC3 of {zone} covers {next_closer} and one matches its closest \
+             encloser {encloser}: any delegation at {cut} is unsigned"
+        )
+    })
+}
+
+/// The NSEC3 whose owner is the hash of `name`.
+fn nsec3_matching<'a>(name: &Name, nsec3s: &[(&Name, &'a NSEC3)]) -> Option<&'a NSEC3> {
+    nsec3s.iter().find_map(|(owner, nsec3)| {
+        let hash = nsec3_hash(name, nsec3)?;
+        (first_label(owner)? == hash).then_some(*nsec3)
+    })
+}
+
+/// Whether the NSEC3 `owner -> next` covers the hash of `name` (strictly between).
+fn nsec3_covers(owner: &Name, nsec3: &NSEC3, name: &Name) -> bool {
+    let (Some(owner_hash), Some(hash)) = (first_label(owner), nsec3_hash(name, nsec3)) else {
+        return false;
+    };
+    covers(
+        &owner_hash,
+        &hash,
+        &base32hex(nsec3.next_hashed_owner_name()),
+    )
 }
 
 /// Whether `hash` lies strictly between `owner` and `next` in the (circular) hash order.

@@ -30,7 +30,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{NameServerConfig, ResolverOpts};
@@ -419,12 +419,41 @@ struct Net {
 /// kept, it is plain data).
 pub struct Resolver {
     config: ResolverConfig,
+    anchors: Arc<TrustAnchors>,
+    shared: Arc<Shared>,
+}
+
+type Cache = HashMap<CacheKey, (Arc<Answer>, Instant)>;
+type Flights = HashMap<CacheKey, Arc<Flight>>;
+
+/// What look-ups on several threads share, behind locks that no other thread may hold at a
+/// `fork()` (see [`fork_guard`]): a child would wait on them for ever.
+struct Shared {
     /// Behind a lock so that [`Resolver::clear_cache`] can swap in a validator with an empty
     /// validation cache and a forked child its own network; look-ups clone the `Arc`.
     net: Mutex<Arc<Net>>,
-    anchors: Arc<TrustAnchors>,
-    cache: Mutex<HashMap<CacheKey, (Arc<Answer>, Instant)>>,
-    flights: Mutex<HashMap<CacheKey, Arc<Flight>>>,
+    cache: Mutex<Cache>,
+    flights: Mutex<Flights>,
+}
+
+/// The three locks of a [`Shared`], taken in the order the code nests them (`net` before
+/// `flights`; `cache` is never held with another); released in reverse (field order).
+struct AllLocks<'a> {
+    _cache: MutexGuard<'a, Cache>,
+    _flights: MutexGuard<'a, Flights>,
+    _net: MutexGuard<'a, Arc<Net>>,
+}
+
+impl Shared {
+    fn lock_all(&self) -> AllLocks<'_> {
+        let net = lock(&self.net);
+        let flights = lock(&self.flights);
+        AllLocks {
+            _cache: lock(&self.cache),
+            _flights: flights,
+            _net: net,
+        }
+    }
 }
 
 /// A look-up in progress that others wait for.
@@ -454,18 +483,30 @@ impl Resolver {
             }
         };
         let stack = stack(&config, &runtime, &wire, &anchors_used)?;
-        Ok(Self {
-            config,
+        let shared = Arc::new(Shared {
             net: Mutex::new(Arc::new(Net {
                 pid: std::process::id(),
                 runtime,
                 stack,
                 wire,
             })),
-            anchors: anchors_used,
             cache: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
+        });
+        fork_guard::register(&shared);
+        Ok(Self {
+            config,
+            anchors: anchors_used,
+            shared,
         })
+    }
+
+    /// Runs `f` with every lock of this resolver held, as a look-up on another thread holds
+    /// one for a moment (for tests of what a `fork()` at such a moment leaves to the child).
+    #[doc(hidden)]
+    pub fn with_locks_held<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _held = self.shared.lock_all();
+        f()
     }
 
     pub fn config(&self) -> &ResolverConfig {
@@ -474,14 +515,14 @@ impl Resolver {
 
     /// DNS queries sent to the server since this resolver was built.
     pub fn queries_sent(&self) -> u64 {
-        lock(&self.net).wire.queries()
+        lock(&self.shared.net).wire.queries()
     }
 
     /// Forgets every cached answer and validation result (for an operator's "flush", and to
     /// measure cold look-ups).
     pub fn clear_cache(&self) {
-        lock(&self.cache).clear();
-        let mut net = lock(&self.net);
+        lock(&self.shared.cache).clear();
+        let mut net = lock(&self.shared.net);
         if net.pid != std::process::id() {
             return; // a forked child's first look-up builds a fresh validator anyway
         }
@@ -505,7 +546,7 @@ impl Resolver {
     /// runtime threads that only exist in the parent and take the parent's sockets out of the
     /// event-polling instance the two processes share.
     fn net(&self) -> Result<Arc<Net>, ResolveError> {
-        let mut net = lock(&self.net);
+        let mut net = lock(&self.shared.net);
         let pid = std::process::id();
         if net.pid != pid {
             let runtime = Arc::new(start_runtime()?);
@@ -522,7 +563,7 @@ impl Resolver {
             );
             std::mem::forget(parents);
             // Look-ups in flight at the fork belong to threads the child does not have.
-            lock(&self.flights).clear();
+            lock(&self.shared.flights).clear();
         }
         Ok(net.clone())
     }
@@ -583,7 +624,7 @@ impl Resolver {
         // Before joining a flight: a forked child clears the flights of its parent's threads.
         let net = self.net()?;
         let (flight, leader) = {
-            let mut flights = lock(&self.flights);
+            let mut flights = lock(&self.shared.flights);
             match flights.get(&key) {
                 Some(flight) => (flight.clone(), false),
                 None => {
@@ -604,14 +645,14 @@ impl Resolver {
         if let Ok(answer) = &result {
             self.store(key.clone(), answer.clone());
         }
-        lock(&self.flights).remove(&key);
+        lock(&self.shared.flights).remove(&key);
         *lock(&flight.result) = Some(result.clone());
         flight.done.notify_all();
         result
     }
 
     fn cached(&self, key: &CacheKey) -> Option<Arc<Answer>> {
-        let cache = lock(&self.cache);
+        let cache = lock(&self.shared.cache);
         match cache.get(key) {
             Some((answer, expires)) if *expires > Instant::now() => Some(answer.clone()),
             _ => None,
@@ -628,7 +669,7 @@ impl Resolver {
             return;
         }
         let now = Instant::now();
-        let mut cache = lock(&self.cache);
+        let mut cache = lock(&self.shared.cache);
         if cache.len() >= self.config.cache_entries && !cache.contains_key(&key) {
             cache.retain(|_, (_, expires)| *expires > now);
             if cache.len() >= self.config.cache_entries {
@@ -691,7 +732,7 @@ impl Resolver {
 /// leaked, not dropped (see [`Resolver::net`]).
 impl Drop for Resolver {
     fn drop(&mut self) {
-        let net = self.net.get_mut().unwrap_or_else(|e| e.into_inner());
+        let net = lock(&self.shared.net);
         if net.pid != std::process::id() {
             std::mem::forget(net.clone());
         }
@@ -833,17 +874,27 @@ async fn ask(stack: &Stack, name: Name, rtype: RecordType) -> Result<DnsResponse
         Stack::AdBit { udp, tcp } => {
             let mut request = DnsRequest::from_query(query, request_options());
             request.metadata.authentic_data = true;
-            match udp.send(request.clone()).first_answer().await {
-                Ok(response) if response.metadata.truncation => tcp.send(request).await,
-                Ok(response) => match response.response_code {
-                    // Answers and denials, with their AD bit.
-                    ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
-                    // SERVFAIL (what a validating resolver says for bogus data) and the rest.
-                    code => Err(NetError::Dns(DnsError::ResponseCode(code))),
-                },
-                Err(e) => Err(e),
+            let response = udp.send(request.clone()).first_answer().await?;
+            if !response.metadata.truncation {
+                return answer_or_denial(response);
             }
+            // The TCP answer passes the same filter: a SERVFAIL there is just as much a
+            // failure, never a denial without AD bit ("insecure").
+            let response = tcp.send(request).await?;
+            if response.metadata.truncation {
+                return Err(NetError::from("the answer is truncated even over TCP"));
+            }
+            answer_or_denial(response)
         }
+    }
+}
+
+/// In AD-bit mode, only answers and denials (NOERROR, NXDOMAIN) carry a verdict in their AD bit;
+/// SERVFAIL (what a validating resolver says for bogus data) and every other code is a failure.
+fn answer_or_denial(response: DnsResponse) -> Result<DnsResponse, NetError> {
+    match response.response_code {
+        ResponseCode::NoError | ResponseCode::NXDomain => Ok(response),
+        code => Err(NetError::Dns(DnsError::ResponseCode(code))),
     }
 }
 
@@ -1054,6 +1105,8 @@ fn ds_matches(key: &DNSKEY, ds: &[(u16, u8, u8, Vec<u8>)]) -> bool {
                 .is_ok_and(|d| d.as_ref() == digest.as_slice())
     })
 }
+
+mod fork_guard;
 
 #[cfg(test)]
 mod tests {

@@ -16,6 +16,7 @@ use std::fmt;
 use hickory_resolver::proto::rr::RecordType;
 use openssl::ssl::{SslRef, SslVerifyMode};
 
+use super::name::{printable, HostName};
 use super::ossl;
 use super::resolver::{Outcome, Proof, Resolution, Resolver};
 use super::tlsa::{self, Tlsa};
@@ -65,17 +66,28 @@ pub struct ServerTlsa {
 }
 
 impl ServerTlsa {
-    /// Looks up what the DNS says about `host:port` and decides under `policy`.
+    /// Looks up what the DNS says about `host:port` and decides under `policy`. `host` must be
+    /// a host name ([`HostName`]); anything else is refused before any DNS query.
     pub fn lookup(resolver: &Resolver, host: &str, port: u16, policy: Policy) -> ServerTlsa {
+        let parsed = HostName::parse(host);
         let mut s = ServerTlsa {
-            host: tlsa::fqdn(host),
+            // The parsed name from here on: the TLSA owner and the PKIX reference identifier.
+            host: match &parsed {
+                Ok(name) => name.fqdn(),
+                Err(_) => printable(host),
+            },
             port,
-            names: vec![tlsa::fqdn(host)],
+            names: Vec::new(),
             address_proof: Proof::Indeterminate,
             lookups: Vec::new(),
             records: Vec::new(),
             decision: Decision::Refuse("not looked up".into()),
         };
+        if let Err(e) = parsed {
+            s.decision = Decision::Refuse(format!("{e}; no DNS query was made"));
+            return s;
+        }
+        s.names.push(s.host.clone());
         let no_dane = s.find_records(resolver);
         s.decision = match (no_dane, policy) {
             (Ok(()), _) => Decision::Dane,

@@ -3,7 +3,10 @@
 //! One knotd serves the root `.`, the TLD `test.` and below it:
 //! - `iotregistry.test.` and `example.test.`: signed, with their DS in `test.` (secure);
 //! - `bogus.test.`: signed, but the DS in `test.` does not match its key (bogus);
-//! - `insecure.test.`: unsigned and delegated without DS (provably insecure).
+//! - `insecure.test.`: unsigned and delegated without DS (provably insecure);
+//! - `optout.test.`: signed with NSEC3 opt-out (no salt, no extra iterations), its DS in
+//!   `test.`, and below it `secure.optout.test.`: signed, with its DS in `optout.test.`, and
+//!   `plain.optout.test.`: unsigned, delegated without DS (insecure, proven by opt-out).
 //!
 //! The root's key is the trust anchor, as the IANA root is in real life (a trust anchor at a
 //! zone below the root is not something the resolver handles).
@@ -23,30 +26,38 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The zones of the hierarchy, parent before child.
-const SIGNED: [&str; 5] = [
+const SIGNED: [&str; 7] = [
     ".",
     "test.",
     "iotregistry.test.",
     "example.test.",
     "bogus.test.",
+    "optout.test.",
+    "secure.optout.test.",
 ];
-const UNSIGNED: [&str; 1] = ["insecure.test."];
-const CHILDREN_OF_TEST: [&str; 4] = [
+/// The zones signed with NSEC3 opt-out.
+const OPT_OUT: [&str; 1] = ["optout.test."];
+const UNSIGNED: [&str; 2] = ["insecure.test.", "plain.optout.test."];
+const CHILDREN_OF_TEST: [&str; 5] = [
     "iotregistry.test.",
     "example.test.",
     "bogus.test.",
     "insecure.test.",
+    "optout.test.",
 ];
 
 /// A running knotd with the test hierarchy.
 pub struct TestDns {
     dir: tempfile::TempDir,
-    child: Child,
+    /// knotd, started once the zone files are written (it loads each file once, at start).
+    child: Option<Child>,
     port: u16,
     /// Extra records per zone (zone-file lines, owner relative to the zone or absolute).
     records: Mutex<BTreeMap<String, (u32, Vec<String>)>>,
     /// DS lines to put in `test.`, computed once at bring-up.
     ds_in_test: Vec<String>,
+    /// DS lines to put in `optout.test.`.
+    ds_in_optout: Vec<String>,
     ds_in_root: Vec<String>,
     root_dnskey: String,
 }
@@ -77,7 +88,7 @@ impl TestDns {
         }
         let ds_in_root = ds_of(&conf, "test.");
         let mut ds_in_test = Vec::new();
-        for zone in ["iotregistry.test.", "example.test."] {
+        for zone in ["iotregistry.test.", "example.test.", "optout.test."] {
             ds_in_test.extend(ds_of(&conf, zone));
         }
         // A DS that does not match the key of bogus.test.: flip the last digest digit.
@@ -87,6 +98,7 @@ impl TestDns {
             line.push(if last == '0' { '1' } else { '0' });
             ds_in_test.push(line);
         }
+        let ds_in_optout = ds_of(&conf, "secure.optout.test.");
         let root_dnskey = root_ksk(&conf);
 
         let mut records = BTreeMap::new();
@@ -102,28 +114,29 @@ impl TestDns {
                 .push(line.to_string());
         }
 
-        let child = {
-            let log = fs::File::create(dir.path().join("knotd.log")).expect("log");
-            Command::new("knotd")
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("knotd (package knot) must be installed")
-        };
-        let dns = TestDns {
+        let mut dns = TestDns {
             dir,
-            child,
+            child: None,
             port,
             records: Mutex::new(records),
             ds_in_test,
+            ds_in_optout,
             ds_in_root,
             root_dnskey,
         };
         for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
             dns.write_zone(zone);
         }
+        let log = fs::File::create(dns.dir.path().join("knotd.log")).expect("log");
+        dns.child = Some(
+            Command::new("knotd")
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("knotd (package knot) must be installed"),
+        );
         dns.wait_until_served();
         dns
     }
@@ -226,6 +239,12 @@ impl TestDns {
                     text.push_str(&format!("{ds}\n"));
                 }
             }
+            "optout.test." => {
+                text.push_str("secure NS ns.test.\nplain NS ns.test.\n");
+                for ds in &self.ds_in_optout {
+                    text.push_str(&format!("{ds}\n"));
+                }
+            }
             _ => {}
         }
         for line in extra {
@@ -277,8 +296,10 @@ impl TestDns {
 
 impl Drop for TestDns {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -286,8 +307,13 @@ fn knot_conf(dir: &Path, port: u16) -> String {
     let d = dir.display();
     let mut zones = String::new();
     for zone in SIGNED {
+        let template = if OPT_OUT.contains(&zone) {
+            "    template: opt-out\n"
+        } else {
+            ""
+        };
         zones.push_str(&format!(
-            "  - domain: \"{zone}\"\n    file: \"{}\"\n",
+            "  - domain: \"{zone}\"\n    file: \"{}\"\n{template}",
             zone_file(zone)
         ));
     }
@@ -312,11 +338,26 @@ policy:
     single-type-signing: on
     manual: on
     nsec3: off
+  - id: opt-out
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+    manual: on
+    nsec3: on
+    nsec3-opt-out: on
+    nsec3-iterations: 0
+    nsec3-salt-length: 0
 template:
   - id: default
     storage: "{d}/zones"
     dnssec-signing: on
     dnssec-policy: fast
+    journal-content: none
+    zonefile-sync: -1
+    zonefile-load: whole
+  - id: opt-out
+    storage: "{d}/zones"
+    dnssec-signing: on
+    dnssec-policy: opt-out
     journal-content: none
     zonefile-sync: -1
     zonefile-load: whole

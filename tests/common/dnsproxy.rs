@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
 use hickory_resolver::proto::op::{Edns, Message, Query, ResponseCode};
-use hickory_resolver::proto::rr::{Name, Record, RecordType};
+use hickory_resolver::proto::rr::rdata::{NS, SOA};
+use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 
 /// How a response is rewritten.
 #[derive(Clone, Debug)]
@@ -27,6 +29,20 @@ pub enum Forgery {
     /// NOERROR, no answer, and the whole signed authority section of the real response to
     /// another question (SOA, NSEC and signatures of another zone).
     ForeignNsec(&'static str, RecordType),
+    /// Over UDP an empty truncated response (TC), so that the client asks again over TCP;
+    /// over TCP an empty response with this code (SERVFAIL, REFUSED, ...).
+    TruncatedThen(ResponseCode),
+    /// NOERROR, no answer, and in the authority section only an unsigned SOA owned by the
+    /// given name (which need not be a zone apex): a denial that looks like one from an
+    /// unsigned zone at that name.
+    UnsignedSoaAt(&'static str),
+    /// NOERROR, no answer, and in the authority section the signed SOA and every NSEC3 record
+    /// (with its signatures) of the given zone, as knotd serves them in its real denials: a
+    /// denial made of genuine records of that zone.
+    Nsec3ChainOf(&'static str),
+    /// NOERROR with an unsigned NS record at the question's name in the answer section: a
+    /// delegation that is not there.
+    UnsignedNs,
 }
 
 /// The rewrite of one question, its records fetched from knotd when it was set.
@@ -34,6 +50,8 @@ pub enum Forgery {
 enum Rewrite {
     Denial(Vec<Record>),
     StripNsec,
+    TruncatedThen(ResponseCode),
+    Answer(Vec<Record>),
 }
 
 type Rules = Arc<Mutex<HashMap<(Name, RecordType), Rewrite>>>;
@@ -96,6 +114,28 @@ impl DnsProxy {
             }
             Forgery::NoSoa => Rewrite::Denial(Vec::new()),
             Forgery::StrippedNsec => Rewrite::StripNsec,
+            Forgery::TruncatedThen(code) => Rewrite::TruncatedThen(code),
+            Forgery::UnsignedSoaAt(owner) => {
+                let soa = SOA::new(
+                    name_of("ns.test."),
+                    name_of("hostmaster.test."),
+                    1,
+                    3600,
+                    600,
+                    86400,
+                    300,
+                );
+                Rewrite::Denial(vec![Record::from_rdata(
+                    name_of(owner),
+                    300,
+                    RData::SOA(soa),
+                )])
+            }
+            Forgery::Nsec3ChainOf(zone) => Rewrite::Denial(nsec3_chain(self.upstream, zone)),
+            Forgery::UnsignedNs => {
+                let ns = RData::NS(NS(name_of("ns.test.")));
+                Rewrite::Answer(vec![Record::from_rdata(name_of(name), 300, ns)])
+            }
             Forgery::ForeignNsec(other, other_type) => {
                 let real = ask(self.upstream, &name_of(other), other_type);
                 assert!(
@@ -139,8 +179,8 @@ struct OnPath {
 }
 
 impl OnPath {
-    /// The (possibly rewritten) response to one query, as bytes.
-    fn rewrite(&self, query: &[u8], response: Vec<u8>) -> Vec<u8> {
+    /// The (possibly rewritten) response to one query received over TCP or UDP, as bytes.
+    fn rewrite(&self, query: &[u8], response: Vec<u8>, over_tcp: bool) -> Vec<u8> {
         let Some(question) = Message::from_vec(query)
             .ok()
             .and_then(|m| m.queries.first().cloned())
@@ -161,7 +201,25 @@ impl OnPath {
                 message.additionals.clear();
                 message.authorities = authorities;
             }
+            Rewrite::Answer(answers) => {
+                message.metadata.response_code = ResponseCode::NoError;
+                message.answers = answers;
+                message.authorities.clear();
+                message.additionals.clear();
+            }
             Rewrite::StripNsec => message.authorities.retain(|r| !is_nsec_or_its_signature(r)),
+            Rewrite::TruncatedThen(code) => {
+                message.answers.clear();
+                message.authorities.clear();
+                message.additionals.clear();
+                if over_tcp {
+                    // As a validating resolver fails: no data, no AD bit.
+                    message.metadata.response_code = code;
+                    message.metadata.authentic_data = false;
+                } else {
+                    message.metadata.truncation = true;
+                }
+            }
         }
         self.forged.fetch_add(1, Ordering::SeqCst);
         message.to_vec().expect("encode forged response")
@@ -169,8 +227,6 @@ impl OnPath {
 }
 
 fn is_nsec_or_its_signature(record: &Record) -> bool {
-    use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
-    use hickory_resolver::proto::rr::RData;
     let nsec = |t: RecordType| matches!(t, RecordType::NSEC | RecordType::NSEC3);
     match &record.data {
         RData::DNSSEC(DNSSECRData::RRSIG(sig)) => nsec(sig.input().type_covered),
@@ -193,7 +249,7 @@ fn spawn_udp(sock: UdpSocket, on_path: OnPath, stop: Arc<AtomicBool>) -> JoinHan
             // One thread per query: the validator asks several questions at once.
             std::thread::spawn(move || {
                 if let Some(response) = udp_exchange(on_path.upstream, &query) {
-                    let _ = sock.send_to(&on_path.rewrite(&query, response), client);
+                    let _ = sock.send_to(&on_path.rewrite(&query, response, false), client);
                 }
             });
         }
@@ -221,7 +277,7 @@ fn serve_tcp(mut client: TcpStream, on_path: &OnPath) {
         let Some(response) = tcp_exchange(on_path.upstream, &query) else {
             return;
         };
-        if write_frame(&mut client, &on_path.rewrite(&query, response)).is_err() {
+        if write_frame(&mut client, &on_path.rewrite(&query, response, true)).is_err() {
             return;
         }
     }
@@ -256,6 +312,44 @@ fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
     let len = u16::try_from(frame.len()).map_err(std::io::Error::other)?;
     stream.write_all(&len.to_be_bytes())?;
     stream.write_all(frame)
+}
+
+/// The signed SOA and every NSEC3 RRset (with signatures) of `zone`, gathered from knotd's
+/// denials of names that do not exist there (each brings the NSEC3 records covering or
+/// matching its closest encloser, next closer name and wildcard).
+fn nsec3_chain(upstream: SocketAddr, zone: &str) -> Vec<Record> {
+    let zone = name_of(zone);
+    let nsec3_part = |r: &Record| match &r.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(sig)) => {
+            matches!(
+                sig.input().type_covered,
+                RecordType::NSEC3 | RecordType::SOA
+            )
+        }
+        _ => matches!(r.record_type(), RecordType::NSEC3 | RecordType::SOA),
+    };
+    let mut records: Vec<Record> = Vec::new();
+    for probe in 0..16 {
+        let name = Name::from_ascii(format!("probe{probe}"))
+            .and_then(|n| n.append_domain(&zone))
+            .expect("probe name");
+        let denial = ask(upstream, &name, RecordType::A);
+        for record in denial.authorities.into_iter().filter(nsec3_part) {
+            if !records.contains(&record) {
+                records.push(record);
+            }
+        }
+    }
+    let owners: std::collections::HashSet<&Name> = records
+        .iter()
+        .filter(|r| r.record_type() == RecordType::NSEC3)
+        .map(|r| &r.name)
+        .collect();
+    assert!(
+        owners.len() >= 2,
+        "the NSEC3 chain of {zone} has records at the apex and at its delegation: {records:?}"
+    );
+    records
 }
 
 /// One query (DNSSEC OK) straight to the server, for the records a forgery is made of.

@@ -56,6 +56,24 @@ fn ds(owner: &str, algorithm: Algorithm) -> Record {
     record(owner, RData::DNSSEC(DNSSECRData::DS(data)), Secure)
 }
 
+/// A DS RRset at `owner` with its validated signature by `signer`.
+fn signed_ds_rrset(owner: &str, algorithm: Algorithm, signer: &str) -> Vec<Record> {
+    let labels = n(owner).num_labels();
+    vec![
+        ds(owner, algorithm),
+        rrsig(owner, RecordType::DS, labels, signer, Secure),
+    ]
+}
+
+/// An NSEC with its validated signature by `signer`.
+fn signed_nsec(owner: &str, next: &str, types: &[RecordType], signer: &str) -> Vec<Record> {
+    let labels = n(owner).num_labels();
+    vec![
+        nsec(owner, next, types),
+        rrsig(owner, RecordType::NSEC, labels, signer, Secure),
+    ]
+}
+
 fn response(
     qname: &str,
     qtype: RecordType,
@@ -106,43 +124,46 @@ fn a_foreign_insecure_soa_in_a_denial_is_named() {
 
 #[test]
 fn ds_answers_along_the_path() {
-    let cut = n("example.test.");
+    let (zone, cut) = (n("test."), n("example.test."));
     let signed = response(
         "example.test.",
         RecordType::DS,
         ResponseCode::NoError,
-        vec![ds("example.test.", Algorithm::ECDSAP256SHA256)],
+        signed_ds_rrset("example.test.", Algorithm::ECDSAP256SHA256, "test."),
         vec![],
     );
-    assert_eq!(ds_step(&cut, Ok(signed)), DsStep::Signed);
+    assert_eq!(ds_step(&zone, &cut, Ok(signed)), DsStep::Signed);
 
     let exotic = response(
         "example.test.",
         RecordType::DS,
         ResponseCode::NoError,
-        vec![ds("example.test.", Algorithm::Unknown(253))],
+        signed_ds_rrset("example.test.", Algorithm::Unknown(253), "test."),
         vec![],
     );
     assert!(
-        matches!(ds_step(&cut, Ok(exotic)), DsStep::Unsigned(why) if why.contains("algorithms"))
+        matches!(ds_step(&zone, &cut, Ok(exotic)), DsStep::Unsigned(why) if why.contains("algorithms"))
     );
 
+    let with_soa = |nsec: Vec<Record>| {
+        let mut authorities = vec![soa("test.", Secure)];
+        authorities.extend(nsec);
+        authorities
+    };
     let delegation = response(
         "example.test.",
         RecordType::DS,
         ResponseCode::NoError,
         vec![],
-        vec![
-            soa("test.", Secure),
-            nsec(
-                "example.test.",
-                "iotregistry.test.",
-                &[RecordType::NS, RecordType::NSEC],
-            ),
-        ],
+        with_soa(signed_nsec(
+            "example.test.",
+            "iotregistry.test.",
+            &[RecordType::NS, RecordType::NSEC],
+            "test.",
+        )),
     );
     assert!(
-        matches!(ds_step(&cut, Ok(delegation)), DsStep::Unsigned(why) if why.contains("without DS"))
+        matches!(ds_step(&zone, &cut, Ok(delegation)), DsStep::Unsigned(why) if why.contains("without DS"))
     );
 
     let inside = response(
@@ -150,33 +171,84 @@ fn ds_answers_along_the_path() {
         RecordType::DS,
         ResponseCode::NoError,
         vec![],
-        vec![
-            soa("test.", Secure),
-            nsec(
-                "example.test.",
-                "iotregistry.test.",
-                &[RecordType::A, RecordType::NSEC],
-            ),
-        ],
+        with_soa(signed_nsec(
+            "example.test.",
+            "iotregistry.test.",
+            &[RecordType::A, RecordType::NSEC],
+            "test.",
+        )),
     );
-    assert_eq!(ds_step(&cut, Ok(inside)), DsStep::NoCut);
+    assert_eq!(ds_step(&zone, &cut, Ok(inside)), DsStep::NoCut);
 
     let missing = response(
         "example.test.",
         RecordType::DS,
         ResponseCode::NXDomain,
         vec![],
-        vec![
-            soa("test.", Secure),
-            nsec("bogus.test.", "insecure.test.", &[RecordType::NS]),
-        ],
+        with_soa(signed_nsec(
+            "bogus.test.",
+            "insecure.test.",
+            &[RecordType::NS],
+            "test.",
+        )),
     );
-    assert_eq!(ds_step(&cut, Ok(missing)), DsStep::NoSuchName);
+    assert_eq!(ds_step(&zone, &cut, Ok(missing)), DsStep::NoSuchName);
+}
+
+/// The evidence at a cut must come from the zone that holds it: a genuine DS RRset, or NSEC,
+/// signed by another zone proves nothing there.
+#[test]
+fn ds_answers_signed_by_another_zone_prove_nothing() {
+    let (zone, cut) = (n("example.test."), n("host.example.test."));
+    let grandparent_nsec = response(
+        "host.example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        signed_nsec(
+            "host.example.test.",
+            "iotregistry.test.",
+            &[RecordType::NS, RecordType::NSEC],
+            "test.",
+        ),
+    );
+    let Some(DsStep::Bogus(why)) = Some(ds_step(&zone, &cut, Ok(grandparent_nsec))) else {
+        panic!("an NSEC of test. is no evidence at a cut in example.test.");
+    };
+    assert!(why.contains("example.test., the signed zone"), "{why}");
+
+    let unsigned_nsec = response(
+        "host.example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        vec![nsec(
+            "host.example.test.",
+            "www.example.test.",
+            &[RecordType::NS, RecordType::NSEC],
+        )],
+    );
+    assert!(matches!(
+        ds_step(&zone, &cut, Ok(unsigned_nsec)),
+        DsStep::Bogus(_)
+    ));
+
+    let foreign_ds = response(
+        "host.example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        signed_ds_rrset("host.example.test.", Algorithm::Unknown(253), "test."),
+        vec![],
+    );
+    assert!(matches!(
+        ds_step(&zone, &cut, Ok(foreign_ds)),
+        DsStep::Bogus(why) if why.contains("not signed by example.test.")
+    ));
 }
 
 #[test]
 fn an_unproven_ds_denial_proves_nothing() {
-    let cut = n("example.test.");
+    let (zone, cut) = (n("test."), n("example.test."));
     // The forged shape one level up: an unsigned SOA and no NSEC.
     let forged = response(
         "example.test.",
@@ -186,7 +258,7 @@ fn an_unproven_ds_denial_proves_nothing() {
         vec![soa("insecure.test.", Insecure)],
     );
     assert!(
-        matches!(ds_step(&cut, Ok(forged)), DsStep::Bogus(why) if why.contains("no validated NSEC"))
+        matches!(ds_step(&zone, &cut, Ok(forged)), DsStep::Bogus(why) if why.contains("no validated NSEC"))
     );
 
     // An NSEC hickory did not validate is no evidence.
@@ -199,7 +271,10 @@ fn an_unproven_ds_denial_proves_nothing() {
         vec![],
         vec![unvalidated],
     );
-    assert!(matches!(ds_step(&cut, Ok(unvalidated)), DsStep::Bogus(_)));
+    assert!(matches!(
+        ds_step(&zone, &cut, Ok(unvalidated)),
+        DsStep::Bogus(_)
+    ));
 
     let mut insecure_ds = ds("example.test.", Algorithm::ECDSAP256SHA256);
     insecure_ds.proof = Insecure;
@@ -210,19 +285,32 @@ fn an_unproven_ds_denial_proves_nothing() {
         vec![insecure_ds],
         vec![],
     );
-    assert!(matches!(ds_step(&cut, Ok(insecure_ds)), DsStep::Bogus(_)));
+    assert!(matches!(
+        ds_step(&zone, &cut, Ok(insecure_ds)),
+        DsStep::Bogus(_)
+    ));
 
     assert!(matches!(
-        ds_step(&cut, Err(NetError::Timeout)),
+        ds_step(&zone, &cut, Err(NetError::Timeout)),
         DsStep::Failed(_)
     ));
     assert!(matches!(
-        ds_step(&cut, Err(NetError::Dns(DnsError::DnssecBogus))),
+        ds_step(&zone, &cut, Err(NetError::Dns(DnsError::DnssecBogus))),
         DsStep::Bogus(_)
     ));
 }
 
 fn nsec3(owner_label: &str, next: Vec<u8>, opt_out: bool, types: &[RecordType]) -> Record {
+    nsec3_of("test.", owner_label, next, opt_out, types)
+}
+
+fn nsec3_of(
+    zone: &str,
+    owner_label: &str,
+    next: Vec<u8>,
+    opt_out: bool,
+    types: &[RecordType],
+) -> Record {
     let data = NSEC3::new(
         Nsec3HashAlgorithm::SHA1,
         opt_out,
@@ -231,13 +319,20 @@ fn nsec3(owner_label: &str, next: Vec<u8>, opt_out: bool, types: &[RecordType]) 
         next,
         types.iter().copied(),
     );
-    let owner = format!("{owner_label}.test.");
+    let owner = format!("{owner_label}.{zone}");
     record(&owner, RData::DNSSEC(DNSSECRData::NSEC3(data)), Secure)
 }
 
 fn hash_label(name: &str) -> String {
     let digest = Nsec3HashAlgorithm::SHA1.hash(&[], &n(name), 0).unwrap();
     base32hex(digest.as_ref())
+}
+
+/// The NSEC3 of the apex of `zone` (the closest encloser of its children), without opt-out so
+/// that only the other NSEC3 of a test can allow an unsigned delegation.
+fn apex_nsec3(zone: &str) -> Record {
+    let types = [RecordType::SOA, RecordType::NS, RecordType::DNSKEY];
+    nsec3_of(zone, &hash_label(zone), vec![0xff; 20], false, &types)
 }
 
 fn ds_denial(authorities: Vec<Record>) -> DnsResponse {
@@ -252,32 +347,47 @@ fn ds_denial(authorities: Vec<Record>) -> DnsResponse {
 
 #[test]
 fn nsec3_delegations() {
-    let cut = n("example.test.");
+    let (zone, cut) = (n("test."), n("example.test."));
     let own = hash_label("example.test.");
     let delegation = nsec3(&own, vec![0xff; 20], false, &[RecordType::NS]);
     assert!(matches!(
-        ds_step(&cut, Ok(ds_denial(vec![delegation]))),
-        DsStep::Unsigned(why) if why.contains("NSEC3 matching")
+        ds_step(&zone, &cut, Ok(ds_denial(vec![delegation]))),
+        DsStep::Unsigned(why) if why.contains("NSEC3 of test. matching")
     ));
     let ordinary = nsec3(&own, vec![0xff; 20], false, &[RecordType::A]);
-    assert_eq!(ds_step(&cut, Ok(ds_denial(vec![ordinary]))), DsStep::NoCut);
+    assert_eq!(
+        ds_step(&zone, &cut, Ok(ds_denial(vec![ordinary]))),
+        DsStep::NoCut
+    );
 
-    // From the lowest hash to the highest: covers every other hash.
+    // From the lowest hash to the highest: covers every other hash. With the NSEC3 matching the
+    // closest encloser (the apex), the closest encloser proof of RFC 5155 §7.2.4 is complete.
     let lowest = "0".repeat(32);
-    let opt_out = nsec3(&lowest, vec![0xff; 20], true, &[RecordType::NS]);
+    let opt_out = || nsec3(&lowest, vec![0xff; 20], true, &[RecordType::NS]);
     assert!(matches!(
-        ds_step(&cut, Ok(ds_denial(vec![opt_out]))),
-        DsStep::Unsigned(why) if why.contains("opt-out")
+        ds_step(&zone, &cut, Ok(ds_denial(vec![opt_out(), apex_nsec3("test.")]))),
+        DsStep::Unsigned(why) if why.contains("opt-out") && why.contains("closest encloser test.")
     ));
+    // Without it, the covering opt-out NSEC3 proves nothing.
+    assert_eq!(
+        ds_step(&zone, &cut, Ok(ds_denial(vec![opt_out()]))),
+        DsStep::NoCut
+    );
     let plain = nsec3(&lowest, vec![0xff; 20], false, &[RecordType::NS]);
-    assert_eq!(ds_step(&cut, Ok(ds_denial(vec![plain]))), DsStep::NoCut);
+    let plain = ds_denial(vec![plain, apex_nsec3("test.")]);
+    assert_eq!(ds_step(&zone, &cut, Ok(plain)), DsStep::NoCut);
     // An NSEC3 of the zone below the cut (its own chain) says nothing about the cut.
-    let child = {
-        let mut r = nsec3(&own, vec![0xff; 20], true, &[RecordType::NS]);
-        r.name = n(&format!("{own}.example.test."));
-        r
-    };
-    assert_eq!(ds_step(&cut, Ok(ds_denial(vec![child]))), DsStep::NoCut);
+    let child = nsec3_of(
+        "example.test.",
+        &own,
+        vec![0xff; 20],
+        true,
+        &[RecordType::NS],
+    );
+    assert!(matches!(
+        ds_step(&zone, &cut, Ok(ds_denial(vec![child]))),
+        DsStep::Bogus(why) if why.contains("no validated NSEC or NSEC3 of test.")
+    ));
 }
 
 #[test]
@@ -515,16 +625,17 @@ fn validated(answers: Vec<DnsResponse>) -> Validated {
     }
 }
 
+/// A DS RRset at `cut`, signed by its parent zone.
 fn signed_ds(cut: &str) -> DnsResponse {
-    let answer = vec![ds(cut, Algorithm::ECDSAP256SHA256)];
+    let parent = n(cut).base_name().to_string();
+    let answer = signed_ds_rrset(cut, Algorithm::ECDSAP256SHA256, &parent);
     response(cut, RecordType::DS, ResponseCode::NoError, answer, vec![])
 }
 
-fn no_ds(cut: &str, types: &[RecordType]) -> DnsResponse {
-    let denial = vec![
-        soa("example.test.", Secure),
-        nsec(cut, "zzz.example.test.", types),
-    ];
+/// No DS at `cut`: an NSEC of `zone` at `cut` with these types.
+fn no_ds(zone: &str, cut: &str, types: &[RecordType]) -> DnsResponse {
+    let mut denial = vec![soa(zone, Secure)];
+    denial.extend(signed_nsec(cut, "zzz.example.test.", types, zone));
     response(cut, RecordType::DS, ResponseCode::NoError, vec![], denial)
 }
 
@@ -542,9 +653,9 @@ fn the_walk_down_a_signed_path_ends_bogus() {
     let validator = validated(vec![
         signed_ds("test."),
         signed_ds("example.test."),
-        no_ds("host.example.test.", &a),
-        no_ds("_tcp.host.example.test.", &a),
-        no_ds(QNAME, &[RecordType::TLSA]),
+        no_ds("example.test.", "host.example.test.", &a),
+        no_ds("example.test.", "_tcp.host.example.test.", &a),
+        no_ds("example.test.", QNAME, &[RecordType::TLSA]),
     ]);
     let Err(Unproven::Bogus(why)) = walk(&validator, QNAME, RecordType::TLSA) else {
         panic!("a name in a signed zone is not insecure");
@@ -567,7 +678,7 @@ fn the_walk_down_a_signed_path_ends_bogus() {
 fn the_walk_stops_at_the_first_unsigned_delegation() {
     let validator = validated(vec![
         signed_ds("test."),
-        no_ds("example.test.", &[RecordType::NS]),
+        no_ds("test.", "example.test.", &[RecordType::NS]),
     ]);
     let how = walk(&validator, QNAME, RecordType::TLSA).expect("proven insecure");
     assert!(
@@ -584,7 +695,12 @@ fn the_walk_refuses_a_missing_ancestor_and_reports_a_failed_look_up() {
         RecordType::DS,
         ResponseCode::NXDomain,
         vec![],
-        vec![nsec("b.example.test.", "c.example.test.", &[RecordType::A])],
+        signed_nsec(
+            "b.example.test.",
+            "c.example.test.",
+            &[RecordType::A],
+            "example.test.",
+        ),
     );
     let validator = validated(vec![signed_ds("test."), signed_ds("example.test."), gone]);
     let Err(Unproven::Bogus(why)) = walk(&validator, QNAME, RecordType::TLSA) else {
@@ -610,4 +726,90 @@ fn a_ds_answer_is_proven_insecure_by_its_parent_only() {
     let result = walk(&validator, "example.test.", RecordType::DS);
     assert!(matches!(result, Err(Unproven::Bogus(_))), "{result:?}");
     assert_eq!(*validator.asked.lock().unwrap(), ["test."]);
+}
+
+/// The attack of an on-path DNS forger when a grandparent zone uses NSEC3 opt-out: test. and
+/// example.test. are signed (DS in the root and in test.), and the denial of a DS at
+/// host.example.test. is made of genuine opt-out NSEC3 records of test. whose span covers the
+/// name. Only example.test. can say whether host.example.test. is a delegation: bogus.
+#[test]
+fn a_grandparent_opt_out_nsec3_proves_nothing() {
+    let covering = nsec3(&"0".repeat(32), vec![0xff; 20], true, &[RecordType::NS]);
+    let forged = response(
+        "host.example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        vec![covering, apex_nsec3("test.")],
+    );
+    let validator = validated(vec![signed_ds("test."), signed_ds("example.test."), forged]);
+    let Err(Unproven::Bogus(why)) = walk(&validator, QNAME, RecordType::TLSA) else {
+        panic!("an opt-out NSEC3 of test. says nothing about a cut in example.test.");
+    };
+    assert!(
+        why.contains("host.example.test.") && why.contains("NSEC3 of example.test."),
+        "{why}"
+    );
+
+    // The same proof from example.test. itself is one.
+    let own = nsec3_of(
+        "example.test.",
+        &"0".repeat(32),
+        vec![0xff; 20],
+        true,
+        &[RecordType::NS],
+    );
+    let genuine = response(
+        "host.example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        vec![own, apex_nsec3("example.test.")],
+    );
+    let validator = validated(vec![
+        signed_ds("test."),
+        signed_ds("example.test."),
+        genuine,
+    ]);
+    let how = walk(&validator, QNAME, RecordType::TLSA).expect("proven insecure");
+    assert!(how.contains("opt-out NSEC3 of example.test."), "{how}");
+}
+
+/// The NSEC variant: an NSEC at host.example.test. showing NS without DS, validated but signed
+/// by test., which does not hold that name (example.test. does).
+#[test]
+fn an_nsec_at_the_cut_signed_by_another_zone_proves_nothing() {
+    let forged = response(
+        "host.example.test.",
+        RecordType::DS,
+        ResponseCode::NoError,
+        vec![],
+        signed_nsec(
+            "host.example.test.",
+            "www.example.test.",
+            &[RecordType::NS, RecordType::NSEC],
+            "test.",
+        ),
+    );
+    let validator = validated(vec![signed_ds("test."), signed_ds("example.test."), forged]);
+    let Err(Unproven::Bogus(why)) = walk(&validator, QNAME, RecordType::TLSA) else {
+        panic!("an NSEC signed by test. says nothing about a cut in example.test.");
+    };
+    assert!(why.contains("of example.test."), "{why}");
+
+    let genuine = no_ds(
+        "example.test.",
+        "host.example.test.",
+        &[RecordType::NS, RecordType::NSEC],
+    );
+    let validator = validated(vec![
+        signed_ds("test."),
+        signed_ds("example.test."),
+        genuine,
+    ]);
+    let how = walk(&validator, QNAME, RecordType::TLSA).expect("proven insecure");
+    assert!(
+        how.contains("NSEC of example.test. at host.example.test."),
+        "{how}"
+    );
 }
