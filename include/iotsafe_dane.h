@@ -86,7 +86,8 @@ uint64_t iotsafe_dane_queries_sent(const iotsafe_dane *d);
 // Server authentication on one client connection: looks up `_<port>._tcp.<host>` and puts
 // the validated records on `ssl` (OpenSSL's DANE), or host-name PKIX checks when the policy
 // is opportunistic and the server has no DANE. Call before `SSL_connect`. Returns 0 when the
-// connection must not be made (bogus DNS, or no DANE under the require policy).
+// connection must not be made (bogus DNS, or no DANE under the require policy, or a `host`
+// that is not a plain host name: letters, digits and `-` labels, no escapes).
 //
 // # Safety
 // `d` from [`iotsafe_dane_new`]; `ssl` a live client `SSL`; `host` NUL-terminated.
