@@ -112,6 +112,22 @@ fn env_with_ttl(device_ttl: u32, extra: &[String]) -> Env {
     }
 }
 
+/// The device as a TLS client: its certificate and key, its name sent in the `dane_clientid`
+/// extension (the default code point), the server not verified.
+fn device_connector(e: &Env) -> SslConnector {
+    let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    connector.set_verify(SslVerifyMode::NONE);
+    connector.set_certificate(&e.device.cert).unwrap();
+    connector.set_private_key(&e.device.key).unwrap();
+    let connector = connector.build();
+    let name = c(NAME);
+    let rc = unsafe {
+        iotsafe_dane_ctx_enable_clientid_client(connector.context().as_ptr(), name.as_ptr(), 0)
+    };
+    assert_eq!(rc, 1, "{}", last_error());
+    connector
+}
+
 #[test]
 fn verify_client_and_allowed_domains() {
     let e = env(&[]);
@@ -311,16 +327,7 @@ fn clientid_handshake_through_the_c_api() {
                 .into_owned()
         })
     });
-    let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
-    connector.set_verify(SslVerifyMode::NONE);
-    connector.set_certificate(&e.device.cert).unwrap();
-    connector.set_private_key(&e.device.key).unwrap();
-    let connector = connector.build();
-    let name = c(NAME);
-    let rc = unsafe {
-        iotsafe_dane_ctx_enable_clientid_client(connector.context().as_ptr(), name.as_ptr(), 0)
-    };
-    assert_eq!(rc, 1, "{}", last_error());
+    let connector = device_connector(&e);
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut tls = connector
         .configure()
@@ -461,16 +468,7 @@ fn serve(
 /// The device as a client, offering `session`: the session to resume next time and whether
 /// this one was resumed, or `None` when the server refused it.
 fn dial(e: &Env, port: u16, session: Option<&SslSession>) -> Option<(SslSession, bool)> {
-    let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
-    connector.set_verify(SslVerifyMode::NONE);
-    connector.set_certificate(&e.device.cert).unwrap();
-    connector.set_private_key(&e.device.key).unwrap();
-    let connector = connector.build();
-    let name = c(NAME);
-    let rc = unsafe {
-        iotsafe_dane_ctx_enable_clientid_client(connector.context().as_ptr(), name.as_ptr(), 0)
-    };
-    assert_eq!(rc, 1, "{}", last_error());
+    let connector = device_connector(e);
     let mut config = connector.configure().unwrap().verify_hostname(false);
     if let Some(session) = session {
         unsafe { config.set_session(session).unwrap() };
