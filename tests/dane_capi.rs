@@ -3,9 +3,11 @@
 
 mod common;
 
+use common::capi::{self, c, last_error};
+use common::escaped::{self, EscapedHostRig};
 use common::{dns, pki, tls};
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -14,23 +16,12 @@ use std::thread;
 
 use foreign_types::{ForeignType, ForeignTypeRef};
 use iotsafe_dane::capi::*;
-use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 use openssl::ssl::{
     Ssl, SslAcceptor, SslConnector, SslContext, SslMethod, SslSession, SslVerifyMode,
 };
 use openssl::x509::X509VerifyResult;
 
 const NAME: &str = "sensor7._device.iotregistry.test";
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap()
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(iotsafe_dane_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
 
 #[test]
 fn header_is_current() {
@@ -105,21 +96,12 @@ fn env_with_ttl(device_ttl: u32, extra: &[String]) -> Env {
     let device = pki::leaf(d, "dev", "dev", &[NAME], None);
     let stranger = pki::leaf(d, "stranger", "x", &[], None);
     let server = pki::leaf(d, "srv", "broker", &["broker.example.test"], None);
-    let record = Tlsa::for_certificate(
-        &device.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&device.cert);
     let line = format!("sensor7._device {device_ttl} IN TLSA {record}");
     let mut lines: Vec<(&str, &str)> = vec![("iotregistry.test.", line.as_str())];
     lines.extend(extra.iter().map(|l| ("example.test.", l.as_str())));
     let dns = dns::TestDns::start(&lines);
-    let addr = c(&dns.addr().to_string());
-    let anchor = c(dns.trust_anchor_file().to_str().unwrap());
-    let handle = unsafe { iotsafe_dane_new(addr.as_ptr(), anchor.as_ptr()) };
-    assert!(!handle.is_null(), "{}", last_error());
+    let handle = capi::new_handle(dns.addr(), &dns.trust_anchor_file());
     Env {
         _dir: dir,
         dns,
@@ -128,6 +110,22 @@ fn env_with_ttl(device_ttl: u32, extra: &[String]) -> Env {
         server,
         handle,
     }
+}
+
+/// The device as a TLS client: its certificate and key, its name sent in the `dane_clientid`
+/// extension (the default code point), the server not verified.
+fn device_connector(e: &Env) -> SslConnector {
+    let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    connector.set_verify(SslVerifyMode::NONE);
+    connector.set_certificate(&e.device.cert).unwrap();
+    connector.set_private_key(&e.device.key).unwrap();
+    let connector = connector.build();
+    let name = c(NAME);
+    let rc = unsafe {
+        iotsafe_dane_ctx_enable_clientid_client(connector.context().as_ptr(), name.as_ptr(), 0)
+    };
+    assert_eq!(rc, 1, "{}", last_error());
+    connector
 }
 
 #[test]
@@ -194,13 +192,7 @@ fn verify_client_and_allowed_domains() {
 #[test]
 fn verify_client_refuses_names_that_are_not_host_names() {
     let e = env(&[]);
-    let record = Tlsa::for_certificate(
-        &e.stranger.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&e.stranger.cert);
     e.dns.add_record(
         "test.",
         &format!("x._device.foo\\.iotregistry 300 IN TLSA {record}"),
@@ -254,13 +246,7 @@ fn ssl_enable_authenticates_a_server_per_connection() {
     let other = pki::leaf(dir.path(), "oth", "broker", &["broker.example.test"], None);
     let good = tls::TlsServer::start(&server.cert_path, &server.key_path, None);
     let bad = tls::TlsServer::start(&other.cert_path, &other.key_path, None);
-    let record = Tlsa::for_certificate(
-        &server.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&server.cert);
     let e = env(&[
         "broker 300 IN A 127.0.0.1".into(),
         format!("_{}._tcp.broker 300 IN TLSA {record}", good.port),
@@ -341,16 +327,7 @@ fn clientid_handshake_through_the_c_api() {
                 .into_owned()
         })
     });
-    let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
-    connector.set_verify(SslVerifyMode::NONE);
-    connector.set_certificate(&e.device.cert).unwrap();
-    connector.set_private_key(&e.device.key).unwrap();
-    let connector = connector.build();
-    let name = c(NAME);
-    let rc = unsafe {
-        iotsafe_dane_ctx_enable_clientid_client(connector.context().as_ptr(), name.as_ptr(), 0)
-    };
-    assert_eq!(rc, 1, "{}", last_error());
+    let connector = device_connector(&e);
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut tls = connector
         .configure()
@@ -375,13 +352,7 @@ fn ctx_enable_server_auth_covers_every_connection_of_the_context() {
     let other = pki::leaf(dir.path(), "oth", "broker", &["broker.example.test"], None);
     let good = tls::TlsServer::start(&server.cert_path, &server.key_path, None);
     let bad = tls::TlsServer::start(&other.cert_path, &other.key_path, None);
-    let record = Tlsa::for_certificate(
-        &server.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&server.cert);
     let e = env(&[
         "broker 300 IN A 127.0.0.1".into(),
         "plain 300 IN A 127.0.0.1".into(),
@@ -497,16 +468,7 @@ fn serve(
 /// The device as a client, offering `session`: the session to resume next time and whether
 /// this one was resumed, or `None` when the server refused it.
 fn dial(e: &Env, port: u16, session: Option<&SslSession>) -> Option<(SslSession, bool)> {
-    let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
-    connector.set_verify(SslVerifyMode::NONE);
-    connector.set_certificate(&e.device.cert).unwrap();
-    connector.set_private_key(&e.device.key).unwrap();
-    let connector = connector.build();
-    let name = c(NAME);
-    let rc = unsafe {
-        iotsafe_dane_ctx_enable_clientid_client(connector.context().as_ptr(), name.as_ptr(), 0)
-    };
-    assert_eq!(rc, 1, "{}", last_error());
+    let connector = device_connector(e);
     let mut config = connector.configure().unwrap().verify_hostname(false);
     if let Some(session) = session {
         unsafe { config.set_session(session).unwrap() };
@@ -647,30 +609,9 @@ fn tls12_sessions_do_not_outlive_the_device_record() {
 /// by another name. Both entry points refuse it, naming it, before any DNS query.
 #[test]
 fn escaped_server_host_names_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let attacker = pki::leaf(dir.path(), "att", "broker", &["broker.example.test"], None);
-    let server = tls::TlsServer::start(&attacker.cert_path, &attacker.key_path, None);
-    let record = Tlsa::for_certificate(
-        &attacker.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
-    let lines = [
-        "broker\\.example 300 IN A 127.0.0.1".to_string(),
-        format!(
-            "_{}._tcp.broker\\.example 300 IN TLSA {record}",
-            server.port
-        ),
-    ];
-    let extra: Vec<(&str, &str)> = lines.iter().map(|l| ("test.", l.as_str())).collect();
-    let dns = dns::TestDns::start(&extra);
-    let addr = c(&dns.addr().to_string());
-    let anchor = c(dns.trust_anchor_file().to_str().unwrap());
-    let handle = unsafe { iotsafe_dane_new(addr.as_ptr(), anchor.as_ptr()) };
-    assert!(!handle.is_null(), "{}", last_error());
-    let host = r"broker\.example.test";
+    let EscapedHostRig { server, dns, .. } = &EscapedHostRig::start();
+    let handle = capi::new_handle(dns.addr(), &dns.trust_anchor_file());
+    let host = escaped::HOST;
     let refused = |error: &str| {
         error.contains(&format!("'{host}' is not a host name")) && error.contains("no DNS query")
     };

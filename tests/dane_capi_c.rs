@@ -62,11 +62,7 @@ impl Rig {
         let ca = pki::ca(d, "ca", "Registry CA");
         let ta_device = pki::leaf(d, "tadev", "dev8", &[TA_NAME], Some(&ca));
         pki::bundle(d, "tadev.crt", &[&ta_device.cert, &ca.cert]);
-        let record = |cert| {
-            Tlsa::for_certificate(cert, Usage::DaneEe, Selector::Spki, Matching::Sha256)
-                .unwrap()
-                .to_string()
-        };
+        let record = |cert| pki::dane_ee_record(cert).to_string();
         let ta_line = format!(
             "sensor8._device 300 IN TLSA {}",
             Tlsa::for_certificate(&ca.cert, Usage::DaneTa, Selector::Spki, Matching::Sha256)
@@ -506,32 +502,46 @@ fn a_renegotiated_certificate_is_decided_anew() {
     );
 }
 
-#[test]
-fn a_session_resumed_past_our_check_carries_no_identity() {
-    let rig = Rig::new(300);
+/// Runs a `handshake` with the device's certificate after the application switched the
+/// server's session cache back on (`server-cache`), removes the device's record and, after a
+/// flush of our cache, resumes with `resumption`: the resumed handshake's line, which the
+/// application's cache has let through, and the still-running peer.
+fn resume_from_the_applications_cache(
+    rig: &Rig,
+    missing: &str,
+    handshake: &str,
+    resumption: &str,
+) -> (Peer, Line) {
     let dev = rig.cert("dev");
-    // The application switches the server's session cache back on after enabling: TLS 1.3
-    // stateful tickets resume from that cache, without the ticket check.
     let mut peer = rig.start(
-        "refuse",
+        missing,
         &[
             "server-cache".into(),
-            step("full", &dev),
+            step(handshake, &dev),
             "wait".into(),
             "flush".into(),
-            step("resume", &dev),
+            step(resumption, &dev),
         ],
     );
     assert_eq!(peer.line().0, "server-cache");
     let first = peer.line();
     assert!(first.accepted(), "{first:?}");
-    assert_eq!(first.get("identity"), NAME);
+    assert_eq!(first.get("identity"), NAME, "{first:?}");
     assert_eq!(peer.line().0, "waiting");
     rig.dns.set_records("iotregistry.test.", &[]);
     peer.proceed();
     assert_eq!(peer.line().0, "flush rc=1");
     let resumed = peer.line();
     assert!(resumed.accepted(), "{resumed:?}");
+    (peer, resumed)
+}
+
+#[test]
+fn a_session_resumed_past_our_check_carries_no_identity() {
+    let rig = Rig::new(300);
+    // The application switches the server's session cache back on after enabling: TLS 1.3
+    // stateful tickets resume from that cache, without the ticket check.
+    let (peer, resumed) = resume_from_the_applications_cache(&rig, "refuse", "full", "resume");
     assert_eq!(
         resumed.get("reused"),
         "1",
@@ -553,29 +563,10 @@ fn a_session_resumed_past_our_check_carries_no_identity() {
 #[test]
 fn a_tls12_session_resumed_by_id_past_our_check_carries_no_identity() {
     let rig = Rig::new(300);
-    let dev = rig.cert("dev");
     // TLS 1.2 (identities from the certificate), the server's session cache back on: the
     // client resumes by session id, which no ticket check sees.
-    let mut peer = rig.start(
-        "from-cert",
-        &[
-            "server-cache".into(),
-            step("anon12", &dev),
-            "wait".into(),
-            "flush".into(),
-            step("resume12", &dev),
-        ],
-    );
-    assert_eq!(peer.line().0, "server-cache");
-    let first = peer.line();
-    assert!(first.accepted(), "{first:?}");
-    assert_eq!(first.get("identity"), NAME, "{first:?}");
-    assert_eq!(peer.line().0, "waiting");
-    rig.dns.set_records("iotregistry.test.", &[]);
-    peer.proceed();
-    assert_eq!(peer.line().0, "flush rc=1");
-    let resumed = peer.line();
-    assert!(resumed.accepted(), "{resumed:?}");
+    let (peer, resumed) =
+        resume_from_the_applications_cache(&rig, "from-cert", "anon12", "resume12");
     assert_eq!(resumed.get("reused"), "1", "resumed by id: {resumed:?}");
     assert_eq!(resumed.get("identity"), "-", "{resumed:?}");
     assert_eq!(resumed.get("verify"), "50", "{resumed:?}");

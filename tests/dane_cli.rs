@@ -2,10 +2,10 @@
 
 mod common;
 
+use common::escaped::{self, EscapedHostRig};
 use common::{dns, pki, tls};
 
 use common::card::CardRig;
-use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 /// Runs `iotsafe dane ARGS` (the real tool) and returns its exit status.
 fn exit_status(args: &[&str]) -> i32 {
@@ -30,8 +30,7 @@ fn check_server_exit_status() {
     );
     let good = tls::TlsServer::start(&leaf.cert_path, &leaf.key_path, None);
     let bad = tls::TlsServer::start(&other.cert_path, &other.key_path, None);
-    let record =
-        Tlsa::for_certificate(&leaf.cert, Usage::DaneEe, Selector::Spki, Matching::Sha256).unwrap();
+    let record = pki::dane_ee_record(&leaf.cert);
     let lines = [
         "broker 300 IN A 127.0.0.1".to_string(),
         format!("_{}._tcp.broker 300 IN TLSA {record}", good.port),
@@ -73,13 +72,7 @@ fn check_client_exit_status() {
     let dir = tempfile::tempdir().unwrap();
     let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
     let other = pki::leaf(dir.path(), "other", "other", &[], None);
-    let record = Tlsa::for_certificate(
-        &device.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&device.cert);
     let line = format!("sensor7._device 300 IN TLSA {record}");
     let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
     let addr = dns.addr().to_string();
@@ -155,13 +148,7 @@ fn card_certificate_is_authenticated_by_the_record_iotsafe_tlsa_prints() {
 fn check_client_refuses_an_escaped_dot_leaving_the_allowed_domain() {
     let dir = tempfile::tempdir().unwrap();
     let attacker = pki::leaf(dir.path(), "att", "att", &[], None);
-    let record = Tlsa::for_certificate(
-        &attacker.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&attacker.cert);
     let line = format!("x._device.foo\\.iotregistry 300 IN TLSA {record}");
     let dns = dns::TestDns::start(&[("test.", line.as_str())]);
     let anchor = dns.trust_anchor_file();
@@ -192,26 +179,8 @@ fn check_client_refuses_an_escaped_dot_leaving_the_allowed_domain() {
 /// name itself, naming it, before any DNS query.
 #[test]
 fn check_server_refuses_an_escaped_host_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let attacker = pki::leaf(dir.path(), "att", "broker", &["broker.example.test"], None);
-    let server = tls::TlsServer::start(&attacker.cert_path, &attacker.key_path, None);
-    let record = Tlsa::for_certificate(
-        &attacker.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
-    let lines = [
-        "broker\\.example 300 IN A 127.0.0.1".to_string(),
-        format!(
-            "_{}._tcp.broker\\.example 300 IN TLSA {record}",
-            server.port
-        ),
-    ];
-    let extra: Vec<(&str, &str)> = lines.iter().map(|l| ("test.", l.as_str())).collect();
-    let dns = dns::TestDns::start(&extra);
-    let host = r"broker\.example.test";
+    let EscapedHostRig { server, dns, .. } = &EscapedHostRig::start();
+    let host = escaped::HOST;
     for policy in ["require", "opportunistic"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
             .args(["dane", "check-server", host, &server.port.to_string()])

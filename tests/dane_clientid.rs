@@ -16,7 +16,6 @@ use iotsafe_dane::dane::clientid_ext::{
     DEFAULT_CODE_POINT, MAX_CERT_IDENTITIES,
 };
 use iotsafe_dane::dane::resolver::{Resolver, ResolverConfig};
-use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 use openssl::ssl::{
     HandshakeError, SslAcceptor, SslConnector, SslMethod, SslVerifyMode, SslVersion,
 };
@@ -38,13 +37,7 @@ fn setup() -> Setup {
     let server = pki::leaf(d, "srv", "broker", &["broker.example.test"], None);
     let device = pki::leaf(d, "dev", "dev", &[NAME], None);
     let stranger = pki::leaf(d, "stranger", "x", &[], None);
-    let record = Tlsa::for_certificate(
-        &device.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&device.cert);
     let line = format!("sensor7._device 300 IN TLSA {record}");
     let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
     let resolver = Resolver::new(ResolverConfig::new(
@@ -75,7 +68,7 @@ fn handshake(
 ) -> (Seen, bool) {
     let config = ClientIdServer {
         resolver: s.resolver.clone(),
-        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None).into(),
+        verifier: registry_verifier().into(),
         code_point: DEFAULT_CODE_POINT,
         missing,
         tls13_only,
@@ -213,13 +206,7 @@ fn tls12_is_refused_when_identities_are_required() {
 #[test]
 fn escaped_dot_in_the_extension_name_is_refused() {
     let s = setup();
-    let record = Tlsa::for_certificate(
-        &s.stranger.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&s.stranger.cert);
     s._dns.add_record(
         "test.",
         &format!("x._device.foo\\.iotregistry 300 IN TLSA {record}"),
@@ -272,10 +259,31 @@ fn silent_resolver(s: &Setup, silent: &SilentDns) -> Arc<Resolver> {
 
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn device_names(count: usize) -> Vec<String> {
-    (0..count)
+/// A certificate naming `count` device identities (`n0._device.iotregistry.test`, ...), in
+/// `dir` as `file`.
+fn cert_with_identities(dir: &tempfile::TempDir, file: &str, count: usize) -> pki::Issued {
+    let names: Vec<String> = (0..count)
         .map(|i| format!("n{i}._device.iotregistry.test"))
-        .collect()
+        .collect();
+    let sans: Vec<&str> = names.iter().map(String::as_str).collect();
+    pki::leaf(dir.path(), file, file, &sans, None)
+}
+
+/// The verifier of the tests: identities in `iotregistry.test`.
+fn registry_verifier() -> ClientVerifier {
+    ClientVerifier::new(vec!["iotregistry.test".into()], None)
+}
+
+/// A TLS 1.3 server taking the identities from the certificate, looking them up with
+/// `resolver`.
+fn from_cert_server(resolver: Arc<Resolver>, verifier: ClientVerifier) -> ClientIdServer {
+    ClientIdServer {
+        resolver,
+        verifier: verifier.into(),
+        code_point: DEFAULT_CODE_POINT,
+        missing: MissingName::FromCertificate,
+        tls13_only: true,
+    }
 }
 
 /// FROM_CERT with a certificate naming 20 identities, in a zone whose server drops queries:
@@ -287,16 +295,8 @@ fn from_cert_refuses_a_certificate_with_too_many_identities_without_dns() {
     let silent = SilentDns::start();
     let resolver = silent_resolver(&s, &silent);
     let dir = tempfile::tempdir().unwrap();
-    let names = device_names(20);
-    let sans: Vec<&str> = names.iter().map(String::as_str).collect();
-    let cert = pki::leaf(dir.path(), "many", "many", &sans, None);
-    let config = ClientIdServer {
-        resolver: resolver.clone(),
-        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None).into(),
-        code_point: DEFAULT_CODE_POINT,
-        missing: MissingName::FromCertificate,
-        tls13_only: true,
-    };
+    let cert = cert_with_identities(&dir, "many", 20);
+    let config = from_cert_server(resolver.clone(), registry_verifier());
     let start = Instant::now();
     let (seen, client_ok) = handshake_with(&s, config, &cert, None, None);
     let took = start.elapsed();
@@ -317,19 +317,9 @@ fn from_cert_lookups_share_one_time_budget() {
     let silent = SilentDns::start();
     let resolver = silent_resolver(&s, &silent);
     let dir = tempfile::tempdir().unwrap();
-    let names = device_names(MAX_CERT_IDENTITIES);
-    let sans: Vec<&str> = names.iter().map(String::as_str).collect();
-    let cert = pki::leaf(dir.path(), "eight", "eight", &sans, None);
+    let cert = cert_with_identities(&dir, "eight", MAX_CERT_IDENTITIES);
     let budget = LOOKUP_TIMEOUT;
-    let config = ClientIdServer {
-        resolver,
-        verifier: ClientVerifier::new(vec!["iotregistry.test".into()], None)
-            .with_time_budget(budget)
-            .into(),
-        code_point: DEFAULT_CODE_POINT,
-        missing: MissingName::FromCertificate,
-        tls13_only: true,
-    };
+    let config = from_cert_server(resolver, registry_verifier().with_time_budget(budget));
     let start = Instant::now();
     let (seen, client_ok) = handshake_with(&s, config, &cert, None, None);
     let took = start.elapsed();

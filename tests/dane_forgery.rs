@@ -5,10 +5,10 @@
 
 mod common;
 
+use common::capi::{self, c, last_error};
 use common::dnsproxy::{DnsProxy, Forgery};
 use common::{dns, pki, tls, unbound};
 
-use std::ffi::{CStr, CString};
 use std::net::TcpStream;
 
 use foreign_types::ForeignType;
@@ -18,7 +18,6 @@ use iotsafe_dane::dane::resolver::{
     Outcome, Proof, Resolution, Resolver, ResolverConfig, TrustAnchor, Validation,
 };
 use iotsafe_dane::dane::server::{Decision, Policy, ServerTlsa};
-use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 use openssl::ssl::{Ssl, SslContext, SslMethod};
 
 const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -230,13 +229,7 @@ fn downgrade() -> Downgrade {
     let names = ["broker.example.test", "broker.insecure.test"];
     let mis_issued = pki::leaf(d, "attacker", "broker", &names, Some(&ca));
     let attacker = tls::TlsServer::start(&mis_issued.cert_path, &mis_issued.key_path, None);
-    let record = Tlsa::for_certificate(
-        &genuine.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&genuine.cert);
     let owner = format!("_{}._tcp.broker", attacker.port);
     let dns = hierarchy(&[("example.test.", format!("{owner} 300 IN TLSA {record}"))]);
     let proxy = DnsProxy::start(dns.addr());
@@ -290,25 +283,12 @@ fn cli_check_server_refuses_the_forged_denial_under_opportunistic() {
     assert!(report.contains("AUTHENTICATED: by PKIX"), "{report}");
 }
 
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap()
-}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(iotsafe_dane_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
 #[test]
 fn c_api_refuses_the_forged_denial_under_opportunistic() {
     let rig = downgrade();
     let port = rig.attacker.port;
     let owner = format!("_{port}._tcp.broker.example.test.");
-    let resolver = c(&rig.proxy.addr().to_string());
-    let anchor = c(rig.dns.trust_anchor_file().to_str().unwrap());
-    let handle = unsafe { iotsafe_dane_new(resolver.as_ptr(), anchor.as_ptr()) };
-    assert!(!handle.is_null(), "{}", last_error());
+    let handle = capi::new_handle(rig.proxy.addr(), &rig.dns.trust_anchor_file());
     let mut ctx = SslContext::builder(SslMethod::tls_client()).unwrap();
     ctx.set_ca_file(&rig.ca_file).unwrap();
     let plain_ctx = ctx.build();

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use hickory_resolver::proto::rr::RecordType;
 use iotsafe_dane::dane::resolver::{Proof, Resolver, ResolverConfig};
-use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 /// How long the child may take: a cold validated look-up on loopback takes milliseconds.
 const CHILD_LIMIT: Duration = Duration::from_secs(10);
@@ -210,13 +209,7 @@ fn c_server_that_forks_verifies_devices_in_the_child() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let device = pki::leaf(d, "dev", "dev", &[], None);
-    let record = Tlsa::for_certificate(
-        &device.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&device.cert);
     let lines = [
         format!("before._device 300 IN TLSA {record}"),
         format!("after._device 300 IN TLSA {record}"),

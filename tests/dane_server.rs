@@ -72,6 +72,14 @@ fn tlsa_lines(host: &str, p: &Peers, record: &Tlsa) -> Vec<String> {
         .collect()
 }
 
+/// Knotd with `broker` in `zone`: its address, and `record` for both servers' ports.
+fn broker_zone(zone: &str, p: &Peers, record: &Tlsa) -> dns::TestDns {
+    let mut lines = vec!["broker 300 IN A 127.0.0.1".to_string()];
+    lines.extend(tlsa_lines("broker", p, record));
+    let lines: Vec<(&str, &str)> = lines.iter().map(|l| (zone, l.as_str())).collect();
+    dns::TestDns::start(&lines)
+}
+
 fn check(r: &Resolver, host: &str, port: u16, policy: Policy, p: &Peers) -> ServerCheck {
     check_server(r, host, port, policy, Some(&p.ca_file))
 }
@@ -83,13 +91,7 @@ fn usage_case(usage: Usage, selector: Selector, mtype: Matching) {
         Usage::DaneTa | Usage::PkixTa => &p.ca.cert,
     };
     let record = Tlsa::for_certificate(designated, usage, selector, mtype).unwrap();
-    let mut lines = vec!["broker 300 IN A 127.0.0.1".to_string()];
-    lines.extend(tlsa_lines("broker", &p, &record));
-    let lines: Vec<(&str, &str)> = lines
-        .iter()
-        .map(|l| ("example.test.", l.as_str()))
-        .collect();
-    let dns = dns::TestDns::start(&lines);
+    let dns = broker_zone("example.test.", &p, &record);
     let r = resolver(&dns);
 
     for policy in [Policy::Require, Policy::Opportunistic] {
@@ -147,23 +149,14 @@ fn pkix_ta_cert_sha256() {
 }
 
 fn good_record(p: &Peers) -> Tlsa {
-    Tlsa::for_certificate(
-        &p.good_leaf.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap()
+    pki::dane_ee_record(&p.good_leaf.cert)
 }
 
 #[test]
 fn bogus_zone_fails_under_both_policies() {
     let p = peers();
     let record = good_record(&p);
-    let mut lines = vec!["broker 300 IN A 127.0.0.1".to_string()];
-    lines.extend(tlsa_lines("broker", &p, &record));
-    let lines: Vec<(&str, &str)> = lines.iter().map(|l| ("bogus.test.", l.as_str())).collect();
-    let dns = dns::TestDns::start(&lines);
+    let dns = broker_zone("bogus.test.", &p, &record);
     let r = resolver(&dns);
     for policy in [Policy::Require, Policy::Opportunistic] {
         let c = check(&r, "broker.bogus.test", p.good.port, policy, &p);
@@ -178,13 +171,7 @@ fn bogus_zone_fails_under_both_policies() {
 fn insecure_zone_fails_under_require_and_is_pkix_under_opportunistic() {
     let p = peers();
     let record = good_record(&p);
-    let mut lines = vec!["broker 300 IN A 127.0.0.1".to_string()];
-    lines.extend(tlsa_lines("broker", &p, &record));
-    let lines: Vec<(&str, &str)> = lines
-        .iter()
-        .map(|l| ("insecure.test.", l.as_str()))
-        .collect();
-    let dns = dns::TestDns::start(&lines);
+    let dns = broker_zone("insecure.test.", &p, &record);
     let r = resolver(&dns);
 
     let c = check(&r, "broker.insecure.test", p.good.port, Policy::Require, &p);
@@ -344,17 +331,7 @@ fn records_made_by_hash_slinger_are_accepted() {
 #[test]
 fn malformed_record_is_unusable_pkix_under_opportunistic_refused_under_require() {
     let p = peers();
-    let mut lines = vec!["broker 300 IN A 127.0.0.1".to_string()];
-    lines.extend(tlsa_lines(
-        "broker",
-        &p,
-        &"3 1 0 0102030405".parse().unwrap(),
-    ));
-    let lines: Vec<(&str, &str)> = lines
-        .iter()
-        .map(|l| ("example.test.", l.as_str()))
-        .collect();
-    let dns = dns::TestDns::start(&lines);
+    let dns = broker_zone("example.test.", &p, &"3 1 0 0102030405".parse().unwrap());
     let r = resolver(&dns);
 
     let c = check(&r, "broker.example.test", p.good.port, Policy::Require, &p);

@@ -10,7 +10,6 @@ use iotsafe_dane::dane::resolver::{
     Outcome, Proof, Resolver, ResolverConfig, TrustAnchor, Validation,
 };
 use iotsafe_dane::dane::server::{Decision, Policy, ServerTlsa};
-use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -172,13 +171,7 @@ fn check_server_trusting_unbound_authenticates_by_tlsa() {
     let other_leaf = pki::leaf(dir.path(), "other", "broker", &[host], None);
     let good = tls::TlsServer::start(&good_leaf.cert_path, &good_leaf.key_path, None);
     let other = tls::TlsServer::start(&other_leaf.cert_path, &other_leaf.key_path, None);
-    let record = Tlsa::for_certificate(
-        &good_leaf.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .unwrap();
+    let record = pki::dane_ee_record(&good_leaf.cert);
     let lines = [
         "broker 300 IN A 127.0.0.1".to_string(),
         format!("_{}._tcp.broker 300 IN TLSA {record}", good.port),
@@ -221,6 +214,19 @@ fn check_server_trusting_unbound_authenticates_by_tlsa() {
     );
 }
 
+/// The TLSA answer for `name` over UDP alone (`what` it is, for the message) has the TC bit.
+fn assert_truncated_over_udp(unbound: &unbound::Unbound, name: &str, what: &str) {
+    let udp = unbound.dig_udp_only(name, "TLSA");
+    let flags = udp
+        .lines()
+        .find(|l| l.starts_with(";; Flags:"))
+        .unwrap_or_default();
+    assert!(
+        flags.split_whitespace().any(|f| f == "tc"),
+        "the UDP {what} is truncated: {udp}"
+    );
+}
+
 /// An RRset too large for a UDP response (unbound sets TC) is asked again over TCP and keeps
 /// its AD bit.
 #[test]
@@ -236,15 +242,7 @@ fn truncated_answer_is_asked_again_over_tcp() {
     let unbound = unbound::Unbound::start(&dns);
     let resolver = ad_resolver(&unbound);
     let name = "_443._tcp.big.example.test";
-    let udp = unbound.dig_udp_only(name, "TLSA");
-    let flags = udp
-        .lines()
-        .find(|l| l.starts_with(";; Flags:"))
-        .unwrap_or_default();
-    assert!(
-        flags.split_whitespace().any(|f| f == "tc"),
-        "the UDP answer is truncated: {udp}"
-    );
+    assert_truncated_over_udp(&unbound, name, "answer");
     let before = resolver.queries_sent();
     let res = resolver.resolve(name, RecordType::TLSA).expect("look-up");
     assert_eq!(res.records().len(), 24);
@@ -275,15 +273,7 @@ fn truncated_denial_keeps_its_ad_bit_over_tcp() {
     let unbound = unbound::Unbound::start_with(&dns, "    max-udp-size: 512\n");
     let resolver = ad_resolver(&unbound);
     let name = "nxd.example.test";
-    let udp = unbound.dig_udp_only(name, "TLSA");
-    let flags = udp
-        .lines()
-        .find(|l| l.starts_with(";; Flags:"))
-        .unwrap_or_default();
-    assert!(
-        flags.split_whitespace().any(|f| f == "tc"),
-        "the UDP denial is truncated: {udp}"
-    );
+    assert_truncated_over_udp(&unbound, name, "denial");
     let before = resolver.queries_sent();
     let res = resolver.resolve(name, RecordType::TLSA).expect("look-up");
     assert_eq!(res.last().outcome, Outcome::NxDomain);

@@ -1,9 +1,11 @@
 //! Real parts for the integration tests: each rig starts its own daemons and stops them on drop.
 #![allow(dead_code)]
 
+pub mod capi;
 pub mod card;
 pub mod dns;
 pub mod dnsproxy;
+pub mod escaped;
 pub mod modem;
 pub mod mqtt;
 pub mod pki;

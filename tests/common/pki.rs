@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
@@ -105,4 +106,9 @@ pub fn bundle(dir: &Path, file: &str, certs: &[&X509]) -> PathBuf {
     let pem: Vec<u8> = certs.iter().flat_map(|c| c.to_pem().unwrap()).collect();
     std::fs::write(&path, pem).unwrap();
     path
+}
+
+/// The DANE-EE record (`3 1 1`: SHA-256 of the key) that pins `cert`.
+pub fn dane_ee_record(cert: &X509) -> Tlsa {
+    Tlsa::for_certificate(cert, Usage::DaneEe, Selector::Spki, Matching::Sha256).unwrap()
 }

@@ -94,30 +94,40 @@ fn response(
     DnsResponse::from_message(message).unwrap()
 }
 
+/// The NOERROR answer to the DS query for `cut`.
+fn ds_response(cut: &str, answers: Vec<Record>, authorities: Vec<Record>) -> DnsResponse {
+    response(
+        cut,
+        RecordType::DS,
+        ResponseCode::NoError,
+        answers,
+        authorities,
+    )
+}
+
+/// The NOERROR answer to the TLSA query for `qname`.
+fn tlsa_response(qname: &str, answers: Vec<Record>, authorities: Vec<Record>) -> DnsResponse {
+    response(
+        qname,
+        RecordType::TLSA,
+        ResponseCode::NoError,
+        answers,
+        authorities,
+    )
+}
+
 const QNAME: &str = "_443._tcp.host.example.test.";
 
 #[test]
 fn a_foreign_insecure_soa_in_a_denial_is_named() {
-    let forged = response(
-        QNAME,
-        RecordType::TLSA,
-        ResponseCode::NoError,
-        vec![],
-        vec![soa("insecure.test.", Insecure)],
-    );
+    let forged = tlsa_response(QNAME, vec![], vec![soa("insecure.test.", Insecure)]);
     let why = foreign_denial_record(&n(QNAME), &forged).expect("foreign SOA");
     assert!(why.contains("SOA record of insecure.test."), "{why}");
     assert!(why.contains(QNAME), "{why}");
 
     // The SOA of the name's own zone (or the name itself) is where an insecure denial's SOA is.
     for zone in ["example.test.", QNAME, "test."] {
-        let own = response(
-            QNAME,
-            RecordType::TLSA,
-            ResponseCode::NoError,
-            vec![],
-            vec![soa(zone, Insecure)],
-        );
+        let own = tlsa_response(QNAME, vec![], vec![soa(zone, Insecure)]);
         assert_eq!(foreign_denial_record(&n(QNAME), &own), None, "{zone}");
     }
 }
@@ -125,19 +135,15 @@ fn a_foreign_insecure_soa_in_a_denial_is_named() {
 #[test]
 fn ds_answers_along_the_path() {
     let (zone, cut) = (n("test."), n("example.test."));
-    let signed = response(
+    let signed = ds_response(
         "example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         signed_ds_rrset("example.test.", Algorithm::ECDSAP256SHA256, "test."),
         vec![],
     );
     assert_eq!(ds_step(&zone, &cut, Ok(signed)), DsStep::Signed);
 
-    let exotic = response(
+    let exotic = ds_response(
         "example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         signed_ds_rrset("example.test.", Algorithm::Unknown(253), "test."),
         vec![],
     );
@@ -150,10 +156,8 @@ fn ds_answers_along_the_path() {
         authorities.extend(nsec);
         authorities
     };
-    let delegation = response(
+    let delegation = ds_response(
         "example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         vec![],
         with_soa(signed_nsec(
             "example.test.",
@@ -166,10 +170,8 @@ fn ds_answers_along_the_path() {
         matches!(ds_step(&zone, &cut, Ok(delegation)), DsStep::Unsigned(why) if why.contains("without DS"))
     );
 
-    let inside = response(
+    let inside = ds_response(
         "example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         vec![],
         with_soa(signed_nsec(
             "example.test.",
@@ -200,10 +202,8 @@ fn ds_answers_along_the_path() {
 #[test]
 fn ds_answers_signed_by_another_zone_prove_nothing() {
     let (zone, cut) = (n("example.test."), n("host.example.test."));
-    let grandparent_nsec = response(
+    let grandparent_nsec = ds_response(
         "host.example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         vec![],
         signed_nsec(
             "host.example.test.",
@@ -217,10 +217,8 @@ fn ds_answers_signed_by_another_zone_prove_nothing() {
     };
     assert!(why.contains("example.test., the signed zone"), "{why}");
 
-    let unsigned_nsec = response(
+    let unsigned_nsec = ds_response(
         "host.example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         vec![],
         vec![nsec(
             "host.example.test.",
@@ -233,10 +231,8 @@ fn ds_answers_signed_by_another_zone_prove_nothing() {
         DsStep::Bogus(_)
     ));
 
-    let foreign_ds = response(
+    let foreign_ds = ds_response(
         "host.example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         signed_ds_rrset("host.example.test.", Algorithm::Unknown(253), "test."),
         vec![],
     );
@@ -250,10 +246,8 @@ fn ds_answers_signed_by_another_zone_prove_nothing() {
 fn an_unproven_ds_denial_proves_nothing() {
     let (zone, cut) = (n("test."), n("example.test."));
     // The forged shape one level up: an unsigned SOA and no NSEC.
-    let forged = response(
+    let forged = ds_response(
         "example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         vec![],
         vec![soa("insecure.test.", Insecure)],
     );
@@ -264,13 +258,7 @@ fn an_unproven_ds_denial_proves_nothing() {
     // An NSEC hickory did not validate is no evidence.
     let mut unvalidated = nsec("example.test.", "iotregistry.test.", &[RecordType::NS]);
     unvalidated.proof = Insecure;
-    let unvalidated = response(
-        "example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
-        vec![],
-        vec![unvalidated],
-    );
+    let unvalidated = ds_response("example.test.", vec![], vec![unvalidated]);
     assert!(matches!(
         ds_step(&zone, &cut, Ok(unvalidated)),
         DsStep::Bogus(_)
@@ -278,13 +266,7 @@ fn an_unproven_ds_denial_proves_nothing() {
 
     let mut insecure_ds = ds("example.test.", Algorithm::ECDSAP256SHA256);
     insecure_ds.proof = Insecure;
-    let insecure_ds = response(
-        "example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
-        vec![insecure_ds],
-        vec![],
-    );
+    let insecure_ds = ds_response("example.test.", vec![insecure_ds], vec![]);
     assert!(matches!(
         ds_step(&zone, &cut, Ok(insecure_ds)),
         DsStep::Bogus(_)
@@ -336,13 +318,7 @@ fn apex_nsec3(zone: &str) -> Record {
 }
 
 fn ds_denial(authorities: Vec<Record>) -> DnsResponse {
-    response(
-        "example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
-        vec![],
-        authorities,
-    )
+    ds_response("example.test.", vec![], authorities)
 }
 
 #[test]
@@ -411,10 +387,8 @@ fn base32hex_and_circular_order() {
 const DEVICE: &str = "dev1._device.example.test.";
 
 fn wildcard_answer(authorities: Vec<Record>) -> DnsResponse {
-    response(
+    tlsa_response(
         DEVICE,
-        RecordType::TLSA,
-        ResponseCode::NoError,
         vec![
             tlsa(DEVICE, Secure),
             rrsig(DEVICE, RecordType::TLSA, 3, "example.test.", Secure),
@@ -496,10 +470,8 @@ fn wildcard_expansion_without_its_proof_is_refused() {
 fn wildcard_expansion_over_an_existing_closer_name_is_refused() {
     // `sub._device` exists, so `*._device` must not answer for `dev1.sub._device`.
     let deeper = "dev1.sub._device.example.test.";
-    let answer = response(
+    let answer = tlsa_response(
         deeper,
-        RecordType::TLSA,
-        ResponseCode::NoError,
         vec![
             tlsa(deeper, Secure),
             rrsig(deeper, RecordType::TLSA, 3, "example.test.", Secure),
@@ -524,19 +496,11 @@ fn only_validated_wildcard_expansions_are_rechecked() {
             "example.test.",
         )
     };
-    let unsigned = response(
-        DEVICE,
-        RecordType::TLSA,
-        ResponseCode::NoError,
-        vec![tlsa(DEVICE, Insecure)],
-        proof(),
-    );
+    let unsigned = tlsa_response(DEVICE, vec![tlsa(DEVICE, Insecure)], proof());
     assert!(wildcard_expansion(&name, RecordType::TLSA, &unsigned).is_err());
     // Labels field equal to the owner's: not an expansion, nothing to excuse.
-    let plain = response(
+    let plain = tlsa_response(
         DEVICE,
-        RecordType::TLSA,
-        ResponseCode::NoError,
         vec![
             tlsa(DEVICE, Secure),
             rrsig(DEVICE, RecordType::TLSA, 4, "example.test.", Secure),
@@ -563,10 +527,8 @@ fn a_parent_side_delegation_nsec_denies_nothing_below_it() {
 
 #[test]
 fn denials_with_validated_nsec_are_proven() {
-    let proven = response(
+    let proven = tlsa_response(
         QNAME,
-        RecordType::TLSA,
-        ResponseCode::NoError,
         vec![],
         vec![
             soa("example.test.", Secure),
@@ -574,13 +536,7 @@ fn denials_with_validated_nsec_are_proven() {
         ],
     );
     assert!(denial_is_proven(&proven));
-    let forged = response(
-        QNAME,
-        RecordType::TLSA,
-        ResponseCode::NoError,
-        vec![],
-        vec![soa("insecure.test.", Insecure)],
-    );
+    let forged = tlsa_response(QNAME, vec![], vec![soa("insecure.test.", Insecure)]);
     assert!(!denial_is_proven(&forged));
 }
 
@@ -629,14 +585,14 @@ fn validated(answers: Vec<DnsResponse>) -> Validated {
 fn signed_ds(cut: &str) -> DnsResponse {
     let parent = n(cut).base_name().to_string();
     let answer = signed_ds_rrset(cut, Algorithm::ECDSAP256SHA256, &parent);
-    response(cut, RecordType::DS, ResponseCode::NoError, answer, vec![])
+    ds_response(cut, answer, vec![])
 }
 
 /// No DS at `cut`: an NSEC of `zone` at `cut` with these types.
 fn no_ds(zone: &str, cut: &str, types: &[RecordType]) -> DnsResponse {
     let mut denial = vec![soa(zone, Secure)];
     denial.extend(signed_nsec(cut, "zzz.example.test.", types, zone));
-    response(cut, RecordType::DS, ResponseCode::NoError, vec![], denial)
+    ds_response(cut, vec![], denial)
 }
 
 fn walk(validator: &Validated, name: &str, rtype: RecordType) -> Result<String, Unproven> {
@@ -735,10 +691,8 @@ fn a_ds_answer_is_proven_insecure_by_its_parent_only() {
 #[test]
 fn a_grandparent_opt_out_nsec3_proves_nothing() {
     let covering = nsec3(&"0".repeat(32), vec![0xff; 20], true, &[RecordType::NS]);
-    let forged = response(
+    let forged = ds_response(
         "host.example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         vec![],
         vec![covering, apex_nsec3("test.")],
     );
@@ -759,10 +713,8 @@ fn a_grandparent_opt_out_nsec3_proves_nothing() {
         true,
         &[RecordType::NS],
     );
-    let genuine = response(
+    let genuine = ds_response(
         "host.example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         vec![],
         vec![own, apex_nsec3("example.test.")],
     );
@@ -779,10 +731,8 @@ fn a_grandparent_opt_out_nsec3_proves_nothing() {
 /// by test., which does not hold that name (example.test. does).
 #[test]
 fn an_nsec_at_the_cut_signed_by_another_zone_proves_nothing() {
-    let forged = response(
+    let forged = ds_response(
         "host.example.test.",
-        RecordType::DS,
-        ResponseCode::NoError,
         vec![],
         signed_nsec(
             "host.example.test.",
