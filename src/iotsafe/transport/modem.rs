@@ -94,7 +94,7 @@ fn verb(command: &str) -> &str {
 
 /// The information lines when the text holds a final result code: `Ok(lines)` for OK,
 /// `Err(result)` for ERROR / +CME ERROR; `None` while the answer is incomplete.
-fn final_result(text: &str) -> Option<std::result::Result<Vec<String>, String>> {
+pub(crate) fn final_result(text: &str) -> Option<std::result::Result<Vec<String>, String>> {
     let complete = text.rfind(['\r', '\n']).map(|end| &text[..end])?;
     let mut lines = Vec::new();
     for line in complete
@@ -117,7 +117,7 @@ fn final_result(text: &str) -> Option<std::result::Result<Vec<String>, String>> 
 }
 
 /// `+CSIM: <length>,"<hex>"` → the response APDU.
-fn parse_csim(lines: &[String]) -> Result<Vec<u8>> {
+pub(crate) fn parse_csim(lines: &[String]) -> Result<Vec<u8>> {
     let what = "AT+CSIM";
     let line = lines
         .iter()
