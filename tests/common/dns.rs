@@ -41,7 +41,8 @@ const CHILDREN_OF_TEST: [&str; 4] = [
 /// A running knotd with the test hierarchy.
 pub struct TestDns {
     dir: tempfile::TempDir,
-    child: Child,
+    /// knotd, started once the zone files are written.
+    child: Option<Child>,
     port: u16,
     /// Extra records per zone (zone-file lines, owner relative to the zone or absolute).
     records: Mutex<BTreeMap<String, (u32, Vec<String>)>>,
@@ -102,28 +103,30 @@ impl TestDns {
                 .push(line.to_string());
         }
 
-        let child = {
-            let log = fs::File::create(dir.path().join("knotd.log")).expect("log");
-            Command::new("knotd")
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("knotd (package knot) must be installed")
-        };
-        let dns = TestDns {
+        let mut dns = TestDns {
             dir,
-            child,
+            child: None,
             port,
             records: Mutex::new(records),
             ds_in_test,
             ds_in_root,
             root_dnskey,
         };
+        // The zone files exist before knotd starts: it reads each once at start, and a slow
+        // test process (valgrind, a loaded machine) must not leave it without a zone.
         for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
             dns.write_zone(zone);
         }
+        let log = fs::File::create(dns.dir.path().join("knotd.log")).expect("log");
+        dns.child = Some(
+            Command::new("knotd")
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("knotd (package knot) must be installed"),
+        );
         dns.wait_until_served();
         dns
     }
@@ -277,8 +280,10 @@ impl TestDns {
 
 impl Drop for TestDns {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
