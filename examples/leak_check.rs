@@ -6,7 +6,8 @@
 //! - `leak_check verify N`: N `iotsafe_dane_verify_client` calls through the C API against a
 //!   knotd-signed zone (authenticated, wrong certificate, name outside the allowed domains, NULL
 //!   certificate in turn), with a fresh handle every 500 calls so that the DNS look-up and the
-//!   handle's life are repeated too.
+//!   handle's life are repeated too;
+//! - `leak_check leaky N`: loses 64 bytes N times, to show that the check sees a growing leak.
 //!
 //! Everything is released before the end, so what valgrind still finds lost is a leak. Prints
 //! `LEAKCHECK rss_kb_warm <kB>` after the first tenth of the work and `LEAKCHECK rss_kb_end <kB>`
@@ -34,12 +35,13 @@ const CALLS_PER_HANDLE: usize = 500;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(count)) = (args.get(1), args.get(2).and_then(|n| n.parse().ok())) else {
-        eprintln!("usage: leak_check handshakes|verify <count>");
+        eprintln!("usage: leak_check handshakes|verify|leaky <count>");
         std::process::exit(2);
     };
     match mode.as_str() {
         "handshakes" => handshakes(count),
         "verify" => verify(count),
+        "leaky" => leaky(count),
         _ => {
             eprintln!("unknown mode {mode}");
             std::process::exit(2);
@@ -124,6 +126,13 @@ fn handshakes(count: usize) {
     drop(connector);
     drop(rig);
     println!("LEAKCHECK handshakes {count}");
+}
+
+fn leaky(count: usize) {
+    repeat(count, |_| {
+        std::mem::forget(std::hint::black_box(vec![0u8; 64]))
+    });
+    println!("LEAKCHECK leaky {count}");
 }
 
 fn c(s: &str) -> CString {

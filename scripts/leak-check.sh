@@ -3,7 +3,8 @@
 # under valgrind, each at a small and a large count (LEAK_SMALL, default LEAK_COUNT/10, and
 # LEAK_COUNT, default 10000). Fails when the bytes valgrind finds definitely or indirectly lost
 # grow with the count, or when a run fails. Prints one line per run:
-#   LEAKS <mode> count=<n> definitely_lost=<bytes> indirectly_lost=<bytes> seconds=<n>
+#   LEAKS <mode> count=<n> definitely_lost=<bytes> indirectly_lost=<bytes> in_use_at_exit=<bytes> seconds=<n>
+# (in use at exit: what is still allocated, reachable, when the process ends; shown, not judged)
 # LEAK_MODES="verify handshakes" picks the workloads. Logs: target/leaks/<mode>-<count>.log.
 # Needs valgrind (Debian package valgrind) and what the tests need (pcscd, vpcd, knotd); the
 # workspace must be built (`make build`).
@@ -38,8 +39,10 @@ for mode in $modes; do
         fi
         definite=$(lost definitely "$log")
         indirect=$(lost indirectly "$log")
+        in_use=$(sed -n 's/.*in use at exit: \([0-9,]*\) bytes.*/\1/p' "$log" | tail -1 | tr -d ,)
         total[$count]=$((definite + indirect))
         echo "LEAKS $mode count=$count definitely_lost=$definite indirectly_lost=$indirect" \
+             "in_use_at_exit=${in_use:-?}" \
              "seconds=$(( $(date +%s) - started ))"
     done
     if [ -n "${total[$small]:-}" ] && [ -n "${total[$large]:-}" ] \
