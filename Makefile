@@ -11,7 +11,7 @@ APT_PACKAGES = pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools \
                mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libpaho-mqtt-dev \
                libssl-dev openssl pkg-config gcc make cbindgen
 
-.PHONY: all deps build demo test lint unit bench clean provider install
+.PHONY: all deps build demo test lint unit bench clean provider install fuzz fuzz-long leaks
 
 all: build
 
@@ -68,6 +68,19 @@ bench: build
 	$(CARGO) build --release --workspace
 	@$(MAKE) --no-print-directory provider PROFILE=release
 	$(CARGO) bench --bench provider
+
+# Fuzzing (README "Fuzzing and leaks"; nightly toolchain, cargo-fuzz installed when missing):
+# every target for FUZZ_SECONDS each (default 30), or until FUZZ_RUNS executions each.
+fuzz:
+	scripts/fuzz.sh
+
+fuzz-long:
+	FUZZ_RUNS=$${FUZZ_RUNS:-10000000} scripts/fuzz.sh
+
+# Card handshakes and verify_client calls under valgrind at LEAK_COUNT/10 and LEAK_COUNT
+# (default 10000): fails when lost bytes grow with the count. About an hour; not run by CI.
+leaks: build
+	scripts/leak-check.sh
 
 clean:
 	$(CARGO) clean

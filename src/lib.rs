@@ -9,6 +9,8 @@
 
 pub mod capi;
 pub mod dane;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hex;
 pub mod iotsafe;
 pub mod keys;

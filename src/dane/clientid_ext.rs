@@ -398,14 +398,14 @@ fn from_certificate(
 }
 
 /// `opaque ClientName<1..255>`: one length byte, then the name.
-fn encode(name: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(name: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(name.len() + 1);
     body.push(name.len() as u8);
     body.extend_from_slice(name);
     body
 }
 
-fn decode(data: &[u8]) -> Option<String> {
+pub(crate) fn decode(data: &[u8]) -> Option<String> {
     let (&len, name) = data.split_first()?;
     if len == 0 || name.len() != usize::from(len) || !name.is_ascii() {
         return None;

@@ -312,7 +312,9 @@ impl Applet {
         }
         let what = format!("READ FILE ({described})");
         self.run(|ch| {
-            let mut content = Vec::with_capacity(size);
+            // The size is the card's word: it bounds the reading (whose 16-bit offsets stop a
+            // size too large), never an allocation.
+            let mut content = Vec::with_capacity(size.min(READ_STEP));
             while content.len() < size {
                 let offset = content.len();
                 let [hi, lo] = u16::try_from(offset)

@@ -13,7 +13,7 @@ pub mod config;
 mod decoder;
 mod encoder;
 mod error;
-mod ffi;
+pub(crate) mod ffi;
 mod keyexch;
 mod keymgmt;
 mod params;

@@ -117,8 +117,11 @@ impl fmt::Display for KeyUri {
                 }
             ));
         }
-        if s.basic_channel == Some(true) {
-            parts.push("channel=basic".into());
+        // An explicit `logical` is kept too: it overrides a `basic` in openssl.cnf.
+        match s.basic_channel {
+            Some(true) => parts.push("channel=basic".into()),
+            Some(false) => parts.push("channel=logical".into()),
+            None => {}
         }
         push_object(&mut parts, "key", &s.key);
         push_object(&mut parts, "pub", &s.public);

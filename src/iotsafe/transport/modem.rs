@@ -115,7 +115,7 @@ fn verb(command: &str) -> &str {
 /// An AT command's answer as it arrives. Each complete line is looked at once, so an answer
 /// costs time linear in its length, however it is cut into reads.
 #[derive(Default)]
-struct Answer {
+pub(crate) struct Answer {
     /// Text after the last complete line.
     partial: String,
     /// Information lines so far.
@@ -127,7 +127,7 @@ struct Answer {
 impl Answer {
     /// Adds received text. Once a final result code has arrived: `Ok(lines)` for OK,
     /// `Err(result)` for ERROR / +CME ERROR / +CMS ERROR.
-    fn feed(&mut self, text: &str) -> Option<std::result::Result<Vec<String>, String>> {
+    pub(crate) fn feed(&mut self, text: &str) -> Option<std::result::Result<Vec<String>, String>> {
         self.received += text.len();
         let mut rest = text;
         while let Some(end) = rest.find(['\r', '\n']) {
@@ -161,7 +161,7 @@ impl Answer {
 }
 
 /// `+CSIM: <length>,"<hex>"` → the response APDU.
-fn parse_csim(lines: &[String]) -> Result<Vec<u8>> {
+pub(crate) fn parse_csim(lines: &[String]) -> Result<Vec<u8>> {
     let what = "AT+CSIM";
     let line = lines
         .iter()
