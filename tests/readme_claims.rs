@@ -37,8 +37,15 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// `fn test(` in the file, or, in a file whose tests a macro generates from a list of names
+/// (`tests/fuzz_regressions.rs`), the name alone on a line of that list.
 fn defines(file: &Path, test: &str) -> bool {
-    fs::read_to_string(file).is_ok_and(|text| text.contains(&format!("fn {test}(")))
+    let Ok(text) = fs::read_to_string(file) else {
+        return false;
+    };
+    text.contains(&format!("fn {test}("))
+        || (text.contains("macro_rules!")
+            && text.lines().any(|line| line.trim() == format!("{test},")))
 }
 
 /// `binary::test` is a function of `tests/binary.rs`; `a::b::tests::test` a unit test in a
