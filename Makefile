@@ -25,24 +25,31 @@ build: deps
 # The provider under the name openssl.cnf uses (`iotsafe`): iotsafe.so beside the library,
 # so that OPENSSL_MODULES=target/<profile> finds it.
 PROFILE ?= debug
+# libiotsafe_dane.so.0 is the SONAME programs linked with -liotsafe_dane ask for.
 provider:
 	ln -sf libiotsafe_dane.so target/$(PROFILE)/iotsafe.so
+	ln -sf libiotsafe_dane.so target/$(PROFILE)/libiotsafe_dane.so.$(SOMAJOR)
 
 # Where OpenSSL looks for provider modules (`openssl version -m`).
 MODULESDIR ?= $(shell openssl version -m | sed -n 's/^MODULESDIR: "\(.*\)"/\1/p')
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+SOMAJOR    := $(firstword $(subst ., ,$(VERSION)))
 
-# The provider as iotsafe.so where OpenSSL finds modules, the library, the tools, the
+# The library once, under its SONAME, the provider as iotsafe.so where OpenSSL finds modules (a
+# symlink to that one file: one copy per process however it is loaded), the tools, the
 # header(s), a pkg-config file and the example openssl.cnf.
 # INSTALL_PROFILE=debug installs the debug build as `make build` left it, without building (the
 # tests do that, into a DESTDIR, while other tests run the same binaries).
 INSTALL_PROFILE ?= release
 install: deps
 	$(if $(filter release,$(INSTALL_PROFILE)),$(CARGO) build --release --workspace)
-	install -D -m 0755 target/$(INSTALL_PROFILE)/libiotsafe_dane.so $(DESTDIR)$(MODULESDIR)/iotsafe.so
-	install -D -m 0755 target/$(INSTALL_PROFILE)/libiotsafe_dane.so $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so
+	install -D -m 0755 target/$(INSTALL_PROFILE)/libiotsafe_dane.so $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so.$(VERSION)
+	ln -sf libiotsafe_dane.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so.$(SOMAJOR)
+	ln -sf libiotsafe_dane.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so
+	install -d $(DESTDIR)$(MODULESDIR)
+	ln -sfr $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so.$(SOMAJOR) $(DESTDIR)$(MODULESDIR)/iotsafe.so
 	install -D -m 0755 target/$(INSTALL_PROFILE)/iotsafe $(DESTDIR)$(PREFIX)/bin/iotsafe
 	install -D -m 0755 target/$(INSTALL_PROFILE)/iotsafe-sim $(DESTDIR)$(PREFIX)/bin/iotsafe-sim
 	for h in include/*.h; do [ -f "$$h" ] && install -D -m 0644 "$$h" $(DESTDIR)$(INCLUDEDIR)/$$(basename "$$h"); done; true

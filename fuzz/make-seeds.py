@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora fuzz/corpus/<target>/ from the card traces, key references, URIs,
-TLSA records and names the tests use (src/iotsafe/applet/tests.rs, src/provider/uri.rs,
-src/dane/tlsa.rs, tests/). Run from the repository root; the files are committed."""
+TLSA records and names the tests use (crates/card/src/applet/tests.rs, crates/provider/src/uri.rs,
+crates/dane/src/tlsa.rs, tests/). Run from the repository root; the files are committed."""
 import base64, os
 
 def h(s):

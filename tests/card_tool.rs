@@ -235,7 +235,7 @@ fn card_pulled_during_a_signature_fails_cleanly_and_the_next_command_works() {
     rig.start_sim_with(&["--apdu-latency-ms", "700"]);
 
     let mut signer = rig
-        .command(env!("CARGO_BIN_EXE_iotsafe"))
+        .command(common::workspace_binary("iotsafe"))
         .args(["sign", "--digest", &"11".repeat(32)])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

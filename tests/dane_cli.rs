@@ -9,7 +9,7 @@ use common::card::CardRig;
 
 /// Runs `iotsafe dane ARGS` (the real tool) and returns its exit status.
 fn exit_status(args: &[&str]) -> i32 {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+    let out = std::process::Command::new(common::workspace_binary("iotsafe"))
         .arg("dane")
         .args(args)
         .output()
@@ -153,7 +153,7 @@ fn check_client_refuses_an_escaped_dot_leaving_the_allowed_domain() {
     let dns = dns::TestDns::start(&[("test.", line.as_str())]);
     let anchor = dns.trust_anchor_file();
     let name = r"x._device.foo\.iotregistry.test";
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+    let out = std::process::Command::new(common::workspace_binary("iotsafe"))
         .args(["dane", "check-client", "--name", name])
         .arg("--cert")
         .arg(&attacker.cert_path)
@@ -182,7 +182,7 @@ fn check_server_refuses_an_escaped_host_name() {
     let EscapedHostRig { server, dns, .. } = &EscapedHostRig::start();
     let host = escaped::HOST;
     for policy in ["require", "opportunistic"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+        let out = std::process::Command::new(common::workspace_binary("iotsafe"))
             .args(["dane", "check-server", host, &server.port.to_string()])
             .args(["--policy", policy])
             .args(["--resolver", &dns.addr().to_string()])

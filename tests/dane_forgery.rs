@@ -252,7 +252,7 @@ fn cli_check_server_refuses_the_forged_denial_under_opportunistic() {
     let rig = downgrade();
     let anchor = rig.dns.trust_anchor_file();
     let check = |host: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+        std::process::Command::new(common::workspace_binary("iotsafe"))
             .args(["dane", "check-server", host, &rig.attacker.port.to_string()])
             .args(["--policy", "opportunistic", "--ca-file"])
             .arg(&rig.ca_file)

@@ -8,7 +8,7 @@ use common::{dns, pki, tls};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use iotsafe_dane::dane::cli::{check_server, ServerCheck};
+use iotsafe_dane::dane::check::{check_server, ServerCheck};
 use iotsafe_dane::dane::resolver::{Resolver, ResolverConfig};
 use iotsafe_dane::dane::server::{Authority, Decision, Policy};
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};

@@ -185,7 +185,7 @@ fn check_server_trusting_unbound_authenticates_by_tlsa() {
     let unbound = unbound::Unbound::start(&dns);
     let resolver = unbound.addr().to_string();
     let check = |port: u16| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_iotsafe"))
+        std::process::Command::new(common::workspace_binary("iotsafe"))
             .args(["dane", "check-server", host, &port.to_string()])
             .args(["--resolver", &resolver, "--trust-ad"])
             .output()

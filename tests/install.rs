@@ -1,5 +1,6 @@
-//! `make install` puts the provider where OpenSSL looks for modules, under the name openssl.cnf
-//! uses, with the tools, the header and a pkg-config file (installed here into a DESTDIR).
+//! `make install` puts the library once, under its SONAME, and the provider where OpenSSL looks
+//! for modules (a symlink to that one file, under the name openssl.cnf uses), with the tools, the
+//! header and a pkg-config file (installed here into a DESTDIR).
 
 mod common;
 
@@ -71,4 +72,86 @@ fn make_install_places_provider_tools_header_and_pkg_config_file() {
         .unwrap());
     assert!(flags.contains("-I/usr/local/include"), "{flags}");
     assert!(flags.contains("-liotsafe_dane"), "{flags}");
+
+    one_copy_per_process(destdir, &modules);
 }
+
+/// A program linked with -liotsafe_dane that also loads the provider (as a broker with the
+/// provider in openssl.cnf and a plugin on the C API does) maps the library once: one resolver
+/// cache, one card connection. A copy of the file under the modules directory would be mapped a
+/// second time, with state of its own.
+fn one_copy_per_process(destdir: &str, modules: &str) {
+    let lib = format!("{destdir}/usr/local/lib");
+    let soname = format!("libiotsafe_dane.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    let dynamic = ok(Command::new("readelf")
+        .args(["-d", &format!("{lib}/libiotsafe_dane.so")])
+        .output()
+        .unwrap());
+    assert!(
+        dynamic.contains(&format!("Library soname: [{soname}]")),
+        "{dynamic}"
+    );
+    let module = format!("{modules}/iotsafe.so");
+    assert!(
+        std::fs::symlink_metadata(&module).unwrap().is_symlink(),
+        "{module} is not a symlink"
+    );
+    assert_eq!(
+        std::fs::canonicalize(&module).unwrap(),
+        std::fs::canonicalize(format!("{lib}/{soname}")).unwrap(),
+        "iotsafe.so is the library under its SONAME"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("one_copy.c");
+    std::fs::write(&source, ONE_COPY_C).unwrap();
+    let program = dir.path().join("one_copy");
+    ok(Command::new("cc")
+        .arg(&source)
+        .arg("-o")
+        .arg(&program)
+        .arg(format!("-I{destdir}/usr/local/include"))
+        .arg(format!("-L{lib}"))
+        .args(["-liotsafe_dane", "-lssl", "-lcrypto"])
+        .output()
+        .unwrap());
+    let out = ok(Command::new(&program)
+        .env("LD_LIBRARY_PATH", &lib)
+        .env("OPENSSL_MODULES", modules)
+        .env_remove("OPENSSL_CONF")
+        .output()
+        .unwrap());
+    assert!(out.contains("provider loaded"), "{out}");
+    assert!(out.contains("copies=1"), "{out}");
+}
+
+const ONE_COPY_C: &str = r#"
+#define _GNU_SOURCE
+#include <link.h>
+#include <stdio.h>
+#include <string.h>
+#include <openssl/provider.h>
+#include <iotsafe_dane.h>
+
+static int count(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    if (strstr(info->dlpi_name, "iotsafe")) {
+        ++*(int *)data;
+        printf("object %s\n", info->dlpi_name);
+    }
+    return 0;
+}
+
+int main(void) {
+    iotsafe_dane_last_error(); /* the C API: linked with -liotsafe_dane */
+    if (!OSSL_PROVIDER_load(NULL, "iotsafe")) {
+        printf("provider not loaded\n");
+        return 1;
+    }
+    printf("provider loaded\n");
+    int copies = 0;
+    dl_iterate_phdr(count, &copies);
+    printf("copies=%d\n", copies);
+    return 0;
+}
+"#;

@@ -48,8 +48,20 @@ fn defines(file: &Path, test: &str) -> bool {
             && text.lines().any(|line| line.trim() == format!("{test},")))
 }
 
+/// Where the library's Rust paths live: `iotsafe_dane::<layer>::...` re-exports each layer's
+/// crate, so a citation's first module names the crate's source directory.
+fn source_dir(root: &Path, layer: &str) -> (PathBuf, bool) {
+    match layer {
+        "iotsafe" => (root.join("crates/card/src"), true),
+        "dane" => (root.join("crates/dane/src"), true),
+        "provider" => (root.join("crates/provider/src"), true),
+        _ => (root.join("src"), false),
+    }
+}
+
 /// `binary::test` is a function of `tests/binary.rs`; `a::b::tests::test` a unit test in a
-/// source file under `src/a/b` (the module file or a file of its directory).
+/// source file of module `a::b` (the module file or a file of its directory), `a` being a layer
+/// crate re-exported by the library or a module of the library itself.
 fn cited_test_exists(root: &Path, citation: &str) -> bool {
     let parts: Vec<&str> = citation.split("::").collect();
     let (test, modules) = parts.split_last().expect("a citation has two parts");
@@ -57,11 +69,17 @@ fn cited_test_exists(root: &Path, citation: &str) -> bool {
         return defines(&root.join("tests").join(format!("{binary}.rs")), test);
     }
     let modules: Vec<&str> = modules.iter().copied().filter(|m| *m != "tests").collect();
-    let module_path = modules.join("/");
+    let (dir, layer_crate) = source_dir(root, modules[0]);
+    let inner = if layer_crate {
+        &modules[1..]
+    } else {
+        &modules[..]
+    };
+    let module_path = inner.join("/");
     let mut files = Vec::new();
-    rust_files(&root.join("src"), &mut files);
+    rust_files(&dir, &mut files);
     files.iter().any(|file| {
-        let relative = file.strip_prefix(root.join("src")).unwrap_or(file);
+        let relative = file.strip_prefix(&dir).unwrap_or(file);
         let relative = relative.to_string_lossy();
         relative.starts_with(&module_path) && defines(file, test)
     })

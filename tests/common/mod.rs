@@ -27,8 +27,8 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The directory of the built `libiotsafe_dane.so`, which also holds it as `iotsafe.so`, the
-/// module name openssl.cnf uses (`OPENSSL_MODULES`). Tests do not build: `make build` does, and
-/// a library older than the sources would test old code.
+/// module name openssl.cnf uses (`OPENSSL_MODULES`), and under its SONAME. Tests do not build:
+/// `make build` does, and a library older than the sources would test old code.
 pub fn built_library_dir() -> PathBuf {
     let dir = target_dir();
     let library = dir.join("libiotsafe_dane.so");
@@ -37,9 +37,13 @@ pub fn built_library_dir() -> PathBuf {
         "{} is missing or older than the sources: run `make build` first",
         library.display()
     );
-    let module = dir.join("iotsafe.so");
-    if !module.exists() {
-        let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", &module);
+    // The module name openssl.cnf uses, and the SONAME programs linked with -liotsafe_dane
+    // ask for (as `make build` makes them).
+    let soname = format!("libiotsafe_dane.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    for link in ["iotsafe.so", soname.as_str()] {
+        if !dir.join(link).exists() {
+            let _ = std::os::unix::fs::symlink("libiotsafe_dane.so", dir.join(link));
+        }
     }
     dir
 }
@@ -67,7 +71,7 @@ fn is_fresh(built: &Path) -> bool {
         return false;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    ["src", "Cargo.toml"]
+    ["src", "crates", "Cargo.toml"]
         .iter()
         .all(|p| newest(&root.join(p)) <= built)
 }

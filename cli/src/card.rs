@@ -1,0 +1,350 @@
+//! The card subcommands: readers, info, objects, cert, pubkey, sign, random, genkey, tlsa.
+
+use std::fs;
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
+use iotsafe_card::applet::MAX_RANDOM;
+use iotsafe_card::transport::pcsc;
+use iotsafe_card::{Applet, AppletConfig, ChannelMode, ClaStyle, HashAlg, ObjectKind, ObjectRef};
+use iotsafe_hex as hex;
+use iotsafe_provider::keys::{self, Curve};
+use openssl::x509::X509;
+
+/// Which card, applet and objects the subcommands use.
+#[derive(Args)]
+pub struct CardOptions {
+    /// Use the first reader whose name contains this text (default: the first reader whose
+    /// card has the applet).
+    #[arg(long, global = true, env = "IOTSAFE_READER")]
+    reader: Option<String>,
+    /// Reach the card through this modem's AT command port (AT+CSIM) instead of PC/SC.
+    #[arg(long, global = true, env = "IOTSAFE_MODEM", conflicts_with = "reader")]
+    modem: Option<String>,
+    /// The applet's AID in hex (default: the GSMA AID, then the other known ones).
+    #[arg(long, global = true, env = "IOTSAFE_AID")]
+    aid: Option<String>,
+    /// Class byte convention of the applet's commands: 00 (0x0n) or 80 (0x8n).
+    #[arg(long, global = true, default_value = "00", env = "IOTSAFE_CLA_STYLE")]
+    cla_style: String,
+    /// Select the applet on the basic channel instead of a logical channel.
+    #[arg(long, global = true)]
+    basic_channel: bool,
+    /// Private (and public) key id in hex.
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "key_label",
+        default_value = "01"
+    )]
+    key_id: String,
+    /// Private (and public) key label.
+    #[arg(long, global = true)]
+    key_label: Option<String>,
+    /// Certificate file id in hex.
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "cert_label",
+        default_value = "02"
+    )]
+    cert_id: String,
+    /// Certificate file label.
+    #[arg(long, global = true)]
+    cert_label: Option<String>,
+}
+
+impl CardOptions {
+    fn applet_config(&self) -> Result<AppletConfig, String> {
+        let mut config = AppletConfig::default();
+        if let Some(aid) = &self.aid {
+            config.aids = vec![hex::decode(aid).map_err(|e| format!("--aid {aid}: {e}"))?];
+        }
+        config.cla_style = ClaStyle::from_name(&self.cla_style)
+            .ok_or_else(|| format!("--cla-style must be 00 or 80, not {}", self.cla_style))?;
+        if self.basic_channel {
+            config.channel = ChannelMode::Basic;
+        }
+        Ok(config)
+    }
+
+    fn open(&self) -> Result<Applet, String> {
+        let config = self.applet_config()?;
+        match &self.modem {
+            Some(modem) => Applet::open_modem(modem, config),
+            None => Applet::open_pcsc(self.reader.as_deref(), config),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn key(&self) -> Result<ObjectRef, String> {
+        reference(&self.key_id, &self.key_label)
+    }
+
+    fn cert(&self) -> Result<ObjectRef, String> {
+        reference(&self.cert_id, &self.cert_label)
+    }
+}
+
+fn reference(id: &str, label: &Option<String>) -> Result<ObjectRef, String> {
+    match label {
+        Some(label) => Ok(ObjectRef::Label(label.clone())),
+        None => ObjectRef::id_from_hex(id).map_err(|e| e.to_string()),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum CardCommand {
+    /// List the PC/SC readers, each with "card present" or "no card".
+    Readers,
+    /// Show the applet's description of itself.
+    Info,
+    /// List the keys and files on the applet.
+    Objects,
+    /// Print the device certificate (PEM).
+    Cert {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Print the public key (PEM SubjectPublicKeyInfo).
+    Pubkey {
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Sign a digest with the card's key; prints the DER signature in hex.
+    Sign {
+        /// The digest, in hex.
+        #[arg(long)]
+        digest: String,
+        /// The hash that made the digest: sha256, sha384 or sha512.
+        #[arg(long, default_value = "sha256")]
+        hash: String,
+        /// Write the DER signature to this file instead of hex to stdout.
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Print N random bytes from the card, in hex (N at most 65536).
+    Random {
+        #[arg(value_parser = random_count)]
+        count: usize,
+    },
+    /// Generate a new key pair on the card; prints the public key (PEM).
+    Genkey,
+    /// Write a key-reference file: a PEM block naming the card's key, loadable by OpenSSL
+    /// programs through the iotsafe provider.
+    Keyref {
+        #[arg(long)]
+        out: String,
+        /// Put the card's certificate (PEM) first in the file, then the reference.
+        #[arg(long)]
+        with_cert: bool,
+    },
+    /// Print the TLSA record of the card's certificate or key, in zone-file form.
+    Tlsa {
+        /// Owner name, e.g. _8883._tcp.broker.example or sensor7._device.example.com.
+        #[arg(long)]
+        name: String,
+        /// Certificate usage: 3 DANE-EE, 2 DANE-TA, 1 PKIX-EE, 0 PKIX-TA.
+        #[arg(long, default_value_t = 3)]
+        usage: u8,
+        /// Selector: 0 full certificate, 1 SubjectPublicKeyInfo.
+        #[arg(long, default_value_t = 1)]
+        selector: u8,
+        /// Matching type: 0 exact, 1 SHA-256, 2 SHA-512.
+        #[arg(long, default_value_t = 1)]
+        mtype: u8,
+    },
+}
+
+/// The byte count of `random`: a number up to what the applet layer serves per request.
+fn random_count(text: &str) -> Result<usize, String> {
+    let too_many = || format!("at most {MAX_RANDOM} bytes per call");
+    match text.parse::<usize>() {
+        Ok(count) if count <= MAX_RANDOM => Ok(count),
+        Ok(_) => Err(too_many()),
+        // Digits too many for a usize are a count too large, not a malformed one.
+        Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => Err(too_many()),
+        Err(e) => Err(format!("not a byte count: {e}")),
+    }
+}
+
+pub fn run(options: &CardOptions, command: CardCommand) -> Result<(), String> {
+    match command {
+        CardCommand::Readers => readers()?,
+        CardCommand::Info => print!("{}", options.open()?.info().map_err(|e| e.to_string())?),
+        CardCommand::Objects => objects(options)?,
+        CardCommand::Cert { out } => {
+            let pem = certificate(options)?.to_pem().map_err(|e| e.to_string())?;
+            write_out(out.as_deref(), &pem)?;
+        }
+        CardCommand::Pubkey { out } => {
+            let pem = public_key_pem(options, &mut options.open()?)?;
+            write_out(out.as_deref(), &pem)?;
+        }
+        CardCommand::Sign { digest, hash, out } => sign(options, &digest, &hash, out.as_deref())?,
+        CardCommand::Random { count } => {
+            println!(
+                "{}",
+                hex::encode(&options.open()?.random(count).map_err(|e| e.to_string())?)
+            )
+        }
+        CardCommand::Genkey => genkey(options)?,
+        CardCommand::Keyref { out, with_cert } => keyref(options, &out, with_cert)?,
+        CardCommand::Tlsa {
+            name,
+            usage,
+            selector,
+            mtype,
+        } => tlsa(options, &name, usage, selector, mtype)?,
+    }
+    Ok(())
+}
+
+fn readers() -> Result<(), String> {
+    let readers = pcsc::reader_presence().map_err(|e| e.to_string())?;
+    if readers.is_empty() {
+        return Err("PC/SC knows no reader".into());
+    }
+    for (name, card) in readers {
+        println!("{name}\t{}", if card { "card present" } else { "no card" });
+    }
+    Ok(())
+}
+
+fn objects(options: &CardOptions) -> Result<(), String> {
+    for object in options.open()?.objects().map_err(|e| e.to_string())? {
+        println!("{object}");
+    }
+    Ok(())
+}
+
+fn certificate(options: &CardOptions) -> Result<X509, String> {
+    let cert = options.cert()?;
+    let der = options
+        .open()?
+        .read_file(&cert)
+        .map_err(|e| e.to_string())?;
+    X509::from_der(&der)
+        .map_err(|e| format!("file {cert} on the card is not a DER X.509 certificate: {e}"))
+}
+
+fn public_key_pem(options: &CardOptions, applet: &mut Applet) -> Result<Vec<u8>, String> {
+    let key = options.key()?;
+    let point = applet.read_public_key(&key).map_err(|e| e.to_string())?;
+    let curve = curve_of(applet, &key);
+    let public = keys::public_key_from_point(curve, &point)
+        .map_err(|e| format!("public key {key} is not a valid point on {curve:?}: {e}"))?;
+    public.public_key_to_pem().map_err(|e| e.to_string())
+}
+
+/// The curve of a key, from its key type when the applet tells it; P-256 otherwise.
+fn curve_of(applet: &mut Applet, key: &ObjectRef) -> Curve {
+    applet
+        .object(ObjectKind::PublicKey, key)
+        .ok()
+        .and_then(|info| info.key_type)
+        .and_then(Curve::from_key_type)
+        .unwrap_or_default()
+}
+
+fn sign(
+    options: &CardOptions,
+    digest: &str,
+    hash_name: &str,
+    out: Option<&str>,
+) -> Result<(), String> {
+    let hash = HashAlg::from_name(hash_name)
+        .ok_or_else(|| format!("unknown hash '{hash_name}' (sha256, sha384, sha512)"))?;
+    let digest = hex::decode(digest).map_err(|e| format!("--digest: {e}"))?;
+    let signature = options
+        .open()?
+        .sign_digest(&options.key()?, hash, &digest)
+        .map_err(|e| e.to_string())?;
+    match out {
+        Some(path) => write_out(Some(path), &signature),
+        None => {
+            println!("{}", hex::encode(&signature));
+            Ok(())
+        }
+    }
+}
+
+fn genkey(options: &CardOptions) -> Result<(), String> {
+    let key = options.key()?;
+    let generated = options
+        .open()?
+        .generate_key_pair(&key)
+        .map_err(|e| e.to_string())?;
+    let public =
+        keys::public_key_from_point(Curve::P256, &generated.point).map_err(|e| e.to_string())?;
+    eprintln!(
+        "generated private key id {} / public key id {}",
+        hex::encode(&generated.private_id),
+        hex::encode(&generated.public_id)
+    );
+    let pem = public.public_key_to_pem().map_err(|e| e.to_string())?;
+    std::io::stdout().write_all(&pem).map_err(|e| e.to_string())
+}
+
+fn tlsa(
+    options: &CardOptions,
+    name: &str,
+    usage: u8,
+    selector: u8,
+    mtype: u8,
+) -> Result<(), String> {
+    let (Some(usage), Some(selector), Some(mtype)) = (
+        Usage::from_u8(usage),
+        Selector::from_u8(selector),
+        Matching::from_u8(mtype),
+    ) else {
+        return Err(format!(
+            "TLSA {usage} {selector} {mtype}: usage 0-3, selector 0-1, matching type 0-2"
+        ));
+    };
+    let record = Tlsa::for_certificate(certificate(options)?.as_ref(), usage, selector, mtype)
+        .map_err(|e| e.to_string())?;
+    println!("{} IN TLSA {record}", tlsa::fqdn(name));
+    Ok(())
+}
+
+fn write_out(path: Option<&str>, bytes: &[u8]) -> Result<(), String> {
+    match path {
+        Some(path) => fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}")),
+        None => std::io::stdout()
+            .write_all(bytes)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// The key reference names the reader, applet and objects the options chose; the key is
+/// checked on the card first, so that a reference to a missing key is never written.
+fn keyref(options: &CardOptions, out: &str, with_cert: bool) -> Result<(), String> {
+    use iotsafe_provider::uri::{keyref_pem, KeyUri};
+    let mut applet = options.open()?;
+    let key = options.key()?;
+    applet.read_public_key(&key).map_err(|e| e.to_string())?;
+    let config = options.applet_config()?;
+    let mut uri = KeyUri::default();
+    uri.settings.reader = options.reader.clone();
+    uri.settings.modem = options.modem.clone();
+    if options.aid.is_some() {
+        uri.settings.aids = Some(config.aids.clone());
+    }
+    if config.cla_style != ClaStyle::default() {
+        uri.settings.cla_style = Some(config.cla_style);
+    }
+    if options.basic_channel {
+        uri.settings.basic_channel = Some(true);
+    }
+    uri.settings.key = Some(key);
+    uri.settings.cert = Some(options.cert()?);
+    let mut file = Vec::new();
+    if with_cert {
+        file.extend(certificate(options)?.to_pem().map_err(|e| e.to_string())?);
+    }
+    file.extend(keyref_pem(&uri.to_string()).into_bytes());
+    write_out(Some(out), &file)
+}

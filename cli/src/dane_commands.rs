@@ -1,0 +1,169 @@
+//! The `iotsafe dane ...` subcommands: their arguments, and the reports of the checks the `dane`
+//! crate runs (`dane::check`, `dane::client`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dane::check::check_server;
+use dane::client::ClientVerifier;
+use dane::name::DomainName;
+use dane::resolver::{ResolveError, Resolver, ResolverConfig, TrustAnchor, Validation};
+use dane::server::Policy;
+
+/// `--policy`: what to do when a server has no secure TLSA records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArg {
+    /// No secure usable records: the server is refused.
+    Require,
+    /// No secure usable records: the program's own PKIX checks decide.
+    Opportunistic,
+}
+
+impl From<PolicyArg> for Policy {
+    fn from(arg: PolicyArg) -> Self {
+        match arg {
+            PolicyArg::Require => Policy::Require,
+            PolicyArg::Opportunistic => Policy::Opportunistic,
+        }
+    }
+}
+
+/// `iotsafe dane <command>`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum DaneCommand {
+    /// Connect to HOST PORT over TLS and authenticate the server by its TLSA records
+    /// (_PORT._tcp.HOST). Exit status 0 only when the server is authenticated.
+    CheckServer {
+        host: String,
+        port: u16,
+        /// What to do when the server has no secure TLSA records.
+        #[arg(long, value_enum, default_value = "require")]
+        policy: PolicyArg,
+        /// CA certificates (PEM) for the PKIX usages 0 and 1 and the opportunistic fallback;
+        /// the system's store when absent.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        #[command(flatten)]
+        dns: DnsArgs,
+    },
+    /// Verify a device certificate against the TLSA records at its DANE client identity
+    /// OWNER. Exit status 0 only when the device is authenticated.
+    CheckClient {
+        /// The device certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// Intermediate/CA certificates the device sends after its certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        chain: Option<PathBuf>,
+        /// The device's DANE client identity (TLSA owner name), e.g. sensor7._device.example.com.
+        #[arg(long, value_name = "OWNER")]
+        name: String,
+        /// Domains whose names may be looked up (repeatable); any name when absent.
+        #[arg(long = "allowed-domain", value_name = "DOMAIN", value_parser = domain_arg)]
+        allowed_domains: Vec<String>,
+        /// CA certificates (PEM) for the PKIX usages 0 and 1.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        #[command(flatten)]
+        dns: DnsArgs,
+    },
+}
+
+/// How to reach and trust the DNS.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DnsArgs {
+    /// The DNS server asked for every name, the server's address included
+    /// (default: the first nameserver of /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub resolver: Option<SocketAddr>,
+    /// Root trust anchor: zone-file lines of DNSKEY or DS records
+    /// (default: the IANA root keys).
+    #[arg(long, value_name = "FILE", conflicts_with = "trust_ad")]
+    pub trust_anchor: Option<PathBuf>,
+    /// Do not validate; trust the AD bit of the resolver (which must be on loopback).
+    #[arg(long)]
+    pub trust_ad: bool,
+    /// Seconds a whole DNS look-up may take.
+    #[arg(long, default_value_t = 5)]
+    pub dns_timeout: u64,
+}
+
+impl DnsArgs {
+    /// The resolver these options describe.
+    pub fn resolver(&self) -> Result<Resolver, ResolveError> {
+        let server = match self.resolver {
+            Some(addr) => addr,
+            None => system_nameserver(),
+        };
+        let anchor = match &self.trust_anchor {
+            Some(path) => TrustAnchor::from_file(path)?,
+            None => TrustAnchor::iana_root(),
+        };
+        let mut config = ResolverConfig::new(server, anchor);
+        if self.trust_ad {
+            config.validation = Validation::TrustAdBit;
+        }
+        config.lookup_timeout = Duration::from_secs(self.dns_timeout.max(1));
+        Resolver::new(config)
+    }
+}
+
+/// An allowed domain as given, once it is known to be a domain name.
+fn domain_arg(text: &str) -> Result<String, String> {
+    DomainName::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn system_nameserver() -> SocketAddr {
+    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    conf.lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .find_map(|ip| ip.trim().parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 53)))
+}
+
+/// Runs one subcommand, prints its report, and returns the process exit status.
+pub fn run(cmd: DaneCommand) -> i32 {
+    let (ok, report) = match cmd {
+        DaneCommand::CheckServer {
+            host,
+            port,
+            policy,
+            ca_file,
+            dns,
+        } => match dns.resolver() {
+            Ok(r) => {
+                let check = check_server(&r, &host, port, policy.into(), ca_file.as_deref());
+                (check.authenticated(), check.to_string())
+            }
+            Err(e) => (false, e.to_string()),
+        },
+        DaneCommand::CheckClient {
+            cert,
+            chain,
+            name,
+            allowed_domains,
+            ca_file,
+            dns,
+        } => match dns.resolver() {
+            Ok(r) => {
+                let verifier = ClientVerifier::new(allowed_domains, ca_file);
+                match verifier.verify_files(&r, &name, &cert, chain.as_deref()) {
+                    Ok(v) => (v.authenticated(), v.to_string()),
+                    Err(e) => (false, e),
+                }
+            }
+            Err(e) => (false, e.to_string()),
+        },
+    };
+    if ok {
+        println!("{report}");
+        0
+    } else {
+        eprintln!("{report}");
+        1
+    }
+}

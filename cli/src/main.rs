@@ -1,0 +1,54 @@
+//! `iotsafe`: inspect and use the IoT SAFE applet of a SIM/eSIM.
+//!
+//! Exit status 0 on success; on failure one line on stderr and a non-zero status.
+
+mod card;
+mod dane_commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "iotsafe",
+    version,
+    about = "Use the GSMA IoT SAFE applet of a SIM/eSIM"
+)]
+struct Cli {
+    #[command(flatten)]
+    card: card::CardOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Card(card::CardCommand),
+    /// Authenticate servers and devices by their DNSSEC-validated TLSA records.
+    Dane {
+        #[command(subcommand)]
+        command: dane_commands::DaneCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Card(command) => card::run(&cli.card, command),
+        Command::Dane { command } => {
+            return match dane_commands::run(command) {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("iotsafe: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

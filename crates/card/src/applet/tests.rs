@@ -1,0 +1,416 @@
+//! Codec tests against the APDU traces real cards published (see the project's reference on
+//! the applet): the host must send exactly those bytes and understand those answers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use iotsafe_hex::decode;
+
+/// A card that plays a script: each command must be the expected one; the answer is fixed.
+#[derive(Clone, Default)]
+struct Script(Arc<Mutex<VecDeque<Step>>>);
+
+/// An expected command and the card's answer to it.
+type Step = (Vec<u8>, Vec<u8>);
+
+impl Script {
+    fn new(steps: &[(&str, &str)]) -> Self {
+        let steps = steps
+            .iter()
+            .map(|(c, r)| (decode(c).unwrap(), decode(r).unwrap()))
+            .collect();
+        Script(Arc::new(Mutex::new(steps)))
+    }
+
+    fn remaining(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+impl Transport for Script {
+    fn name(&self) -> &str {
+        "script"
+    }
+    fn link(&mut self) -> Result<Box<dyn Link + '_>> {
+        Ok(Box::new(self.clone()))
+    }
+    fn recover(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Link for Script {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>> {
+        // Past the script's end (e.g. the channel close at drop) the card is gone.
+        let Some((expected, answer)) = self.0.lock().unwrap().pop_front() else {
+            return Err(Error::Transport("the script has ended".into()));
+        };
+        assert_eq!(
+            hex::encode(command),
+            hex::encode(&expected),
+            "command bytes"
+        );
+        Ok(answer)
+    }
+}
+
+const OPEN_CHANNEL_1: (&str, &str) = ("0070000001", "019000");
+const SELECT_GSMA_ON_1: (&str, &str) = ("01A4040007A0000005590010", "9000");
+
+fn applet(script: &Script, cla_style: ClaStyle) -> Applet {
+    let config = AppletConfig {
+        cla_style,
+        ..AppletConfig::default()
+    };
+    Applet::new(Box::new(script.clone()), config)
+}
+
+fn zariot_point() -> String {
+    let x: String = (0..32).map(|i| format!("{:02X}", i + 1)).collect();
+    let y: String = (0..32).map(|i| format!("{:02X}", 0x80 + i)).collect();
+    format!("04{x}{y}")
+}
+
+#[test]
+fn zariot_keygen_trace() {
+    let answer = format!("84033030318503303032 34454943 8641 {} 9000", zariot_point());
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("81B900000584033030 31", "6151"),
+        ("81C0000051", answer.as_str()),
+    ]);
+    let key = applet(&script, ClaStyle::Proprietary)
+        .generate_key_pair(&ObjectRef::Id(b"001".to_vec()))
+        .unwrap();
+    assert_eq!(key.private_id, b"001");
+    assert_eq!(key.public_id, b"002");
+    assert_eq!(hex::encode(&key.point), zariot_point());
+    assert_eq!(script.remaining(), 0);
+}
+
+#[test]
+fn zariot_sign_trace_with_long_signature_length() {
+    let digest: String = "AB".repeat(32);
+    let rs: String = (0..64).map(|i| format!("{:02X}", 0x40 + i)).collect();
+    let update = format!("812B8001229E20{digest}");
+    let answer = format!("330040{rs}9000");
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("812A00010F84033030 31A10103910200019201 04", "9000"),
+        (update.as_str(), "6143"),
+        ("81C0000043", answer.as_str()),
+    ]);
+    let der = applet(&script, ClaStyle::Proprietary)
+        .sign_digest(
+            &ObjectRef::Id(b"001".to_vec()),
+            HashAlg::Sha256,
+            &[0xAB; 32],
+        )
+        .unwrap();
+    assert_eq!(der, ecdsa::der_from_raw(&decode(&rs).unwrap()));
+}
+
+#[test]
+fn orange_sign_init_with_two_byte_id_in_full_text_mode() {
+    let rs = "11".repeat(64);
+    let answer = format!("3340{rs}9000");
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("012A00010E84021234A101019102000192 0104", "9000"),
+        ("012B8001059E03616263", answer.as_str()),
+    ]);
+    applet(&script, ClaStyle::Interindustry)
+        .sign_message(&ObjectRef::Id(vec![0x12, 0x34]), HashAlg::Sha256, b"abc")
+        .unwrap();
+}
+
+#[test]
+fn steady_state_signature_is_two_apdus() {
+    let ok_sig = format!("3340{}9000", "22".repeat(64));
+    let init = "012A0001 0D 840101 A10103 91020001 920104";
+    let update = format!("012B8001229E20{}", "00".repeat(32));
+    let mut steps = vec![OPEN_CHANNEL_1, SELECT_GSMA_ON_1];
+    for _ in 0..3 {
+        steps.push((init, "9000"));
+        steps.push((update.as_str(), ok_sig.as_str()));
+    }
+    let script = Script::new(&steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    for _ in 0..3 {
+        applet
+            .sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0; 32])
+            .unwrap();
+    }
+    assert_eq!(script.remaining(), 0);
+}
+
+#[test]
+fn failed_update_closes_the_session_and_names_the_status() {
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("012A00010D840101A1010391020001920104", "9000"),
+        (
+            format!("012B8001229E20{}", "00".repeat(32)).as_str(),
+            "6985",
+        ),
+        ("012A0101", "9000"),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0; 32])
+        .unwrap_err();
+    assert_eq!(err.status_word(), Some(0x6985));
+    assert!(
+        err.to_string().contains("conditions of use not satisfied"),
+        "{err}"
+    );
+    assert_eq!(script.remaining(), 0, "the session close was sent");
+}
+
+#[test]
+fn unknown_key_is_a_not_found_error_naming_the_key() {
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("012A00010D840107A1010391020001920104", "6A82"),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .sign_digest(&ObjectRef::Id(vec![7]), HashAlg::Sha256, &[0; 32])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "private key id 07 not found on the applet (SW 6A82)"
+    );
+}
+
+#[test]
+fn aid_list_falls_back_to_the_next_aid() {
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        ("01A4040007A0000005590010", "6A82"),
+        ("01A404000FA0000000305 3F1240177010149 5341", "9000"),
+        ("018400000 8", "01020304050607089000"),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    assert_eq!(applet.random(8).unwrap(), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(applet.selected_aid(), Some(AID_THALES));
+}
+
+#[test]
+fn no_logical_channel_falls_back_to_the_basic_channel() {
+    let script = Script::new(&[
+        ("0070000001", "6881"),
+        ("00A4040007A0000005590010", "9000"),
+        ("8084000004", "0A0B0C0D9000"),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Proprietary);
+    assert_eq!(applet.random(4).unwrap(), [0x0A, 0x0B, 0x0C, 0x0D]);
+}
+
+#[test]
+fn object_list_follows_6300_paging_and_file_is_read_in_steps() {
+    let file: Vec<u8> = (0..300u16).map(|i| i as u8).collect();
+    let first = "C10C840101740444455649 4B0113";
+    let second = "C307 830102 2002012C";
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CB010000", format!("{first}6300").as_str()),
+        ("01CB010100", format!("{second}9000").as_str()),
+        ("01CBC3000383010200", "830102200 2012C9000"),
+        (
+            "01B0000003830102 00",
+            format!("{}9000", hex::encode(&file[..256])).as_str(),
+        ),
+        (
+            "01B001000383010 22C",
+            format!("{}9000", hex::encode(&file[256..])).as_str(),
+        ),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    let objects = applet.objects().unwrap();
+    assert_eq!(objects.len(), 2);
+    assert_eq!(objects[0].label.as_deref(), Some("DEVI"));
+    assert_eq!(objects[1].size, Some(300));
+    assert_eq!(applet.read_file(&ObjectRef::Id(vec![2])).unwrap(), file);
+}
+
+#[test]
+fn malformed_public_key_is_a_clear_error_not_a_panic() {
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CD000003850101", "3445494386410 49000"),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .read_public_key(&ObjectRef::Id(vec![1]))
+        .unwrap_err();
+    assert!(matches!(err, Error::Malformed { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("malformed answer to READ PUBLIC KEY (public key id 01)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_response_without_status_word_is_an_error() {
+    let script = Script::new(&[OPEN_CHANNEL_1, SELECT_GSMA_ON_1, ("0184000004", "90")]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .random(4)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("at least the status word"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_digest_length_is_refused_before_any_apdu() {
+    let script = Script::new(&[]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha384, &[0; 32])
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+}
+
+#[test]
+fn random_count_is_bounded_before_any_apdu() {
+    let script = Script::new(&[]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .random(99_999_999_999_999)
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("at most 65536"), "{err}");
+}
+
+/// GET DATA for file id 02, answered with these attributes.
+fn file_object(size_hex: &str) -> (String, String) {
+    let size_len = size_hex.len() / 2;
+    let attributes = format!("830102 20{size_len:02X}{size_hex}");
+    (
+        "01CBC3000383010200".to_string(),
+        format!("{attributes}9000"),
+    )
+}
+
+#[test]
+fn absurd_file_sizes_are_refused_before_reading() {
+    for size in [
+        "FFFFFFFFFF",
+        "FFFFFFFFFFFFFFFF",
+        "01FFFFFFFFFFFFFFFF",
+        "4001",
+    ] {
+        let (get, answer) = file_object(size);
+        let script = Script::new(&[OPEN_CHANNEL_1, SELECT_GSMA_ON_1, (&get, &answer)]);
+        let err = applet(&script, ClaStyle::Interindustry)
+            .read_file(&ObjectRef::Id(vec![2]))
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, Error::Malformed { .. }), "{size}: {message}");
+        assert!(
+            message.contains("file id 02") && message.contains("more than the 16384 bytes"),
+            "{size}: {message}"
+        );
+        assert_eq!(script.remaining(), 0, "{size}: no READ FILE was sent");
+    }
+    let (get, answer) = file_object("FFFFFFFFFF");
+    let err = applet(
+        &Script::new(&[OPEN_CHANNEL_1, SELECT_GSMA_ON_1, (&get, &answer)]),
+        ClaStyle::Interindustry,
+    )
+    .read_file(&ObjectRef::Id(vec![2]))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("announces 1099511627775 bytes (tag 20)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_of_the_largest_size_is_read() {
+    let (get, answer) = file_object("4000");
+    let mut steps = vec![
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        (get.as_str(), answer.as_str()),
+    ];
+    let block = format!("{}9000", "5A".repeat(256));
+    let commands: Vec<String> = (0..MAX_FILE_SIZE / 256)
+        .map(|i| format!("01B0{:04X}0383010200", i * 256))
+        .collect();
+    for command in &commands {
+        steps.push((command.as_str(), block.as_str()));
+    }
+    let script = Script::new(&steps);
+    let content = applet(&script, ClaStyle::Interindustry)
+        .read_file(&ObjectRef::Id(vec![2]))
+        .unwrap();
+    assert_eq!(content.len(), MAX_FILE_SIZE);
+}
+
+#[test]
+fn an_oversized_public_key_is_refused() {
+    let point = format!("04{}", "11".repeat(200));
+    let answer = format!("3481CF 4981CC 8681C9{point}9000");
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CD000003850101", answer.as_str()),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .read_public_key(&ObjectRef::Id(vec![1]))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not an uncompressed EC point (201 bytes)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_oversized_signature_is_refused() {
+    let answer = format!("33 8186 {} 9000", "22".repeat(134));
+    let update = format!("012B8001229E20{}", "00".repeat(32));
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("012A00010D840101A1010391020001920104", "9000"),
+        (update.as_str(), answer.as_str()),
+        ("012A0101", "9000"),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0; 32])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a raw ECDSA signature of 134 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn absurd_counts_in_object_lists_and_applet_information_do_not_panic() {
+    // A file whose size (2^64) has nine bytes, and applet limits of eight and nine: too large
+    // counts saturate (the size does not wrap to 0) and the bounds of their users refuse them.
+    let list = "C311 830102 2009010000000000000000 210102";
+    let info = "B108FFFFFFFFFFFFFFFF B709FFFFFFFFFFFFFFFFFF";
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CB010000", format!("{list}9000").as_str()),
+        ("01CB000000", format!("{info}9000").as_str()),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    let objects = applet.objects().unwrap();
+    assert_eq!(objects[0].size, Some(usize::MAX));
+    let info = applet.info().unwrap();
+    assert_eq!(info.max_objects[0], Some(usize::MAX));
+    assert_eq!(info.max_sessions, Some(usize::MAX));
+}

@@ -1,0 +1,336 @@
+//! `iotsafe:` URIs: which card, applet and objects, in the style of PKCS#11 URIs
+//! (RFC 7512): `iotsafe:key-id=01;cert-id=02` or
+//! `iotsafe:reader=Virtual%20PCD;key-label=DEVICE;type=private`.
+//!
+//! The attributes are those of [`super::config`], plus `type` (`private`, `public`, `cert`)
+//! to pick one object from the store. Values are percent-encoded.
+
+use std::fmt;
+
+use super::config::Settings;
+use iotsafe_card::ObjectRef;
+use iotsafe_hex as hex;
+
+pub const SCHEME: &str = "iotsafe:";
+
+/// Which object of the card a URI asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectType {
+    Private,
+    Public,
+    Cert,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyUri {
+    pub settings: Settings,
+    pub object: Option<ObjectType>,
+}
+
+impl KeyUri {
+    pub fn parse(text: &str) -> Result<KeyUri, String> {
+        let rest = text
+            .get(..SCHEME.len())
+            .filter(|s| s.eq_ignore_ascii_case(SCHEME))
+            .map(|_| &text[SCHEME.len()..])
+            .ok_or_else(|| format!("'{text}' is not an iotsafe: URI"))?;
+        let mut uri = KeyUri::default();
+        for attribute in rest.split(';').filter(|a| !a.is_empty()) {
+            let (name, value) = attribute
+                .split_once('=')
+                .ok_or_else(|| format!("'{text}': attribute '{attribute}' has no value"))?;
+            let value = percent_decode(value).map_err(|e| format!("'{text}': {e}"))?;
+            if name == "type" {
+                uri.object = Some(match value.as_str() {
+                    "private" => ObjectType::Private,
+                    "public" => ObjectType::Public,
+                    "cert" => ObjectType::Cert,
+                    _ => {
+                        return Err(format!(
+                            "'{text}': type must be private, public or cert, not '{value}'"
+                        ))
+                    }
+                });
+            } else if name == "debug-log" {
+                return Err(format!("'{text}': debug-log is not a URI attribute"));
+            } else {
+                uri.settings
+                    .set(name, &value)
+                    .map_err(|e| format!("'{text}': {e}"))?;
+            }
+        }
+        Ok(uri)
+    }
+
+    /// The settings this URI (or key reference) reaches: its attributes over the configured
+    /// ones. It cannot choose a modem of its own: key references are files any user may hand
+    /// to a program, and the provider opens a modem's device, changes its line settings and
+    /// writes AT commands to it. A modem named here must be the configured one (openssl.cnf
+    /// `modem` or `IOTSAFE_MODEM`), as in a key reference written for that modem.
+    pub fn settings_over(&self, configured: &Settings) -> Result<Settings, String> {
+        if let Some(modem) = &self.settings.modem {
+            if configured.modem.as_ref() != Some(modem) {
+                let configured = match &configured.modem {
+                    Some(other) => format!("the configured modem is {other}"),
+                    None => "no modem is configured".to_string(),
+                };
+                return Err(format!(
+                    "'{self}' names modem {modem}, but {configured}: a key reference or URI \
+                     may only name the modem of openssl.cnf (modem) or IOTSAFE_MODEM"
+                ));
+            }
+        }
+        Ok(self.settings.overlay(configured))
+    }
+}
+
+fn push_object(out: &mut Vec<String>, prefix: &str, object: &Option<ObjectRef>) {
+    match object {
+        Some(ObjectRef::Id(id)) => out.push(format!("{prefix}-id={}", hex::encode(id))),
+        Some(ObjectRef::Label(label)) => {
+            out.push(format!("{prefix}-label={}", percent_encode(label)))
+        }
+        None => {}
+    }
+}
+
+impl fmt::Display for KeyUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
+        let mut parts = Vec::new();
+        if let Some(reader) = &s.reader {
+            parts.push(format!("reader={}", percent_encode(reader)));
+        }
+        if let Some(modem) = &s.modem {
+            parts.push(format!("modem={}", percent_encode(modem)));
+        }
+        if let Some(aids) = &s.aids {
+            let aids: Vec<String> = aids.iter().map(|a| hex::encode(a)).collect();
+            parts.push(format!("aid={}", aids.join(",")));
+        }
+        if let Some(style) = s.cla_style {
+            parts.push(format!(
+                "cla-style={}",
+                match style {
+                    iotsafe_card::ClaStyle::Interindustry => "00",
+                    iotsafe_card::ClaStyle::Proprietary => "80",
+                }
+            ));
+        }
+        // An explicit `logical` is kept too: it overrides a `basic` in openssl.cnf.
+        match s.basic_channel {
+            Some(true) => parts.push("channel=basic".into()),
+            Some(false) => parts.push("channel=logical".into()),
+            None => {}
+        }
+        push_object(&mut parts, "key", &s.key);
+        push_object(&mut parts, "pub", &s.public);
+        push_object(&mut parts, "cert", &s.cert);
+        // Only an id names a peer slot (config.rs refuses a dh-peer label).
+        push_object(&mut parts, "dh-peer", &s.dh_peer);
+        if let Some(object) = self.object {
+            parts.push(
+                match object {
+                    ObjectType::Private => "type=private",
+                    ObjectType::Public => "type=public",
+                    ObjectType::Cert => "type=cert",
+                }
+                .into(),
+            );
+        }
+        write!(f, "{SCHEME}{}", parts.join(";"))
+    }
+}
+
+fn percent_encode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~:/@!$'()*+,".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hexits = value
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent escape in '{value}'"))?;
+            out.push(hexits);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("'{value}' is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let uri =
+            KeyUri::parse("iotsafe:reader=Virtual%20PCD;key-label=DEVICE;cert-id=02;type=private")
+                .unwrap();
+        assert_eq!(uri.settings.reader.as_deref(), Some("Virtual PCD"));
+        assert_eq!(uri.settings.key, Some(ObjectRef::Label("DEVICE".into())));
+        assert_eq!(uri.settings.cert, Some(ObjectRef::Id(vec![2])));
+        assert_eq!(uri.object, Some(ObjectType::Private));
+        assert_eq!(KeyUri::parse(&uri.to_string()).unwrap(), uri);
+    }
+
+    #[test]
+    fn a_uri_names_only_the_configured_modem() {
+        let uri = KeyUri::parse("iotsafe:modem=/dev/ttyS0;key-id=01").unwrap();
+        let e = uri.settings_over(&Settings::default()).unwrap_err();
+        assert!(
+            e.contains("names modem /dev/ttyS0, but no modem is configured"),
+            "{e}"
+        );
+        let mut configured = Settings::default();
+        configured.set("modem", "/dev/ttyUSB2").unwrap();
+        let e = uri.settings_over(&configured).unwrap_err();
+        assert!(e.contains("the configured modem is /dev/ttyUSB2"), "{e}");
+        configured.set("modem", "/dev/ttyS0").unwrap();
+        let settings = uri.settings_over(&configured).unwrap();
+        assert_eq!(settings.modem.as_deref(), Some("/dev/ttyS0"));
+        // Without a modem of its own, a URI uses the configured one.
+        let plain = KeyUri::parse("iotsafe:key-id=01").unwrap();
+        assert_eq!(
+            plain.settings_over(&configured).unwrap().modem.as_deref(),
+            Some("/dev/ttyS0")
+        );
+    }
+
+    #[test]
+    fn every_attribute_survives_printing() {
+        let text = "iotsafe:reader=Virtual%20PCD;modem=/dev/ttyUSB2;aid=A0000005591010FFFFFFFF8900000100;\
+                    cla-style=80;channel=basic;key-id=01;pub-id=03;cert-id=02;dh-peer-id=11;type=private";
+        let uri = KeyUri::parse(text).unwrap();
+        assert_eq!(uri.settings.dh_peer, Some(ObjectRef::Id(vec![0x11])));
+        assert_eq!(uri.to_string(), text);
+        assert_eq!(KeyUri::parse(&uri.to_string()).unwrap(), uri);
+    }
+
+    #[test]
+    fn wrong_uris_are_refused_with_a_reason() {
+        for (bad, reason) in [
+            ("file:/etc/passwd", "not an iotsafe: URI"),
+            ("iotsafe:key-id=zz", "key-id"),
+            ("iotsafe:colour=blue", "unknown attribute"),
+            ("iotsafe:type=secret", "type must be"),
+            ("iotsafe:key-id", "has no value"),
+            ("iotsafe:reader=%4", "percent"),
+        ] {
+            let e = KeyUri::parse(bad).unwrap_err();
+            assert!(e.contains(reason), "{bad}: {e}");
+        }
+    }
+}
+
+/// The PEM label of a key-reference file.
+pub const PEM_LABEL: &str = "IOTSAFE KEY REFERENCE";
+/// The structure name decoders give a key reference's DER.
+pub const STRUCTURE: &str = "iotsafe-keyref";
+const DESCRIPTION: &str = "IoT SAFE applet key";
+
+/// A key reference's DER: `SEQUENCE { UTF8String description, UTF8String uri }`.
+pub fn keyref_der(uri: &str) -> Vec<u8> {
+    let mut body = der_string(DESCRIPTION);
+    body.extend(der_string(uri));
+    der_tlv(0x30, &body)
+}
+
+/// The URI inside a key reference's DER; `None` when the DER is something else.
+pub fn uri_of_keyref(der: &[u8]) -> Option<String> {
+    let (tag, body, rest) = der_parse(der)?;
+    if tag != 0x30 || !rest.is_empty() {
+        return None;
+    }
+    let (tag, description, rest) = der_parse(body)?;
+    if tag != 0x0C || description != DESCRIPTION.as_bytes() {
+        return None;
+    }
+    let (tag, uri, rest) = der_parse(rest)?;
+    if tag != 0x0C || !rest.is_empty() {
+        return None;
+    }
+    String::from_utf8(uri.to_vec()).ok()
+}
+
+/// The key-reference PEM block for `uri`.
+pub fn keyref_pem(uri: &str) -> String {
+    let b64 = openssl::base64::encode_block(&keyref_der(uri));
+    let mut pem = format!("-----BEGIN {PEM_LABEL}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {PEM_LABEL}-----\n"));
+    pem
+}
+
+fn der_string(s: &str) -> Vec<u8> {
+    der_tlv(0x0C, s.as_bytes())
+}
+
+fn der_tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = value.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend([0x81, len as u8]);
+    } else {
+        out.extend([0x82, (len >> 8) as u8, len as u8]);
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+fn der_parse(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = data.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        l if l < 0x80 => (usize::from(l), rest),
+        0x81 => (usize::from(*rest.first()?), &rest[1..]),
+        0x82 => (
+            usize::from(*rest.first()?) << 8 | usize::from(*rest.get(1)?),
+            rest.get(2..)?,
+        ),
+        _ => return None,
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+#[cfg(test)]
+mod keyref_tests {
+    use super::*;
+
+    #[test]
+    fn keyref_round_trip_and_refusals() {
+        let uri = "iotsafe:key-id=01;cert-id=02";
+        assert_eq!(uri_of_keyref(&keyref_der(uri)).as_deref(), Some(uri));
+        let long = format!("iotsafe:key-label={}", "x".repeat(300));
+        assert_eq!(uri_of_keyref(&keyref_der(&long)), Some(long));
+        // A SubjectPublicKeyInfo or a truncated reference is not ours.
+        assert_eq!(uri_of_keyref(&[0x30, 0x03, 0x02, 0x01, 0x00]), None);
+        let der = keyref_der(uri);
+        assert_eq!(uri_of_keyref(&der[..der.len() - 1]), None);
+        assert!(keyref_pem(uri).starts_with("-----BEGIN IOTSAFE KEY REFERENCE-----\n"));
+    }
+}
