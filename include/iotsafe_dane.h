@@ -38,19 +38,31 @@ extern "C" {
 // into this library on the same thread.
 const char *iotsafe_dane_last_error(void);
 
-// Creates a handle. `resolver`: "ADDR:PORT" of the DNS server asked for every name (NULL:
-// 127.0.0.1:53). `trust_anchor_file`: root DNSKEY/DS lines (NULL: the IANA root keys).
-// Returns NULL on error (see [`iotsafe_dane_last_error`]).
+// Creates a handle with a resolver (and cache) of its own. `resolver`: "ADDR:PORT" of the DNS
+// server asked for every name (NULL: 127.0.0.1:53). `trust_anchor_file`: root DNSKEY/DS lines
+// (NULL: the IANA root keys). Returns NULL on error (see [`iotsafe_dane_last_error`]).
 //
 // # Safety
 // Both arguments must be NULL or NUL-terminated strings.
 iotsafe_dane *iotsafe_dane_new(const char *resolver, const char *trust_anchor_file);
 
+// Creates a handle on the process-wide resolver for this `resolver` and `trust_anchor_file`
+// (as [`iotsafe_dane_new`] reads them): every handle made by this function with the same two
+// arguments shares one resolver and its cache, whoever made it (a broker plugin, the preload
+// shim, the application), so a record is looked up once per process and a cache cleared
+// through one handle is cleared for all. The allowed domains and CA file stay per handle. The
+// resolver lives while a handle on it does. Free each handle with [`iotsafe_dane_free`].
+//
+// # Safety
+// As [`iotsafe_dane_new`].
+iotsafe_dane *iotsafe_dane_shared(const char *resolver, const char *trust_anchor_file);
+
 // Frees a handle (NULL is fine). Contexts configured with it keep their own reference to the
 // resolver.
 //
 // # Safety
-// `d` must come from [`iotsafe_dane_new`] and not be used afterwards.
+// `d` must come from [`iotsafe_dane_new`] or [`iotsafe_dane_shared`] and not be used
+// afterwards.
 void iotsafe_dane_free(iotsafe_dane *d);
 
 // Restricts device names to these domains (comma- or space-separated), checked before any DNS

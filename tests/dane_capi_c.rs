@@ -388,6 +388,21 @@ fn every_other_entry_point_from_c() {
     assert_eq!(lines[9].get("identity"), NAME);
 }
 
+/// A broker plugin and the preload shim in one process each make their handle with
+/// iotsafe_dane_shared: the second finds the first's answers in the one cache (no query of its
+/// own), while a handle from iotsafe_dane_new looks up again.
+#[test]
+fn shared_handles_share_one_resolver_and_cache() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let lines = rig.run("refuse", &[step("shared", &format!("{dev}.crt"))]);
+    let count = |key: &str| -> i64 { lines[0].get(key).parse().unwrap() };
+    assert!(count("first") > 0, "{:?}", lines[0]);
+    assert_eq!(count("shim_before"), count("first"), "{:?}", lines[0]);
+    assert_eq!(count("second"), count("first"), "{:?}", lines[0]);
+    assert!(count("separate") > 0, "{:?}", lines[0]);
+}
+
 #[test]
 fn clearing_the_cache_ends_resumption_at_once() {
     let rig = Rig::new(300);

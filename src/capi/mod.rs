@@ -1,5 +1,6 @@
-//! The C API of the DANE half: one handle per process holding the resolver and its cache, and
-//! functions that work on the application's own OpenSSL objects.
+//! The C API of the DANE half: handles holding a resolver and its cache (one of their own, or
+//! the process-wide one of [`iotsafe_dane_shared`]), and functions that work on the
+//! application's own OpenSSL objects.
 //!
 //! Conventions: functions return 1 on success (or "authenticated"), 0 on a refusal, -1 on an
 //! error; [`iotsafe_dane_last_error`] explains the last 0 or -1 of the calling thread. No Rust
@@ -134,9 +135,9 @@ pub extern "C" fn iotsafe_dane_last_error() -> *const c_char {
         .unwrap_or(NO_ERROR.as_ptr())
 }
 
-/// Creates a handle. `resolver`: "ADDR:PORT" of the DNS server asked for every name (NULL:
-/// 127.0.0.1:53). `trust_anchor_file`: root DNSKEY/DS lines (NULL: the IANA root keys).
-/// Returns NULL on error (see [`iotsafe_dane_last_error`]).
+/// Creates a handle with a resolver (and cache) of its own. `resolver`: "ADDR:PORT" of the DNS
+/// server asked for every name (NULL: 127.0.0.1:53). `trust_anchor_file`: root DNSKEY/DS lines
+/// (NULL: the IANA root keys). Returns NULL on error (see [`iotsafe_dane_last_error`]).
 ///
 /// # Safety
 /// Both arguments must be NULL or NUL-terminated strings.
@@ -145,22 +146,96 @@ pub unsafe extern "C" fn iotsafe_dane_new(
     resolver: *const c_char,
     trust_anchor_file: *const c_char,
 ) -> *mut IotsafeDane {
-    let mut out: *mut IotsafeDane = std::ptr::null_mut();
-    guard(|| {
+    new_handle(resolver, trust_anchor_file, |key| {
+        Resolver::new(key.config()?)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Creates a handle on the process-wide resolver for this `resolver` and `trust_anchor_file`
+/// (as [`iotsafe_dane_new`] reads them): every handle made by this function with the same two
+/// arguments shares one resolver and its cache, whoever made it (a broker plugin, the preload
+/// shim, the application), so a record is looked up once per process and a cache cleared
+/// through one handle is cleared for all. The allowed domains and CA file stay per handle. The
+/// resolver lives while a handle on it does. Free each handle with [`iotsafe_dane_free`].
+///
+/// # Safety
+/// As [`iotsafe_dane_new`].
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_shared(
+    resolver: *const c_char,
+    trust_anchor_file: *const c_char,
+) -> *mut IotsafeDane {
+    new_handle(resolver, trust_anchor_file, shared_resolver)
+}
+
+/// What makes two resolvers the same: the server asked and where the trust anchor comes from.
+#[derive(Clone, PartialEq, Eq)]
+struct ResolverKey {
+    server: std::net::SocketAddr,
+    trust_anchor_file: Option<PathBuf>,
+}
+
+impl ResolverKey {
+    /// # Safety
+    /// As [`iotsafe_dane_new`].
+    unsafe fn parse(
+        resolver: *const c_char,
+        trust_anchor_file: *const c_char,
+    ) -> Result<Self, String> {
         let server = match opt_str(resolver)? {
             Some(s) => s
                 .parse()
                 .map_err(|_| format!("resolver {s:?} is not ADDR:PORT"))?,
             None => std::net::SocketAddr::from(([127, 0, 0, 1], 53)),
         };
-        let anchor = match opt_str(trust_anchor_file)? {
-            Some(path) => TrustAnchor::from_file(path.as_ref()).map_err(|e| e.to_string())?,
+        Ok(ResolverKey {
+            server,
+            trust_anchor_file: opt_str(trust_anchor_file)?.map(PathBuf::from),
+        })
+    }
+
+    fn config(&self) -> Result<ResolverConfig, String> {
+        let anchor = match &self.trust_anchor_file {
+            Some(path) => TrustAnchor::from_file(path).map_err(|e| e.to_string())?,
             None => TrustAnchor::iana_root(),
         };
-        let resolver =
-            Resolver::new(ResolverConfig::new(server, anchor)).map_err(|e| e.to_string())?;
+        Ok(ResolverConfig::new(self.server, anchor))
+    }
+}
+
+/// The resolvers [`iotsafe_dane_shared`] hands out, held weakly: the last handle on one ends it.
+static SHARED_RESOLVERS: Mutex<Vec<(ResolverKey, std::sync::Weak<Resolver>)>> =
+    Mutex::new(Vec::new());
+
+fn shared_resolver(key: &ResolverKey) -> Result<Arc<Resolver>, String> {
+    let mut shared = SHARED_RESOLVERS.lock().unwrap_or_else(|p| p.into_inner());
+    shared.retain(|(_, resolver)| resolver.strong_count() > 0);
+    if let Some(resolver) = shared
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, resolver)| resolver.upgrade())
+    {
+        return Ok(resolver);
+    }
+    let resolver = Arc::new(Resolver::new(key.config()?).map_err(|e| e.to_string())?);
+    shared.push((key.clone(), Arc::downgrade(&resolver)));
+    Ok(resolver)
+}
+
+/// # Safety
+/// As [`iotsafe_dane_new`].
+unsafe fn new_handle(
+    resolver: *const c_char,
+    trust_anchor_file: *const c_char,
+    make_resolver: impl FnOnce(&ResolverKey) -> Result<Arc<Resolver>, String>,
+) -> *mut IotsafeDane {
+    let mut out: *mut IotsafeDane = std::ptr::null_mut();
+    guard(|| {
+        let key = ResolverKey::parse(resolver, trust_anchor_file)?;
         out = Box::into_raw(Box::new(IotsafeDane {
-            resolver: Arc::new(resolver),
+            resolver: make_resolver(&key)?,
             settings: Mutex::default(),
             verifier: ClientVerifier::new(Vec::new(), None).into(),
         }));
@@ -173,7 +248,8 @@ pub unsafe extern "C" fn iotsafe_dane_new(
 /// resolver.
 ///
 /// # Safety
-/// `d` must come from [`iotsafe_dane_new`] and not be used afterwards.
+/// `d` must come from [`iotsafe_dane_new`] or [`iotsafe_dane_shared`] and not be used
+/// afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn iotsafe_dane_free(d: *mut IotsafeDane) {
     if !d.is_null() {

@@ -23,6 +23,9 @@
  *   ca-file=PATH   iotsafe_dane_set_ca_file
  *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C
  *   queries        iotsafe_dane_queries_sent
+ *   shared=CERT    two handles from iotsafe_dane_shared (as a plugin and a shim would make) and
+ *                  one from iotsafe_dane_new each verify CERT: DNS queries sent through each, and
+ *                  through the second shared handle before its first use
  *   flush          iotsafe_dane_clear_cache
  *   bad-new        iotsafe_dane_new with a bad resolver address (NULL and a last error)
  *   again          both dane_clientid calls a second time on the same contexts (refused)
@@ -263,6 +266,41 @@ static void verify_client(const char *step, char *spec, const char *name)
 	sk_X509_pop_free(chain, X509_free);
 }
 
+/* Verifies the device certificate at `path` through `d` and returns the DNS queries its
+ * resolver has sent by then (negative when not authenticated). */
+static long long verify_through(iotsafe_dane *d, const char *path, const char *name)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		die(path);
+	X509 *leaf = read_cert(f);
+	fclose(f);
+	int rc = iotsafe_dane_verify_client(d, leaf, NULL, name);
+	X509_free(leaf);
+	return rc == 1 ? (long long)iotsafe_dane_queries_sent(d) : -1;
+}
+
+static void shared(const char *step, const char *path, const char *name)
+{
+	const char *resolver = getenv("IOTSAFE_DANE_RESOLVER");
+	const char *anchor = getenv("IOTSAFE_DANE_TRUST_ANCHOR");
+	iotsafe_dane *plugin = iotsafe_dane_shared(resolver, anchor);
+	iotsafe_dane *shim = iotsafe_dane_shared(resolver, anchor);
+	iotsafe_dane *own = iotsafe_dane_new(resolver, anchor);
+	if (!plugin || !shim || !own)
+		die("iotsafe_dane_shared");
+	long long first = verify_through(plugin, path, name);
+	/* What the shim's handle has sent before it was ever used. */
+	unsigned long long shim_before = iotsafe_dane_queries_sent(shim);
+	long long second = verify_through(shim, path, name);
+	long long separate = verify_through(own, path, name);
+	printf("%s first=%lld shim_before=%llu second=%lld separate=%lld\n", step, first, shim_before,
+	       second, separate);
+	iotsafe_dane_free(plugin);
+	iotsafe_dane_free(shim);
+	iotsafe_dane_free(own);
+}
+
 static SSL_CTX *client_ctx(const char *name, int server_auth)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -430,6 +468,8 @@ int main(int argc, char **argv)
 			verify_client(step, value, device_name);
 		else if (strcmp(step, "flush") == 0)
 			printf("flush rc=%d\n", iotsafe_dane_clear_cache(dane));
+		else if (strcmp(step, "shared") == 0 && value)
+			shared(step, value, device_name);
 		else if (strcmp(step, "queries") == 0)
 			printf("queries=%llu\n", (unsigned long long)iotsafe_dane_queries_sent(dane));
 		else if (strcmp(step, "bad-new") == 0) {
