@@ -140,8 +140,9 @@ fn ds_trust_anchor_is_accepted() {
 #[test]
 fn wrong_trust_anchor_makes_everything_bogus() {
     let dns = hierarchy();
-    let other = dns::TestDns::start(&[]);
-    let anchor: TrustAnchor = other.trust_anchor().parse().expect("anchor");
+    let anchor: TrustAnchor = dns::TestDns::unrelated_trust_anchor()
+        .parse()
+        .expect("anchor");
     let r = Resolver::new(ResolverConfig::new(dns.addr(), anchor)).expect("resolver");
     let res = r
         .resolve("dev1._device.iotregistry.test", RecordType::TLSA)

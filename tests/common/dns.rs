@@ -13,7 +13,9 @@
 //!
 //! Bring-up is one pass, no reload: keys are generated offline with `keymgr` first, so the DS
 //! records are known before the parent zones are written, then knotd starts and signs
-//! everything on load. Zones can be rewritten and reloaded during a test. knotd is killed when
+//! everything on load. The keys (and their DS records) are made once per target directory and
+//! copied into each test's own knotd database: `keymgr` is most of a bring-up's time, and the
+//! keys are all that tests could share without seeing each other's records. Zones can be rewritten and reloaded during a test. knotd is killed when
 //! the value is dropped, whatever the outcome of the test.
 #![allow(dead_code)]
 
@@ -77,29 +79,15 @@ impl TestDns {
         let conf = dir.path().join("knot.conf");
         fs::write(&conf, knot_conf(dir.path(), port)).expect("write knot.conf");
 
-        for zone in SIGNED {
-            run_ok(Command::new("keymgr").arg("-c").arg(&conf).args([
-                zone,
-                "generate",
-                "algorithm=13",
-                "ksk=yes",
-                "zsk=yes",
-            ]));
-        }
-        let ds_in_root = ds_of(&conf, "test.");
-        let mut ds_in_test = Vec::new();
-        for zone in ["iotregistry.test.", "example.test.", "optout.test."] {
-            ds_in_test.extend(ds_of(&conf, zone));
-        }
-        // A DS that does not match the key of bogus.test.: flip the last digest digit.
-        for line in ds_of(&conf, "bogus.test.") {
-            let mut line = line;
-            let last = line.pop().expect("DS line");
-            line.push(if last == '0' { '1' } else { '0' });
-            ds_in_test.push(line);
-        }
-        let ds_in_optout = ds_of(&conf, "secure.optout.test.");
-        let root_dnskey = root_ksk(&conf);
+        let keys = ZoneKeys::cached();
+        copy_dir(&keys.db, &dir.path().join("db"));
+        let ZoneKeys {
+            ds_in_root,
+            ds_in_test,
+            ds_in_optout,
+            root_dnskey,
+            ..
+        } = keys;
 
         let mut records = BTreeMap::new();
         for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
@@ -161,6 +149,14 @@ impl TestDns {
         let path = self.dir.path().join("root.key");
         fs::write(&path, self.trust_anchor()).expect("write trust anchor");
         path
+    }
+
+    /// A root key of another hierarchy (every instance shares the cached keys, so another
+    /// instance's anchor would be this one's).
+    pub fn unrelated_trust_anchor() -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        ZoneKeys::generate(dir.path());
+        fs::read_to_string(dir.path().join("root_dnskey")).expect("root key")
     }
 
     /// The root's DS records (`. IN DS ...`), to test DS trust anchors.
@@ -384,6 +380,105 @@ fn fqdn(name: &str) -> String {
         name.to_string()
     } else {
         format!("{name}.")
+    }
+}
+
+/// Zone keys made by `keymgr` once, under `target/<profile>/test-dns-keys-<zones>`, and what the
+/// parents publish of them.
+struct ZoneKeys {
+    /// A knotd database directory holding only the keys (copied into each test's knotd).
+    db: PathBuf,
+    ds_in_root: Vec<String>,
+    ds_in_test: Vec<String>,
+    ds_in_optout: Vec<String>,
+    root_dnskey: String,
+}
+
+impl ZoneKeys {
+    /// The cached keys, made by the first test process that needs them (the others wait on a
+    /// lock); a change of the zone list gets keys of its own.
+    fn cached() -> ZoneKeys {
+        // FNV-1a of the zone list: another hierarchy, other keys.
+        let zones = SIGNED.join(" ");
+        let hash = zones.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+        let name = format!("test-dns-keys-{hash:016x}");
+        let cache = super::target_dir().join(name);
+        let lock = fs::File::create(cache.with_extension("lock")).expect("key cache lock");
+        // SAFETY: flock on a descriptor this function owns; released when `lock` is closed.
+        assert_eq!(
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+            0
+        );
+        if !cache.join("complete").exists() {
+            let _ = fs::remove_dir_all(&cache);
+            ZoneKeys::generate(&cache);
+            fs::write(cache.join("complete"), "").expect("mark key cache");
+        }
+        let read = |file: &str| -> Vec<String> {
+            fs::read_to_string(cache.join(file))
+                .expect("cached DS lines")
+                .lines()
+                .map(str::to_string)
+                .collect()
+        };
+        ZoneKeys {
+            db: cache.join("db"),
+            ds_in_root: read("ds_in_root"),
+            ds_in_test: read("ds_in_test"),
+            ds_in_optout: read("ds_in_optout"),
+            root_dnskey: read("root_dnskey").concat(),
+        }
+    }
+
+    fn generate(cache: &Path) {
+        for sub in ["db", "zones", "run"] {
+            fs::create_dir_all(cache.join(sub)).expect("mkdir");
+        }
+        let conf = cache.join("knot.conf");
+        // keymgr reads the configuration only for the database; knotd never runs on it.
+        fs::write(&conf, knot_conf(cache, 53)).expect("write knot.conf");
+        for zone in SIGNED {
+            run_ok(Command::new("keymgr").arg("-c").arg(&conf).args([
+                zone,
+                "generate",
+                "algorithm=13",
+                "ksk=yes",
+                "zsk=yes",
+            ]));
+        }
+        let mut ds_in_test = Vec::new();
+        for zone in ["iotregistry.test.", "example.test.", "optout.test."] {
+            ds_in_test.extend(ds_of(&conf, zone));
+        }
+        // A DS that does not match the key of bogus.test.: flip the last digest digit.
+        for line in ds_of(&conf, "bogus.test.") {
+            let mut line = line;
+            let last = line.pop().expect("DS line");
+            line.push(if last == '0' { '1' } else { '0' });
+            ds_in_test.push(line);
+        }
+        let write = |file: &str, lines: &[String]| {
+            fs::write(cache.join(file), lines.join("\n")).expect("write key cache")
+        };
+        write("ds_in_root", &ds_of(&conf, "test."));
+        write("ds_in_test", &ds_in_test);
+        write("ds_in_optout", &ds_of(&conf, "secure.optout.test."));
+        write("root_dnskey", &[root_ksk(&conf)]);
+    }
+}
+
+/// Copies a directory tree (a knotd database: a few small files).
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read key cache").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).expect("copy key cache");
+        }
     }
 }
 
