@@ -7,6 +7,8 @@
 //! - [`dane`]: DNSSEC-validated TLSA records and the DANE/DANCE verification rules.
 //! - [`capi`]: the C API over [`dane`] (`include/iotsafe_dane.h`).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod capi;
 pub mod dane;
 #[doc(hidden)]
