@@ -221,3 +221,104 @@ pub unsafe fn with_unshared<T: Made, R: Copy>(
     let _ = Arc::into_raw(shared);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone)]
+    struct Counter {
+        instance: Instance,
+        count: u32,
+    }
+
+    impl Made for Counter {
+        fn instance(&self) -> Instance {
+            self.instance
+        }
+    }
+
+    impl OperationContext for Counter {
+        fn new(instance: Instance) -> Counter {
+            Counter { instance, count: 0 }
+        }
+    }
+
+    fn errors() -> String {
+        let errors = openssl::error::ErrorStack::get();
+        let lines: Vec<String> = errors.errors().iter().map(|e| e.to_string()).collect();
+        lines.join("\n")
+    }
+
+    #[test]
+    fn the_shared_stubs_make_copy_and_free_contexts() {
+        let provctx = Instance::for_tests().as_provctx();
+        // SAFETY: a live instance's provctx; contexts of type Counter from the stubs, each
+        // freed once.
+        unsafe {
+            let ctx = newctx::<Counter>(provctx);
+            assert!(!ctx.is_null());
+            assert_eq!(
+                with_ctx(ctx, 0, |c: &mut Counter| {
+                    c.count += 1;
+                    c.count
+                }),
+                1
+            );
+            let copy = dupctx::<Counter>(ctx);
+            assert_eq!(with_ctx(copy, 0, |c: &mut Counter| c.count), 1);
+            with_ctx(copy, (), |c: &mut Counter| c.count = 5);
+            assert_eq!(with_ctx(ctx, 0, |c: &mut Counter| c.count), 1, "a copy");
+            freectx::<Counter>(copy);
+            freectx::<Counter>(ctx);
+            // NULL in, failure out; nothing dereferenced.
+            assert!(newctx::<Counter>(std::ptr::null_mut()).is_null());
+            assert!(dupctx::<Counter>(std::ptr::null_mut()).is_null());
+            assert_eq!(with_ctx(std::ptr::null_mut(), 7, |_: &mut Counter| 1), 7);
+            freectx::<Counter>(std::ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn a_panic_in_an_entry_body_is_its_failure_value_and_an_error() {
+        errors();
+        let provctx = Instance::for_tests().as_provctx();
+        // SAFETY: as above.
+        unsafe {
+            let ctx = newctx::<Counter>(provctx);
+            let result = with_ctx(ctx, 0, |_: &mut Counter| -> i32 { panic!("bad state") });
+            assert_eq!(result, 0);
+            assert!(errors().contains("panic: bad state"));
+            // The context is still usable and freed normally.
+            assert_eq!(with_ctx(ctx, 0, |c: &mut Counter| c.count + 1), 1);
+            freectx::<Counter>(ctx);
+        }
+    }
+
+    #[test]
+    fn shared_objects_count_their_references() {
+        let instance = Instance::for_tests();
+        let object = Arc::new(Counter { instance, count: 3 });
+        let raw = share_out(object.clone());
+        // SAFETY: `raw` from share_out with type Counter, released once below.
+        unsafe {
+            let mine = share::<Counter>(raw).unwrap();
+            assert_eq!(Arc::strong_count(&object), 3);
+            assert_eq!(with_object(raw, 0, |c: &Counter| c.count), 3);
+            // Shared: not changed in place.
+            assert_eq!(with_unshared(raw, 0, |c: &mut Counter| c.count), 0);
+            drop(mine);
+            drop(object);
+            // OpenSSL's is the only reference now: a new key may be filled.
+            assert_eq!(
+                with_unshared(raw, 0, |c: &mut Counter| {
+                    c.count = 9;
+                    1
+                }),
+                1
+            );
+            assert_eq!(borrow::<Counter>(raw).unwrap().count, 9);
+            release::<Counter>(raw);
+        }
+    }
+}
