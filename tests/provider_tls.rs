@@ -653,6 +653,50 @@ fn provider_two_processes_sign_at_once() {
     }
 }
 
+/// The store hands its private key to the provider's key management by reference (no
+/// key-reference DER for the decoder to parse back); a key-reference file still goes through
+/// the decoder. Both keys sign with the real `openssl` tool and verify with the card's
+/// public key.
+#[test]
+fn provider_store_hands_its_key_over_by_reference_and_files_use_the_decoder() {
+    let s = Setup::new(&[]);
+    let data = s.path("data.bin");
+    std::fs::write(&data, b"signed by the card through the store").unwrap();
+    let log = || std::fs::read_to_string(s.path("provider.log")).unwrap_or_default();
+    let sign_and_verify = |key: &str| {
+        let signature = s.path("data.sig");
+        ok(s.openssl(&["dgst", "-sha256", "-sign", key, "-out", &signature, &data]));
+        let verified = ok(s.openssl(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            &s.path("pub.pem"),
+            "-signature",
+            &signature,
+            &data,
+        ]));
+        assert!(verified.contains("Verified OK"), "{key}: {verified}");
+    };
+
+    sign_and_verify("iotsafe:key-id=01");
+    let store_log = log();
+    assert!(
+        store_log.contains("store: private key of iotsafe:key-id=01 handed over by reference"),
+        "{store_log}"
+    );
+    assert!(
+        !store_log.contains("decoder: key reference"),
+        "the store path needs no decoder: {store_log}"
+    );
+
+    sign_and_verify(&s.path("dev.keyref.pem"));
+    let file_log = log();
+    assert!(
+        file_log[store_log.len()..].contains("decoder: key reference iotsafe:"),
+        "{file_log}"
+    );
+}
+
 #[test]
 fn provider_store_serves_certificate_public_key_and_private_key() {
     let s = Setup::new(&[]);
@@ -674,8 +718,8 @@ fn provider_store_serves_certificate_public_key_and_private_key() {
     );
 }
 
-/// `dh-peer-id` in a URI survives the store's hand-over (a key reference printed from the
-/// URI): ECDH puts the peer's point into the slot named, not the default one.
+/// `dh-peer-id` in a URI survives the store's hand-over (the key object, by reference): ECDH
+/// puts the peer's point into the slot named, not the default one.
 #[test]
 fn provider_ecdh_through_a_uri_uses_its_peer_slot() {
     let s = Setup::new(&[]);

@@ -108,7 +108,8 @@ unsafe fn opt_str<'a>(s: *const c_char) -> Result<Option<&'a str>, String> {
     if s.is_null() {
         return Ok(None);
     }
-    CStr::from_ptr(s)
+    // SAFETY: a NUL-terminated string (the function's contract).
+    unsafe { CStr::from_ptr(s) }
         .to_str()
         .map(Some)
         .map_err(|_| "string argument is not UTF-8".to_string())
@@ -117,7 +118,8 @@ unsafe fn opt_str<'a>(s: *const c_char) -> Result<Option<&'a str>, String> {
 /// # Safety
 /// As [`opt_str`].
 unsafe fn req_str<'a>(s: *const c_char, what: &str) -> Result<&'a str, String> {
-    opt_str(s)?.ok_or_else(|| format!("{what} is NULL"))
+    // SAFETY: the same contract.
+    unsafe { opt_str(s) }?.ok_or_else(|| format!("{what} is NULL"))
 }
 
 fn handle<'a>(d: *const IotsafeDane) -> Result<&'a IotsafeDane, String> {
@@ -146,11 +148,14 @@ pub unsafe extern "C" fn iotsafe_dane_new(
     resolver: *const c_char,
     trust_anchor_file: *const c_char,
 ) -> *mut IotsafeDane {
-    new_handle(resolver, trust_anchor_file, |key| {
-        Resolver::new(key.config()?)
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-    })
+    // SAFETY: the arguments as this function's contract says.
+    unsafe {
+        new_handle(resolver, trust_anchor_file, |key| {
+            Resolver::new(key.config()?)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// Creates a handle on the process-wide resolver for this `resolver` and `trust_anchor_file`
@@ -167,7 +172,8 @@ pub unsafe extern "C" fn iotsafe_dane_shared(
     resolver: *const c_char,
     trust_anchor_file: *const c_char,
 ) -> *mut IotsafeDane {
-    new_handle(resolver, trust_anchor_file, shared_resolver)
+    // SAFETY: the arguments as this function's contract says.
+    unsafe { new_handle(resolver, trust_anchor_file, shared_resolver) }
 }
 
 /// What makes two resolvers the same: the server asked and where the trust anchor comes from.
@@ -184,15 +190,18 @@ impl ResolverKey {
         resolver: *const c_char,
         trust_anchor_file: *const c_char,
     ) -> Result<Self, String> {
-        let server = match opt_str(resolver)? {
+        // SAFETY: NULL or NUL-terminated (the caller's contract).
+        let server = match unsafe { opt_str(resolver) }? {
             Some(s) => s
                 .parse()
                 .map_err(|_| format!("resolver {s:?} is not ADDR:PORT"))?,
             None => std::net::SocketAddr::from(([127, 0, 0, 1], 53)),
         };
+        // SAFETY: as above.
+        let trust_anchor_file = unsafe { opt_str(trust_anchor_file) }?.map(PathBuf::from);
         Ok(ResolverKey {
             server,
-            trust_anchor_file: opt_str(trust_anchor_file)?.map(PathBuf::from),
+            trust_anchor_file,
         })
     }
 
@@ -233,7 +242,8 @@ unsafe fn new_handle(
 ) -> *mut IotsafeDane {
     let mut out: *mut IotsafeDane = std::ptr::null_mut();
     guard(|| {
-        let key = ResolverKey::parse(resolver, trust_anchor_file)?;
+        // SAFETY: the arguments as the caller's contract says.
+        let key = unsafe { ResolverKey::parse(resolver, trust_anchor_file) }?;
         out = Box::into_raw(Box::new(IotsafeDane {
             resolver: make_resolver(&key)?,
             settings: Mutex::default(),
@@ -253,7 +263,8 @@ unsafe fn new_handle(
 #[no_mangle]
 pub unsafe extern "C" fn iotsafe_dane_free(d: *mut IotsafeDane) {
     if !d.is_null() {
-        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(d))));
+        // SAFETY: a handle from iotsafe_dane_new, freed once (the function's contract).
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(d) })));
     }
 }
 
@@ -270,7 +281,8 @@ pub unsafe extern "C" fn iotsafe_dane_set_allowed_domains(
     domains: *const c_char,
 ) -> c_int {
     guard(|| {
-        let list = opt_str(domains)?.unwrap_or("");
+        // SAFETY: NULL or NUL-terminated (the function's contract).
+        let list = unsafe { opt_str(domains) }?.unwrap_or("");
         let allowed: Vec<String> = list
             .split([',', ' '])
             .filter(|s| !s.is_empty())
@@ -295,7 +307,8 @@ pub unsafe extern "C" fn iotsafe_dane_set_ca_file(
     path: *const c_char,
 ) -> c_int {
     guard(|| {
-        let path = opt_str(path)?.map(PathBuf::from);
+        // SAFETY: NULL or NUL-terminated (the function's contract).
+        let path = unsafe { opt_str(path) }?.map(PathBuf::from);
         handle(d)?.change_settings(|s| s.ca_file = path);
         Ok(1)
     })
@@ -342,7 +355,8 @@ pub unsafe extern "C" fn iotsafe_dane_ssl_enable(
 ) -> c_int {
     guard(|| {
         let d = handle(d)?;
-        let host = req_str(host, "host")?;
+        // SAFETY: NUL-terminated (the function's contract).
+        let host = unsafe { req_str(host, "host") }?;
         if ssl.is_null() {
             return Err("ssl is NULL".into());
         }
@@ -351,7 +365,8 @@ pub unsafe extern "C" fn iotsafe_dane_ssl_enable(
             _ => Policy::Require,
         };
         let tlsa = ServerTlsa::lookup(&d.resolver, host, port, policy);
-        let ssl = SslRef::from_ptr_mut(ssl);
+        // SAFETY: a live SSL, not NULL (checked above).
+        let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
         match tlsa.configure(ssl) {
             Ok(()) => Ok(1),
             Err(why) => refuse(why),
@@ -391,7 +406,8 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_server_auth(
             policy,
             on_refusal: Some(set_error),
         };
-        let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
+        // SAFETY: a live SSL_CTX, not NULL (checked above), borrowed without being freed.
+        let mut builder = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
         dane.install(&mut builder)?;
         Ok(1)
     })
@@ -412,15 +428,18 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
 ) -> c_int {
     guard(|| {
         let d = handle(d)?;
-        let name = req_str(name, "name")?;
+        // SAFETY: NUL-terminated (the function's contract).
+        let name = unsafe { req_str(name, "name") }?;
         if cert.is_null() {
             return Err("cert is NULL".into());
         }
-        let leaf = X509Ref::from_ptr(cert);
+        // SAFETY: a live X509, not NULL (checked above).
+        let leaf = unsafe { X509Ref::from_ptr(cert) };
         let chain: Vec<X509> = if chain.is_null() {
             Vec::new()
         } else {
-            StackRef::<X509>::from_ptr(chain)
+            // SAFETY: a live STACK_OF(X509), not NULL (checked above).
+            unsafe { StackRef::<X509>::from_ptr(chain) }
                 .iter()
                 .map(|c| c.to_owned())
                 .collect()
@@ -487,7 +506,8 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_server(
             tls13_only: missing == MissingName::Refuse,
         });
         // The context belongs to the caller: borrow it as a builder without freeing it.
-        let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
+        // SAFETY: a live SSL_CTX, not NULL (checked above).
+        let mut builder = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
         clientid_ext::enable_server(&mut builder, config)?;
         Ok(1)
     })
@@ -505,12 +525,14 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_clientid_client(
     code_point: u16,
 ) -> c_int {
     guard(|| {
-        let name = req_str(name, "name")?;
+        // SAFETY: NUL-terminated (the function's contract).
+        let name = unsafe { req_str(name, "name") }?;
         DeviceName::parse(name).map_err(|e| format!("client name: {e}"))?;
         if ctx.is_null() {
             return Err("ctx is NULL".into());
         }
-        let mut builder = ManuallyDrop::new(SslContextBuilder::from_ptr(ctx));
+        // SAFETY: a live SSL_CTX, not NULL (checked above).
+        let mut builder = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
         clientid_ext::enable_client(&mut builder, name, code_point_or_default(code_point))?;
         Ok(1)
     })
@@ -534,7 +556,8 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
         if ssl.is_null() || buf.is_null() {
             return Err("ssl or buf is NULL".into());
         }
-        let ssl = SslRef::from_ptr(ssl as *mut _);
+        // SAFETY: a live SSL, not NULL (checked above).
+        let ssl = unsafe { SslRef::from_ptr(ssl as *mut _) };
         let v = match clientid_ext::peer_identity(ssl) {
             Some(v) if v.authenticated() => v,
             // Why the client was refused, for the application's log.
@@ -553,8 +576,12 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
         if name.len() + 1 > len {
             return Err(format!("buffer of {len} bytes too small for {}", v.name));
         }
-        std::ptr::copy_nonoverlapping(name.as_ptr(), buf as *mut u8, name.len());
-        *buf.add(name.len()) = 0;
+        // SAFETY: `buf` has `len` bytes (the function's contract), checked to hold the name
+        // and its NUL.
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), buf as *mut u8, name.len());
+            *buf.add(name.len()) = 0;
+        }
         Ok(1)
     })
 }

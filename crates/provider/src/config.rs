@@ -198,26 +198,31 @@ pub unsafe fn read_core_params(
         .map(|(name, _)| std::ffi::CString::new(*name).expect("attribute names have no NUL"))
         .collect();
     let mut values: Vec<*mut c_char> = vec![std::ptr::null_mut(); names.len()];
-    let mut params: Vec<OSSL_PARAM> = names
-        .iter()
-        .zip(values.iter_mut())
-        .map(|(name, value)| super::ffi::OSSL_PARAM_construct_utf8_ptr(name.as_ptr(), value, 0))
-        .collect();
-    params.push(openssl_sys::OSSL_PARAM_construct_end());
-    let mut found = BTreeMap::new();
-    if get(handle, params.as_mut_ptr()) != 1 {
-        return found;
-    }
-    for (index, (name, _)) in ATTRIBUTES.iter().enumerate() {
-        let value = values[index];
-        if !value.is_null() && openssl_sys::OSSL_PARAM_modified(&params[index]) == 1 {
-            found.insert(
-                name.to_string(),
-                CStr::from_ptr(value).to_string_lossy().into_owned(),
-            );
+    // SAFETY: the parameters point at `names` and `values`, which outlive the core's call;
+    // `get` and `handle` are the core's (the function's contract); a modified parameter
+    // points at the core's NUL-terminated value.
+    unsafe {
+        let mut params: Vec<OSSL_PARAM> = names
+            .iter()
+            .zip(values.iter_mut())
+            .map(|(name, value)| super::ffi::OSSL_PARAM_construct_utf8_ptr(name.as_ptr(), value, 0))
+            .collect();
+        params.push(openssl_sys::OSSL_PARAM_construct_end());
+        let mut found = BTreeMap::new();
+        if get(handle, params.as_mut_ptr()) != 1 {
+            return found;
         }
+        for (index, (name, _)) in ATTRIBUTES.iter().enumerate() {
+            let value = values[index];
+            if !value.is_null() && openssl_sys::OSSL_PARAM_modified(&params[index]) == 1 {
+                found.insert(
+                    name.to_string(),
+                    CStr::from_ptr(value).to_string_lossy().into_owned(),
+                );
+            }
+        }
+        found
     }
-    found
 }
 
 static DEBUG_LOG: Mutex<Option<std::fs::File>> = Mutex::new(None);

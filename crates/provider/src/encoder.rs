@@ -3,12 +3,14 @@
 
 use std::ffi::{c_int, c_void};
 
-use foreign_types::ForeignType;
-
+use super::abi::context::{self, stateless_freectx, stateless_instance, stateless_newctx};
+use super::abi::dispatch::*;
+use super::abi::dispatch_table;
+use super::abi::ffi::*;
+use super::abi::guard_in;
+use super::abi::io::CoreBio;
 use super::error::{self, Reason};
-use super::ffi::*;
-use super::keymgmt;
-use super::{dispatch, dispatch_end, guard_in, Instance};
+use super::key::Key;
 
 #[derive(Clone, Copy)]
 enum Format {
@@ -17,39 +19,26 @@ enum Format {
     Text,
 }
 
-unsafe extern "C" fn newctx(provctx: *mut c_void) -> *mut c_void {
-    // No state: the provider context serves as the encoder's (so each encode knows the
-    // instance it runs in).
-    provctx
-}
-
-unsafe extern "C" fn freectx(_ctx: *mut c_void) {}
-
 unsafe extern "C" fn does_selection(_provctx: *mut c_void, selection: c_int) -> c_int {
     (selection & SELECT_PRIVATE_KEY == 0
         && selection & (SELECT_PUBLIC_KEY | SELECT_ALL_PARAMETERS) != 0)
         .into()
 }
 
-unsafe fn encode(
-    instance: Instance,
-    format: Format,
-    cout: *mut OSSL_CORE_BIO,
-    keydata: *const c_void,
-) -> c_int {
-    let Some(key) = keymgmt::borrow(keydata) else {
+fn encode(format: Format, bio: Option<CoreBio>, key: Option<&Key>) -> bool {
+    let Some(key) = key else {
         error::raise(
             Reason::Unsupported,
             "only keys of this provider can be encoded by it",
         );
-        return 0;
+        return false;
     };
     let Some(public) = key.public_pkey() else {
         error::raise(Reason::Internal, "the key has no valid public point");
-        return 0;
+        return false;
     };
-    let Some(bio) = CoreBio::new(instance, cout) else {
-        return 0;
+    let Some(bio) = bio else {
+        return false;
     };
     let ok = match format {
         Format::Der => public
@@ -61,8 +50,7 @@ unsafe fn encode(
             .map(|d| bio.write_all(&d))
             .unwrap_or(false),
         Format::Text => {
-            let printed =
-                EVP_PKEY_print_public(bio.0, public.as_ptr(), 0, std::ptr::null_mut()) == 1;
+            let printed = bio.print_public(&public);
             let origin = match &key.private {
                 Some(private) => format!("IoT SAFE applet private key {private}\n"),
                 None => String::new(),
@@ -73,10 +61,36 @@ unsafe fn encode(
     if !ok {
         error::raise(Reason::Internal, "cannot write the encoded public key");
     }
-    ok.into()
+    ok
 }
 
-macro_rules! encoder {
+/// The encoder entry's arguments made safe, then [`encode`].
+///
+/// # Safety
+/// The encoder entry's arguments from OpenSSL (`keydata` of our keymgmt, which OpenSSL
+/// guarantees by fetching the encoder for it).
+unsafe fn encode_with(
+    format: Format,
+    ctx: *mut c_void,
+    cout: *mut OSSL_CORE_BIO,
+    keydata: *const c_void,
+) -> c_int {
+    // SAFETY: our newctx made the provctx the encoder context.
+    let instance = unsafe { stateless_instance(ctx) };
+    guard_in(instance, 0, || {
+        let Some(instance) = instance else { return 0 };
+        // SAFETY: the core BIO and key data of this call, used only during it.
+        let (bio, key) = unsafe {
+            (
+                CoreBio::new(instance, cout),
+                context::borrow::<Key>(keydata),
+            )
+        };
+        encode(format, bio, key).into()
+    })
+}
+
+macro_rules! encoder_entry {
     ($name:ident, $format:expr) => {
         unsafe extern "C" fn $name(
             ctx: *mut c_void,
@@ -87,33 +101,27 @@ macro_rules! encoder {
             _cb: Option<OSSL_PASSPHRASE_CALLBACK>,
             _cbarg: *mut c_void,
         ) -> c_int {
-            // SAFETY: our newctx made the provctx the encoder context.
-            let instance = unsafe { Instance::from_provctx(ctx) };
-            guard_in(instance, 0, || match instance {
-                // SAFETY: the core BIO and key data of this call.
-                Some(instance) => unsafe { encode(instance, $format, cout, obj_raw) },
-                None => 0,
-            })
+            // SAFETY: the arguments of this call, passed on.
+            unsafe { encode_with($format, ctx, cout, obj_raw) }
         }
     };
 }
 
-encoder!(encode_der, Format::Der);
-encoder!(encode_pem, Format::Pem);
-encoder!(encode_text, Format::Text);
+encoder_entry!(encode_der, Format::Der);
+encoder_entry!(encode_pem, Format::Pem);
+encoder_entry!(encode_text, Format::Text);
 
 macro_rules! table {
     ($encode:ident) => {
-        [
-            dispatch!(OSSL_FUNC_ENCODER_NEWCTX, newctx),
-            dispatch!(OSSL_FUNC_ENCODER_FREECTX, freectx),
-            dispatch!(OSSL_FUNC_ENCODER_DOES_SELECTION, does_selection),
-            dispatch!(OSSL_FUNC_ENCODER_ENCODE, $encode),
-            dispatch_end!(),
+        dispatch_table![
+            encoder_newctx(stateless_newctx),
+            encoder_freectx(stateless_freectx),
+            encoder_does_selection(does_selection),
+            encoder_encode($encode),
         ]
     };
 }
 
-pub static SPKI_DER_FUNCTIONS: [OSSL_DISPATCH; 5] = table!(encode_der);
-pub static SPKI_PEM_FUNCTIONS: [OSSL_DISPATCH; 5] = table!(encode_pem);
-pub static TEXT_FUNCTIONS: [OSSL_DISPATCH; 5] = table!(encode_text);
+pub const SPKI_DER_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_der);
+pub const SPKI_PEM_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_pem);
+pub const TEXT_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_text);

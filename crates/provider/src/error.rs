@@ -2,10 +2,11 @@
 //! understands and the details (reader, object, status word) as the error's data.
 
 use std::cell::Cell;
-use std::ffi::{c_int, c_void, CStr, CString};
+use std::ffi::{c_int, CStr, CString};
 
-use super::ffi::{ERR_add_error_data, OSSL_ITEM};
-use super::Instance;
+use super::abi::core::raise_in_libcrypto;
+use super::abi::ffi::OSSL_ITEM;
+use super::instance::Instance;
 use iotsafe_card as iotsafe;
 
 /// The provider's reason codes (the text is in [`REASONS`]).
@@ -23,7 +24,7 @@ pub enum Reason {
     BadKeyReference = 9,
 }
 
-static REASONS: [OSSL_ITEM; 10] = [
+const REASONS: &[OSSL_ITEM] = &[
     item(
         Reason::CardUnavailable,
         b"cannot reach the IoT SAFE applet\0",
@@ -64,7 +65,9 @@ const fn item(reason: Reason, text: &'static [u8]) -> OSSL_ITEM {
     }
 }
 
-pub(super) unsafe extern "C" fn reason_strings(_provctx: *mut c_void) -> *const OSSL_ITEM {
+pub(super) unsafe extern "C" fn reason_strings(
+    _provctx: *mut std::ffi::c_void,
+) -> *const OSSL_ITEM {
     REASONS.as_ptr()
 }
 
@@ -106,51 +109,18 @@ pub fn raise(reason: Reason, message: &str) {
 }
 
 fn raise_through(instance: Instance, reason: Reason, file: &CStr, line: c_int, message: &CStr) {
-    let provider = instance.provider();
-    let (Some(new_error), Some(set_debug), Some(vset_error)) = (
-        provider.new_error,
-        provider.set_error_debug,
-        provider.vset_error,
-    ) else {
-        return raise_without_instance(file, line, message);
-    };
-    // The va_list is never read (NULL format): a zeroed buffer of va_list's size stands in.
-    let mut unused_va_list = [0u64; 4];
-    // SAFETY: the core's error functions with the handle of the instance being called; the
-    // strings are NUL-terminated and outlive the calls (the core copies them).
-    unsafe {
-        new_error(provider.handle);
-        set_debug(provider.handle, file.as_ptr(), line, c"iotsafe".as_ptr());
-        vset_error(
-            provider.handle,
-            reason as u32,
-            std::ptr::null(),
-            unused_va_list.as_mut_ptr() as *mut c_void,
-        );
-        ERR_add_error_data(1 as c_int, message.as_ptr());
+    if !instance
+        .provider()
+        .core
+        .raise(reason as u32, file, line, message)
+    {
+        raise_without_instance(file, line, message);
     }
 }
 
-/// libcrypto's "internal error" (ERR_R_INTERNAL_ERROR) of the providers' library.
-const ERR_LIB_PROV: c_int = 57;
-const ERR_R_INTERNAL_ERROR: c_int = 4 | (0x3 << 18);
-
-/// No instance known (see [`on_behalf_of`]): the error goes straight to libcrypto, as an
-/// internal error of the providers' library with our message, since our reason codes belong
-/// to a core handle.
+/// No instance known (see [`on_behalf_of`]): the error goes straight to libcrypto.
 fn raise_without_instance(file: &CStr, line: c_int, message: &CStr) {
-    // SAFETY: libcrypto's error functions with NUL-terminated strings; the "%s" format takes
-    // exactly the one string given.
-    unsafe {
-        openssl_sys::ERR_new();
-        openssl_sys::ERR_set_debug(file.as_ptr(), line, c"iotsafe".as_ptr());
-        openssl_sys::ERR_set_error(
-            ERR_LIB_PROV,
-            ERR_R_INTERNAL_ERROR,
-            c"iotsafe: %s".as_ptr(),
-            message.as_ptr(),
-        );
-    }
+    raise_in_libcrypto(file, line, message);
 }
 
 /// The reason that fits an error of the host stack.
@@ -188,4 +158,9 @@ fn static_file_name(file: &'static str) -> &'static std::ffi::CStr {
         Box::leak(CString::new(file).unwrap_or_default().into_boxed_c_str());
     names.push((file, name));
     name
+}
+
+/// The instance whose call this thread is running, if any (see [`on_behalf_of`]).
+pub(super) fn current_caller() -> Option<Instance> {
+    CALLER.with(|c| c.get())
 }

@@ -4,10 +4,14 @@
 use std::ffi::{c_int, c_uchar, c_void};
 use std::sync::Arc;
 
+use super::abi::context::{self, dupctx, freectx, newctx, with_ctx, Made, OperationContext};
+use super::abi::dispatch::*;
+use super::abi::dispatch_table;
+use super::abi::ffi::*;
+use super::abi::io::Output;
 use super::error::{self, Reason};
-use super::ffi::*;
-use super::keymgmt::{self, Key};
-use super::{dispatch, dispatch_end, guard_in, Instance};
+use super::instance::Instance;
+use super::key::Key;
 
 #[derive(Clone)]
 struct Context {
@@ -16,152 +20,125 @@ struct Context {
     peer: Option<Arc<Key>>,
 }
 
-/// The instance a context was made through (its functions get no provctx).
-///
-/// # Safety
-/// `ctx` is NULL or a context from `newctx`.
-unsafe fn instance_of(ctx: *mut c_void) -> Option<Instance> {
-    context(ctx).map(|ctx| ctx.instance)
+impl Made for Context {
+    fn instance(&self) -> Instance {
+        self.instance
+    }
 }
 
-/// # Safety
-/// `ctx` is NULL or a context from `newctx`.
-unsafe fn context<'a>(ctx: *mut c_void) -> Option<&'a mut Context> {
-    (ctx as *mut Context).as_mut()
-}
-
-unsafe extern "C" fn newctx(provctx: *mut c_void) -> *mut c_void {
-    // SAFETY: the provctx of this call.
-    let instance = unsafe { Instance::from_provctx(provctx) };
-    guard_in(instance, std::ptr::null_mut(), || match instance {
-        Some(instance) => Box::into_raw(Box::new(Context {
+impl OperationContext for Context {
+    fn new(instance: Instance) -> Context {
+        Context {
             instance,
             key: None,
             peer: None,
-        })) as *mut c_void,
-        None => std::ptr::null_mut(),
-    })
-}
-
-unsafe extern "C" fn freectx(ctx: *mut c_void) {
-    guard_in(instance_of(ctx), (), || {
-        if !ctx.is_null() {
-            // SAFETY: a context from newctx/dupctx, freed once.
-            drop(unsafe { Box::from_raw(ctx as *mut Context) });
         }
-    })
+    }
 }
 
-unsafe extern "C" fn dupctx(ctx: *mut c_void) -> *mut c_void {
-    guard_in(instance_of(ctx), std::ptr::null_mut(), || {
-        // SAFETY: a context from newctx.
-        match unsafe { context(ctx) } {
-            Some(ctx) => Box::into_raw(Box::new(ctx.clone())) as *mut c_void,
-            None => std::ptr::null_mut(),
-        }
-    })
+fn init(ctx: &mut Context, key: Option<Arc<Key>>) -> bool {
+    let Some(key) = key else { return false };
+    if key.private.is_none() {
+        error::raise(
+            Reason::NoPrivateKey,
+            "ECDH needs the private key on the card",
+        );
+        return false;
+    }
+    ctx.key = Some(key);
+    true
 }
 
-unsafe extern "C" fn init(
+unsafe extern "C" fn init_entry(
     ctx: *mut c_void,
     keydata: *mut c_void,
     _params: *const OSSL_PARAM,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context and key data from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            let Some(key) = keymgmt::share(keydata) else {
-                return 0;
-            };
-            if key.private.is_none() {
+    // SAFETY: context and key data of our keymgmt from OpenSSL.
+    unsafe {
+        let key = context::share::<Key>(keydata);
+        with_ctx(ctx, 0, |ctx: &mut Context| init(ctx, key).into())
+    }
+}
+
+fn set_peer(ctx: &mut Context, peer: Option<Arc<Key>>) -> bool {
+    let Some(peer) = peer else { return false };
+    if peer.point.is_empty() {
+        error::raise(Reason::Unsupported, "the ECDH peer key has no public point");
+        return false;
+    }
+    ctx.peer = Some(peer);
+    true
+}
+
+unsafe extern "C" fn set_peer_entry(ctx: *mut c_void, peer: *mut c_void) -> c_int {
+    // SAFETY: context and key data of our keymgmt from OpenSSL.
+    unsafe {
+        let peer = context::share::<Key>(peer);
+        with_ctx(ctx, 0, |ctx: &mut Context| set_peer(ctx, peer).into())
+    }
+}
+
+fn derive(ctx: &Context, out: Option<Output<'_>>) -> bool {
+    let Some(out) = out else { return false };
+    let (Some(key), Some(peer)) = (&ctx.key, &ctx.peer) else {
+        error::raise(Reason::Internal, "ECDH without a key or a peer");
+        return false;
+    };
+    let out = match out {
+        Output::SizeQuery(len) => {
+            *len = key.curve.field_len();
+            return true;
+        }
+        Output::Buffer(out) => out,
+    };
+    if key.curve != peer.curve {
+        error::raise(Reason::Unsupported, "the ECDH peer key is on another curve");
+        return false;
+    }
+    let (Some(card), Some(private)) = (&key.card, &key.private) else {
+        return false;
+    };
+    match card.compute_dh(private, &key.dh_peer, &peer.point) {
+        Ok(shared) => {
+            let capacity = out.capacity();
+            let written = out.write(&shared);
+            if !written {
                 error::raise(
-                    Reason::NoPrivateKey,
-                    "ECDH needs the private key on the card",
+                    Reason::Internal,
+                    &format!(
+                        "secret buffer of {capacity} bytes for {} bytes",
+                        shared.len()
+                    ),
                 );
-                return 0;
             }
-            ctx.key = Some(key);
-            1
+            written
         }
-    })
+        Err(e) => {
+            error::raise_card(&e);
+            false
+        }
+    }
 }
 
-unsafe extern "C" fn set_peer(ctx: *mut c_void, peer: *mut c_void) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context and key data from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            let Some(peer) = keymgmt::share(peer) else {
-                return 0;
-            };
-            if peer.point.is_empty() {
-                error::raise(Reason::Unsupported, "the ECDH peer key has no public point");
-                return 0;
-            }
-            ctx.peer = Some(peer);
-            1
-        }
-    })
-}
-
-unsafe extern "C" fn derive(
+unsafe extern "C" fn derive_entry(
     ctx: *mut c_void,
     secret: *mut c_uchar,
     secretlen: *mut usize,
     outlen: usize,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: arguments from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            if secretlen.is_null() {
-                return 0;
-            }
-            let (Some(key), Some(peer)) = (&ctx.key, &ctx.peer) else {
-                error::raise(Reason::Internal, "ECDH without a key or a peer");
-                return 0;
-            };
-            let size = key.curve.field_len();
-            if secret.is_null() {
-                *secretlen = size;
-                return 1;
-            }
-            if key.curve != peer.curve {
-                error::raise(Reason::Unsupported, "the ECDH peer key is on another curve");
-                return 0;
-            }
-            let (Some(card), Some(private)) = (&key.card, &key.private) else {
-                return 0;
-            };
-            match card.compute_dh(private, &key.dh_peer, &peer.point) {
-                Ok(shared) if shared.len() <= outlen => {
-                    std::ptr::copy_nonoverlapping(shared.as_ptr(), secret, shared.len());
-                    *secretlen = shared.len();
-                    1
-                }
-                Ok(shared) => {
-                    error::raise(
-                        Reason::Internal,
-                        &format!("secret buffer of {outlen} bytes for {} bytes", shared.len()),
-                    );
-                    0
-                }
-                Err(e) => {
-                    error::raise_card(&e);
-                    0
-                }
-            }
-        }
-    })
+    // SAFETY: arguments from OpenSSL.
+    unsafe {
+        let out = Output::new(secret, secretlen, outlen);
+        with_ctx(ctx, 0, |ctx: &mut Context| derive(ctx, out).into())
+    }
 }
 
-pub static FUNCTIONS: [OSSL_DISPATCH; 7] = [
-    dispatch!(OSSL_FUNC_KEYEXCH_NEWCTX, newctx),
-    dispatch!(OSSL_FUNC_KEYEXCH_FREECTX, freectx),
-    dispatch!(OSSL_FUNC_KEYEXCH_DUPCTX, dupctx),
-    dispatch!(OSSL_FUNC_KEYEXCH_INIT, init),
-    dispatch!(OSSL_FUNC_KEYEXCH_SET_PEER, set_peer),
-    dispatch!(OSSL_FUNC_KEYEXCH_DERIVE, derive),
-    dispatch_end!(),
+pub const FUNCTIONS: &[OSSL_DISPATCH] = dispatch_table![
+    keyexch_newctx(newctx::<Context>),
+    keyexch_freectx(freectx::<Context>),
+    keyexch_dupctx(dupctx::<Context>),
+    keyexch_init(init_entry),
+    keyexch_set_peer(set_peer_entry),
+    keyexch_derive(derive_entry),
 ];

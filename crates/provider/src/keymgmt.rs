@@ -1,94 +1,24 @@
-//! Key management "EC": a key whose private half lives on the applet (or a public key
-//! imported for comparison, e.g. a certificate's key in `SSL_CTX_check_private_key`).
-//!
-//! The key data is an `Arc<Key>` handed to OpenSSL as a raw pointer: signature and key
-//! exchange contexts take their own reference, so a key freed by OpenSSL while a context
-//! still uses it stays alive.
+//! Key management "EC" over the key model of [`key`](super::key).
 //!
 //! Export refuses keys with a private half on the card: OpenSSL 3.0 exports with "all"
 //! selected, and a public-only copy in the default provider would then be asked to sign.
 //! Refusing makes OpenSSL use this provider's ECDSA/ECDH; comparisons go the other way,
 //! through `import`.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
 
-use super::card::{self, Card};
-use super::config::Settings;
+use super::abi::context::{self, with_object, with_unshared};
+use super::abi::dispatch::*;
+use super::abi::ffi::*;
+use super::abi::params::{Callback, Param, ParamsIn, ParamsOut};
+use super::abi::{dispatch_table, guard, guard_in, param_table, reference};
 use super::error::{self, Reason};
-use super::ffi::*;
-use super::{dispatch, dispatch_end, guard, guard_in, params, Instance};
+use super::instance::Instance;
+use super::key::Key;
 use crate::keys::{self, Curve};
-use iotsafe_card::ObjectRef;
 
-pub struct Key {
-    /// The provider instance the key was made through: OpenSSL passes key management
-    /// functions no provctx, and errors about the key go through this instance.
-    pub instance: Instance,
-    /// The card and private key, for keys on the card.
-    pub card: Option<Arc<Card>>,
-    pub private: Option<ObjectRef>,
-    pub dh_peer: ObjectRef,
-    pub curve: Curve,
-    /// Uncompressed point `04 X Y`; empty until imported for a new key.
-    pub point: Vec<u8>,
-}
-
-/// The public key slot that takes an ECDH peer's point, unless configured.
-const DEFAULT_DH_PEER: u8 = 0x10;
-
-impl Key {
-    fn empty(instance: Instance) -> Key {
-        Key {
-            instance,
-            card: None,
-            private: None,
-            dh_peer: ObjectRef::Id(vec![DEFAULT_DH_PEER]),
-            curve: Curve::P256,
-            point: Vec::new(),
-        }
-    }
-
-    /// The key the settings name, with its public half read from the card (once per process).
-    pub fn from_card(instance: Instance, settings: &Settings) -> Result<Key, (Reason, String)> {
-        let card = card::card_for(settings);
-        let fail = |e: iotsafe_card::Error| (error::reason_of(&e), e.to_string());
-        let private = match &settings.key {
-            Some(key) => key.clone(),
-            None => card.default_key().map_err(fail)?,
-        };
-        let public = settings.public.clone().unwrap_or_else(|| private.clone());
-        let point = card.public_key(&public).map_err(fail)?;
-        let curve = curve_of_point(&point).ok_or_else(|| {
-            (
-                Reason::CardError,
-                format!("public key {public} on the card is not a P-256 or brainpoolP256r1 point"),
-            )
-        })?;
-        Ok(Key {
-            instance,
-            card: Some(card),
-            private: Some(private),
-            dh_peer: settings
-                .dh_peer
-                .clone()
-                .unwrap_or(ObjectRef::Id(vec![DEFAULT_DH_PEER])),
-            curve,
-            point,
-        })
-    }
-
-    /// The public half as an OpenSSL key of the default provider.
-    pub fn public_pkey(&self) -> Option<openssl::pkey::PKey<openssl::pkey::Public>> {
-        keys::public_key_from_point(self.curve, &self.point).ok()
-    }
-
-    pub fn group_name(&self) -> &'static str {
-        group_name(self.curve)
-    }
-}
-
-fn curve_of_point(point: &[u8]) -> Option<Curve> {
+pub(super) fn curve_of_point(point: &[u8]) -> Option<Curve> {
     [Curve::P256, Curve::BrainpoolP256r1]
         .into_iter()
         .find(|&curve| keys::public_key_from_point(curve, point).is_ok())
@@ -109,101 +39,69 @@ fn curve_of_group(name: &str) -> Option<Curve> {
     }
 }
 
-/// Hands a key to OpenSSL.
-pub fn into_keydata(key: Key) -> *mut c_void {
-    Arc::into_raw(Arc::new(key)) as *mut c_void
+/// Hands a new key to OpenSSL (keymgmt `new`, `load`).
+pub fn into_keydata(key: Arc<Key>) -> *mut c_void {
+    context::share_out(key)
 }
 
-/// Borrows the key behind OpenSSL's key data.
-///
-/// # Safety
-/// `keydata` is NULL or came from [`into_keydata`] and was not freed.
-pub unsafe fn borrow<'a>(keydata: *const c_void) -> Option<&'a Key> {
-    (keydata as *const Key).as_ref()
+/// Passes a key to OpenSSL by reference: OpenSSL gives the reference to our `load` within
+/// the callback (the key is withdrawn when the callback returns).
+pub fn offer(key: Key, callback: Callback) -> c_int {
+    let instance = key.instance;
+    reference::lend(instance, Arc::new(key), |reference| {
+        callback.call(&[
+            Param::Int(c"type", OSSL_OBJECT_PKEY),
+            Param::Utf8(c"data-type", c"EC"),
+            Param::Octets(c"reference", reference),
+        ])
+    })
 }
-
-/// The instance a key was made through, for the functions OpenSSL calls without a provctx.
-///
-/// # Safety
-/// As [`borrow`].
-unsafe fn instance_of(keydata: *const c_void) -> Option<Instance> {
-    borrow(keydata).map(|key| key.instance)
-}
-
-/// A reference of our own to the key behind OpenSSL's key data.
-///
-/// # Safety
-/// As [`borrow`].
-pub unsafe fn share(keydata: *const c_void) -> Option<Arc<Key>> {
-    if keydata.is_null() {
-        return None;
-    }
-    Arc::increment_strong_count(keydata as *const Key);
-    Some(Arc::from_raw(keydata as *const Key))
-}
-
-/// The object reference a decoder passes to `load`: a magic number then the key data pointer.
-/// Its size differs from a bare pointer, so another provider's `load` given it by mistake
-/// refuses it instead of dereferencing it.
-#[repr(C)]
-pub struct Reference {
-    pub magic: u64,
-    pub keydata: *mut c_void,
-}
-
-pub const REFERENCE_MAGIC: u64 = 0x696f_7473_6166_6531; // "iotsafe1"
 
 unsafe extern "C" fn new(provctx: *mut c_void) -> *mut c_void {
     // SAFETY: the provctx of this call.
     let instance = unsafe { Instance::from_provctx(provctx) };
     guard_in(instance, std::ptr::null_mut(), || match instance {
-        Some(instance) => into_keydata(Key::empty(instance)),
+        Some(instance) => into_keydata(Arc::new(Key::empty(instance))),
         None => std::ptr::null_mut(),
     })
 }
 
 unsafe extern "C" fn free(keydata: *mut c_void) {
-    guard_in(instance_of(keydata), (), || {
-        if !keydata.is_null() {
-            // SAFETY: OpenSSL frees each key data it got from us once.
-            drop(unsafe { Arc::from_raw(keydata as *const Key) });
-        }
-    })
+    // SAFETY: OpenSSL frees each key data it got from us once.
+    unsafe { context::release::<Key>(keydata) }
 }
 
+/// A key offered by reference (store, decoder: see [`reference`]). OpenSSL calls this with
+/// no provctx, inside the offering call, whose instance must be the key's.
 unsafe extern "C" fn load(reference: *const c_void, size: usize) -> *mut c_void {
     guard(std::ptr::null_mut(), || {
-        if reference.is_null() || size != std::mem::size_of::<Reference>() {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: a reference of our size is one of ours (decoder.rs); we take the pointer
-        // out of it so that the decoder does not free the key afterwards. The key carries
-        // the instance it was decoded through.
-        unsafe {
-            let reference = reference as *mut Reference;
-            if (*reference).magic != REFERENCE_MAGIC {
-                return std::ptr::null_mut();
+        // SAFETY: OpenSSL passes the reference's bytes and their size.
+        let redeemed =
+            unsafe { reference::redeem::<Key>(reference, size, error::current_caller()) };
+        match redeemed {
+            Ok(key) => into_keydata(key),
+            Err(refused) => {
+                error::raise(Reason::BadKeyReference, &refused.to_string());
+                std::ptr::null_mut()
             }
-            std::mem::replace(&mut (*reference).keydata, std::ptr::null_mut())
         }
     })
 }
 
-unsafe extern "C" fn has(keydata: *const c_void, selection: c_int) -> c_int {
-    guard_in(instance_of(keydata), 0, || {
-        // SAFETY: key data from OpenSSL.
-        let Some(key) = (unsafe { borrow(keydata) }) else {
-            return 0;
-        };
-        let mut ok = true;
-        if selection & SELECT_PRIVATE_KEY != 0 {
-            ok &= key.private.is_some();
-        }
-        if selection & SELECT_PUBLIC_KEY != 0 {
-            ok &= !key.point.is_empty();
-        }
-        ok.into()
-    })
+fn has(key: &Key, selection: c_int) -> bool {
+    let mut ok = true;
+    if selection & SELECT_PRIVATE_KEY != 0 {
+        ok &= key.private.is_some();
+    }
+    if selection & SELECT_PUBLIC_KEY != 0 {
+        ok &= !key.point.is_empty();
+    }
+    ok
+}
+
+unsafe extern "C" fn has_entry(keydata: *const c_void, selection: c_int) -> c_int {
+    // SAFETY: key data from OpenSSL.
+    unsafe { with_object(keydata, 0, |key: &Key| has(key, selection).into()) }
 }
 
 unsafe extern "C" fn query_operation_name(operation: c_int) -> *const c_char {
@@ -217,7 +115,7 @@ unsafe extern "C" fn query_operation_name(operation: c_int) -> *const c_char {
 /// Largest DER ECDSA signature for a 256-bit curve.
 pub const MAX_SIGNATURE: usize = 72;
 
-static GETTABLE: [ParamDescriptor; 9] = [
+const GETTABLE: &[ParamDescriptor] = param_table![
     param(b"bits\0", OSSL_PARAM_INTEGER),
     param(b"security-bits\0", OSSL_PARAM_INTEGER),
     param(b"max-size\0", OSSL_PARAM_INTEGER),
@@ -226,146 +124,132 @@ static GETTABLE: [ParamDescriptor; 9] = [
     param(b"encoded-pub-key\0", OSSL_PARAM_OCTET_STRING),
     param(b"pub\0", OSSL_PARAM_OCTET_STRING),
     param(b"point-format\0", OSSL_PARAM_UTF8_STRING),
-    PARAM_END,
 ];
 
 unsafe extern "C" fn gettable_params(_provctx: *mut c_void) -> *const OSSL_PARAM {
     GETTABLE.as_ptr() as *const OSSL_PARAM
 }
 
-unsafe extern "C" fn get_params(keydata: *mut c_void, out: *mut OSSL_PARAM) -> c_int {
-    guard_in(instance_of(keydata), 0, || {
-        // SAFETY: key data and parameter array from OpenSSL.
-        unsafe {
-            let Some(key) = borrow(keydata) else {
-                return 0;
-            };
-            let mut ok = params::set_int(out, c"bits", 256)
-                && params::set_int(out, c"security-bits", 128)
-                && params::set_int(out, c"max-size", MAX_SIGNATURE as c_int)
-                && params::set_utf8(out, c"group", key.group_name())
-                && params::set_utf8(out, c"default-digest", "SHA256")
-                && params::set_utf8(out, c"point-format", "uncompressed");
-            if !key.point.is_empty() {
-                ok = ok
-                    && params::set_octets(out, c"encoded-pub-key", &key.point)
-                    && params::set_octets(out, c"pub", &key.point);
-            }
-            ok.into()
-        }
-    })
+fn get_params(key: &Key, out: &mut ParamsOut<'_>) -> bool {
+    let mut ok = out.int(c"bits", 256)
+        && out.int(c"security-bits", 128)
+        && out.int(c"max-size", MAX_SIGNATURE as c_int)
+        && out.utf8(c"group", key.group_name())
+        && out.utf8(c"default-digest", "SHA256")
+        && out.utf8(c"point-format", "uncompressed");
+    if !key.point.is_empty() {
+        ok = ok && out.octets(c"encoded-pub-key", &key.point) && out.octets(c"pub", &key.point);
+    }
+    ok
+}
+
+unsafe extern "C" fn get_params_entry(keydata: *mut c_void, out: *mut OSSL_PARAM) -> c_int {
+    // SAFETY: key data and parameter array from OpenSSL.
+    unsafe {
+        let mut out = ParamsOut::new(out);
+        with_object(keydata, 0, |key: &Key| get_params(key, &mut out).into())
+    }
+}
+
+fn matches(a: &Key, b: &Key, selection: c_int) -> bool {
+    let mut ok = a.curve == b.curve;
+    if selection & SELECT_KEYPAIR != 0 {
+        ok &= !a.point.is_empty() && a.point == b.point;
+    }
+    ok
 }
 
 unsafe extern "C" fn match_keys(k1: *const c_void, k2: *const c_void, selection: c_int) -> c_int {
-    guard_in(instance_of(k1), 0, || {
-        // SAFETY: key data from OpenSSL.
-        let (Some(a), Some(b)) = (unsafe { borrow(k1) }, unsafe { borrow(k2) }) else {
-            return 0;
-        };
-        let mut ok = a.curve == b.curve;
-        if selection & SELECT_KEYPAIR != 0 {
-            ok &= !a.point.is_empty() && a.point == b.point;
-        }
-        ok.into()
-    })
+    // SAFETY: key data from OpenSSL, both of our keymgmt.
+    unsafe {
+        let b = context::borrow::<Key>(k2);
+        with_object(k1, 0, |a: &Key| {
+            b.is_some_and(|b| matches(a, b, selection)).into()
+        })
+    }
 }
 
-static KEY_TYPES: [ParamDescriptor; 3] = [
+const KEY_TYPES: &[ParamDescriptor] = param_table![
     param(b"group\0", OSSL_PARAM_UTF8_STRING),
     param(b"pub\0", OSSL_PARAM_OCTET_STRING),
-    PARAM_END,
 ];
 
 unsafe extern "C" fn key_types(_selection: c_int) -> *const OSSL_PARAM {
     KEY_TYPES.as_ptr() as *const OSSL_PARAM
 }
 
-unsafe extern "C" fn import(
+/// Fills a key made by `new` (a public key only: a card key is never imported).
+fn import(key: &mut Key, selection: c_int, input: ParamsIn<'_>) -> Option<()> {
+    if key.card.is_some() {
+        return None;
+    }
+    if let Some(group) = input.utf8(c"group") {
+        key.curve = curve_of_group(&group)?;
+    }
+    if selection & SELECT_PUBLIC_KEY != 0 {
+        let point = input.octets(c"pub")?;
+        keys::public_key_from_point(key.curve, &point).ok()?;
+        key.point = point;
+    }
+    Some(())
+}
+
+unsafe extern "C" fn import_entry(
     keydata: *mut c_void,
     selection: c_int,
     input: *const OSSL_PARAM,
 ) -> c_int {
-    guard_in(instance_of(keydata), 0, || {
-        if keydata.is_null() {
-            return 0;
-        }
-        // SAFETY: a key from `new`, which OpenSSL has not shared yet; parameters from OpenSSL.
-        unsafe {
-            let mut shared = Arc::from_raw(keydata as *const Key);
-            let result = (|| {
-                let key = Arc::get_mut(&mut shared)?;
-                if key.card.is_some() {
-                    return None;
-                }
-                if let Some(group) = params::get_utf8(input, c"group") {
-                    key.curve = curve_of_group(&group)?;
-                }
-                if selection & SELECT_PUBLIC_KEY != 0 {
-                    let point = params::get_octets(input, c"pub")?;
-                    keys::public_key_from_point(key.curve, &point).ok()?;
-                    key.point = point;
-                }
-                Some(())
-            })();
-            let _ = Arc::into_raw(shared);
-            result.is_some().into()
-        }
-    })
+    // SAFETY: a key from `new`, which OpenSSL has not shared yet; parameters from OpenSSL.
+    unsafe {
+        let input = ParamsIn::new(input);
+        with_unshared(keydata, 0, |key: &mut Key| {
+            import(key, selection, input).is_some().into()
+        })
+    }
 }
 
-unsafe extern "C" fn export(
+fn export(key: &Key, selection: c_int, callback: Callback) -> c_int {
+    // Never a copy of a card key elsewhere (see the module comment); public keys only.
+    if key.private.is_some() {
+        return 0;
+    }
+    let group = CString::new(key.group_name()).expect("group names have no NUL");
+    let mut params = vec![Param::Utf8(c"group", &group)];
+    if selection & SELECT_PUBLIC_KEY != 0 && !key.point.is_empty() {
+        params.push(Param::Octets(c"pub", &key.point));
+    }
+    callback.call(&params)
+}
+
+unsafe extern "C" fn export_entry(
     keydata: *mut c_void,
     selection: c_int,
     callback: Option<OSSL_CALLBACK>,
     cbarg: *mut c_void,
 ) -> c_int {
-    guard_in(instance_of(keydata), 0, || {
-        // SAFETY: key data from OpenSSL.
-        let Some(key) = (unsafe { borrow(keydata) }) else {
-            return 0;
-        };
-        let Some(callback) = callback else { return 0 };
-        // Never a copy of a card key elsewhere (see the module comment); public keys only.
-        if key.private.is_some() {
-            return 0;
-        }
-        let group = std::ffi::CString::new(key.group_name()).expect("no NUL");
-        let mut point = key.point.clone();
-        // SAFETY: the parameters point at locals that outlive the callback.
-        unsafe {
-            let mut out = vec![OSSL_PARAM_construct_utf8_string(
-                c"group".as_ptr(),
-                group.as_ptr() as *mut c_char,
-                0,
-            )];
-            if selection & SELECT_PUBLIC_KEY != 0 && !point.is_empty() {
-                out.push(openssl_sys::OSSL_PARAM_construct_octet_string(
-                    c"pub".as_ptr(),
-                    point.as_mut_ptr() as *mut c_void,
-                    point.len(),
-                ));
-            }
-            out.push(openssl_sys::OSSL_PARAM_construct_end());
-            callback(out.as_ptr(), cbarg)
-        }
-    })
+    // SAFETY: key data and the callback pair of this call.
+    unsafe {
+        let callback = Callback::new(callback, cbarg);
+        with_object(keydata, 0, |key: &Key| match callback {
+            Some(callback) => export(key, selection, callback),
+            None => 0,
+        })
+    }
 }
 
-pub static FUNCTIONS: [OSSL_DISPATCH; 14] = [
-    dispatch!(OSSL_FUNC_KEYMGMT_NEW, new),
-    dispatch!(OSSL_FUNC_KEYMGMT_FREE, free),
-    dispatch!(OSSL_FUNC_KEYMGMT_LOAD, load),
-    dispatch!(OSSL_FUNC_KEYMGMT_HAS, has),
-    dispatch!(OSSL_FUNC_KEYMGMT_GET_PARAMS, get_params),
-    dispatch!(OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, gettable_params),
-    dispatch!(OSSL_FUNC_KEYMGMT_MATCH, match_keys),
-    dispatch!(OSSL_FUNC_KEYMGMT_IMPORT, import),
-    dispatch!(OSSL_FUNC_KEYMGMT_IMPORT_TYPES, key_types),
-    dispatch!(OSSL_FUNC_KEYMGMT_EXPORT, export),
-    dispatch!(OSSL_FUNC_KEYMGMT_EXPORT_TYPES, key_types),
-    dispatch!(OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, query_operation_name),
-    dispatch_end!(),
-    dispatch_end!(),
+pub const FUNCTIONS: &[OSSL_DISPATCH] = dispatch_table![
+    keymgmt_new(new),
+    keymgmt_free(free),
+    keymgmt_load(load),
+    keymgmt_has(has_entry),
+    keymgmt_get_params(get_params_entry),
+    keymgmt_gettable_params(gettable_params),
+    keymgmt_match(match_keys),
+    keymgmt_import(import_entry),
+    keymgmt_import_types(key_types),
+    keymgmt_export(export_entry),
+    keymgmt_export_types(key_types),
+    keymgmt_query_operation_name(query_operation_name),
 ];
 
 #[cfg(test)]
@@ -382,6 +266,76 @@ mod tests {
         key.public_key()
             .to_bytes(&group, PointConversionForm::UNCOMPRESSED, &mut ctx)
             .unwrap()
+    }
+
+    /// What the callback of `offer` saw: the reference's bytes and what `load` made of them.
+    #[derive(Default)]
+    struct Loaded {
+        reference: Vec<u8>,
+        keydata: Option<*mut c_void>,
+    }
+
+    unsafe extern "C" fn load_in_callback(params: *const OSSL_PARAM, arg: *mut c_void) -> c_int {
+        // SAFETY: the array `offer` built; `arg` is the test's `Loaded`.
+        let (params, loaded) = unsafe { (ParamsIn::new(params), &mut *(arg as *mut Loaded)) };
+        assert_eq!(params.int(c"type"), Some(OSSL_OBJECT_PKEY));
+        assert_eq!(params.utf8(c"data-type").as_deref(), Some("EC"));
+        assert_eq!(params.octets(c"data"), None, "no encoding to decode");
+        loaded.reference = params.octets(c"reference").expect("a reference");
+        // SAFETY: the reference's bytes, as libcrypto passes them to `load`.
+        loaded.keydata = Some(unsafe {
+            load(
+                loaded.reference.as_ptr() as *const c_void,
+                loaded.reference.len(),
+            )
+        });
+        1
+    }
+
+    fn errors() -> String {
+        let errors = openssl::error::ErrorStack::get();
+        let lines: Vec<String> = errors.errors().iter().map(|e| e.to_string()).collect();
+        lines.join("\n")
+    }
+
+    #[test]
+    fn an_offered_key_loads_by_reference_once_on_offer_only() {
+        let mut key = Key::empty(Instance::for_tests());
+        key.point = point(Nid::X9_62_PRIME256V1);
+        let expected_point = key.point.clone();
+        let mut loaded = Loaded::default();
+        // SAFETY: a callback and an argument that outlives the call.
+        let callback = unsafe {
+            Callback::new(
+                Some(load_in_callback),
+                &mut loaded as *mut Loaded as *mut c_void,
+            )
+        }
+        .unwrap();
+        assert_eq!(offer(key, callback), 1);
+        let keydata = loaded.keydata.expect("the callback ran");
+        assert!(!keydata.is_null(), "loaded while on offer: {}", errors());
+        // SAFETY: key data from `load`, released once below.
+        unsafe {
+            assert_eq!(
+                context::borrow::<Key>(keydata).unwrap().point,
+                expected_point
+            );
+            free(keydata);
+        }
+
+        // The same bytes after the offer, a shorter copy, NULL: refused with an error.
+        errors();
+        let stale = &loaded.reference;
+        // SAFETY: live buffers of the sizes given (or NULL).
+        unsafe {
+            assert!(load(stale.as_ptr() as *const c_void, stale.len()).is_null());
+            assert!(errors().contains("not on offer"));
+            assert!(load(stale.as_ptr() as *const c_void, 8).is_null());
+            assert!(errors().contains("of 8 bytes"));
+            assert!(load(std::ptr::null(), reference::SIZE).is_null());
+            assert!(errors().contains("no object reference (NULL)"));
+        }
     }
 
     #[test]

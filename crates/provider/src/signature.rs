@@ -9,18 +9,43 @@ use std::sync::Arc;
 
 use openssl::hash::{Hasher, MessageDigest};
 
+use super::abi::context::{self, dupctx, freectx, newctx_with_propq, with_ctx};
+use super::abi::context::{Made, OperationContext};
+use super::abi::dispatch::*;
+use super::abi::ffi::*;
+use super::abi::io::{bytes, OutBuf, Output};
+use super::abi::params::{self, ParamsIn, ParamsOut};
+use super::abi::{dispatch_table, param_table};
 use super::config;
 use super::error::{self, Reason};
-use super::ffi::*;
-use super::keymgmt::{self, Key, MAX_SIGNATURE};
-use super::{dispatch, dispatch_end, guard_in, params, Instance};
+use super::instance::Instance;
+use super::key::Key;
+use super::keymgmt::MAX_SIGNATURE;
 use iotsafe_card::HashAlg;
 
+#[derive(Clone)]
 struct Context {
     instance: Instance,
     key: Option<Arc<Key>>,
     hash: HashAlg,
     hasher: Option<Hasher>,
+}
+
+impl Made for Context {
+    fn instance(&self) -> Instance {
+        self.instance
+    }
+}
+
+impl OperationContext for Context {
+    fn new(instance: Instance) -> Context {
+        Context {
+            instance,
+            key: None,
+            hash: HashAlg::Sha256,
+            hasher: None,
+        }
+    }
 }
 
 fn hash_of_name(name: &str) -> Option<HashAlg> {
@@ -61,65 +86,10 @@ fn algorithm_id(hash: HashAlg) -> [u8; 12] {
     ]
 }
 
-/// The instance a context was made through (its functions get no provctx).
-///
-/// # Safety
-/// `ctx` is NULL or a context from `newctx`.
-unsafe fn instance_of(ctx: *mut c_void) -> Option<Instance> {
-    context(ctx).map(|ctx| ctx.instance)
-}
-
-/// # Safety
-/// `ctx` is NULL or a context from `newctx`.
-unsafe fn context<'a>(ctx: *mut c_void) -> Option<&'a mut Context> {
-    (ctx as *mut Context).as_mut()
-}
-
-unsafe extern "C" fn newctx(provctx: *mut c_void, _propq: *const c_char) -> *mut c_void {
-    // SAFETY: the provctx of this call.
-    let instance = unsafe { Instance::from_provctx(provctx) };
-    guard_in(instance, std::ptr::null_mut(), || {
-        let Some(instance) = instance else {
-            return std::ptr::null_mut();
-        };
-        Box::into_raw(Box::new(Context {
-            instance,
-            key: None,
-            hash: HashAlg::Sha256,
-            hasher: None,
-        })) as *mut c_void
-    })
-}
-
-unsafe extern "C" fn freectx(ctx: *mut c_void) {
-    guard_in(instance_of(ctx), (), || {
-        if !ctx.is_null() {
-            // SAFETY: a context from newctx/dupctx, freed once.
-            drop(unsafe { Box::from_raw(ctx as *mut Context) });
-        }
-    })
-}
-
-unsafe extern "C" fn dupctx(ctx: *mut c_void) -> *mut c_void {
-    guard_in(instance_of(ctx), std::ptr::null_mut(), || {
-        // SAFETY: a context from newctx.
-        let Some(ctx) = (unsafe { context(ctx) }) else {
-            return std::ptr::null_mut();
-        };
-        Box::into_raw(Box::new(Context {
-            instance: ctx.instance,
-            key: ctx.key.clone(),
-            hash: ctx.hash,
-            hasher: ctx.hasher.clone(),
-        })) as *mut c_void
-    })
-}
-
 /// Common part of sign_init and digest_sign_init: the key must have its private half on the
-/// card. No card I/O.
-fn init(ctx: &mut Context, keydata: *mut c_void, digest: Option<&str>) -> bool {
-    // SAFETY: key data from OpenSSL (or NULL to keep the previous key).
-    if let Some(key) = unsafe { keymgmt::share(keydata) } {
+/// card. No card I/O. `key` is None to keep the previous key.
+fn init(ctx: &mut Context, key: Option<Arc<Key>>, digest: Option<&str>) -> bool {
+    if let Some(key) = key {
         ctx.key = Some(key);
     }
     match &ctx.key {
@@ -139,21 +109,25 @@ fn init(ctx: &mut Context, keydata: *mut c_void, digest: Option<&str>) -> bool {
     ctx.hasher = None;
     match digest.filter(|d| !d.is_empty()) {
         None => true,
-        Some(name) => match hash_of_name(name) {
-            Some(hash) => {
-                ctx.hash = hash;
-                true
-            }
-            None => {
-                error::raise(
-                    Reason::Unsupported,
-                    &format!(
-                        "digest {name} (the applet signs SHA-256, SHA-384 and SHA-512 digests)"
-                    ),
-                );
-                false
-            }
-        },
+        Some(name) => set_digest(ctx, name),
+    }
+}
+
+/// Sets the digest by name; an error names the digests the applet signs.
+fn set_digest(ctx: &mut Context, name: &str) -> bool {
+    match hash_of_name(name) {
+        Some(hash) => {
+            ctx.hash = hash;
+            ctx.hasher = None;
+            true
+        }
+        None => {
+            error::raise(
+                Reason::Unsupported,
+                &format!("digest {name} (the applet signs SHA-256, SHA-384 and SHA-512 digests)"),
+            );
+            false
+        }
     }
 }
 
@@ -162,13 +136,13 @@ unsafe extern "C" fn sign_init(
     keydata: *mut c_void,
     params: *const OSSL_PARAM,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context and parameters from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            (init(ctx, keydata, None) && set_params(ctx, params)).into()
-        }
-    })
+    // SAFETY: context, key data of our keymgmt (or NULL) and parameters from OpenSSL.
+    unsafe {
+        let (key, params) = (context::share::<Key>(keydata), ParamsIn::new(params));
+        with_ctx(ctx, 0, |ctx: &mut Context| {
+            (init(ctx, key, None) && set_params(ctx, params)).into()
+        })
+    }
 }
 
 unsafe extern "C" fn digest_sign_init(
@@ -177,14 +151,14 @@ unsafe extern "C" fn digest_sign_init(
     keydata: *mut c_void,
     params: *const OSSL_PARAM,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context, name and parameters from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            let name = params::c_str(mdname);
-            (init(ctx, keydata, name.as_deref()) && set_params(ctx, params)).into()
-        }
-    })
+    // SAFETY: context, name, key data of our keymgmt (or NULL) and parameters from OpenSSL.
+    unsafe {
+        let (name, key) = (params::c_str(mdname), context::share::<Key>(keydata));
+        let params = ParamsIn::new(params);
+        with_ctx(ctx, 0, |ctx: &mut Context| {
+            (init(ctx, key, name.as_deref()) && set_params(ctx, params)).into()
+        })
+    }
 }
 
 fn hasher(ctx: &mut Context) -> Option<&mut Hasher> {
@@ -208,41 +182,25 @@ unsafe extern "C" fn digest_sign_update(
     data: *const c_uchar,
     len: usize,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context and buffer from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            let data = if len == 0 {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(data, len)
-            };
-            match hasher(ctx) {
-                Some(h) => h.update(data).is_ok().into(),
-                None => 0,
-            }
-        }
-    })
+    // SAFETY: context and buffer from OpenSSL.
+    unsafe {
+        let data = bytes(data, len);
+        with_ctx(ctx, 0, |ctx: &mut Context| match hasher(ctx) {
+            Some(h) => h.update(data).is_ok().into(),
+            None => 0,
+        })
+    }
 }
 
 /// Signs `digest` on the card and writes the DER signature to the caller's buffer.
-///
-/// # Safety
-/// `sig` is NULL or has `sigsize` bytes; `siglen` is valid.
-unsafe fn sign_digest_into(
-    ctx: &Context,
-    digest: &[u8],
-    sig: *mut c_uchar,
-    siglen: *mut usize,
-    sigsize: usize,
-) -> c_int {
-    let Some(key) = &ctx.key else { return 0 };
+fn sign_digest_into(ctx: &Context, digest: &[u8], out: OutBuf<'_>) -> bool {
+    let Some(key) = &ctx.key else { return false };
     let (Some(card), Some(private)) = (&key.card, &key.private) else {
         error::raise(
             Reason::NoPrivateKey,
             "this key has no private half on the card",
         );
-        return 0;
+        return false;
     };
     config::debug(format_args!(
         "sign {} digest with private key {private}",
@@ -250,61 +208,50 @@ unsafe fn sign_digest_into(
     ));
     match card.sign_digest(private, ctx.hash, digest) {
         Ok(der) => {
-            if der.len() > sigsize {
+            let capacity = out.capacity();
+            let written = out.write(&der);
+            if !written {
                 error::raise(
                     Reason::Internal,
                     &format!(
-                        "signature buffer of {sigsize} bytes for {} bytes",
+                        "signature buffer of {capacity} bytes for {} bytes",
                         der.len()
                     ),
                 );
-                return 0;
             }
-            std::ptr::copy_nonoverlapping(der.as_ptr(), sig, der.len());
-            *siglen = der.len();
-            1
+            written
         }
         Err(e) => {
             error::raise_card(&e);
-            0
+            false
         }
     }
 }
 
-/// The common start of the signing entry points: OpenSSL first asks for the size (`sig` NULL);
-/// `Some` is the answer to give when this call is such a query (or has no `siglen`).
-///
-/// # Safety
-/// `siglen`, when not NULL, points to writable memory (OpenSSL's contract).
-unsafe fn size_query(sig: *mut c_uchar, siglen: *mut usize) -> Option<c_int> {
-    if siglen.is_null() {
-        return Some(0);
+/// The common start of the signing entry points: OpenSSL first asks for the size (no
+/// buffer), which is answered here; `Some` is the buffer to sign into otherwise.
+fn size_query(out: Option<Output<'_>>) -> Result<OutBuf<'_>, c_int> {
+    match out {
+        None => Err(0),
+        Some(Output::SizeQuery(len)) => {
+            *len = MAX_SIGNATURE;
+            Err(1)
+        }
+        Some(Output::Buffer(buf)) => Ok(buf),
     }
-    if sig.is_null() {
-        // SAFETY: checked non-NULL above; OpenSSL passes a valid pointer.
-        unsafe { *siglen = MAX_SIGNATURE };
-        return Some(1);
-    }
-    None
 }
 
 /// Signs the host's digest on the card, or reports why hashing failed.
-///
-/// # Safety
-/// As [`sign_digest_into`]: `sig`/`siglen` from OpenSSL.
-unsafe fn sign_hashed(
+fn sign_hashed(
     ctx: &Context,
     digest: Result<openssl::hash::DigestBytes, openssl::error::ErrorStack>,
-    sig: *mut c_uchar,
-    siglen: *mut usize,
-    sigsize: usize,
-) -> c_int {
+    out: OutBuf<'_>,
+) -> bool {
     match digest {
-        // SAFETY: the caller's pointers, passed on unchanged.
-        Ok(digest) => unsafe { sign_digest_into(ctx, &digest, sig, siglen, sigsize) },
+        Ok(digest) => sign_digest_into(ctx, &digest, out),
         Err(e) => {
             error::raise(Reason::Internal, &format!("digest failed: {e}"));
-            0
+            false
         }
     }
 }
@@ -315,19 +262,20 @@ unsafe extern "C" fn digest_sign_final(
     siglen: *mut usize,
     sigsize: usize,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: arguments from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            if let Some(answer) = size_query(sig, siglen) {
-                return answer;
-            }
+    // SAFETY: arguments from OpenSSL.
+    unsafe {
+        let out = Output::new(sig, siglen, sigsize);
+        with_ctx(ctx, 0, |ctx: &mut Context| {
+            let out = match size_query(out) {
+                Ok(out) => out,
+                Err(answer) => return answer,
+            };
             let Some(h) = hasher(ctx) else { return 0 };
             let digest = h.finish();
             ctx.hasher = None;
-            sign_hashed(ctx, digest, sig, siglen, sigsize)
-        }
-    })
+            sign_hashed(ctx, digest, out).into()
+        })
+    }
 }
 
 unsafe extern "C" fn digest_sign(
@@ -338,26 +286,40 @@ unsafe extern "C" fn digest_sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: arguments from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            if let Some(answer) = size_query(sig, siglen) {
-                return answer;
-            }
-            let data = if tbslen == 0 {
-                &[][..]
-            } else {
-                std::slice::from_raw_parts(tbs, tbslen)
+    // SAFETY: arguments from OpenSSL.
+    unsafe {
+        let (out, data) = (Output::new(sig, siglen, sigsize), bytes(tbs, tbslen));
+        with_ctx(ctx, 0, |ctx: &mut Context| {
+            let out = match size_query(out) {
+                Ok(out) => out,
+                Err(answer) => return answer,
             };
             let digest = openssl::hash::hash(message_digest(ctx.hash), data);
-            sign_hashed(ctx, digest, sig, siglen, sigsize)
-        }
-    })
+            sign_hashed(ctx, digest, out).into()
+        })
+    }
 }
 
 /// EVP_PKEY_sign: `tbs` is already a digest (of the context's hash, or told by its length).
-unsafe extern "C" fn sign(
+fn sign(ctx: &mut Context, out: OutBuf<'_>, digest: &[u8]) -> bool {
+    if digest.len() != ctx.hash.digest_len() {
+        match digest.len() {
+            32 => ctx.hash = HashAlg::Sha256,
+            48 => ctx.hash = HashAlg::Sha384,
+            64 => ctx.hash = HashAlg::Sha512,
+            other => {
+                error::raise(
+                    Reason::Unsupported,
+                    &format!("a {other}-byte digest (the applet signs SHA-256/384/512 digests)"),
+                );
+                return false;
+            }
+        }
+    }
+    sign_digest_into(ctx, digest, out)
+}
+
+unsafe extern "C" fn sign_entry(
     ctx: *mut c_void,
     sig: *mut c_uchar,
     siglen: *mut usize,
@@ -365,39 +327,19 @@ unsafe extern "C" fn sign(
     tbs: *const c_uchar,
     tbslen: usize,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: arguments from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            if let Some(answer) = size_query(sig, siglen) {
-                return answer;
-            }
-            if tbslen != ctx.hash.digest_len() {
-                match tbslen {
-                    32 => ctx.hash = HashAlg::Sha256,
-                    48 => ctx.hash = HashAlg::Sha384,
-                    64 => ctx.hash = HashAlg::Sha512,
-                    _ => {
-                        error::raise(
-                            Reason::Unsupported,
-                            &format!(
-                                "a {tbslen}-byte digest (the applet signs SHA-256/384/512 digests)"
-                            ),
-                        );
-                        return 0;
-                    }
-                }
-            }
-            let digest = std::slice::from_raw_parts(tbs, tbslen).to_vec();
-            sign_digest_into(ctx, &digest, sig, siglen, sigsize)
-        }
-    })
+    // SAFETY: arguments from OpenSSL.
+    unsafe {
+        let (out, digest) = (Output::new(sig, siglen, sigsize), bytes(tbs, tbslen));
+        with_ctx(ctx, 0, |ctx: &mut Context| match size_query(out) {
+            Ok(out) => sign(ctx, out, digest).into(),
+            Err(answer) => answer,
+        })
+    }
 }
 
-static GETTABLE: [ParamDescriptor; 3] = [
+const GETTABLE: &[ParamDescriptor] = param_table![
     param(b"algorithm-id\0", OSSL_PARAM_OCTET_STRING),
     param(b"digest\0", OSSL_PARAM_UTF8_STRING),
-    PARAM_END,
 ];
 
 unsafe extern "C" fn gettable_ctx_params(
@@ -408,21 +350,20 @@ unsafe extern "C" fn gettable_ctx_params(
 }
 
 unsafe extern "C" fn get_ctx_params(ctx: *mut c_void, out: *mut OSSL_PARAM) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context and parameters from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            (params::set_octets(out, c"algorithm-id", &algorithm_id(ctx.hash))
-                && params::set_utf8(out, c"digest", digest_name(ctx.hash)))
+    // SAFETY: context and parameters from OpenSSL.
+    unsafe {
+        let mut out = ParamsOut::new(out);
+        with_ctx(ctx, 0, |ctx: &mut Context| {
+            (out.octets(c"algorithm-id", &algorithm_id(ctx.hash))
+                && out.utf8(c"digest", digest_name(ctx.hash)))
             .into()
-        }
-    })
+        })
+    }
 }
 
-static SETTABLE: [ParamDescriptor; 3] = [
+const SETTABLE: &[ParamDescriptor] = param_table![
     param(b"digest\0", OSSL_PARAM_UTF8_STRING),
     param(b"properties\0", OSSL_PARAM_UTF8_STRING),
-    PARAM_END,
 ];
 
 unsafe extern "C" fn settable_ctx_params(
@@ -432,53 +373,33 @@ unsafe extern "C" fn settable_ctx_params(
     SETTABLE.as_ptr() as *const OSSL_PARAM
 }
 
-/// # Safety
-/// `input` is NULL or a parameter array.
-unsafe fn set_params(ctx: &mut Context, input: *const OSSL_PARAM) -> bool {
-    if let Some(name) = params::get_utf8(input, c"digest") {
-        match hash_of_name(&name) {
-            Some(hash) => {
-                ctx.hash = hash;
-                ctx.hasher = None;
-            }
-            None => {
-                error::raise(
-                    Reason::Unsupported,
-                    &format!(
-                        "digest {name} (the applet signs SHA-256, SHA-384 and SHA-512 digests)"
-                    ),
-                );
-                return false;
-            }
-        }
+fn set_params(ctx: &mut Context, input: ParamsIn<'_>) -> bool {
+    match input.utf8(c"digest") {
+        Some(name) => set_digest(ctx, &name),
+        None => true,
     }
-    true
 }
 
 unsafe extern "C" fn set_ctx_params(ctx: *mut c_void, input: *const OSSL_PARAM) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context and parameters from OpenSSL.
-        unsafe {
-            let Some(ctx) = context(ctx) else { return 0 };
-            set_params(ctx, input).into()
-        }
-    })
+    // SAFETY: context and parameters from OpenSSL.
+    unsafe {
+        let input = ParamsIn::new(input);
+        with_ctx(ctx, 0, |ctx: &mut Context| set_params(ctx, input).into())
+    }
 }
 
-pub static FUNCTIONS: [OSSL_DISPATCH; 15] = [
-    dispatch!(OSSL_FUNC_SIGNATURE_NEWCTX, newctx),
-    dispatch!(OSSL_FUNC_SIGNATURE_FREECTX, freectx),
-    dispatch!(OSSL_FUNC_SIGNATURE_DUPCTX, dupctx),
-    dispatch!(OSSL_FUNC_SIGNATURE_SIGN_INIT, sign_init),
-    dispatch!(OSSL_FUNC_SIGNATURE_SIGN, sign),
-    dispatch!(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, digest_sign_init),
-    dispatch!(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, digest_sign_update),
-    dispatch!(OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, digest_sign_final),
-    dispatch!(OSSL_FUNC_SIGNATURE_DIGEST_SIGN, digest_sign),
-    dispatch!(OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, get_ctx_params),
-    dispatch!(OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, gettable_ctx_params),
-    dispatch!(OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, set_ctx_params),
-    dispatch!(OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, settable_ctx_params),
-    dispatch_end!(),
-    dispatch_end!(),
+pub const FUNCTIONS: &[OSSL_DISPATCH] = dispatch_table![
+    signature_newctx(newctx_with_propq::<Context>),
+    signature_freectx(freectx::<Context>),
+    signature_dupctx(dupctx::<Context>),
+    signature_sign_init(sign_init),
+    signature_sign(sign_entry),
+    signature_digest_sign_init(digest_sign_init),
+    signature_digest_sign_update(digest_sign_update),
+    signature_digest_sign_final(digest_sign_final),
+    signature_digest_sign(digest_sign),
+    signature_get_ctx_params(get_ctx_params),
+    signature_gettable_ctx_params(gettable_ctx_params),
+    signature_set_ctx_params(set_ctx_params),
+    signature_settable_ctx_params(settable_ctx_params),
 ];

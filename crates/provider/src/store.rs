@@ -1,16 +1,24 @@
 //! Store for `iotsafe:` URIs (`openssl pkey -in iotsafe:key-id=01`, `OSSL_STORE_open`).
 //!
-//! The private key is handed over as key-reference DER, which OpenSSL decodes with this
-//! provider's decoder (so that the key lands in this provider's key management); the public
-//! key as SubjectPublicKeyInfo DER and the certificate as its DER.
+//! The private key is handed over by reference to this provider's key management (see
+//! [`keymgmt::offer`]), so that it lands there without a detour through an encoding; the
+//! public key as SubjectPublicKeyInfo DER (for whichever provider decodes it) and the
+//! certificate as its DER.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CStr};
 
+use super::abi::context::{drop_ctx, into_ctx, with_ctx, Made};
+use super::abi::dispatch::*;
+use super::abi::ffi::*;
+use super::abi::params::{self, Callback, Param, ParamsIn};
+use super::abi::{dispatch_table, guard_in, param_table};
 use super::card;
+use super::config::{self, Settings};
 use super::error::{self, Reason};
-use super::ffi::*;
-use super::uri::{self, KeyUri, ObjectType};
-use super::{dispatch, dispatch_end, guard_in, params, Instance};
+use super::instance::Instance;
+use super::key::Key;
+use super::keymgmt;
+use super::uri::{KeyUri, ObjectType};
 use crate::keys;
 
 struct Context {
@@ -20,59 +28,56 @@ struct Context {
     pending: Option<Vec<ObjectType>>,
 }
 
-unsafe extern "C" fn open(provctx: *mut c_void, text: *const c_char) -> *mut c_void {
-    // SAFETY: the provctx of this call.
-    let instance = unsafe { Instance::from_provctx(provctx) };
-    guard_in(instance, std::ptr::null_mut(), || {
-        let Some(instance) = instance else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: a NUL-terminated URI from OpenSSL.
-        let Some(text) = (unsafe { params::c_str(text) }) else {
-            return std::ptr::null_mut();
-        };
-        match KeyUri::parse(&text) {
-            Ok(uri) => Box::into_raw(Box::new(Context {
-                instance,
-                uri,
-                expect: 0,
-                pending: None,
-            })) as *mut c_void,
-            Err(e) => {
-                error::raise(Reason::BadUri, &e);
-                std::ptr::null_mut()
-            }
+impl Made for Context {
+    fn instance(&self) -> Instance {
+        self.instance
+    }
+}
+
+fn open(instance: Instance, text: Option<String>) -> *mut c_void {
+    let Some(text) = text else {
+        return std::ptr::null_mut();
+    };
+    match KeyUri::parse(&text) {
+        Ok(uri) => into_ctx(Context {
+            instance,
+            uri,
+            expect: 0,
+            pending: None,
+        }),
+        Err(e) => {
+            error::raise(Reason::BadUri, &e);
+            std::ptr::null_mut()
         }
+    }
+}
+
+unsafe extern "C" fn open_entry(provctx: *mut c_void, text: *const c_char) -> *mut c_void {
+    // SAFETY: the provctx of this call and a NUL-terminated URI from OpenSSL.
+    let (instance, text) = unsafe { (Instance::from_provctx(provctx), params::c_str(text)) };
+    guard_in(instance, std::ptr::null_mut(), || match instance {
+        Some(instance) => open(instance, text),
+        None => std::ptr::null_mut(),
     })
 }
 
-static SETTABLE: [ParamDescriptor; 2] = [param(b"expect\0", OSSL_PARAM_INTEGER), PARAM_END];
+const SETTABLE: &[ParamDescriptor] = param_table![param(b"expect\0", OSSL_PARAM_INTEGER)];
 
 unsafe extern "C" fn settable_ctx_params(_provctx: *mut c_void) -> *const OSSL_PARAM {
     SETTABLE.as_ptr() as *const OSSL_PARAM
 }
 
-/// The instance a store context was opened through (its functions get no provctx).
-///
-/// # Safety
-/// `ctx` is NULL or a context from `open`, not closed.
-unsafe fn instance_of(ctx: *mut c_void) -> Option<Instance> {
-    (ctx as *const Context).as_ref().map(|ctx| ctx.instance)
-}
-
 unsafe extern "C" fn set_ctx_params(ctx: *mut c_void, input: *const OSSL_PARAM) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context and parameters from OpenSSL.
-        unsafe {
-            let Some(ctx) = (ctx as *mut Context).as_mut() else {
-                return 0;
-            };
-            if let Some(expect) = params::get_int(input, c"expect") {
+    // SAFETY: context and parameters from OpenSSL.
+    unsafe {
+        let input = ParamsIn::new(input);
+        with_ctx(ctx, 0, |ctx: &mut Context| {
+            if let Some(expect) = input.int(c"expect") {
                 ctx.expect = expect;
             }
             1
-        }
-    })
+        })
+    }
 }
 
 fn objects_for(uri: &KeyUri, expect: c_int) -> Vec<ObjectType> {
@@ -87,167 +92,143 @@ fn objects_for(uri: &KeyUri, expect: c_int) -> Vec<ObjectType> {
     }
 }
 
-unsafe fn emit(
+/// Passes an encoded object; `structure` and the data type tell the decoders what it is.
+fn emit_encoded(
+    callback: Callback,
     object_type: c_int,
-    structure: Option<&'static std::ffi::CStr>,
-    data: &mut [u8],
-    cb: OSSL_CALLBACK,
-    cbarg: *mut c_void,
+    structure: Option<&'static CStr>,
+    data: &[u8],
 ) -> c_int {
-    let mut object_type = object_type;
-    let mut params = vec![OSSL_PARAM_construct_int(c"type".as_ptr(), &mut object_type)];
+    let mut params = vec![Param::Int(c"type", object_type)];
     if let Some(structure) = structure {
-        params.push(OSSL_PARAM_construct_utf8_string(
-            c"data-type".as_ptr(),
-            c"EC".as_ptr() as *mut c_char,
-            0,
-        ));
-        params.push(OSSL_PARAM_construct_utf8_string(
-            c"data-structure".as_ptr(),
-            structure.as_ptr() as *mut c_char,
-            0,
-        ));
-        params.push(OSSL_PARAM_construct_utf8_string(
-            c"input-type".as_ptr(),
-            c"DER".as_ptr() as *mut c_char,
-            0,
-        ));
+        params.push(Param::Utf8(c"data-type", c"EC"));
+        params.push(Param::Utf8(c"data-structure", structure));
+        params.push(Param::Utf8(c"input-type", c"DER"));
     }
-    params.push(openssl_sys::OSSL_PARAM_construct_octet_string(
-        c"data".as_ptr(),
-        data.as_mut_ptr() as *mut c_void,
-        data.len(),
-    ));
-    params.push(openssl_sys::OSSL_PARAM_construct_end());
-    cb(params.as_ptr(), cbarg)
+    params.push(Param::Octets(c"data", data));
+    callback.call(&params)
 }
 
-unsafe extern "C" fn load(
+/// The next object of the URI, to the callback; 0 when there is none or on error.
+fn load(ctx: &mut Context, callback: Callback) -> c_int {
+    let pending = ctx
+        .pending
+        .get_or_insert_with(|| objects_for(&ctx.uri, ctx.expect));
+    if pending.is_empty() {
+        return 0;
+    }
+    let object = pending.remove(0);
+    let Some(configured) = ctx.instance.settings() else {
+        return 0;
+    };
+    let settings = match ctx.uri.settings_over(&configured) {
+        Ok(settings) => settings,
+        Err(e) => {
+            error::raise(Reason::BadUri, &e);
+            return 0;
+        }
+    };
+    match object {
+        ObjectType::Private => load_private(ctx, &settings, callback),
+        ObjectType::Public => load_public(ctx, &settings, callback),
+        ObjectType::Cert => load_cert(ctx, &settings, callback),
+    }
+}
+
+fn load_private(ctx: &Context, settings: &Settings, callback: Callback) -> c_int {
+    match Key::from_card(ctx.instance, settings) {
+        Ok(key) => {
+            config::debug(format_args!(
+                "store: private key of {} handed over by reference",
+                ctx.uri
+            ));
+            keymgmt::offer(key, callback)
+        }
+        Err((reason, message)) => {
+            error::raise(reason, &format!("{message} (URI {})", ctx.uri));
+            0
+        }
+    }
+}
+
+fn load_public(ctx: &Context, settings: &Settings, callback: Callback) -> c_int {
+    let result = Key::from_card(ctx.instance, settings).and_then(|key| {
+        keys::public_key_from_point(key.curve, &key.point)
+            .and_then(|k| k.public_key_to_der())
+            .map_err(|e| (Reason::Internal, e.to_string()))
+    });
+    match result {
+        Ok(der) => emit_encoded(
+            callback,
+            OSSL_OBJECT_PKEY,
+            Some(c"SubjectPublicKeyInfo"),
+            &der,
+        ),
+        Err((reason, message)) => {
+            error::raise(reason, &message);
+            0
+        }
+    }
+}
+
+fn load_cert(ctx: &mut Context, settings: &Settings, callback: Callback) -> c_int {
+    let card = card::card_for(settings);
+    let file = match &settings.cert {
+        Some(file) => Ok(file.clone()),
+        None => card.default_cert(),
+    };
+    match file.and_then(|file| card.file(&file)) {
+        Ok(der) => emit_encoded(callback, OSSL_OBJECT_CERT, None, &der),
+        Err(e) if ctx.uri.object.is_none() && ctx.expect == 0 => {
+            // The certificate was not asked for by name: its absence is no error.
+            config::debug(format_args!("no certificate: {e}"));
+            ctx.pending = Some(Vec::new());
+            1
+        }
+        Err(e) => {
+            error::raise_card(&e);
+            0
+        }
+    }
+}
+
+unsafe extern "C" fn load_entry(
     ctx: *mut c_void,
     object_cb: Option<OSSL_CALLBACK>,
     object_cbarg: *mut c_void,
     _pw_cb: Option<OSSL_PASSPHRASE_CALLBACK>,
     _pw_cbarg: *mut c_void,
 ) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        // SAFETY: context and callback from OpenSSL.
-        unsafe {
-            let (Some(ctx), Some(cb)) = ((ctx as *mut Context).as_mut(), object_cb) else {
-                return 0;
-            };
-            let pending = ctx
-                .pending
-                .get_or_insert_with(|| objects_for(&ctx.uri, ctx.expect));
-            if pending.is_empty() {
-                return 0;
-            }
-            let object = pending.remove(0);
-            let Some(configured) = ctx.instance.settings() else {
-                return 0;
-            };
-            let settings = match ctx.uri.settings_over(&configured) {
-                Ok(settings) => settings,
-                Err(e) => {
-                    error::raise(Reason::BadUri, &e);
-                    return 0;
-                }
-            };
-            let card = card::card_for(&settings);
-            match object {
-                ObjectType::Private => {
-                    // Check the key now, so that a wrong URI fails here with its reason
-                    // (the public half read is cached: the decoder does no second read).
-                    if let Err((reason, message)) =
-                        super::keymgmt::Key::from_card(ctx.instance, &settings)
-                    {
-                        error::raise(reason, &format!("{message} (URI {})", ctx.uri));
-                        return 0;
-                    }
-                    let mut reference = KeyUri {
-                        settings: ctx.uri.settings.clone(),
-                        object: None,
-                    };
-                    reference.settings.debug_log = None;
-                    let mut der = uri::keyref_der(&reference.to_string());
-                    emit(
-                        OSSL_OBJECT_PKEY,
-                        Some(c"iotsafe-keyref"),
-                        &mut der,
-                        cb,
-                        object_cbarg,
-                    )
-                }
-                ObjectType::Public => {
-                    let result =
-                        super::keymgmt::Key::from_card(ctx.instance, &settings).and_then(|key| {
-                            keys::public_key_from_point(key.curve, &key.point)
-                                .and_then(|k| k.public_key_to_der())
-                                .map_err(|e| (Reason::Internal, e.to_string()))
-                        });
-                    match result {
-                        Ok(mut der) => emit(
-                            OSSL_OBJECT_PKEY,
-                            Some(c"SubjectPublicKeyInfo"),
-                            &mut der,
-                            cb,
-                            object_cbarg,
-                        ),
-                        Err((reason, message)) => {
-                            error::raise(reason, &message);
-                            0
-                        }
-                    }
-                }
-                ObjectType::Cert => {
-                    let file = match &settings.cert {
-                        Some(file) => Ok(file.clone()),
-                        None => card.default_cert(),
-                    };
-                    match file.and_then(|file| card.file(&file)) {
-                        Ok(mut der) => emit(OSSL_OBJECT_CERT, None, &mut der, cb, object_cbarg),
-                        Err(e) if ctx.uri.object.is_none() && ctx.expect == 0 => {
-                            // The certificate was not asked for by name: its absence is no error.
-                            super::config::debug(format_args!("no certificate: {e}"));
-                            ctx.pending = Some(Vec::new());
-                            1
-                        }
-                        Err(e) => {
-                            error::raise_card(&e);
-                            0
-                        }
-                    }
-                }
-            }
-        }
-    })
+    // SAFETY: context and the callback pair of this call.
+    unsafe {
+        let callback = Callback::new(object_cb, object_cbarg);
+        with_ctx(ctx, 0, |ctx: &mut Context| match callback {
+            Some(callback) => load(ctx, callback),
+            None => 0,
+        })
+    }
 }
 
 unsafe extern "C" fn eof(ctx: *mut c_void) -> c_int {
-    guard_in(instance_of(ctx), 1, || {
-        // SAFETY: a context from open.
-        match unsafe { (ctx as *mut Context).as_ref() } {
-            Some(ctx) => ctx.pending.as_ref().is_some_and(|p| p.is_empty()).into(),
-            None => 1,
-        }
-    })
+    // SAFETY: a context from open.
+    unsafe {
+        with_ctx(ctx, 1, |ctx: &mut Context| {
+            ctx.pending.as_ref().is_some_and(|p| p.is_empty()).into()
+        })
+    }
 }
 
 unsafe extern "C" fn close(ctx: *mut c_void) -> c_int {
-    guard_in(instance_of(ctx), 0, || {
-        if !ctx.is_null() {
-            // SAFETY: a context from open, closed once.
-            drop(unsafe { Box::from_raw(ctx as *mut Context) });
-        }
-        1
-    })
+    // SAFETY: a context from open, closed once.
+    unsafe { drop_ctx::<Context>(ctx) };
+    1
 }
 
-pub static FUNCTIONS: [OSSL_DISPATCH; 7] = [
-    dispatch!(OSSL_FUNC_STORE_OPEN, open),
-    dispatch!(OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, settable_ctx_params),
-    dispatch!(OSSL_FUNC_STORE_SET_CTX_PARAMS, set_ctx_params),
-    dispatch!(OSSL_FUNC_STORE_LOAD, load),
-    dispatch!(OSSL_FUNC_STORE_EOF, eof),
-    dispatch!(OSSL_FUNC_STORE_CLOSE, close),
-    dispatch_end!(),
+pub const FUNCTIONS: &[OSSL_DISPATCH] = dispatch_table![
+    store_open(open_entry),
+    store_settable_ctx_params(settable_ctx_params),
+    store_set_ctx_params(set_ctx_params),
+    store_load(load_entry),
+    store_eof(eof),
+    store_close(close),
 ];

@@ -1,0 +1,189 @@
+//! Input and output through OpenSSL's pointers: core BIOs (decoder input, encoder output),
+//! byte buffers passed in, and the caller's output buffers with their length pointers.
+
+use std::ffi::{c_char, c_int, c_long, c_uchar, c_void, CStr};
+
+use super::super::instance::Instance;
+use super::ffi::*;
+
+/// A BIO over a core BIO, freed on drop.
+pub struct CoreBio(*mut BIO);
+
+impl CoreBio {
+    /// # Safety
+    /// `corebio` is a core BIO handed to the current call, made through `instance`; the
+    /// result is used only during that call.
+    pub unsafe fn new(instance: Instance, corebio: *mut OSSL_CORE_BIO) -> Option<CoreBio> {
+        // SAFETY: the function's contract.
+        let bio = unsafe { BIO_new_from_core_bio(instance.libctx(), corebio) };
+        (!bio.is_null()).then_some(CoreBio(bio))
+    }
+
+    /// Reads up to `limit` bytes (to the end of the input).
+    pub fn read_all(&self, limit: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while out.len() < limit {
+            // SAFETY: a valid BIO and buffer.
+            let n =
+                unsafe { BIO_read(self.0, buf.as_mut_ptr() as *mut c_void, buf.len() as c_int) };
+            if n <= 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+        out
+    }
+
+    /// Reads the next PEM object: its label and decoded data. None when the input holds no
+    /// (further) PEM object; that is no error, and leaves OpenSSL's error queue as it was.
+    pub fn read_pem(&self) -> Option<(String, Vec<u8>)> {
+        let mut name: *mut c_char = std::ptr::null_mut();
+        let mut header: *mut c_char = std::ptr::null_mut();
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut len: c_long = 0;
+        // SAFETY: a valid BIO and out-pointers; PEM_read_bio allocates the three results,
+        // which are copied and then freed with OpenSSL's allocator.
+        unsafe {
+            ERR_set_mark();
+            let read = PEM_read_bio(self.0, &mut name, &mut header, &mut data, &mut len) == 1;
+            ERR_pop_to_mark();
+            let result = (read && !name.is_null()).then(|| {
+                let label = CStr::from_ptr(name).to_string_lossy().into_owned();
+                let bytes = match usize::try_from(len) {
+                    Ok(len) if !data.is_null() => std::slice::from_raw_parts(data, len).to_vec(),
+                    _ => Vec::new(),
+                };
+                (label, bytes)
+            });
+            for p in [
+                name as *mut c_void,
+                header as *mut c_void,
+                data as *mut c_void,
+            ] {
+                if !p.is_null() {
+                    CRYPTO_free(p, c"io.rs".as_ptr(), 0);
+                }
+            }
+            result
+        }
+    }
+
+    pub fn write_all(&self, data: &[u8]) -> bool {
+        let Ok(len) = c_int::try_from(data.len()) else {
+            return false;
+        };
+        // SAFETY: a valid BIO and buffer.
+        data.is_empty() || unsafe { BIO_write(self.0, data.as_ptr() as *const c_void, len) } == len
+    }
+
+    /// Prints a public key as `openssl pkey -text` does.
+    pub fn print_public(&self, key: &openssl::pkey::PKeyRef<openssl::pkey::Public>) -> bool {
+        use foreign_types::ForeignTypeRef;
+        // SAFETY: a valid BIO and key.
+        unsafe { EVP_PKEY_print_public(self.0, key.as_ptr(), 0, std::ptr::null_mut()) == 1 }
+    }
+}
+
+impl Drop for CoreBio {
+    fn drop(&mut self) {
+        // SAFETY: we own the BIO.
+        unsafe { BIO_free(self.0) };
+    }
+}
+
+/// Bytes OpenSSL passes in as pointer and length (NULL with length 0 is the empty input).
+///
+/// # Safety
+/// `data` points to `len` readable bytes that outlive `'a`, or `len` is 0.
+pub unsafe fn bytes<'a>(data: *const c_uchar, len: usize) -> &'a [u8] {
+    if len == 0 || data.is_null() {
+        &[]
+    } else {
+        // SAFETY: the function's contract.
+        unsafe { std::slice::from_raw_parts(data, len) }
+    }
+}
+
+/// The caller's output buffer of a signature or secret: OpenSSL first asks for the size
+/// (buffer NULL), then passes a buffer of `size` bytes; the length written goes to `*len`.
+pub enum Output<'a> {
+    /// Only the size is asked.
+    SizeQuery(&'a mut usize),
+    Buffer(OutBuf<'a>),
+}
+
+pub struct OutBuf<'a> {
+    buf: &'a mut [u8],
+    len: &'a mut usize,
+}
+
+impl<'a> Output<'a> {
+    /// None when there is no length pointer (nothing can be answered).
+    ///
+    /// # Safety
+    /// `len` is NULL or writable; `buf` is NULL or has `size` writable bytes; both outlive
+    /// `'a` and do not overlap.
+    pub unsafe fn new(buf: *mut c_uchar, len: *mut usize, size: usize) -> Option<Output<'a>> {
+        // SAFETY: the function's contract.
+        let len = unsafe { len.as_mut() }?;
+        Some(if buf.is_null() {
+            Output::SizeQuery(len)
+        } else {
+            // SAFETY: the function's contract.
+            let buf = unsafe { std::slice::from_raw_parts_mut(buf, size) };
+            Output::Buffer(OutBuf { buf, len })
+        })
+    }
+}
+
+impl OutBuf<'_> {
+    /// The buffer's size.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Copies `data` into the buffer and sets the length; false (nothing written) when it
+    /// does not fit.
+    pub fn write(self, data: &[u8]) -> bool {
+        let Some(target) = self.buf.get_mut(..data.len()) else {
+            return false;
+        };
+        target.copy_from_slice(data);
+        *self.len = data.len();
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_answers_size_queries_and_refuses_overflow() {
+        let mut len = 0usize;
+        // SAFETY: a local length; no buffer.
+        match unsafe { Output::new(std::ptr::null_mut(), &mut len, 0) } {
+            Some(Output::SizeQuery(l)) => *l = 72,
+            _ => panic!("a NULL buffer is a size query"),
+        }
+        assert_eq!(len, 72);
+        let mut buf = [0u8; 4];
+        // SAFETY: a local buffer of 4 bytes and a local length.
+        let Some(Output::Buffer(out)) = (unsafe { Output::new(buf.as_mut_ptr(), &mut len, 4) })
+        else {
+            panic!("a buffer")
+        };
+        assert_eq!(out.capacity(), 4);
+        assert!(!out.write(&[1, 2, 3, 4, 5]));
+        // SAFETY: as above.
+        let Some(Output::Buffer(out)) = (unsafe { Output::new(buf.as_mut_ptr(), &mut len, 4) })
+        else {
+            panic!("a buffer")
+        };
+        assert!(out.write(&[9, 8]));
+        assert_eq!((len, &buf[..2]), (2, &[9u8, 8][..]));
+        // SAFETY: NULL length pointer.
+        assert!(unsafe { Output::new(buf.as_mut_ptr(), std::ptr::null_mut(), 4) }.is_none());
+    }
+}
