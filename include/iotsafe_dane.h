@@ -218,9 +218,11 @@ int iotsafe_dane_peer_identity(const SSL *ssl, char *buf, size_t len);
 // - `ssl` a server `SSL` of a context configured by
 //   [`iotsafe_dane_ctx_enable_clientid_server`]: the client's identity, as
 //   [`iotsafe_dane_peer_identity`] reports it;
-// - `ssl` NULL: the calling thread's last refusal, as [`iotsafe_dane_last_error`] tells it
-//   (for [`iotsafe_dane_verify_client`], which has no `SSL`): `OK` after a call that
-//   authenticated, `ERROR` after one that returned -1.
+// - `ssl` NULL: the calling thread's last refusal, as [`iotsafe_dane_last_error`] tells it:
+//   of its last call (for [`iotsafe_dane_verify_client`], which has no `SSL`; `OK` after a
+//   call that authenticated, `ERROR` after one that returned -1), or of a handshake it ran on a
+//   context configured by [`iotsafe_dane_ctx_enable_server_auth`] (for a library that frees
+//   its `SSL` before the application can ask, as libmosquitto does after a failed handshake).
 //
 // Per `SSL` because a broker verifies many connections at once, on one thread or several: a
 // per-thread or per-handle "last" reason would be another connection's by the time the
