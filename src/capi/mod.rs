@@ -653,7 +653,8 @@ pub unsafe extern "C" fn iotsafe_dane_last_reason(
             .unwrap_or(IotsafeDaneReason::Error);
     }
     catch_unwind(|| {
-        let ssl = SslRef::from_ptr(ssl as *mut _);
+        // SAFETY: the caller passes a live SSL (NULL was handled above); it is only read.
+        let ssl = unsafe { SslRef::from_ptr(ssl as *mut _) };
         if ssl.is_server() {
             IotsafeDaneReason::of_outcome(clientid_ext::peer_outcome(ssl))
         } else {

@@ -217,9 +217,8 @@ fn tlsa_verdict(lookup: OwnerLookup, records: Vec<Tlsa>) -> Result<Option<Vec<Tl
             Ok(Some(records))
         }
         Proof::Secure | Proof::Insecure => Ok(None),
-        _ => Err(NoDane::Fail(
-            Refusal::of_proof(lookup).expect("a proof weaker than insecure"),
-        )),
+        Proof::Bogus => Err(NoDane::Fail(Refusal::Bogus(lookup))),
+        Proof::Indeterminate => Err(NoDane::Fail(Refusal::Indeterminate(lookup))),
     }
 }
 
