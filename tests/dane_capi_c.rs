@@ -672,6 +672,9 @@ fn each_ssl_tells_the_reason_of_its_refusal() {
             step("perssl", &dev),
             step("host", "broker.insecure.test"),
             step("full", &dev),
+            step("host", "broker.example.test"),
+            step("full", &dev),
+            step("resume", &dev),
         ],
     );
     let reasons = |i: usize| {
@@ -701,4 +704,8 @@ fn each_ssl_tells_the_reason_of_its_refusal() {
         lines[17]
     );
     assert_eq!(reasons(19).1, "INSECURE", "{:?}", lines[19]);
+    // A resumed session: no certificate in this handshake, the verdict of the one it came from.
+    assert!(lines[21].accepted(), "{:?}", lines[21]);
+    assert_eq!(lines[22].get("reused"), "1", "{:?}", lines[22]);
+    assert_eq!(reasons(22), ("OK", "OK"), "{:?}", lines[22]);
 }

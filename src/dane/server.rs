@@ -253,10 +253,13 @@ pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
         X509VerifyResult::OK => Ok(()),
         failed => Err(Refusal::CertificateRejected(failed)),
     };
+    if ssl.session_reused() {
+        // No verification ran in this handshake: what is stored is an earlier one's.
+        return verified();
+    }
     match verdict_index().and_then(|index| ssl.ex_data(index)) {
         Some(Verdict::Refused(why)) => Err(why.clone()),
         Some(Verdict::Prepared) => verified(),
-        None if ssl.session_reused() => verified(),
         None => Err(Refusal::NotChecked),
     }
 }
