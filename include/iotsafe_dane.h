@@ -27,6 +27,45 @@
 // The default `dane_clientid` code point (private use, until IANA assigns one).
 #define IOTSAFE_DANE_CLIENTID_DEFAULT 65498
 
+// Why a server or a device was not authenticated. The numbers never change; new reasons get
+// new numbers. [`iotsafe_dane_reason_name`] gives each one's name.
+typedef enum {
+  // Authenticated (or, for a connection, nothing refused it).
+  IOTSAFE_DANE_REASON_OK = 0,
+  // The name is not a host name, or not in a DANE client form (no DNS query made).
+  IOTSAFE_DANE_REASON_BAD_NAME = 1,
+  // The device name is outside the allowed domains (no DNS query made).
+  IOTSAFE_DANE_REASON_NOT_ALLOWED = 2,
+  // The certificate names too many DANE identities to look up (no DNS query made).
+  IOTSAFE_DANE_REASON_TOO_MANY_IDENTITIES = 3,
+  // The connection has no SNI host name to look the server up by.
+  IOTSAFE_DANE_REASON_NO_SERVER_NAME = 4,
+  // A DNS look-up got no answer (time-out, SERVFAIL, the time budget spent).
+  IOTSAFE_DANE_REASON_DNS_FAILURE = 5,
+  // An answer failed DNSSEC validation (an attack, or a broken zone).
+  IOTSAFE_DANE_REASON_BOGUS = 6,
+  // An answer whose proof is indeterminate.
+  IOTSAFE_DANE_REASON_INDETERMINATE = 7,
+  // An answer from an unsigned zone: provably insecure, it proves nothing.
+  IOTSAFE_DANE_REASON_INSECURE = 8,
+  // Securely, there are no TLSA records.
+  IOTSAFE_DANE_REASON_NO_RECORDS = 9,
+  // Secure TLSA records, none of them usable.
+  IOTSAFE_DANE_REASON_NONE_USABLE = 10,
+  // TLSA records, none of which matches the presented certificate.
+  IOTSAFE_DANE_REASON_NO_MATCH = 11,
+  // The certificate failed the TLS library's verification (PKIX path, host name).
+  IOTSAFE_DANE_REASON_CERTIFICATE_REJECTED = 12,
+  // The peer has no DANE identity (it sent no name, and none was taken from its certificate).
+  IOTSAFE_DANE_REASON_NO_IDENTITY = 13,
+  // No DANE verification ran on this connection.
+  IOTSAFE_DANE_REASON_NOT_CHECKED = 14,
+  // The connection could not be set up for the verification.
+  IOTSAFE_DANE_REASON_TLS_SETUP = 15,
+  // Not a refusal: the call failed (-1); see [`iotsafe_dane_last_error`].
+  IOTSAFE_DANE_REASON_ERROR = 16,
+} iotsafe_dane_reason;
+
 // Opaque handle: the resolver (with its cache) and the device-verification settings.
 typedef struct iotsafe_dane iotsafe_dane;
 
@@ -183,6 +222,31 @@ int iotsafe_dane_ctx_enable_clientid_client(SSL_CTX *ctx, const char *name, uint
 // # Safety
 // `ssl` a live `SSL`; `buf` valid for `len` bytes.
 int iotsafe_dane_peer_identity(const SSL *ssl, char *buf, size_t len);
+
+// Why the last DANE verification refused (`IOTSAFE_DANE_REASON_OK` when it did not):
+// - `ssl` a client `SSL`: its server authentication (by [`iotsafe_dane_ssl_enable`] or a
+//   context configured by [`iotsafe_dane_ctx_enable_server_auth`]); after a failed handshake,
+//   why it failed; `NOT_CHECKED` when none was configured;
+// - `ssl` a server `SSL` of a context configured by
+//   [`iotsafe_dane_ctx_enable_clientid_server`]: the client's identity, as
+//   [`iotsafe_dane_peer_identity`] reports it;
+// - `ssl` NULL: the calling thread's last refusal, as [`iotsafe_dane_last_error`] tells it:
+//   of its last call (for [`iotsafe_dane_verify_client`], which has no `SSL`; `OK` after a
+//   call that authenticated, `ERROR` after one that returned -1), or of a handshake it ran on a
+//   context configured by [`iotsafe_dane_ctx_enable_server_auth`] (for a library that frees
+//   its `SSL` before the application can ask, as libmosquitto does after a failed handshake).
+//
+// Per `SSL` because a broker verifies many connections at once, on one thread or several: a
+// per-thread or per-handle "last" reason would be another connection's by the time the
+// application asks. The reason stays on the `SSL` until its next verification.
+//
+// # Safety
+// `ssl` NULL or a live `SSL`.
+iotsafe_dane_reason iotsafe_dane_last_reason(const SSL *ssl);
+
+// The name of a reason ("NO_MATCH", "BOGUS", ...; "UNKNOWN" for a number that is none), a
+// static string.
+const char *iotsafe_dane_reason_name(int reason);
 
 #ifdef __cplusplus
 } // extern "C"

@@ -200,6 +200,7 @@ fn libmosquitto_example_refuses_a_broker_with_another_key() {
             && err.to_lowercase().contains("no matching dane tlsa records"),
         "a clear reason: {err}"
     );
+    assert!(err.contains("DANE NO_MATCH: "), "the reason code: {err}");
     assert!(!common::stdout(&out).contains("published"));
     assert!(
         !broker.log().contains("Received PUBLISH"),
@@ -224,6 +225,7 @@ fn libmosquitto_example_refuses_a_broker_without_tlsa_records() {
         err.contains("policy requires DANE"),
         "the reason names the missing records: {err}"
     );
+    assert!(err.contains("DANE NO_RECORDS: "), "the reason code: {err}");
 }
 
 /// `openssl s_server` with `cert`, and a TLSA record for its port designating the rig's good
@@ -269,7 +271,7 @@ fn openssl_example_refuses_a_server_with_another_key() {
     let err = common::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "refused: {err}");
     assert!(
-        err.contains("not authenticated")
+        err.contains("not authenticated (NO_MATCH)")
             && err.to_lowercase().contains("no matching dane tlsa records"),
         "{err}"
     );
@@ -283,5 +285,8 @@ fn openssl_example_refuses_before_the_handshake_without_records() {
     let out = rig.run("dane_client", &[HOST, &server.port.to_string()]);
     let err = common::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "refused: {err}");
-    assert!(err.contains("refused before the handshake"), "{err}");
+    assert!(
+        err.contains("refused before the handshake (NO_RECORDS)"),
+        "{err}"
+    );
 }

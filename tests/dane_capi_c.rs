@@ -43,7 +43,9 @@ fn build_peer(dir: &Path) -> PathBuf {
 }
 
 /// Knotd with the device's record (TTL `device_ttl`), a DANE-TA record for `TA_NAME` and the
-/// server's record at port 8883, the certificates (`dev`, `stranger`, `srv`, and `tadev` with
+/// server's record at port 8883 (and servers whose records refuse it: `other.example.test` with
+/// a record for another key, `notlsa.example.test` with none, `broker.bogus.test` and
+/// `broker.insecure.test`), the certificates (`dev`, `stranger`, `srv`, and `tadev` with
 /// its CA after it in the file), and the built C peer.
 struct Rig {
     dir: tempfile::TempDir,
@@ -57,7 +59,7 @@ impl Rig {
         let d = dir.path();
         let exe = build_peer(d);
         let device = pki::leaf(d, "dev", "dev", &[NAME], None);
-        pki::leaf(d, "stranger", "x", &[], None);
+        let stranger = pki::leaf(d, "stranger", "x", &[], None);
         let server = pki::leaf(d, "srv", "broker", &["broker.example.test"], None);
         let ca = pki::ca(d, "ca", "Registry CA");
         let ta_device = pki::leaf(d, "tadev", "dev8", &[TA_NAME], Some(&ca));
@@ -73,11 +75,17 @@ impl Rig {
             record(&device.cert)
         );
         let server_line = format!("_8883._tcp.broker 300 IN TLSA {}", record(&server.cert));
+        let other_line = format!("_8883._tcp.other 300 IN TLSA {}", record(&stranger.cert));
         let dns = dns::TestDns::start(&[
             ("iotregistry.test.", device_line.as_str()),
             ("iotregistry.test.", ta_line.as_str()),
             ("example.test.", "broker 300 IN A 127.0.0.1"),
             ("example.test.", server_line.as_str()),
+            ("example.test.", "other 300 IN A 127.0.0.1"),
+            ("example.test.", other_line.as_str()),
+            ("example.test.", "notlsa 300 IN A 127.0.0.1"),
+            ("bogus.test.", "broker 300 IN A 127.0.0.1"),
+            ("insecure.test.", "broker 300 IN A 127.0.0.1"),
         ]);
         Rig { dir, dns, exe }
     }
@@ -361,10 +369,11 @@ fn every_other_entry_point_from_c() {
     );
     assert!(lines[0].accepted(), "per-SSL server auth: {:?}", lines[0]);
     assert_eq!(lines[0].get("identity"), NAME);
-    assert_eq!(lines[1].0, "verify rc=1 error=");
-    assert_eq!(lines[2].0, "verify rc=1 error=");
+    assert_eq!(lines[1].0, "verify rc=1 reason=OK error=");
+    assert_eq!(lines[2].0, "verify rc=1 reason=OK error=");
     assert!(
-        lines[3].0.starts_with("verify rc=0 error=") && lines[3].0.contains("does not match"),
+        lines[3].0.starts_with("verify rc=0 reason=NO_MATCH error=")
+            && lines[3].0.contains("does not match"),
         "{:?}",
         lines[3]
     );
@@ -646,4 +655,72 @@ fn the_applications_info_callback_is_kept_and_replacing_ours_fails_closed() {
     let stale = &lines[5];
     assert!(!stale.accepted(), "{stale:?}");
     assert_eq!(stale.get("identity"), "-", "{stale:?}");
+}
+
+/// Why each end refused, by `iotsafe_dane_last_reason` on its own `SSL`, read in C as a broker
+/// plugin reads it: on the server's, why the device's identity failed; on the client's, why
+/// the server's authentication failed (through the context, and per `SSL`).
+#[test]
+fn each_ssl_tells_the_reason_of_its_refusal() {
+    let rig = Rig::new(300);
+    let (dev, stranger) = (rig.cert("dev"), rig.cert("stranger"));
+    let lines = rig.run(
+        "refuse",
+        &[
+            step("full", &dev),
+            step("full", &stranger),
+            step("client-name", "sensor7._device.bogus.test"),
+            step("full", &dev),
+            step("client-name", "nobody._device.iotregistry.test"),
+            step("full", &dev),
+            step("client-name", NAME),
+            step("domains", "elsewhere.test"),
+            step("full", &dev),
+            step("domains", ""),
+            step("host", "other.example.test"),
+            step("full", &dev),
+            step("perssl", &dev),
+            step("host", "broker.bogus.test"),
+            step("full", &dev),
+            step("host", "notlsa.example.test"),
+            step("full", &dev),
+            step("perssl", &dev),
+            step("host", "broker.insecure.test"),
+            step("full", &dev),
+            step("host", "broker.example.test"),
+            step("full", &dev),
+            step("resume", &dev),
+        ],
+    );
+    let reasons = |i: usize| {
+        let line: &Line = &lines[i];
+        (line.get("server_reason"), line.get("client_reason"))
+    };
+    assert!(lines[0].accepted(), "{:?}", lines[0]);
+    assert_eq!(reasons(0), ("OK", "OK"));
+    // The device: a record for another key; its server was authenticated all the same.
+    assert!(!lines[1].accepted(), "{:?}", lines[1]);
+    assert_eq!(reasons(1), ("NO_MATCH", "OK"), "{:?}", lines[1]);
+    assert_eq!(reasons(3).0, "BOGUS", "{:?}", lines[3]);
+    assert_eq!(reasons(5).0, "NO_RECORDS", "{:?}", lines[5]);
+    assert_eq!(reasons(8).0, "NOT_ALLOWED", "{:?}", lines[8]);
+    // The server: a record for another key, found by the context's callback and by OpenSSL's
+    // own DANE on an SSL enabled by iotsafe_dane_ssl_enable.
+    assert_eq!(reasons(11).1, "NO_MATCH", "{:?}", lines[11]);
+    assert!(!lines[11].accepted(), "{:?}", lines[11]);
+    assert_eq!(reasons(12).1, "NO_MATCH", "{:?}", lines[12]);
+    assert_eq!(reasons(14).1, "BOGUS", "{:?}", lines[14]);
+    assert_eq!(reasons(16).1, "NO_RECORDS", "{:?}", lines[16]);
+    // Refused by iotsafe_dane_ssl_enable before any handshake.
+    assert_eq!(reasons(17).1, "NO_RECORDS", "{:?}", lines[17]);
+    assert!(
+        lines[17].0.contains("client_error=") && lines[17].0.contains("requires DANE"),
+        "{:?}",
+        lines[17]
+    );
+    assert_eq!(reasons(19).1, "INSECURE", "{:?}", lines[19]);
+    // A resumed session: no certificate in this handshake, the verdict of the one it came from.
+    assert!(lines[21].accepted(), "{:?}", lines[21]);
+    assert_eq!(lines[22].get("reused"), "1", "{:?}", lines[22]);
+    assert_eq!(reasons(22), ("OK", "OK"), "{:?}", lines[22]);
 }

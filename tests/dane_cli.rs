@@ -17,6 +17,21 @@ fn exit_status(args: &[&str]) -> i32 {
     out.status.code().expect("exit status")
 }
 
+/// 2 is for usage errors only: 0 and 1 are the verdicts.
+#[test]
+fn usage_errors_exit_with_2() {
+    assert_eq!(exit_status(&["check-server"]), 2);
+    assert_eq!(
+        exit_status(&["check-server", "broker.example.test", "x"]),
+        2
+    );
+    assert_eq!(exit_status(&["check-client", "--name", "a._device.b"]), 2);
+    assert_eq!(
+        exit_status(&["check-server", "h.test", "1", "--policy", "maybe"]),
+        2
+    );
+}
+
 #[test]
 fn check_server_exit_status() {
     let dir = tempfile::tempdir().unwrap();

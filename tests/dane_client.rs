@@ -7,6 +7,7 @@ use common::{dns, pki};
 use std::time::Duration;
 
 use iotsafe_dane::dane::client::{ClientVerifier, OwnerForm, Refusal};
+use iotsafe_dane::dane::refusal::OwnerLookup;
 use iotsafe_dane::dane::resolver::{Proof, Resolver, ResolverConfig};
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
@@ -191,10 +192,16 @@ fn out_of_domain_and_malformed_names_cost_no_dns_query() {
     let r = resolver(&dns);
     let v = ClientVerifier::new(vec!["iotregistry.test".into()], None);
     let out = v.verify(&r, "sensor7._device.evil.test", &device.cert, &[]);
-    assert_eq!(out.result, Err(Refusal::NotAllowed), "{out}");
+    assert!(
+        matches!(out.result, Err(Refusal::NotAllowed { .. })),
+        "{out}"
+    );
     // A suffix that is not a label boundary is not inside the domain.
     let out = v.verify(&r, "x._device.notiotregistry.test", &device.cert, &[]);
-    assert_eq!(out.result, Err(Refusal::NotAllowed), "{out}");
+    assert!(
+        matches!(out.result, Err(Refusal::NotAllowed { .. })),
+        "{out}"
+    );
     let bad = v.verify(&r, "a._b._device.iotregistry.test", &device.cert, &[]);
     assert!(matches!(bad.result, Err(Refusal::BadName(_))), "{bad}");
     assert_eq!(r.queries_sent(), 0);
@@ -216,17 +223,29 @@ fn bogus_insecure_and_absent_records_refuse() {
     let v = ClientVerifier::new(vec![], None);
     let bogus = v.verify(&r, "dev.bogus.test", &device.cert, &[]);
     assert!(
-        matches!(bogus.result, Err(Refusal::NotSecure(Proof::Bogus, _))),
+        matches!(
+            bogus.result,
+            Err(Refusal::Bogus(OwnerLookup {
+                proof: Proof::Bogus,
+                ..
+            }))
+        ),
         "{bogus}"
     );
     let insecure = v.verify(&r, "dev.insecure.test", &device.cert, &[]);
     assert!(
-        matches!(insecure.result, Err(Refusal::NotSecure(Proof::Insecure, _))),
+        matches!(
+            insecure.result,
+            Err(Refusal::Insecure(OwnerLookup {
+                proof: Proof::Insecure,
+                ..
+            }))
+        ),
         "{insecure}"
     );
     let absent = v.verify(&r, "nobody._device.iotregistry.test", &device.cert, &[]);
     assert!(
-        matches!(absent.result, Err(Refusal::NoRecords(_))),
+        matches!(absent.result, Err(Refusal::NoSecureRecords(_))),
         "{absent}"
     );
     assert!(absent.to_string().contains("NXDOMAIN"), "{absent}");
@@ -282,7 +301,7 @@ fn revoked_by_removing_the_record_once_the_ttl_runs_out() {
     std::thread::sleep(Duration::from_millis(2100));
     let revoked = v.verify(&r, name, &device.cert, &[]);
     assert!(
-        matches!(revoked.result, Err(Refusal::NoRecords(_))),
+        matches!(revoked.result, Err(Refusal::NoSecureRecords(_))),
         "{revoked}"
     );
 }

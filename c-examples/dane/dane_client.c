@@ -105,12 +105,15 @@ int main(int argc, char **argv)
 	int status = 1;
 	/* Look up _<port>._tcp.<host> and put the validated records on this connection. */
 	if (iotsafe_dane_ssl_enable(dane, ssl, host, (uint16_t)port, policy) != 1) {
-		fprintf(stderr, "refused before the handshake: %s\n", iotsafe_dane_last_error());
+		fprintf(stderr, "refused before the handshake (%s): %s\n",
+			iotsafe_dane_reason_name(iotsafe_dane_last_reason(ssl)),
+			iotsafe_dane_last_error());
 		goto out;
 	}
 	if (SSL_connect(ssl) != 1) {
 		long verify = SSL_get_verify_result(ssl);
-		fprintf(stderr, "server %s:%d not authenticated: %s\n", host, port,
+		fprintf(stderr, "server %s:%d not authenticated (%s): %s\n", host, port,
+			iotsafe_dane_reason_name(iotsafe_dane_last_reason(ssl)),
 			verify != X509_V_OK ? X509_verify_cert_error_string(verify)
 					    : "handshake failed");
 		ERR_print_errors_fp(stderr);

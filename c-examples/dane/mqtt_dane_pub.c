@@ -103,12 +103,16 @@ int main(int argc, char **argv)
 	while (rc == MOSQ_ERR_SUCCESS && connack < 0 && time(NULL) < deadline)
 		rc = mosquitto_loop(mosq, 100, 1);
 	if (rc != MOSQ_ERR_SUCCESS || connack != 0) {
+		/* libmosquitto ran the handshake on this thread: its DANE refusal is this thread's. */
 		const char *why = iotsafe_dane_last_error();
-		fprintf(stderr, "cannot connect to %s:%d: %s%s%s\n", host, port,
+		fprintf(stderr, "cannot connect to %s:%d: %s", host, port,
 			rc != MOSQ_ERR_SUCCESS ? mosquitto_strerror(rc)
 			: connack > 0	       ? mosquitto_connack_string(connack)
-					       : "no CONNACK",
-			*why ? "; DANE: " : "", why);
+					       : "no CONNACK");
+		if (*why)
+			fprintf(stderr, "; DANE %s: %s",
+				iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)), why);
+		fprintf(stderr, "\n");
 		goto out;
 	}
 	rc = mosquitto_publish(mosq, NULL, topic, (int)strlen(message), message, 1, false);

@@ -5,8 +5,11 @@
 //! Conventions: functions return 1 on success (or "authenticated"), 0 on a refusal, -1 on an
 //! error; [`iotsafe_dane_last_error`] explains the last 0 or -1 of the calling thread. No Rust
 //! panic crosses this boundary: each body runs under `catch_unwind` and a panic becomes -1.
+//!
+//! Why a peer was refused is also a number, [`IotsafeDaneReason`], for programs that decide by
+//! it: [`iotsafe_dane_last_reason`] on the connection's `SSL`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -21,8 +24,9 @@ use openssl::x509::{X509Ref, X509};
 use crate::dane::client::ClientVerifier;
 use crate::dane::clientid_ext::{self, ClientIdServer, MissingName, SharedVerifier};
 use crate::dane::name::{DeviceName, DomainName};
-use crate::dane::resolver::{Resolver, ResolverConfig, TrustAnchor};
-use crate::dane::server::{ContextDane, Policy, ServerTlsa};
+use crate::dane::refusal::Refusal;
+use crate::dane::resolver::{Proof, Resolver, ResolverConfig, TrustAnchor};
+use crate::dane::server::{self, ContextDane, Policy, ServerTlsa};
 
 /// Policy value: no secure usable TLSA records means failure.
 pub const IOTSAFE_DANE_REQUIRE: c_int = 0;
@@ -40,6 +44,129 @@ pub const IOTSAFE_DANE_CLIENTID_OPTIONAL: c_int = 2;
 /// The default `dane_clientid` code point (private use, until IANA assigns one).
 pub const IOTSAFE_DANE_CLIENTID_DEFAULT: u16 = 0xFFDA;
 const _: () = assert!(IOTSAFE_DANE_CLIENTID_DEFAULT == clientid_ext::DEFAULT_CODE_POINT);
+
+/// Why a server or a device was not authenticated. The numbers never change; new reasons get
+/// new numbers. [`iotsafe_dane_reason_name`] gives each one's name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IotsafeDaneReason {
+    /// Authenticated (or, for a connection, nothing refused it).
+    Ok = 0,
+    /// The name is not a host name, or not in a DANE client form (no DNS query made).
+    BadName = 1,
+    /// The device name is outside the allowed domains (no DNS query made).
+    NotAllowed = 2,
+    /// The certificate names too many DANE identities to look up (no DNS query made).
+    TooManyIdentities = 3,
+    /// The connection has no SNI host name to look the server up by.
+    NoServerName = 4,
+    /// A DNS look-up got no answer (time-out, SERVFAIL, the time budget spent).
+    DnsFailure = 5,
+    /// An answer failed DNSSEC validation (an attack, or a broken zone).
+    Bogus = 6,
+    /// An answer whose proof is indeterminate.
+    Indeterminate = 7,
+    /// An answer from an unsigned zone: provably insecure, it proves nothing.
+    Insecure = 8,
+    /// Securely, there are no TLSA records.
+    NoRecords = 9,
+    /// Secure TLSA records, none of them usable.
+    NoneUsable = 10,
+    /// TLSA records, none of which matches the presented certificate.
+    NoMatch = 11,
+    /// The certificate failed the TLS library's verification (PKIX path, host name).
+    CertificateRejected = 12,
+    /// The peer has no DANE identity (it sent no name, and none was taken from its certificate).
+    NoIdentity = 13,
+    /// No DANE verification ran on this connection.
+    NotChecked = 14,
+    /// The connection could not be set up for the verification.
+    TlsSetup = 15,
+    /// Not a refusal: the call failed (-1); see [`iotsafe_dane_last_error`].
+    Error = 16,
+}
+
+impl IotsafeDaneReason {
+    /// Every reason, in the order of their numbers.
+    const ALL: [IotsafeDaneReason; 17] = [
+        Self::Ok,
+        Self::BadName,
+        Self::NotAllowed,
+        Self::TooManyIdentities,
+        Self::NoServerName,
+        Self::DnsFailure,
+        Self::Bogus,
+        Self::Indeterminate,
+        Self::Insecure,
+        Self::NoRecords,
+        Self::NoneUsable,
+        Self::NoMatch,
+        Self::CertificateRejected,
+        Self::NoIdentity,
+        Self::NotChecked,
+        Self::TlsSetup,
+        Self::Error,
+    ];
+
+    fn of(refusal: &Refusal) -> Self {
+        match refusal {
+            Refusal::BadName(_) => Self::BadName,
+            Refusal::NotAllowed { .. } => Self::NotAllowed,
+            Refusal::TooManyIdentities { .. } => Self::TooManyIdentities,
+            Refusal::NoServerName => Self::NoServerName,
+            Refusal::DnsFailure(_) => Self::DnsFailure,
+            Refusal::Bogus(_) => Self::Bogus,
+            Refusal::Indeterminate(_) => Self::Indeterminate,
+            Refusal::Insecure(_) => Self::Insecure,
+            // Insecure at one owner name and securely absent at another: the weaker proof.
+            Refusal::NoSecureRecords(lookups)
+                if lookups.iter().any(|l| l.proof == Proof::Insecure) =>
+            {
+                Self::Insecure
+            }
+            Refusal::NoSecureRecords(_) => Self::NoRecords,
+            Refusal::NoneUsable { .. } => Self::NoneUsable,
+            Refusal::NoMatch(_) => Self::NoMatch,
+            Refusal::CertificateRejected(result)
+                if result.as_raw() == openssl_sys::X509_V_ERR_DANE_NO_MATCH =>
+            {
+                Self::NoMatch
+            }
+            Refusal::CertificateRejected(_) => Self::CertificateRejected,
+            Refusal::NoIdentity => Self::NoIdentity,
+            Refusal::NotChecked => Self::NotChecked,
+            Refusal::TlsSetup(_) => Self::TlsSetup,
+            Refusal::DaneRequired(why) => Self::of(why),
+        }
+    }
+
+    fn of_outcome<T>(outcome: Result<T, Refusal>) -> Self {
+        outcome.map_or_else(|why| Self::of(&why), |_| Self::Ok)
+    }
+
+    /// The name, NUL-terminated (no `c""` literal: cbindgen 0.24 cannot parse them).
+    fn name(self) -> &'static [u8] {
+        match self {
+            Self::Ok => b"OK\0",
+            Self::BadName => b"BAD_NAME\0",
+            Self::NotAllowed => b"NOT_ALLOWED\0",
+            Self::TooManyIdentities => b"TOO_MANY_IDENTITIES\0",
+            Self::NoServerName => b"NO_SERVER_NAME\0",
+            Self::DnsFailure => b"DNS_FAILURE\0",
+            Self::Bogus => b"BOGUS\0",
+            Self::Indeterminate => b"INDETERMINATE\0",
+            Self::Insecure => b"INSECURE\0",
+            Self::NoRecords => b"NO_RECORDS\0",
+            Self::NoneUsable => b"NONE_USABLE\0",
+            Self::NoMatch => b"NO_MATCH\0",
+            Self::CertificateRejected => b"CERTIFICATE_REJECTED\0",
+            Self::NoIdentity => b"NO_IDENTITY\0",
+            Self::NotChecked => b"NOT_CHECKED\0",
+            Self::TlsSetup => b"TLS_SETUP\0",
+            Self::Error => b"ERROR\0",
+        }
+    }
+}
 
 /// Opaque handle: the resolver (with its cache) and the device-verification settings.
 pub struct IotsafeDane {
@@ -74,6 +201,7 @@ static NO_ERROR: [c_char; 1] = [0];
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_REASON: Cell<IotsafeDaneReason> = const { Cell::new(IotsafeDaneReason::Ok) };
 }
 
 fn set_error(msg: &str) {
@@ -81,25 +209,42 @@ fn set_error(msg: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = msg);
 }
 
+fn set_reason(reason: IotsafeDaneReason) {
+    // Only while the thread is being torn down can there be no thread-local left.
+    let _ = LAST_REASON.try_with(|r| r.set(reason));
+}
+
+/// A refusal reported in a handshake callback: the thread's last error and reason.
+fn set_refusal(msg: &str, why: &Refusal) {
+    set_error(msg);
+    set_reason(IotsafeDaneReason::of(why));
+}
+
 /// Runs `body`, turning `Err` and panics into -1 with the last error set.
 fn guard(body: impl FnOnce() -> Result<c_int, String>) -> c_int {
+    let failed = |msg: &str| {
+        set_error(msg);
+        set_reason(IotsafeDaneReason::Error);
+        -1
+    };
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(rc)) => rc,
-        Ok(Err(msg)) => {
-            set_error(&msg);
-            -1
-        }
-        Err(_) => {
-            set_error("internal error (panic) in iotsafe-dane");
-            -1
-        }
+        Ok(Err(msg)) => failed(&msg),
+        Err(_) => failed("internal error (panic) in iotsafe-dane"),
     }
 }
 
-/// A refusal: 0 with the reason as last error.
-fn refuse(msg: String) -> Result<c_int, String> {
-    set_error(&msg);
+/// A refusal: 0 with the message as last error and `why` as last reason.
+fn refuse(msg: String, why: &Refusal) -> Result<c_int, String> {
+    set_refusal(&msg, why);
     Ok(0)
+}
+
+/// Authenticated: 1, no last error, reason OK.
+fn accept() -> Result<c_int, String> {
+    set_error("");
+    set_reason(IotsafeDaneReason::Ok);
+    Ok(1)
 }
 
 /// # Safety
@@ -368,8 +513,8 @@ pub unsafe extern "C" fn iotsafe_dane_ssl_enable(
         // SAFETY: a live SSL, not NULL (checked above).
         let ssl = unsafe { SslRef::from_ptr_mut(ssl) };
         match tlsa.configure(ssl) {
-            Ok(()) => Ok(1),
-            Err(why) => refuse(why),
+            Ok(()) => accept(),
+            Err(why) => refuse(tlsa.refusal_message(&why), &why),
         }
     })
 }
@@ -404,7 +549,7 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_server_auth(
             resolver: d.resolver.clone(),
             port,
             policy,
-            on_refusal: Some(set_error),
+            on_refusal: Some(set_refusal),
         };
         // SAFETY: a live SSL_CTX, not NULL (checked above), borrowed without being freed.
         let mut builder = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
@@ -445,11 +590,9 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
                 .collect()
         };
         let v = d.verifier.current().verify(&d.resolver, name, leaf, &chain);
-        if v.authenticated() {
-            set_error("");
-            Ok(1)
-        } else {
-            refuse(v.to_string())
+        match &v.result {
+            Ok(_) => accept(),
+            Err(why) => refuse(v.to_string(), why),
         }
     })
 }
@@ -558,19 +701,17 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
         }
         // SAFETY: a live SSL, not NULL (checked above).
         let ssl = unsafe { SslRef::from_ptr(ssl as *mut _) };
-        let v = match clientid_ext::peer_identity(ssl) {
-            Some(v) if v.authenticated() => v,
-            // Why the client was refused, for the application's log.
-            Some(v) => return refuse(v.to_string()),
-            None if !clientid_ext::handshake_tracked(ssl) => {
-                return refuse(
-                    "no DANE verification ran on this SSL (was the context's info callback \
-                     replaced after iotsafe_dane_ctx_enable_clientid_server? Then every client \
-                     is refused)"
-                        .into(),
-                )
+        let v = match clientid_ext::peer_outcome(ssl) {
+            Ok(v) => v,
+            // Why the client was refused, for the application's log: the whole verification
+            // when one ran.
+            Err(why) => {
+                let msg = match clientid_ext::peer_identity(ssl) {
+                    Some(v) => v.to_string(),
+                    None => why.to_string(),
+                };
+                return refuse(msg, &why);
             }
-            None => return refuse("the peer has no authenticated DANE identity".into()),
         };
         let name = v.name.as_bytes();
         if name.len() + 1 > len {
@@ -582,8 +723,59 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
             std::ptr::copy_nonoverlapping(name.as_ptr(), buf as *mut u8, name.len());
             *buf.add(name.len()) = 0;
         }
-        Ok(1)
+        accept()
     })
+}
+
+/// Why the last DANE verification refused (`IOTSAFE_DANE_REASON_OK` when it did not):
+/// - `ssl` a client `SSL`: its server authentication (by [`iotsafe_dane_ssl_enable`] or a
+///   context configured by [`iotsafe_dane_ctx_enable_server_auth`]); after a failed handshake,
+///   why it failed; `NOT_CHECKED` when none was configured;
+/// - `ssl` a server `SSL` of a context configured by
+///   [`iotsafe_dane_ctx_enable_clientid_server`]: the client's identity, as
+///   [`iotsafe_dane_peer_identity`] reports it;
+/// - `ssl` NULL: the calling thread's last refusal, as [`iotsafe_dane_last_error`] tells it:
+///   of its last call (for [`iotsafe_dane_verify_client`], which has no `SSL`; `OK` after a
+///   call that authenticated, `ERROR` after one that returned -1), or of a handshake it ran on a
+///   context configured by [`iotsafe_dane_ctx_enable_server_auth`] (for a library that frees
+///   its `SSL` before the application can ask, as libmosquitto does after a failed handshake).
+///
+/// Per `SSL` because a broker verifies many connections at once, on one thread or several: a
+/// per-thread or per-handle "last" reason would be another connection's by the time the
+/// application asks. The reason stays on the `SSL` until its next verification.
+///
+/// # Safety
+/// `ssl` NULL or a live `SSL`.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_last_reason(
+    ssl: *const openssl_sys::SSL,
+) -> IotsafeDaneReason {
+    if ssl.is_null() {
+        return LAST_REASON
+            .try_with(Cell::get)
+            .unwrap_or(IotsafeDaneReason::Error);
+    }
+    catch_unwind(|| {
+        // SAFETY: the caller passes a live SSL (NULL was handled above); it is only read.
+        let ssl = unsafe { SslRef::from_ptr(ssl as *mut _) };
+        if ssl.is_server() {
+            IotsafeDaneReason::of_outcome(clientid_ext::peer_outcome(ssl))
+        } else {
+            IotsafeDaneReason::of_outcome(server::outcome(ssl))
+        }
+    })
+    .unwrap_or(IotsafeDaneReason::Error)
+}
+
+/// The name of a reason ("NO_MATCH", "BOGUS", ...; "UNKNOWN" for a number that is none), a
+/// static string.
+#[no_mangle]
+pub extern "C" fn iotsafe_dane_reason_name(reason: c_int) -> *const c_char {
+    let name: &'static [u8] = usize::try_from(reason)
+        .ok()
+        .and_then(|i| IotsafeDaneReason::ALL.get(i))
+        .map_or(b"UNKNOWN\0", |r| r.name());
+    name.as_ptr() as *const c_char
 }
 
 fn code_point_or_default(code_point: u16) -> u16 {
@@ -591,5 +783,144 @@ fn code_point_or_default(code_point: u16) -> u16 {
         clientid_ext::DEFAULT_CODE_POINT
     } else {
         code_point
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_resolver::proto::rr::RecordType;
+    use openssl::x509::X509VerifyResult;
+
+    use super::*;
+    use crate::dane::name::HostName;
+    use crate::dane::refusal::OwnerLookup;
+    use crate::dane::resolver::ResolveError;
+    use IotsafeDaneReason as R;
+
+    fn rejected(code: c_int) -> Refusal {
+        // SAFETY: any X509_V_ERR code is a valid result.
+        Refusal::CertificateRejected(unsafe { X509VerifyResult::from_raw(code) })
+    }
+
+    fn lookup(proof: Proof) -> OwnerLookup {
+        OwnerLookup {
+            owner: "_8883._tcp.broker.example.test.".into(),
+            rtype: RecordType::TLSA,
+            proof,
+            summary: String::new(),
+        }
+    }
+
+    fn name(reason: c_int) -> String {
+        // SAFETY: the function returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(iotsafe_dane_reason_name(reason)) }
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn every_refusal_has_its_reason() {
+        let bad_name = HostName::parse("a b").unwrap_err();
+        let dns = ResolveError::Lookup {
+            name: "x.test.".into(),
+            rtype: RecordType::TLSA,
+            reason: "SERVFAIL".into(),
+        };
+        let cases = [
+            (Refusal::BadName(bad_name), R::BadName),
+            (Refusal::NotAllowed { name: "x".into() }, R::NotAllowed),
+            (
+                Refusal::TooManyIdentities { found: 9, limit: 8 },
+                R::TooManyIdentities,
+            ),
+            (Refusal::NoServerName, R::NoServerName),
+            (Refusal::DnsFailure(dns), R::DnsFailure),
+            (Refusal::Bogus(lookup(Proof::Bogus)), R::Bogus),
+            (
+                Refusal::Indeterminate(lookup(Proof::Indeterminate)),
+                R::Indeterminate,
+            ),
+            (Refusal::Insecure(lookup(Proof::Insecure)), R::Insecure),
+            (
+                Refusal::NoSecureRecords(vec![lookup(Proof::Secure)]),
+                R::NoRecords,
+            ),
+            // Securely none at one owner, insecure at the other: the weaker proof.
+            (
+                Refusal::NoSecureRecords(vec![lookup(Proof::Secure), lookup(Proof::Insecure)]),
+                R::Insecure,
+            ),
+            (
+                Refusal::NoneUsable {
+                    owner: "x".into(),
+                    count: 2,
+                },
+                R::NoneUsable,
+            ),
+            (Refusal::NoMatch(Vec::new()), R::NoMatch),
+            (rejected(openssl_sys::X509_V_ERR_DANE_NO_MATCH), R::NoMatch),
+            (
+                rejected(openssl_sys::X509_V_ERR_HOSTNAME_MISMATCH),
+                R::CertificateRejected,
+            ),
+            (Refusal::NoIdentity, R::NoIdentity),
+            (Refusal::NotChecked, R::NotChecked),
+            (Refusal::TlsSetup("x".into()), R::TlsSetup),
+            (
+                Refusal::DaneRequired(Box::new(Refusal::NoSecureRecords(vec![lookup(
+                    Proof::Secure,
+                )]))),
+                R::NoRecords,
+            ),
+        ];
+        for (refusal, reason) in cases {
+            assert_eq!(R::of(&refusal), reason, "{refusal}");
+        }
+        assert_eq!(R::of_outcome(Ok::<(), Refusal>(())), R::Ok);
+    }
+
+    /// The numbers are the C ABI: they never change.
+    #[test]
+    fn reason_numbers_and_names_are_stable() {
+        let expected = [
+            (0, "OK"),
+            (1, "BAD_NAME"),
+            (2, "NOT_ALLOWED"),
+            (3, "TOO_MANY_IDENTITIES"),
+            (4, "NO_SERVER_NAME"),
+            (5, "DNS_FAILURE"),
+            (6, "BOGUS"),
+            (7, "INDETERMINATE"),
+            (8, "INSECURE"),
+            (9, "NO_RECORDS"),
+            (10, "NONE_USABLE"),
+            (11, "NO_MATCH"),
+            (12, "CERTIFICATE_REJECTED"),
+            (13, "NO_IDENTITY"),
+            (14, "NOT_CHECKED"),
+            (15, "TLS_SETUP"),
+            (16, "ERROR"),
+        ];
+        assert_eq!(R::ALL.len(), expected.len());
+        for (reason, (number, text)) in R::ALL.iter().zip(expected) {
+            assert_eq!(*reason as c_int, number, "{reason:?}");
+            assert_eq!(name(number), text);
+        }
+        for unknown in [-1, 17, c_int::MAX] {
+            assert_eq!(name(unknown), "UNKNOWN");
+        }
+    }
+
+    #[test]
+    fn a_failed_call_leaves_error_as_the_threads_reason() {
+        // SAFETY: NULL arguments are refused by the function.
+        let rc = unsafe { iotsafe_dane_clear_cache(std::ptr::null()) };
+        assert_eq!(rc, -1);
+        // SAFETY: NULL asks for the thread's reason.
+        assert_eq!(
+            unsafe { iotsafe_dane_last_reason(std::ptr::null()) },
+            R::Error
+        );
     }
 }

@@ -19,9 +19,12 @@
  *   reuse-anon=BASE  as anon=, on that kept SSL
  *   server-cache   switches the server's session cache back on, with stateful tickets
  *                  (SSL_SESS_CACHE_SERVER, SSL_OP_NO_TICKET), as an application might
+ *   host=NAME      the server name the clients ask for from now on (SNI, TLSA look-up)
+ *   client-name=NAME  the name full=, resume= and reuse= clients send from now on
  *   domains=LIST   iotsafe_dane_set_allowed_domains
  *   ca-file=PATH   iotsafe_dane_set_ca_file
- *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C
+ *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C (with the
+ *                  calling thread's iotsafe_dane_last_reason)
  *   queries        iotsafe_dane_queries_sent
  *   shared=CERT    two handles from iotsafe_dane_shared (as a plugin and a shim would make) and
  *                  one from iotsafe_dane_new each verify CERT: DNS queries sent through each, and
@@ -37,10 +40,12 @@
  *                  handshake from the last one
  *   wait           prints "waiting" and reads one line from stdin
  * Handshake lines: "<step> server=ok|refused identity=NAME|- later=NAME|- after=NAME|-
- *                   verify=N reused=0|1
- *                   client=ok|failed server_error=... client_error=..."
+ *                   verify=N reused=0|1 client=ok|failed
+ *                   server_reason=R client_reason=R server_error=... client_error=..."
+ *   (R: the iotsafe_dane_last_reason of each end's SSL, by name)
  * Environment: IOTSAFE_DANE_RESOLVER, IOTSAFE_DANE_TRUST_ANCHOR.
- * The server's records sit at _8883._tcp.broker.example.test; the peers talk over a socketpair.
+ * The server's records sit at _8883._tcp.broker.example.test (the name the clients ask for
+ * unless host= changes it); the peers talk over a socketpair.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -68,6 +73,7 @@ static SSL_CTX *server_ctx, *named_ctx, *anon_ctx, *anon12_ctx, *plain12_ctx, *p
 static SSL *kept; /* the server's SSL reused by reuse= steps */
 static SSL_SESSION *saved;
 static int missing;
+static const char *host = HOST; /* what clients ask for */
 
 enum client_kind { NAMED, ANON, ANON12, PLAIN12, PERSSL, RACED };
 
@@ -78,6 +84,7 @@ struct client_job {
 	int resume;
 	char reneg_cert[512], reneg_key[512]; /* empty: no renegotiation */
 	int ok, reused;
+	iotsafe_dane_reason reason; /* of the client's SSL: its server authentication */
 	char error[1024];
 };
 
@@ -116,7 +123,7 @@ static void *run_client(void *arg)
 				            : perssl_ctx;
 	SSL *ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, job->fd);
-	SSL_set_tlsext_host_name(ssl, HOST);
+	SSL_set_tlsext_host_name(ssl, host);
 	/* The leaf, and any CA certificates after it in the file, as the chain. */
 	if (SSL_use_certificate_chain_file(ssl, job->cert) != 1 ||
 	    SSL_use_PrivateKey_file(ssl, job->key, SSL_FILETYPE_PEM) != 1) {
@@ -124,7 +131,7 @@ static void *run_client(void *arg)
 		goto out;
 	}
 	if (job->kind == PERSSL &&
-	    iotsafe_dane_ssl_enable(dane, ssl, HOST, PORT, IOTSAFE_DANE_REQUIRE) != 1) {
+	    iotsafe_dane_ssl_enable(dane, ssl, host, PORT, IOTSAFE_DANE_REQUIRE) != 1) {
 		describe(job->error, sizeof job->error);
 		goto out;
 	}
@@ -157,6 +164,7 @@ static void *run_client(void *arg)
 	saved = SSL_get1_session(ssl);
 	SSL_shutdown(ssl);
 out:
+	job->reason = iotsafe_dane_last_reason(ssl);
 	SSL_free(ssl);
 	close(job->fd);
 	return NULL;
@@ -216,6 +224,7 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 	}
 	long verify = SSL_get_verify_result(ssl);
 	int reused = SSL_session_reused(ssl);
+	iotsafe_dane_reason server_reason = iotsafe_dane_last_reason(ssl);
 	if (reuse) {
 		if (SSL_clear(ssl) != 1)
 			die("SSL_clear");
@@ -226,9 +235,10 @@ static void handshake(const char *step, enum client_kind kind, const char *base,
 	pthread_join(client, NULL);
 	ERR_clear_error();
 	printf("%s server=%s identity=%s later=%s after=%s verify=%ld reused=%d client=%s "
-	       "server_error=%s client_error=%s\n",
+	       "server_reason=%s client_reason=%s server_error=%s client_error=%s\n",
 	       step, accepted ? "ok" : "refused", identity, later, after, verify, reused && job.reused,
-	       job.ok ? "ok" : "failed", server_error, job.error);
+	       job.ok ? "ok" : "failed", iotsafe_dane_reason_name(server_reason),
+	       iotsafe_dane_reason_name(job.reason), server_error, job.error);
 }
 
 static X509 *read_cert(FILE *f)
@@ -259,9 +269,12 @@ static void verify_client(const char *step, char *spec, const char *name)
 		ERR_clear_error();
 	}
 	int rc = iotsafe_dane_verify_client(dane, leaf, chain, name);
+	/* No SSL: the reason of this thread's last call. */
+	iotsafe_dane_reason reason = iotsafe_dane_last_reason(NULL);
 	char error[1024];
 	describe(error, sizeof error);
-	printf("%s rc=%d error=%s\n", step, rc, rc == 1 ? "" : error);
+	printf("%s rc=%d reason=%s error=%s\n", step, rc, iotsafe_dane_reason_name(reason),
+	       rc == 1 ? "" : error);
 	X509_free(leaf);
 	sk_X509_pop_free(chain, X509_free);
 }
@@ -460,7 +473,14 @@ int main(int argc, char **argv)
 			printf("again-other server=%d error=%s\n", server, iotsafe_dane_last_error());
 			ERR_clear_error();
 		}
-		else if (strcmp(step, "domains") == 0 && value)
+		else if (strcmp(step, "host") == 0 && value) {
+			host = value;
+			printf("host=%s\n", host);
+		} else if (strcmp(step, "client-name") == 0 && value) {
+			SSL_CTX_free(named_ctx);
+			named_ctx = client_ctx(value, 1);
+			printf("client-name=%s\n", value);
+		} else if (strcmp(step, "domains") == 0 && value)
 			printf("domains rc=%d\n", iotsafe_dane_set_allowed_domains(dane, value));
 		else if (strcmp(step, "ca-file") == 0 && value)
 			printf("ca-file rc=%d\n", iotsafe_dane_set_ca_file(dane, value));

@@ -70,7 +70,7 @@ fn connect(
     ca_file: Option<&Path>,
 ) -> Result<Authority, String> {
     if let Decision::Refuse(why) = &tlsa.decision {
-        return Err(why.clone());
+        return Err(why.to_string());
     }
     let host = tlsa.host.trim_end_matches('.').to_string();
     // Cached by the TLSA decision's own address look-up.
@@ -100,9 +100,10 @@ fn connect(
     let ctx = ctx.build();
     let mut ssl = Ssl::new(&ctx).map_err(|e| e.to_string())?;
     ssl.set_hostname(&host).map_err(|e| e.to_string())?;
-    tlsa.configure(&mut ssl)?;
+    tlsa.configure(&mut ssl)
+        .map_err(|why| tlsa.refusal_message(&why))?;
     match ssl.connect(stream) {
-        Ok(tls) => server::authority(tls.ssl(), &tlsa.decision),
+        Ok(tls) => server::authority(tls.ssl(), &tlsa.decision).map_err(|why| why.to_string()),
         Err(e) => {
             let verify = match &e {
                 openssl::ssl::HandshakeError::Failure(mid) => Some(mid.ssl().verify_result()),

@@ -28,7 +28,9 @@ use openssl::x509::{X509Ref, X509StoreContext, X509VerifyResult, X509};
 
 pub use super::name::OwnerForm;
 use super::name::{printable, DeviceName, DomainName};
-use super::resolver::{Outcome, Proof, ResolveError, Resolver};
+use super::refusal::OwnerLookup;
+pub use super::refusal::Refusal;
+use super::resolver::{Proof, Resolution, Resolver};
 use super::tlsa::{self, Tlsa, Usage};
 
 /// How long one verification may spend on DNS, whatever the number of look-ups it makes (a CNAME
@@ -41,26 +43,6 @@ pub struct Matched {
     pub record: Tlsa,
     /// Depth in the presented chain of the certificate the record designates (0: the leaf).
     pub depth: usize,
-}
-
-/// Why a device is not authenticated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The name is not a host name in one of the three owner-name forms (no DNS query was made).
-    BadName(String),
-    /// The certificate names more identities than are looked up for one peer (no DNS query was
-    /// made): how many it names, and the limit.
-    TooManyIdentities(usize, usize),
-    /// The name is outside the allowed domains (no DNS query was made).
-    NotAllowed,
-    /// The look-up failed (proof state indeterminate).
-    Lookup(String),
-    /// The TLSA answer is not secure.
-    NotSecure(Proof, String),
-    /// Securely, there are no TLSA records at the name.
-    NoRecords(String),
-    /// Records exist; none matched. One reason per record considered.
-    NoMatch(Vec<(Tlsa, String)>),
 }
 
 /// The full story of one device verification.
@@ -149,7 +131,7 @@ impl ClientVerifier {
                 let deadline = Instant::now() + self.time_budget;
                 self.verify_name(resolver, &name, leaf, chain, deadline)
             }
-            Err(e) => ClientVerification::refused(name, Refusal::BadName(e.to_string())),
+            Err(e) => ClientVerification::refused(name, Refusal::BadName(e)),
         }
     }
 
@@ -167,7 +149,7 @@ impl ClientVerifier {
             form: Some(name.form()),
             proof: None,
             records: Vec::new(),
-            result: Err(Refusal::NotAllowed),
+            result: Err(Refusal::NotChecked),
         };
         v.result = self.decide(resolver, name, &mut v, leaf, chain, deadline);
         v
@@ -202,25 +184,16 @@ impl ClientVerifier {
         deadline: Instant,
     ) -> Result<Matched, Refusal> {
         if !self.is_allowed(name) {
-            return Err(Refusal::NotAllowed);
+            return Err(Refusal::NotAllowed {
+                name: name.to_string(),
+            });
         }
         let res = resolver
             .resolve_name(name.dns_name(), RecordType::TLSA, Some(deadline))
-            .map_err(|e: ResolveError| Refusal::Lookup(e.to_string()))?;
-        let proof = res.proof();
-        v.proof = Some(proof);
+            .map_err(Refusal::DnsFailure)?;
+        v.proof = Some(res.proof());
         v.records = res.records().iter().filter_map(Tlsa::from_rdata).collect();
-        let what = match &res.last().outcome {
-            Outcome::NxDomain => "no such name (NXDOMAIN)".to_string(),
-            Outcome::NoData => "no TLSA records (NODATA)".to_string(),
-            _ => format!("{} TLSA record(s)", v.records.len()),
-        };
-        if proof != Proof::Secure {
-            return Err(Refusal::NotSecure(proof, what));
-        }
-        if v.records.is_empty() {
-            return Err(Refusal::NoRecords(what));
-        }
+        secure_records(name, &res, &v.records)?;
         let mut reasons = Vec::new();
         let counted = tlsa::agile(&v.records);
         for &record in &counted {
@@ -308,6 +281,18 @@ impl ClientVerifier {
         }
         verify_path(leaf, chain, &store.build())
     }
+}
+
+/// Only a secure answer with records can authenticate: the refusal for any other.
+fn secure_records(name: &DeviceName, res: &Resolution, records: &[Tlsa]) -> Result<(), Refusal> {
+    let lookup = OwnerLookup::of(&name.to_string(), RecordType::TLSA, res);
+    if let Some(refusal) = Refusal::of_proof(lookup.clone()) {
+        return Err(refusal);
+    }
+    if records.is_empty() {
+        return Err(Refusal::NoSecureRecords(vec![lookup]));
+    }
+    Ok(())
 }
 
 /// `leaf` chains up through `intermediates` to the DANE trust anchor `ta` (signatures and
@@ -429,32 +414,101 @@ impl fmt::Display for ClientVerification {
     }
 }
 
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::BadName(why) => write!(f, "bad identity name: {why} (no DNS query made)"),
-            Refusal::TooManyIdentities(found, limit) => write!(
-                f,
-                "the certificate names {found} DANE identities in its SAN dNSNames; at most \
-                 {limit} are looked up for a client that sends no dane_clientid name \
-                 (no DNS query made)"
-            ),
-            Refusal::NotAllowed => {
-                write!(f, "name outside the allowed domains (no DNS query made)")
-            }
-            Refusal::Lookup(e) => write!(f, "{e}"),
-            Refusal::NotSecure(p, what) => write!(
-                f,
-                "TLSA answer is {p} ({what}); only a secure answer authenticates"
-            ),
-            Refusal::NoRecords(what) => write!(f, "{what}, proven secure"),
-            Refusal::NoMatch(reasons) => {
-                write!(f, "no TLSA record matched:")?;
-                for (r, why) in reasons {
-                    write!(f, "\n    {r}: {why}")?;
-                }
-                Ok(())
-            }
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hickory_resolver::proto::rr::Name;
+
+    use super::*;
+    use crate::resolver::{Answer, Outcome};
+
+    const NAME: &str = "sensor7._device.example.test";
+
+    fn answer(proof: Proof, outcome: Outcome) -> Resolution {
+        let answer = Answer {
+            name: Name::from_ascii(format!("{NAME}.")).unwrap(),
+            rtype: RecordType::TLSA,
+            proof,
+            outcome,
+            ttl: 300,
+            why: Some("the resolver's account".into()),
+        };
+        Resolution {
+            steps: vec![Arc::new(answer)],
         }
+    }
+
+    fn record() -> Tlsa {
+        "3 1 1 abcd".parse().unwrap()
+    }
+
+    #[test]
+    fn answers_map_to_their_refusals() {
+        let name = DeviceName::parse(NAME).unwrap();
+        let some = || Outcome::Records(Vec::new());
+        let verdict = |proof, outcome, records: &[Tlsa]| {
+            secure_records(&name, &answer(proof, outcome), records)
+        };
+        assert_eq!(verdict(Proof::Secure, some(), &[record()]), Ok(()));
+        let bogus = verdict(Proof::Bogus, some(), &[record()]).unwrap_err();
+        assert!(
+            matches!(&bogus, Refusal::Bogus(l) if l.owner == NAME && l.rtype == RecordType::TLSA),
+            "{bogus}"
+        );
+        assert!(
+            bogus.to_string().contains("the resolver's account"),
+            "{bogus}"
+        );
+        let unknown = verdict(Proof::Indeterminate, some(), &[record()]).unwrap_err();
+        assert!(matches!(unknown, Refusal::Indeterminate(_)), "{unknown}");
+        let insecure = verdict(Proof::Insecure, some(), &[record()]).unwrap_err();
+        assert!(matches!(insecure, Refusal::Insecure(_)), "{insecure}");
+        assert!(
+            insecure.to_string().contains("only a secure answer"),
+            "{insecure}"
+        );
+        let none = verdict(Proof::Secure, Outcome::NxDomain, &[]).unwrap_err();
+        let Refusal::NoSecureRecords(lookups) = &none else {
+            panic!("{none}");
+        };
+        assert_eq!(lookups[0].proof, Proof::Secure);
+        assert!(none.to_string().contains("NXDOMAIN"), "{none}");
+    }
+
+    #[test]
+    fn names_are_refused_before_any_look_up() {
+        // A resolver nobody answers: these refusals must not ask it.
+        let config = crate::resolver::ResolverConfig::new(
+            ([127, 0, 0, 1], 9).into(),
+            crate::resolver::TrustAnchor::iana_root(),
+        );
+        let resolver = Resolver::new(config).unwrap();
+        let cert = test_certificate();
+        let verifier = ClientVerifier::new(vec!["example.test".into()], None);
+        let outside = verifier.verify(&resolver, "x._device.elsewhere.test", &cert, &[]);
+        assert_eq!(
+            outside.result,
+            Err(Refusal::NotAllowed {
+                name: "x._device.elsewhere.test".into()
+            })
+        );
+        let bad = verifier.verify(&resolver, "a_b.example.test", &cert, &[]);
+        assert!(matches!(bad.result, Err(Refusal::BadName(_))), "{bad}");
+        assert!(bad.to_string().contains("no DNS query"), "{bad}");
+        assert_eq!(resolver.queries_sent(), 0);
+    }
+
+    fn test_certificate() -> X509 {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::nid::Nid;
+        use openssl::pkey::PKey;
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut cert = openssl::x509::X509Builder::new().unwrap();
+        cert.set_pubkey(&key).unwrap();
+        cert.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        cert.build()
     }
 }

@@ -149,6 +149,18 @@ pub fn peer_identity(ssl: &SslRef) -> Option<&ClientVerification> {
     }
 }
 
+/// The client's identity on this connection (server side), or why it has none: its
+/// verification's refusal, [`Refusal::NoIdentity`] when it named no identity (or the handshake
+/// did not get that far), [`Refusal::NotChecked`] when our handshake hook did not run (every
+/// client is refused then).
+pub fn peer_outcome(ssl: &SslRef) -> Result<&ClientVerification, Refusal> {
+    match peer_identity(ssl) {
+        Some(v) => v.result.as_ref().map(|_| v).map_err(Refusal::clone),
+        None if !handshake_tracked(ssl) => Err(Refusal::NotChecked),
+        None => Err(Refusal::NoIdentity),
+    }
+}
+
 /// Client side: answer a server's `dane_clientid` request with `name`.
 pub fn enable_client(
     ctx: &mut SslContextBuilder,
@@ -380,7 +392,10 @@ fn from_certificate(
         let first = format!("{} (and {} more)", names[0], names.len() - 1);
         let mut v = ClientVerification::refused(
             &first,
-            Refusal::TooManyIdentities(names.len(), MAX_CERT_IDENTITIES),
+            Refusal::TooManyIdentities {
+                found: names.len(),
+                limit: MAX_CERT_IDENTITIES,
+            },
         );
         v.form = Some(names[0].form());
         return Some(v);

@@ -2,6 +2,7 @@
 //!
 //! - [`resolver`]: validated look-ups with a proof state for every answer, cached;
 //! - `proof`: the proof states the validator leaves open (proven insecurity, wildcards);
+//! - [`refusal`]: why a server or a device is not authenticated, one type for both;
 //! - [`name`]: device names and allowed domains, parsed once (host-name syntax only);
 //! - [`tlsa`]: TLSA records, owner names, certificate matching;
 //! - [`server`]: server authentication through OpenSSL's own DANE (RFC 6698, 7671, 7672);
@@ -17,6 +18,7 @@ pub mod clientid_ext;
 pub mod name;
 mod ossl;
 mod proof;
+pub mod refusal;
 pub mod resolver;
 pub mod server;
 pub mod tlsa;

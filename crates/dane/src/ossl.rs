@@ -201,11 +201,11 @@ extern "C" {
 pub(crate) trait ChainVerifier: Send + Sync + 'static {
     /// `Ok(hosts)`: verify the chain with OpenSSL, checking `hosts` when not empty (DANE
     /// records, if any, are already on the `SSL`). `Err`: refuse.
-    fn prepare(&self, ssl: &mut SslRef) -> Result<Vec<String>, String>;
+    fn prepare(&self, ssl: &mut SslRef) -> Result<Vec<String>, super::refusal::Refusal>;
 
     /// Told when OpenSSL's verification of a prepared connection failed (e.g. no TLSA record
-    /// matched), with OpenSSL's reason.
-    fn rejected(&self, _ssl: &SslRef, _why: &str) {}
+    /// matched: `X509_V_ERR_DANE_NO_MATCH`), with OpenSSL's result.
+    fn rejected(&self, _ssl: &SslRef, _result: openssl::x509::X509VerifyResult) {}
 }
 
 /// Replaces the chain verification of every connection made from `ctx` by: `verifier.prepare`
@@ -258,8 +258,8 @@ unsafe extern "C" fn verify_chain<V: ChainVerifier>(
                     let ok = openssl_sys::X509_verify_cert(store);
                     if ok <= 0 {
                         let code = openssl_sys::X509_STORE_CTX_get_error(store);
-                        let why = openssl::x509::X509VerifyResult::from_raw(code);
-                        verifier.rejected(ssl_ref, why.error_string());
+                        let result = openssl::x509::X509VerifyResult::from_raw(code);
+                        verifier.rejected(ssl_ref, result);
                     }
                     ok
                 }

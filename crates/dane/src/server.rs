@@ -10,15 +10,23 @@
 //! - the outcome: secure usable records make authentication mandatory; bogus or failed look-ups
 //!   refuse the connection under every policy; insecure or securely denied TLSA means "no DANE",
 //!   which `require` refuses and `opportunistic` turns into ordinary PKIX verification.
+//!
+//! Every refusal is a [`Refusal`], and the one taken on a connection stays on its `SSL`
+//! ([`outcome`]), so that a program handling many connections at once asks each one.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use hickory_resolver::proto::rr::RecordType;
-use openssl::ssl::{SslRef, SslVerifyMode};
+use openssl::ex_data::Index;
+use openssl::ssl::{Ssl, SslRef, SslVerifyMode};
+use openssl::x509::X509VerifyResult;
 
 use super::name::{printable, HostName};
 use super::ossl;
-use super::resolver::{Outcome, Proof, Resolution, Resolver};
+pub use super::refusal::OwnerLookup;
+use super::refusal::Refusal;
+use super::resolver::{Proof, Resolution, Resolver};
 use super::tlsa::{self, Tlsa};
 
 /// What to do when a server has no usable DANE records.
@@ -36,17 +44,9 @@ pub enum Decision {
     /// By the TLSA records: mandatory, a mismatch fails the handshake.
     Dane,
     /// By PKIX and the host name, because there is no DANE for this server (the reason).
-    Pkix(String),
+    Pkix(Refusal),
     /// Not at all: do not connect (the reason).
-    Refuse(String),
-}
-
-/// One TLSA owner name that was asked, and what came back.
-#[derive(Clone, Debug)]
-pub struct OwnerLookup {
-    pub owner: String,
-    pub proof: Proof,
-    pub summary: String,
+    Refuse(Refusal),
 }
 
 /// The DNS facts about one server and the decision taken from them.
@@ -81,46 +81,23 @@ impl ServerTlsa {
             address_proof: Proof::Indeterminate,
             lookups: Vec::new(),
             records: Vec::new(),
-            decision: Decision::Refuse("not looked up".into()),
+            decision: Decision::Refuse(Refusal::NotChecked),
         };
         if let Err(e) = parsed {
-            s.decision = Decision::Refuse(format!("{e}; no DNS query was made"));
+            s.decision = Decision::Refuse(Refusal::BadName(e));
             return s;
         }
         s.names.push(s.host.clone());
-        let no_dane = s.find_records(resolver);
-        s.decision = match (no_dane, policy) {
-            (Ok(()), _) => Decision::Dane,
-            (Err(NoDane::Fail(why)), _) => Decision::Refuse(why),
-            (Err(NoDane::Absent(why)), Policy::Require) => {
-                Decision::Refuse(format!("{why}; the policy requires DANE"))
-            }
-            (Err(NoDane::Absent(why)), Policy::Opportunistic) => Decision::Pkix(why),
-        };
+        s.decision = decide(s.find_records(resolver), policy);
         s
     }
 
     fn find_records(&mut self, resolver: &Resolver) -> Result<(), NoDane> {
         let address = resolver
             .resolve(&self.host, RecordType::A)
-            .map_err(|e| NoDane::Fail(e.to_string()))?;
+            .map_err(|e| NoDane::Fail(Refusal::DnsFailure(e)))?;
         self.address_proof = address.proof();
-        match self.address_proof {
-            Proof::Secure => {}
-            Proof::Insecure => {
-                return Err(NoDane::Absent(format!(
-                    "the address records of {} are insecure, so its TLSA records cannot be trusted",
-                    self.host
-                )))
-            }
-            p => {
-                return Err(NoDane::Fail(format!(
-                    "the address records of {} are {p}{}",
-                    self.host,
-                    why_weak(&address)
-                )))
-            }
-        }
+        address_verdict(&self.host, &address)?;
         let canonical = address.canonical_name().to_string();
         let mut owners = Vec::new();
         if canonical != self.host {
@@ -132,75 +109,158 @@ impl ServerTlsa {
         for owner in owners {
             let res = resolver
                 .resolve(&owner, RecordType::TLSA)
-                .map_err(|e| NoDane::Fail(e.to_string()))?;
-            let proof = res.proof();
+                .map_err(|e| NoDane::Fail(Refusal::DnsFailure(e)))?;
+            let lookup = OwnerLookup::of(&owner, RecordType::TLSA, &res);
+            self.lookups.push(lookup.clone());
             let records: Vec<Tlsa> = res.records().iter().filter_map(Tlsa::from_rdata).collect();
-            self.lookups.push(OwnerLookup {
-                owner: owner.clone(),
-                proof,
-                summary: summary(&res),
-            });
-            match proof {
-                Proof::Secure if !records.is_empty() => {
-                    if tlsa::agile(&records).is_empty() {
-                        return Err(NoDane::Absent(format!(
-                            "none of the {} TLSA records at {owner} is usable",
-                            records.len()
-                        )));
-                    }
+            match tlsa_verdict(lookup.clone(), records)? {
+                Some(records) => {
                     self.records = records;
                     return Ok(());
                 }
-                Proof::Secure | Proof::Insecure => {
-                    why_not.push(format!("{owner}: {}", summary(&res)))
-                }
-                p => {
-                    return Err(NoDane::Fail(format!(
-                        "the TLSA answer at {owner} is {p}: {}",
-                        summary(&res)
-                    )))
-                }
+                None => why_not.push(lookup),
             }
         }
-        Err(NoDane::Absent(format!(
-            "no secure TLSA records ({})",
-            why_not.join("; ")
-        )))
+        Err(NoDane::Absent(Refusal::NoSecureRecords(why_not)))
     }
 
     /// Prepares `ssl` (a client connection not yet handshaking) for this decision: the records
     /// on OpenSSL's DANE for [`Decision::Dane`], host-name PKIX checks for [`Decision::Pkix`], an
     /// error for [`Decision::Refuse`]. Peer verification is switched on in both cases, so a
     /// failed check aborts the handshake.
-    pub fn configure(&self, ssl: &mut SslRef) -> Result<(), String> {
+    ///
+    /// The verdict stays on `ssl` for [`outcome`].
+    pub fn configure(&self, ssl: &mut SslRef) -> Result<(), Refusal> {
+        let result = self.prepare(ssl);
+        remember(ssl, result.as_ref().err());
+        result
+    }
+
+    fn prepare(&self, ssl: &mut SslRef) -> Result<(), Refusal> {
         match &self.decision {
-            Decision::Refuse(why) => Err(format!("{}:{}: {why}", self.host, self.port)),
+            Decision::Refuse(why) => Err(why.clone()),
             Decision::Pkix(_) => {
                 let host = self.host.trim_end_matches('.');
                 ssl.param_mut()
                     .set_host(host)
-                    .map_err(|e| format!("cannot set host name {host}: {e}"))?;
+                    .map_err(|e| Refusal::TlsSetup(format!("cannot set host name {host}: {e}")))?;
                 ssl.set_verify(SslVerifyMode::PEER);
                 Ok(())
             }
             Decision::Dane => {
-                ossl::dane_enable(ssl, &self.names)?;
+                ossl::dane_enable(ssl, &self.names).map_err(Refusal::TlsSetup)?;
                 let mut usable = 0;
                 for r in &self.records {
-                    if ossl::tlsa_add(ssl, r.usage, r.selector, r.mtype, &r.data)? {
+                    if ossl::tlsa_add(ssl, r.usage, r.selector, r.mtype, &r.data)
+                        .map_err(Refusal::TlsSetup)?
+                    {
                         usable += 1;
                     }
                 }
                 if usable == 0 {
-                    return Err(format!(
-                        "{}:{}: OpenSSL found none of the TLSA records usable",
-                        self.host, self.port
-                    ));
+                    // Found usable here, but not by OpenSSL.
+                    return Err(Refusal::NoneUsable {
+                        owner: self
+                            .lookups
+                            .last()
+                            .map(|l| l.owner.clone())
+                            .unwrap_or_default(),
+                        count: self.records.len(),
+                    });
                 }
                 ssl.set_verify(SslVerifyMode::PEER);
                 Ok(())
             }
         }
+    }
+
+    /// `host:port: why`, the refusal as a log line.
+    pub fn refusal_message(&self, why: &Refusal) -> String {
+        format!("{}:{}: {why}", self.host, self.port)
+    }
+}
+
+/// The decision from what the DNS says (`Ok`: secure usable records) under `policy`.
+fn decide(found: Result<(), NoDane>, policy: Policy) -> Decision {
+    match (found, policy) {
+        (Ok(()), _) => Decision::Dane,
+        (Err(NoDane::Fail(why)), _) => Decision::Refuse(why),
+        (Err(NoDane::Absent(why)), Policy::Require) => {
+            Decision::Refuse(Refusal::DaneRequired(Box::new(why)))
+        }
+        (Err(NoDane::Absent(why)), Policy::Opportunistic) => Decision::Pkix(why),
+    }
+}
+
+/// The address records must be secure for TLSA records to count (RFC 7672 §2.2): insecure ones
+/// mean no DANE, anything weaker refuses.
+fn address_verdict(host: &str, address: &Resolution) -> Result<(), NoDane> {
+    let lookup = OwnerLookup::of(host, RecordType::A, address);
+    match Refusal::of_proof(lookup) {
+        None => Ok(()),
+        Some(why @ Refusal::Insecure(_)) => Err(NoDane::Absent(why)),
+        Some(why) => Err(NoDane::Fail(why)),
+    }
+}
+
+/// The TLSA answer at one owner name: its records when they are secure and usable (`Some`), no
+/// DANE at this owner (`None`: insecure, or securely none), or why there is no DANE at all.
+fn tlsa_verdict(lookup: OwnerLookup, records: Vec<Tlsa>) -> Result<Option<Vec<Tlsa>>, NoDane> {
+    match lookup.proof {
+        Proof::Secure if !records.is_empty() => {
+            if tlsa::agile(&records).is_empty() {
+                return Err(NoDane::Absent(Refusal::NoneUsable {
+                    owner: lookup.owner,
+                    count: records.len(),
+                }));
+            }
+            Ok(Some(records))
+        }
+        Proof::Secure | Proof::Insecure => Ok(None),
+        Proof::Bogus => Err(NoDane::Fail(Refusal::Bogus(lookup))),
+        Proof::Indeterminate => Err(NoDane::Fail(Refusal::Indeterminate(lookup))),
+    }
+}
+
+/// What server authentication decided on one `SSL`: refused before the handshake, or prepared
+/// (the handshake's certificate verification decides).
+enum Verdict {
+    Refused(Refusal),
+    Prepared,
+}
+
+fn verdict_index() -> Option<Index<Ssl, Verdict>> {
+    static IDX: OnceLock<Option<Index<Ssl, Verdict>>> = OnceLock::new();
+    *IDX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+fn remember(ssl: &mut SslRef, refusal: Option<&Refusal>) {
+    if let Some(index) = verdict_index() {
+        let verdict = match refusal {
+            Some(why) => Verdict::Refused(why.clone()),
+            None => Verdict::Prepared,
+        };
+        ssl.set_ex_data(index, verdict);
+    }
+}
+
+/// Server authentication on a client `SSL` (by [`ServerTlsa::configure`] or [`ContextDane`]):
+/// `Ok` once the handshake verified the server (or before its certificate arrived), else why
+/// not. A resumed session was verified by the handshake it came from; an `SSL` nothing
+/// configured is [`Refusal::NotChecked`].
+pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
+    let verified = || match ssl.verify_result() {
+        X509VerifyResult::OK => Ok(()),
+        failed => Err(Refusal::CertificateRejected(failed)),
+    };
+    if ssl.session_reused() {
+        // No verification ran in this handshake: what is stored is an earlier one's.
+        return verified();
+    }
+    match verdict_index().and_then(|index| ssl.ex_data(index)) {
+        Some(Verdict::Refused(why)) => Err(why.clone()),
+        Some(Verdict::Prepared) => verified(),
+        None => Err(Refusal::NotChecked),
     }
 }
 
@@ -215,13 +275,10 @@ pub enum Authority {
 
 /// The authority of a finished handshake configured by [`ServerTlsa::configure`], or why the
 /// server is not authenticated.
-pub fn authority(ssl: &SslRef, decision: &Decision) -> Result<Authority, String> {
+pub fn authority(ssl: &SslRef, decision: &Decision) -> Result<Authority, Refusal> {
     let verify = ssl.verify_result();
-    if verify != openssl::x509::X509VerifyResult::OK {
-        return Err(format!(
-            "certificate verification failed: {}",
-            verify.error_string()
-        ));
+    if verify != X509VerifyResult::OK {
+        return Err(Refusal::CertificateRejected(verify));
     }
     match decision {
         Decision::Dane => ossl::dane_match(ssl)
@@ -234,7 +291,7 @@ pub fn authority(ssl: &SslRef, decision: &Decision) -> Result<Authority, String>
                 },
                 depth,
             })
-            .ok_or_else(|| "no TLSA record matched".to_string()),
+            .ok_or(Refusal::NoMatch(Vec::new())),
         Decision::Pkix(_) => Ok(Authority::Pkix),
         Decision::Refuse(why) => Err(why.clone()),
     }
@@ -242,36 +299,9 @@ pub fn authority(ssl: &SslRef, decision: &Decision) -> Result<Authority, String>
 
 enum NoDane {
     /// Authentication cannot be decided: refuse under every policy.
-    Fail(String),
+    Fail(Refusal),
     /// Provably no DANE for this server.
-    Absent(String),
-}
-
-fn summary(res: &Resolution) -> String {
-    let last = res.last();
-    let what = match &last.outcome {
-        Outcome::Records(r) => format!("{} record(s)", r.len()),
-        Outcome::NoData => "no TLSA records (NODATA)".into(),
-        Outcome::NxDomain => "no such name (NXDOMAIN)".into(),
-        Outcome::Alias(t) => format!("CNAME to {t}"),
-    };
-    let via = if res.steps.len() > 1 {
-        format!(" via CNAME at {}", last.name)
-    } else {
-        String::new()
-    };
-    format!("{what}{via}, {}{}", res.proof(), why_weak(res))
-}
-
-/// Why a chain is as weak as it is (which record, which name), when the resolver says:
-/// ` (reason)`, or nothing.
-fn why_weak(res: &Resolution) -> String {
-    res.steps
-        .iter()
-        .find(|step| step.proof == res.proof())
-        .and_then(|step| step.why.as_deref())
-        .map(|why| format!(" ({why})"))
-        .unwrap_or_default()
+    Absent(Refusal),
 }
 
 impl fmt::Display for ServerTlsa {
@@ -304,39 +334,43 @@ pub struct ContextDane {
     pub resolver: std::sync::Arc<Resolver>,
     pub port: u16,
     pub policy: Policy,
-    /// Told why a connection was refused (e.g. to keep it as a last-error message).
-    pub on_refusal: Option<fn(&str)>,
+    /// Told why a connection was refused (`host:port: why`, and the refusal), e.g. to keep it
+    /// as a last error. The refusal also stays on the connection's `SSL` ([`outcome`]).
+    pub on_refusal: Option<fn(&str, &Refusal)>,
+}
+
+impl ContextDane {
+    fn report(&self, host: Option<&str>, why: &Refusal) {
+        if let Some(report) = self.on_refusal {
+            match host {
+                Some(host) => report(&format!("{host}:{}: {why}", self.port), why),
+                None => report(&why.to_string(), why),
+            }
+        }
+    }
 }
 
 impl ossl::ChainVerifier for ContextDane {
-    fn prepare(&self, ssl: &mut SslRef) -> Result<Vec<String>, String> {
-        let result = ssl
+    fn prepare(&self, ssl: &mut SslRef) -> Result<Vec<String>, Refusal> {
+        let Some(host) = ssl
             .servername(openssl::ssl::NameType::HOST_NAME)
             .map(str::to_string)
-            .ok_or_else(|| {
-                "no SNI host name on the connection: cannot look up the server".to_string()
-            })
-            .and_then(|host| {
-                let tlsa = ServerTlsa::lookup(&self.resolver, &host, self.port, self.policy);
-                tlsa.configure(ssl)?;
-                Ok(tlsa.names)
-            });
-        if let (Err(why), Some(report)) = (&result, self.on_refusal) {
-            report(why);
-        }
-        result
+        else {
+            remember(ssl, Some(&Refusal::NoServerName));
+            self.report(None, &Refusal::NoServerName);
+            return Err(Refusal::NoServerName);
+        };
+        let tlsa = ServerTlsa::lookup(&self.resolver, &host, self.port, self.policy);
+        tlsa.configure(ssl)
+            .inspect_err(|why| self.report(Some(&tlsa.host), why))?;
+        Ok(tlsa.names)
     }
 
-    fn rejected(&self, ssl: &SslRef, why: &str) {
-        if let Some(report) = self.on_refusal {
-            let host = ssl
-                .servername(openssl::ssl::NameType::HOST_NAME)
-                .unwrap_or("?");
-            report(&format!(
-                "{host}:{}: certificate verification failed: {why}",
-                self.port
-            ));
-        }
+    fn rejected(&self, ssl: &SslRef, result: X509VerifyResult) {
+        let host = ssl
+            .servername(openssl::ssl::NameType::HOST_NAME)
+            .unwrap_or("?");
+        self.report(Some(host), &Refusal::CertificateRejected(result));
     }
 }
 
@@ -346,5 +380,178 @@ impl ContextDane {
     pub fn install(self, ctx: &mut openssl::ssl::SslContextBuilder) -> Result<(), String> {
         ctx.set_verify(SslVerifyMode::PEER);
         ossl::install_chain_verifier(ctx, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hickory_resolver::proto::rr::rdata::A;
+    use hickory_resolver::proto::rr::{Name, RData};
+    use openssl::ssl::{SslContext, SslMethod};
+
+    use super::*;
+    use crate::resolver::{Answer, Outcome};
+
+    const HOST: &str = "broker.example.test.";
+    const OWNER: &str = "_8883._tcp.broker.example.test.";
+
+    fn address(proof: Proof, why: Option<&str>) -> Resolution {
+        let answer = Answer {
+            name: Name::from_ascii(HOST).unwrap(),
+            rtype: RecordType::A,
+            proof,
+            outcome: Outcome::Records(vec![RData::A(A::new(127, 0, 0, 1))]),
+            ttl: 300,
+            why: why.map(str::to_string),
+        };
+        Resolution {
+            steps: vec![Arc::new(answer)],
+        }
+    }
+
+    fn tlsa_lookup(proof: Proof) -> OwnerLookup {
+        OwnerLookup {
+            owner: OWNER.into(),
+            rtype: RecordType::TLSA,
+            proof,
+            summary: format!("1 record(s), {proof}"),
+        }
+    }
+
+    fn record(mtype: u8, len: usize) -> Tlsa {
+        Tlsa {
+            usage: 3,
+            selector: 1,
+            mtype,
+            data: vec![0xab; len],
+        }
+    }
+
+    fn fail(found: Result<(), NoDane>) -> Refusal {
+        match found {
+            Err(NoDane::Fail(why)) => why,
+            _ => panic!("not a failure"),
+        }
+    }
+
+    fn absent(found: Result<(), NoDane>) -> Refusal {
+        match found {
+            Err(NoDane::Absent(why)) => why,
+            _ => panic!("not an absence"),
+        }
+    }
+
+    #[test]
+    fn address_proofs_map_to_their_refusals() {
+        assert!(address_verdict(HOST, &address(Proof::Secure, None)).is_ok());
+        let insecure = absent(address_verdict(HOST, &address(Proof::Insecure, None)));
+        assert!(
+            matches!(&insecure, Refusal::Insecure(l) if l.owner == HOST),
+            "{insecure}"
+        );
+        assert!(insecure
+            .to_string()
+            .contains("address records of broker.example.test. are insecure"));
+        let bogus = fail(address_verdict(
+            HOST,
+            &address(Proof::Bogus, Some("no RRSIG")),
+        ));
+        assert!(
+            matches!(&bogus, Refusal::Bogus(l) if l.rtype == RecordType::A),
+            "{bogus}"
+        );
+        assert!(bogus.to_string().contains("are bogus") && bogus.to_string().contains("no RRSIG"));
+        let unknown = fail(address_verdict(HOST, &address(Proof::Indeterminate, None)));
+        assert!(matches!(unknown, Refusal::Indeterminate(_)), "{unknown}");
+    }
+
+    #[test]
+    fn tlsa_answers_map_to_records_absence_or_refusal() {
+        let usable = tlsa_verdict(tlsa_lookup(Proof::Secure), vec![record(1, 32)]);
+        assert_eq!(usable.ok().flatten(), Some(vec![record(1, 32)]));
+        // Secure, but a SHA-256 digest of the wrong length: none usable, no DANE.
+        let unusable = tlsa_verdict(tlsa_lookup(Proof::Secure), vec![record(1, 5)]);
+        let why = absent(unusable.map(|_| ()));
+        assert_eq!(
+            why,
+            Refusal::NoneUsable {
+                owner: OWNER.into(),
+                count: 1
+            }
+        );
+        // Securely none, or insecure: nothing at this owner, the next one is asked.
+        assert_eq!(
+            tlsa_verdict(tlsa_lookup(Proof::Secure), vec![]).ok(),
+            Some(None)
+        );
+        let insecure = tlsa_verdict(tlsa_lookup(Proof::Insecure), vec![record(1, 32)]);
+        assert_eq!(insecure.ok(), Some(None));
+        let bogus = tlsa_verdict(tlsa_lookup(Proof::Bogus), vec![record(1, 32)]);
+        assert_eq!(
+            fail(bogus.map(|_| ())),
+            Refusal::Bogus(tlsa_lookup(Proof::Bogus))
+        );
+        let unknown = tlsa_verdict(tlsa_lookup(Proof::Indeterminate), vec![]);
+        assert!(matches!(
+            fail(unknown.map(|_| ())),
+            Refusal::Indeterminate(_)
+        ));
+    }
+
+    #[test]
+    fn the_policy_decides_only_what_an_absence_means() {
+        let none = || Refusal::NoSecureRecords(vec![tlsa_lookup(Proof::Insecure)]);
+        let bogus = || Refusal::Bogus(tlsa_lookup(Proof::Bogus));
+        assert_eq!(decide(Ok(()), Policy::Require), Decision::Dane);
+        assert_eq!(
+            decide(Err(NoDane::Absent(none())), Policy::Opportunistic),
+            Decision::Pkix(none())
+        );
+        let required = decide(Err(NoDane::Absent(none())), Policy::Require);
+        let Decision::Refuse(why) = required else {
+            panic!("{required:?}");
+        };
+        assert_eq!(why.cause(), &none());
+        assert!(
+            why.to_string().ends_with("; the policy requires DANE"),
+            "{why}"
+        );
+        for policy in [Policy::Require, Policy::Opportunistic] {
+            assert_eq!(
+                decide(Err(NoDane::Fail(bogus())), policy),
+                Decision::Refuse(bogus())
+            );
+        }
+    }
+
+    #[test]
+    fn each_ssl_keeps_its_own_outcome() {
+        let ctx = SslContext::builder(SslMethod::tls_client())
+            .unwrap()
+            .build();
+        let mut refused = Ssl::new(&ctx).unwrap();
+        let mut prepared = Ssl::new(&ctx).unwrap();
+        let untouched = Ssl::new(&ctx).unwrap();
+        let tlsa = |decision| ServerTlsa {
+            host: HOST.into(),
+            port: 8883,
+            names: vec![HOST.into()],
+            address_proof: Proof::Secure,
+            lookups: Vec::new(),
+            records: Vec::new(),
+            decision,
+        };
+        let why = Refusal::Bogus(tlsa_lookup(Proof::Bogus));
+        assert_eq!(
+            tlsa(Decision::Refuse(why.clone())).configure(&mut refused),
+            Err(why.clone())
+        );
+        let pkix = tlsa(Decision::Pkix(Refusal::NoSecureRecords(Vec::new())));
+        assert_eq!(pkix.configure(&mut prepared), Ok(()));
+        assert_eq!(outcome(&refused), Err(why));
+        assert_eq!(outcome(&prepared), Ok(()), "no certificate refused yet");
+        assert_eq!(outcome(&untouched), Err(Refusal::NotChecked));
     }
 }
