@@ -449,5 +449,8 @@ pub(crate) fn denial_is_proven(response: &DnsResponse) -> bool {
     !secure_nsecs(response).is_empty() || !secure_nsec3s(response).is_empty()
 }
 
+mod classify;
+pub(crate) use classify::classify;
+
 #[cfg(test)]
 mod tests;

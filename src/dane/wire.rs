@@ -22,6 +22,8 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::{DnsRequest, DnsResponse};
 use hickory_resolver::proto::rr::{Name, RecordType};
 
+use super::resolver::Clock;
+
 type WireResult = Result<DnsResponse, NetError>;
 type Key = (Name, RecordType);
 
@@ -34,6 +36,7 @@ pub(crate) struct Wire<H> {
 
 pub(crate) struct WireState {
     queries: AtomicU64,
+    clock: Arc<dyn Clock>,
     capacity: usize,
     chain: Mutex<HashMap<Key, Slot>>,
 }
@@ -44,9 +47,10 @@ enum Slot {
 }
 
 impl WireState {
-    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(capacity: usize, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self {
             queries: AtomicU64::new(0),
+            clock,
             capacity: capacity.max(16),
             chain: Mutex::new(HashMap::new()),
         })
@@ -66,11 +70,11 @@ impl WireState {
         match ttl_of(result) {
             Some(ttl) if ttl > 0 => {
                 if chain.len() >= self.capacity {
-                    let now = Instant::now();
+                    let now = self.clock.now();
                     chain.retain(|_, slot| matches!(slot, Slot::Ready(_, exp) if *exp > now));
                 }
                 if chain.len() < self.capacity {
-                    let expires = Instant::now() + Duration::from_secs(ttl.into());
+                    let expires = self.clock.now() + Duration::from_secs(ttl.into());
                     chain.insert(key, Slot::Ready(result.clone(), expires));
                     return;
                 }
@@ -97,7 +101,7 @@ impl<H: DnsHandle> Wire<H> {
         let shared = {
             let mut chain = self.state.chain.lock().unwrap_or_else(|e| e.into_inner());
             match chain.get(&key) {
-                Some(Slot::Ready(result, expires)) if *expires > Instant::now() => {
+                Some(Slot::Ready(result, expires)) if *expires > self.state.clock.now() => {
                     let result = result.clone();
                     return async move { result }.boxed();
                 }
