@@ -186,6 +186,38 @@ fn verify_client_and_allowed_domains() {
     }
 }
 
+/// A C API user whose code runs inside a tokio runtime (an async broker calling the library
+/// from a task): verifying a device there works, as it does on a plain thread, and the first
+/// caller's look-up is not left stuck for the next one.
+#[test]
+fn verify_client_from_inside_a_tokio_runtime() {
+    let e = env(&[]);
+    let handle = e.handle as usize;
+    let cert = e.device.cert.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let verify = move || {
+        let name = c(NAME);
+        // SAFETY: the handle lives in `e` until the end of the test; the certificate is ours.
+        let rc = unsafe {
+            iotsafe_dane_verify_client(
+                handle as *const IotsafeDane,
+                cert.as_ptr(),
+                std::ptr::null_mut(),
+                name.as_ptr(),
+            )
+        };
+        (rc, last_error())
+    };
+    let (rc, error) = runtime.block_on(async { verify.clone()() });
+    assert_eq!(rc, 1, "inside a runtime: {error}");
+    unsafe { iotsafe_dane_clear_cache(e.handle) };
+    let (rc, error) = verify();
+    assert_eq!(rc, 1, "then on a plain thread: {error}");
+}
+
 /// `x._device.foo\.iotregistry.test` is the name `x._device.<foo.iotregistry>.test.`, in `test.`:
 /// an attacker's secure record there must not pass `iotregistry.test`. Refused with the name in
 /// the error, no DNS query; bad syntax is refused the same way; normal names still work.
