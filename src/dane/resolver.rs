@@ -50,7 +50,7 @@ pub use anchor::TrustAnchor;
 pub use answer::{Answer, Outcome, Proof, Resolution, ResolveError};
 pub use cache::{Clock, ManualClock, SystemClock};
 
-use cache::TtlLru;
+pub(crate) use cache::TtlLru;
 use flight::{FlightMap, Flights, NoResult, Role};
 use net::Net;
 
