@@ -1,4 +1,6 @@
-//! The proof states that hickory's validator leaves open, decided here.
+//! The proof state of every response, and the states that hickory's validator leaves open,
+//! decided here. [`classify`] turns one response (or hickory's error) into an answer with its
+//! state, from hickory's marks or the AD bit; the rest of this module decides what it leaves open.
 //!
 //! hickory validates each RRset of a response on its own and marks it secure, insecure or
 //! bogus; it gives no verdict for the message as a whole. Two gaps matter for DANE:

@@ -20,15 +20,16 @@
 //!   indeterminate (refused), never insecure.
 //!
 //! Answers are cached after classification, so a warm look-up takes a lock and a hash probe and
-//! never enters the async runtime. The cache is bounded in entries and honours the record TTLs;
-//! denials are cached for their negative TTL, bogus answers briefly (RFC 4035 §4.7), failures
-//! not at all. Concurrent look-ups of one name and type wait for the first one instead of
-//! asking again.
-
+//! never enters the async runtime. The cache is bounded in entries (the least recently used goes
+//! first) and honours the record TTLs on its [`Clock`]; denials are cached for their negative TTL,
+//! bogus answers briefly (RFC 4035 §4.7), failures not at all. Concurrent look-ups of one name
+//! and type wait for the first one (each until its own deadline) instead of asking again. A cold
+//! look-up runs on the resolver's own runtime thread while the caller waits on a channel, so any
+//! thread may call, one that drives another async runtime's tasks too.
 //!
-//! The pieces: `answer` (the result types), `anchor` (trust anchors), `net` (the runtime
-//! thread and the look-up itself; the classification of responses is in `super::proof`), `cache`
-//! (an LRU with an injected [`Clock`]), `flight` (single flight), `fork_guard`.
+//! The pieces: `answer` (the result types), `anchor` (trust anchors), `net` (the runtime thread
+//! and the look-up itself; the classification of responses is in `super::proof`), `cache` (an
+//! LRU on an injected [`Clock`]), `flight` (single flight), `fork_guard`.
 
 use std::fmt;
 use std::net::SocketAddr;
