@@ -404,3 +404,6 @@ fn parse_name(name: &str, rtype: RecordType) -> Result<Name, ResolveError> {
     parsed.set_fqdn(true);
     Ok(parsed.to_lowercase())
 }
+
+#[cfg(test)]
+mod tests;
