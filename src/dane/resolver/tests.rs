@@ -1,6 +1,6 @@
-//! The resolver's single flight, end to end through its look-up path: an in-process name
+//! The resolver's single flight and cache lifetimes, through its look-up path: an in-process name
 //! server on loopback (AD-bit mode, no trust anchor to fetch) that answers when the test says so,
-//! and a clock that fails on the leader's thread.
+//! and an injected clock (moved by hand, or failing on the leader's thread).
 
 use super::*;
 
@@ -35,14 +35,15 @@ impl HeldServer {
     }
 
     /// Answers `query` with one A record (no AD bit: insecure, cached for its TTL).
-    fn answer(&self, (query, to): (Message, SocketAddr)) {
+    fn answer(&self, query: (Message, SocketAddr)) {
+        self.answer_with_ttl(query, 300);
+    }
+
+    fn answer_with_ttl(&self, (query, to): (Message, SocketAddr), ttl: u32) {
         let name = query.queries[0].name().clone();
         let mut response = query.into_response();
-        response.add_answer(Record::from_rdata(
-            name,
-            300,
-            RData::A(A::new(192, 0, 2, 1)),
-        ));
+        let a = RData::A(A::new(192, 0, 2, 1));
+        response.add_answer(Record::from_rdata(name, ttl, a));
         self.socket
             .send_to(&response.to_vec().unwrap(), to)
             .unwrap();
@@ -68,11 +69,33 @@ impl Clock for LeaderFault {
     }
 }
 
-fn resolver(server: &HeldServer, clock: Arc<dyn Clock>) -> Resolver {
+fn config(server: &HeldServer) -> ResolverConfig {
     let addr = server.socket.local_addr().unwrap();
     let mut config = ResolverConfig::new(addr, TrustAnchor::iana_root());
     config.validation = Validation::TrustAdBit;
-    Resolver::with_clock(config, clock).unwrap()
+    config
+}
+
+fn resolver(server: &HeldServer, clock: Arc<dyn Clock>) -> Resolver {
+    Resolver::with_clock(config(server), clock).unwrap()
+}
+
+/// Looks `NAME` up with the server answering with `ttl`; whether a query was sent.
+fn lookup_asking(r: &Resolver, server: &HeldServer, ttl: u32) -> bool {
+    let before = r.queries_sent();
+    std::thread::scope(|s| {
+        let lookup = s.spawn(|| r.lookup(NAME, RecordType::A));
+        server.answer_with_ttl(server.next_query(), ttl);
+        lookup.join().unwrap().expect("answer");
+    });
+    r.queries_sent() > before
+}
+
+/// Looks `NAME` up expecting the cache to answer (no query reaches the server).
+fn lookup_cached(r: &Resolver) -> bool {
+    let before = r.queries_sent();
+    r.lookup(NAME, RecordType::A).expect("cached answer");
+    r.queries_sent() == before
 }
 
 /// How many callers hold the flight of `name` (its leader and followers), 0 when none.
@@ -162,4 +185,26 @@ fn a_leader_that_panics_releases_its_followers_at_once() {
         server.answer(server.next_query());
         assert_eq!(next.join().unwrap().expect("answer").records().len(), 1);
     });
+}
+
+/// An answer is kept for its TTL, and no longer than `max_ttl` whatever its TTL, on the
+/// resolver's clock; a TTL of 0 is not kept at all.
+#[test]
+fn answers_live_for_their_ttl_capped_by_max_ttl() {
+    let server = HeldServer::start();
+    let clock = Arc::new(ManualClock::new());
+    let mut config = config(&server);
+    config.max_ttl = Duration::from_secs(60);
+    let r = Resolver::with_clock(config, clock.clone()).unwrap();
+
+    assert!(lookup_asking(&r, &server, 30));
+    clock.advance(Duration::from_millis(29_999));
+    assert!(lookup_cached(&r), "within its TTL");
+    clock.advance(Duration::from_millis(1));
+    assert!(lookup_asking(&r, &server, 3600), "expired at its TTL");
+    clock.advance(Duration::from_millis(59_999));
+    assert!(lookup_cached(&r), "within max_ttl");
+    clock.advance(Duration::from_millis(1));
+    assert!(lookup_asking(&r, &server, 0), "a 3600 s TTL capped at 60 s");
+    assert!(lookup_asking(&r, &server, 30), "a TTL of 0 is not cached");
 }
