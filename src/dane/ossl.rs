@@ -282,7 +282,7 @@ unsafe extern "C" fn verify_chain<V: ChainVerifier>(
 // its `Ssl::new` sets, and panic (abort, across `extern "C"`) on an `SSL` made by C `SSL_new`,
 // as every C program makes them. The functions below find their state only through what
 // OpenSSL itself hands them: the callback argument, or the context's own ex_data. Every one
-// runs its body under `catch_unwind` and fails closed.
+// runs its body under `contain_panic` and fails closed.
 
 /// `ERR_LIB_USER`, and `ERR_R_INTERNAL_ERROR` (a fatal common reason, "internal error").
 const ERR_LIB_USER: c_int = 128;
@@ -308,8 +308,7 @@ fn report_panic(callback: &str, payload: &(dyn std::any::Any + Send)) {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message");
     let text = format!(
-        "iotsafe-dane: internal error (panic) in the {callback} callback, handshake refused: \
-         {message}"
+        "iotsafe-dane: internal error (panic) in the {callback} callback, failed closed: {message}"
     );
     let Ok(text) = CString::new(text.replace('\0', " ")) else {
         return;
