@@ -4,11 +4,12 @@ mod common;
 
 use common::{dns, pki};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use iotsafe_dane::dane::client::{ClientVerifier, OwnerForm, Refusal};
 use iotsafe_dane::dane::refusal::OwnerLookup;
-use iotsafe_dane::dane::resolver::{Proof, Resolver, ResolverConfig};
+use iotsafe_dane::dane::resolver::{ManualClock, Proof, Resolver, ResolverConfig};
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
 fn resolver(dns: &dns::TestDns) -> Resolver {
@@ -289,16 +290,19 @@ fn revoked_by_removing_the_record_once_the_ttl_runs_out() {
     let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
     let line = format!("sensor7._device 2 IN TLSA {}", ee(&device));
     let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
-    let r = resolver(&dns);
+    let clock = Arc::new(ManualClock::new());
+    let config = ResolverConfig::new(dns.addr(), dns.trust_anchor().parse().unwrap());
+    let r = Resolver::with_clock(config, clock.clone()).unwrap();
     let v = ClientVerifier::new(vec!["iotregistry.test".into()], None);
     let name = "sensor7._device.iotregistry.test";
     assert!(v.verify(&r, name, &device.cert, &[]).authenticated());
     dns.set_records("iotregistry.test.", &[]);
+    clock.advance(Duration::from_millis(1999));
     assert!(
         v.verify(&r, name, &device.cert, &[]).authenticated(),
         "cached within the TTL"
     );
-    std::thread::sleep(Duration::from_millis(2100));
+    clock.advance(Duration::from_millis(1));
     let revoked = v.verify(&r, name, &device.cert, &[]);
     assert!(
         matches!(revoked.result, Err(Refusal::NoSecureRecords(_))),

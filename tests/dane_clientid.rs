@@ -6,6 +6,7 @@ use common::{dns, pki};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use iotsafe_dane::dane::clientid_ext::{
     enable_client, enable_server, peer_identity, received_name, ClientIdServer, MissingName,
     DEFAULT_CODE_POINT, MAX_CERT_IDENTITIES,
 };
-use iotsafe_dane::dane::resolver::{Resolver, ResolverConfig};
+use iotsafe_dane::dane::resolver::{Clock, Resolver, ResolverConfig};
 use openssl::ssl::{
     HandshakeError, SslAcceptor, SslConnector, SslMethod, SslVerifyMode, SslVersion,
 };
@@ -83,6 +84,36 @@ fn handshake_with(
     client_name: Option<&str>,
     client_max: Option<SslVersion>,
 ) -> (Seen, bool) {
+    let device = Device {
+        cert: client_cert,
+        name: client_name,
+        max: client_max,
+    };
+    handshake_on(s, config, &device, ServerThread::Plain)
+}
+
+/// The client side of a handshake.
+struct Device<'a> {
+    cert: &'a pki::Issued,
+    name: Option<&'a str>,
+    max: Option<SslVersion>,
+}
+
+/// Where the server's handshake runs.
+#[derive(Clone, Copy)]
+enum ServerThread {
+    Plain,
+    /// In a task of a tokio runtime, as in an async server.
+    InsideTokio,
+}
+
+fn handshake_on(
+    s: &Setup,
+    config: ClientIdServer,
+    device: &Device,
+    thread: ServerThread,
+) -> (Seen, bool) {
+    let (client_cert, client_name, client_max) = (device.cert, device.name, device.max);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
@@ -90,7 +121,7 @@ fn handshake_with(
     acceptor.set_private_key(&s.server.key).unwrap();
     enable_server(&mut acceptor, Arc::new(config)).unwrap();
     let acceptor = acceptor.build();
-    let server = thread::spawn(move || -> Seen {
+    let serve = move || -> Seen {
         let (stream, _) = listener.accept().unwrap();
         let mut tls = acceptor.accept(stream).map_err(|e| match &e {
             // The server's own account of a refusal: the verification kept on the SSL.
@@ -108,6 +139,14 @@ fn handshake_with(
             .filter(|v| v.authenticated())
             .map(|v| v.name.clone());
         Ok((received_name(ssl).map(str::to_string), authenticated))
+    };
+    let server = thread::spawn(move || match thread {
+        ServerThread::Plain => serve(),
+        ServerThread::InsideTokio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move { serve() }),
     });
 
     let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
@@ -327,4 +366,102 @@ fn from_cert_lookups_share_one_time_budget() {
     assert!(!client_ok);
     assert!(why.contains("time budget"), "{why}");
     assert!(took < 3 * budget, "the handshake took {took:?}");
+}
+
+/// The server's verification runs inside a tokio runtime (an async server doing its TLS
+/// handshakes in tasks): the device is authenticated as anywhere else, the look-up done on the
+/// resolver's own thread.
+#[test]
+fn a_server_inside_a_tokio_runtime_authenticates_the_device() {
+    let s = setup();
+    let config = ClientIdServer {
+        resolver: s.resolver.clone(),
+        verifier: registry_verifier().into(),
+        code_point: DEFAULT_CODE_POINT,
+        missing: MissingName::Refuse,
+        tls13_only: true,
+    };
+    let device = Device {
+        cert: &s.device,
+        name: Some(NAME),
+        max: None,
+    };
+    let (seen, client_ok) = handshake_on(&s, config, &device, ServerThread::InsideTokio);
+    assert_eq!(seen, Ok((Some(NAME.into()), Some(NAME.into()))));
+    assert!(client_ok);
+}
+
+/// A clock that panics at its `fault_at`-th reading from now on (counted from 0), once: a fault
+/// inside the resolver, in the middle of a handshake's verify callback.
+struct FaultyClock {
+    reads: AtomicUsize,
+    fault_at: AtomicUsize,
+}
+
+impl FaultyClock {
+    fn new() -> Self {
+        Self {
+            reads: AtomicUsize::new(0),
+            fault_at: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    fn fail_at_read(&self, n: usize) {
+        self.reads.store(0, Ordering::SeqCst);
+        self.fault_at.store(n, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FaultyClock {
+    fn now(&self) -> Instant {
+        let read = self.reads.fetch_add(1, Ordering::SeqCst);
+        if read == self.fault_at.load(Ordering::SeqCst) {
+            self.fault_at.store(usize::MAX, Ordering::SeqCst);
+            panic!("injected fault in the resolver's clock");
+        }
+        Instant::now()
+    }
+}
+
+/// A panic inside the callback path (here in the resolver, while the look-up of the device's
+/// name is in flight) fails that handshake with an alert and an error that says so, on the
+/// server's OpenSSL error queue; the process goes on, and the next handshake with the same
+/// name is decided normally at once (the abandoned look-up does not hold it).
+#[test]
+fn a_panic_in_the_verify_callback_fails_the_handshake_not_the_process() {
+    let s = setup();
+    let clock = Arc::new(FaultyClock::new());
+    let resolver = Resolver::with_clock(
+        ResolverConfig::new(s._dns.addr(), s._dns.trust_anchor().parse().unwrap()),
+        clock.clone(),
+    )
+    .unwrap();
+    let resolver = Arc::new(resolver);
+    let server = || ClientIdServer {
+        resolver: resolver.clone(),
+        verifier: registry_verifier().into(),
+        code_point: DEFAULT_CODE_POINT,
+        missing: MissingName::Refuse,
+        tls13_only: true,
+    };
+    // Read 0: the cache probe; read 1: the probe again once this look-up leads the flight.
+    clock.fail_at_read(1);
+    let (seen, client_ok) = handshake_with(&s, server(), &s.device, Some(NAME), None);
+    let error = seen.expect_err("the handshake fails");
+    assert!(!client_ok);
+    assert!(
+        error.contains("internal error (panic) in the certificate verify callback"),
+        "{error}"
+    );
+    assert!(error.contains("injected fault"), "{error}");
+
+    let start = Instant::now();
+    let (seen, client_ok) = handshake_with(&s, server(), &s.device, Some(NAME), None);
+    assert_eq!(seen, Ok((Some(NAME.into()), Some(NAME.into()))));
+    assert!(client_ok);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::proto::rr::RecordType;
 use iotsafe_dane::dane::resolver::{
-    Outcome, Proof, ResolveError, Resolver, ResolverConfig, TrustAnchor,
+    ManualClock, Outcome, Proof, ResolveError, Resolver, ResolverConfig, TrustAnchor,
 };
 
 const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -194,27 +194,83 @@ fn unreachable_server_times_out_as_indeterminate() {
     assert!(err.to_string().contains("indeterminate"), "{err}");
 }
 
+/// A resolver whose cache reads `clock` instead of the real time.
+fn resolver_on(dns: &dns::TestDns, clock: Arc<ManualClock>) -> Resolver {
+    let anchor: TrustAnchor = dns.trust_anchor().parse().expect("trust anchor");
+    Resolver::with_clock(ResolverConfig::new(dns.addr(), anchor), clock).expect("resolver")
+}
+
 #[test]
 fn removed_record_disappears_after_its_ttl() {
     let short = tlsa_line("dev2._device", 2);
     let dns = dns::TestDns::start(&[("iotregistry.test.", short.as_str())]);
-    let r = resolver(&dns);
+    let clock = Arc::new(ManualClock::new());
+    let r = resolver_on(&dns, clock.clone());
     let name = "dev2._device.iotregistry.test";
     assert_eq!(
         r.resolve(name, RecordType::TLSA).unwrap().records().len(),
         1
     );
+    let cold = r.queries_sent();
     dns.set_records("iotregistry.test.", &[]);
-    // Still cached right after the removal...
+    // Still cached right after the removal, and up to the last moment of the record's TTL...
+    clock.advance(Duration::from_millis(1999));
     assert_eq!(
         r.resolve(name, RecordType::TLSA).unwrap().records().len(),
         1
     );
-    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(r.queries_sent(), cold, "answered from the cache");
+    clock.advance(Duration::from_millis(1));
     // ...gone, provably, once the TTL has run out.
     let res = r.resolve(name, RecordType::TLSA).unwrap();
     assert_eq!(res.last().outcome, Outcome::NxDomain);
     assert_eq!(res.proof(), Proof::Secure);
+}
+
+/// The resolver is called from code that runs inside a tokio runtime (an async server's
+/// handler): it must neither panic ("cannot start a runtime from within a runtime") nor block
+/// the caller's runtime from answering. Built, used and dropped there, on a current-thread
+/// runtime and on a worker of a multi-thread one.
+#[test]
+fn lookups_from_inside_a_tokio_runtime() {
+    let dns = hierarchy();
+    let name = "dev1._device.iotregistry.test";
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let proof = current.block_on(async {
+        let r = resolver(&dns);
+        let proof = r.resolve(name, RecordType::TLSA).map(|res| res.proof());
+        drop(r);
+        proof
+    });
+    assert_eq!(proof, Ok(Proof::Secure));
+
+    let r = Arc::new(resolver(&dns));
+    let workers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let names = [
+        ("dev1._device.iotregistry.test", RecordType::TLSA),
+        ("www.iotregistry.test", RecordType::A),
+    ];
+    let tasks: Vec<_> = names
+        .into_iter()
+        .map(|(name, rtype)| {
+            let r = r.clone();
+            workers.spawn(async move { r.resolve(name, rtype).map(|res| res.proof()) })
+        })
+        .collect();
+    for task in tasks {
+        let proof = workers.block_on(task).expect("the task did not panic");
+        assert_eq!(proof, Ok(Proof::Secure));
+    }
+    // The last reference dropped on a runtime worker.
+    let last = workers.spawn(async move { drop(r) });
+    workers.block_on(last).expect("dropped without a panic");
 }
 
 #[test]

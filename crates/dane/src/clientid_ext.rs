@@ -117,23 +117,29 @@ struct HandshakeState {
     resumed: Option<ClientVerification>,
 }
 
-fn state_index() -> Index<Ssl, HandshakeState> {
-    static IDX: OnceLock<Index<Ssl, HandshakeState>> = OnceLock::new();
-    *IDX.get_or_init(|| Ssl::new_ex_index().expect("SSL ex_data index"))
+/// The `SSL` ex_data slot of the handshake state; `None` when OpenSSL could not make one (then
+/// no handshake is tracked, and every client is refused, as when our hook did not run).
+fn state_index() -> Option<Index<Ssl, HandshakeState>> {
+    static IDX: OnceLock<Option<Index<Ssl, HandshakeState>>> = OnceLock::new();
+    *IDX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+fn state(ssl: &SslRef) -> Option<&HandshakeState> {
+    ssl.ex_data(state_index()?)
 }
 
 fn state_mut(ssl: &mut SslRef) -> Option<&mut HandshakeState> {
-    ssl.ex_data_mut(state_index())
+    ssl.ex_data_mut(state_index()?)
 }
 
 /// Whether a handshake on `ssl` started under our hook (so that its state is this handshake's).
 pub fn handshake_tracked(ssl: &SslRef) -> bool {
-    ssl.ex_data(state_index()).is_some()
+    state(ssl).is_some()
 }
 
 /// The name a client sent in the extension in the current handshake, on the server side.
 pub fn received_name(ssl: &SslRef) -> Option<&str> {
-    ssl.ex_data(state_index())?.name.as_deref()
+    state(ssl)?.name.as_deref()
 }
 
 /// The verification of the client on this connection (server side), once its certificate was
@@ -141,7 +147,7 @@ pub fn received_name(ssl: &SslRef) -> Option<&str> {
 /// resumed session, the verification re-done for it when the client offered its ticket; a
 /// session resumed without that (one the application's own session cache found) has none.
 pub fn peer_identity(ssl: &SslRef) -> Option<&ClientVerification> {
-    let state = ssl.ex_data(state_index())?;
+    let state = state(ssl)?;
     if ssl.session_reused() {
         state.resumed.as_ref()
     } else {
@@ -261,7 +267,7 @@ fn verify(config: &ClientIdServer, ssl: &mut SslRef, store: &mut X509StoreContex
         return true;
     }
     // No state: our handshake hook did not run (see `HandshakeState`).
-    let Some(state) = ssl.ex_data(state_index()) else {
+    let Some(state) = state(ssl) else {
         return settle(store, false, false);
     };
     let Some((leaf, chain)) = super::ossl::presented_chain(store) else {
@@ -342,7 +348,9 @@ impl ossl::TicketCheck for ClientIdServer {
 impl ossl::HandshakeHooks for ClientIdServer {
     /// Nothing learnt in an earlier handshake on this `SSL` counts in this one.
     fn started(&self, ssl: &mut SslRef) {
-        ssl.set_ex_data(state_index(), HandshakeState::default());
+        if let Some(index) = state_index() {
+            ssl.set_ex_data(index, HandshakeState::default());
+        }
     }
 
     /// A session resumed without our re-check (found by a session cache the application

@@ -1,7 +1,8 @@
 //! DNS identity: DNSSEC-validated TLSA records and the DANE/DANCE verification rules.
 //!
 //! - [`resolver`]: validated look-ups with a proof state for every answer, cached;
-//! - `proof`: the proof states the validator leaves open (proven insecurity, wildcards);
+//! - `proof`: the proof state of each response, and what the validator leaves open (proven
+//!   insecurity, wildcards);
 //! - [`refusal`]: why a server or a device is not authenticated, one type for both;
 //! - [`name`]: device names and allowed domains, parsed once (host-name syntax only);
 //! - [`tlsa`]: TLSA records, owner names, certificate matching;

@@ -233,7 +233,7 @@ unsafe extern "C" fn verify_chain<V: ChainVerifier>(
     arg: *mut libc::c_void,
 ) -> c_int {
     // No panic may unwind into libssl.
-    std::panic::catch_unwind(|| {
+    contain_panic("DANE chain verification", || {
         // SAFETY: called by libssl with the store context of a live handshake, whose ex_data
         // holds the SSL; `arg` is the verifier installed with this callback.
         unsafe {
@@ -282,7 +282,54 @@ unsafe extern "C" fn verify_chain<V: ChainVerifier>(
 // its `Ssl::new` sets, and panic (abort, across `extern "C"`) on an `SSL` made by C `SSL_new`,
 // as every C program makes them. The functions below find their state only through what
 // OpenSSL itself hands them: the callback argument, or the context's own ex_data. Every one
-// runs its body under `catch_unwind` and fails closed.
+// runs its body under `contain_panic` and fails closed.
+
+/// `ERR_LIB_USER`, and `ERR_R_INTERNAL_ERROR` (a fatal common reason, "internal error").
+const ERR_LIB_USER: c_int = 128;
+const ERR_R_INTERNAL_ERROR: c_int = 259 | (1 << 18);
+
+/// Runs a callback's `body` with no unwinding into libssl: a panic is caught and put on this
+/// thread's OpenSSL error queue (where the application looks for why its handshake failed),
+/// naming the callback, and `None` is returned for the callback to fail closed on.
+fn contain_panic<T>(callback: &str, body: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(value) => Some(value),
+        Err(payload) => {
+            report_panic(callback, payload.as_ref());
+            None
+        }
+    }
+}
+
+fn report_panic(callback: &str, payload: &(dyn std::any::Any + Send)) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    let text = format!(
+        "iotsafe-dane: internal error (panic) in the {callback} callback, failed closed: {message}"
+    );
+    let Ok(text) = CString::new(text.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: plain calls on this thread's error queue; the format takes one string, which is
+    // NUL-terminated and copied by OpenSSL.
+    unsafe {
+        openssl_sys::ERR_new();
+        openssl_sys::ERR_set_debug(
+            c"src/dane/ossl.rs".as_ptr(),
+            line!() as c_int,
+            c"contain_panic".as_ptr(),
+        );
+        openssl_sys::ERR_set_error(
+            ERR_LIB_USER,
+            ERR_R_INTERNAL_ERROR,
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        );
+    }
+}
 
 /// Everything a context's callbacks point at, kept alive as long as the context: callbacks hold
 /// raw pointers into these values, so they are only ever added, never replaced.
@@ -409,7 +456,7 @@ unsafe extern "C" fn ext_add<E: CustomExtension>(
     al: *mut c_int,
     arg: *mut libc::c_void,
 ) -> c_int {
-    let body = std::panic::catch_unwind(|| {
+    let body = contain_panic("TLS extension add", || {
         let context = ExtensionContext::from_bits_truncate(context);
         // SAFETY: `arg` is the `E` registered with this callback, alive with the context.
         let ext = unsafe { &*(arg as *const E) };
@@ -417,8 +464,8 @@ unsafe extern "C" fn ext_add<E: CustomExtension>(
             .map(|b| (b.as_ptr(), b.len()))
     });
     match body {
-        Ok(None) => 0,
-        Ok(Some((ptr, len))) => {
+        Some(None) => 0,
+        Some(Some((ptr, len))) => {
             // SAFETY: out-pointers from libssl; the body is borrowed from `E`, which outlives
             // the handshake, so nothing needs freeing.
             unsafe {
@@ -427,7 +474,7 @@ unsafe extern "C" fn ext_add<E: CustomExtension>(
             }
             1
         }
-        Err(_) => {
+        None => {
             // SAFETY: out-pointer from libssl.
             unsafe { *al = alert_value(SslAlert::INTERNAL_ERROR) };
             -1
@@ -456,7 +503,7 @@ unsafe extern "C" fn ext_parse<E: CustomExtension>(
     al: *mut c_int,
     arg: *mut libc::c_void,
 ) -> c_int {
-    let verdict = std::panic::catch_unwind(|| {
+    let verdict = contain_panic("TLS extension parse", || {
         let context = ExtensionContext::from_bits_truncate(context);
         // SAFETY: `arg` is the `E` registered with this callback; `ssl` is the live SSL of the
         // handshake; `input` is valid for `inlen` bytes during the call.
@@ -523,7 +570,7 @@ pub(crate) fn set_verify_check(
 }
 
 extern "C" fn verify_callback(preverify: c_int, store: *mut openssl_sys::X509_STORE_CTX) -> c_int {
-    let ok = std::panic::catch_unwind(|| {
+    let ok = contain_panic("certificate verify", || {
         // SAFETY: called by libssl with the store context of a live handshake, whose ex_data
         // holds the SSL; the check is kept by that SSL's context.
         unsafe {
@@ -546,7 +593,7 @@ extern "C" fn verify_callback(preverify: c_int, store: *mut openssl_sys::X509_ST
         }
     });
     match ok {
-        Ok(Some(true)) => 1,
+        Some(Some(true)) => 1,
         _ => {
             // SAFETY: live store context.
             unsafe {
@@ -636,7 +683,7 @@ unsafe extern "C" fn ticket_seal<T: TicketCheck>(
     ssl: *mut openssl_sys::SSL,
     arg: *mut libc::c_void,
 ) -> c_int {
-    std::panic::catch_unwind(|| {
+    contain_panic("session ticket seal", || {
         // SAFETY: `arg` is the `T` registered with this callback; `ssl` is live, its session is
         // the one the ticket is made from. set1 copies the data (NULL, 0 clears it).
         unsafe {
@@ -668,7 +715,7 @@ unsafe extern "C" fn ticket_open<T: TicketCheck>(
         // No usable ticket: a full handshake, and a new ticket after it.
         return SSL_TICKET_RETURN_IGNORE_RENEW;
     }
-    let resume = std::panic::catch_unwind(|| {
+    let resume = contain_panic("session ticket check", || {
         // SAFETY: `arg` is the `T` registered with this callback; `ssl` and `sess` are live
         // for the call; the app data and peer are borrowed from `sess` and not kept.
         unsafe {
@@ -746,7 +793,7 @@ pub(crate) fn set_handshake_hooks(
 }
 
 unsafe extern "C" fn info_callback(ssl: *const openssl_sys::SSL, kind: c_int, value: c_int) {
-    let previous = std::panic::catch_unwind(|| {
+    let previous = contain_panic("handshake info", || {
         // SAFETY: called by libssl on a live SSL, whose context's ex_data holds the chain
         // (or not, when the SSL was moved to another context: then nothing of ours runs).
         unsafe {
@@ -762,7 +809,6 @@ unsafe extern "C" fn info_callback(ssl: *const openssl_sys::SSL, kind: c_int, va
             chain.previous
         }
     })
-    .ok()
     .flatten();
     if let Some(previous) = previous {
         // SAFETY: the application's callback, with the arguments libssl gave us.

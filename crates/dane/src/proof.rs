@@ -1,4 +1,6 @@
-//! The proof states that hickory's validator leaves open, decided here.
+//! The proof state of every response, and the states that hickory's validator leaves open,
+//! decided here. [`classify`] turns one response (or hickory's error) into an answer with its
+//! state, from hickory's marks or the AD bit; the rest of this module decides what it leaves open.
 //!
 //! hickory validates each RRset of a response on its own and marks it secure, insecure or
 //! bogus; it gives no verdict for the message as a whole. Two gaps matter for DANE:
@@ -448,6 +450,9 @@ fn secure_nsec3s(response: &DnsResponse) -> Vec<(&Name, &NSEC3)> {
 pub(crate) fn denial_is_proven(response: &DnsResponse) -> bool {
     !secure_nsecs(response).is_empty() || !secure_nsec3s(response).is_empty()
 }
+
+mod classify;
+pub(crate) use classify::classify;
 
 #[cfg(test)]
 mod tests;

@@ -5,15 +5,15 @@
 //! and it does so again for every RRset it checks (an NXDOMAIN answer carries an SOA and one or
 //! more NSEC RRsets, each signed by the same zone key). Without this layer a cold look-up asks for
 //! the same DNSKEY RRset several times, and every look-up in a zone fetches the whole chain again.
-//! Here the chain's RRsets (DNSKEY, DS) are cached for their TTL, and concurrent requests for one
-//! of them share one query. Final answers are cached one layer up, after validation, by
-//! [`super::resolver::Resolver`].
+//! Here the chain's RRsets (DNSKEY, DS) are cached for their TTL (bounded, least recently used
+//! out first, on the resolver's clock), and concurrent requests for one of them share one query.
+//! Final answers are cached one layer up, after validation, by [`super::resolver::Resolver`].
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{self, Stream};
@@ -21,6 +21,8 @@ use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::{DnsRequest, DnsResponse};
 use hickory_resolver::proto::rr::{Name, RecordType};
+
+use super::resolver::{Clock, TtlLru};
 
 type WireResult = Result<DnsResponse, NetError>;
 type Key = (Name, RecordType);
@@ -34,21 +36,26 @@ pub(crate) struct Wire<H> {
 
 pub(crate) struct WireState {
     queries: AtomicU64,
-    capacity: usize,
-    chain: Mutex<HashMap<Key, Slot>>,
+    clock: Arc<dyn Clock>,
+    chain: Mutex<Chain>,
 }
 
-enum Slot {
-    Ready(WireResult, Instant),
-    InFlight(Shared<BoxFuture<'static, WireResult>>),
+/// The chain-of-trust RRsets: answers kept for their TTL, and the queries in flight that
+/// concurrent requests for the same RRset share.
+struct Chain {
+    ready: TtlLru<Key, WireResult>,
+    in_flight: HashMap<Key, Shared<BoxFuture<'static, WireResult>>>,
 }
 
 impl WireState {
-    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(capacity: usize, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self {
             queries: AtomicU64::new(0),
-            capacity: capacity.max(16),
-            chain: Mutex::new(HashMap::new()),
+            clock,
+            chain: Mutex::new(Chain {
+                ready: TtlLru::new(capacity.max(16)),
+                in_flight: HashMap::new(),
+            }),
         })
     }
 
@@ -58,27 +65,22 @@ impl WireState {
     }
 
     pub(crate) fn clear(&self) {
-        self.chain.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut chain = self.chain();
+        chain.ready.clear();
+        chain.in_flight.clear();
     }
 
+    fn chain(&self) -> MutexGuard<'_, Chain> {
+        self.chain.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The query for `key` has landed: kept for its TTL when it has one.
     fn store(&self, key: Key, result: &WireResult) {
-        let mut chain = self.chain.lock().unwrap_or_else(|e| e.into_inner());
-        match ttl_of(result) {
-            Some(ttl) if ttl > 0 => {
-                if chain.len() >= self.capacity {
-                    let now = Instant::now();
-                    chain.retain(|_, slot| matches!(slot, Slot::Ready(_, exp) if *exp > now));
-                }
-                if chain.len() < self.capacity {
-                    let expires = Instant::now() + Duration::from_secs(ttl.into());
-                    chain.insert(key, Slot::Ready(result.clone(), expires));
-                    return;
-                }
-                chain.remove(&key);
-            }
-            _ => {
-                chain.remove(&key);
-            }
+        let mut chain = self.chain();
+        chain.in_flight.remove(&key);
+        if let Some(ttl) = ttl_of(result).filter(|ttl| *ttl > 0) {
+            let expires = self.clock.now() + Duration::from_secs(ttl.into());
+            chain.ready.insert(key, result.clone(), expires);
         }
     }
 }
@@ -95,16 +97,16 @@ impl<H: DnsHandle> Wire<H> {
 
     fn send_chain(&self, key: Key, request: DnsRequest) -> BoxFuture<'static, WireResult> {
         let shared = {
-            let mut chain = self.state.chain.lock().unwrap_or_else(|e| e.into_inner());
-            match chain.get(&key) {
-                Some(Slot::Ready(result, expires)) if *expires > Instant::now() => {
-                    let result = result.clone();
-                    return async move { result }.boxed();
-                }
-                Some(Slot::InFlight(shared)) => shared.clone(),
-                _ => {
+            let now = self.state.clock.now();
+            let mut chain = self.state.chain();
+            if let Some(result) = chain.ready.get(&key, now) {
+                return async move { result }.boxed();
+            }
+            match chain.in_flight.get(&key) {
+                Some(shared) => shared.clone(),
+                None => {
                     let shared = self.send_uncached(request).shared();
-                    chain.insert(key.clone(), Slot::InFlight(shared.clone()));
+                    chain.in_flight.insert(key.clone(), shared.clone());
                     shared
                 }
             }

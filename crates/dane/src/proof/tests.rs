@@ -11,27 +11,33 @@ use hickory_resolver::proto::rr::SerialNumber;
 
 use Proof::{Insecure, Secure};
 
-fn n(name: &str) -> Name {
+pub(super) fn n(name: &str) -> Name {
     Name::from_ascii(name).unwrap()
 }
 
-fn record(owner: &str, data: RData, proof: Proof) -> Record {
+pub(super) fn record(owner: &str, data: RData, proof: Proof) -> Record {
     let mut r = Record::from_rdata(n(owner), 300, data);
     r.proof = proof;
     r
 }
 
-fn soa(zone: &str, proof: Proof) -> Record {
+pub(super) fn soa(zone: &str, proof: Proof) -> Record {
     let data = SOA::new(n("ns.test."), n("hostmaster.test."), 1, 3600, 600, 86400, 5);
     record(zone, RData::SOA(data), proof)
 }
 
-fn nsec(owner: &str, next: &str, types: &[RecordType]) -> Record {
+pub(super) fn nsec(owner: &str, next: &str, types: &[RecordType]) -> Record {
     let data = NSEC::new(n(next), types.iter().copied());
     record(owner, RData::DNSSEC(DNSSECRData::NSEC(data)), Secure)
 }
 
-fn rrsig(owner: &str, covered: RecordType, labels: u8, signer: &str, proof: Proof) -> Record {
+pub(super) fn rrsig(
+    owner: &str,
+    covered: RecordType,
+    labels: u8,
+    signer: &str,
+    proof: Proof,
+) -> Record {
     let input = SigInput {
         type_covered: covered,
         algorithm: Algorithm::ECDSAP256SHA256,
@@ -46,7 +52,7 @@ fn rrsig(owner: &str, covered: RecordType, labels: u8, signer: &str, proof: Proo
     record(owner, RData::DNSSEC(DNSSECRData::RRSIG(data)), proof)
 }
 
-fn tlsa(owner: &str, proof: Proof) -> Record {
+pub(super) fn tlsa(owner: &str, proof: Proof) -> Record {
     let data = TLSA::new(3u8.into(), 1u8.into(), 1u8.into(), vec![0xab; 32]);
     record(owner, RData::TLSA(data), proof)
 }
@@ -74,7 +80,7 @@ fn signed_nsec(owner: &str, next: &str, types: &[RecordType], signer: &str) -> V
     ]
 }
 
-fn response(
+pub(super) fn response(
     qname: &str,
     qtype: RecordType,
     code: ResponseCode,
@@ -106,7 +112,11 @@ fn ds_response(cut: &str, answers: Vec<Record>, authorities: Vec<Record>) -> Dns
 }
 
 /// The NOERROR answer to the TLSA query for `qname`.
-fn tlsa_response(qname: &str, answers: Vec<Record>, authorities: Vec<Record>) -> DnsResponse {
+pub(super) fn tlsa_response(
+    qname: &str,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+) -> DnsResponse {
     response(
         qname,
         RecordType::TLSA,
@@ -116,7 +126,7 @@ fn tlsa_response(qname: &str, answers: Vec<Record>, authorities: Vec<Record>) ->
     )
 }
 
-const QNAME: &str = "_443._tcp.host.example.test.";
+pub(super) const QNAME: &str = "_443._tcp.host.example.test.";
 
 #[test]
 fn a_foreign_insecure_soa_in_a_denial_is_named() {
@@ -384,9 +394,9 @@ fn base32hex_and_circular_order() {
     assert!(!covers("x", "c", "b"));
 }
 
-const DEVICE: &str = "dev1._device.example.test.";
+pub(super) const DEVICE: &str = "dev1._device.example.test.";
 
-fn wildcard_answer(authorities: Vec<Record>) -> DnsResponse {
+pub(super) fn wildcard_answer(authorities: Vec<Record>) -> DnsResponse {
     tlsa_response(
         DEVICE,
         vec![
@@ -397,7 +407,7 @@ fn wildcard_answer(authorities: Vec<Record>) -> DnsResponse {
     )
 }
 
-fn nsec_proof(owner: &str, next: &str, signer: &str) -> Vec<Record> {
+pub(super) fn nsec_proof(owner: &str, next: &str, signer: &str) -> Vec<Record> {
     let labels = n(owner).num_labels();
     vec![
         nsec(
