@@ -9,53 +9,80 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use super::config::{self, Settings};
+use super::config;
 use crate::iotsafe::objects::{ObjectKind, FUNCTION_SIGN};
-use crate::iotsafe::{Applet, AppletConfig, Error, HashAlg, ObjectInfo, ObjectRef, Result};
+use crate::iotsafe::{Applet, Error, HashAlg, ObjectInfo, ObjectRef, PublicKey, Result, Target};
+
+/// Opens a new session with the applet: [`Target::connect`] for the provider, a scripted
+/// card in unit tests.
+pub type Connector = Box<dyn Fn() -> Result<Applet> + Send + Sync>;
 
 pub struct Card {
-    reader: Option<String>,
-    modem: Option<String>,
-    config: AppletConfig,
+    connector: Connector,
     state: Mutex<State>,
+    /// The current process (a field so that tests can play a fork).
+    process_id: fn() -> u32,
+    /// The pause before each retry on a new connection.
+    retry_pause: Duration,
 }
 
 #[derive(Default)]
 struct State {
     pid: u32,
     applet: Option<Applet>,
-    public_keys: HashMap<ObjectRef, Vec<u8>>,
+    public_keys: HashMap<ObjectRef, PublicKey>,
     files: HashMap<ObjectRef, Vec<u8>>,
     objects: Option<Vec<ObjectInfo>>,
 }
 
 /// Retries of an operation whose connection failed.
 const RETRIES: usize = 3;
+/// A card just (re-)inserted may refuse its first commands for a moment.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 static CARDS: Mutex<Vec<(String, Arc<Card>)>> = Mutex::new(Vec::new());
 
-/// The card the settings reach (shared by every key on it). No I/O.
-pub fn card_for(settings: &Settings) -> Arc<Card> {
-    let identity = settings.card_identity();
+/// The card the target reaches (shared by every key on it). No I/O.
+pub fn card_for(target: &Target) -> Arc<Card> {
+    let identity = target.card_identity();
     let mut cards = CARDS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, card)) = cards.iter().find(|(id, _)| *id == identity) {
         return card.clone();
     }
-    let card = Arc::new(Card {
-        reader: settings.reader.clone(),
-        modem: settings.modem.clone(),
-        config: settings.applet_config(),
-        state: Mutex::new(State::default()),
-    });
+    let target = target.clone();
+    let card = Arc::new(Card::new(Box::new(move || {
+        match &target.modem {
+            Some(modem) => config::debug(format_args!(
+                "connecting to the applet behind modem {modem}"
+            )),
+            None => config::debug(format_args!(
+                "connecting to the applet (reader filter {:?})",
+                target.reader
+            )),
+        }
+        target.connect()
+    })));
     cards.push((identity, card.clone()));
     card
 }
 
 impl Card {
+    /// A card reached through `connector`, which is called on first use and after a lost
+    /// connection.
+    pub fn new(connector: Connector) -> Card {
+        Card {
+            connector,
+            state: Mutex::new(State::default()),
+            process_id: std::process::id,
+            retry_pause: RETRY_PAUSE,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = std::process::id();
+        let pid = (self.process_id)();
         if state.pid != pid {
             if let Some(inherited) = state.applet.take() {
                 // The parent's PC/SC handles belong to the parent: closing them from here
@@ -86,7 +113,7 @@ impl Card {
         let had_connection = state.applet.is_some();
         let mut result = self.attempt(state, &mut op);
         // A card just (re-)inserted may refuse its first commands for a moment: a few
-        // retries on a new connection, 100 ms apart, then the error stands.
+        // retries on a new connection, a pause apart, then the error stands.
         for _ in 0..RETRIES {
             match &result {
                 Err(e)
@@ -97,7 +124,7 @@ impl Card {
                 }
                 _ => break,
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(self.retry_pause);
             result = self.attempt(state, &mut op);
         }
         result
@@ -109,21 +136,7 @@ impl Card {
         op: &mut impl FnMut(&mut Applet) -> Result<R>,
     ) -> Result<R> {
         if state.applet.is_none() {
-            state.applet = Some(match &self.modem {
-                Some(modem) => {
-                    config::debug(format_args!(
-                        "connecting to the applet behind modem {modem}"
-                    ));
-                    Applet::open_modem(modem, self.config.clone())?
-                }
-                None => {
-                    config::debug(format_args!(
-                        "connecting to the applet (reader filter {:?})",
-                        self.reader
-                    ));
-                    Applet::open_pcsc(self.reader.as_deref(), self.config.clone())?
-                }
-            });
+            state.applet = Some((self.connector)()?);
         }
         let applet = state.applet.as_mut().expect("connected above");
         let result = op(applet);
@@ -133,15 +146,15 @@ impl Card {
         result
     }
 
-    /// The uncompressed point of a public key; read once per process.
-    pub fn public_key(&self, key: &ObjectRef) -> Result<Vec<u8>> {
+    /// A public key's curve and point; read once per process.
+    pub fn public_key(&self, key: &ObjectRef) -> Result<PublicKey> {
         let mut state = self.lock();
-        if let Some(point) = state.public_keys.get(key) {
-            return Ok(point.clone());
+        if let Some(public) = state.public_keys.get(key) {
+            return Ok(public.clone());
         }
-        let point = self.with_locked(&mut state, |a| a.read_public_key(key))?;
-        state.public_keys.insert(key.clone(), point.clone());
-        Ok(point)
+        let public = self.with_locked(&mut state, |a| a.public_key(key))?;
+        state.public_keys.insert(key.clone(), public.clone());
+        Ok(public)
     }
 
     /// A file's content (the certificate); read once per process.

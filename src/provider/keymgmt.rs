@@ -14,11 +14,10 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
 use super::card::{self, Card};
-use super::config::Settings;
 use super::error::{self, Reason};
 use super::ffi::*;
 use super::{dispatch, dispatch_end, guard, guard_in, params, Instance};
-use crate::iotsafe::ObjectRef;
+use crate::iotsafe::{ObjectRef, PublicKey, Target};
 use crate::keys::{self, Curve};
 
 pub struct Key {
@@ -49,27 +48,31 @@ impl Key {
         }
     }
 
-    /// The key the settings name, with its public half read from the card (once per process).
-    pub fn from_card(instance: Instance, settings: &Settings) -> Result<Key, (Reason, String)> {
-        let card = card::card_for(settings);
+    /// The key the target names, with its public half (curve and point) read from the card
+    /// (once per process).
+    pub fn from_card(instance: Instance, target: &Target) -> Result<Key, (Reason, String)> {
+        let card = card::card_for(target);
         let fail = |e: crate::iotsafe::Error| (error::reason_of(&e), e.to_string());
-        let private = match &settings.key {
+        let private = match &target.key {
             Some(key) => key.clone(),
             None => card.default_key().map_err(fail)?,
         };
-        let public = settings.public.clone().unwrap_or_else(|| private.clone());
-        let point = card.public_key(&public).map_err(fail)?;
-        let curve = curve_of_point(&point).ok_or_else(|| {
+        let public = target.public.clone().unwrap_or_else(|| private.clone());
+        let PublicKey { curve, point } = card.public_key(&public).map_err(fail)?;
+        keys::public_key_from_point(curve, &point).map_err(|e| {
             (
                 Reason::CardError,
-                format!("public key {public} on the card is not a P-256 or brainpoolP256r1 point"),
+                format!(
+                    "public key {public} on the card is not a point on {}: {e}",
+                    curve.name()
+                ),
             )
         })?;
         Ok(Key {
             instance,
             card: Some(card),
             private: Some(private),
-            dh_peer: settings
+            dh_peer: target
                 .dh_peer
                 .clone()
                 .unwrap_or(ObjectRef::Id(vec![DEFAULT_DH_PEER])),
@@ -86,12 +89,6 @@ impl Key {
     pub fn group_name(&self) -> &'static str {
         group_name(self.curve)
     }
-}
-
-fn curve_of_point(point: &[u8]) -> Option<Curve> {
-    [Curve::P256, Curve::BrainpoolP256r1]
-        .into_iter()
-        .find(|&curve| keys::public_key_from_point(curve, point).is_ok())
 }
 
 pub fn group_name(curve: Curve) -> &'static str {
@@ -371,26 +368,12 @@ pub static FUNCTIONS: [OSSL_DISPATCH; 14] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openssl::bn::BigNumContext;
-    use openssl::ec::{EcGroup, EcKey, PointConversionForm};
-    use openssl::nid::Nid;
-
-    fn point(nid: Nid) -> Vec<u8> {
-        let group = EcGroup::from_curve_name(nid).unwrap();
-        let key = EcKey::generate(&group).unwrap();
-        let mut ctx = BigNumContext::new().unwrap();
-        key.public_key()
-            .to_bytes(&group, PointConversionForm::UNCOMPRESSED, &mut ctx)
-            .unwrap()
-    }
 
     #[test]
-    fn the_curve_follows_from_the_card_point() {
-        let p256 = curve_of_point(&point(Nid::X9_62_PRIME256V1));
-        assert_eq!(p256.map(group_name), Some("prime256v1"));
-        let brainpool = curve_of_point(&point(Nid::BRAINPOOL_P256R1));
-        assert_eq!(brainpool.map(group_name), Some("brainpoolP256r1"));
-        assert_eq!(curve_of_point(&[0x04; 65]), None);
+    fn group_names_match_the_card_curves() {
+        for curve in [Curve::P256, Curve::BrainpoolP256r1] {
+            assert_eq!(curve_of_group(group_name(curve)), Some(curve));
+        }
         assert_eq!(curve_of_group("P-256"), Some(Curve::P256));
         assert_eq!(curve_of_group("secp384r1"), None);
     }

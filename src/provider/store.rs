@@ -163,11 +163,10 @@ unsafe extern "C" fn load(
                         error::raise(reason, &format!("{message} (URI {})", ctx.uri));
                         return 0;
                     }
-                    let mut reference = KeyUri {
-                        settings: ctx.uri.settings.clone(),
+                    let reference = KeyUri {
+                        target: ctx.uri.target.clone(),
                         object: None,
                     };
-                    reference.settings.debug_log = None;
                     let mut der = uri::keyref_der(&reference.to_string());
                     emit(
                         OSSL_OBJECT_PKEY,
