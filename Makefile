@@ -62,6 +62,14 @@ lint: deps
 test: build lint
 	scripts/run-tests.sh
 
+# The tests that need no root and start no daemon (no pcscd, knotd, unbound or mosquitto):
+# the unit tests of the library and the simulator (the provider's card logic on a scripted
+# card, parsers, the DNSSEC proof rules), the fuzz regressions and the README citation check.
+# Seconds, not minutes; `make test` runs everything.
+UNIT_TESTS = --workspace --lib --bins --test fuzz_regressions --test readme_claims
+unit:
+	$(CARGO) nextest run $(UNIT_TESTS)
+
 # Figures as `BENCH <name> <value>` lines, each with its baseline measured in the same run.
 bench: build
 	$(CARGO) bench --bench dane
