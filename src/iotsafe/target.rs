@@ -64,7 +64,7 @@ macro_rules! attribute {
                 target.$field = Some($parse($name, value)?);
                 Ok(())
             },
-            print: |target| target.$field.as_ref().and_then($print),
+            print: |target| target.$field.as_ref().and_then(|value| $print(value)),
             inherit: |out, _, base| {
                 if out.$field.is_none() {
                     out.$field = base.$field.clone();
@@ -90,64 +90,22 @@ macro_rules! public_attribute {
 }
 
 /// Every attribute, in the order URIs print them.
+#[rustfmt::skip]
 pub const ATTRIBUTES: &[Attribute] = &[
-    attribute!("reader", "IOTSAFE_READER", reader, text, |v: &String| Some(
-        v.clone()
-    )),
-    attribute!("modem", "IOTSAFE_MODEM", modem, text, |v: &String| Some(
-        v.clone()
-    )),
-    attribute!("aid", "IOTSAFE_AID", aids, aid_list, |aids: &Vec<
-        Vec<u8>,
-    >| {
-        Some(
-            aids.iter()
-                .map(|a| hex::encode(a))
-                .collect::<Vec<_>>()
-                .join(","),
-        )
-    }),
-    attribute!(
-        "cla-style",
-        "IOTSAFE_CLA_STYLE",
-        cla_style,
-        cla_style,
-        |style: &ClaStyle| Some(style.name().to_string())
-    ),
+    attribute!("reader", "IOTSAFE_READER", reader, text, print_text),
+    attribute!("modem", "IOTSAFE_MODEM", modem, text, print_text),
+    attribute!("aid", "IOTSAFE_AID", aids, aid_list, print_aid_list),
+    attribute!("cla-style", "IOTSAFE_CLA_STYLE", cla_style, cla_style, print_cla_style),
     // An explicit `logical` is printed too: it overrides a `basic` in openssl.cnf.
-    attribute!(
-        "channel",
-        "IOTSAFE_CHANNEL",
-        channel,
-        channel,
-        |mode: &ChannelMode| { Some(mode.name().to_string()) }
-    ),
+    attribute!("channel", "IOTSAFE_CHANNEL", channel, channel, print_channel),
     attribute!("key-id", "IOTSAFE_KEY_ID", key, object_id, print_id),
-    attribute!(
-        "key-label",
-        "IOTSAFE_KEY_LABEL",
-        key,
-        object_label,
-        print_label
-    ),
+    attribute!("key-label", "IOTSAFE_KEY_LABEL", key, object_label, print_label),
     public_attribute!("pub-id", "IOTSAFE_PUB_ID", object_id, print_id),
     public_attribute!("pub-label", "IOTSAFE_PUB_LABEL", object_label, print_label),
     attribute!("cert-id", "IOTSAFE_CERT_ID", cert, object_id, print_id),
-    attribute!(
-        "cert-label",
-        "IOTSAFE_CERT_LABEL",
-        cert,
-        object_label,
-        print_label
-    ),
+    attribute!("cert-label", "IOTSAFE_CERT_LABEL", cert, object_label, print_label),
     // Only an id names a peer slot: PUT PUBLIC KEY needs a slot the applet knows by number.
-    attribute!(
-        "dh-peer-id",
-        "IOTSAFE_DH_PEER_ID",
-        dh_peer,
-        object_id,
-        print_id
-    ),
+    attribute!("dh-peer-id", "IOTSAFE_DH_PEER_ID", dh_peer, object_id, print_id),
 ];
 
 fn text(_: &str, value: &str) -> std::result::Result<String, String> {
@@ -183,6 +141,23 @@ fn object_label(name: &str, value: &str) -> std::result::Result<ObjectRef, Strin
         return Err(format!("{name}: empty label"));
     }
     Ok(ObjectRef::Label(value.to_string()))
+}
+
+fn print_text(text: &str) -> Option<String> {
+    Some(text.to_string())
+}
+
+fn print_aid_list(aids: &[Vec<u8>]) -> Option<String> {
+    let aids: Vec<String> = aids.iter().map(|aid| hex::encode(aid)).collect();
+    Some(aids.join(","))
+}
+
+fn print_cla_style(style: &ClaStyle) -> Option<String> {
+    Some(style.name().to_string())
+}
+
+fn print_channel(mode: &ChannelMode) -> Option<String> {
+    Some(mode.name().to_string())
 }
 
 fn print_id(object: &ObjectRef) -> Option<String> {
