@@ -3,8 +3,10 @@
 //!
 //! Every attribute is one row of [`ATTRIBUTES`]: its name (in openssl.cnf, `iotsafe:` URIs and
 //! key references), its environment variable, and how its value is parsed, printed and
-//! overlaid. Adding an attribute is one row here and one field of [`Target`]; every user
-//! (provider configuration, URIs, the command-line tool) goes through the table.
+//! overlaid. Adding an attribute is one row here and one field of [`Target`]: the provider's
+//! configuration and environment, URIs and key references follow from the table. The
+//! command-line tool offers a chosen set of attributes as options (an option there is one more
+//! field of its own) and sets each through the table.
 //!
 //! | name              | environment          | meaning                                      |
 //! |-------------------|----------------------|----------------------------------------------|
