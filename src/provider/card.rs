@@ -6,6 +6,8 @@
 //! - fork: a PC/SC context does not survive fork. A child notices the pid change on its first
 //!   operation and forgets (never uses, never closes) the parent's connection, then opens its
 //!   own. The caches stay valid: they describe the same card.
+//! - Connections come from a [`Connector`]: the card target's `connect` in the provider, the
+//!   scripted card of `iotsafe::testing` in the unit tests at the end of this file.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
