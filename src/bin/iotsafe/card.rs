@@ -353,3 +353,66 @@ fn keyref(options: &CardOptions, out: &str, with_cert: bool) -> Result<(), Strin
     file.extend(keyref_pem(&uri.to_string()).into_bytes());
     write_out(Some(out), &file)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Options {
+        #[command(flatten)]
+        card: CardOptions,
+    }
+
+    fn options(args: &[&str]) -> CardOptions {
+        Options::parse_from([&["iotsafe"], args].concat()).card
+    }
+
+    #[test]
+    fn the_options_name_a_card_target() {
+        let target = options(&[
+            "--aid",
+            "A000000559",
+            "--cla-style",
+            "80",
+            "--basic-channel",
+            "--key-label",
+            "DEVICE",
+        ])
+        .target()
+        .unwrap();
+        let printed: Vec<(&str, String)> = target
+            .attributes()
+            .into_iter()
+            .filter(|(name, _)| !["reader", "modem"].contains(name))
+            .collect();
+        let expected = [
+            ("aid", "A000000559"),
+            ("cla-style", "80"),
+            ("channel", "basic"),
+            ("key-label", "DEVICE"),
+            ("cert-id", "02"),
+        ];
+        assert_eq!(
+            printed,
+            expected.map(|(name, value)| (name, value.to_string()))
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_naming_the_option() {
+        for (args, start) in [
+            (&["--key-id", "zz"][..], "--key-id: "),
+            (
+                &["--aid", "A000"][..],
+                "--aid 'A000': an AID has 5 to 16 bytes",
+            ),
+            (&["--cla-style", "42"][..], "--cla-style must be 00 or 80"),
+        ] {
+            let e = options(args).target().unwrap_err();
+            assert!(e.starts_with(start), "{args:?}: {e}");
+        }
+    }
+}
