@@ -10,7 +10,8 @@
 //! | `debug-log`       | `IOTSAFE_DEBUG_LOG`  | append a trace of the provider's calls here  |
 //!
 //! Defaults where nothing names them: the first signing key and the first certificate on the
-//! applet, the key's public half under the same id or label, ECDH peer slot `10`.
+//! applet, the key's public half under the same id or label, ECDH peer slot `10`. A URI may
+//! name only the configured modem ([`super::uri::KeyUri::settings_over`]).
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr};
