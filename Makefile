@@ -25,8 +25,11 @@ build: deps
 # The provider under the name openssl.cnf uses (`iotsafe`): iotsafe.so beside the library,
 # so that OPENSSL_MODULES=target/<profile> finds it.
 PROFILE ?= debug
-# libiotsafe_dane.so.0 is the SONAME programs linked with -liotsafe_dane ask for.
+# libiotsafe_dane.so.0 is the SONAME programs linked with -liotsafe_dane ask for. The touch
+# records that cargo, just run, found the library up to date: the tests refuse a library older
+# than the sources, and cargo does not relink it for a source only tests compile.
 provider:
+	touch target/$(PROFILE)/libiotsafe_dane.so
 	ln -sf libiotsafe_dane.so target/$(PROFILE)/iotsafe.so
 	ln -sf libiotsafe_dane.so target/$(PROFILE)/libiotsafe_dane.so.$(SOMAJOR)
 
@@ -68,6 +71,14 @@ lint: deps
 
 test: build lint
 	scripts/run-tests.sh
+
+# The tests that need no root and start no daemon (no pcscd, knotd, unbound or mosquitto):
+# the unit tests of the library and the simulator (the provider's card logic on a scripted
+# card, parsers, the DNSSEC proof rules), the fuzz regressions and the README citation check.
+# Seconds, not minutes; `make test` runs everything.
+UNIT_TESTS = --workspace --lib --bins --test fuzz_regressions --test readme_claims
+unit:
+	$(CARGO) nextest run $(UNIT_TESTS)
 
 # Figures as `BENCH <name> <value>` lines, each with its baseline measured in the same run.
 bench: build

@@ -158,3 +158,25 @@ fn brainpool_card_key_signs_certificates_and_tls12_handshakes() {
         "the server saw the card's certificate: {seen}"
     );
 }
+
+/// `genkey` prints the new key on the curve the card names for it (not P-256 by assumption),
+/// and the provider loads the same key through a key reference.
+#[test]
+fn a_key_generated_on_a_brainpool_card_is_a_brainpool_key() {
+    let rig = CardRig::start(&["--curve", "brainpoolP256r1"]);
+    let path = |name: &str| rig.dir.path().join(name).to_string_lossy().into_owned();
+    let generated = ok(rig.iotsafe(&["--key-id", "03", "genkey"]));
+    assert_eq!(generated, ok(rig.iotsafe(&["--key-id", "03", "pubkey"])));
+    std::fs::write(path("new.pem"), &generated).unwrap();
+    let text = ok(Command::new("openssl")
+        .args(["pkey", "-pubin", "-noout", "-text", "-in", &path("new.pem")])
+        .output()
+        .unwrap());
+    assert!(text.contains("ASN1 OID: brainpoolP256r1"), "{text}");
+    ok(rig.iotsafe(&["--key-id", "03", "keyref", "--out", &path("new.keyref.pem")]));
+    let through_provider = ok(with_provider(&rig, "openssl")
+        .args(["pkey", "-in", &path("new.keyref.pem"), "-pubout"])
+        .output()
+        .unwrap());
+    assert_eq!(through_provider, generated);
+}

@@ -7,12 +7,13 @@ use clap::{Args, Subcommand};
 use dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
 use iotsafe_card::applet::MAX_RANDOM;
 use iotsafe_card::transport::pcsc;
-use iotsafe_card::{Applet, AppletConfig, ChannelMode, ClaStyle, HashAlg, ObjectKind, ObjectRef};
+use iotsafe_card::{Applet, HashAlg, ObjectRef, PublicKey, Target};
 use iotsafe_hex as hex;
-use iotsafe_provider::keys::{self, Curve};
+use iotsafe_provider::keys;
 use openssl::x509::X509;
 
-/// Which card, applet and objects the subcommands use.
+/// Which card, applet and objects the subcommands use: each option is the card target's
+/// attribute of the same name, parsed by the card layer.
 #[derive(Args)]
 pub struct CardOptions {
     /// Use the first reader whose name contains this text (default: the first reader whose
@@ -25,9 +26,9 @@ pub struct CardOptions {
     /// The applet's AID in hex (default: the GSMA AID, then the other known ones).
     #[arg(long, global = true, env = "IOTSAFE_AID")]
     aid: Option<String>,
-    /// Class byte convention of the applet's commands: 00 (0x0n) or 80 (0x8n).
-    #[arg(long, global = true, default_value = "00", env = "IOTSAFE_CLA_STYLE")]
-    cla_style: String,
+    /// Class byte convention of the applet's commands: 00 (0x0n) or 80 (0x8n) [default: 00].
+    #[arg(long, global = true, env = "IOTSAFE_CLA_STYLE")]
+    cla_style: Option<String>,
     /// Select the applet on the basic channel instead of a logical channel.
     #[arg(long, global = true)]
     basic_channel: bool,
@@ -56,41 +57,47 @@ pub struct CardOptions {
 }
 
 impl CardOptions {
-    fn applet_config(&self) -> Result<AppletConfig, String> {
-        let mut config = AppletConfig::default();
-        if let Some(aid) = &self.aid {
-            config.aids = vec![hex::decode(aid).map_err(|e| format!("--aid {aid}: {e}"))?];
+    /// The card target these options name (key and certificate always named).
+    fn target(&self) -> Result<Target, String> {
+        let key = match &self.key_label {
+            Some(label) => ("key-label", label.as_str()),
+            None => ("key-id", self.key_id.as_str()),
+        };
+        let cert = match &self.cert_label {
+            Some(label) => ("cert-label", label.as_str()),
+            None => ("cert-id", self.cert_id.as_str()),
+        };
+        let attributes = [
+            ("reader", self.reader.as_deref()),
+            ("modem", self.modem.as_deref()),
+            ("aid", self.aid.as_deref()),
+            ("cla-style", self.cla_style.as_deref()),
+            ("channel", self.basic_channel.then_some("basic")),
+            (key.0, Some(key.1)),
+            (cert.0, Some(cert.1)),
+        ];
+        let mut target = Target::default();
+        for (name, value) in attributes {
+            if let Some(value) = value {
+                // The card layer's messages start with the attribute's name: the option's.
+                target.set(name, value).map_err(|e| format!("--{e}"))?;
+            }
         }
-        config.cla_style = ClaStyle::from_name(&self.cla_style)
-            .ok_or_else(|| format!("--cla-style must be 00 or 80, not {}", self.cla_style))?;
-        if self.basic_channel {
-            config.channel = ChannelMode::Basic;
-        }
-        Ok(config)
+        Ok(target)
     }
 
     fn open(&self) -> Result<Applet, String> {
-        let config = self.applet_config()?;
-        match &self.modem {
-            Some(modem) => Applet::open_modem(modem, config),
-            None => Applet::open_pcsc(self.reader.as_deref(), config),
-        }
-        .map_err(|e| e.to_string())
+        self.target()?.connect().map_err(|e| e.to_string())
     }
 
     fn key(&self) -> Result<ObjectRef, String> {
-        reference(&self.key_id, &self.key_label)
+        self.target()?.key.ok_or_else(|| "no key named".to_string())
     }
 
     fn cert(&self) -> Result<ObjectRef, String> {
-        reference(&self.cert_id, &self.cert_label)
-    }
-}
-
-fn reference(id: &str, label: &Option<String>) -> Result<ObjectRef, String> {
-    match label {
-        Some(label) => Ok(ObjectRef::Label(label.clone())),
-        None => ObjectRef::id_from_hex(id).map_err(|e| e.to_string()),
+        self.target()?
+            .cert
+            .ok_or_else(|| "no certificate named".to_string())
     }
 }
 
@@ -232,21 +239,22 @@ fn certificate(options: &CardOptions) -> Result<X509, String> {
 
 fn public_key_pem(options: &CardOptions, applet: &mut Applet) -> Result<Vec<u8>, String> {
     let key = options.key()?;
-    let point = applet.read_public_key(&key).map_err(|e| e.to_string())?;
-    let curve = curve_of(applet, &key);
-    let public = keys::public_key_from_point(curve, &point)
-        .map_err(|e| format!("public key {key} is not a valid point on {curve:?}: {e}"))?;
-    public.public_key_to_pem().map_err(|e| e.to_string())
+    let public = applet.public_key(&key).map_err(|e| e.to_string())?;
+    pem_of(&key, &public)
 }
 
-/// The curve of a key, from its key type when the applet tells it; P-256 otherwise.
-fn curve_of(applet: &mut Applet, key: &ObjectRef) -> Curve {
-    applet
-        .object(ObjectKind::PublicKey, key)
-        .ok()
-        .and_then(|info| info.key_type)
-        .and_then(Curve::from_key_type)
-        .unwrap_or_default()
+/// The PEM SubjectPublicKeyInfo of a card key; fails when the point is not on its curve.
+fn pem_of(key: &ObjectRef, public: &PublicKey) -> Result<Vec<u8>, String> {
+    let curve = public.curve;
+    keys::public_key_from_point(curve, &public.point)
+        .map_err(|e| {
+            format!(
+                "public key {key} is not a valid point on {}: {e}",
+                curve.name()
+            )
+        })?
+        .public_key_to_pem()
+        .map_err(|e| e.to_string())
 }
 
 fn sign(
@@ -271,20 +279,27 @@ fn sign(
     }
 }
 
+/// The curve of the new key is the one the card names in the public key's attributes.
 fn genkey(options: &CardOptions) -> Result<(), String> {
     let key = options.key()?;
-    let generated = options
-        .open()?
-        .generate_key_pair(&key)
-        .map_err(|e| e.to_string())?;
-    let public =
-        keys::public_key_from_point(Curve::P256, &generated.point).map_err(|e| e.to_string())?;
+    let mut applet = options.open()?;
+    let generated = applet.generate_key_pair(&key).map_err(|e| e.to_string())?;
+    let public_ref = if generated.public_id.is_empty() {
+        key.clone()
+    } else {
+        ObjectRef::Id(generated.public_id.clone())
+    };
+    let curve = applet.curve_of(&public_ref).map_err(|e| e.to_string())?;
+    let public = PublicKey {
+        curve,
+        point: generated.point,
+    };
+    let pem = pem_of(&public_ref, &public)?;
     eprintln!(
         "generated private key id {} / public key id {}",
         hex::encode(&generated.private_id),
         hex::encode(&generated.public_id)
     );
-    let pem = public.public_key_to_pem().map_err(|e| e.to_string())?;
     std::io::stdout().write_all(&pem).map_err(|e| e.to_string())
 }
 
@@ -323,28 +338,81 @@ fn write_out(path: Option<&str>, bytes: &[u8]) -> Result<(), String> {
 /// checked on the card first, so that a reference to a missing key is never written.
 fn keyref(options: &CardOptions, out: &str, with_cert: bool) -> Result<(), String> {
     use iotsafe_provider::uri::{keyref_pem, KeyUri};
-    let mut applet = options.open()?;
+    let target = options.target()?;
+    let mut applet = target.connect().map_err(|e| e.to_string())?;
     let key = options.key()?;
     applet.read_public_key(&key).map_err(|e| e.to_string())?;
-    let config = options.applet_config()?;
-    let mut uri = KeyUri::default();
-    uri.settings.reader = options.reader.clone();
-    uri.settings.modem = options.modem.clone();
-    if options.aid.is_some() {
-        uri.settings.aids = Some(config.aids.clone());
-    }
-    if config.cla_style != ClaStyle::default() {
-        uri.settings.cla_style = Some(config.cla_style);
-    }
-    if options.basic_channel {
-        uri.settings.basic_channel = Some(true);
-    }
-    uri.settings.key = Some(key);
-    uri.settings.cert = Some(options.cert()?);
+    let uri = KeyUri {
+        target,
+        object: None,
+    };
     let mut file = Vec::new();
     if with_cert {
         file.extend(certificate(options)?.to_pem().map_err(|e| e.to_string())?);
     }
     file.extend(keyref_pem(&uri.to_string()).into_bytes());
     write_out(Some(out), &file)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Options {
+        #[command(flatten)]
+        card: CardOptions,
+    }
+
+    fn options(args: &[&str]) -> CardOptions {
+        Options::parse_from([&["iotsafe"], args].concat()).card
+    }
+
+    #[test]
+    fn the_options_name_a_card_target() {
+        let target = options(&[
+            "--aid",
+            "A000000559",
+            "--cla-style",
+            "80",
+            "--basic-channel",
+            "--key-label",
+            "DEVICE",
+        ])
+        .target()
+        .unwrap();
+        let printed: Vec<(&str, String)> = target
+            .attributes()
+            .into_iter()
+            .filter(|(name, _)| !["reader", "modem"].contains(name))
+            .collect();
+        let expected = [
+            ("aid", "A000000559"),
+            ("cla-style", "80"),
+            ("channel", "basic"),
+            ("key-label", "DEVICE"),
+            ("cert-id", "02"),
+        ];
+        assert_eq!(
+            printed,
+            expected.map(|(name, value)| (name, value.to_string()))
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_naming_the_option() {
+        for (args, start) in [
+            (&["--key-id", "zz"][..], "--key-id: "),
+            (
+                &["--aid", "A000"][..],
+                "--aid 'A000': an AID has 5 to 16 bytes",
+            ),
+            (&["--cla-style", "42"][..], "--cla-style must be 00 or 80"),
+        ] {
+            let e = options(args).target().unwrap_err();
+            assert!(e.starts_with(start), "{args:?}: {e}");
+        }
+    }
 }

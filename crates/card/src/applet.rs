@@ -9,7 +9,9 @@
 use super::apdu::{exchange, Command, Response};
 use super::ecdsa::{self, HashAlg};
 use super::error::{Error, Result};
-use super::objects::{parse_object_list, AppInfo, ObjectInfo, ObjectKind, ObjectRef};
+use super::objects::{
+    parse_object_list, AppInfo, Curve, ObjectInfo, ObjectKind, ObjectRef, PublicKey,
+};
 use super::tlv;
 use super::transport::{modem, pcsc, Link, Transport};
 use iotsafe_hex as hex;
@@ -79,6 +81,14 @@ impl ClaStyle {
             _ => None,
         }
     }
+
+    /// The name [`ClaStyle::from_name`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClaStyle::Interindustry => "00",
+            ClaStyle::Proprietary => "80",
+        }
+    }
 }
 
 /// Where the applet is selected.
@@ -90,6 +100,24 @@ pub enum ChannelMode {
     Logical,
     /// The basic channel 0.
     Basic,
+}
+
+impl ChannelMode {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "logical" => Some(ChannelMode::Logical),
+            "basic" => Some(ChannelMode::Basic),
+            _ => None,
+        }
+    }
+
+    /// The name [`ChannelMode::from_name`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelMode::Logical => "logical",
+            ChannelMode::Basic => "basic",
+        }
+    }
 }
 
 /// How to find and address the applet.
@@ -352,6 +380,35 @@ impl Applet {
             ch.call(&what, Some(&described), command)
         })?;
         parse_public_key(&what, &data)
+    }
+
+    /// The curve of a public key, as its attributes (key type, tag 4B) tell it. An applet that
+    /// names no key type, or that refuses GET DATA for a single object, holds a P-256 key: the
+    /// curve every IoT SAFE applet supports. (The point read from the card is checked to lie on
+    /// that curve before use, so a wrong guess is an error, never a wrong key.)
+    pub fn curve_of(&mut self, public: &ObjectRef) -> Result<Curve> {
+        let info = match self.object(ObjectKind::PublicKey, public) {
+            Ok(info) => info,
+            Err(Error::Refused { .. }) => return Ok(Curve::default()),
+            Err(e) => return Err(e),
+        };
+        match info.key_type {
+            None => Ok(Curve::default()),
+            Some(key_type) => Curve::from_key_type(key_type).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} has key type {key_type:02X} ({}), not an EC curve this host supports",
+                    public.describe(ObjectKind::PublicKey),
+                    info.key_type_name().unwrap_or("unknown")
+                ))
+            }),
+        }
+    }
+
+    /// A public key's curve and point: GET DATA for its attributes, then READ PUBLIC KEY.
+    pub fn public_key(&mut self, public: &ObjectRef) -> Result<PublicKey> {
+        let curve = self.curve_of(public)?;
+        let point = self.read_public_key(public)?;
+        Ok(PublicKey { curve, point })
     }
 
     /// COMPUTE SIGNATURE in mode "pad and sign": the card signs `digest` (computed by the

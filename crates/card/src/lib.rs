@@ -9,10 +9,14 @@ pub mod applet;
 pub mod ecdsa;
 pub mod error;
 pub mod objects;
+pub mod target;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tlv;
 pub mod transport;
 
 pub use applet::{Applet, AppletConfig, ChannelMode, ClaStyle, GeneratedKey};
 pub use ecdsa::HashAlg;
 pub use error::{Error, Result};
-pub use objects::{AppInfo, ObjectInfo, ObjectKind, ObjectRef};
+pub use objects::{AppInfo, Curve, ObjectInfo, ObjectKind, ObjectRef, PublicKey};
+pub use target::Target;

@@ -127,6 +127,47 @@ pub struct ObjectInfo {
     pub size: Option<usize>,
 }
 
+/// The EC curves of the key types (tag 4B) this host works with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Curve {
+    /// The curve the IoT SAFE specification requires every applet to support.
+    #[default]
+    P256,
+    BrainpoolP256r1,
+}
+
+impl Curve {
+    /// The curve of an applet key type (tag 4B), when it is an EC curve we support.
+    pub fn from_key_type(key_type: u8) -> Option<Self> {
+        match key_type {
+            0x13 | 0x14 => Some(Curve::P256),
+            0x23 | 0x24 => Some(Curve::BrainpoolP256r1),
+            _ => None,
+        }
+    }
+
+    /// The curve's name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "P-256",
+            Curve::BrainpoolP256r1 => "brainpoolP256r1",
+        }
+    }
+
+    /// Bytes of one coordinate, and of `r` or `s` in a raw signature.
+    pub fn field_len(self) -> usize {
+        32
+    }
+}
+
+/// A public key as the card holds it: its curve (from the key's attributes) and its point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub curve: Curve,
+    /// Uncompressed EC point `04 X Y`.
+    pub point: Vec<u8>,
+}
+
 pub const FUNCTION_SIGN: u8 = 0x01;
 pub const FUNCTION_KEY_AGREEMENT: u8 = 0x04;
 

@@ -6,56 +6,85 @@
 //! - fork: a PC/SC context does not survive fork. A child notices the pid change on its first
 //!   operation and forgets (never uses, never closes) the parent's connection, then opens its
 //!   own. The caches stay valid: they describe the same card.
+//! - Connections come from a [`Connector`]: the card target's `connect` in the provider, the
+//!   scripted card of `iotsafe::testing` in the unit tests at the end of this file.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use super::config::{self, Settings};
+use super::config;
 use iotsafe_card::objects::{ObjectKind, FUNCTION_SIGN};
-use iotsafe_card::{Applet, AppletConfig, Error, HashAlg, ObjectInfo, ObjectRef, Result};
+use iotsafe_card::{Applet, Error, HashAlg, ObjectInfo, ObjectRef, PublicKey, Result, Target};
+
+/// Opens a new session with the applet: [`Target::connect`] for the provider, a scripted
+/// card in unit tests.
+pub type Connector = Box<dyn Fn() -> Result<Applet> + Send + Sync>;
 
 pub struct Card {
-    reader: Option<String>,
-    modem: Option<String>,
-    config: AppletConfig,
+    connector: Connector,
     state: Mutex<State>,
+    /// The current process (a field so that tests can play a fork).
+    process_id: fn() -> u32,
+    /// The pause before each retry on a new connection.
+    retry_pause: Duration,
 }
 
 #[derive(Default)]
 struct State {
     pid: u32,
     applet: Option<Applet>,
-    public_keys: HashMap<ObjectRef, Vec<u8>>,
+    public_keys: HashMap<ObjectRef, PublicKey>,
     files: HashMap<ObjectRef, Vec<u8>>,
     objects: Option<Vec<ObjectInfo>>,
 }
 
 /// Retries of an operation whose connection failed.
 const RETRIES: usize = 3;
+/// A card just (re-)inserted may refuse its first commands for a moment.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 static CARDS: Mutex<Vec<(String, Arc<Card>)>> = Mutex::new(Vec::new());
 
-/// The card the settings reach (shared by every key on it). No I/O.
-pub fn card_for(settings: &Settings) -> Arc<Card> {
-    let identity = settings.card_identity();
+/// The card the target reaches (shared by every key on it). No I/O.
+pub fn card_for(target: &Target) -> Arc<Card> {
+    let identity = target.card_identity();
     let mut cards = CARDS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, card)) = cards.iter().find(|(id, _)| *id == identity) {
         return card.clone();
     }
-    let card = Arc::new(Card {
-        reader: settings.reader.clone(),
-        modem: settings.modem.clone(),
-        config: settings.applet_config(),
-        state: Mutex::new(State::default()),
-    });
+    let target = target.clone();
+    let card = Arc::new(Card::new(Box::new(move || {
+        match &target.modem {
+            Some(modem) => config::debug(format_args!(
+                "connecting to the applet behind modem {modem}"
+            )),
+            None => config::debug(format_args!(
+                "connecting to the applet (reader filter {:?})",
+                target.reader
+            )),
+        }
+        target.connect()
+    })));
     cards.push((identity, card.clone()));
     card
 }
 
 impl Card {
+    /// A card reached through `connector`, which is called on first use and after a lost
+    /// connection.
+    pub fn new(connector: Connector) -> Card {
+        Card {
+            connector,
+            state: Mutex::new(State::default()),
+            process_id: std::process::id,
+            retry_pause: RETRY_PAUSE,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = std::process::id();
+        let pid = (self.process_id)();
         if state.pid != pid {
             if let Some(inherited) = state.applet.take() {
                 // The parent's PC/SC handles belong to the parent: closing them from here
@@ -86,7 +115,7 @@ impl Card {
         let had_connection = state.applet.is_some();
         let mut result = self.attempt(state, &mut op);
         // A card just (re-)inserted may refuse its first commands for a moment: a few
-        // retries on a new connection, 100 ms apart, then the error stands.
+        // retries on a new connection, a pause apart, then the error stands.
         for _ in 0..RETRIES {
             match &result {
                 Err(e)
@@ -97,7 +126,7 @@ impl Card {
                 }
                 _ => break,
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(self.retry_pause);
             result = self.attempt(state, &mut op);
         }
         result
@@ -109,21 +138,7 @@ impl Card {
         op: &mut impl FnMut(&mut Applet) -> Result<R>,
     ) -> Result<R> {
         if state.applet.is_none() {
-            state.applet = Some(match &self.modem {
-                Some(modem) => {
-                    config::debug(format_args!(
-                        "connecting to the applet behind modem {modem}"
-                    ));
-                    Applet::open_modem(modem, self.config.clone())?
-                }
-                None => {
-                    config::debug(format_args!(
-                        "connecting to the applet (reader filter {:?})",
-                        self.reader
-                    ));
-                    Applet::open_pcsc(self.reader.as_deref(), self.config.clone())?
-                }
-            });
+            state.applet = Some((self.connector)()?);
         }
         let applet = state.applet.as_mut().expect("connected above");
         let result = op(applet);
@@ -133,15 +148,15 @@ impl Card {
         result
     }
 
-    /// The uncompressed point of a public key; read once per process.
-    pub fn public_key(&self, key: &ObjectRef) -> Result<Vec<u8>> {
+    /// A public key's curve and point; read once per process.
+    pub fn public_key(&self, key: &ObjectRef) -> Result<PublicKey> {
         let mut state = self.lock();
-        if let Some(point) = state.public_keys.get(key) {
-            return Ok(point.clone());
+        if let Some(public) = state.public_keys.get(key) {
+            return Ok(public.clone());
         }
-        let point = self.with_locked(&mut state, |a| a.read_public_key(key))?;
-        state.public_keys.insert(key.clone(), point.clone());
-        Ok(point)
+        let public = self.with_locked(&mut state, |a| a.public_key(key))?;
+        state.public_keys.insert(key.clone(), public.clone());
+        Ok(public)
     }
 
     /// A file's content (the certificate); read once per process.
@@ -204,5 +219,263 @@ impl Card {
     /// ECDH on the card with the peer's point put into `slot`.
     pub fn compute_dh(&self, key: &ObjectRef, slot: &ObjectRef, peer: &[u8]) -> Result<Vec<u8>> {
         self.with(|a| a.compute_dh(key, slot, peer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use iotsafe_card::testing::{Script, Step};
+    use iotsafe_card::{AppletConfig, Curve};
+
+    const OPEN_CHANNEL_1: (&str, &str) = ("0070000001", "019000");
+    const SELECT_ON_1: (&str, &str) = ("01A4040007A0000005590010", "9000");
+    const SIGN_INIT: &str = "012A00010D840101A10103910200019201 04";
+
+    fn sign_update() -> (String, String) {
+        (
+            format!("012B8001229E20{}", "00".repeat(32)),
+            format!("3340{}9000", "22".repeat(64)),
+        )
+    }
+
+    fn point() -> String {
+        format!("04{}", "11".repeat(64))
+    }
+
+    thread_local! {
+        /// The process id the cards of this thread's test see.
+        static PID: Cell<u32> = const { Cell::new(1) };
+    }
+
+    fn test_pid() -> u32 {
+        PID.with(Cell::get)
+    }
+
+    /// A card whose connections are `scripts`, one per connection, in order (each selects
+    /// the applet, as `Target::connect` does); a connection beyond them fails as a missing
+    /// reader does. Also returns the count of connections made.
+    fn card_of(scripts: &[&Script]) -> (Card, Arc<AtomicUsize>) {
+        let left: Mutex<VecDeque<Script>> = Mutex::new(scripts.iter().copied().cloned().collect());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let mut card = Card::new(Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let script = left
+                .lock()
+                .unwrap()
+                .pop_front()
+                .ok_or_else(|| Error::NoReader("no card left in this test".into()))?;
+            let mut applet = Applet::new(Box::new(script), AppletConfig::default());
+            applet.select()?;
+            Ok(applet)
+        }));
+        card.process_id = test_pid;
+        card.retry_pause = Duration::ZERO;
+        (card, connections)
+    }
+
+    fn steps(steps: &[(&str, &str)]) -> Vec<Step> {
+        steps.iter().map(|(c, a)| Step::apdu(c, a)).collect()
+    }
+
+    fn signs(card: &Card) -> Result<Vec<u8>> {
+        card.sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0; 32])
+    }
+
+    #[test]
+    fn a_public_key_is_read_once_with_its_curve() {
+        let read = format!("34454943 8641 {} 9000", point());
+        let script = Script::new(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            ("01CBC2000385010100", "850101 4B0123 9000"),
+            ("01CD000003850101", &read),
+        ]);
+        let (card, connections) = card_of(&[&script]);
+        let key = ObjectRef::Id(vec![1]);
+        let public = card.public_key(&key).unwrap();
+        assert_eq!(public.curve, Curve::BrainpoolP256r1);
+        assert_eq!(iotsafe_hex::encode(&public.point), point());
+        assert_eq!(card.public_key(&key).unwrap(), public, "from the cache");
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn one_object_listing_serves_the_default_key_and_certificate() {
+        // A key-agreement key before the signing key; a file of another use before the
+        // certificate.
+        let list = "C106 840107 610104  C106 840101 610101  C303 830105  C306 830102 210102 9000";
+        let script = Script::new(&[OPEN_CHANNEL_1, SELECT_ON_1, ("01CB010000", list)]);
+        let (card, _) = card_of(&[&script]);
+        assert_eq!(card.default_key().unwrap(), ObjectRef::Id(vec![1]));
+        assert_eq!(card.default_cert().unwrap(), ObjectRef::Id(vec![2]));
+        assert_eq!(card.objects().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_file_is_read_once() {
+        let script = Script::new(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            ("01CBC3000383010200", "830102 200103 9000"),
+            ("01B000000383010203", "C0FFEE9000"),
+        ]);
+        let (card, _) = card_of(&[&script]);
+        let cert = ObjectRef::Id(vec![2]);
+        assert_eq!(card.file(&cert).unwrap(), [0xC0, 0xFF, 0xEE]);
+        assert_eq!(card.file(&cert).unwrap(), [0xC0, 0xFF, 0xEE]);
+    }
+
+    #[test]
+    fn a_lost_card_is_reconnected_and_the_operation_runs_again() {
+        let absent = || Error::CardAbsent {
+            reader: "script".into(),
+        };
+        let mut lost = steps(&[OPEN_CHANNEL_1, SELECT_ON_1]);
+        lost.push(Step::apdu_fails(SIGN_INIT, absent()));
+        // The applet's own recovery fails too: the card is out of the reader.
+        lost.push(Step::Recover(Err(absent())));
+        let lost = Script::of(lost);
+        let (update, signature) = sign_update();
+        let back = Script::new(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            (SIGN_INIT, "9000"),
+            (&update, &signature),
+        ]);
+        let (card, connections) = card_of(&[&lost, &back]);
+        signs(&card).unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        assert!(lost.past_the_end().is_empty(), "{:?}", lost.past_the_end());
+    }
+
+    #[test]
+    fn a_reset_card_is_selected_again_on_the_same_connection() {
+        let mut script = steps(&[OPEN_CHANNEL_1, SELECT_ON_1]);
+        script.push(Step::apdu_fails(
+            SIGN_INIT,
+            Error::CardReset {
+                reader: "script".into(),
+            },
+        ));
+        script.push(Step::Recover(Ok(())));
+        let (update, signature) = sign_update();
+        script.extend(steps(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            (SIGN_INIT, "9000"),
+            (&update, &signature),
+        ]));
+        let script = Script::of(script);
+        let (card, connections) = card_of(&[&script]);
+        signs(&card).unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_applet_not_yet_selectable_after_reinsertion_is_selected_on_the_next_try() {
+        let read = format!("34454943 8641 {} 9000", point());
+        // Connected by an earlier operation.
+        let mut script = steps(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            ("01CBC2000385010100", "850101 4B0113 9000"),
+            ("01CD000003850101", &read),
+        ]);
+        script.push(Step::apdu_fails(
+            SIGN_INIT,
+            Error::CardReset {
+                reader: "script".into(),
+            },
+        ));
+        script.push(Step::Recover(Ok(())));
+        // Just re-inserted: no AID answers yet, and the channel is given back.
+        script.extend(steps(&[
+            OPEN_CHANNEL_1,
+            ("01A4040007A0000005590010", "6A82"),
+            ("01A404000FA0000000305 3F1240177010149 5341", "6A82"),
+            ("01A4040007A0000002480400", "6A82"),
+            ("00708001", "9000"),
+        ]));
+        let (update, signature) = sign_update();
+        script.extend(steps(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            (SIGN_INIT, "9000"),
+            (&update, &signature),
+        ]));
+        let script = Script::of(script);
+        let (card, connections) = card_of(&[&script]);
+        card.public_key(&ObjectRef::Id(vec![1])).unwrap();
+        signs(&card).unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_card_that_stays_away_fails_after_the_retries() {
+        let (card, connections) = card_of(&[]);
+        let err = signs(&card).unwrap_err();
+        assert!(matches!(err, Error::NoReader(_)), "{err}");
+        assert_eq!(connections.load(Ordering::SeqCst), 1 + RETRIES);
+    }
+
+    #[test]
+    fn a_refusal_is_not_retried_and_not_cached() {
+        let read = format!("34454943 8641 {} 9000", point());
+        let script = Script::new(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            ("01CBC2000385010100", "6982"),
+            ("01CD000003850101", "6982"),
+            ("01CBC2000385010100", "850101 4B0113 9000"),
+            ("01CD000003850101", &read),
+        ]);
+        let (card, connections) = card_of(&[&script]);
+        let key = ObjectRef::Id(vec![1]);
+        let err = card.public_key(&key).unwrap_err();
+        assert_eq!(err.status_word(), Some(0x6982), "{err}");
+        assert_eq!(card.public_key(&key).unwrap().curve, Curve::P256);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_forked_child_connects_anew_and_leaves_the_parents_connection_alone() {
+        PID.with(|pid| pid.set(100));
+        let read = format!("34454943 8641 {} 9000", point());
+        let parent = Script::new(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            ("01CBC2000385010100", "850101 4B0113 9000"),
+            ("01CD000003850101", &read),
+        ]);
+        let (update, signature) = sign_update();
+        let child = Script::new(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            (SIGN_INIT, "9000"),
+            (&update, &signature),
+        ]);
+        let (card, connections) = card_of(&[&parent, &child]);
+        let key = ObjectRef::Id(vec![1]);
+        let public = card.public_key(&key).unwrap();
+
+        PID.with(|pid| pid.set(101));
+        // The cache describes the same card: no I/O, no connection.
+        assert_eq!(card.public_key(&key).unwrap(), public);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        signs(&card).unwrap();
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        // The parent's channel was neither used nor closed from the child.
+        assert_eq!(parent.remaining(), 0);
+        assert!(
+            parent.past_the_end().is_empty(),
+            "{:?}",
+            parent.past_the_end()
+        );
     }
 }

@@ -1,21 +1,17 @@
-//! Settings: which reader, applet and objects the provider uses.
+//! Settings: which reader, applet and objects the provider uses, and its debug log.
 //!
 //! They come from the provider's section of openssl.cnf (read once, in `OSSL_provider_init`),
 //! are overridden by environment variables, and an `iotsafe:` URI overrides both for the
-//! objects it names. The same attribute names serve all three:
+//! objects it names. The card attributes and their environment variables are those of the card
+//! layer's table ([`iotsafe_card::target`]); the provider adds one of its own:
 //!
-//! | openssl.cnf / URI | environment          | meaning                                      |
+//! | openssl.cnf       | environment          | meaning                                      |
 //! |-------------------|----------------------|----------------------------------------------|
-//! | `reader`          | `IOTSAFE_READER`     | first reader whose name contains this text   |
-//! | `modem`           | `IOTSAFE_MODEM`      | reach the SIM through this modem AT port (AT+CSIM) instead of PC/SC (a URI may only repeat the configured one) |
-//! | `aid`             | `IOTSAFE_AID`        | applet AID(s) in hex, comma-separated        |
-//! | `cla-style`       | `IOTSAFE_CLA_STYLE`  | `00` or `80`: class byte of applet commands  |
-//! | `channel`         | `IOTSAFE_CHANNEL`    | `logical` (default) or `basic`               |
-//! | `key-id`/`key-label` | `IOTSAFE_KEY_ID`/`IOTSAFE_KEY_LABEL` | the private key (default: first signing key) |
-//! | `pub-id`/`pub-label` | `IOTSAFE_PUB_ID`/`IOTSAFE_PUB_LABEL` | its public key (default: same id/label) |
-//! | `cert-id`/`cert-label` | `IOTSAFE_CERT_ID`/`IOTSAFE_CERT_LABEL` | the certificate file (default: first certificate) |
-//! | `dh-peer-id`      | `IOTSAFE_DH_PEER_ID` | public key slot for the ECDH peer (default `10`) |
 //! | `debug-log`       | `IOTSAFE_DEBUG_LOG`  | append a trace of the provider's calls here  |
+//!
+//! Defaults where nothing names them: the first signing key and the first certificate on the
+//! applet, the key's public half under the same id or label, ECDH peer slot `10`. A URI may
+//! name only the configured modem ([`super::uri::KeyUri::settings_over`]).
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr};
@@ -23,96 +19,35 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use super::ffi::{CoreGetParamsFn, OSSL_CORE_HANDLE, OSSL_PARAM};
-use iotsafe_card::{AppletConfig, ChannelMode, ClaStyle, ObjectRef};
-use iotsafe_hex as hex;
+use iotsafe_card::target::{self, Target};
 
-/// Every attribute, with its environment variable.
-pub const ATTRIBUTES: &[(&str, &str)] = &[
-    ("reader", "IOTSAFE_READER"),
-    ("modem", "IOTSAFE_MODEM"),
-    ("aid", "IOTSAFE_AID"),
-    ("cla-style", "IOTSAFE_CLA_STYLE"),
-    ("channel", "IOTSAFE_CHANNEL"),
-    ("key-id", "IOTSAFE_KEY_ID"),
-    ("key-label", "IOTSAFE_KEY_LABEL"),
-    ("pub-id", "IOTSAFE_PUB_ID"),
-    ("pub-label", "IOTSAFE_PUB_LABEL"),
-    ("cert-id", "IOTSAFE_CERT_ID"),
-    ("cert-label", "IOTSAFE_CERT_LABEL"),
-    ("dh-peer-id", "IOTSAFE_DH_PEER_ID"),
-    ("debug-log", "IOTSAFE_DEBUG_LOG"),
-];
+/// The provider's own attribute (not a card attribute, and never in a URI).
+pub const DEBUG_LOG_ATTRIBUTE: (&str, &str) = ("debug-log", "IOTSAFE_DEBUG_LOG");
+
+/// Every attribute openssl.cnf and the environment may set, with its environment variable.
+pub fn attributes() -> impl Iterator<Item = (&'static str, &'static str)> {
+    target::ATTRIBUTES
+        .iter()
+        .map(|a| (a.name, a.env))
+        .chain([DEBUG_LOG_ATTRIBUTE])
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
-    pub reader: Option<String>,
-    /// A modem's AT command port: the transport instead of PC/SC.
-    pub modem: Option<String>,
-    pub aids: Option<Vec<Vec<u8>>>,
-    pub cla_style: Option<ClaStyle>,
-    pub basic_channel: Option<bool>,
-    pub key: Option<ObjectRef>,
-    pub public: Option<ObjectRef>,
-    pub cert: Option<ObjectRef>,
-    pub dh_peer: Option<ObjectRef>,
+    /// The card, applet and objects.
+    pub target: Target,
     pub debug_log: Option<String>,
-}
-
-fn object(name: &str, value: &str, by_label: bool) -> Result<ObjectRef, String> {
-    if by_label {
-        if value.is_empty() {
-            return Err(format!("{name}: empty label"));
-        }
-        Ok(ObjectRef::Label(value.to_string()))
-    } else {
-        ObjectRef::id_from_hex(value).map_err(|e| format!("{name}: {e}"))
-    }
 }
 
 impl Settings {
     /// Sets one attribute from its textual value.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let value = value.trim();
-        match name {
-            "reader" => self.reader = Some(value.to_string()),
-            "modem" => self.modem = Some(value.to_string()),
-            "aid" => {
-                let aids = value
-                    .split(',')
-                    .map(|aid| hex::decode(aid.trim()).map_err(|e| format!("aid '{aid}': {e}")))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if aids.iter().any(|a| a.len() < 5 || a.len() > 16) {
-                    return Err(format!("aid '{value}': an AID has 5 to 16 bytes"));
-                }
-                self.aids = Some(aids);
-            }
-            "cla-style" => {
-                self.cla_style = Some(
-                    ClaStyle::from_name(value)
-                        .ok_or_else(|| format!("cla-style must be 00 or 80, not '{value}'"))?,
-                )
-            }
-            "channel" => {
-                self.basic_channel = Some(match value {
-                    "logical" => false,
-                    "basic" => true,
-                    _ => return Err(format!("channel must be logical or basic, not '{value}'")),
-                })
-            }
-            "key-id" | "key-label" => {
-                self.key = Some(object(name, value, name.ends_with("label"))?)
-            }
-            "pub-id" | "pub-label" => {
-                self.public = Some(object(name, value, name.ends_with("label"))?)
-            }
-            "cert-id" | "cert-label" => {
-                self.cert = Some(object(name, value, name.ends_with("label"))?)
-            }
-            "dh-peer-id" => self.dh_peer = Some(object(name, value, false)?),
-            "debug-log" => self.debug_log = Some(value.to_string()),
-            _ => return Err(format!("unknown attribute '{name}'")),
+        if name == DEBUG_LOG_ATTRIBUTE.0 {
+            self.debug_log = Some(value.trim().to_string());
+            Ok(())
+        } else {
+            self.target.set(name, value)
         }
-        Ok(())
     }
 
     /// openssl.cnf values, then environment overrides.
@@ -121,8 +56,8 @@ impl Settings {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, String> {
         let mut settings = Settings::default();
-        for (name, variable) in ATTRIBUTES {
-            if let Some(value) = file.get(*name) {
+        for (name, variable) in attributes() {
+            if let Some(value) = file.get(name) {
                 settings
                     .set(name, value)
                     .map_err(|e| format!("openssl.cnf: {e}"))?;
@@ -135,54 +70,6 @@ impl Settings {
         }
         Ok(settings)
     }
-
-    /// These settings where given, `base` elsewhere.
-    pub fn overlay(&self, base: &Settings) -> Settings {
-        Settings {
-            reader: self.reader.clone().or_else(|| base.reader.clone()),
-            modem: self.modem.clone().or_else(|| base.modem.clone()),
-            aids: self.aids.clone().or_else(|| base.aids.clone()),
-            cla_style: self.cla_style.or(base.cla_style),
-            basic_channel: self.basic_channel.or(base.basic_channel),
-            key: self.key.clone().or_else(|| base.key.clone()),
-            // A URI that names another key without its public half means that key's own.
-            public: self.public.clone().or_else(|| {
-                if self.key.is_some() {
-                    None
-                } else {
-                    base.public.clone()
-                }
-            }),
-            cert: self.cert.clone().or_else(|| base.cert.clone()),
-            dh_peer: self.dh_peer.clone().or_else(|| base.dh_peer.clone()),
-            debug_log: self.debug_log.clone().or_else(|| base.debug_log.clone()),
-        }
-    }
-
-    /// How to address the applet.
-    pub fn applet_config(&self) -> AppletConfig {
-        let mut config = AppletConfig::default();
-        if let Some(aids) = &self.aids {
-            config.aids = aids.clone();
-        }
-        if let Some(style) = self.cla_style {
-            config.cla_style = style;
-        }
-        if self.basic_channel == Some(true) {
-            config.channel = ChannelMode::Basic;
-        }
-        config
-    }
-
-    /// Identifies the card connection these settings reach (one connection per distinct value).
-    pub fn card_identity(&self) -> String {
-        format!(
-            "{:?}|{:?}|{:?}",
-            self.reader,
-            self.modem,
-            self.applet_config()
-        )
-    }
 }
 
 /// The provider's keys from its openssl.cnf section.
@@ -193,9 +80,8 @@ pub unsafe fn read_core_params(
     get: CoreGetParamsFn,
     handle: *const OSSL_CORE_HANDLE,
 ) -> BTreeMap<String, String> {
-    let names: Vec<std::ffi::CString> = ATTRIBUTES
-        .iter()
-        .map(|(name, _)| std::ffi::CString::new(*name).expect("attribute names have no NUL"))
+    let names: Vec<std::ffi::CString> = attributes()
+        .map(|(name, _)| std::ffi::CString::new(name).expect("attribute names have no NUL"))
         .collect();
     let mut values: Vec<*mut c_char> = vec![std::ptr::null_mut(); names.len()];
     // SAFETY: the parameters point at `names` and `values`, which outlive the core's call;
@@ -212,7 +98,7 @@ pub unsafe fn read_core_params(
         if get(handle, params.as_mut_ptr()) != 1 {
             return found;
         }
-        for (index, (name, _)) in ATTRIBUTES.iter().enumerate() {
+        for (index, (name, _)) in attributes().enumerate() {
             let value = values[index];
             if !value.is_null() && openssl_sys::OSSL_PARAM_modified(&params[index]) == 1 {
                 found.insert(
@@ -251,6 +137,7 @@ pub fn debug(args: std::fmt::Arguments<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use iotsafe_card::ObjectRef;
 
     #[test]
     fn environment_overrides_the_file() {
@@ -260,8 +147,8 @@ mod tests {
         let settings =
             Settings::from_sources(&file, |v| (v == "IOTSAFE_KEY_ID").then(|| "07".to_string()))
                 .unwrap();
-        assert_eq!(settings.key, Some(ObjectRef::Id(vec![7])));
-        assert_eq!(settings.reader.as_deref(), Some("Virtual"));
+        assert_eq!(settings.target.key, Some(ObjectRef::Id(vec![7])));
+        assert_eq!(settings.target.reader.as_deref(), Some("Virtual"));
     }
 
     #[test]

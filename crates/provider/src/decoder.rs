@@ -89,14 +89,14 @@ fn decode_keyref(instance: Instance, bio: &CoreBio, callback: Callback) -> c_int
     let Some(configured) = instance.settings() else {
         return 0;
     };
-    let settings = match parsed.settings_over(&configured) {
-        Ok(settings) => settings,
+    let target = match parsed.settings_over(&configured) {
+        Ok(target) => target,
         Err(e) => {
             error::raise(Reason::BadKeyReference, &e);
             return 0;
         }
     };
-    match Key::from_card(instance, &settings) {
+    match Key::from_card(instance, &target) {
         Ok(key) => {
             config::debug(format_args!("decoder: key reference {text} decoded"));
             keymgmt::offer(key, callback)

@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use super::abi::Made;
 use super::card::{self, Card};
-use super::config::Settings;
 use super::error::{self, Reason};
 use super::instance::Instance;
-use super::keymgmt::{curve_of_point, group_name};
+use super::keymgmt::group_name;
 use crate::keys::{self, Curve};
-use iotsafe_card::ObjectRef;
+use iotsafe_card::{ObjectRef, PublicKey, Target};
 
 pub struct Key {
     /// The provider instance the key was made through: OpenSSL passes key management
@@ -52,27 +51,31 @@ impl Key {
         }
     }
 
-    /// The key the settings name, with its public half read from the card (once per process).
-    pub fn from_card(instance: Instance, settings: &Settings) -> Result<Key, (Reason, String)> {
-        let card = card::card_for(settings);
+    /// The key the target names, with its public half (curve and point) read from the card
+    /// (once per process).
+    pub fn from_card(instance: Instance, target: &Target) -> Result<Key, (Reason, String)> {
+        let card = card::card_for(target);
         let fail = |e: iotsafe_card::Error| (error::reason_of(&e), e.to_string());
-        let private = match &settings.key {
+        let private = match &target.key {
             Some(key) => key.clone(),
             None => card.default_key().map_err(fail)?,
         };
-        let public = settings.public.clone().unwrap_or_else(|| private.clone());
-        let point = card.public_key(&public).map_err(fail)?;
-        let curve = curve_of_point(&point).ok_or_else(|| {
+        let public = target.public.clone().unwrap_or_else(|| private.clone());
+        let PublicKey { curve, point } = card.public_key(&public).map_err(fail)?;
+        keys::public_key_from_point(curve, &point).map_err(|e| {
             (
                 Reason::CardError,
-                format!("public key {public} on the card is not a P-256 or brainpoolP256r1 point"),
+                format!(
+                    "public key {public} on the card is not a point on {}: {e}",
+                    curve.name()
+                ),
             )
         })?;
         Ok(Key {
             instance,
             card: Some(card),
             private: Some(private),
-            dh_peer: settings
+            dh_peer: target
                 .dh_peer
                 .clone()
                 .unwrap_or(ObjectRef::Id(vec![DEFAULT_DH_PEER])),

@@ -6,34 +6,13 @@ use openssl::ec::{EcGroup, EcKey, EcPoint, PointConversionForm};
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Public};
 
-/// The curves the applet's key types name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Curve {
-    #[default]
-    P256,
-    BrainpoolP256r1,
-}
+pub use iotsafe_card::Curve;
 
-impl Curve {
-    /// The curve of an applet key type (tag 4B), when it is an EC curve we support.
-    pub fn from_key_type(key_type: u8) -> Option<Self> {
-        match key_type {
-            0x13 | 0x14 => Some(Curve::P256),
-            0x23 | 0x24 => Some(Curve::BrainpoolP256r1),
-            _ => None,
-        }
-    }
-
-    pub fn nid(self) -> Nid {
-        match self {
-            Curve::P256 => Nid::X9_62_PRIME256V1,
-            Curve::BrainpoolP256r1 => Nid::BRAINPOOL_P256R1,
-        }
-    }
-
-    /// Bytes of one coordinate, and of `r` or `s` in a raw signature.
-    pub fn field_len(self) -> usize {
-        32
+/// OpenSSL's name (NID) of a card curve.
+pub fn nid(curve: Curve) -> Nid {
+    match curve {
+        Curve::P256 => Nid::X9_62_PRIME256V1,
+        Curve::BrainpoolP256r1 => Nid::BRAINPOOL_P256R1,
     }
 }
 
@@ -43,7 +22,7 @@ pub fn public_key_from_point(
     curve: Curve,
     point: &[u8],
 ) -> Result<PKey<Public>, openssl::error::ErrorStack> {
-    let group = EcGroup::from_curve_name(curve.nid())?;
+    let group = EcGroup::from_curve_name(nid(curve))?;
     let mut ctx = BigNumContext::new()?;
     let point = EcPoint::from_bytes(&group, point, &mut ctx)?;
     let key = EcKey::from_public_key(&group, &point)?;

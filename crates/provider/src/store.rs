@@ -13,13 +13,14 @@ use super::abi::ffi::*;
 use super::abi::params::{self, Callback, Param, ParamsIn};
 use super::abi::{dispatch_table, guard_in, param_table};
 use super::card;
-use super::config::{self, Settings};
+use super::config;
 use super::error::{self, Reason};
 use super::instance::Instance;
 use super::key::Key;
 use super::keymgmt;
 use super::uri::{KeyUri, ObjectType};
 use crate::keys;
+use iotsafe_card::Target;
 
 struct Context {
     instance: Instance,
@@ -121,22 +122,22 @@ fn load(ctx: &mut Context, callback: Callback) -> c_int {
     let Some(configured) = ctx.instance.settings() else {
         return 0;
     };
-    let settings = match ctx.uri.settings_over(&configured) {
-        Ok(settings) => settings,
+    let target = match ctx.uri.settings_over(&configured) {
+        Ok(target) => target,
         Err(e) => {
             error::raise(Reason::BadUri, &e);
             return 0;
         }
     };
     match object {
-        ObjectType::Private => load_private(ctx, &settings, callback),
-        ObjectType::Public => load_public(ctx, &settings, callback),
-        ObjectType::Cert => load_cert(ctx, &settings, callback),
+        ObjectType::Private => load_private(ctx, &target, callback),
+        ObjectType::Public => load_public(ctx, &target, callback),
+        ObjectType::Cert => load_cert(ctx, &target, callback),
     }
 }
 
-fn load_private(ctx: &Context, settings: &Settings, callback: Callback) -> c_int {
-    match Key::from_card(ctx.instance, settings) {
+fn load_private(ctx: &Context, target: &Target, callback: Callback) -> c_int {
+    match Key::from_card(ctx.instance, target) {
         Ok(key) => {
             config::debug(format_args!(
                 "store: private key of {} handed over by reference",
@@ -151,8 +152,8 @@ fn load_private(ctx: &Context, settings: &Settings, callback: Callback) -> c_int
     }
 }
 
-fn load_public(ctx: &Context, settings: &Settings, callback: Callback) -> c_int {
-    let result = Key::from_card(ctx.instance, settings).and_then(|key| {
+fn load_public(ctx: &Context, target: &Target, callback: Callback) -> c_int {
+    let result = Key::from_card(ctx.instance, target).and_then(|key| {
         keys::public_key_from_point(key.curve, &key.point)
             .and_then(|k| k.public_key_to_der())
             .map_err(|e| (Reason::Internal, e.to_string()))
@@ -171,9 +172,9 @@ fn load_public(ctx: &Context, settings: &Settings, callback: Callback) -> c_int 
     }
 }
 
-fn load_cert(ctx: &mut Context, settings: &Settings, callback: Callback) -> c_int {
-    let card = card::card_for(settings);
-    let file = match &settings.cert {
+fn load_cert(ctx: &mut Context, target: &Target, callback: Callback) -> c_int {
+    let card = card::card_for(target);
+    let file = match &target.cert {
         Some(file) => Ok(file.clone()),
         None => card.default_cert(),
     };

@@ -2,14 +2,13 @@
 //! (RFC 7512): `iotsafe:key-id=01;cert-id=02` or
 //! `iotsafe:reader=Virtual%20PCD;key-label=DEVICE;type=private`.
 //!
-//! The attributes are those of [`super::config`], plus `type` (`private`, `public`, `cert`)
-//! to pick one object from the store. Values are percent-encoded.
+//! The attributes are those of the card target ([`iotsafe_card::target`]), plus `type`
+//! (`private`, `public`, `cert`) to pick one object from the store. Values are percent-encoded.
 
 use std::fmt;
 
-use super::config::Settings;
-use iotsafe_card::ObjectRef;
-use iotsafe_hex as hex;
+use super::config::{Settings, DEBUG_LOG_ATTRIBUTE};
+use iotsafe_card::Target;
 
 pub const SCHEME: &str = "iotsafe:";
 
@@ -23,7 +22,8 @@ pub enum ObjectType {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyUri {
-    pub settings: Settings,
+    /// The card, applet and objects the URI names.
+    pub target: Target,
     pub object: Option<ObjectType>,
 }
 
@@ -51,10 +51,10 @@ impl KeyUri {
                         ))
                     }
                 });
-            } else if name == "debug-log" {
+            } else if name == DEBUG_LOG_ATTRIBUTE.0 {
                 return Err(format!("'{text}': debug-log is not a URI attribute"));
             } else {
-                uri.settings
+                uri.target
                     .set(name, &value)
                     .map_err(|e| format!("'{text}': {e}"))?;
             }
@@ -62,13 +62,14 @@ impl KeyUri {
         Ok(uri)
     }
 
-    /// The settings this URI (or key reference) reaches: its attributes over the configured
+    /// The card target this URI (or key reference) reaches: its attributes over the configured
     /// ones. It cannot choose a modem of its own: key references are files any user may hand
     /// to a program, and the provider opens a modem's device, changes its line settings and
     /// writes AT commands to it. A modem named here must be the configured one (openssl.cnf
     /// `modem` or `IOTSAFE_MODEM`), as in a key reference written for that modem.
-    pub fn settings_over(&self, configured: &Settings) -> Result<Settings, String> {
-        if let Some(modem) = &self.settings.modem {
+    pub fn settings_over(&self, configured: &Settings) -> Result<Target, String> {
+        let configured = &configured.target;
+        if let Some(modem) = &self.target.modem {
             if configured.modem.as_ref() != Some(modem) {
                 let configured = match &configured.modem {
                     Some(other) => format!("the configured modem is {other}"),
@@ -80,54 +81,18 @@ impl KeyUri {
                 ));
             }
         }
-        Ok(self.settings.overlay(configured))
-    }
-}
-
-fn push_object(out: &mut Vec<String>, prefix: &str, object: &Option<ObjectRef>) {
-    match object {
-        Some(ObjectRef::Id(id)) => out.push(format!("{prefix}-id={}", hex::encode(id))),
-        Some(ObjectRef::Label(label)) => {
-            out.push(format!("{prefix}-label={}", percent_encode(label)))
-        }
-        None => {}
+        Ok(self.target.overlay(configured))
     }
 }
 
 impl fmt::Display for KeyUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = &self.settings;
-        let mut parts = Vec::new();
-        if let Some(reader) = &s.reader {
-            parts.push(format!("reader={}", percent_encode(reader)));
-        }
-        if let Some(modem) = &s.modem {
-            parts.push(format!("modem={}", percent_encode(modem)));
-        }
-        if let Some(aids) = &s.aids {
-            let aids: Vec<String> = aids.iter().map(|a| hex::encode(a)).collect();
-            parts.push(format!("aid={}", aids.join(",")));
-        }
-        if let Some(style) = s.cla_style {
-            parts.push(format!(
-                "cla-style={}",
-                match style {
-                    iotsafe_card::ClaStyle::Interindustry => "00",
-                    iotsafe_card::ClaStyle::Proprietary => "80",
-                }
-            ));
-        }
-        // An explicit `logical` is kept too: it overrides a `basic` in openssl.cnf.
-        match s.basic_channel {
-            Some(true) => parts.push("channel=basic".into()),
-            Some(false) => parts.push("channel=logical".into()),
-            None => {}
-        }
-        push_object(&mut parts, "key", &s.key);
-        push_object(&mut parts, "pub", &s.public);
-        push_object(&mut parts, "cert", &s.cert);
-        // Only an id names a peer slot (config.rs refuses a dh-peer label).
-        push_object(&mut parts, "dh-peer", &s.dh_peer);
+        let mut parts: Vec<String> = self
+            .target
+            .attributes()
+            .into_iter()
+            .map(|(name, value)| format!("{name}={}", percent_encode(&value)))
+            .collect();
         if let Some(object) = self.object {
             parts.push(
                 match object {
@@ -177,15 +142,16 @@ fn percent_decode(value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use iotsafe_card::ObjectRef;
 
     #[test]
     fn round_trip() {
         let uri =
             KeyUri::parse("iotsafe:reader=Virtual%20PCD;key-label=DEVICE;cert-id=02;type=private")
                 .unwrap();
-        assert_eq!(uri.settings.reader.as_deref(), Some("Virtual PCD"));
-        assert_eq!(uri.settings.key, Some(ObjectRef::Label("DEVICE".into())));
-        assert_eq!(uri.settings.cert, Some(ObjectRef::Id(vec![2])));
+        assert_eq!(uri.target.reader.as_deref(), Some("Virtual PCD"));
+        assert_eq!(uri.target.key, Some(ObjectRef::Label("DEVICE".into())));
+        assert_eq!(uri.target.cert, Some(ObjectRef::Id(vec![2])));
         assert_eq!(uri.object, Some(ObjectType::Private));
         assert_eq!(KeyUri::parse(&uri.to_string()).unwrap(), uri);
     }
@@ -218,7 +184,7 @@ mod tests {
         let text = "iotsafe:reader=Virtual%20PCD;modem=/dev/ttyUSB2;aid=A0000005591010FFFFFFFF8900000100;\
                     cla-style=80;channel=basic;key-id=01;pub-id=03;cert-id=02;dh-peer-id=11;type=private";
         let uri = KeyUri::parse(text).unwrap();
-        assert_eq!(uri.settings.dh_peer, Some(ObjectRef::Id(vec![0x11])));
+        assert_eq!(uri.target.dh_peer, Some(ObjectRef::Id(vec![0x11])));
         assert_eq!(uri.to_string(), text);
         assert_eq!(KeyUri::parse(&uri.to_string()).unwrap(), uri);
     }

@@ -1,59 +1,9 @@
 //! Codec tests against the APDU traces real cards published (see the project's reference on
 //! the applet): the host must send exactly those bytes and understand those answers.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
 use super::*;
+use crate::testing::{Script, Step};
 use iotsafe_hex::decode;
-
-/// A card that plays a script: each command must be the expected one; the answer is fixed.
-#[derive(Clone, Default)]
-struct Script(Arc<Mutex<VecDeque<Step>>>);
-
-/// An expected command and the card's answer to it.
-type Step = (Vec<u8>, Vec<u8>);
-
-impl Script {
-    fn new(steps: &[(&str, &str)]) -> Self {
-        let steps = steps
-            .iter()
-            .map(|(c, r)| (decode(c).unwrap(), decode(r).unwrap()))
-            .collect();
-        Script(Arc::new(Mutex::new(steps)))
-    }
-
-    fn remaining(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
-
-impl Transport for Script {
-    fn name(&self) -> &str {
-        "script"
-    }
-    fn link(&mut self) -> Result<Box<dyn Link + '_>> {
-        Ok(Box::new(self.clone()))
-    }
-    fn recover(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
-
-impl Link for Script {
-    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>> {
-        // Past the script's end (e.g. the channel close at drop) the card is gone.
-        let Some((expected, answer)) = self.0.lock().unwrap().pop_front() else {
-            return Err(Error::Transport("the script has ended".into()));
-        };
-        assert_eq!(
-            hex::encode(command),
-            hex::encode(&expected),
-            "command bytes"
-        );
-        Ok(answer)
-    }
-}
 
 const OPEN_CHANNEL_1: (&str, &str) = ("0070000001", "019000");
 const SELECT_GSMA_ON_1: (&str, &str) = ("01A4040007A0000005590010", "9000");
@@ -413,4 +363,122 @@ fn absurd_counts_in_object_lists_and_applet_information_do_not_panic() {
     let info = applet.info().unwrap();
     assert_eq!(info.max_objects[0], Some(usize::MAX));
     assert_eq!(info.max_sessions, Some(usize::MAX));
+}
+
+/// GET DATA for public key id 01 and READ PUBLIC KEY, answered with `attributes` and the
+/// ZARIOT point.
+fn public_key_steps(attributes: &str) -> Vec<(String, String)> {
+    vec![
+        ("01CBC2000385010100".into(), format!("{attributes}9000")),
+        (
+            "01CD000003850101".into(),
+            format!("34454943 8641 {} 9000", zariot_point()),
+        ),
+    ]
+}
+
+fn public_key_of(attributes: &str) -> Result<PublicKey> {
+    let steps = public_key_steps(attributes);
+    let mut all = vec![OPEN_CHANNEL_1, SELECT_GSMA_ON_1];
+    all.extend(steps.iter().map(|(c, a)| (c.as_str(), a.as_str())));
+    let script = Script::new(&all);
+    applet(&script, ClaStyle::Interindustry).public_key(&ObjectRef::Id(vec![1]))
+}
+
+#[test]
+fn the_card_names_the_curve_of_a_public_key() {
+    for (key_type, curve) in [
+        ("13", Curve::P256),
+        ("14", Curve::P256),
+        ("23", Curve::BrainpoolP256r1),
+        ("24", Curve::BrainpoolP256r1),
+    ] {
+        let public = public_key_of(&format!("850101 4B01{key_type} 610105")).unwrap();
+        assert_eq!(public.curve, curve, "key type {key_type}");
+        assert_eq!(hex::encode(&public.point), zariot_point());
+    }
+    // An applet that names no key type holds a key on the curve every applet supports.
+    assert_eq!(public_key_of("850101").unwrap().curve, Curve::P256);
+}
+
+#[test]
+fn a_key_type_that_is_not_a_supported_curve_is_refused_by_name() {
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CBC2000385010100", "850101 4B0103 9000"),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .public_key(&ObjectRef::Id(vec![1]))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("public key id 01 has key type 03 (RSA-2048), not an EC curve"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_applet_without_single_object_get_data_holds_p256_keys() {
+    let read = format!("34454943 8641 {} 9000", zariot_point());
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CBC2000385010100", "6A86"),
+        ("01CD000003850101", &read),
+    ]);
+    let public = applet(&script, ClaStyle::Interindustry)
+        .public_key(&ObjectRef::Id(vec![1]))
+        .unwrap();
+    assert_eq!(public.curve, Curve::P256);
+    // A key that is not there is not guessed at.
+    let script = Script::new(&[
+        OPEN_CHANNEL_1,
+        SELECT_GSMA_ON_1,
+        ("01CBC2000385010900", "6A82"),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .public_key(&ObjectRef::Id(vec![9]))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
+
+#[test]
+fn a_reset_card_is_recovered_and_the_applet_selected_again() {
+    let script = Script::of(vec![
+        Step::apdu("0070000001", "019000"),
+        Step::apdu("01A4040007A0000005590010", "9000"),
+        Step::apdu_fails(
+            "0184000004",
+            Error::CardReset {
+                reader: "script".into(),
+            },
+        ),
+        Step::Recover(Ok(())),
+        Step::apdu("0070000001", "029000"),
+        Step::apdu("02A4040007A0000005590010", "9000"),
+        Step::apdu("0284000004", "0A0B0C0D9000"),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    assert_eq!(applet.random(4).unwrap(), [0x0A, 0x0B, 0x0C, 0x0D]);
+}
+
+#[test]
+fn a_card_lost_twice_reports_the_first_loss() {
+    let absent = || Error::CardAbsent {
+        reader: "script".into(),
+    };
+    let script = Script::of(vec![
+        Step::apdu("0070000001", "019000"),
+        Step::apdu("01A4040007A0000005590010", "9000"),
+        Step::apdu_fails("0184000004", absent()),
+        Step::Recover(Ok(())),
+        Step::LinkFails(Error::CardReset {
+            reader: "script".into(),
+        }),
+    ]);
+    let err = applet(&script, ClaStyle::Interindustry)
+        .random(4)
+        .unwrap_err();
+    assert_eq!(err, absent());
 }
