@@ -1,0 +1,96 @@
+//! The architecture as Cargo enforces it: what each layer crate may depend on, and what leaves
+//! the core library. A dependency added against these rules fails here, not in a review.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+/// The names in a manifest's `[dependencies]` table (not dev- or build-dependencies).
+fn dependencies(manifest: &str) -> BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(root.join(manifest)).expect("manifest");
+    let mut in_table = false;
+    let mut names = BTreeSet::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_table = line == "[dependencies]";
+        } else if in_table && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
+            names.insert(name.to_string());
+        }
+    }
+    names
+}
+
+fn assert_none_of(manifest: &str, forbidden: &[&str], why: &str) {
+    let deps = dependencies(manifest);
+    assert!(!deps.is_empty(), "{manifest}: no [dependencies] found");
+    let found: Vec<&&str> = forbidden.iter().filter(|f| deps.contains(**f)).collect();
+    assert!(found.is_empty(), "{manifest} depends on {found:?}: {why}");
+}
+
+#[test]
+fn the_card_layer_knows_no_openssl_and_no_dns() {
+    assert_none_of(
+        "crates/card/Cargo.toml",
+        &["openssl", "openssl-sys", "dane", "hickory-resolver", "clap"],
+        "the card protocol is plain bytes over PC/SC or a modem",
+    );
+}
+
+#[test]
+fn the_dane_layer_knows_no_cards() {
+    assert_none_of(
+        "crates/dane/Cargo.toml",
+        &["iotsafe-card", "pcsc", "iotsafe-provider", "clap"],
+        "a device's key is the key in its certificate, wherever it lives",
+    );
+}
+
+#[test]
+fn the_provider_knows_no_dns() {
+    assert_none_of(
+        "crates/provider/Cargo.toml",
+        &["dane", "hickory-resolver", "tokio", "clap"],
+        "the provider serves keys; DANE is the application's or the adapters' business",
+    );
+}
+
+#[test]
+fn the_core_library_has_no_command_line_parser() {
+    assert_none_of(
+        "Cargo.toml",
+        &["clap"],
+        "clap belongs to the tools (cli/, sim/), not to the library programs load",
+    );
+}
+
+/// Only the provider's entry point and the C API leave libiotsafe_dane.so: a Rust symbol
+/// exported from it would invite an adapter to link the layers again (a second copy of the
+/// state in one process).
+#[test]
+fn only_the_c_abi_leaves_the_core_library() {
+    let library = common::built_library_dir().join("libiotsafe_dane.so");
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only", "--format=posix"])
+        .arg(&library)
+        .output()
+        .expect("nm (binutils)");
+    assert!(out.status.success(), "nm failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let exported: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|t| t == "T"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(exported.contains(&"OSSL_provider_init"), "{exported:?}");
+    assert!(exported.contains(&"iotsafe_dane_shared"), "{exported:?}");
+    let foreign: Vec<&&str> = exported
+        .iter()
+        .filter(|s| **s != "OSSL_provider_init" && !s.starts_with("iotsafe_dane_"))
+        .collect();
+    assert!(foreign.is_empty(), "exported beyond the C ABI: {foreign:?}");
+}
