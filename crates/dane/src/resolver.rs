@@ -101,6 +101,11 @@ type CacheKey = (Name, RecordType);
 type Cache = TtlLru<CacheKey, Arc<Answer>>;
 type LookupResult = Result<Arc<Answer>, ResolveError>;
 
+/// What a flight's leader lands: its result, and, when the leader had less than the whole
+/// look-up time-out (its caller's deadline was near), until when it could look: a failure of
+/// such a leader is its own, not an answer for a follower that may look longer.
+type Landed = (LookupResult, Option<Instant>);
+
 /// A validating DNS resolver with a bounded answer cache. Cheap to share (`Arc`); one per
 /// process is the intended use. Callable from any thread, one that runs an async runtime's tasks
 /// too: the network work is done on the resolver's own runtime thread. Usable in a child after
@@ -120,14 +125,14 @@ struct Shared {
     /// validation cache and a forked child its own network; look-ups clone the `Arc`.
     net: Mutex<Arc<Net>>,
     cache: Mutex<Cache>,
-    flights: Flights<CacheKey, LookupResult>,
+    flights: Flights<CacheKey, Landed>,
 }
 
 /// The three locks of a [`Shared`], taken in the order the code nests them (`net` before
 /// `flights`; `cache` is never held with another); released in reverse (field order).
 struct AllLocks<'a> {
     _cache: MutexGuard<'a, Cache>,
-    _flights: MutexGuard<'a, FlightMap<CacheKey, LookupResult>>,
+    _flights: MutexGuard<'a, FlightMap<CacheKey, Landed>>,
     _net: MutexGuard<'a, Arc<Net>>,
 }
 
@@ -277,36 +282,45 @@ impl Resolver {
         if let Some(answer) = self.cached(&key) {
             return Ok(answer);
         }
-        let limit = self.time_left(&key, deadline)?;
-        // Before joining a flight: a forked child clears the flights of its parent's threads.
-        let net = self.net()?;
-        let leader = match self.shared.flights.join(&key) {
-            Role::Leader(leader) => leader,
-            Role::Follower(flight) => {
-                // Without a deadline of its own, as long as the leader may take, and a little.
-                let until = deadline.unwrap_or_else(|| Instant::now() + limit + FOLLOWER_GRACE);
-                return flight
-                    .wait(until)
-                    .unwrap_or_else(|why| Err(lookup_err(&key, why)));
+        loop {
+            let limit = self.time_left(&key, deadline)?;
+            // Before joining a flight: a forked child clears the flights of its parent's threads.
+            let net = self.net()?;
+            let leader = match self.shared.flights.join(&key) {
+                Role::Leader(leader) => leader,
+                Role::Follower(flight) => {
+                    // Without a deadline of its own, as long as the leader may take, and a little.
+                    let until = deadline.unwrap_or_else(|| Instant::now() + limit + FOLLOWER_GRACE);
+                    match flight.wait(until) {
+                        // A leader in more of a hurry than this caller failed within its own
+                        // time: that is no answer for a caller that may look longer, which
+                        // looks again (leading, or following a newer flight).
+                        Ok((Err(_), Some(hurried_until))) if hurried_until < until => continue,
+                        Ok((result, _)) => return result,
+                        Err(why) => return Err(lookup_err(&key, why)),
+                    }
+                }
+            };
+            let hurried_until =
+                (limit < self.config.lookup_timeout).then(|| Instant::now() + limit);
+            // A leader that finds the answer cached now lost a race with a flight that just ended.
+            let result = match self.cached(&key) {
+                Some(answer) => Ok(answer),
+                None => net
+                    .fetch(key.0.clone(), rtype, limit)
+                    .map(Arc::new)
+                    .map_err(|reason| ResolveError::Lookup {
+                        name: key.0.to_string(),
+                        rtype,
+                        reason,
+                    }),
+            };
+            if let Ok(answer) = &result {
+                self.store(key, answer.clone());
             }
-        };
-        // A leader that finds the answer cached now lost a race with a flight that just ended.
-        let result = match self.cached(&key) {
-            Some(answer) => Ok(answer),
-            None => net
-                .fetch(key.0.clone(), rtype, limit)
-                .map(Arc::new)
-                .map_err(|reason| ResolveError::Lookup {
-                    name: key.0.to_string(),
-                    rtype,
-                    reason,
-                }),
-        };
-        if let Ok(answer) = &result {
-            self.store(key, answer.clone());
+            leader.land((result.clone(), hurried_until));
+            return result;
         }
-        leader.land(result.clone());
-        result
     }
 
     fn cached(&self, key: &CacheKey) -> Option<Arc<Answer>> {

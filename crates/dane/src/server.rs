@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use hickory_resolver::proto::rr::RecordType;
 use openssl::ex_data::Index;
-use openssl::ssl::{Ssl, SslRef, SslVerifyMode};
+use openssl::ssl::{Ssl, SslContext, SslRef, SslVerifyMode};
 use openssl::x509::X509VerifyResult;
 
 use super::name::{printable, HostName};
@@ -245,23 +245,41 @@ fn remember(ssl: &mut SslRef, refusal: Option<&Refusal>) {
 }
 
 /// Server authentication on a client `SSL` (by [`ServerTlsa::configure`] or [`ContextDane`]):
-/// `Ok` once the handshake verified the server (or before its certificate arrived), else why
-/// not. A resumed session was verified by the handshake it came from; an `SSL` nothing
-/// configured is [`Refusal::NotChecked`].
+/// `Ok` only once a handshake verified the server's certificate, else why not. The verdict
+/// stored on the `SSL` comes first: a refusal stays a refusal and an `SSL` nothing configured
+/// stays [`Refusal::NotChecked`] even when the connection went on to resume a session. A
+/// prepared `SSL` is not checked before the server's certificate arrived (OpenSSL's verify
+/// result reads OK before any verification ran); a resumed session counts with the
+/// verification of the handshake it came from.
 pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
-    let verified = || match ssl.verify_result() {
-        X509VerifyResult::OK => Ok(()),
-        failed => Err(Refusal::CertificateRejected(failed)),
-    };
-    if ssl.session_reused() {
-        // No verification ran in this handshake: what is stored is an earlier one's.
-        return verified();
-    }
     match verdict_index().and_then(|index| ssl.ex_data(index)) {
         Some(Verdict::Refused(why)) => Err(why.clone()),
-        Some(Verdict::Prepared) => verified(),
+        // A context-level check runs in certificate verification, which a resumed session
+        // skips: the handshake that made the session ran it on this context.
+        None if ssl.session_reused() && context_checks_servers(ssl.ssl_context()) => {
+            match ssl.verify_result() {
+                X509VerifyResult::OK => Ok(()),
+                failed => Err(Refusal::CertificateRejected(failed)),
+            }
+        }
         None => Err(Refusal::NotChecked),
+        Some(Verdict::Prepared) => match ssl.verify_result() {
+            // A failed verification is known before the handshake finishes (it aborted it).
+            failed if failed != X509VerifyResult::OK => Err(Refusal::CertificateRejected(failed)),
+            _ if ssl.peer_certificate().is_none() => Err(Refusal::NotChecked),
+            _ => Ok(()),
+        },
     }
+}
+
+/// Marks the contexts [`ContextDane`] was installed on.
+fn context_check_index() -> Option<Index<SslContext, ()>> {
+    static IDX: OnceLock<Option<Index<SslContext, ()>>> = OnceLock::new();
+    *IDX.get_or_init(|| SslContext::new_ex_index().ok())
+}
+
+fn context_checks_servers(ctx: &openssl::ssl::SslContextRef) -> bool {
+    context_check_index().is_some_and(|index| ctx.ex_data(index).is_some())
 }
 
 /// What authenticated the server, read from `ssl` after a completed handshake.
@@ -379,7 +397,11 @@ impl ContextDane {
     /// ignore a failed check).
     pub fn install(self, ctx: &mut openssl::ssl::SslContextBuilder) -> Result<(), String> {
         ctx.set_verify(SslVerifyMode::PEER);
-        ossl::install_chain_verifier(ctx, self)
+        ossl::install_chain_verifier(ctx, self)?;
+        if let Some(index) = context_check_index() {
+            ctx.set_ex_data(index, ());
+        }
+        Ok(())
     }
 }
 
@@ -551,7 +573,109 @@ mod tests {
         let pkix = tlsa(Decision::Pkix(Refusal::NoSecureRecords(Vec::new())));
         assert_eq!(pkix.configure(&mut prepared), Ok(()));
         assert_eq!(outcome(&refused), Err(why));
-        assert_eq!(outcome(&prepared), Ok(()), "no certificate refused yet");
+        assert_eq!(
+            outcome(&prepared),
+            Err(Refusal::NotChecked),
+            "prepared, but no handshake verified the server yet"
+        );
         assert_eq!(outcome(&untouched), Err(Refusal::NotChecked));
+    }
+
+    /// A refusal (or no configuration at all) stays the outcome when the connection then
+    /// resumes a session anyway: a resumed session must not turn either into OK.
+    #[test]
+    fn a_resumed_session_does_not_override_a_refusal() {
+        use openssl::asn1::Asn1Time;
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::hash::MessageDigest;
+        use openssl::nid::Nid;
+        use openssl::pkey::PKey;
+        use openssl::ssl::SslVersion;
+        use openssl::x509::{X509NameBuilder, X509};
+        use std::os::unix::net::UnixStream;
+
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "broker.example.test")
+            .unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+
+        let mut server = SslContext::builder(SslMethod::tls_server()).unwrap();
+        server.set_private_key(&key).unwrap();
+        server.set_certificate(&cert).unwrap();
+        server
+            .set_max_proto_version(Some(SslVersion::TLS1_2))
+            .unwrap();
+        let server = server.build();
+        let mut client = SslContext::builder(SslMethod::tls_client()).unwrap();
+        client.cert_store_mut().add_cert(cert.clone()).unwrap();
+        client.set_verify(SslVerifyMode::PEER);
+        client
+            .set_max_proto_version(Some(SslVersion::TLS1_2))
+            .unwrap();
+        let client = client.build();
+
+        let handshake = |ssl: Ssl| {
+            let (a, b) = UnixStream::pair().unwrap();
+            let server = server.clone();
+            let t = std::thread::spawn(move || {
+                let stream = Ssl::new(&server).unwrap().accept(b).expect("server side");
+                drop(stream);
+            });
+            let stream = ssl.connect(a).expect("handshake");
+            t.join().unwrap();
+            stream
+        };
+        let first = handshake(Ssl::new(&client).unwrap());
+        assert_eq!(first.ssl().verify_result(), X509VerifyResult::OK);
+        let session = first.ssl().session().unwrap().to_owned();
+        let mut prepared = Ssl::new(&client).unwrap();
+        remember(&mut prepared, None);
+        // SAFETY: a session of this context.
+        unsafe { prepared.set_session(&session).unwrap() };
+        let prepared = handshake(prepared);
+        assert!(prepared.ssl().session_reused());
+        assert_eq!(
+            outcome(prepared.ssl()),
+            Ok(()),
+            "the session's verification counts"
+        );
+
+        let why = Refusal::Bogus(tlsa_lookup(Proof::Bogus));
+        let mut refused = Ssl::new(&client).unwrap();
+        let tlsa = ServerTlsa {
+            host: HOST.into(),
+            port: 8883,
+            names: vec![HOST.into()],
+            address_proof: Proof::Secure,
+            lookups: Vec::new(),
+            records: Vec::new(),
+            decision: Decision::Refuse(why.clone()),
+        };
+        assert!(tlsa.configure(&mut refused).is_err());
+        // SAFETY: a session of this context.
+        unsafe { refused.set_session(&session).unwrap() };
+        let refused = handshake(refused);
+        let mut untouched = Ssl::new(&client).unwrap();
+        // SAFETY: as above.
+        unsafe { untouched.set_session(&session).unwrap() };
+        let untouched = handshake(untouched);
+        assert!(refused.ssl().session_reused() && untouched.ssl().session_reused());
+        assert_eq!(
+            (outcome(refused.ssl()), outcome(untouched.ssl())),
+            (Err(why), Err(Refusal::NotChecked))
+        );
     }
 }

@@ -161,6 +161,22 @@ unsafe extern "C" fn digest_sign_init(
     }
 }
 
+/// The caller's input, or an error raised for a length no buffer can have.
+///
+/// # Safety
+/// As [`bytes`].
+unsafe fn input<'a>(data: *const c_uchar, len: usize) -> Option<&'a [u8]> {
+    // SAFETY: the function's contract.
+    let input = unsafe { bytes(data, len) };
+    if input.is_none() {
+        error::raise(
+            Reason::Internal,
+            &format!("an input of {len} bytes at {data:?} cannot be read"),
+        );
+    }
+    input
+}
+
 fn hasher(ctx: &mut Context) -> Option<&mut Hasher> {
     if ctx.hasher.is_none() {
         match Hasher::new(message_digest(ctx.hash)) {
@@ -184,7 +200,9 @@ unsafe extern "C" fn digest_sign_update(
 ) -> c_int {
     // SAFETY: context and buffer from OpenSSL.
     unsafe {
-        let data = bytes(data, len);
+        let Some(data) = input(data, len) else {
+            return 0;
+        };
         with_ctx(ctx, 0, |ctx: &mut Context| match hasher(ctx) {
             Some(h) => h.update(data).is_ok().into(),
             None => 0,
@@ -288,7 +306,10 @@ unsafe extern "C" fn digest_sign(
 ) -> c_int {
     // SAFETY: arguments from OpenSSL.
     unsafe {
-        let (out, data) = (Output::new(sig, siglen, sigsize), bytes(tbs, tbslen));
+        let Some(data) = input(tbs, tbslen) else {
+            return 0;
+        };
+        let out = Output::new(sig, siglen, sigsize);
         with_ctx(ctx, 0, |ctx: &mut Context| {
             let out = match size_query(out) {
                 Ok(out) => out,
@@ -329,7 +350,10 @@ unsafe extern "C" fn sign_entry(
 ) -> c_int {
     // SAFETY: arguments from OpenSSL.
     unsafe {
-        let (out, digest) = (Output::new(sig, siglen, sigsize), bytes(tbs, tbslen));
+        let Some(digest) = input(tbs, tbslen) else {
+            return 0;
+        };
+        let out = Output::new(sig, siglen, sigsize);
         with_ctx(ctx, 0, |ctx: &mut Context| match size_query(out) {
             Ok(out) => sign(ctx, out, digest).into(),
             Err(answer) => answer,

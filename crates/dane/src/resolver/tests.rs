@@ -208,3 +208,37 @@ fn answers_live_for_their_ttl_capped_by_max_ttl() {
     assert!(lookup_asking(&r, &server, 0), "a 3600 s TTL capped at 60 s");
     assert!(lookup_asking(&r, &server, 30), "a TTL of 0 is not cached");
 }
+
+/// A leader whose own deadline is nearly spent fails within it; a follower with the whole
+/// look-up time-out left looks again instead of taking that failure (a client certificate
+/// with many names cannot make other handshakes fail for the name it looks up last).
+#[test]
+fn a_hurried_leader_does_not_fail_its_patient_followers() {
+    let server = HeldServer::start();
+    let r = resolver(&server, Arc::new(SystemClock));
+    let name = parse_name(NAME, RecordType::A).unwrap();
+    let hurried = Instant::now() + Duration::from_millis(300);
+    std::thread::scope(|s| {
+        let leader = s.spawn(|| r.resolve_name(&name, RecordType::A, Some(hurried)));
+        let query = server.next_query();
+        let follower = s.spawn(|| r.lookup(NAME, RecordType::A));
+        wait_until("the follower on the leader's flight", || {
+            callers_of(&r, NAME) == 2
+        });
+        assert!(
+            leader.join().unwrap().is_err(),
+            "the leader ran out of time"
+        );
+        // The follower asks again (leading a flight of its own) and, well within its own 5 s,
+        // gets the answer.
+        let again = server.next_query();
+        server.answer(again);
+        drop(query);
+        let result = follower.join().unwrap();
+        assert!(
+            result.is_ok(),
+            "a follower with no deadline got the leader's time-out: {}",
+            result.unwrap_err()
+        );
+    });
+}

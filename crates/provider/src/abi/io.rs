@@ -92,17 +92,21 @@ impl Drop for CoreBio {
     }
 }
 
-/// Bytes OpenSSL passes in as pointer and length (NULL with length 0 is the empty input).
+/// Bytes OpenSSL passes in as pointer and length (NULL with length 0 is the empty input). None
+/// for a length no buffer can have (over `isize::MAX`, or NULL with a length): the operation
+/// fails instead of reading what the caller never gave.
 ///
 /// # Safety
 /// `data` points to `len` readable bytes that outlive `'a`, or `len` is 0.
-pub unsafe fn bytes<'a>(data: *const c_uchar, len: usize) -> &'a [u8] {
-    if len == 0 || data.is_null() {
-        &[]
-    } else {
-        // SAFETY: the function's contract.
-        unsafe { std::slice::from_raw_parts(data, len) }
+pub unsafe fn bytes<'a>(data: *const c_uchar, len: usize) -> Option<&'a [u8]> {
+    if len == 0 {
+        return Some(&[]);
     }
+    if data.is_null() || len > isize::MAX as usize {
+        return None;
+    }
+    // SAFETY: the function's contract; the length is one a slice can have.
+    Some(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
 /// The caller's output buffer of a signature or secret: OpenSSL first asks for the size
@@ -113,8 +117,12 @@ pub enum Output<'a> {
     Buffer(OutBuf<'a>),
 }
 
+/// A buffer the caller says has `size` bytes. Kept as a pointer and a size, never as a slice:
+/// OpenSSL passes the application's own "big enough" (`*siglen`, up to `SIZE_MAX`) as the
+/// size, which no slice may claim; only the bytes written are ever touched.
 pub struct OutBuf<'a> {
-    buf: &'a mut [u8],
+    buf: *mut c_uchar,
+    size: usize,
     len: &'a mut usize,
 }
 
@@ -130,26 +138,26 @@ impl<'a> Output<'a> {
         Some(if buf.is_null() {
             Output::SizeQuery(len)
         } else {
-            // SAFETY: the function's contract.
-            let buf = unsafe { std::slice::from_raw_parts_mut(buf, size) };
-            Output::Buffer(OutBuf { buf, len })
+            Output::Buffer(OutBuf { buf, size, len })
         })
     }
 }
 
 impl OutBuf<'_> {
-    /// The buffer's size.
+    /// The buffer's size, as the caller gave it.
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.size
     }
 
     /// Copies `data` into the buffer and sets the length; false (nothing written) when it
     /// does not fit.
     pub fn write(self, data: &[u8]) -> bool {
-        let Some(target) = self.buf.get_mut(..data.len()) else {
+        if data.len() > self.size {
             return false;
-        };
-        target.copy_from_slice(data);
+        }
+        // SAFETY: `buf` has `size` writable bytes not overlapping `data` (the contract of
+        // `Output::new`), and `data.len() <= size`.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.buf, data.len()) };
         *self.len = data.len();
         true
     }
@@ -185,5 +193,38 @@ mod tests {
         assert_eq!((len, &buf[..2]), (2, &[9u8, 8][..]));
         // SAFETY: NULL length pointer.
         assert!(unsafe { Output::new(buf.as_mut_ptr(), std::ptr::null_mut(), 4) }.is_none());
+    }
+}
+
+#[cfg(test)]
+mod huge_sizes {
+    use super::*;
+
+    /// EVP_PKEY_sign passes the caller's *siglen as sigsize: a "big enough" SIZE_MAX works,
+    /// and is never made a slice longer than isize::MAX (undefined behaviour; an abort in
+    /// debug builds).
+    #[test]
+    fn a_huge_sigsize_is_not_a_slice() {
+        let mut buf = [0u8; 72];
+        let mut len = 0usize;
+        // SAFETY (of the call as the contract is written): a 72-byte buffer.
+        let out = unsafe { Output::new(buf.as_mut_ptr(), &mut len, usize::MAX) };
+        if let Some(Output::Buffer(out)) = out {
+            assert!(out.write(&[1, 2, 3]));
+        }
+        assert_eq!(len, 3);
+        assert_eq!(&buf[..4], &[1, 2, 3, 0]);
+    }
+
+    #[test]
+    fn an_input_length_no_buffer_can_have_is_refused() {
+        let data = [0u8; 4];
+        // SAFETY (of the calls as the contract is written): a 4-byte buffer, or none.
+        unsafe {
+            assert_eq!(bytes(data.as_ptr(), usize::MAX), None);
+            assert_eq!(bytes(std::ptr::null(), 4), None);
+            assert_eq!(bytes(std::ptr::null(), 0), Some(&[][..]));
+            assert_eq!(bytes(data.as_ptr(), 4), Some(&data[..]));
+        }
     }
 }
