@@ -234,7 +234,12 @@ int iotsafe_dane_peer_identity(const SSL *ssl, char *buf, size_t len);
 //   of its last call (for [`iotsafe_dane_verify_client`], which has no `SSL`; `OK` after a
 //   call that authenticated, `ERROR` after one that returned -1), or of a handshake it ran on a
 //   context configured by [`iotsafe_dane_ctx_enable_server_auth`] (for a library that frees
-//   its `SSL` before the application can ask, as libmosquitto does after a failed handshake).
+//   its `SSL` before the application can ask, as libmosquitto does after a failed handshake):
+//   `NOT_CHECKED` from the moment that handshake's check starts until it decides. Read once:
+//   the next read is `NOT_CHECKED` until the thread decides something again, so an answer
+//   for one connection is never taken for the next. A handshake that failed before the
+//   server's certificate was checked leaves what was there: read after each call or
+//   handshake, or ask with the `SSL` where the library lets you.
 //
 // Per `SSL` because a broker verifies many connections at once, on one thread or several: a
 // per-thread or per-handle "last" reason would be another connection's by the time the

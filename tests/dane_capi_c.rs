@@ -412,6 +412,31 @@ fn shared_handles_share_one_resolver_and_cache() {
     assert!(count("separate") > 0, "{:?}", lines[0]);
 }
 
+/// The thread's last reason (for callers whose library frees the SSL first) is read once and
+/// is NOT_CHECKED before anything was decided: an OK is never taken for a later connection.
+#[test]
+fn the_threads_last_reason_is_read_once() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let lines = rig.run(
+        "refuse",
+        &[
+            "thread-reason".into(),
+            step("verify", &format!("{dev}.crt")),
+            "thread-reason".into(),
+        ],
+    );
+    assert_eq!(
+        lines[0].0, "thread-reason=NOT_CHECKED",
+        "nothing decided yet"
+    );
+    assert_eq!(lines[1].0, "verify rc=1 reason=OK error=");
+    assert_eq!(
+        lines[2].0, "thread-reason=NOT_CHECKED",
+        "read once, by the verify step"
+    );
+}
+
 #[test]
 fn clearing_the_cache_ends_resumption_at_once() {
     let rig = Rig::new(300);

@@ -201,7 +201,9 @@ static NO_ERROR: [c_char; 1] = [0];
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-    static LAST_REASON: Cell<IotsafeDaneReason> = const { Cell::new(IotsafeDaneReason::Ok) };
+    /// Until a call or handshake of this thread decided something: nothing was checked.
+    static LAST_REASON: Cell<IotsafeDaneReason> =
+        const { Cell::new(IotsafeDaneReason::NotChecked) };
 }
 
 fn set_error(msg: &str) {
@@ -212,6 +214,11 @@ fn set_error(msg: &str) {
 fn set_reason(reason: IotsafeDaneReason) {
     // Only while the thread is being torn down can there be no thread-local left.
     let _ = LAST_REASON.try_with(|r| r.set(reason));
+}
+
+/// A context-level check started (NOT_CHECKED until it decides) or passed (OK).
+fn set_checked(why: Option<&Refusal>) {
+    set_reason(why.map_or(IotsafeDaneReason::Ok, IotsafeDaneReason::of));
 }
 
 /// A refusal reported in a handshake callback: the thread's last error and reason.
@@ -550,6 +557,7 @@ pub unsafe extern "C" fn iotsafe_dane_ctx_enable_server_auth(
             port,
             policy,
             on_refusal: Some(set_refusal),
+            on_checked: Some(set_checked),
         };
         // SAFETY: a live SSL_CTX, not NULL (checked above), borrowed without being freed.
         let mut builder = ManuallyDrop::new(unsafe { SslContextBuilder::from_ptr(ctx) });
@@ -738,7 +746,12 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
 ///   of its last call (for [`iotsafe_dane_verify_client`], which has no `SSL`; `OK` after a
 ///   call that authenticated, `ERROR` after one that returned -1), or of a handshake it ran on a
 ///   context configured by [`iotsafe_dane_ctx_enable_server_auth`] (for a library that frees
-///   its `SSL` before the application can ask, as libmosquitto does after a failed handshake).
+///   its `SSL` before the application can ask, as libmosquitto does after a failed handshake):
+///   `NOT_CHECKED` from the moment that handshake's check starts until it decides. Read once:
+///   the next read is `NOT_CHECKED` until the thread decides something again, so an answer
+///   for one connection is never taken for the next. A handshake that failed before the
+///   server's certificate was checked leaves what was there: read after each call or
+///   handshake, or ask with the `SSL` where the library lets you.
 ///
 /// Per `SSL` because a broker verifies many connections at once, on one thread or several: a
 /// per-thread or per-handle "last" reason would be another connection's by the time the
@@ -751,8 +764,9 @@ pub unsafe extern "C" fn iotsafe_dane_last_reason(
     ssl: *const openssl_sys::SSL,
 ) -> IotsafeDaneReason {
     if ssl.is_null() {
+        // Read once: a reason read for one connection is never taken for the next.
         return LAST_REASON
-            .try_with(Cell::get)
+            .try_with(|r| r.replace(IotsafeDaneReason::NotChecked))
             .unwrap_or(IotsafeDaneReason::Error);
     }
     catch_unwind(|| {

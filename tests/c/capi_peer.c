@@ -26,6 +26,7 @@
  *   verify=CERT[:CHAIN]  iotsafe_dane_verify_client on certificates read in C (with the
  *                  calling thread's iotsafe_dane_last_reason)
  *   queries        iotsafe_dane_queries_sent
+ *   thread-reason  iotsafe_dane_last_reason(NULL), the calling thread's last reason
  *   shared=CERT    two handles from iotsafe_dane_shared (as a plugin and a shim would make) and
  *                  one from iotsafe_dane_new each verify CERT: DNS queries sent through each, and
  *                  through the second shared handle before its first use
@@ -490,6 +491,9 @@ int main(int argc, char **argv)
 			printf("flush rc=%d\n", iotsafe_dane_clear_cache(dane));
 		else if (strcmp(step, "shared") == 0 && value)
 			shared(step, value, device_name);
+		else if (strcmp(step, "thread-reason") == 0)
+			printf("thread-reason=%s\n",
+			       iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)));
 		else if (strcmp(step, "queries") == 0)
 			printf("queries=%llu\n", (unsigned long long)iotsafe_dane_queries_sent(dane));
 		else if (strcmp(step, "bad-new") == 0) {

@@ -206,6 +206,8 @@ pub(crate) trait ChainVerifier: Send + Sync + 'static {
     /// Told when OpenSSL's verification of a prepared connection failed (e.g. no TLSA record
     /// matched: `X509_V_ERR_DANE_NO_MATCH`), with OpenSSL's result.
     fn rejected(&self, _ssl: &SslRef, _result: openssl::x509::X509VerifyResult) {}
+    /// Told that the chain passed.
+    fn accepted(&self, _ssl: &SslRef) {}
 }
 
 /// Replaces the chain verification of every connection made from `ctx` by: `verifier.prepare`
@@ -260,6 +262,8 @@ unsafe extern "C" fn verify_chain<V: ChainVerifier>(
                         let code = openssl_sys::X509_STORE_CTX_get_error(store);
                         let result = openssl::x509::X509VerifyResult::from_raw(code);
                         verifier.rejected(ssl_ref, result);
+                    } else {
+                        verifier.accepted(ssl_ref);
                     }
                     ok
                 }

@@ -355,6 +355,9 @@ pub struct ContextDane {
     /// Told why a connection was refused (`host:port: why`, and the refusal), e.g. to keep it
     /// as a last error. The refusal also stays on the connection's `SSL` ([`outcome`]).
     pub on_refusal: Option<fn(&str, &Refusal)>,
+    /// Told when a check starts (`Some(NotChecked)`) and when a server passed it (`None`), so
+    /// that a per-thread "last verdict" never outlives the handshake it belongs to.
+    pub on_checked: Option<fn(Option<&Refusal>)>,
 }
 
 impl ContextDane {
@@ -370,6 +373,9 @@ impl ContextDane {
 
 impl ossl::ChainVerifier for ContextDane {
     fn prepare(&self, ssl: &mut SslRef) -> Result<Vec<String>, Refusal> {
+        if let Some(checked) = self.on_checked {
+            checked(Some(&Refusal::NotChecked));
+        }
         let Some(host) = ssl
             .servername(openssl::ssl::NameType::HOST_NAME)
             .map(str::to_string)
@@ -382,6 +388,12 @@ impl ossl::ChainVerifier for ContextDane {
         tlsa.configure(ssl)
             .inspect_err(|why| self.report(Some(&tlsa.host), why))?;
         Ok(tlsa.names)
+    }
+
+    fn accepted(&self, _ssl: &SslRef) {
+        if let Some(checked) = self.on_checked {
+            checked(None);
+        }
     }
 
     fn rejected(&self, ssl: &SslRef, result: X509VerifyResult) {
