@@ -86,15 +86,17 @@ const char *iotsafe_dane_last_error(void);
 iotsafe_dane *iotsafe_dane_new(const char *resolver, const char *trust_anchor_file);
 
 // Creates a handle on the process-wide resolver for this `resolver` and `trust_anchor_file`
-// (as [`iotsafe_dane_new`] reads them): every handle made by this function with the same two
-// arguments shares one resolver and its cache, whoever made it (a broker plugin, the preload
-// shim, the application), so a record is looked up once per process and a cache cleared
-// through one handle is cleared for all. The allowed domains and CA file stay per handle. The
+// (as [`iotsafe_dane_new`] reads them): every handle made by this function with the same
+// resolver address and the same trust anchor (the file's text as read now, not its name)
+// shares one resolver and its cache, whoever made it (a broker plugin, the preload shim, the
+// application), so a record is looked up once per process and a cache cleared through one
+// handle is cleared for all. A trust anchor file replaced in place gets a resolver of its own. The allowed domains and CA file stay per handle. The
 // resolver lives while a handle on it does. Free each handle with [`iotsafe_dane_free`].
 //
 // # Safety
 // As [`iotsafe_dane_new`].
-iotsafe_dane *iotsafe_dane_shared(const char *resolver, const char *trust_anchor_file);
+iotsafe_dane *iotsafe_dane_shared(const char *resolver,
+                                  const char *trust_anchor_file);
 
 // Frees a handle (NULL is fine). Contexts configured with it keep their own reference to the
 // resolver.

@@ -437,6 +437,19 @@ fn the_threads_last_reason_is_read_once() {
     );
 }
 
+/// A trust anchor file replaced in place (a root key roll-over) is not served by the resolver
+/// made from its old text: shared handles are keyed by the anchor's text, not its file name.
+#[test]
+fn a_replaced_trust_anchor_file_gets_a_resolver_of_its_own() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let lines = rig.run("refuse", &[step("anchor-roll", &format!("{dev}.crt"))]);
+    let count = |key: &str| -> i64 { lines[0].get(key).parse().unwrap() };
+    assert!(count("first") > 0, "{:?}", lines[0]);
+    assert_eq!(count("after_before_use"), 0, "{:?}", lines[0]);
+    assert!(count("second") > 0, "{:?}", lines[0]);
+}
+
 #[test]
 fn clearing_the_cache_ends_resumption_at_once() {
     let rig = Rig::new(300);

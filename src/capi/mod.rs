@@ -301,20 +301,15 @@ pub unsafe extern "C" fn iotsafe_dane_new(
     trust_anchor_file: *const c_char,
 ) -> *mut IotsafeDane {
     // SAFETY: the arguments as this function's contract says.
-    unsafe {
-        new_handle(resolver, trust_anchor_file, |key| {
-            Resolver::new(key.config()?)
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
-    }
+    unsafe { new_handle(resolver, trust_anchor_file, |spec| spec.resolver()) }
 }
 
 /// Creates a handle on the process-wide resolver for this `resolver` and `trust_anchor_file`
-/// (as [`iotsafe_dane_new`] reads them): every handle made by this function with the same two
-/// arguments shares one resolver and its cache, whoever made it (a broker plugin, the preload
-/// shim, the application), so a record is looked up once per process and a cache cleared
-/// through one handle is cleared for all. The allowed domains and CA file stay per handle. The
+/// (as [`iotsafe_dane_new`] reads them): every handle made by this function with the same
+/// resolver address and the same trust anchor (the file's text as read now, not its name)
+/// shares one resolver and its cache, whoever made it (a broker plugin, the preload shim, the
+/// application), so a record is looked up once per process and a cache cleared through one
+/// handle is cleared for all. A trust anchor file replaced in place gets a resolver of its own. The allowed domains and CA file stay per handle. The
 /// resolver lives while a handle on it does. Free each handle with [`iotsafe_dane_free`].
 ///
 /// # Safety
@@ -328,14 +323,17 @@ pub unsafe extern "C" fn iotsafe_dane_shared(
     unsafe { new_handle(resolver, trust_anchor_file, shared_resolver) }
 }
 
-/// What makes two resolvers the same: the server asked and where the trust anchor comes from.
-#[derive(Clone, PartialEq, Eq)]
-struct ResolverKey {
+/// What a handle's resolver is made from. Two shared handles share a resolver when the server
+/// asked and the trust anchor's text are the same: the text as read now, not the file's name,
+/// so a trust anchor file replaced in place (a root key roll-over) gets a resolver of its own,
+/// and one path that names another file after a `chdir` is not taken for the first.
+struct ResolverSpec {
     server: std::net::SocketAddr,
-    trust_anchor_file: Option<PathBuf>,
+    /// The trust anchor file and its text (None: the IANA root keys).
+    anchor: Option<(PathBuf, String)>,
 }
 
-impl ResolverKey {
+impl ResolverSpec {
     /// # Safety
     /// As [`iotsafe_dane_new`].
     unsafe fn parse(
@@ -350,39 +348,65 @@ impl ResolverKey {
             None => std::net::SocketAddr::from(([127, 0, 0, 1], 53)),
         };
         // SAFETY: as above.
-        let trust_anchor_file = unsafe { opt_str(trust_anchor_file) }?.map(PathBuf::from);
-        Ok(ResolverKey {
-            server,
-            trust_anchor_file,
-        })
+        let anchor = match unsafe { opt_str(trust_anchor_file) }? {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("trust anchor file {path}: {e}"))?;
+                Some((PathBuf::from(path), text))
+            }
+            None => None,
+        };
+        Ok(ResolverSpec { server, anchor })
     }
 
-    fn config(&self) -> Result<ResolverConfig, String> {
-        let anchor = match &self.trust_anchor_file {
-            Some(path) => TrustAnchor::from_file(path).map_err(|e| e.to_string())?,
+    fn same_resolver(&self, other: &ResolverSpec) -> bool {
+        let text = |spec: &ResolverSpec| spec.anchor.as_ref().map(|(_, text)| text.clone());
+        self.server == other.server && text(self) == text(other)
+    }
+
+    fn resolver(&self) -> Result<Arc<Resolver>, String> {
+        let anchor = match &self.anchor {
+            Some((path, text)) => text
+                .parse::<TrustAnchor>()
+                .map_err(|e| format!("{}: {e}", path.display()))?,
             None => TrustAnchor::iana_root(),
         };
-        Ok(ResolverConfig::new(self.server, anchor))
+        Resolver::new(ResolverConfig::new(self.server, anchor))
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
     }
 }
 
 /// The resolvers [`iotsafe_dane_shared`] hands out, held weakly: the last handle on one ends it.
-static SHARED_RESOLVERS: Mutex<Vec<(ResolverKey, std::sync::Weak<Resolver>)>> =
+static SHARED_RESOLVERS: Mutex<Vec<(ResolverSpec, std::sync::Weak<Resolver>)>> =
     Mutex::new(Vec::new());
 
-fn shared_resolver(key: &ResolverKey) -> Result<Arc<Resolver>, String> {
-    let mut shared = SHARED_RESOLVERS.lock().unwrap_or_else(|p| p.into_inner());
-    shared.retain(|(_, resolver)| resolver.strong_count() > 0);
-    if let Some(resolver) = shared
-        .iter()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, resolver)| resolver.upgrade())
-    {
+fn shared_resolver(spec: ResolverSpec) -> Result<Arc<Resolver>, String> {
+    let existing = |spec: &ResolverSpec| {
+        let mut shared = SHARED_RESOLVERS.lock().unwrap_or_else(|p| p.into_inner());
+        shared.retain(|(_, resolver)| resolver.strong_count() > 0);
+        shared
+            .iter()
+            .find(|(s, _)| s.same_resolver(spec))
+            .and_then(|(_, resolver)| resolver.upgrade())
+    };
+    if let Some(resolver) = existing(&spec) {
         return Ok(resolver);
     }
-    let resolver = Arc::new(Resolver::new(key.config()?).map_err(|e| e.to_string())?);
-    shared.push((key.clone(), Arc::downgrade(&resolver)));
-    Ok(resolver)
+    // Made without the lock: a resolver fetches its trust anchor's keys (up to the look-up
+    // time-out), which must not hold every other caller (or a forked child) waiting.
+    let made = spec.resolver()?;
+    let mut shared = SHARED_RESOLVERS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(resolver) = shared
+        .iter()
+        .find(|(s, _)| s.same_resolver(&spec))
+        .and_then(|(_, resolver)| resolver.upgrade())
+    {
+        // Another caller made one meanwhile: one resolver per specification still.
+        return Ok(resolver);
+    }
+    shared.push((spec, Arc::downgrade(&made)));
+    Ok(made)
 }
 
 /// # Safety
@@ -390,14 +414,14 @@ fn shared_resolver(key: &ResolverKey) -> Result<Arc<Resolver>, String> {
 unsafe fn new_handle(
     resolver: *const c_char,
     trust_anchor_file: *const c_char,
-    make_resolver: impl FnOnce(&ResolverKey) -> Result<Arc<Resolver>, String>,
+    make_resolver: impl FnOnce(ResolverSpec) -> Result<Arc<Resolver>, String>,
 ) -> *mut IotsafeDane {
     let mut out: *mut IotsafeDane = std::ptr::null_mut();
     guard(|| {
         // SAFETY: the arguments as the caller's contract says.
-        let key = unsafe { ResolverKey::parse(resolver, trust_anchor_file) }?;
+        let spec = unsafe { ResolverSpec::parse(resolver, trust_anchor_file) }?;
         out = Box::into_raw(Box::new(IotsafeDane {
-            resolver: make_resolver(&key)?,
+            resolver: make_resolver(spec)?,
             settings: Mutex::default(),
             verifier: ClientVerifier::new(Vec::new(), None).into(),
         }));

@@ -27,6 +27,9 @@
  *                  calling thread's iotsafe_dane_last_reason)
  *   queries        iotsafe_dane_queries_sent
  *   thread-reason  iotsafe_dane_last_reason(NULL), the calling thread's last reason
+ *   anchor-roll=CERT  a shared handle on a copy of the trust anchor file verifies CERT; the file
+ *                  is then replaced in place (its text changes, a root key roll-over) and a
+ *                  second shared handle is made with the same arguments: queries each has sent
  *   shared=CERT    two handles from iotsafe_dane_shared (as a plugin and a shim would make) and
  *                  one from iotsafe_dane_new each verify CERT: DNS queries sent through each, and
  *                  through the second shared handle before its first use
@@ -315,6 +318,48 @@ static void shared(const char *step, const char *path, const char *name)
 	iotsafe_dane_free(own);
 }
 
+static void copy_file(const char *from, const char *to, const char *extra)
+{
+	FILE *in = fopen(from, "r"), *out = fopen(to, "w");
+	if (!in || !out)
+		die("copy trust anchor");
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+		fwrite(buf, 1, n, out);
+	fputs(extra, out);
+	fclose(in);
+	fclose(out);
+}
+
+static void anchor_roll(const char *step, const char *path, const char *name)
+{
+	const char *resolver = getenv("IOTSAFE_DANE_RESOLVER");
+	const char *anchor = getenv("IOTSAFE_DANE_TRUST_ANCHOR");
+	char copy[] = "/tmp/capi_peer_anchor_XXXXXX";
+	int fd = mkstemp(copy);
+	if (fd < 0 || !anchor)
+		die("anchor copy");
+	close(fd);
+	copy_file(anchor, copy, "");
+	iotsafe_dane *before = iotsafe_dane_shared(resolver, copy);
+	if (!before)
+		die("iotsafe_dane_shared");
+	long long first = verify_through(before, path, name);
+	/* The same keys, another text: as a rolled trust anchor file is. */
+	copy_file(anchor, copy, "; replaced in place\n");
+	iotsafe_dane *after = iotsafe_dane_shared(resolver, copy);
+	if (!after)
+		die("iotsafe_dane_shared");
+	unsigned long long after_before_use = iotsafe_dane_queries_sent(after);
+	long long second = verify_through(after, path, name);
+	printf("%s first=%lld after_before_use=%llu second=%lld\n", step, first, after_before_use,
+	       second);
+	iotsafe_dane_free(before);
+	iotsafe_dane_free(after);
+	unlink(copy);
+}
+
 static SSL_CTX *client_ctx(const char *name, int server_auth)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -491,6 +536,8 @@ int main(int argc, char **argv)
 			printf("flush rc=%d\n", iotsafe_dane_clear_cache(dane));
 		else if (strcmp(step, "shared") == 0 && value)
 			shared(step, value, device_name);
+		else if (strcmp(step, "anchor-roll") == 0 && value)
+			anchor_roll(step, value, device_name);
 		else if (strcmp(step, "thread-reason") == 0)
 			printf("thread-reason=%s\n",
 			       iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)));
