@@ -68,6 +68,54 @@ fn the_core_library_has_no_command_line_parser() {
     );
 }
 
+/// The workspace's members, as the root manifest lists them.
+fn members() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(root.join("Cargo.toml")).expect("manifest");
+    let start = text.find("members = [").expect("a members list") + "members = [".len();
+    let end = start + text[start..].find(']').expect("end of the members list");
+    text[start..end]
+        .split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// Adapters (a broker plugin, the preload shim, whatever comes next) reach the library through
+/// its C ABI and link -liotsafe_dane: a Rust crate depending on the core crates would embed a
+/// second copy of the resolver cache and card connection in the process that loads it. Only
+/// the layers themselves, the core library and the command-line tool (a program of its own)
+/// may depend on them.
+#[test]
+fn adapters_use_the_c_abi_not_the_core_crates() {
+    const CORE: [&str; 5] = [
+        "iotsafe-dane",
+        "dane",
+        "iotsafe-provider",
+        "iotsafe-card",
+        "iotsafe-hex",
+    ];
+    const LAYERS: [&str; 6] = [
+        ".",
+        "crates/hex",
+        "crates/card",
+        "crates/dane",
+        "crates/provider",
+        "cli",
+    ];
+    let members = members();
+    assert!(members.iter().any(|m| m == "cli"), "{members:?}");
+    for member in members.iter().filter(|m| !LAYERS.contains(&m.as_str())) {
+        let deps = dependencies(&format!("{member}/Cargo.toml"));
+        let core: Vec<&&str> = CORE.iter().filter(|c| deps.contains(**c)).collect();
+        assert!(
+            core.is_empty(),
+            "{member} depends on {core:?}: adapters link the core library's C ABI \
+             (-liotsafe_dane), one copy per process"
+        );
+    }
+}
+
 /// Only the provider's entry point and the C API leave libiotsafe_dane.so: a Rust symbol
 /// exported from it would invite an adapter to link the layers again (a second copy of the
 /// state in one process).
