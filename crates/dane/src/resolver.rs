@@ -34,6 +34,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,9 @@ struct Shared {
     net: Mutex<Arc<Net>>,
     cache: Mutex<Cache>,
     flights: Flights<CacheKey, Landed>,
+    /// Bumped by [`Resolver::clear_cache`]: an answer fetched before a clear does not go back
+    /// into the cache after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// The three locks of a [`Shared`], taken in the order the code nests them (`net` before
@@ -169,6 +173,7 @@ impl Resolver {
             net: Mutex::new(Arc::new(net)),
             cache: Mutex::new(TtlLru::new(config.cache_entries)),
             flights: Flights::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         });
         fork_guard::register(&shared);
         Ok(Self {
@@ -199,7 +204,11 @@ impl Resolver {
     /// Forgets every cached answer and validation result (for an operator's "flush", and to
     /// measure cold look-ups).
     pub fn clear_cache(&self) {
-        lock(&self.shared.cache).clear();
+        {
+            let mut cache = lock(&self.shared.cache);
+            self.shared.generation.fetch_add(1, SeqCst);
+            cache.clear();
+        }
         let mut net = lock(&self.shared.net);
         if net.pid != std::process::id() {
             return; // a forked child's first look-up builds a fresh validator anyway
@@ -303,6 +312,7 @@ impl Resolver {
             };
             let hurried_until =
                 (limit < self.config.lookup_timeout).then(|| Instant::now() + limit);
+            let generation = self.shared.generation.load(SeqCst);
             // A leader that finds the answer cached now lost a race with a flight that just ended.
             let result = match self.cached(&key) {
                 Some(answer) => Ok(answer),
@@ -316,7 +326,7 @@ impl Resolver {
                     }),
             };
             if let Ok(answer) = &result {
-                self.store(key, answer.clone());
+                self.store(key, answer.clone(), generation);
             }
             leader.land((result.clone(), hurried_until));
             return result;
@@ -328,7 +338,9 @@ impl Resolver {
         lock(&self.shared.cache).get(key, now)
     }
 
-    fn store(&self, key: CacheKey, answer: Arc<Answer>) {
+    /// Keeps `answer`, fetched in cache `generation`, for its TTL (unless the cache was cleared
+    /// since it was fetched).
+    fn store(&self, key: CacheKey, answer: Arc<Answer>, generation: u64) {
         let ttl = match answer.proof {
             Proof::Bogus => self.config.bogus_ttl,
             Proof::Indeterminate => return,
@@ -338,7 +350,10 @@ impl Resolver {
             return;
         }
         let expires = self.clock.now() + ttl;
-        lock(&self.shared.cache).insert(key, answer, expires);
+        let mut cache = lock(&self.shared.cache);
+        if self.shared.generation.load(SeqCst) == generation {
+            cache.insert(key, answer, expires);
+        }
     }
 
     /// The time a look-up of `key` may take: the look-up time-out, or less before `deadline`;

@@ -37,6 +37,12 @@ pub(crate) struct Wire<H> {
 pub(crate) struct WireState {
     queries: AtomicU64,
     clock: Arc<dyn Clock>,
+    /// The longest a chain RRset is kept, whatever its TTL says (a TTL is not signed: an
+    /// on-path attacker could otherwise pin an expiring key set).
+    max_ttl: Duration,
+    /// Bumped by [`WireState::clear`]: a query sent before a clear lands after it without
+    /// putting its pre-clear answer back.
+    generation: AtomicU64,
     chain: Mutex<Chain>,
 }
 
@@ -48,10 +54,12 @@ struct Chain {
 }
 
 impl WireState {
-    pub(crate) fn new(capacity: usize, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub(crate) fn new(capacity: usize, max_ttl: Duration, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(Self {
             queries: AtomicU64::new(0),
             clock,
+            max_ttl,
+            generation: AtomicU64::new(0),
             chain: Mutex::new(Chain {
                 ready: TtlLru::new(capacity.max(16)),
                 in_flight: HashMap::new(),
@@ -66,6 +74,7 @@ impl WireState {
 
     pub(crate) fn clear(&self) {
         let mut chain = self.chain();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         chain.ready.clear();
         chain.in_flight.clear();
     }
@@ -74,12 +83,17 @@ impl WireState {
         self.chain.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The query for `key` has landed: kept for its TTL when it has one.
-    fn store(&self, key: Key, result: &WireResult) {
+    /// The query for `key`, sent in `generation`, has landed: kept for its TTL (at most
+    /// `max_ttl`) when it has one, unless the cache was cleared since it was sent.
+    fn store(&self, key: Key, result: &WireResult, generation: u64) {
         let mut chain = self.chain();
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
         chain.in_flight.remove(&key);
         if let Some(ttl) = ttl_of(result).filter(|ttl| *ttl > 0) {
-            let expires = self.clock.now() + Duration::from_secs(ttl.into());
+            let ttl = Duration::from_secs(ttl.into()).min(self.max_ttl);
+            let expires = self.clock.now() + ttl;
             chain.ready.insert(key, result.clone(), expires);
         }
     }
@@ -96,25 +110,27 @@ impl<H: DnsHandle> Wire<H> {
     }
 
     fn send_chain(&self, key: Key, request: DnsRequest) -> BoxFuture<'static, WireResult> {
-        let shared = {
+        let (shared, generation) = {
             let now = self.state.clock.now();
             let mut chain = self.state.chain();
+            let generation = self.state.generation.load(Ordering::SeqCst);
             if let Some(result) = chain.ready.get(&key, now) {
                 return async move { result }.boxed();
             }
-            match chain.in_flight.get(&key) {
+            let shared = match chain.in_flight.get(&key) {
                 Some(shared) => shared.clone(),
                 None => {
                     let shared = self.send_uncached(request).shared();
                     chain.in_flight.insert(key.clone(), shared.clone());
                     shared
                 }
-            }
+            };
+            (shared, generation)
         };
         let state = self.state.clone();
         async move {
             let result = shared.await;
-            state.store(key, &result);
+            state.store(key, &result, generation);
             result
         }
         .boxed()

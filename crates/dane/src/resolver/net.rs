@@ -94,7 +94,7 @@ impl Net {
         clock: &Arc<dyn Clock>,
     ) -> Result<(Self, Arc<TrustAnchors>), ResolveError> {
         let runtime = Arc::new(DnsRuntime::start()?);
-        let wire = WireState::new(config.cache_entries, clock.clone());
+        let wire = WireState::new(config.cache_entries, config.max_ttl, clock.clone());
         let anchors = match &config.validation {
             Validation::TrustAdBit => Arc::new(TrustAnchors::empty()),
             Validation::TrustAnchor(anchor) => {
@@ -119,7 +119,7 @@ impl Net {
         anchors: &Arc<TrustAnchors>,
     ) -> Result<Self, ResolveError> {
         let runtime = Arc::new(DnsRuntime::start()?);
-        let wire = WireState::new(config.cache_entries, clock.clone());
+        let wire = WireState::new(config.cache_entries, config.max_ttl, clock.clone());
         Self::with_runtime(config, runtime, wire, anchors)
     }
 

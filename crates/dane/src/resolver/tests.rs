@@ -242,3 +242,29 @@ fn a_hurried_leader_does_not_fail_its_patient_followers() {
         );
     });
 }
+
+/// An answer that was in flight when the cache was cleared is returned to its caller but not
+/// kept: the next look-up asks again (a cleared cache ends what it held at once).
+#[test]
+fn an_answer_in_flight_across_a_clear_is_not_kept() {
+    let server = HeldServer::start();
+    let r = resolver(&server, Arc::new(SystemClock));
+    std::thread::scope(|s| {
+        let lookup = s.spawn(|| r.lookup(NAME, RecordType::A));
+        let query = server.next_query();
+        r.clear_cache();
+        server.answer_with_ttl(query, 300);
+        lookup
+            .join()
+            .unwrap()
+            .expect("the answer still reaches its caller");
+    });
+    assert!(
+        lookup_asking(&r, &server, 300),
+        "asked again after the clear"
+    );
+    assert!(
+        lookup_cached(&r),
+        "an answer fetched after the clear is kept"
+    );
+}
