@@ -236,6 +236,10 @@ fn a_public_key_in_an_object_of_its_own() {
     let by_id = ok(rig.iotsafe(&["--pub-id", "03", "pubkey"]));
     assert_eq!(by_label, by_id);
     provider_tls_server_handshake(&rig, &["--pub-id", "03"]);
+    // The key reference names the public key object, so the provider finds it.
     let keyref = std::fs::read_to_string(path(&rig, "dev.keyref.pem")).unwrap();
-    assert!(!keyref.is_empty());
+    let body: String = keyref.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = openssl::base64::decode_block(&body).unwrap();
+    let uri = String::from_utf8_lossy(&der);
+    assert!(uri.contains("pub-id=03"), "{uri}");
 }
