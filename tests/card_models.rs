@@ -224,13 +224,20 @@ fn a_public_key_in_an_object_of_its_own() {
             .any(|l| l.starts_with("public") && l.contains("id 03  label \"DEVICE-PUB\"")),
         "{objects}"
     );
-    let without = rig.iotsafe(&["pubkey"]);
-    assert!(!without.status.success());
-    assert!(
-        stderr(&without).contains("public key id 01 not found"),
-        "{}",
-        stderr(&without)
-    );
+    // Without naming it, the tool says where the public keys are rather than guessing.
+    for command in [&["pubkey"][..], &["keyref", "--out", "/dev/null"]] {
+        let without = rig.iotsafe(command);
+        assert!(!without.status.success());
+        assert!(
+            stderr(&without).contains("public key id 01 not found")
+                && stderr(&without).contains(
+                    "the card's public keys: id 03 label \"DEVICE-PUB\" (name the key's own \
+                     with --pub-id or --pub-label)"
+                ),
+            "{command:?}: {}",
+            stderr(&without)
+        );
+    }
     tool_sign_and_verify(&rig, &["--pub-id", "03"]);
     let by_label = ok(rig.iotsafe(&["--pub-label", "DEVICE-PUB", "pubkey"]));
     let by_id = ok(rig.iotsafe(&["--pub-id", "03", "pubkey"]));

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
 use iotsafe_card::applet::MAX_RANDOM;
 use iotsafe_card::transport::pcsc;
-use iotsafe_card::{Applet, HashAlg, ObjectRef, PublicKey, Target};
+use iotsafe_card::{Applet, Error, HashAlg, ObjectKind, ObjectRef, PublicKey, Target};
 use iotsafe_hex as hex;
 use iotsafe_provider::keys;
 use openssl::x509::X509;
@@ -257,8 +257,37 @@ fn certificate(options: &CardOptions) -> Result<X509, String> {
 
 fn public_key_pem(options: &CardOptions, applet: &mut Applet) -> Result<Vec<u8>, String> {
     let key = options.public()?;
-    let public = applet.public_key(&key).map_err(|e| e.to_string())?;
+    let public = applet
+        .public_key(&key)
+        .map_err(|e| public_key_hint(options, applet, e))?;
     pem_of(&key, &public)
+}
+
+/// The message of a failed public key read. When the key was looked up under the private
+/// key's own name and is not there, the card may keep it in an object of its own: the
+/// message lists the card's public keys (the host does not guess which one pairs).
+fn public_key_hint(options: &CardOptions, applet: &mut Applet, error: Error) -> String {
+    let named = options.pub_id.is_some() || options.pub_label.is_some();
+    if named || !matches!(error, Error::NotFound { .. }) {
+        return error.to_string();
+    }
+    let publics: Vec<String> = applet
+        .objects()
+        .unwrap_or_default()
+        .iter()
+        .filter(|object| object.kind == ObjectKind::PublicKey)
+        .map(|object| match &object.label {
+            Some(label) => format!("id {} label {label:?}", hex::encode(&object.id)),
+            None => format!("id {}", hex::encode(&object.id)),
+        })
+        .collect();
+    if publics.is_empty() {
+        return error.to_string();
+    }
+    format!(
+        "{error}; the card's public keys: {} (name the key's own with --pub-id or --pub-label)",
+        publics.join(", ")
+    )
 }
 
 /// The PEM SubjectPublicKeyInfo of a card key; fails when the point is not on its curve.
@@ -359,7 +388,9 @@ fn keyref(options: &CardOptions, out: &str, with_cert: bool) -> Result<(), Strin
     let target = options.target()?;
     let mut applet = target.connect().map_err(|e| e.to_string())?;
     let public = options.public()?;
-    applet.read_public_key(&public).map_err(|e| e.to_string())?;
+    applet
+        .read_public_key(&public)
+        .map_err(|e| public_key_hint(options, &mut applet, e))?;
     let uri = KeyUri {
         target,
         object: None,
