@@ -113,7 +113,7 @@ struct Cli {
     #[arg(long, value_name = "S")]
     pub_key_label: Option<String>,
     // -- end of the card model block.
-    /// CLA of the applet commands on channel n: 00 -> 0x0n, 80 -> 0x8n
+    /// CLA of the applet commands on channel n: 00 -> 0n (4x on 4..19), 80 -> 8n (Cx)
     #[arg(long, value_enum, default_value = "00")]
     cla_style: ClaArg,
     /// Curve of the card's EC keys (keys in a state file must be on it)
