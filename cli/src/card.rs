@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
 use iotsafe_card::applet::MAX_RANDOM;
 use iotsafe_card::transport::pcsc;
-use iotsafe_card::{Applet, HashAlg, ObjectRef, PublicKey, Target};
+use iotsafe_card::{Applet, Error, HashAlg, ObjectKind, ObjectRef, PublicKey, Target};
 use iotsafe_hex as hex;
 use iotsafe_provider::keys;
 use openssl::x509::X509;
@@ -43,6 +43,13 @@ pub struct CardOptions {
     /// Private (and public) key label.
     #[arg(long, global = true)]
     key_label: Option<String>,
+    /// Public key id in hex, for applets that keep the public key in an object of its own
+    /// [default: the private key's id or label].
+    #[arg(long, global = true, conflicts_with = "pub_label")]
+    pub_id: Option<String>,
+    /// Public key label, for applets that keep the public key in an object of its own.
+    #[arg(long, global = true)]
+    pub_label: Option<String>,
     /// Certificate file id in hex.
     #[arg(
         long,
@@ -74,6 +81,8 @@ impl CardOptions {
             ("cla-style", self.cla_style.as_deref()),
             ("channel", self.basic_channel.then_some("basic")),
             (key.0, Some(key.1)),
+            ("pub-id", self.pub_id.as_deref()),
+            ("pub-label", self.pub_label.as_deref()),
             (cert.0, Some(cert.1)),
         ];
         let mut target = Target::default();
@@ -92,6 +101,15 @@ impl CardOptions {
 
     fn key(&self) -> Result<ObjectRef, String> {
         self.target()?.key.ok_or_else(|| "no key named".to_string())
+    }
+
+    /// The public key of the pair: the one named, or the private key's own name.
+    fn public(&self) -> Result<ObjectRef, String> {
+        let target = self.target()?;
+        target
+            .public
+            .or(target.key)
+            .ok_or_else(|| "no key named".to_string())
     }
 
     fn cert(&self) -> Result<ObjectRef, String> {
@@ -238,9 +256,38 @@ fn certificate(options: &CardOptions) -> Result<X509, String> {
 }
 
 fn public_key_pem(options: &CardOptions, applet: &mut Applet) -> Result<Vec<u8>, String> {
-    let key = options.key()?;
-    let public = applet.public_key(&key).map_err(|e| e.to_string())?;
+    let key = options.public()?;
+    let public = applet
+        .public_key(&key)
+        .map_err(|e| public_key_hint(options, applet, e))?;
     pem_of(&key, &public)
+}
+
+/// The message of a failed public key read. When the key was looked up under the private
+/// key's own name and is not there, the card may keep it in an object of its own: the
+/// message lists the card's public keys (the host does not guess which one pairs).
+fn public_key_hint(options: &CardOptions, applet: &mut Applet, error: Error) -> String {
+    let named = options.pub_id.is_some() || options.pub_label.is_some();
+    if named || !matches!(error, Error::NotFound { .. }) {
+        return error.to_string();
+    }
+    let publics: Vec<String> = applet
+        .objects()
+        .unwrap_or_default()
+        .iter()
+        .filter(|object| object.kind == ObjectKind::PublicKey)
+        .map(|object| match &object.label {
+            Some(label) => format!("id {} label {label:?}", hex::encode(&object.id)),
+            None => format!("id {}", hex::encode(&object.id)),
+        })
+        .collect();
+    if publics.is_empty() {
+        return error.to_string();
+    }
+    format!(
+        "{error}; the card's public keys: {} (name the key's own with --pub-id or --pub-label)",
+        publics.join(", ")
+    )
 }
 
 /// The PEM SubjectPublicKeyInfo of a card key; fails when the point is not on its curve.
@@ -340,8 +387,10 @@ fn keyref(options: &CardOptions, out: &str, with_cert: bool) -> Result<(), Strin
     use iotsafe_provider::uri::{keyref_pem, KeyUri};
     let target = options.target()?;
     let mut applet = target.connect().map_err(|e| e.to_string())?;
-    let key = options.key()?;
-    applet.read_public_key(&key).map_err(|e| e.to_string())?;
+    let public = options.public()?;
+    applet
+        .read_public_key(&public)
+        .map_err(|e| public_key_hint(options, &mut applet, e))?;
     let uri = KeyUri {
         target,
         object: None,
@@ -402,6 +451,25 @@ mod tests {
     }
 
     #[test]
+    fn a_public_key_of_its_own_is_named_in_the_target() {
+        let card = options(&["--pub-id", "03"]);
+        assert_eq!(card.public().unwrap(), ObjectRef::Id(vec![3]));
+        assert_eq!(card.key().unwrap(), ObjectRef::Id(vec![1]));
+        let printed = card.target().unwrap().attributes();
+        assert!(
+            printed.contains(&("pub-id", "03".to_string())),
+            "{printed:?}"
+        );
+        let card = options(&["--pub-label", "DEVICE-PUB"]);
+        assert_eq!(
+            card.public().unwrap(),
+            ObjectRef::Label("DEVICE-PUB".into())
+        );
+        // Without either, the private key's own name.
+        assert_eq!(options(&[]).public().unwrap(), ObjectRef::Id(vec![1]));
+    }
+
+    #[test]
     fn a_bad_value_is_refused_naming_the_option() {
         for (args, start) in [
             (&["--key-id", "zz"][..], "--key-id: "),
@@ -410,6 +478,7 @@ mod tests {
                 "--aid 'A000': an AID has 5 to 16 bytes",
             ),
             (&["--cla-style", "42"][..], "--cla-style must be 00 or 80"),
+            (&["--pub-id", "0x"][..], "--pub-id: "),
         ] {
             let e = options(args).target().unwrap_err();
             assert!(e.starts_with(start), "{args:?}: {e}");

@@ -11,7 +11,7 @@ mod state;
 mod tlv;
 mod vpcd;
 
-use applet::{Applet, ClaStyle, Config, SigLen};
+use applet::{Applet, ClaStyle, Config, SigLen, MAX_CHANNELS, NAMED_AIDS};
 use clap::{Parser, ValueEnum};
 use provision::Layout;
 use state::{ObjRef, Store};
@@ -34,6 +34,16 @@ enum CurveArg {
     P256,
     #[value(name = "brainpoolP256r1")]
     BrainpoolP256r1,
+}
+
+/// Where the device's public key lives relative to its private key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LayoutArg {
+    /// Private and public key objects share id and label.
+    Combined,
+    /// The public key is an object of its own: id 03 and label "<key label>-PUB" unless
+    /// --pub-key-id / --pub-key-label say otherwise.
+    Separate,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -75,10 +85,10 @@ struct Cli {
     /// Id of the device private key
     #[arg(long, value_name = "HEX", default_value = "01")]
     key_id: String,
-    /// Id of the device public key [default: the private key id]
+    /// Id of the device public key [default: the private key id; 03 with --layout separate]
     #[arg(long, value_name = "HEX")]
     pub_key_id: Option<String>,
-    /// Label shared by the device private and public keys
+    /// Label of the device private key (and of its public key with --layout combined)
     #[arg(long, value_name = "S", default_value = "DEVICE")]
     key_label: String,
     /// Id of the certificate file
@@ -87,10 +97,23 @@ struct Cli {
     /// Label of the certificate file
     #[arg(long, value_name = "S", default_value = "DEVICE-CERT")]
     cert_label: String,
-    /// Applet AID (repeat for several); default GSMA A0000005590010
-    #[arg(long = "aid", value_name = "HEX")]
+    // -- Which real card is played: applet AIDs, logical channels, key object layout.
+    /// Applet AID in hex, or gsma, thales or cira (repeat for several); default gsma
+    #[arg(long = "aid", value_name = "HEX|NAME")]
     aids: Vec<String>,
-    /// CLA of the applet commands on channel n: 00 -> 0x0n, 80 -> 0x8n
+    /// Logical channels including the basic one, 1 (none) to 20 (channels 0..19, as UICCs)
+    #[arg(long, value_name = "N", default_value_t = applet::DEFAULT_CHANNELS)]
+    channels: usize,
+    /// Key object layout: the public key shares the private key's id and label, or is an
+    /// object of its own
+    #[arg(long, value_enum, default_value = "combined")]
+    layout: LayoutArg,
+    /// Label of the device public key [default: the key label; "<key label>-PUB" with
+    /// --layout separate]
+    #[arg(long, value_name = "S")]
+    pub_key_label: Option<String>,
+    // -- end of the card model block.
+    /// CLA of the applet commands on channel n: 00 -> 0n (4x on 4..19), 80 -> 8n (Cx)
     #[arg(long, value_enum, default_value = "00")]
     cla_style: ClaArg,
     /// Curve of the card's EC keys (keys in a state file must be on it)
@@ -184,16 +207,30 @@ fn parse_id(s: &str, what: &str) -> Result<Vec<u8>, String> {
     Ok(id)
 }
 
+/// Default id of the public key object in the separate layout.
+const SEPARATE_PUB_KEY_ID: &str = "03";
+
 fn layout(cli: &Cli) -> Result<Layout, String> {
     let key_id = parse_id(&cli.key_id, "--key-id")?;
-    let pub_key_id = match &cli.pub_key_id {
-        Some(s) => parse_id(s, "--pub-key-id")?,
-        None => key_id.clone(),
+    let separate = cli.layout == LayoutArg::Separate;
+    let pub_key_id = match (&cli.pub_key_id, separate) {
+        (Some(s), _) => parse_id(s, "--pub-key-id")?,
+        (None, true) => parse_id(SEPARATE_PUB_KEY_ID, "--pub-key-id")?,
+        (None, false) => key_id.clone(),
     };
+    let pub_key_label = match (&cli.pub_key_label, separate) {
+        (Some(s), _) => s.clone(),
+        (None, true) => format!("{}-PUB", cli.key_label),
+        (None, false) => cli.key_label.clone(),
+    };
+    if separate && pub_key_id == key_id {
+        return Err("--layout separate: the public key needs an id of its own".into());
+    }
     Ok(Layout {
         key_id,
         pub_key_id,
         key_label: cli.key_label.clone().into_bytes(),
+        pub_key_label: pub_key_label.into_bytes(),
         cert_id: parse_id(&cli.cert_id, "--cert-id")?,
         cert_label: cli.cert_label.clone().into_bytes(),
     })
@@ -253,12 +290,16 @@ fn config(cli: &Cli) -> Result<Config, String> {
         cfg.aids = cli
             .aids
             .iter()
-            .map(|a| hex::decode(a).map_err(|e| format!("--aid: {e}")))
+            .map(|a| parse_aid(a))
             .collect::<Result<_, _>>()?;
-        if cfg.aids.iter().any(|a| !(5..=16).contains(&a.len())) {
-            return Err("--aid: an AID is 5 to 16 bytes".into());
-        }
     }
+    if !(1..=MAX_CHANNELS).contains(&cli.channels) {
+        return Err(format!(
+            "--channels {}: a card has 1 to {MAX_CHANNELS} channels",
+            cli.channels
+        ));
+    }
+    cfg.channels = cli.channels;
     cfg.cla_style = match cli.cla_style {
         ClaArg::Cla00 => ClaStyle::Interindustry,
         ClaArg::Cla80 => ClaStyle::Proprietary,
@@ -279,6 +320,22 @@ fn config(cli: &Cli) -> Result<Config, String> {
         .map(|s| hex::decode(s).map_err(|e| format!("--file-size: {e}")))
         .transpose()?;
     Ok(cfg)
+}
+
+/// An AID by name (gsma, thales, cira) or in hex.
+fn parse_aid(text: &str) -> Result<Vec<u8>, String> {
+    if let Some((_, aid)) = NAMED_AIDS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text))
+    {
+        return Ok(aid.to_vec());
+    }
+    let aid =
+        hex::decode(text).map_err(|e| format!("--aid {text}: {e} (or gsma, thales, cira)"))?;
+    if !(5..=16).contains(&aid.len()) {
+        return Err(format!("--aid {text}: an AID is 5 to 16 bytes"));
+    }
+    Ok(aid)
 }
 
 fn vpcd_options(cli: &Cli) -> Result<vpcd::Options, String> {
@@ -304,4 +361,68 @@ fn vpcd_options(cli: &Cli) -> Result<vpcd::Options, String> {
         trace,
         fail_after: cli.fail_after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::applet::{GSMA_AID, THALES_AID};
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("iotsafe-sim").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn aids_by_name_or_hex() {
+        let cfg = config(&cli(&[
+            "--aid",
+            "thales",
+            "--aid",
+            "GSMA",
+            "--aid",
+            "A000000001",
+        ]))
+        .unwrap();
+        assert_eq!(
+            cfg.aids,
+            [
+                THALES_AID.to_vec(),
+                GSMA_AID.to_vec(),
+                vec![0xA0, 0, 0, 0, 1]
+            ]
+        );
+        let e = config(&cli(&["--aid", "orange"])).unwrap_err();
+        assert!(
+            e.contains("--aid orange") && e.contains("gsma, thales"),
+            "{e}"
+        );
+        let e = config(&cli(&["--aid", "A0000001"])).unwrap_err();
+        assert!(e.contains("5 to 16 bytes"), "{e}");
+    }
+
+    #[test]
+    fn channels_are_one_to_twenty() {
+        assert_eq!(config(&cli(&["--channels", "20"])).unwrap().channels, 20);
+        assert_eq!(config(&cli(&[])).unwrap().channels, 4);
+        for bad in ["0", "21"] {
+            let e = config(&cli(&["--channels", bad])).unwrap_err();
+            assert!(e.contains("1 to 20 channels"), "{e}");
+        }
+    }
+
+    #[test]
+    fn separate_layout_gives_the_public_key_its_own_id_and_label() {
+        let l = layout(&cli(&["--layout", "separate"])).unwrap();
+        assert_eq!((l.key_id, l.pub_key_id), (vec![1], vec![3]));
+        assert_eq!(l.pub_key_label, b"DEVICE-PUB");
+        let l = layout(&cli(&["--layout", "separate", "--pub-key-id", "0A"])).unwrap();
+        assert_eq!(l.pub_key_id, [0x0A]);
+        let l = layout(&cli(&[])).unwrap();
+        assert_eq!(
+            (l.pub_key_id, l.pub_key_label),
+            (vec![1], b"DEVICE".to_vec())
+        );
+        let e = layout(&cli(&["--layout", "separate", "--pub-key-id", "01"])).unwrap_err();
+        assert!(e.contains("id of its own"), "{e}");
+    }
 }

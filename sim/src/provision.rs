@@ -17,6 +17,8 @@ pub struct Layout {
     pub key_id: Vec<u8>,
     pub pub_key_id: Vec<u8>,
     pub key_label: Vec<u8>,
+    /// The public key's label: the private key's in a combined layout, its own in a separate one.
+    pub pub_key_label: Vec<u8>,
     pub cert_id: Vec<u8>,
     pub cert_label: Vec<u8>,
 }
@@ -52,7 +54,7 @@ pub fn set_key(store: &mut Store, l: &Layout, d: Vec<u8>) -> Result<(), String> 
     });
     store.pubs.push(PublicKey {
         id: l.pub_key_id.clone(),
-        label: l.key_label.clone(),
+        label: l.pub_key_label.clone(),
         usage: USAGE_KEY,
         q: Some(q),
         volatile: false,

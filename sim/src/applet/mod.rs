@@ -13,11 +13,30 @@ use sessions::{Session, SessionKind};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// The GSMA IoT SAFE applet AID.
+/// The GSMA IoT SAFE applet AID (GSMA IoT.05; Orange's IoT SAFE host library,
+/// `iot_safe.h`, selects the same).
 pub const GSMA_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x59, 0x00, 0x10];
+/// The AID of Thales' IoT SAFE applet, as its middleware selects it (README of
+/// ThalesGroup/iot-safe-middleware, "Applet selection"; also shared/reference/iotsafe-applet.md).
+pub const THALES_AID: [u8; 15] = [
+    0xA0, 0x00, 0x00, 0x00, 0x30, 0x53, 0xF1, 0x24, 0x01, 0x77, 0x01, 0x01, 0x49, 0x53, 0x41,
+];
+/// An early CIRA/TELUS deployment (shared/reference/iotsafe-applet.md).
+pub const CIRA_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x02, 0x48, 0x04, 0x00];
 
-/// Logical channels 0..=3 (the CLA low two bits).
-const CHANNELS: usize = 4;
+/// The AIDs `--aid` knows by name.
+pub const NAMED_AIDS: [(&str, &[u8]); 3] = [
+    ("gsma", &GSMA_AID),
+    ("thales", &THALES_AID),
+    ("cira", &CIRA_AID),
+];
+
+/// Logical channels of a card by default: 0..=3, what the first interindustry class bytes
+/// address.
+pub const DEFAULT_CHANNELS: usize = 4;
+/// The most a UICC has: 0..=19 (ETSI TS 102 221; channels 4..=19 need the further
+/// interindustry class bytes `4x`/`6x` of ISO 7816-4 5.4.1).
+pub const MAX_CHANNELS: usize = 20;
 
 /// Which class byte the applet's proprietary commands must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +71,9 @@ pub struct Config {
     /// A broken or hostile card: the size (tag 20 value) announced for every file instead
     /// of the real one.
     pub file_size: Option<Vec<u8>>,
+    /// Logical channels including the basic one, 1..=[`MAX_CHANNELS`]; 1 means a card
+    /// without logical channels (MANAGE CHANNEL answers 6881).
+    pub channels: usize,
 }
 
 impl Default for Config {
@@ -64,6 +86,7 @@ impl Default for Config {
             page_size: 200,
             read_past_end: sw::INCORRECT_P1P2,
             file_size: None,
+            channels: DEFAULT_CHANNELS,
         }
     }
 }
@@ -89,7 +112,8 @@ type Outcome = Result<Response, u16>;
 pub struct Applet {
     cfg: Config,
     store: Store,
-    channels: [Option<Channel>; CHANNELS],
+    /// Open channels, indexed by number; `cfg.channels` long.
+    channels: Vec<Option<Channel>>,
     pending: Option<Pending>,
     /// When counters changed that are not saved yet (see [`Applet::count_signature`]).
     unsaved_since: Option<Instant>,
@@ -104,7 +128,7 @@ impl Applet {
         let mut applet = Applet {
             cfg,
             store,
-            channels: Default::default(),
+            channels: Vec::new(),
             pending: None,
             unsaved_since: None,
         };
@@ -121,7 +145,8 @@ impl Applet {
     /// sessions and volatile objects are lost.
     pub fn reset(&mut self) {
         self.flush();
-        self.channels = Default::default();
+        let count = self.cfg.channels.clamp(1, MAX_CHANNELS);
+        self.channels = std::iter::repeat_with(|| None).take(count).collect();
         self.channels[0] = Some(Channel::default());
         self.pending = None;
         self.store.drop_volatile();
@@ -235,19 +260,27 @@ impl Applet {
     }
 
     fn channel(&mut self, ch: usize) -> Result<&mut Channel, u16> {
-        self.channels[ch].as_mut().ok_or(sw::CHANNEL_NOT_SUPPORTED)
+        self.channels
+            .get_mut(ch)
+            .and_then(Option::as_mut)
+            .ok_or(sw::CHANNEL_NOT_SUPPORTED)
     }
 
     fn manage_channel(&mut self, ch: usize, cmd: &Command) -> Outcome {
+        let count = self.channels.len();
+        if count == 1 {
+            // A card without logical channels.
+            return Err(sw::CHANNEL_NOT_SUPPORTED);
+        }
         match (cmd.p1, cmd.p2) {
             (0x00, 0x00) => {
-                let new = (1..CHANNELS)
+                let new = (1..count)
                     .find(|&n| self.channels[n].is_none())
                     .ok_or(sw::FUNC_NOT_SUPPORTED)?;
                 self.open_channel(ch, new);
                 Ok(Response::ok(vec![new as u8]))
             }
-            (0x00, n) if (1..CHANNELS).contains(&(n as usize)) => {
+            (0x00, n) if (1..count).contains(&(n as usize)) => {
                 if self.channels[n as usize].is_some() {
                     return Err(sw::FUNC_NOT_SUPPORTED);
                 }
@@ -257,7 +290,7 @@ impl Applet {
             (0x80, n) => {
                 // P2 = 00 closes the channel the command came on.
                 let target = if n == 0 { ch } else { n as usize };
-                if target == 0 || target >= CHANNELS {
+                if target == 0 || target >= count {
                     return Err(sw::INCORRECT_P1P2);
                 }
                 self.channels[target]
@@ -321,17 +354,22 @@ impl Applet {
     }
 }
 
-/// Splits a class byte into (style, channel). Secure messaging, command
-/// chaining and the further-interindustry classes (channels 4..19) are not
-/// supported.
+/// Splits a class byte into (style, channel), ISO 7816-4 5.4.1: the first interindustry
+/// classes `0x`..`1x` carry channels 0..=3 in b2-b1, the further interindustry classes
+/// `4x`..`7x` carry channels 4..=19 as channel - 4 in b4-b1. With b8 set (`8x`, `Cx`) the
+/// same encodings mark the applet's proprietary commands (ETSI TS 102 221 10.1.1).
+/// Secure messaging and command chaining are not supported.
 fn decode_cla(cla: u8) -> Option<(ClaStyle, usize)> {
-    if cla & 0x1C != 0 {
-        return None;
-    }
-    let style = match cla & 0xE0 {
-        0x00 => ClaStyle::Interindustry,
-        0x80 => ClaStyle::Proprietary,
-        _ => return None,
+    let style = if cla & 0x80 == 0 {
+        ClaStyle::Interindustry
+    } else {
+        ClaStyle::Proprietary
     };
-    Some((style, (cla & 0x03) as usize))
+    if cla & 0x40 == 0 {
+        // First classes: b6 must be 0 (0x20..0x3F is reserved), b5 chaining, b4-b3 SM.
+        (cla & 0x3C == 0).then_some((style, (cla & 0x03) as usize))
+    } else {
+        // Further classes: b6 secure messaging, b5 chaining.
+        (cla & 0x30 == 0).then_some((style, 4 + (cla & 0x0F) as usize))
+    }
 }

@@ -15,6 +15,7 @@ fn layout() -> Layout {
         key_id: vec![0x01],
         pub_key_id: vec![0x01],
         key_label: b"DEVICE".to_vec(),
+        pub_key_label: b"DEVICE".to_vec(),
         cert_id: vec![0x02],
         cert_label: b"DEVICE-CERT".to_vec(),
     }
@@ -143,6 +144,130 @@ fn configurable_aids() {
         send(&mut a, "00A404000FA00000003053F12401770101495341").1,
         0x9000
     );
+}
+
+#[test]
+fn the_thales_aid_alone() {
+    let cfg = Config {
+        aids: vec![THALES_AID.to_vec()],
+        ..Config::default()
+    };
+    let mut a = card(cfg);
+    assert_eq!(send(&mut a, "0070000001"), (vec![1], 0x9000));
+    assert_eq!(send(&mut a, &format!("01A4040007{GSMA}")).1, 0x6A82);
+    let select = apdu(0x01, 0xA4, 4, 0, &THALES_AID, None);
+    assert_eq!(send_raw(&mut a, &select).1, 0x9000);
+    let (info, sw) = send(&mut a, "01CB000000");
+    assert_eq!(sw, 0x9000);
+    let items = tlv::parse(&info).unwrap();
+    assert_eq!(tlv::find(&items, 0x11), Some(&THALES_AID[..]));
+    let digest = sha256(b"thales");
+    let rs = sign(&mut a, 0x01, &digest);
+    assert!(crypto::verify_digest(&device_point(&a), &digest, &rs[2..]));
+}
+
+/// Channels 4..=19 take the further interindustry class bytes 40..4F (applet commands
+/// C0..CF in the proprietary style).
+#[test]
+fn nineteen_logical_channels_with_further_class_bytes() {
+    let cfg = Config {
+        channels: MAX_CHANNELS,
+        ..Config::default()
+    };
+    let mut a = card(cfg);
+    for n in 1..=19u8 {
+        assert_eq!(send(&mut a, "0070000001"), (vec![n], 0x9000), "channel {n}");
+    }
+    assert_eq!(send(&mut a, "0070000001").1, 0x6A81, "all 19 are open");
+    for (ch, cla) in [(4u8, 0x40u8), (11, 0x47), (19, 0x4F)] {
+        assert_eq!(send_raw(&mut a, &[cla, 0xCB, 0, 0, 0]).1, 0x6D00, "{ch}");
+        let select = apdu(cla, 0xA4, 4, 0, &GSMA_AID, None);
+        assert_eq!(send_raw(&mut a, &select).1, 0x9000, "select on {ch}");
+        let digest = sha256(&[ch]);
+        let rs = sign(&mut a, cla, &digest);
+        assert!(crypto::verify_digest(&device_point(&a), &digest, &rs[2..]));
+    }
+    // Each channel keeps its own selection: 18 (4E) was never selected.
+    assert_eq!(send_raw(&mut a, &[0x4E, 0xCB, 0, 0, 0]).1, 0x6D00);
+    // Secure messaging (b6) and chaining (b5) in a further class are refused.
+    assert_eq!(send_raw(&mut a, &[0x6F, 0xCB, 0, 0, 0]).1, 0x6E00);
+    assert_eq!(send_raw(&mut a, &[0x5F, 0xCB, 0, 0, 0]).1, 0x6E00);
+    // Close 19 from the basic channel, and 4 from itself.
+    assert_eq!(send(&mut a, "0070801300").1, 0x9000);
+    assert_eq!(send_raw(&mut a, &[0x4F, 0xCB, 0, 0, 0]).1, 0x6881);
+    assert_eq!(send(&mut a, "4070800000").1, 0x9000);
+    assert_eq!(send_raw(&mut a, &[0x40, 0xCB, 0, 0, 0]).1, 0x6881);
+    // The lowest free channel is given next; 20 is no channel.
+    assert_eq!(send(&mut a, "0070000001"), (vec![4], 0x9000));
+    assert_eq!(send(&mut a, "0070801400").1, 0x6A86);
+}
+
+#[test]
+fn proprietary_class_on_channel_nineteen() {
+    let cfg = Config {
+        channels: MAX_CHANNELS,
+        cla_style: ClaStyle::Proprietary,
+        ..Config::default()
+    };
+    let mut a = card(cfg);
+    assert_eq!(send(&mut a, "00700013").1, 0x9000);
+    let select = apdu(0x4F, 0xA4, 4, 0, &GSMA_AID, None);
+    assert_eq!(send_raw(&mut a, &select).1, 0x9000);
+    assert_eq!(send_raw(&mut a, &[0x4F, 0xCB, 0, 0, 0]).1, 0x6E00);
+    assert_eq!(send_raw(&mut a, &[0xCF, 0xCB, 0, 0, 0]).1, 0x9000);
+    sign(&mut a, 0xCF, &[7; 32]);
+}
+
+#[test]
+fn four_channels_by_default_and_none_on_request() {
+    let mut a = card(Config::default());
+    // Channel 4 does not exist on a default card.
+    assert_eq!(send_raw(&mut a, &[0x40, 0xCB, 0, 0, 0]).1, 0x6881);
+    assert_eq!(send(&mut a, "00700004").1, 0x6A86);
+    let mut a = card(Config {
+        channels: 1,
+        ..Config::default()
+    });
+    assert_eq!(send(&mut a, "0070000001").1, 0x6881);
+    assert_eq!(send(&mut a, &format!("00A4040007{GSMA}")).1, 0x9000);
+    assert_eq!(send(&mut a, "00CB000000").1, 0x9000);
+}
+
+/// A separate layout: the public key is an object with its own id and label, and the
+/// object list reports the two.
+#[test]
+fn separate_public_key_object() {
+    let l = Layout {
+        pub_key_id: vec![0x03],
+        pub_key_label: b"DEVICE-PUB".to_vec(),
+        ..layout()
+    };
+    let mut a = card_with(Config::default(), &l);
+    let ch = open_and_select(&mut a);
+    let (list, sw) = send_raw(&mut a, &[ch, 0xCB, 1, 0, 0]);
+    assert_eq!(sw, 0x9000);
+    let blocks = tlv::parse(&list).unwrap();
+    let private = tlv::parse(blocks[0].1).unwrap();
+    let public = tlv::parse(blocks[1].1).unwrap();
+    assert_eq!(blocks[0].0, 0xC1);
+    assert_eq!(tlv::find(&private, 0x84), Some(&[1u8][..]));
+    assert_eq!(tlv::find(&private, 0x74), Some(&b"DEVICE"[..]));
+    assert_eq!(blocks[1].0, 0xC2);
+    assert_eq!(tlv::find(&public, 0x85), Some(&[3u8][..]));
+    assert_eq!(tlv::find(&public, 0x75), Some(&b"DEVICE-PUB"[..]));
+    // No public key under the private key's id or label.
+    for name in [&[0x85, 1, 1][..], &tlv::encode(0x75, b"DEVICE")] {
+        let read = apdu(ch, 0xCD, 0, 0, name, None);
+        assert_eq!(send_raw(&mut a, &read).1, 0x6A82);
+    }
+    let (pubkey, sw) = send_raw(&mut a, &apdu(ch, 0xCD, 0, 0, &[0x85, 1, 3], None));
+    assert_eq!(sw, 0x9000);
+    let point = a.store().public(&ObjRef::Id(vec![3])).unwrap().q.clone();
+    assert_eq!(Some(pubkey[6..].to_vec()), point);
+    // The private key 01 signs for the public key 03.
+    let digest = sha256(b"separate");
+    let rs = sign(&mut a, ch, &digest);
+    assert!(crypto::verify_digest(&point.unwrap(), &digest, &rs[2..]));
 }
 
 #[test]

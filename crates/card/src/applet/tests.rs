@@ -482,3 +482,66 @@ fn a_card_lost_twice_reports_the_first_loss() {
         .unwrap_err();
     assert_eq!(err, absent());
 }
+
+/// ISO 7816-4 5.4.1: channels 0..=3 in the first interindustry class bytes, 4..=19 in the
+/// further ones (`4x`, x = channel - 4); the proprietary style sets b8 on either.
+#[test]
+fn class_bytes_of_all_twenty_channels() {
+    let interindustry: Vec<u8> = (0..20).map(interindustry_cla).collect();
+    let mut expected = vec![0x00, 0x01, 0x02, 0x03];
+    expected.extend(0x40..=0x4F);
+    assert_eq!(interindustry, expected);
+    let proprietary: Vec<u8> = (0..20)
+        .map(|channel| applet_cla(ClaStyle::Proprietary, channel))
+        .collect();
+    let mut expected = vec![0x80, 0x81, 0x82, 0x83];
+    expected.extend(0xC0..=0xCF);
+    assert_eq!(proprietary, expected);
+}
+
+/// A UICC whose first 18 logical channels are taken by other hosts gives ours channel 19:
+/// SELECT, the applet's commands and GET RESPONSE carry class byte 4F (CF proprietary), and
+/// the channel is closed from the basic channel when the applet goes.
+#[test]
+fn channel_nineteen_is_addressed_with_the_further_class_byte() {
+    let rs = "33".repeat(64);
+    let answer = format!("330040{rs}9000");
+    let update = format!("CF2B8001229E20{}", "AB".repeat(32));
+    let script = Script::new(&[
+        ("0070000001", "139000"),
+        ("4FA4040007A0000005590010", "9000"),
+        ("CF2A00010D840101A1010391020001920104", "9000"),
+        (update.as_str(), "6143"),
+        ("CFC0000043", answer.as_str()),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Proprietary);
+    let der = applet
+        .sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0xAB; 32])
+        .unwrap();
+    assert_eq!(der, ecdsa::der_from_raw(&decode(&rs).unwrap()));
+    drop(applet);
+    assert_eq!(script.past_the_end(), ["00708013"]);
+}
+
+#[test]
+fn channel_four_interindustry_signature() {
+    let rs = "44".repeat(64);
+    let answer = format!("3340{rs}9000");
+    let update = format!("402B8001229E20{}", "00".repeat(32));
+    let script = Script::new(&[
+        ("0070000001", "049000"),
+        ("40A404000FA00000003053F12401770101495341", "9000"),
+        ("402A00010D840101A1010391020001920104", "9000"),
+        (update.as_str(), answer.as_str()),
+    ]);
+    let config = AppletConfig {
+        aids: vec![AID_THALES.to_vec()],
+        ..AppletConfig::default()
+    };
+    let mut applet = Applet::new(Box::new(script.clone()), config);
+    applet
+        .sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0; 32])
+        .unwrap();
+    drop(applet);
+    assert_eq!(script.past_the_end(), ["00708004"]);
+}
