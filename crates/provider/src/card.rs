@@ -64,7 +64,11 @@ pub fn card_for(target: &Target) -> Arc<Card> {
                 target.reader
             )),
         }
-        target.connect()
+        let applet = target.connect()?;
+        if let Some(route) = applet.route() {
+            config::debug(format_args!("APDUs to {} by {route}", applet.reader()));
+        }
+        Ok(applet)
     })));
     cards.push((identity, card.clone()));
     card
