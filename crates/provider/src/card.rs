@@ -74,6 +74,17 @@ pub fn card_for(target: &Target) -> Arc<Card> {
     card
 }
 
+/// Closes every card connection of this process, at the provider's teardown: its logical
+/// channel is given back (a modem keeps a channel its host forgot, and has few). A connection
+/// inherited from the parent process is the parent's, and is left alone. A card used after
+/// this connects anew.
+pub fn close_all() {
+    let cards = std::mem::take(&mut *CARDS.lock().unwrap_or_else(|e| e.into_inner()));
+    for (_, card) in cards {
+        card.lock().applet = None;
+    }
+}
+
 impl Card {
     /// A card reached through `connector`, which is called on first use and after a lost
     /// connection.
