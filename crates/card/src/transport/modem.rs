@@ -551,6 +551,135 @@ mod tests {
         assert!(parse_csim(&["OK".into()]).is_err(), "no +CSIM line");
     }
 
+    #[test]
+    fn cgla_answer_is_parsed_among_unsolicited_lines() {
+        let answer = lines(
+            "AT+CGLA=1,10,\"01CB000000\"\r\r\n+CREG: 1\r\n\r\n+CGLA: 6,\"019000\"\r\n\r\nOK\r\n",
+        );
+        assert_eq!(parse_cgla(&answer).unwrap(), [0x01, 0x90, 0x00]);
+    }
+
+    #[test]
+    fn malformed_cgla_lines_are_errors() {
+        for (line, why) in [
+            ("+CGLA: 8,\"019000\"", "announces 8 hex digits, carries 6"),
+            ("+CGLA: 7,\"0190000\"", "odd"),
+            ("+CGLA: 6,\"01900G\"", "not hex"),
+            ("+CGLA: -6,\"019000\"", "length '-6'"),
+            ("+CGLA: 99999999999999999999999,\"9000\"", "length '9999"),
+            ("+CGLA: 6", "has no data"),
+            ("+CSIM: 4,\"9000\"", "no +CGLA: line"),
+        ] {
+            let e = parse_cgla(&[line.to_string()]).unwrap_err().to_string();
+            assert!(e.contains("AT+CGLA"), "{line}: {e}");
+            if why != "odd" && why != "not hex" {
+                assert!(e.contains(why), "{line}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn ccho_answers_with_and_without_prefix() {
+        assert_eq!(parse_ccho(&lines("\r\n+CCHO: 2\r\n\r\nOK\r\n")).unwrap(), 2);
+        // 27.007 itself writes the bare session id.
+        assert_eq!(
+            parse_ccho(&lines("\r\n+CREG: 1\r\n3\r\nOK\r\n")).unwrap(),
+            3
+        );
+        for (text, why) in [
+            ("+CCHO: x", "session id 'x'"),
+            ("+CCHO: 4294967296", "session id '4294967296'"),
+            ("+CREG: 1", "no session id"),
+            ("1\r\n2", "more than one session id"),
+        ] {
+            let answer = lines(&format!("{text}\r\nOK\r\n"));
+            let e = parse_ccho(&answer).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("AT+CCHO"), "{text}: {e}");
+        }
+    }
+
+    /// A scripted modem on the other end of a pseudo-terminal: each command it reads is
+    /// answered with the next text of `answers`; the commands are returned when all are.
+    fn scripted_modem(answers: Vec<String>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let (mut master, slave) = pty();
+        // Held open so that the master reads no hang-up before the transport opens the port.
+        let held = open_port(&slave).unwrap();
+        let modem = std::thread::spawn(move || {
+            let _held = held;
+            let mut commands = Vec::new();
+            let mut pending = String::new();
+            for answer in answers {
+                while !pending.contains('\r') {
+                    let mut buf = [0u8; 512];
+                    let n = master.read(&mut buf).unwrap();
+                    pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+                let (command, rest) = pending.split_once('\r').unwrap();
+                commands.push(command.to_string());
+                pending = rest.to_string();
+                master.write_all(answer.as_bytes()).unwrap();
+            }
+            commands
+        });
+        (slave, modem)
+    }
+
+    const OK: &str = "\r\nOK\r\n";
+
+    #[test]
+    fn a_session_id_that_is_no_channel_number_is_closed_and_at_csim_used() {
+        let (port, modem) = scripted_modem(vec![
+            OK.into(),
+            OK.into(),
+            "\r\n+CCHO: 300\r\nOK\r\n".into(),
+            OK.into(),
+        ]);
+        let mut transport = ModemTransport::open(&port, Duration::from_secs(5)).unwrap();
+        let opening = transport
+            .link()
+            .unwrap()
+            .open_channel(&[0xA0, 0, 0, 5, 0x59]);
+        assert_eq!(opening.unwrap(), ChannelOpening::NotOffered);
+        let route = transport.route().unwrap();
+        assert!(
+            route.starts_with("AT+CSIM (no logical channels from the modem: modem ")
+                && route.contains("opened session 300, not a logical channel number"),
+            "{route}"
+        );
+        assert_eq!(
+            modem.join().unwrap(),
+            ["ATE0", "AT+CCHO=?", "AT+CCHO=\"A000000559\"", "AT+CCHC=300"]
+        );
+    }
+
+    #[test]
+    fn a_forgotten_session_is_a_connection_loss_and_is_not_closed_again() {
+        let (port, modem) = scripted_modem(vec![
+            OK.into(),
+            OK.into(),
+            "\r\n+CCHO: 1\r\n\r\nOK\r\n".into(),
+            "\r\n+CME ERROR: 21\r\n".into(),
+        ]);
+        let mut transport = ModemTransport::open(&port, Duration::from_secs(5)).unwrap();
+        {
+            let mut link = transport.link().unwrap();
+            assert_eq!(
+                link.open_channel(&[0xA0, 0, 0, 5, 0x59]).unwrap(),
+                ChannelOpening::Opened(1)
+            );
+            let e = link.transmit(&[0x01, 0xCB, 0, 0, 0]).unwrap_err();
+            assert!(e.is_connection_loss(), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("+CME ERROR: 21 to AT+CGLA: logical channel 1 is gone"),
+                "{e}"
+            );
+        }
+        // Dropped without an AT+CCHC: the scripted modem would not answer one.
+        drop(transport);
+        assert_eq!(modem.join().unwrap()[3], "AT+CGLA=1,10,\"01CB000000\"");
+    }
+
     /// A pseudo-terminal: the master (the other end) and the path of the slave.
     fn pty() -> (File, String) {
         use std::os::fd::FromRawFd;
