@@ -598,14 +598,17 @@ mod tests {
         }
     }
 
+    /// The commands a scripted modem read, and both ends of its terminal: kept until the
+    /// test has read the last answer (a closed end hangs the terminal up, answer unread).
+    type Played = (Vec<String>, File, File);
+
     /// A scripted modem on the other end of a pseudo-terminal: each command it reads is
     /// answered with the next text of `answers`; the commands are returned when all are.
-    fn scripted_modem(answers: Vec<String>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    fn scripted_modem(answers: Vec<String>) -> (String, std::thread::JoinHandle<Played>) {
         let (mut master, slave) = pty();
         // Held open so that the master reads no hang-up before the transport opens the port.
         let held = open_port(&slave).unwrap();
         let modem = std::thread::spawn(move || {
-            let _held = held;
             let mut commands = Vec::new();
             let mut pending = String::new();
             for answer in answers {
@@ -619,7 +622,7 @@ mod tests {
                 pending = rest.to_string();
                 master.write_all(answer.as_bytes()).unwrap();
             }
-            commands
+            (commands, master, held)
         });
         (slave, modem)
     }
@@ -647,7 +650,7 @@ mod tests {
             "{route}"
         );
         assert_eq!(
-            modem.join().unwrap(),
+            modem.join().unwrap().0,
             ["ATE0", "AT+CCHO=?", "AT+CCHO=\"A000000559\"", "AT+CCHC=300"]
         );
     }
@@ -675,9 +678,13 @@ mod tests {
                 "{e}"
             );
         }
-        // Dropped without an AT+CCHC: the scripted modem would not answer one.
+        let (commands, _master, _held) = modem.join().unwrap();
+        assert_eq!(commands[3], "AT+CGLA=1,10,\"01CB000000\"");
+        // Dropped without an AT+CCHC (the scripted modem, done, would not answer one: the
+        // drop would wait for the time-out).
+        let started = Instant::now();
         drop(transport);
-        assert_eq!(modem.join().unwrap()[3], "AT+CGLA=1,10,\"01CB000000\"");
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     /// A pseudo-terminal: the master (the other end) and the path of the slave.
