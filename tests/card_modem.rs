@@ -220,3 +220,40 @@ fn modem_that_goes_away_mid_signature_is_a_clear_bounded_error() {
         stderr(&missing)
     );
 }
+
+/// Processes signing at once through one modem (as many as the card has logical channels):
+/// each gets a channel of its own from the modem, the port's lock keeps their AT commands
+/// apart, and each gives its channel back.
+#[test]
+fn processes_sign_at_once_over_modem_channels() {
+    let rig = ModemRig::start(&[]);
+    let digest = "33".repeat(32);
+    let signers: Vec<_> = (0..3)
+        .map(|_| {
+            rig.command()
+                .args(["sign", "--digest", &digest])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for signer in signers {
+        let out = signer.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let commands = rig.at_commands();
+    let opened = commands
+        .iter()
+        .filter(|c| c.starts_with("AT+CCHO=\""))
+        .count();
+    let closed = commands
+        .iter()
+        .filter(|c| c.starts_with("AT+CCHC="))
+        .count();
+    assert_eq!((opened, closed), (3, 3), "{commands:?}");
+    assert!(
+        commands.iter().all(|c| !c.starts_with("AT+CSIM")),
+        "{commands:?}"
+    );
+}

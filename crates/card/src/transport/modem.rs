@@ -84,7 +84,13 @@ impl ModemTransport {
             session: None,
             refusal: None,
         };
-        if let Err(e) = modem.command("ATE0") {
+        // Under the lock: another process's operation may be under way, and each command
+        // starts by discarding what the port holds (its answer, without the lock).
+        let echo_off = lock(&modem.port, true)
+            .map_err(|e| Error::Transport(format!("cannot lock modem {path}: {e}")))
+            .and_then(|_| modem.command("ATE0"));
+        let _ = lock(&modem.port, false);
+        if let Err(e) = echo_off {
             restore_line_settings(&modem.port, &saved);
             return Err(e);
         }
