@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -132,7 +129,7 @@ fn a_modem_reset_between_signatures_reopens_the_channel_once() {
     let mut applet = Applet::open_modem(&rig.port_str(), AppletConfig::default()).expect("applet");
     let key = ObjectRef::Id(vec![1]);
     applet.sign_digest(&key, HashAlg::Sha256, &[7; 32]).unwrap();
-    reset_modem(&rig);
+    rig.reset_modem();
     let after_reset = rig.at_commands().len();
     applet.sign_digest(&key, HashAlg::Sha256, &[8; 32]).unwrap();
     let commands = rig.at_commands()[after_reset..].to_vec();
@@ -152,31 +149,6 @@ fn a_modem_reset_between_signatures_reopens_the_channel_once() {
         rig.at_commands().last().map(String::as_str),
         Some("AT+CCHC=1")
     );
-}
-
-/// Sends `AT+CFUN=1,1` on the modem's port as another host would (holding the port's lock)
-/// and waits for its OK.
-fn reset_modem(rig: &ModemRig) {
-    let mut port = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(rig.port())
-        .unwrap();
-    // SAFETY: flock on a descriptor owned by `port`.
-    assert_eq!(unsafe { libc::flock(port.as_raw_fd(), libc::LOCK_EX) }, 0);
-    port.write_all(b"AT+CFUN=1,1\r").unwrap();
-    let mut answer = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !answer.contains("\r\nOK\r\n") {
-        assert!(Instant::now() < deadline, "no OK to AT+CFUN: {answer:?}");
-        read_some(&mut port, &mut answer);
-    }
-}
-
-fn read_some(port: &mut File, into: &mut String) {
-    let mut buf = [0u8; 256];
-    let n = port.read(&mut buf).unwrap();
-    into.push_str(&String::from_utf8_lossy(&buf[..n]));
 }
 
 #[test]

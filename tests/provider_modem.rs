@@ -356,3 +356,86 @@ fn provider_refuses_a_key_reference_naming_a_terminal_as_its_modem() {
         "something was written to the terminal"
     );
 }
+
+/// A long-lived TLS server (`openssl s_server`) whose key is on the card behind the modem's
+/// logical channel: between two handshakes another host restarts the modem, which forgets the
+/// channel. The next handshake still succeeds: the provider opens a new channel, once, and the
+/// AT commands show it.
+#[test]
+fn a_server_key_survives_a_modem_reset_between_handshakes() {
+    let rig = ModemRig::start(CHANNELS.sim_args);
+    let dir = rig.dir.path().to_path_buf();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    ok(rig.iotsafe(&["keyref", "--out", &path("dev.keyref.pem")]));
+    ok(rig.iotsafe(&["cert", "--out", &path("dev.pem")]));
+    let port = common::free_port();
+    let modem = rig.port_str();
+    let mut server = openssl_command(
+        Some(&modem),
+        &[
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-naccept",
+            "2",
+            "-tls1_3",
+            "-cert",
+            &path("dev.pem"),
+            "-key",
+            &path("dev.keyref.pem"),
+        ],
+    );
+    let server = server
+        .env("IOTSAFE_DEBUG_LOG", path("provider.log"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = KillOnDrop(server);
+    // (A probe connection would use up an accept: wait for the listening socket.)
+    let listening = format!(":{port:04X} ");
+    common::wait_until(10, "s_server", || {
+        std::fs::read_to_string("/proc/net/tcp").is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.contains(&listening) && l.contains(" 0A "))
+        })
+    });
+    let handshake = || {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args([
+                "-tls1_3",
+                "-CAfile",
+                &path("dev.pem"),
+                "-verify_return_error",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    handshake();
+    rig.reset_modem();
+    let after_reset = rig.at_commands().len();
+    handshake();
+    drop(server);
+    let commands = rig.at_commands()[after_reset..].to_vec();
+    let reopened = ["ATE0", "AT+CCHO=?", "AT+CCHO=\"A0000005590010\""];
+    assert!(
+        commands.len() == 6
+            && commands[0].starts_with("AT+CGLA=1,36,\"012A")
+            && commands[1..4] == reopened
+            && commands[4..].iter().all(|c| c.starts_with("AT+CGLA=1,")),
+        "{commands:?}"
+    );
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

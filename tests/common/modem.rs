@@ -1,8 +1,11 @@
 //! A simulated SIM behind a modem's AT port: `iotsafe-sim --modem` on a pseudo-terminal.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use super::{wait_until, workspace_binary};
 
@@ -123,6 +126,29 @@ impl ModemRig {
             .filter(|c| c.starts_with(mode.apdu_command))
             .count();
         (apdus, since.len())
+    }
+}
+
+impl ModemRig {
+    /// Sends `AT+CFUN=1,1` on the modem's port as another host would (holding the port's
+    /// lock) and waits for its OK: the modem forgets its logical channels.
+    pub fn reset_modem(&self) {
+        let mut port = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.port())
+            .unwrap();
+        // SAFETY: flock on a descriptor owned by `port`.
+        assert_eq!(unsafe { libc::flock(port.as_raw_fd(), libc::LOCK_EX) }, 0);
+        port.write_all(b"AT+CFUN=1,1\r").unwrap();
+        let mut answer = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answer.contains("\r\nOK\r\n") {
+            assert!(Instant::now() < deadline, "no OK to AT+CFUN: {answer:?}");
+            let mut buf = [0u8; 256];
+            let n = port.read(&mut buf).unwrap();
+            answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
     }
 }
 
