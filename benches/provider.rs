@@ -1,6 +1,10 @@
 //! `make bench`: TLS 1.3 mutual-authentication handshakes over loopback with the client key on
 //! the simulated card versus a software key, in the same run; prints `BENCH <name> <value>`.
 //! Run by `make bench` (`cargo bench --bench provider`, after a release build of the workspace).
+//!
+//! The same over a modem's AT port, in each of its two ways (`AT+CGLA` on a logical channel
+//! the modem opens, `AT+CSIM`), each in a child process of this bench: the provider reads the
+//! modem from its environment once, when OpenSSL loads it.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -11,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::card::CardRig;
+use common::modem::{ModemMode, ModemRig, MODES};
 use common::pki;
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
@@ -85,9 +90,16 @@ fn signature_apdus(rig: &CardRig) -> usize {
         .count()
 }
 
+/// Set (to a mode's name) in the child process that measures the modem.
+const MODEM_MODE_VARIABLE: &str = "IOTSAFE_BENCH_MODEM_MODE";
+
 fn main() {
     std::env::set_var("OPENSSL_MODULES", common::built_library_dir());
     std::env::set_var("OPENSSL_CONF", common::example_openssl_conf());
+    if let Ok(name) = std::env::var(MODEM_MODE_VARIABLE) {
+        let mode = MODES.iter().find(|m| m.name == name).expect("a modem mode");
+        return modem_handshakes(mode);
+    }
     openssl::init();
     let mut rig = CardRig::start(&[]);
     let files = rig.dir.path().to_path_buf();
@@ -154,5 +166,63 @@ fn main() {
     println!(
         "BENCH handshake_extra_ms_card_latency50 {:.3}",
         card_ms - soft_ms
+    );
+
+    for mode in &MODES {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(MODEM_MODE_VARIABLE, mode.name)
+            .status()
+            .unwrap();
+        assert!(status.success(), "the {} bench failed", mode.name);
+    }
+}
+
+/// Mutual-TLS handshakes with the card's key behind the simulated modem in `mode`, against
+/// software-key handshakes in the same process: APDUs and AT commands per handshake (what a
+/// real modem's serial round trips cost), and the time.
+fn modem_handshakes(mode: &ModemMode) {
+    let rig = ModemRig::start(mode.sim_args);
+    std::env::set_var("IOTSAFE_MODEM", rig.port());
+    openssl::init();
+    let files = rig.dir.path().to_path_buf();
+    let (keyref, card_cert) = (files.join("dev.keyref.pem"), files.join("dev.pem"));
+    for args in [
+        ["keyref", "--out", keyref.to_str().unwrap()],
+        ["cert", "--out", card_cert.to_str().unwrap()],
+    ] {
+        assert!(rig.iotsafe(&args).status.success());
+    }
+    let soft = pki::leaf(&files, "soft", "software client", &[], None);
+    let card_x509 = X509::from_pem(&std::fs::read(&card_cert).unwrap()).unwrap();
+    let (port, server_cert) = server(&files, &[&card_x509, &soft.cert]);
+    let card = connector(&card_cert, &keyref, &server_cert);
+    let software = connector(&soft.cert_path, &soft.key_path, &server_cert);
+
+    let (apdus_before, at_before) = (rig.trace().len(), rig.at_commands().len());
+    let n = 100;
+    let (mut card_ms, mut soft_ms) = (0.0, 0.0);
+    for _ in 0..4 {
+        card_ms += handshakes(&card, port, n / 4);
+        soft_ms += handshakes(&software, port, n / 4);
+    }
+    let (card_ms, soft_ms) = (card_ms / 4.0, soft_ms / 4.0);
+    let handshakes_done = (n + 4) as f64; // with the warm-ups
+    let apdus = (rig.trace().len() - apdus_before) as f64;
+    // Every AT command, not only those carrying APDUs: a modem's cost is its round trips.
+    let (_, at_commands) = rig.apdu_commands_since(at_before, mode);
+    let suffix = mode.name.trim_start_matches("AT+").to_ascii_lowercase();
+    println!(
+        "BENCH modem_apdus_per_handshake_{suffix} {:.3}",
+        apdus / handshakes_done
+    );
+    println!(
+        "BENCH modem_at_commands_per_handshake_{suffix} {:.3}",
+        at_commands as f64 / handshakes_done
+    );
+    println!("BENCH modem_handshake_ms_{suffix} {card_ms:.3}");
+    println!("BENCH modem_software_handshake_ms_{suffix} {soft_ms:.3}");
+    println!(
+        "BENCH modem_handshake_ratio_{suffix}_vs_software {:.3}",
+        card_ms / soft_ms
     );
 }

@@ -189,15 +189,20 @@ fn signature() -> Vec<u8> {
     ecdsa::der_from_raw(&[0x42; 64])
 }
 
-/// A modem's answer to `AT+CSIM`: final result codes, echo, the `+CSIM:` line and its hex.
+/// A modem's answer to `AT+CSIM`, `AT+CGLA` or `AT+CCHO`: final result codes, echo,
+/// unsolicited lines, the `+CSIM:`/`+CGLA:` line and its hex, the session id.
 pub fn modem_at(data: &[u8]) {
+    use crate::iotsafe::transport::modem;
     let text = String::from_utf8_lossy(data);
-    let Some(Ok(lines)) = crate::iotsafe::transport::modem::Answer::default().feed(&text) else {
+    let Some(Ok(lines)) = modem::Answer::default().feed(&text) else {
         return;
     };
-    if let Ok(apdu) = crate::iotsafe::transport::modem::parse_csim(&lines) {
-        let _ = Response::parse("fuzz", &apdu);
+    for parse in [modem::parse_csim, modem::parse_cgla] {
+        if let Ok(apdu) = parse(&lines) {
+            let _ = Response::parse("fuzz", &apdu);
+        }
     }
+    let _ = modem::parse_ccho(&lines);
 }
 
 /// A key reference as a file holds it (PEM), its DER, and the `iotsafe:` URI inside: what the

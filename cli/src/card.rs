@@ -20,7 +20,8 @@ pub struct CardOptions {
     /// card has the applet).
     #[arg(long, global = true, env = "IOTSAFE_READER")]
     reader: Option<String>,
-    /// Reach the card through this modem's AT command port (AT+CSIM) instead of PC/SC.
+    /// Reach the card through this modem's AT command port instead of PC/SC (AT+CCHO/AT+CGLA
+    /// when the modem offers them, AT+CSIM otherwise; `info` says which).
     #[arg(long, global = true, env = "IOTSAFE_MODEM", conflicts_with = "reader")]
     modem: Option<String>,
     /// The applet's AID in hex (default: the GSMA AID, then the other known ones).
@@ -198,7 +199,7 @@ fn random_count(text: &str) -> Result<usize, String> {
 pub fn run(options: &CardOptions, command: CardCommand) -> Result<(), String> {
     match command {
         CardCommand::Readers => readers()?,
-        CardCommand::Info => print!("{}", options.open()?.info().map_err(|e| e.to_string())?),
+        CardCommand::Info => info(options)?,
         CardCommand::Objects => objects(options)?,
         CardCommand::Cert { out } => {
             let pem = certificate(options)?.to_pem().map_err(|e| e.to_string())?;
@@ -224,6 +225,18 @@ pub fn run(options: &CardOptions, command: CardCommand) -> Result<(), String> {
             mtype,
         } => tlsa(options, &name, usage, selector, mtype)?,
     }
+    Ok(())
+}
+
+/// The applet's description, after how APDUs reach it when the transport had a choice (the
+/// AT commands of a modem).
+fn info(options: &CardOptions) -> Result<(), String> {
+    let mut applet = options.open()?;
+    let info = applet.info().map_err(|e| e.to_string())?;
+    if let Some(route) = applet.route() {
+        println!("modem:        {} by {route}", applet.reader());
+    }
+    print!("{info}");
     Ok(())
 }
 

@@ -53,6 +53,14 @@ enum SigLenArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum CchoRefusalArg {
+    /// No such command: ERROR to AT+CCHO=? and AT+CCHO=...
+    Absent,
+    /// AT+CCHO=? is OK, opening a channel is not allowed: +CME ERROR: 3
+    NotAllowed,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum PastEndArg {
     #[value(name = "6A86", alias = "6a86")]
     Sw6A86,
@@ -67,9 +75,25 @@ struct Cli {
     /// vpcd reader driver address to connect to
     #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:35963")]
     vpcd: String,
-    /// Serve as a modem instead: answer AT+CSIM on a pseudo-terminal linked at PATH
+    /// Serve as a modem instead: answer AT+CSIM and AT+CCHO/AT+CGLA/AT+CCHC on a
+    /// pseudo-terminal linked at PATH
     #[arg(long, value_name = "PATH")]
     modem: Option<PathBuf>,
+    /// Modem: keep echoing commands whatever ATE0 says
+    #[arg(long)]
+    modem_echo: bool,
+    /// Modem: send unsolicited +CREG lines between a command's echo and its answer, and after
+    #[arg(long)]
+    modem_urcs: bool,
+    /// Modem: answer each command this late, in two pieces this far apart
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    modem_slow_ms: u64,
+    /// Modem: refuse AT+CCHO (hosts then use AT+CSIM)
+    #[arg(long, value_enum, value_name = "HOW")]
+    modem_refuse_ccho: Option<CchoRefusalArg>,
+    /// Modem: append every AT command line received to this file
+    #[arg(long, value_name = "FILE")]
+    modem_log: Option<PathBuf>,
     /// State file (keys, files, counters); without it nothing persists
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
@@ -185,7 +209,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     vpcd::install_signal_handlers();
     let mut applet = Applet::new(cfg, store);
     let exit = match &cli.modem {
-        Some(link) => modem::run(&mut applet, opts, link)
+        Some(link) => modem::run(&mut applet, opts, modem_quirks(&cli)?, link)
             .map_err(|e| format!("modem {}: {e}", link.display()))?,
         None => vpcd::run(&mut applet, opts),
     };
@@ -338,22 +362,34 @@ fn parse_aid(text: &str) -> Result<Vec<u8>, String> {
     Ok(aid)
 }
 
+fn modem_quirks(cli: &Cli) -> Result<modem::Quirks, String> {
+    let log = cli.modem_log.as_ref().map(append_to).transpose()?;
+    Ok(modem::Quirks {
+        echo_stuck: cli.modem_echo,
+        urcs: cli.modem_urcs,
+        slow: Duration::from_millis(cli.modem_slow_ms),
+        refuse_ccho: cli.modem_refuse_ccho.map(|how| match how {
+            CchoRefusalArg::Absent => modem::CchoRefusal::Absent,
+            CchoRefusalArg::NotAllowed => modem::CchoRefusal::NotAllowed,
+        }),
+        log,
+    })
+}
+
+fn append_to(path: &PathBuf) -> Result<fs::File, String> {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn vpcd_options(cli: &Cli) -> Result<vpcd::Options, String> {
     let atr = match &cli.atr {
         Some(a) => hex::decode(a).map_err(|e| format!("--atr: {e}"))?,
         None => vpcd::default_atr(cli.t0),
     };
-    let trace = cli
-        .trace
-        .as_ref()
-        .map(|p| {
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("{}: {e}", p.display()))
-        })
-        .transpose()?;
+    let trace = cli.trace.as_ref().map(append_to).transpose()?;
     Ok(vpcd::Options {
         addr: cli.vpcd.clone(),
         atr,

@@ -13,7 +13,7 @@ use super::objects::{
     parse_object_list, AppInfo, Curve, ObjectInfo, ObjectKind, ObjectRef, PublicKey,
 };
 use super::tlv;
-use super::transport::{modem, pcsc, Link, Transport};
+use super::transport::{modem, pcsc, ChannelOpening, Link, Transport};
 use iotsafe_hex as hex;
 
 /// The GSMA IoT SAFE AID (most deployed applets).
@@ -147,6 +147,9 @@ impl Default for AppletConfig {
 struct Selected {
     channel: u8,
     aid: Vec<u8>,
+    /// The transport opened the channel and selected the applet (a modem's AT+CCHO), and
+    /// closes it; otherwise the session did both with MANAGE CHANNEL and SELECT.
+    by_transport: bool,
 }
 
 /// A key pair made by GENERATE KEY PAIR.
@@ -201,7 +204,8 @@ impl Applet {
         Err(Error::NoApplet(tried.join("; ")))
     }
 
-    /// Opens the applet behind a modem's AT command port (`AT+CSIM`).
+    /// Opens the applet behind a modem's AT command port (`AT+CCHO`/`AT+CGLA` when the modem
+    /// offers them, `AT+CSIM` otherwise).
     pub fn open_modem(path: &str, config: AppletConfig) -> Result<Self> {
         let transport = modem::ModemTransport::open(path, modem::DEFAULT_TIMEOUT)?;
         let mut applet = Applet::new(Box::new(transport), config);
@@ -212,6 +216,12 @@ impl Applet {
     /// The reader (or modem) the card sits in.
     pub fn reader(&self) -> &str {
         self.transport.name()
+    }
+
+    /// How APDUs reach the card, when the transport has a choice to report (see
+    /// [`Transport::route`]).
+    pub fn route(&self) -> Option<String> {
+        self.transport.route()
     }
 
     /// The selected AID, once the applet has been selected.
@@ -595,11 +605,10 @@ impl Applet {
 impl Drop for Applet {
     fn drop(&mut self) {
         // Cards have few logical channels: give ours back.
-        if let Some(Selected { channel, .. }) = self.selected.take() {
-            if channel != 0 {
+        if let Some(selected) = self.selected.take() {
+            if selected.channel != 0 {
                 if let Ok(mut link) = self.transport.link() {
-                    let close = Command::new(0x00, ins::MANAGE_CHANNEL, 0x80, channel);
-                    let _ = link.transmit(&close.encode());
+                    close_channel(&mut *link, &selected);
                 }
             }
         }
@@ -645,6 +654,11 @@ impl Channel<'_> {
 }
 
 fn open_and_select(link: &mut dyn Link, config: &AppletConfig) -> Result<Selected> {
+    if config.channel == ChannelMode::Logical {
+        if let Some(selected) = open_by_transport(link, &config.aids)? {
+            return Ok(selected);
+        }
+    }
     let channel = match config.channel {
         ChannelMode::Basic => 0,
         ChannelMode::Logical => open_logical_channel(link)?.unwrap_or(0),
@@ -658,6 +672,7 @@ fn open_and_select(link: &mut dyn Link, config: &AppletConfig) -> Result<Selecte
             return Ok(Selected {
                 channel,
                 aid: aid.clone(),
+                by_transport: false,
             });
         }
         tried.push(format!("{} (SW {:04X})", hex::encode(aid), response.sw));
@@ -669,6 +684,37 @@ fn open_and_select(link: &mut dyn Link, config: &AppletConfig) -> Result<Selecte
         "no AID answered SELECT: {}",
         tried.join(", ")
     )))
+}
+
+/// A channel the transport opens with the applet selected (a modem's AT+CCHO), trying each
+/// AID in order; `None` when the transport leaves channels to the session, or opened none:
+/// the session then tries MANAGE CHANNEL and SELECT itself (a modem may refuse to select an
+/// applet it does not know, yet pass the APDUs that do).
+fn open_by_transport(link: &mut dyn Link, aids: &[Vec<u8>]) -> Result<Option<Selected>> {
+    for aid in aids {
+        match link.open_channel(aid)? {
+            ChannelOpening::NotOffered => return Ok(None),
+            ChannelOpening::Opened(channel) => {
+                return Ok(Some(Selected {
+                    channel,
+                    aid: aid.clone(),
+                    by_transport: true,
+                }))
+            }
+            ChannelOpening::Refused(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Gives a logical channel back: to the transport that opened it, or by MANAGE CHANNEL.
+fn close_channel(link: &mut dyn Link, selected: &Selected) {
+    if selected.by_transport {
+        link.close_channel(selected.channel);
+    } else {
+        let close = Command::new(0x00, ins::MANAGE_CHANNEL, 0x80, selected.channel);
+        let _ = link.transmit(&close.encode());
+    }
 }
 
 /// MANAGE CHANNEL open; `None` when the card has no logical channel to give.

@@ -11,7 +11,7 @@
 //! | name              | environment          | meaning                                      |
 //! |-------------------|----------------------|----------------------------------------------|
 //! | `reader`          | `IOTSAFE_READER`     | first reader whose name contains this text   |
-//! | `modem`           | `IOTSAFE_MODEM`      | reach the SIM through this modem AT port (AT+CSIM) instead of PC/SC |
+//! | `modem`           | `IOTSAFE_MODEM`      | reach the SIM through this modem AT port (AT+CCHO/AT+CGLA, else AT+CSIM) instead of PC/SC |
 //! | `aid`             | `IOTSAFE_AID`        | applet AID(s) in hex, comma-separated        |
 //! | `cla-style`       | `IOTSAFE_CLA_STYLE`  | `00` or `80`: class byte of applet commands  |
 //! | `channel`         | `IOTSAFE_CHANNEL`    | `logical` (default) or `basic`               |

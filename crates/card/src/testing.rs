@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::{Error, Result};
-use super::transport::{Link, Transport};
+use super::transport::{ChannelOpening, Link, Transport};
 use iotsafe_hex as hex;
 
 /// One thing the scripted card expects.
@@ -26,6 +26,14 @@ pub enum Step {
     LinkFails(Error),
     /// The next [`Transport::recover`] gives this.
     Recover(Result<()>),
+    /// The session asks the transport to open a channel with this AID selected (a modem's
+    /// AT+CCHO); the transport answers this. Unscripted, a transport opens none.
+    OpenChannel {
+        aid: Vec<u8>,
+        answer: ChannelOpening,
+    },
+    /// The session gives back the channel the transport opened.
+    CloseChannel(u8),
 }
 
 impl Step {
@@ -137,6 +145,33 @@ impl Transport for Script {
 }
 
 impl Link for Script {
+    fn open_channel(&mut self, aid: &[u8]) -> Result<ChannelOpening> {
+        let mut steps = self.steps();
+        if !matches!(steps.front(), Some(Step::OpenChannel { .. })) {
+            return Ok(ChannelOpening::NotOffered);
+        }
+        let Some(Step::OpenChannel {
+            aid: expected,
+            answer,
+        }) = steps.pop_front()
+        else {
+            unreachable!("the front step was just matched");
+        };
+        assert_eq!(
+            hex::encode(aid),
+            hex::encode(&expected),
+            "AID of the channel"
+        );
+        Ok(answer)
+    }
+
+    fn close_channel(&mut self, channel: u8) {
+        match self.steps().pop_front() {
+            Some(Step::CloseChannel(expected)) => assert_eq!(channel, expected, "channel closed"),
+            other => panic!("closed channel {channel} where the script expects {other:?}"),
+        }
+    }
+
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>> {
         let step = self.steps().pop_front();
         match step {

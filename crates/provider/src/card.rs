@@ -64,10 +64,25 @@ pub fn card_for(target: &Target) -> Arc<Card> {
                 target.reader
             )),
         }
-        target.connect()
+        let applet = target.connect()?;
+        if let Some(route) = applet.route() {
+            config::debug(format_args!("APDUs to {} by {route}", applet.reader()));
+        }
+        Ok(applet)
     })));
     cards.push((identity, card.clone()));
     card
+}
+
+/// Closes every card connection of this process, at the provider's teardown: its logical
+/// channel is given back (a modem keeps a channel its host forgot, and has few). A connection
+/// inherited from the parent process is the parent's, and is left alone. A card used after
+/// this connects anew.
+pub fn close_all() {
+    let cards = std::mem::take(&mut *CARDS.lock().unwrap_or_else(|e| e.into_inner()));
+    for (_, card) in cards {
+        card.lock().applet = None;
+    }
 }
 
 impl Card {

@@ -168,6 +168,7 @@ unsafe extern "C" fn teardown(provctx: *mut c_void) {
         // is gone.
         if let Some(instance) = unsafe { Instance::from_provctx(provctx) } {
             unsafe { instance.tear_down() };
+            card::close_all();
         }
     })
 }

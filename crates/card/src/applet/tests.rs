@@ -545,3 +545,56 @@ fn channel_four_interindustry_signature() {
     drop(applet);
     assert_eq!(script.past_the_end(), ["00708004"]);
 }
+
+/// A transport that opens the channel with the applet selected (a modem's AT+CCHO): the
+/// session sends neither MANAGE CHANNEL nor SELECT, addresses that channel, tries the next AID
+/// when one is refused, and gives the channel back to the transport.
+#[test]
+fn a_channel_the_transport_opens_is_used_as_it_is_and_given_back() {
+    use crate::transport::ChannelOpening;
+    let update = format!("022B8001229E20{}", "00".repeat(32));
+    let answer = format!("3340{}9000", "22".repeat(64));
+    let script = Script::of(vec![
+        Step::OpenChannel {
+            aid: AID_GSMA.to_vec(),
+            answer: ChannelOpening::Refused("+CME ERROR: 22".into()),
+        },
+        Step::OpenChannel {
+            aid: AID_THALES.to_vec(),
+            answer: ChannelOpening::Opened(2),
+        },
+        Step::apdu("022A00010D840101A1010391020001920104", "9000"),
+        Step::apdu(&update, &answer),
+        Step::CloseChannel(2),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    applet
+        .sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0; 32])
+        .unwrap();
+    assert_eq!(applet.selected_aid(), Some(AID_THALES));
+    drop(applet);
+    assert_eq!(script.remaining(), 0);
+}
+
+/// When the transport opens a channel for no AID, the session opens its own.
+#[test]
+fn a_transport_that_opens_no_channel_leaves_it_to_the_session() {
+    use crate::transport::ChannelOpening;
+    let refused = |aid: &[u8]| Step::OpenChannel {
+        aid: aid.to_vec(),
+        answer: ChannelOpening::Refused("+CME ERROR: 3".into()),
+    };
+    let script = Script::of(vec![
+        refused(AID_GSMA),
+        refused(AID_THALES),
+        refused(AID_CIRA),
+        Step::apdu(OPEN_CHANNEL_1.0, OPEN_CHANNEL_1.1),
+        Step::apdu(SELECT_GSMA_ON_1.0, SELECT_GSMA_ON_1.1),
+        Step::apdu("0184000008", "01020304050607089000"),
+        Step::apdu("00708001", "9000"),
+    ]);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    assert_eq!(applet.random(8).unwrap(), [1, 2, 3, 4, 5, 6, 7, 8]);
+    drop(applet);
+    assert_eq!(script.remaining(), 0);
+}

@@ -9,10 +9,34 @@ pub mod pcsc;
 
 use super::error::Result;
 
+/// What a transport did when asked to open a logical channel with an applet selected on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelOpening {
+    /// The transport leaves channels to the session (MANAGE CHANNEL and SELECT, sent through
+    /// [`Link::transmit`]): a PC/SC reader, or a modem that offers no channels of its own.
+    NotOffered,
+    /// The transport opened this logical channel and selected the applet on it (a modem's
+    /// `AT+CCHO`): the session must send neither MANAGE CHANNEL nor SELECT on it, and gives it
+    /// back with [`Link::close_channel`].
+    Opened(u8),
+    /// The transport opens channels, but not with this AID (the applet is not on the card,
+    /// or the modem will not select it): why, for messages.
+    Refused(String),
+}
+
 /// Exclusive access to the card, for as long as the link lives.
 pub trait Link {
     /// Sends one command APDU and returns the raw response (data and status word).
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>>;
+
+    /// Opens a logical channel with the applet `aid` selected on it, when the transport
+    /// manages channels itself. Most do not.
+    fn open_channel(&mut self, _aid: &[u8]) -> Result<ChannelOpening> {
+        Ok(ChannelOpening::NotOffered)
+    }
+
+    /// Closes a channel that [`Link::open_channel`] opened (best effort).
+    fn close_channel(&mut self, _channel: u8) {}
 }
 
 /// A connection to one card.
@@ -23,6 +47,12 @@ pub trait Transport: Send {
     /// Starts an exclusive operation. Fails with [`super::Error::CardReset`] or
     /// [`super::Error::CardAbsent`] when the card went away since the last operation.
     fn link(&mut self) -> Result<Box<dyn Link + '_>>;
+
+    /// How APDUs travel, when the transport has a choice worth reporting (which AT commands
+    /// a modem is driven with, and why): for `iotsafe info` and the provider's debug log.
+    fn route(&self) -> Option<String> {
+        None
+    }
 
     /// Re-establishes the connection after a reset or a removal. Logical channels and
     /// sessions opened before are gone afterwards.

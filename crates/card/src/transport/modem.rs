@@ -1,5 +1,20 @@
-//! A cellular modem's AT command interface (3GPP TS 27.007 `AT+CSIM`) as a transport: each
-//! APDU travels as hex in one `AT+CSIM` command over the modem's serial port.
+//! A cellular modem's AT command interface (3GPP TS 27.007) as a transport: each APDU travels
+//! as hex in one AT command over the modem's serial port.
+//!
+//! Two ways, chosen per connection:
+//! - Modem-managed logical channels, when the modem offers them (`AT+CCHO=?` answers OK):
+//!   `AT+CCHO` opens a channel with the applet selected, `AT+CGLA` carries each APDU on it,
+//!   `AT+CCHC` closes it. Many modems refuse MANAGE CHANNEL through `AT+CSIM` but offer these.
+//! - `AT+CSIM` otherwise (or when the modem refuses to open a channel for the applet): the
+//!   session opens its channel itself with MANAGE CHANNEL and SELECT.
+//!
+//! The choice is reported by [`Transport::route`] (`iotsafe info`, the provider's debug log).
+//! A session id the modem forgot (a modem reset drops them all) makes `AT+CGLA` fail: that is
+//! reported as a card reset, so the session reconnects and opens a new channel, once.
+//!
+//! The session id `AT+CCHO` returns is taken as the channel number (as hosts of modem-managed
+//! channels do: the modem passes `AT+CGLA` APDUs to the card as they are, so their class byte
+//! must name the channel). A modem whose ids are not channel numbers (1 to 19) gets `AT+CSIM`.
 //!
 //! Exclusivity: the port is locked with `flock` for the duration of a link, so two processes
 //! sharing the modem never interleave a signing session's APDUs.
@@ -10,7 +25,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-use super::{Link, Transport};
+use super::{ChannelOpening, Link, Transport};
 use crate::error::{Error, Result};
 use iotsafe_hex as hex;
 
@@ -22,11 +37,32 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// final result is cut off here rather than filling memory until the time-out.
 const MAX_ANSWER: usize = 256 * 1024;
 
+/// Logical channel numbers a UICC can have (ETSI TS 102 221): what an `AT+CCHO` session id
+/// must be to name one.
+const CHANNELS: std::ops::RangeInclusive<u32> = 1..=19;
+
 /// A modem's serial port, opened in raw mode.
 pub struct ModemTransport {
     path: String,
     port: File,
     timeout: Duration,
+    /// Whether the modem manages logical channels, once asked.
+    channels: Channels,
+    /// The open `AT+CCHO` session (its id is the channel number): APDUs go by `AT+CGLA`.
+    session: Option<u8>,
+    /// Why the last `AT+CCHO` opened no channel (the modem refused that AID).
+    refusal: Option<String>,
+}
+
+/// What the modem said about `AT+CCHO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Channels {
+    /// Not asked yet (nothing needed a logical channel).
+    Unknown,
+    /// `AT+CCHO=?` answered OK.
+    Offered,
+    /// The modem has no (usable) `AT+CCHO`: why.
+    Absent(String),
 }
 
 impl ModemTransport {
@@ -44,16 +80,37 @@ impl ModemTransport {
             path: path.to_string(),
             port,
             timeout,
+            channels: Channels::Unknown,
+            session: None,
+            refusal: None,
         };
-        if let Err(e) = modem.command("ATE0") {
+        // Under the lock: another process's operation may be under way, and each command
+        // starts by discarding what the port holds (its answer, without the lock).
+        let echo_off = lock(&modem.port, true)
+            .map_err(|e| Error::Transport(format!("cannot lock modem {path}: {e}")))
+            .and_then(|_| modem.command("ATE0"));
+        let _ = lock(&modem.port, false);
+        if let Err(e) = echo_off {
             restore_line_settings(&modem.port, &saved);
             return Err(e);
         }
         Ok(modem)
     }
 
-    /// Sends one AT command; returns its information lines (final result `OK`).
+    /// Sends one AT command; returns its information lines (final result `OK`). A modem that
+    /// stops answering has forgotten any session: it is not closed later.
     fn command(&mut self, command: &str) -> Result<Vec<String>> {
+        let result = self.exchange(command);
+        if result.as_ref().is_err_and(Error::is_connection_loss) {
+            self.session = None;
+        }
+        result
+    }
+
+    fn exchange(&mut self, command: &str) -> Result<Vec<String>> {
+        // What arrived since the last answer (unsolicited result codes, a late answer to a
+        // command that timed out, the greeting after a modem reset) is not this answer.
+        discard_input(&self.port);
         self.port
             .write_all(format!("{command}\r").as_bytes())
             .map_err(|e| self.gone(&format!("cannot write to the modem: {e}")))?;
@@ -102,8 +159,85 @@ impl ModemTransport {
 
     fn transmit_apdu(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
         let hex = hex::encode(apdu);
-        let lines = self.command(&format!("AT+CSIM={},\"{hex}\"", hex.len()))?;
-        parse_csim(&lines)
+        match self.session {
+            None => {
+                let lines = self.command(&format!("AT+CSIM={},\"{hex}\"", hex.len()))?;
+                parse_csim(&lines)
+            }
+            Some(session) => {
+                let command = format!("AT+CGLA={session},{},\"{hex}\"", hex.len());
+                match self.command(&command) {
+                    Ok(lines) => parse_cgla(&lines),
+                    // The modem no longer knows the session (it was reset, or the SIM was):
+                    // the channel is gone as after a card reset, and is opened anew.
+                    Err(Error::Transport(refusal)) => {
+                        self.session = None;
+                        Err(Error::Unresponsive {
+                            reader: self.path.clone(),
+                            detail: format!("{refusal}: logical channel {session} is gone"),
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// `AT+CCHO` with `aid`, when the modem offers it (asked once per connection).
+    fn open_channel(&mut self, aid: &[u8]) -> Result<ChannelOpening> {
+        if self.channels == Channels::Unknown {
+            self.channels = match self.command("AT+CCHO=?") {
+                Ok(_) => Channels::Offered,
+                Err(Error::Transport(refusal)) => Channels::Absent(refusal),
+                Err(e) => return Err(e),
+            };
+        }
+        if self.channels != Channels::Offered {
+            return Ok(ChannelOpening::NotOffered);
+        }
+        let lines = match self.command(&format!("AT+CCHO=\"{}\"", hex::encode(aid))) {
+            Ok(lines) => lines,
+            Err(Error::Transport(refusal)) => {
+                self.refusal = Some(refusal.clone());
+                return Ok(ChannelOpening::Refused(refusal));
+            }
+            Err(e) => return Err(e),
+        };
+        let session = parse_ccho(&lines)?;
+        match u8::try_from(session) {
+            Ok(channel) if CHANNELS.contains(&session) => {
+                self.session = Some(channel);
+                self.refusal = None;
+                Ok(ChannelOpening::Opened(channel))
+            }
+            _ => {
+                let _ = self.command(&format!("AT+CCHC={session}"));
+                let reason = format!(
+                    "modem {} opened session {session}, not a logical channel number (1 to 19)",
+                    self.path
+                );
+                self.channels = Channels::Absent(reason);
+                Ok(ChannelOpening::NotOffered)
+            }
+        }
+    }
+
+    /// `AT+CCHC` of the open session (best effort: a modem that forgot it has closed it).
+    fn close_session(&mut self) {
+        if let Some(session) = self.session.take() {
+            let _ = self.command(&format!("AT+CCHC={session}"));
+        }
+    }
+}
+
+impl Drop for ModemTransport {
+    fn drop(&mut self) {
+        // A session the applet did not close (the process exits while it is open) is given
+        // back too: modems have few.
+        if self.session.is_some() && lock(&self.port, true).is_ok() {
+            self.close_session();
+            let _ = lock(&self.port, false);
+        }
     }
 }
 
@@ -164,14 +298,51 @@ impl Answer {
 /// `+CSIM: <length>,"<hex>"` → the response APDU.
 #[doc(hidden)]
 pub fn parse_csim(lines: &[String]) -> Result<Vec<u8>> {
-    let what = "AT+CSIM";
+    parse_apdu_answer("AT+CSIM", "+CSIM:", lines)
+}
+
+/// `+CGLA: <length>,"<hex>"` → the response APDU.
+#[doc(hidden)]
+pub fn parse_cgla(lines: &[String]) -> Result<Vec<u8>> {
+    parse_apdu_answer("AT+CGLA", "+CGLA:", lines)
+}
+
+/// `+CCHO: <sessionid>`, or the bare `<sessionid>` line of 27.007 → the session id.
+#[doc(hidden)]
+pub fn parse_ccho(lines: &[String]) -> Result<u32> {
+    let what = "AT+CCHO";
+    let prefixed = lines.iter().find_map(|l| l.strip_prefix("+CCHO:"));
+    let bare = || {
+        let mut numbers = lines
+            .iter()
+            .filter(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+        match (numbers.next(), numbers.next()) {
+            (Some(number), None) => Ok(number.as_str()),
+            (None, _) => Err(Error::malformed(
+                what,
+                "no session id in the modem's answer",
+            )),
+            (Some(_), Some(_)) => Err(Error::malformed(what, "more than one session id")),
+        }
+    };
+    let id = match prefixed {
+        Some(id) => id.trim(),
+        None => bare()?,
+    };
+    id.parse()
+        .map_err(|_| Error::malformed(what, format!("session id '{id}'")))
+}
+
+/// `<prefix> <length>,"<hex>"` → the response APDU; the length counts hex digits and must
+/// match them (the line itself is bounded by the answer's bound).
+fn parse_apdu_answer(what: &str, prefix: &str, lines: &[String]) -> Result<Vec<u8>> {
     let line = lines
         .iter()
-        .find_map(|l| l.strip_prefix("+CSIM:"))
-        .ok_or_else(|| Error::malformed(what, "no +CSIM line in the modem's answer"))?;
+        .find_map(|l| l.strip_prefix(prefix))
+        .ok_or_else(|| Error::malformed(what, format!("no {prefix} line in the modem's answer")))?;
     let (length, data) = line
         .split_once(',')
-        .ok_or_else(|| Error::malformed(what, format!("'+CSIM:{line}' has no data")))?;
+        .ok_or_else(|| Error::malformed(what, format!("'{prefix}{line}' has no data")))?;
     let data = data.trim().trim_matches('"');
     let length: usize = length
         .trim()
@@ -197,7 +368,24 @@ impl Transport for ModemTransport {
         Ok(Box::new(ModemLink { modem: self }))
     }
 
+    fn route(&self) -> Option<String> {
+        Some(match (&self.session, &self.channels, &self.refusal) {
+            (Some(channel), _, _) => {
+                format!("AT+CCHO/AT+CGLA (logical channel {channel} opened by the modem)")
+            }
+            (None, Channels::Absent(why), _) => {
+                format!("AT+CSIM (no logical channels from the modem: {why})")
+            }
+            (None, Channels::Offered, Some(why)) => {
+                format!("AT+CSIM (the modem opened no logical channel for the applet: {why})")
+            }
+            (None, _, _) => "AT+CSIM".to_string(),
+        })
+    }
+
     fn recover(&mut self) -> Result<()> {
+        // The old session went with the reset: never closed, so the port is not asked.
+        self.session = None;
         *self = ModemTransport::open(&self.path, self.timeout)?;
         Ok(())
     }
@@ -210,6 +398,16 @@ struct ModemLink<'a> {
 impl Link for ModemLink<'_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>> {
         self.modem.transmit_apdu(command)
+    }
+
+    fn open_channel(&mut self, aid: &[u8]) -> Result<ChannelOpening> {
+        self.modem.open_channel(aid)
+    }
+
+    fn close_channel(&mut self, channel: u8) {
+        if self.modem.session == Some(channel) {
+            self.modem.close_session();
+        }
     }
 }
 
@@ -274,6 +472,12 @@ fn lock(port: &File, exclusive: bool) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Drops what the port received and nobody read yet.
+fn discard_input(port: &File) {
+    // SAFETY: tcflush on a descriptor owned by `port`.
+    unsafe { libc::tcflush(port.as_raw_fd(), libc::TCIFLUSH) };
 }
 
 /// Waits until `port` has bytes to read, at most `timeout`.
@@ -351,6 +555,142 @@ mod tests {
             "bad length"
         );
         assert!(parse_csim(&["OK".into()]).is_err(), "no +CSIM line");
+    }
+
+    #[test]
+    fn cgla_answer_is_parsed_among_unsolicited_lines() {
+        let answer = lines(
+            "AT+CGLA=1,10,\"01CB000000\"\r\r\n+CREG: 1\r\n\r\n+CGLA: 6,\"019000\"\r\n\r\nOK\r\n",
+        );
+        assert_eq!(parse_cgla(&answer).unwrap(), [0x01, 0x90, 0x00]);
+    }
+
+    #[test]
+    fn malformed_cgla_lines_are_errors() {
+        for (line, why) in [
+            ("+CGLA: 8,\"019000\"", "announces 8 hex digits, carries 6"),
+            ("+CGLA: 7,\"0190000\"", "odd"),
+            ("+CGLA: 6,\"01900G\"", "not hex"),
+            ("+CGLA: -6,\"019000\"", "length '-6'"),
+            ("+CGLA: 99999999999999999999999,\"9000\"", "length '9999"),
+            ("+CGLA: 6", "has no data"),
+            ("+CSIM: 4,\"9000\"", "no +CGLA: line"),
+        ] {
+            let e = parse_cgla(&[line.to_string()]).unwrap_err().to_string();
+            assert!(e.contains("AT+CGLA"), "{line}: {e}");
+            if why != "odd" && why != "not hex" {
+                assert!(e.contains(why), "{line}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn ccho_answers_with_and_without_prefix() {
+        assert_eq!(parse_ccho(&lines("\r\n+CCHO: 2\r\n\r\nOK\r\n")).unwrap(), 2);
+        // 27.007 itself writes the bare session id.
+        assert_eq!(
+            parse_ccho(&lines("\r\n+CREG: 1\r\n3\r\nOK\r\n")).unwrap(),
+            3
+        );
+        for (text, why) in [
+            ("+CCHO: x", "session id 'x'"),
+            ("+CCHO: 4294967296", "session id '4294967296'"),
+            ("+CREG: 1", "no session id"),
+            ("1\r\n2", "more than one session id"),
+        ] {
+            let answer = lines(&format!("{text}\r\nOK\r\n"));
+            let e = parse_ccho(&answer).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("AT+CCHO"), "{text}: {e}");
+        }
+    }
+
+    /// The commands a scripted modem read, and both ends of its terminal: kept until the
+    /// test has read the last answer (a closed end hangs the terminal up, answer unread).
+    type Played = (Vec<String>, File, File);
+
+    /// A scripted modem on the other end of a pseudo-terminal: each command it reads is
+    /// answered with the next text of `answers`; the commands are returned when all are.
+    fn scripted_modem(answers: Vec<String>) -> (String, std::thread::JoinHandle<Played>) {
+        let (mut master, slave) = pty();
+        // Held open so that the master reads no hang-up before the transport opens the port.
+        let held = open_port(&slave).unwrap();
+        let modem = std::thread::spawn(move || {
+            let mut commands = Vec::new();
+            let mut pending = String::new();
+            for answer in answers {
+                while !pending.contains('\r') {
+                    let mut buf = [0u8; 512];
+                    let n = master.read(&mut buf).unwrap();
+                    pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+                let (command, rest) = pending.split_once('\r').unwrap();
+                commands.push(command.to_string());
+                pending = rest.to_string();
+                master.write_all(answer.as_bytes()).unwrap();
+            }
+            (commands, master, held)
+        });
+        (slave, modem)
+    }
+
+    const OK: &str = "\r\nOK\r\n";
+
+    #[test]
+    fn a_session_id_that_is_no_channel_number_is_closed_and_at_csim_used() {
+        let (port, modem) = scripted_modem(vec![
+            OK.into(),
+            OK.into(),
+            "\r\n+CCHO: 300\r\nOK\r\n".into(),
+            OK.into(),
+        ]);
+        let mut transport = ModemTransport::open(&port, Duration::from_secs(5)).unwrap();
+        let opening = transport
+            .link()
+            .unwrap()
+            .open_channel(&[0xA0, 0, 0, 5, 0x59]);
+        assert_eq!(opening.unwrap(), ChannelOpening::NotOffered);
+        let route = transport.route().unwrap();
+        assert!(
+            route.starts_with("AT+CSIM (no logical channels from the modem: modem ")
+                && route.contains("opened session 300, not a logical channel number"),
+            "{route}"
+        );
+        assert_eq!(
+            modem.join().unwrap().0,
+            ["ATE0", "AT+CCHO=?", "AT+CCHO=\"A000000559\"", "AT+CCHC=300"]
+        );
+    }
+
+    #[test]
+    fn a_forgotten_session_is_a_connection_loss_and_is_not_closed_again() {
+        let (port, modem) = scripted_modem(vec![
+            OK.into(),
+            OK.into(),
+            "\r\n+CCHO: 1\r\n\r\nOK\r\n".into(),
+            "\r\n+CME ERROR: 21\r\n".into(),
+        ]);
+        let mut transport = ModemTransport::open(&port, Duration::from_secs(5)).unwrap();
+        {
+            let mut link = transport.link().unwrap();
+            assert_eq!(
+                link.open_channel(&[0xA0, 0, 0, 5, 0x59]).unwrap(),
+                ChannelOpening::Opened(1)
+            );
+            let e = link.transmit(&[0x01, 0xCB, 0, 0, 0]).unwrap_err();
+            assert!(e.is_connection_loss(), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("+CME ERROR: 21 to AT+CGLA: logical channel 1 is gone"),
+                "{e}"
+            );
+        }
+        let (commands, _master, _held) = modem.join().unwrap();
+        assert_eq!(commands[3], "AT+CGLA=1,10,\"01CB000000\"");
+        // Dropped without an AT+CCHC (the scripted modem, done, would not answer one: the
+        // drop would wait for the time-out).
+        let started = Instant::now();
+        drop(transport);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     /// A pseudo-terminal: the master (the other end) and the path of the slave.
