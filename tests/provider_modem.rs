@@ -420,7 +420,11 @@ fn a_server_key_survives_a_modem_reset_between_handshakes() {
     let after_reset = rig.at_commands().len();
     handshake();
     drop(server);
-    let commands = rig.at_commands()[after_reset..].to_vec();
+    let mut commands = rig.at_commands()[after_reset..].to_vec();
+    // A server that ended on its own after its last connection closed its channel at exit.
+    if commands.last().is_some_and(|c| c == "AT+CCHC=1") {
+        commands.pop();
+    }
     let reopened = ["ATE0", "AT+CCHO=?", "AT+CCHO=\"A0000005590010\""];
     assert!(
         commands.len() == 6

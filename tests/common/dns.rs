@@ -115,18 +115,47 @@ impl TestDns {
         for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
             dns.write_zone(zone);
         }
-        let log = fs::File::create(dns.dir.path().join("knotd.log")).expect("log");
-        dns.child = Some(
-            Command::new("knotd")
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("knotd (package knot) must be installed"),
-        );
-        dns.wait_until_served();
-        dns
+        // The port was free when chosen; another test may bind it before knotd does.
+        for _ in 0..5 {
+            if dns.launch() {
+                dns.wait_until_served();
+                return dns;
+            }
+            dns.port = super::free_port();
+            fs::write(&conf, knot_conf(dns.dir.path(), dns.port)).expect("write knot.conf");
+        }
+        panic!("knotd found no free port in five tries");
+    }
+
+    /// Starts knotd; false when it could not bind its port (taken since it was chosen).
+    fn launch(&mut self) -> bool {
+        let log_path = self.dir.path().join("knotd.log");
+        let log = fs::File::create(&log_path).expect("log");
+        let mut child = Command::new("knotd")
+            .arg("-c")
+            .arg(self.conf())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("knotd (package knot) must be installed");
+        // knotd binds before it loads zones: it either serves the SOA of `.` soon or exits.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
+                assert!(
+                    log.contains("address already in use"),
+                    "knotd exited:\n{log}"
+                );
+                return false;
+            }
+            if self.dig(".", "SOA").contains("\tSOA\t") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
+        true
     }
 
     /// Every zone knotd serves, parent before child (`.` first).
