@@ -13,6 +13,14 @@ use super::error::Result;
 pub trait Link {
     /// Sends one command APDU and returns the raw response (data and status word).
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>>;
+
+    /// True when this link began a new exclusive period on a card other hosts share: they
+    /// may have closed or re-purposed our logical channel since the previous link. False
+    /// when the exclusive access of the previous operation was kept (see
+    /// [`Transport::keep_between_operations`]) or nobody else reaches the card.
+    fn newly_acquired(&self) -> bool {
+        false
+    }
 }
 
 /// A connection to one card.
@@ -27,4 +35,12 @@ pub trait Transport: Send {
     /// Re-establishes the connection after a reset or a removal. Logical channels and
     /// sessions opened before are gone afterwards.
     fn recover(&mut self) -> Result<()>;
+
+    /// When `keep` is true, the exclusive access an operation acquired outlives its link, so
+    /// that back-to-back operations acquire it once; [`Transport::release`] ends it. A
+    /// transport without such access ignores this.
+    fn keep_between_operations(&mut self, _keep: bool) {}
+
+    /// Ends an exclusive access kept across operations (nothing when none is kept).
+    fn release(&mut self) {}
 }
