@@ -90,6 +90,9 @@ struct Cli {
     /// Applet AID (repeat for several); default GSMA A0000005590010
     #[arg(long = "aid", value_name = "HEX")]
     aids: Vec<String>,
+    /// Another vendor's applet AID, selectable beside ours, that answers 6D00 to everything
+    #[arg(long, value_name = "HEX")]
+    foreign_aid: Option<String>,
     /// CLA of the applet commands on channel n: 00 -> 0x0n, 80 -> 0x8n
     #[arg(long, value_enum, default_value = "00")]
     cla_style: ClaArg,
@@ -259,6 +262,11 @@ fn config(cli: &Cli) -> Result<Config, String> {
             return Err("--aid: an AID is 5 to 16 bytes".into());
         }
     }
+    cfg.foreign_aid = cli
+        .foreign_aid
+        .as_deref()
+        .map(|a| hex::decode(a).map_err(|e| format!("--foreign-aid: {e}")))
+        .transpose()?;
     cfg.cla_style = match cli.cla_style {
         ClaArg::Cla00 => ClaStyle::Interindustry,
         ClaArg::Cla80 => ClaStyle::Proprietary,

@@ -1,6 +1,7 @@
 //! The card: logical channels, applet selection, CLA rules, T=0 response
 //! handling, and dispatch of the IoT SAFE commands to their handlers.
 
+mod foreign;
 mod keys;
 mod objects;
 mod sessions;
@@ -52,6 +53,8 @@ pub struct Config {
     /// A broken or hostile card: the size (tag 20 value) announced for every file instead
     /// of the real one.
     pub file_size: Option<Vec<u8>>,
+    /// Another vendor's applet, selectable beside ours (see `foreign.rs`).
+    pub foreign_aid: Option<Vec<u8>>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             page_size: 200,
             read_past_end: sw::INCORRECT_P1P2,
             file_size: None,
+            foreign_aid: None,
         }
     }
 }
@@ -285,6 +289,9 @@ impl Applet {
         }
         if !matches!(cmd.p2, 0x00 | 0x04 | 0x0C) {
             return Err(sw::INCORRECT_P1P2);
+        }
+        if let Some(foreign) = self.select_foreign(ch, cmd) {
+            return foreign;
         }
         if !self.cfg.aids.contains(&cmd.data) {
             return Err(sw::NOT_FOUND);
