@@ -56,8 +56,10 @@ fn card_server(rig: &CardRig, port: u16, count: usize) -> Child {
     let listening = format!(":{port:04X} ");
     common::wait_until(10, "s_server", || {
         ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-            std::fs::read_to_string(table)
-                .is_ok_and(|t| t.lines().any(|l| l.contains(&listening) && l.contains(" 0A ")))
+            std::fs::read_to_string(table).is_ok_and(|t| {
+                t.lines()
+                    .any(|l| l.contains(&listening) && l.contains(" 0A "))
+            })
         })
     });
     server
@@ -68,13 +70,20 @@ fn handshake(rig: &CardRig, port: u16) {
     let out = rig
         .command("openssl")
         .env_remove("OPENSSL_CONF")
-        .args(["s_client", "-tls1_3", "-connect", &format!("127.0.0.1:{port}")])
+        .args([
+            "s_client",
+            "-tls1_3",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("run s_client");
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("New, TLSv1.3, Cipher is") && stdout.contains("Peer signature type: ECDSA"),
+        stdout.contains("New, TLSv1.3, Cipher is")
+            && stdout.contains("Peer signature type: ECDSA")
+            && !text(&out.stderr).contains("alert"),
         "handshake failed: {stdout}{}",
         text(&out.stderr)
     );
