@@ -117,12 +117,11 @@ fn handshakes_only(connector: &SslConnector, port: u16, count: usize) {
 /// transaction kept for `hold` after each (zero: one transaction per signature, begun and
 /// ended around it). Returns (round trips to pcscd per signature, ms per signature), over
 /// back-to-back signatures, or signatures `hold * 5` apart when `isolated`.
-fn signatures_holding(hold: Duration, isolated: bool) -> (f64, f64) {
+fn signatures_holding(hold: Duration, isolated: bool, count: usize) -> (f64, f64) {
     let card = Card::holding(Box::new(|| Target::default().connect()), hold);
     let key = card.default_key().unwrap();
     let sign = || card.sign_digest(&key, HashAlg::Sha256, &[7; 32]).unwrap();
     sign();
-    let count = if isolated { 10 } else { 300 };
     let pause = HOLD_WHILE_IDLE * 5;
     std::thread::sleep(pause);
     let before = pcsc::round_trips();
@@ -212,13 +211,13 @@ fn main() {
     // this process: one PC/SC transaction per signature (begin, 2 transmissions, end) versus
     // the transaction kept across back-to-back signatures and released when idle.
     for (name, hold) in [("per_operation", Duration::ZERO), ("kept", HOLD_WHILE_IDLE)] {
-        let (trips, ms) = signatures_holding(hold, false);
+        let (trips, ms) = signatures_holding(hold, false, 300);
         println!("BENCH pcsc_round_trips_per_signature_{name} {trips:.3}");
         println!("BENCH signature_ms_card_{name} {ms:.3}");
     }
-    let (kept_trips, _) = signatures_holding(HOLD_WHILE_IDLE, false);
+    let (kept_trips, _) = signatures_holding(HOLD_WHILE_IDLE, false, 300);
     println!("BENCH pcsc_round_trips_per_signature {kept_trips:.3}");
-    let (isolated_trips, _) = signatures_holding(HOLD_WHILE_IDLE, true);
+    let (isolated_trips, _) = signatures_holding(HOLD_WHILE_IDLE, true, 10);
     println!("BENCH pcsc_round_trips_per_signature_isolated {isolated_trips:.3}");
 
     // The same with 50 ms per APDU: the card's time (APDUs x 50 ms) and the software
@@ -238,5 +237,13 @@ fn main() {
     println!(
         "BENCH handshake_extra_ms_card_latency50 {:.3}",
         card_ms - soft_ms - card_time_ms
+    );
+    // One signature alone at 50 ms per APDU, its two APDUs' card time subtracted: the host's
+    // and the PC/SC stack's own cost per signature.
+    let (_, ms) = signatures_holding(HOLD_WHILE_IDLE, false, 20);
+    println!("BENCH signature_ms_card_latency50 {ms:.3}");
+    println!(
+        "BENCH signature_extra_ms_card_latency50 {:.3}",
+        ms - 2.0 * 50.0
     );
 }
