@@ -73,6 +73,7 @@ static CARDS: Mutex<Vec<(String, Arc<Card>)>> = Mutex::new(Vec::new());
 
 /// The card the target reaches (shared by every key on it). No I/O.
 pub fn card_for(target: &Target) -> Arc<Card> {
+    fork_guard::install();
     let identity = target.card_identity();
     let mut cards = CARDS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, card)) = cards.iter().find(|(id, _)| *id == identity) {
@@ -330,6 +331,71 @@ fn release_when_idle(card: Weak<Card>, pid: u32) {
     }
 }
 
+/// No card lock is held by another thread at a `fork()`: the child has only the forking
+/// thread, and a lock the releaser (or another thread's operation) held at that moment would
+/// stay locked in the child for ever. `pthread_atfork` handlers take every card's lock before
+/// the fork (waiting for an operation in progress to end) and release them after it, in the
+/// parent and in the child alike.
+mod fork_guard {
+    use std::cell::RefCell;
+    use std::sync::{Arc, MutexGuard, Once};
+
+    use super::{Card, State, CARDS};
+
+    static INSTALL: Once = Once::new();
+
+    type Cards = Vec<(String, Arc<Card>)>;
+
+    /// The locks taken before a fork, by the forking thread (the child's only thread is a
+    /// copy of it, with this value). Fields drop in order: the cards' locks, then the cards
+    /// they borrow from, then the registry's lock.
+    struct Held {
+        _states: Vec<MutexGuard<'static, State>>,
+        _cards: Vec<Arc<Card>>,
+        _registry: MutexGuard<'static, Cards>,
+    }
+
+    thread_local! {
+        static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn install() {
+        INSTALL.call_once(|| {
+            // SAFETY: plain functions that live as long as the program (the library is
+            // linked nodelete). On failure (ENOMEM) a fork is as unguarded as before.
+            unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+        });
+    }
+
+    unsafe extern "C" fn prepare() {
+        let registry = CARDS.lock().unwrap_or_else(|e| e.into_inner());
+        let cards: Vec<Arc<Card>> = registry.iter().map(|(_, card)| card.clone()).collect();
+        let states = cards
+            .iter()
+            .map(|card| {
+                // SAFETY: `Held::_cards` keeps this card alive, and its guard is dropped first.
+                let card: &'static Card = unsafe { &*Arc::as_ptr(card) };
+                card.state.lock().unwrap_or_else(|e| e.into_inner())
+            })
+            .collect();
+        let held = Held {
+            _states: states,
+            _cards: cards,
+            _registry: registry,
+        };
+        // Never panics across the C boundary: a thread without its locals keeps no locks.
+        let _ = HELD.try_with(|cell| *cell.borrow_mut() = Some(held));
+    }
+
+    unsafe extern "C" fn release() {
+        let held = HELD
+            .try_with(|cell| cell.borrow_mut().take())
+            .ok()
+            .flatten();
+        drop(held);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -338,7 +404,7 @@ mod tests {
 
     use super::*;
     use iotsafe_card::testing::{Script, Step};
-    use iotsafe_card::{AppletConfig, Curve};
+    use iotsafe_card::{AppletConfig, Curve, Target};
 
     const OPEN_CHANNEL_1: (&str, &str) = ("0070000001", "019000");
     const SELECT_ON_1: (&str, &str) = ("01A4040007A0000005590010", "9000");
@@ -407,6 +473,45 @@ mod tests {
             (SIGN_INIT, "9000"),
             (&update, &signature),
         ])
+    }
+
+    #[test]
+    fn a_fork_while_another_thread_holds_the_card_leaves_the_child_a_usable_card() {
+        let target = Target {
+            reader: Some("fork guard test".into()),
+            ..Target::default()
+        };
+        let card = card_for(&target);
+        let (held, holding) = std::sync::mpsc::channel();
+        let holder = {
+            let card = card.clone();
+            std::thread::spawn(move || {
+                let state = card.state.lock().unwrap();
+                held.send(()).unwrap();
+                // Long enough for the fork below to start while the lock is held.
+                std::thread::sleep(Duration::from_millis(200));
+                drop(state);
+            })
+        };
+        holding.recv().unwrap();
+        // SAFETY: the child only takes the card's lock and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: plain libc calls in the child; alarm ends a child stuck on the lock.
+            unsafe {
+                libc::alarm(5);
+                drop(card.state.lock());
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child made above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        holder.join().unwrap();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child could not take the card's lock (status {status:#x})"
+        );
     }
 
     #[test]
