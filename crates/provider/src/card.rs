@@ -6,9 +6,10 @@
 //! - The PC/SC transaction is kept across back-to-back operations, and ended by a releaser
 //!   thread once the card has been idle for [`HOLD_WHILE_IDLE`]: a burst of signatures costs
 //!   two round trips to pcscd each, and another process waiting for the card waits at most
-//!   that long (plus its own 100 ms polling) after our last operation. The releaser owns a
-//!   weak reference to the card and nothing else; it takes the card's mutex to release, so it
-//!   never ends a transaction in the middle of an operation.
+//!   that long (plus its own 100 ms polling) after our last operation. The releaser runs only
+//!   while a transaction is kept, owns a weak reference to the card and nothing else, and
+//!   takes the card's mutex to release, so it never ends a transaction in the middle of an
+//!   operation.
 //! - fork: a PC/SC context does not survive fork. A child notices the pid change on its first
 //!   operation and forgets (never uses, never closes) the parent's connection, then opens its
 //!   own (waiting for the parent's releaser to end a kept transaction). The releaser thread is
@@ -18,7 +19,7 @@
 //!   scripted card of `iotsafe::testing` in the unit tests at the end of this file.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::config;
@@ -32,8 +33,6 @@ pub type Connector = Box<dyn Fn() -> Result<Applet> + Send + Sync>;
 pub struct Card {
     connector: Connector,
     state: Mutex<State>,
-    /// Wakes the releaser when an operation kept the card after it had nothing to release.
-    kept: Condvar,
     /// How long the card stays ours after an operation ([`HOLD_WHILE_IDLE`]; zero: released
     /// at the end of each operation).
     hold: Duration,
@@ -54,8 +53,9 @@ struct State {
     objects: Option<Vec<ObjectInfo>>,
     /// When the operation that kept the card ended; `None` when nothing is kept.
     kept_since: Option<Instant>,
-    /// The process whose releaser thread runs (none after a fork until the first operation).
-    releaser_pid: u32,
+    /// The process whose releaser thread runs, while one does (a child's is not running,
+    /// whatever its copy of this says).
+    releaser: Option<u32>,
 }
 
 /// Retries of an operation whose connection failed.
@@ -63,11 +63,10 @@ const RETRIES: usize = 3;
 /// A card just (re-)inserted may refuse its first commands for a moment.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How long the PC/SC transaction outlives an operation. Longer keeps more bursts in one
-/// transaction; shorter lets other processes in sooner. Back-to-back TLS handshakes come a
-/// millisecond or two apart; pcsc-lite's waiters poll every 100 ms anyway.
-pub const HOLD_WHILE_IDLE: Duration = Duration::from_millis(10);
-/// The releaser looks at least this often whether its card still exists.
-const RELEASER_PATROL: Duration = Duration::from_secs(1);
+/// transaction (each new one costs a SELECT to confirm our channel); shorter lets other
+/// processes in sooner, though pcsc-lite's waiters poll every 100 ms anyway. Back-to-back TLS
+/// handshakes sign a few milliseconds apart, 10 ms and more on a loaded machine.
+pub const HOLD_WHILE_IDLE: Duration = Duration::from_millis(25);
 
 static CARDS: Mutex<Vec<(String, Arc<Card>)>> = Mutex::new(Vec::new());
 
@@ -117,7 +116,6 @@ impl Card {
         Arc::new_cyclic(|this| Card {
             connector,
             state: Mutex::new(State::default()),
-            kept: Condvar::new(),
             hold,
             this: this.clone(),
             process_id,
@@ -157,10 +155,9 @@ impl Card {
         if self.hold.is_zero() || state.applet.is_none() {
             return;
         }
-        let was_idle = state.kept_since.is_none();
         state.kept_since = Some(Instant::now());
-        if state.releaser_pid != state.pid {
-            state.releaser_pid = state.pid;
+        if state.releaser != Some(state.pid) {
+            state.releaser = Some(state.pid);
             let this = self.this.clone();
             let started = std::thread::Builder::new()
                 .name("iotsafe-card-release".into())
@@ -170,11 +167,9 @@ impl Card {
                 });
             if started.is_err() {
                 // No thread, no keeping: end the transaction now, as each operation did.
-                state.releaser_pid = 0;
+                state.releaser = None;
                 release(state);
             }
-        } else if was_idle {
-            self.kept.notify_one();
         }
     }
 
@@ -306,28 +301,29 @@ fn release(state: &mut State) {
 }
 
 /// The releaser of process `pid`: ends the card's transaction once it has been idle for its
-/// hold time; returns when the card is gone or another process's releaser took over (a
+/// hold time, then returns (the next kept operation starts another). Holds nothing while it
+/// sleeps; returns early when the card is gone or another process's releaser took over (a
 /// thread does not survive fork, but a test may play one).
 fn release_when_idle(card: Weak<Card>, pid: u32) {
+    let mut wait = match card.upgrade() {
+        Some(card) => card.hold,
+        None => return,
+    };
     loop {
+        std::thread::sleep(wait);
         let Some(card) = card.upgrade() else { return };
         let mut state = card.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.releaser_pid != pid {
+        if state.releaser != Some(pid) {
             return;
         }
-        let wait = match state.kept_since {
-            Some(since) if since.elapsed() >= card.hold => {
+        match state.kept_since {
+            Some(since) if since.elapsed() < card.hold => wait = card.hold - since.elapsed(),
+            _ => {
                 release(&mut state);
-                RELEASER_PATROL
+                state.releaser = None;
+                return;
             }
-            Some(since) => card.hold - since.elapsed(),
-            None => RELEASER_PATROL,
-        };
-        drop(
-            card.kept
-                .wait_timeout(state, wait)
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        }
     }
 }
 
