@@ -6,5 +6,9 @@
 fn main() {
     let major = env!("CARGO_PKG_VERSION_MAJOR");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libiotsafe_dane.so.{major}");
+    // The provider runs threads of its own (the card's releaser ends a kept PC/SC
+    // transaction after an idle time): OpenSSL's dlclose of the module at exit must not
+    // unmap code such a thread is still parked in.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -12,11 +12,14 @@ mod common;
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::card::CardRig;
 use common::modem::{ModemMode, ModemRig, MODES};
 use common::pki;
+use iotsafe_dane::iotsafe::transport::pcsc;
+use iotsafe_dane::iotsafe::{HashAlg, Target};
+use iotsafe_dane::provider::card::{Card, HOLD_WHILE_IDLE};
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::ssl::{SslAcceptor, SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
@@ -83,11 +86,66 @@ fn handshakes(connector: &SslConnector, port: u16, count: usize) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0 / count as f64
 }
 
-fn signature_apdus(rig: &CardRig) -> usize {
-    rig.trace()
-        .iter()
-        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
-        .count()
+/// Every APDU the card has answered so far (the simulator's trace).
+fn apdus(rig: &CardRig) -> usize {
+    rig.trace().len()
+}
+
+/// Handshakes `pause` apart (longer than the provider keeps the card: each one acquires
+/// it anew); returns the APDUs per handshake.
+fn isolated_handshakes(rig: &CardRig, connector: &SslConnector, port: u16) -> f64 {
+    let count = 10;
+    let pause = HOLD_WHILE_IDLE * 5;
+    std::thread::sleep(pause);
+    let before = apdus(rig);
+    for _ in 0..count {
+        handshakes_only(connector, port, 1);
+        std::thread::sleep(pause);
+    }
+    (apdus(rig) - before) as f64 / count as f64
+}
+
+/// `count` handshakes without a warm-up.
+fn handshakes_only(connector: &SslConnector, port: u16, count: usize) {
+    for _ in 0..count {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut config = connector.configure().unwrap();
+        config.set_verify_hostname(false);
+        let mut tls = config.connect("server", stream).expect("handshake");
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut tls, &mut byte).unwrap();
+    }
+}
+
+/// Signatures through the provider's card connection in this process, with the PC/SC
+/// transaction kept for `hold` after each (zero: one transaction per signature, begun and
+/// ended around it). Returns (round trips to pcscd per signature, ms per signature), over
+/// back-to-back signatures, or signatures `hold * 5` apart when `isolated`.
+fn signatures_holding(hold: Duration, isolated: bool, count: usize) -> (f64, f64) {
+    let card = Card::holding(Box::new(|| Target::default().connect()), hold);
+    let key = card.default_key().unwrap();
+    let sign = || card.sign_digest(&key, HashAlg::Sha256, &[7; 32]).unwrap();
+    sign();
+    let pause = HOLD_WHILE_IDLE * 5;
+    std::thread::sleep(pause);
+    let before = pcsc::round_trips();
+    let mut busy = Duration::ZERO;
+    for _ in 0..count {
+        if isolated {
+            std::thread::sleep(pause);
+        }
+        let started = Instant::now();
+        sign();
+        busy += started.elapsed();
+    }
+    // The releaser's end of the last transaction is part of the cost.
+    std::thread::sleep(pause);
+    let trips = pcsc::round_trips() - before;
+    (
+        trips as f64 / count as f64,
+        busy.as_secs_f64() * 1000.0 / count as f64,
+    )
 }
 
 /// Set (to a mode's name) in the child process that measures the modem.
@@ -120,7 +178,7 @@ fn main() {
     let card = connector(&card_cert, &keyref, &server_cert);
     let software = connector(&soft_cert_file, &soft_key_file, &server_cert);
 
-    let before = signature_apdus(&rig);
+    let before = apdus(&rig);
     let n = 200;
     // Interleave the two kinds so that both see the same machine load.
     let (mut card_ms, mut soft_ms) = (0.0, 0.0);
@@ -129,11 +187,17 @@ fn main() {
         soft_ms += handshakes(&software, port, n / 4);
     }
     let (card_ms, soft_ms) = (card_ms / 4.0, soft_ms / 4.0);
-    let apdus = signature_apdus(&rig) - before;
+    let burst_apdus = apdus(&rig) - before;
     let handshakes_done = n + 4; // with the warm-ups
+                                 // Back-to-back handshakes share the card's kept PC/SC transaction: the SELECT that
+                                 // confirms the provider's channel comes once per burst, not per handshake.
     println!(
-        "BENCH apdus_per_handshake {}",
-        apdus as f64 / handshakes_done as f64
+        "BENCH apdus_per_handshake {:.3}",
+        burst_apdus as f64 / handshakes_done as f64
+    );
+    println!(
+        "BENCH apdus_per_handshake_isolated {:.3}",
+        isolated_handshakes(&rig, &card, port)
     );
     println!("BENCH handshake_ms_card_key {card_ms:.3}");
     println!("BENCH handshake_ms_software_key {soft_ms:.3}");
@@ -155,17 +219,49 @@ fn main() {
         started.elapsed().as_secs_f64() * 1000.0 / 200.0
     );
 
-    // The same with 50 ms per APDU: the card's time is the whole difference.
+    // The designs measured against each other, through the provider's card connection in
+    // this process: one PC/SC transaction per signature (begin, 2 transmissions, end) versus
+    // the transaction kept across back-to-back signatures and released when idle.
+    for (name, hold) in [("per_operation", Duration::ZERO), ("kept", HOLD_WHILE_IDLE)] {
+        let (trips, ms) = signatures_holding(hold, false, 300);
+        println!("BENCH pcsc_round_trips_per_signature_{name} {trips:.3}");
+        println!("BENCH signature_ms_card_{name} {ms:.3}");
+    }
+    let (kept_trips, _) = signatures_holding(HOLD_WHILE_IDLE, false, 300);
+    println!("BENCH pcsc_round_trips_per_signature {kept_trips:.3}");
+    let (isolated_trips, _) = signatures_holding(HOLD_WHILE_IDLE, true, 10);
+    println!("BENCH pcsc_round_trips_per_signature_isolated {isolated_trips:.3}");
+
+    // The same with 50 ms per APDU: the card's time (APDUs x 50 ms) and the software
+    // handshake subtracted, what is left is the host's own cost of the card path.
     rig.stop_sim();
     rig.start_sim_with(&["--apdu-latency-ms", "50"]);
-    let n = 30;
-    let card_ms = handshakes(&card, port, n);
-    let soft_ms = handshakes(&software, port, n);
+    handshakes_only(&card, port, 1); // reconnects to the restarted card
+                                     // Interleaved, as above, so that both kinds see the same machine load.
+    let (rounds, n) = (4, 8);
+    let (mut card_ms, mut soft_ms, mut card_apdus) = (0.0, 0.0, 0);
+    for _ in 0..rounds {
+        let before = apdus(&rig);
+        card_ms += handshakes(&card, port, n) / rounds as f64;
+        card_apdus += apdus(&rig) - before;
+        soft_ms += handshakes(&software, port, n) / rounds as f64;
+    }
+    // (Each `handshakes` call adds a warm-up handshake, whose APDUs are counted too.)
+    let card_time_ms = card_apdus as f64 / (rounds * (n + 1)) as f64 * 50.0;
     println!("BENCH handshake_ms_card_key_latency50 {card_ms:.3}");
     println!("BENCH handshake_ms_software_key_latency50 {soft_ms:.3}");
+    println!("BENCH handshake_card_time_ms_latency50 {card_time_ms:.3}");
     println!(
         "BENCH handshake_extra_ms_card_latency50 {:.3}",
-        card_ms - soft_ms
+        card_ms - soft_ms - card_time_ms
+    );
+    // One signature alone at 50 ms per APDU, its two APDUs' card time subtracted: the host's
+    // and the PC/SC stack's own cost per signature.
+    let (_, ms) = signatures_holding(HOLD_WHILE_IDLE, false, 20);
+    println!("BENCH signature_ms_card_latency50 {ms:.3}");
+    println!(
+        "BENCH signature_extra_ms_card_latency50 {:.3}",
+        ms - 2.0 * 50.0
     );
 
     for mode in &MODES {

@@ -137,6 +137,9 @@ struct Cli {
     #[arg(long, value_name = "S")]
     pub_key_label: Option<String>,
     // -- end of the card model block.
+    /// Another vendor's applet AID, selectable beside ours, that answers 6D00 to everything
+    #[arg(long, value_name = "HEX")]
+    foreign_aid: Option<String>,
     /// CLA of the applet commands on channel n: 00 -> 0n (4x on 4..19), 80 -> 8n (Cx)
     #[arg(long, value_enum, default_value = "00")]
     cla_style: ClaArg,
@@ -324,6 +327,11 @@ fn config(cli: &Cli) -> Result<Config, String> {
         ));
     }
     cfg.channels = cli.channels;
+    cfg.foreign_aid = cli
+        .foreign_aid
+        .as_deref()
+        .map(|a| hex::decode(a).map_err(|e| format!("--foreign-aid: {e}")))
+        .transpose()?;
     cfg.cla_style = match cli.cla_style {
         ClaArg::Cla00 => ClaStyle::Interindustry,
         ClaArg::Cla80 => ClaStyle::Proprietary,

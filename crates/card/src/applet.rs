@@ -166,6 +166,9 @@ pub struct Applet {
     transport: Box<dyn Transport>,
     config: AppletConfig,
     selected: Option<Selected>,
+    /// Whether the last attempt made or confirmed the selection within its own link (then a
+    /// refusal is the applet's, not a sign that our channel was taken away).
+    selection_confirmed: bool,
 }
 
 impl Applet {
@@ -175,6 +178,7 @@ impl Applet {
             transport,
             config,
             selected: None,
+            selection_confirmed: false,
         }
     }
 
@@ -234,14 +238,26 @@ impl Applet {
         self.run(|_| Ok(()))
     }
 
+    /// Keeps the transport's exclusive access (a PC/SC transaction) across back-to-back
+    /// operations until [`Applet::release`]: a steady-state signature then costs its two
+    /// APDUs and nothing more, and the selection is confirmed once per exclusive period.
+    pub fn keep_between_operations(&mut self, keep: bool) {
+        self.transport.keep_between_operations(keep);
+    }
+
+    /// Ends an exclusive access kept across operations, letting other hosts reach the card.
+    pub fn release(&mut self) {
+        self.transport.release();
+    }
+
     /// Runs `op` on the selected applet inside one exclusive link; after a card reset or
     /// removal the transport is recovered and `op` runs once more on a fresh selection.
     fn run<R>(&mut self, mut op: impl FnMut(&mut Channel<'_>) -> Result<R>) -> Result<R> {
-        match self.attempt(&mut op) {
+        match self.attempt_on_our_channel(&mut op) {
             Err(lost) if lost.is_connection_loss() => {
                 self.selected = None;
                 self.transport.recover().map_err(|_| lost.clone())?;
-                match self.attempt(&mut op) {
+                match self.attempt(&mut op, false) {
                     // Lost again: the first loss is the cause worth reporting.
                     Err(again) if again.is_connection_loss() => Err(lost),
                     other => other,
@@ -251,16 +267,42 @@ impl Applet {
         }
     }
 
-    fn attempt<R>(&mut self, op: &mut impl FnMut(&mut Channel<'_>) -> Result<R>) -> Result<R> {
+    /// Runs `op` once; when the card answers as if our channel were closed or held another
+    /// applet, and the selection was not confirmed in this same link, it is confirmed (or
+    /// made anew) and `op` runs once more.
+    fn attempt_on_our_channel<R>(
+        &mut self,
+        op: &mut impl FnMut(&mut Channel<'_>) -> Result<R>,
+    ) -> Result<R> {
+        match self.attempt(op, false) {
+            Err(e) if !self.selection_confirmed && suggests_channel_taken(&e) => {
+                self.attempt(op, true)
+            }
+            other => other,
+        }
+    }
+
+    /// Runs `op` inside one link, selecting the applet first when needed: on the first use,
+    /// at the start of each new exclusive period (other hosts may have closed or re-purposed
+    /// our channel since the last one), and when `confirm` asks for it.
+    fn attempt<R>(
+        &mut self,
+        op: &mut impl FnMut(&mut Channel<'_>) -> Result<R>,
+        confirm: bool,
+    ) -> Result<R> {
         let mut link = self.transport.link()?;
-        let selected = match &self.selected {
-            Some(selected) => selected.clone(),
-            None => {
-                let selected = open_and_select(&mut *link, &self.config)?;
-                self.selected = Some(selected.clone());
-                selected
+        self.selection_confirmed = true;
+        let selected = match self.selected.take() {
+            None => open_and_select(&mut *link, &self.config)?,
+            Some(ours) if confirm || link.newly_acquired() => {
+                confirm_selection(&mut *link, &self.config, ours)?
+            }
+            Some(ours) => {
+                self.selection_confirmed = false;
+                ours
             }
         };
+        self.selected = Some(selected.clone());
         let cla = applet_cla(self.config.cla_style, selected.channel);
         let mut channel = Channel {
             link: &mut *link,
@@ -715,6 +757,44 @@ fn close_channel(link: &mut dyn Link, selected: &Selected) {
         let close = Command::new(0x00, ins::MANAGE_CHANNEL, 0x80, selected.channel);
         let _ = link.transmit(&close.encode());
     }
+}
+
+/// Status words a card gives when our channel was closed (6881), or now holds an applet that
+/// knows neither our class byte (6E00) nor our instructions (6D00).
+const CHANNEL_TAKEN_SW: [u16; 3] = [0x6881, 0x6E00, 0x6D00];
+
+fn suggests_channel_taken(error: &Error) -> bool {
+    matches!(error, Error::Refused { sw, .. } if CHANNEL_TAKEN_SW.contains(sw))
+}
+
+/// Makes sure our applet is selected on our channel, at one APDU: SELECT by AID with no
+/// response data (P2 0C). Another host may have closed the channel (the card answers 6881)
+/// or selected its own applet on it (the SELECT makes it ours again). When the channel is
+/// gone, a new one is opened and the applet selected there; when that fails too, the error
+/// says what happened to the channel.
+fn confirm_selection(
+    link: &mut dyn Link,
+    config: &AppletConfig,
+    ours: Selected,
+) -> Result<Selected> {
+    let select = Command::new(interindustry_cla(ours.channel), ins::SELECT, 0x04, 0x0C)
+        .data(ours.aid.clone());
+    let response = exchange("SELECT", &select, &mut |apdu| link.transmit(apdu))?;
+    if response.is_ok() {
+        return Ok(ours);
+    }
+    open_and_select(link, config).map_err(|e| {
+        if e.is_connection_loss() {
+            return e;
+        }
+        Error::NoApplet(format!(
+            "channel {} no longer holds the applet {} (SW {:04X} to SELECT: another host \
+             closed or re-used it), and selecting it again failed: {e}",
+            ours.channel,
+            hex::encode(&ours.aid),
+            response.sw
+        ))
+    })
 }
 
 /// MANAGE CHANNEL open; `None` when the card has no logical channel to give.

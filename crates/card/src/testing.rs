@@ -8,6 +8,7 @@
 //! expected.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::{Error, Result};
@@ -34,6 +35,9 @@ pub enum Step {
     },
     /// The session gives back the channel the transport opened.
     CloseChannel(u8),
+    /// The next [`Transport::link`] begins a new exclusive period: other hosts may have used
+    /// the card since the previous one ([`Link::newly_acquired`]).
+    NewPeriod,
 }
 
 impl Step {
@@ -66,6 +70,8 @@ struct Played {
     steps: Mutex<VecDeque<Step>>,
     /// Commands sent after the script ended (an applet closing its channel when dropped).
     past_the_end: Mutex<Vec<Vec<u8>>>,
+    /// Calls of [`Transport::release`].
+    releases: AtomicUsize,
 }
 
 impl Script {
@@ -78,6 +84,7 @@ impl Script {
         Script(Arc::new(Played {
             steps: Mutex::new(steps.into()),
             past_the_end: Mutex::new(Vec::new()),
+            releases: AtomicUsize::new(0),
         }))
     }
 
@@ -94,6 +101,11 @@ impl Script {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         sent.iter().map(|c| hex::encode(c)).collect()
+    }
+
+    /// How often the host ended an exclusive access kept across operations.
+    pub fn releases(&self) -> usize {
+        self.0.releases.load(Ordering::SeqCst)
     }
 
     fn steps(&self) -> MutexGuard<'_, VecDeque<Step>> {
@@ -122,14 +134,28 @@ impl Transport for Script {
 
     fn link(&mut self) -> Result<Box<dyn Link + '_>> {
         let mut steps = self.steps();
-        if let Some(Step::LinkFails(_)) = steps.front() {
-            let Some(Step::LinkFails(error)) = steps.pop_front() else {
-                unreachable!("the front step was just matched");
-            };
-            return Err(error);
-        }
+        let newly_acquired = match steps.front() {
+            Some(Step::LinkFails(_)) => {
+                let Some(Step::LinkFails(error)) = steps.pop_front() else {
+                    unreachable!("the front step was just matched");
+                };
+                return Err(error);
+            }
+            Some(Step::NewPeriod) => {
+                steps.pop_front();
+                true
+            }
+            _ => false,
+        };
         drop(steps);
-        Ok(Box::new(self.clone()))
+        Ok(Box::new(ScriptLink {
+            script: self.clone(),
+            newly_acquired,
+        }))
+    }
+
+    fn release(&mut self) {
+        self.0.releases.fetch_add(1, Ordering::SeqCst);
     }
 
     fn recover(&mut self) -> Result<()> {
@@ -141,6 +167,22 @@ impl Transport for Script {
             return result;
         }
         Ok(())
+    }
+}
+
+/// One link on the scripted card.
+struct ScriptLink {
+    script: Script,
+    newly_acquired: bool,
+}
+
+impl Link for ScriptLink {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>> {
+        self.script.transmit(command)
+    }
+
+    fn newly_acquired(&self) -> bool {
+        self.newly_acquired
     }
 }
 

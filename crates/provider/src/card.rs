@@ -3,15 +3,24 @@
 //!
 //! - Threads: each card has one mutex; an operation holds it for its whole APDU exchange (and
 //!   the applet wraps the exchange in a PC/SC transaction, so other processes wait too).
+//! - The PC/SC transaction is kept across back-to-back operations, and ended by a releaser
+//!   thread once the card has been idle for [`HOLD_WHILE_IDLE`]: a burst of signatures costs
+//!   two round trips to pcscd each, and another process waiting for the card waits at most
+//!   that long (plus its own 100 ms polling) after our last operation. The releaser runs only
+//!   while a transaction is kept, owns a weak reference to the card and nothing else, and
+//!   takes the card's mutex to release, so it never ends a transaction in the middle of an
+//!   operation.
 //! - fork: a PC/SC context does not survive fork. A child notices the pid change on its first
 //!   operation and forgets (never uses, never closes) the parent's connection, then opens its
-//!   own. The caches stay valid: they describe the same card.
+//!   own (waiting for the parent's releaser to end a kept transaction). The releaser thread is
+//!   not inherited: the child starts its own. The caches stay valid: they describe the same
+//!   card.
 //! - Connections come from a [`Connector`]: the card target's `connect` in the provider, the
 //!   scripted card of `iotsafe::testing` in the unit tests at the end of this file.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use super::config;
 use iotsafe_card::objects::{ObjectKind, FUNCTION_SIGN};
@@ -24,6 +33,11 @@ pub type Connector = Box<dyn Fn() -> Result<Applet> + Send + Sync>;
 pub struct Card {
     connector: Connector,
     state: Mutex<State>,
+    /// How long the card stays ours after an operation ([`HOLD_WHILE_IDLE`]; zero: released
+    /// at the end of each operation).
+    hold: Duration,
+    /// Handed to the releaser thread.
+    this: Weak<Card>,
     /// The current process (a field so that tests can play a fork).
     process_id: fn() -> u32,
     /// The pause before each retry on a new connection.
@@ -37,24 +51,35 @@ struct State {
     public_keys: HashMap<ObjectRef, PublicKey>,
     files: HashMap<ObjectRef, Vec<u8>>,
     objects: Option<Vec<ObjectInfo>>,
+    /// When the operation that kept the card ended; `None` when nothing is kept.
+    kept_since: Option<Instant>,
+    /// The process whose releaser thread runs, while one does (a child's is not running,
+    /// whatever its copy of this says).
+    releaser: Option<u32>,
 }
 
 /// Retries of an operation whose connection failed.
 const RETRIES: usize = 3;
 /// A card just (re-)inserted may refuse its first commands for a moment.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long the PC/SC transaction outlives an operation. Longer keeps more bursts in one
+/// transaction (each new one costs a SELECT to confirm our channel); shorter lets other
+/// processes in sooner, though pcsc-lite's waiters poll every 100 ms anyway. Back-to-back TLS
+/// handshakes sign a few milliseconds apart, 10 ms and more on a loaded machine.
+pub const HOLD_WHILE_IDLE: Duration = Duration::from_millis(25);
 
 static CARDS: Mutex<Vec<(String, Arc<Card>)>> = Mutex::new(Vec::new());
 
 /// The card the target reaches (shared by every key on it). No I/O.
 pub fn card_for(target: &Target) -> Arc<Card> {
+    fork_guard::install();
     let identity = target.card_identity();
     let mut cards = CARDS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, card)) = cards.iter().find(|(id, _)| *id == identity) {
         return card.clone();
     }
     let target = target.clone();
-    let card = Arc::new(Card::new(Box::new(move || {
+    let card = Card::new(Box::new(move || {
         match &target.modem {
             Some(modem) => config::debug(format_args!(
                 "connecting to the applet behind modem {modem}"
@@ -69,7 +94,7 @@ pub fn card_for(target: &Target) -> Arc<Card> {
             config::debug(format_args!("APDUs to {} by {route}", applet.reader()));
         }
         Ok(applet)
-    })));
+    }));
     cards.push((identity, card.clone()));
     card
 }
@@ -87,14 +112,30 @@ pub fn close_all() {
 
 impl Card {
     /// A card reached through `connector`, which is called on first use and after a lost
-    /// connection.
-    pub fn new(connector: Connector) -> Card {
-        Card {
+    /// connection; the card is kept for [`HOLD_WHILE_IDLE`] after each operation.
+    pub fn new(connector: Connector) -> Arc<Card> {
+        Card::holding(connector, HOLD_WHILE_IDLE)
+    }
+
+    /// Like [`Card::new`], kept for `hold` after each operation (zero: not kept).
+    pub fn holding(connector: Connector, hold: Duration) -> Arc<Card> {
+        Card::build(connector, hold, std::process::id, RETRY_PAUSE)
+    }
+
+    fn build(
+        connector: Connector,
+        hold: Duration,
+        process_id: fn() -> u32,
+        retry_pause: Duration,
+    ) -> Arc<Card> {
+        Arc::new_cyclic(|this| Card {
             connector,
             state: Mutex::new(State::default()),
-            process_id: std::process::id,
-            retry_pause: RETRY_PAUSE,
-        }
+            hold,
+            this: this.clone(),
+            process_id,
+            retry_pause,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -105,6 +146,7 @@ impl Card {
                 // The parent's PC/SC handles belong to the parent: closing them from here
                 // would tear down its channel. Leak them instead.
                 std::mem::forget(inherited);
+                state.kept_since = None;
                 config::debug(format_args!(
                     "new process: the card is reconnected on first use"
                 ));
@@ -120,6 +162,30 @@ impl Card {
     fn with<R>(&self, op: impl FnMut(&mut Applet) -> Result<R>) -> Result<R> {
         let mut state = self.lock();
         self.with_locked(&mut state, op)
+    }
+
+    /// After an operation: the transaction it began stays open for [`Card::hold`]; the
+    /// releaser (started in this process if it is not running yet) ends it.
+    fn keep(&self, state: &mut State) {
+        if self.hold.is_zero() || state.applet.is_none() {
+            return;
+        }
+        state.kept_since = Some(Instant::now());
+        if state.releaser != Some(state.pid) {
+            state.releaser = Some(state.pid);
+            let this = self.this.clone();
+            let started = std::thread::Builder::new()
+                .name("iotsafe-card-release".into())
+                .spawn({
+                    let pid = state.pid;
+                    move || release_when_idle(this, pid)
+                });
+            if started.is_err() {
+                // No thread, no keeping: end the transaction now, as each operation did.
+                state.releaser = None;
+                release(state);
+            }
+        }
     }
 
     fn with_locked<R>(
@@ -156,9 +222,13 @@ impl Card {
             state.applet = Some((self.connector)()?);
         }
         let applet = state.applet.as_mut().expect("connected above");
+        applet.keep_between_operations(!self.hold.is_zero());
         let result = op(applet);
         if result.as_ref().is_err_and(Error::is_transport_failure) {
             state.applet = None;
+            state.kept_since = None;
+        } else {
+            self.keep(state);
         }
         result
     }
@@ -237,6 +307,106 @@ impl Card {
     }
 }
 
+/// Ends the kept transaction (the applet stays selected on its channel).
+fn release(state: &mut State) {
+    state.kept_since = None;
+    if let Some(applet) = state.applet.as_mut() {
+        applet.release();
+    }
+}
+
+/// The releaser of process `pid`: ends the card's transaction once it has been idle for its
+/// hold time, then returns (the next kept operation starts another). Holds nothing while it
+/// sleeps; returns early when the card is gone or another process's releaser took over (a
+/// thread does not survive fork, but a test may play one).
+fn release_when_idle(card: Weak<Card>, pid: u32) {
+    let mut wait = match card.upgrade() {
+        Some(card) => card.hold,
+        None => return,
+    };
+    loop {
+        std::thread::sleep(wait);
+        let Some(card) = card.upgrade() else { return };
+        let mut state = card.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.releaser != Some(pid) {
+            return;
+        }
+        match state.kept_since {
+            Some(since) if since.elapsed() < card.hold => wait = card.hold - since.elapsed(),
+            _ => {
+                release(&mut state);
+                state.releaser = None;
+                return;
+            }
+        }
+    }
+}
+
+/// No card lock is held by another thread at a `fork()`: the child has only the forking
+/// thread, and a lock the releaser (or another thread's operation) held at that moment would
+/// stay locked in the child for ever. `pthread_atfork` handlers take every card's lock before
+/// the fork (waiting for an operation in progress to end) and release them after it, in the
+/// parent and in the child alike.
+mod fork_guard {
+    use std::cell::RefCell;
+    use std::sync::{Arc, MutexGuard, Once};
+
+    use super::{Card, State, CARDS};
+
+    static INSTALL: Once = Once::new();
+
+    type Cards = Vec<(String, Arc<Card>)>;
+
+    /// The locks taken before a fork, by the forking thread (the child's only thread is a
+    /// copy of it, with this value). Fields drop in order: the cards' locks, then the cards
+    /// they borrow from, then the registry's lock.
+    struct Held {
+        _states: Vec<MutexGuard<'static, State>>,
+        _cards: Vec<Arc<Card>>,
+        _registry: MutexGuard<'static, Cards>,
+    }
+
+    thread_local! {
+        static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn install() {
+        INSTALL.call_once(|| {
+            // SAFETY: plain functions that live as long as the program (the library is
+            // linked nodelete). On failure (ENOMEM) a fork is as unguarded as before.
+            unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+        });
+    }
+
+    unsafe extern "C" fn prepare() {
+        let registry = CARDS.lock().unwrap_or_else(|e| e.into_inner());
+        let cards: Vec<Arc<Card>> = registry.iter().map(|(_, card)| card.clone()).collect();
+        let states = cards
+            .iter()
+            .map(|card| {
+                // SAFETY: `Held::_cards` keeps this card alive, and its guard is dropped first.
+                let card: &'static Card = unsafe { &*Arc::as_ptr(card) };
+                card.state.lock().unwrap_or_else(|e| e.into_inner())
+            })
+            .collect();
+        let held = Held {
+            _states: states,
+            _cards: cards,
+            _registry: registry,
+        };
+        // Never panics across the C boundary: a thread without its locals keeps no locks.
+        let _ = HELD.try_with(|cell| *cell.borrow_mut() = Some(held));
+    }
+
+    unsafe extern "C" fn release() {
+        let held = HELD
+            .try_with(|cell| cell.borrow_mut().take())
+            .ok()
+            .flatten();
+        drop(held);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -245,7 +415,7 @@ mod tests {
 
     use super::*;
     use iotsafe_card::testing::{Script, Step};
-    use iotsafe_card::{AppletConfig, Curve};
+    use iotsafe_card::{AppletConfig, Curve, Target};
 
     const OPEN_CHANNEL_1: (&str, &str) = ("0070000001", "019000");
     const SELECT_ON_1: (&str, &str) = ("01A4040007A0000005590010", "9000");
@@ -274,11 +444,11 @@ mod tests {
     /// A card whose connections are `scripts`, one per connection, in order (each selects
     /// the applet, as `Target::connect` does); a connection beyond them fails as a missing
     /// reader does. Also returns the count of connections made.
-    fn card_of(scripts: &[&Script]) -> (Card, Arc<AtomicUsize>) {
+    fn card_of(scripts: &[&Script]) -> (Arc<Card>, Arc<AtomicUsize>) {
         let left: Mutex<VecDeque<Script>> = Mutex::new(scripts.iter().copied().cloned().collect());
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = connections.clone();
-        let mut card = Card::new(Box::new(move || {
+        let connector: Connector = Box::new(move || {
             counted.fetch_add(1, Ordering::SeqCst);
             let script = left
                 .lock()
@@ -288,10 +458,109 @@ mod tests {
             let mut applet = Applet::new(Box::new(script), AppletConfig::default());
             applet.select()?;
             Ok(applet)
-        }));
-        card.process_id = test_pid;
-        card.retry_pause = Duration::ZERO;
+        });
+        let card = Card::build(connector, HOLD_WHILE_IDLE, test_pid, Duration::ZERO);
         (card, connections)
+    }
+
+    /// Like [`card_of`] with one connection, kept for `hold` after each operation.
+    fn card_holding(script: &Script, hold: Duration) -> Arc<Card> {
+        let script = script.clone();
+        let connector: Connector = Box::new(move || {
+            let mut applet = Applet::new(Box::new(script.clone()), AppletConfig::default());
+            applet.select()?;
+            Ok(applet)
+        });
+        Card::build(connector, hold, test_pid, Duration::ZERO)
+    }
+
+    fn two_signatures() -> Script {
+        let (update, signature) = sign_update();
+        Script::new(&[
+            OPEN_CHANNEL_1,
+            SELECT_ON_1,
+            (SIGN_INIT, "9000"),
+            (&update, &signature),
+            (SIGN_INIT, "9000"),
+            (&update, &signature),
+        ])
+    }
+
+    #[test]
+    fn a_fork_while_another_thread_holds_the_card_leaves_the_child_a_usable_card() {
+        let target = Target {
+            reader: Some("fork guard test".into()),
+            ..Target::default()
+        };
+        let card = card_for(&target);
+        let (held, holding) = std::sync::mpsc::channel();
+        let holder = {
+            let card = card.clone();
+            std::thread::spawn(move || {
+                let state = card.state.lock().unwrap();
+                held.send(()).unwrap();
+                // Long enough for the fork below to start while the lock is held.
+                std::thread::sleep(Duration::from_millis(200));
+                drop(state);
+            })
+        };
+        holding.recv().unwrap();
+        // SAFETY: the child only takes the card's lock and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: plain libc calls in the child; alarm ends a child stuck on the lock.
+            unsafe {
+                libc::alarm(5);
+                drop(card.state.lock());
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child made above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        holder.join().unwrap();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child could not take the card's lock (status {status:#x})"
+        );
+    }
+
+    #[test]
+    fn back_to_back_operations_keep_the_card() {
+        let script = two_signatures();
+        let card = card_holding(&script, Duration::from_secs(60));
+        signs(&card).unwrap();
+        signs(&card).unwrap();
+        assert_eq!(script.releases(), 0, "kept across both signatures");
+    }
+
+    #[test]
+    fn an_idle_card_is_released_once_by_the_releaser() {
+        let script = two_signatures();
+        let card = card_holding(&script, Duration::from_millis(5));
+        signs(&card).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while script.releases() == 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(script.releases(), 1, "released after the idle time");
+        // A later operation is kept again, and released again.
+        signs(&card).unwrap();
+        while script.releases() == 1 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(script.releases(), 2);
+    }
+
+    #[test]
+    fn a_card_held_for_no_time_is_released_by_each_operation() {
+        let script = two_signatures();
+        let card = card_holding(&script, Duration::ZERO);
+        signs(&card).unwrap();
+        signs(&card).unwrap();
+        // The transport ends each transaction with its link: nothing is kept to release.
+        assert_eq!(script.releases(), 0);
+        assert!(card.lock().kept_since.is_none());
     }
 
     fn steps(steps: &[(&str, &str)]) -> Vec<Step> {

@@ -1,6 +1,7 @@
 //! The card: logical channels, applet selection, CLA rules, T=0 response
 //! handling, and dispatch of the IoT SAFE commands to their handlers.
 
+mod foreign;
 mod keys;
 mod objects;
 mod sessions;
@@ -74,6 +75,8 @@ pub struct Config {
     /// Logical channels including the basic one, 1..=[`MAX_CHANNELS`]; 1 means a card
     /// without logical channels (MANAGE CHANNEL answers 6881).
     pub channels: usize,
+    /// Another vendor's applet, selectable beside ours (see `foreign.rs`).
+    pub foreign_aid: Option<Vec<u8>>,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             read_past_end: sw::INCORRECT_P1P2,
             file_size: None,
             channels: DEFAULT_CHANNELS,
+            foreign_aid: None,
         }
     }
 }
@@ -318,6 +322,9 @@ impl Applet {
         }
         if !matches!(cmd.p2, 0x00 | 0x04 | 0x0C) {
             return Err(sw::INCORRECT_P1P2);
+        }
+        if let Some(foreign) = self.select_foreign(ch, cmd) {
+            return foreign;
         }
         if !self.cfg.aids.contains(&cmd.data) {
             return Err(sw::NOT_FOUND);

@@ -598,3 +598,130 @@ fn a_transport_that_opens_no_channel_leaves_it_to_the_session() {
     drop(applet);
     assert_eq!(script.remaining(), 0);
 }
+
+/// A steady-state signature on channel 1: INIT and UPDATE, and the signature answer.
+fn signature_steps() -> Vec<Step> {
+    let update = format!("012B8001229E20{}", "AB".repeat(32));
+    let answer = format!("3340{}9000", "11".repeat(64));
+    vec![
+        Step::apdu("012A00010D840101A10103910200019201 04", "9000"),
+        Step::apdu(&update, &answer),
+    ]
+}
+
+fn sign(applet: &mut Applet) -> Result<Vec<u8>> {
+    applet.sign_digest(&ObjectRef::Id(vec![1]), HashAlg::Sha256, &[0xAB; 32])
+}
+
+/// SELECT by AID with no response data on channel 1: the check at a new exclusive period.
+const CONFIRM_ON_1: &str = "01A4040C07A0000005590010";
+
+fn selected_on_channel_1() -> Vec<Step> {
+    vec![
+        Step::apdu(OPEN_CHANNEL_1.0, OPEN_CHANNEL_1.1),
+        Step::apdu(SELECT_GSMA_ON_1.0, SELECT_GSMA_ON_1.1),
+    ]
+}
+
+#[test]
+fn a_kept_exclusive_period_signs_without_a_check() {
+    let mut steps = selected_on_channel_1();
+    steps.extend(signature_steps());
+    steps.extend(signature_steps());
+    let script = Script::of(steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    sign(&mut applet).unwrap();
+    sign(&mut applet).unwrap();
+}
+
+#[test]
+fn a_new_exclusive_period_confirms_the_selection_with_one_apdu() {
+    let mut steps = selected_on_channel_1();
+    steps.push(Step::NewPeriod);
+    steps.push(Step::apdu(CONFIRM_ON_1, "9000"));
+    steps.extend(signature_steps());
+    let script = Script::of(steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    applet.select().unwrap();
+    sign(&mut applet).unwrap();
+}
+
+#[test]
+fn a_channel_closed_by_another_host_is_reopened_at_the_next_period() {
+    let mut steps = selected_on_channel_1();
+    steps.push(Step::NewPeriod);
+    // Another host closed channel 1: the card no longer knows it.
+    steps.push(Step::apdu(CONFIRM_ON_1, "6881"));
+    steps.extend(selected_on_channel_1());
+    steps.extend(signature_steps());
+    let script = Script::of(steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    applet.select().unwrap();
+    sign(&mut applet).unwrap();
+}
+
+#[test]
+fn a_channel_lost_within_a_kept_period_is_confirmed_and_the_operation_retried() {
+    // No new period was signalled (a transport that cannot tell), but the card answers as
+    // a closed channel does: the selection is confirmed, made anew, and the INIT sent again.
+    let mut steps = selected_on_channel_1();
+    steps.push(Step::apdu("012A00010D840101A10103910200019201 04", "6881"));
+    steps.push(Step::apdu(CONFIRM_ON_1, "6881"));
+    steps.extend(selected_on_channel_1());
+    steps.extend(signature_steps());
+    let script = Script::of(steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    applet.select().unwrap();
+    sign(&mut applet).unwrap();
+}
+
+#[test]
+fn a_foreign_applet_on_our_channel_is_replaced_by_ours_and_the_operation_retried() {
+    let mut steps = selected_on_channel_1();
+    // Another applet now sits on channel 1 and knows none of our instructions.
+    steps.push(Step::apdu("012A00010D840101A10103910200019201 04", "6D00"));
+    steps.push(Step::apdu(CONFIRM_ON_1, "9000"));
+    steps.extend(signature_steps());
+    let script = Script::of(steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    applet.select().unwrap();
+    sign(&mut applet).unwrap();
+}
+
+#[test]
+fn a_refusal_after_a_confirmed_selection_is_the_applets_and_stands() {
+    let mut steps = selected_on_channel_1();
+    steps.push(Step::NewPeriod);
+    steps.push(Step::apdu(CONFIRM_ON_1, "9000"));
+    steps.push(Step::apdu("012A00010D840101A10103910200019201 04", "6D00"));
+    let script = Script::of(steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    applet.select().unwrap();
+    let err = sign(&mut applet).unwrap_err();
+    assert_eq!(err.status_word(), Some(0x6D00), "{err}");
+}
+
+#[test]
+fn a_channel_that_cannot_be_won_back_is_reported_as_taken() {
+    let mut steps = selected_on_channel_1();
+    steps.push(Step::NewPeriod);
+    steps.push(Step::apdu(CONFIRM_ON_1, "6881"));
+    // No channel left, and the basic channel does not find the applet either.
+    steps.push(Step::apdu("0070000001", "6A81"));
+    steps.push(Step::apdu("00A4040007A0000005590010", "6A82"));
+    steps.push(Step::apdu(
+        "00A404000FA00000003053F1240177010149 5341",
+        "6A82",
+    ));
+    steps.push(Step::apdu("00A4040007A0000002480400", "6A82"));
+    let script = Script::of(steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    applet.select().unwrap();
+    let err = sign(&mut applet).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("channel 1 no longer holds the applet A0000005590010 (SW 6881")
+            && text.contains("another host"),
+        "{text}"
+    );
+}

@@ -37,6 +37,14 @@ pub trait Link {
 
     /// Closes a channel that [`Link::open_channel`] opened (best effort).
     fn close_channel(&mut self, _channel: u8) {}
+
+    /// True when this link began a new exclusive period on a card other hosts share: they
+    /// may have closed or re-purposed our logical channel since the previous link. False
+    /// when the exclusive access of the previous operation was kept (see
+    /// [`Transport::keep_between_operations`]) or nobody else reaches the card.
+    fn newly_acquired(&self) -> bool {
+        false
+    }
 }
 
 /// A connection to one card.
@@ -57,4 +65,12 @@ pub trait Transport: Send {
     /// Re-establishes the connection after a reset or a removal. Logical channels and
     /// sessions opened before are gone afterwards.
     fn recover(&mut self) -> Result<()>;
+
+    /// When `keep` is true, the exclusive access an operation acquired outlives its link, so
+    /// that back-to-back operations acquire it once; [`Transport::release`] ends it. A
+    /// transport without such access ignores this.
+    fn keep_between_operations(&mut self, _keep: bool) {}
+
+    /// Ends an exclusive access kept across operations (nothing when none is kept).
+    fn release(&mut self) {}
 }

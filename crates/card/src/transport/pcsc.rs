@@ -1,8 +1,11 @@
 //! PC/SC transport (pcsc-lite on Linux): shared mode, T=0 or T=1, a PC/SC transaction around
-//! every multi-APDU operation, reconnection after a reset or a removal.
+//! every multi-APDU operation (kept across back-to-back operations when asked, so that a
+//! signature costs its two transmissions and nothing more), reconnection after a reset or a
+//! removal.
 
 use std::ffi::CString;
-
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pcsc::{
@@ -92,9 +95,90 @@ pub fn matching_readers(filter: Option<&str>) -> Result<Vec<String>> {
 pub struct PcscTransport {
     reader: String,
     context: Context,
-    card: Option<Card>,
+    connection: Option<Connection>,
+    /// Whether a transaction outlives the link that began it (until [`Transport::release`]).
+    keep: bool,
     /// Receives responses; kept for the connection's life rather than made per operation.
     buffer: Vec<u8>,
+}
+
+/// Every call this process made to the PC/SC daemon through a [`PcscTransport`] (each is one
+/// IPC round trip to pcscd): begin and end of transactions, transmissions, reconnections.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(Ordering::Relaxed)
+}
+
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+fn count_round_trip() {
+    ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A card handle and the transaction open on it, if any. The transaction borrows the card,
+/// which lives behind a raw pointer so that both can sit in one struct: the card is reached
+/// only through the transaction while one is open, and freed only after it ended.
+struct Connection {
+    card: NonNull<Card>,
+    transaction: Option<Transaction<'static>>,
+}
+
+// SAFETY: `Card` is Send, and the transaction is a `&mut Card` to the card this value owns;
+// both move together.
+unsafe impl Send for Connection {}
+
+impl Connection {
+    fn new(card: Card) -> Self {
+        Connection {
+            card: NonNull::from(Box::leak(Box::new(card))),
+            transaction: None,
+        }
+    }
+
+    /// Begins a transaction unless one is open; true when it began one.
+    fn begin(&mut self) -> std::result::Result<bool, pcsc::Error> {
+        if self.transaction.is_some() {
+            return Ok(false);
+        }
+        // SAFETY: the card is owned by `self` and outlives the transaction (`end` runs before
+        // the card is touched otherwise, and in `drop` before it is freed); no other
+        // reference to it exists while the transaction does.
+        let card: &'static mut Card = unsafe { &mut *self.card.as_ptr() };
+        count_round_trip();
+        self.transaction = Some(card.transaction()?);
+        Ok(true)
+    }
+
+    /// Ends the open transaction, if any (leaving the card as it is).
+    fn end(&mut self) {
+        if self.transaction.take().is_some() {
+            count_round_trip();
+        }
+    }
+
+    /// The card inside the open transaction.
+    fn in_transaction(&self) -> &Card {
+        self.transaction
+            .as_deref()
+            .expect("transmissions happen inside a transaction")
+    }
+
+    /// The card itself, with no transaction open.
+    fn card(&mut self) -> &mut Card {
+        self.end();
+        // SAFETY: owned by `self`; the transaction that borrowed it has just ended.
+        unsafe { &mut *self.card.as_ptr() }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.end();
+        // SAFETY: allocated by `Connection::new`, no transaction borrows it any more.
+        let card = unsafe { Box::from_raw(self.card.as_ptr()) };
+        // pcsc's default disconnect resets the card, which would tear down every other
+        // process's channels: leave the card as it is instead.
+        let _ = card.disconnect(Disposition::LeaveCard);
+    }
 }
 
 impl PcscTransport {
@@ -105,28 +189,22 @@ impl PcscTransport {
         Ok(PcscTransport {
             reader: reader.to_string(),
             context,
-            card: Some(card),
+            connection: Some(Connection::new(card)),
+            keep: false,
             buffer: vec![0; MAX_BUFFER_SIZE_EXTENDED],
         })
     }
 
     /// The card's ATR, as the reader reports it.
-    pub fn atr(&self) -> Result<Vec<u8>> {
-        let card = self.card.as_ref().ok_or_else(|| self.absent())?;
-        let status = card
-            .status2_owned()
-            .map_err(|e| self.map_error("SCardStatus", e))?;
-        Ok(status.atr().to_vec())
-    }
-
-    fn absent(&self) -> Error {
-        Error::CardAbsent {
+    pub fn atr(&mut self) -> Result<Vec<u8>> {
+        let connection = self.connection.as_mut().ok_or_else(|| Error::CardAbsent {
             reader: self.reader.clone(),
-        }
-    }
-
-    fn map_error(&self, operation: &str, e: pcsc::Error) -> Error {
-        map_pcsc_error(&self.reader, operation, e)
+        })?;
+        let status = connection
+            .card()
+            .status2_owned()
+            .map_err(|e| map_pcsc_error(&self.reader, "SCardStatus", e))?;
+        Ok(status.atr().to_vec())
     }
 }
 
@@ -165,22 +243,26 @@ impl Transport for PcscTransport {
 
     fn link(&mut self) -> Result<Box<dyn Link + '_>> {
         let reader = self.reader.as_str();
-        let card = self.card.as_mut().ok_or_else(|| Error::CardAbsent {
+        let connection = self.connection.as_mut().ok_or_else(|| Error::CardAbsent {
             reader: reader.to_string(),
         })?;
-        let transaction = card
-            .transaction()
+        let newly_acquired = connection
+            .begin()
             .map_err(|e| map_pcsc_error(reader, "SCardBeginTransaction", e))?;
         Ok(Box::new(PcscLink {
             reader,
-            transaction,
+            connection,
+            keep: self.keep,
+            newly_acquired,
             buffer: &mut self.buffer,
         }))
     }
 
     fn recover(&mut self) -> Result<()> {
-        if let Some(card) = self.card.as_mut() {
-            if card
+        if let Some(connection) = self.connection.as_mut() {
+            count_round_trip();
+            if connection
+                .card()
                 .reconnect(ShareMode::Shared, Protocols::ANY, Disposition::LeaveCard)
                 .is_ok()
             {
@@ -188,35 +270,51 @@ impl Transport for PcscTransport {
             }
         }
         // The handle is stale (card re-inserted, daemon restarted): start from a new context.
-        self.card = None;
+        self.connection = None;
         if self.context.is_valid().is_err() {
             self.context = establish()?;
         }
-        self.card = Some(connect_card(&self.context, &self.reader)?);
+        self.connection = Some(Connection::new(connect_card(&self.context, &self.reader)?));
         Ok(())
     }
-}
 
-impl Drop for PcscTransport {
-    fn drop(&mut self) {
-        // pcsc's default disconnect resets the card, which would tear down every other
-        // process's channels: leave the card as it is instead.
-        if let Some(card) = self.card.take() {
-            let _ = card.disconnect(Disposition::LeaveCard);
+    fn keep_between_operations(&mut self, keep: bool) {
+        self.keep = keep;
+        if !keep {
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(connection) = self.connection.as_mut() {
+            connection.end();
         }
     }
 }
 
 struct PcscLink<'a> {
     reader: &'a str,
-    transaction: Transaction<'a>,
+    connection: &'a mut Connection,
+    /// Whether the transaction stays open when the link goes.
+    keep: bool,
+    newly_acquired: bool,
     buffer: &'a mut [u8],
+}
+
+impl Drop for PcscLink<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.connection.end();
+        }
+    }
 }
 
 impl Link for PcscLink<'_> {
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>> {
+        count_round_trip();
         let response = self
-            .transaction
+            .connection
+            .in_transaction()
             .transmit(command, self.buffer)
             .map_err(|e| map_pcsc_error(self.reader, "SCardTransmit", e))?;
         // Some reader drivers (vpcd among them) report a card that vanished mid-command as
@@ -227,5 +325,9 @@ impl Link for PcscLink<'_> {
             });
         }
         Ok(response.to_vec())
+    }
+
+    fn newly_acquired(&self) -> bool {
+        self.newly_acquired
     }
 }
