@@ -137,6 +137,18 @@ fn finish(server: Child) {
     assert!(out.status.success(), "s_server: {}", text(&out.stderr));
 }
 
+/// The server ended on its own after its last connection: its provider gave the logical
+/// channel back at teardown (MANAGE CHANNEL close), which is not part of the recovery.
+fn without_close_at_exit(mut commands: Vec<String>) -> Vec<String> {
+    if commands
+        .last()
+        .is_some_and(|c| c.starts_with("007080") && c.ends_with(" 9000"))
+    {
+        commands.pop();
+    }
+    commands
+}
+
 fn log_of(rig: &CardRig) -> String {
     std::fs::read_to_string(Path::new(&path(rig, "provider.log"))).unwrap_or_default()
 }
@@ -156,7 +168,7 @@ fn a_channel_closed_by_another_host_is_reopened_before_the_next_signature() {
     finish(server);
 
     let cla = format!("{channel:02X}");
-    let after = commands_since(&rig, before);
+    let after = without_close_at_exit(commands_since(&rig, before));
     assert_eq!(
         after,
         [
@@ -194,7 +206,7 @@ fn a_channel_re_used_by_another_hosts_applet_is_selected_again_before_the_next_s
     finish(server);
 
     let cla = format!("{channel:02X}");
-    let after = commands_since(&rig, before);
+    let after = without_close_at_exit(commands_since(&rig, before));
     assert_eq!(
         after,
         [

@@ -184,6 +184,14 @@ impl Link for ScriptLink {
     fn newly_acquired(&self) -> bool {
         self.newly_acquired
     }
+
+    fn open_channel(&mut self, aid: &[u8]) -> Result<ChannelOpening> {
+        self.script.open_channel(aid)
+    }
+
+    fn close_channel(&mut self, channel: u8) {
+        self.script.close_channel(channel)
+    }
 }
 
 impl Link for Script {
