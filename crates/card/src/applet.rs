@@ -783,6 +783,19 @@ fn confirm_selection(
     if response.is_ok() {
         return Ok(ours);
     }
+    if response.sw != 0x6881 {
+        // Not "channel closed": a card that refuses this SELECT's form, or a passing error.
+        // Opening another channel each time would leak one per transaction until none is
+        // left (and the session fell back to the basic channel): report it instead.
+        return Err(Error::Refused {
+            what: format!(
+                "SELECT of the applet {} to confirm channel {}",
+                hex::encode(&ours.aid),
+                ours.channel
+            ),
+            sw: response.sw,
+        });
+    }
     open_and_select(link, config).map_err(|e| {
         if e.is_connection_loss() {
             return e;

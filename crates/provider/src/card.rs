@@ -178,7 +178,7 @@ impl Card {
                 .name("iotsafe-card-release".into())
                 .spawn({
                     let pid = state.pid;
-                    move || release_when_idle(this, pid)
+                    move || release_when_idle_guarded(this, pid)
                 });
             if started.is_err() {
                 // No thread, no keeping: end the transaction now, as each operation did.
@@ -331,12 +331,39 @@ fn release_when_idle(card: Weak<Card>, pid: u32) {
         if state.releaser != Some(pid) {
             return;
         }
-        match state.kept_since {
-            Some(since) if since.elapsed() < card.hold => wait = card.hold - since.elapsed(),
-            _ => {
+        // One reading of the clock: two could straddle the hold time, and a subtraction that
+        // goes negative would end the releaser with the transaction still kept.
+        match next_wait(state.kept_since.map(|since| since.elapsed()), card.hold) {
+            Some(left) => wait = left,
+            None => {
                 release(&mut state);
                 state.releaser = None;
                 return;
+            }
+        }
+    }
+}
+
+/// How long the releaser still waits, given how long the card has been idle: None when the
+/// transaction is to end now (idle for the hold time, or not kept at all).
+fn next_wait(idle: Option<Duration>, hold: Duration) -> Option<Duration> {
+    idle.and_then(|idle| hold.checked_sub(idle))
+        .filter(|left| !left.is_zero())
+}
+
+/// The releaser, whatever happens in it: should it ever panic, the transaction is ended and the
+/// card lets the next kept operation start another releaser (a card kept for ever would lock
+/// every other process out of it).
+fn release_when_idle_guarded(card: Weak<Card>, pid: u32) {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        release_when_idle(card.clone(), pid)
+    }));
+    if run.is_err() {
+        if let Some(card) = card.upgrade() {
+            let mut state = card.state.lock().unwrap_or_else(|e| e.into_inner());
+            release(&mut state);
+            if state.releaser == Some(pid) {
+                state.releaser = None;
             }
         }
     }
@@ -378,7 +405,7 @@ mod fork_guard {
         });
     }
 
-    unsafe extern "C" fn prepare() {
+    pub(super) unsafe extern "C" fn prepare() {
         let registry = CARDS.lock().unwrap_or_else(|e| e.into_inner());
         let cards: Vec<Arc<Card>> = registry.iter().map(|(_, card)| card.clone()).collect();
         let states = cards
@@ -386,7 +413,12 @@ mod fork_guard {
             .map(|card| {
                 // SAFETY: `Held::_cards` keeps this card alive, and its guard is dropped first.
                 let card: &'static Card = unsafe { &*Arc::as_ptr(card) };
-                card.state.lock().unwrap_or_else(|e| e.into_inner())
+                let mut state = card.state.lock().unwrap_or_else(|e| e.into_inner());
+                // No child inherits a kept transaction: a parent that then exits without its
+                // teardown (daemon(3)) would leave the card locked for as long as the child
+                // lives, for every process, the child included.
+                super::release(&mut state);
+                state
             })
             .collect();
         let held = Held {
@@ -398,7 +430,7 @@ mod fork_guard {
         let _ = HELD.try_with(|cell| *cell.borrow_mut() = Some(held));
     }
 
-    unsafe extern "C" fn release() {
+    pub(super) unsafe extern "C" fn release() {
         let held = HELD
             .try_with(|cell| cell.borrow_mut().take())
             .ok()
@@ -532,6 +564,42 @@ mod tests {
         signs(&card).unwrap();
         signs(&card).unwrap();
         assert_eq!(script.releases(), 0, "kept across both signatures");
+    }
+
+    #[test]
+    fn the_releasers_wait_never_goes_below_zero() {
+        let hold = Duration::from_millis(25);
+        let nanos = Duration::from_nanos(1);
+        assert_eq!(next_wait(Some(hold - nanos), hold), Some(nanos));
+        assert_eq!(next_wait(Some(hold), hold), None);
+        assert_eq!(
+            next_wait(Some(hold + nanos), hold),
+            None,
+            "idle past the hold"
+        );
+        assert_eq!(next_wait(None, hold), None, "nothing kept");
+    }
+
+    /// A fork ends the kept transaction first: a child never inherits one (a daemonising
+    /// parent that exits without its teardown would leave the card locked for everyone).
+    #[test]
+    fn a_fork_ends_the_kept_transaction_first() {
+        let script = two_signatures();
+        let card = card_holding(&script, Duration::from_secs(60));
+        signs(&card).unwrap();
+        assert_eq!(script.releases(), 0, "kept");
+        CARDS
+            .lock()
+            .unwrap()
+            .push(("fork-test".into(), card.clone()));
+        // SAFETY: the handlers as pthread_atfork runs them around a fork, on this thread.
+        unsafe {
+            fork_guard::prepare();
+            fork_guard::release();
+        }
+        CARDS.lock().unwrap().retain(|(id, _)| id != "fork-test");
+        assert_eq!(script.releases(), 1, "released before the fork");
+        signs(&card).unwrap();
     }
 
     #[test]

@@ -725,3 +725,27 @@ fn a_channel_that_cannot_be_won_back_is_reported_as_taken() {
         "{text}"
     );
 }
+
+/// A card that refuses the confirming SELECT's form (P2 0C) or fails it for a moment has not
+/// lost our channel: the refusal is reported, and no other channel is opened (one per new
+/// period would leak channels until none is left).
+#[test]
+fn a_refused_confirmation_opens_no_other_channel() {
+    let mut steps = selected_on_channel_1();
+    steps.push(Step::NewPeriod);
+    steps.push(Step::apdu(CONFIRM_ON_1, "6A86"));
+    let script = Script::of(steps);
+    let mut applet = applet(&script, ClaStyle::Interindustry);
+    applet.select().unwrap();
+    let err = sign(&mut applet).unwrap_err();
+    assert!(matches!(err, Error::Refused { sw: 0x6A86, .. }), "{err}");
+    drop(applet);
+    assert!(
+        !script
+            .past_the_end()
+            .iter()
+            .any(|c| c.starts_with("0070000001")),
+        "no channel opened: {:?}",
+        script.past_the_end()
+    );
+}

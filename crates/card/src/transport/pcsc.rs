@@ -176,8 +176,12 @@ impl Drop for Connection {
         // SAFETY: allocated by `Connection::new`, no transaction borrows it any more.
         let card = unsafe { Box::from_raw(self.card.as_ptr()) };
         // pcsc's default disconnect resets the card, which would tear down every other
-        // process's channels: leave the card as it is instead.
-        let _ = card.disconnect(Disposition::LeaveCard);
+        // process's channels: leave the card as it is instead. A failed disconnect hands the
+        // card back, whose drop would reset it: it is forgotten (pcscd frees the handle when
+        // this process's connection closes).
+        if let Err((card, _)) = card.disconnect(Disposition::LeaveCard) {
+            std::mem::forget(card);
+        }
     }
 }
 
