@@ -360,8 +360,11 @@ impl ResolverSpec {
     }
 
     fn same_resolver(&self, other: &ResolverSpec) -> bool {
-        let text = |spec: &ResolverSpec| spec.anchor.as_ref().map(|(_, text)| text.clone());
-        self.server == other.server && text(self) == text(other)
+        self.server == other.server && self.anchor_text() == other.anchor_text()
+    }
+
+    fn anchor_text(&self) -> Option<&str> {
+        self.anchor.as_ref().map(|(_, text)| text.as_str())
     }
 
     fn resolver(&self) -> Result<Arc<Resolver>, String> {
@@ -378,35 +381,37 @@ impl ResolverSpec {
 }
 
 /// The resolvers [`iotsafe_dane_shared`] hands out, held weakly: the last handle on one ends it.
-static SHARED_RESOLVERS: Mutex<Vec<(ResolverSpec, std::sync::Weak<Resolver>)>> =
-    Mutex::new(Vec::new());
+static SHARED_RESOLVERS: Mutex<Registry> = Mutex::new(Vec::new());
 
 fn shared_resolver(spec: ResolverSpec) -> Result<Arc<Resolver>, String> {
-    let existing = |spec: &ResolverSpec| {
-        let mut shared = SHARED_RESOLVERS.lock().unwrap_or_else(|p| p.into_inner());
-        shared.retain(|(_, resolver)| resolver.strong_count() > 0);
-        shared
-            .iter()
-            .find(|(s, _)| s.same_resolver(spec))
-            .and_then(|(_, resolver)| resolver.upgrade())
-    };
-    if let Some(resolver) = existing(&spec) {
+    if let Some(resolver) = live_resolver(&mut registry(), &spec) {
         return Ok(resolver);
     }
     // Made without the lock: a resolver fetches its trust anchor's keys (up to the look-up
     // time-out), which must not hold every other caller (or a forked child) waiting.
     let made = spec.resolver()?;
-    let mut shared = SHARED_RESOLVERS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(resolver) = shared
-        .iter()
-        .find(|(s, _)| s.same_resolver(&spec))
-        .and_then(|(_, resolver)| resolver.upgrade())
-    {
-        // Another caller made one meanwhile: one resolver per specification still.
+    let mut shared = registry();
+    // Another caller may have made one meanwhile: one resolver per specification still.
+    if let Some(resolver) = live_resolver(&mut shared, &spec) {
         return Ok(resolver);
     }
     shared.push((spec, Arc::downgrade(&made)));
     Ok(made)
+}
+
+type Registry = Vec<(ResolverSpec, std::sync::Weak<Resolver>)>;
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    SHARED_RESOLVERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The live resolver made for `spec`, forgetting those no handle holds any more.
+fn live_resolver(shared: &mut Registry, spec: &ResolverSpec) -> Option<Arc<Resolver>> {
+    shared.retain(|(_, resolver)| resolver.strong_count() > 0);
+    shared
+        .iter()
+        .find(|(s, _)| s.same_resolver(spec))
+        .and_then(|(_, resolver)| resolver.upgrade())
 }
 
 /// # Safety

@@ -257,18 +257,22 @@ pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
         // A context-level check runs in certificate verification, which a resumed session
         // skips: the handshake that made the session ran it on this context.
         None if ssl.session_reused() && context_checks_servers(ssl.ssl_context()) => {
-            match ssl.verify_result() {
-                X509VerifyResult::OK => Ok(()),
-                failed => Err(Refusal::CertificateRejected(failed)),
-            }
+            verification(ssl)
         }
         None => Err(Refusal::NotChecked),
-        Some(Verdict::Prepared) => match ssl.verify_result() {
-            // A failed verification is known before the handshake finishes (it aborted it).
-            failed if failed != X509VerifyResult::OK => Err(Refusal::CertificateRejected(failed)),
-            _ if ssl.peer_certificate().is_none() => Err(Refusal::NotChecked),
-            _ => Ok(()),
-        },
+        // A failed verification is known before the handshake finishes (it aborted it).
+        Some(Verdict::Prepared) => verification(ssl).and_then(|()| match ssl.peer_certificate() {
+            Some(_) => Ok(()),
+            None => Err(Refusal::NotChecked),
+        }),
+    }
+}
+
+/// OpenSSL's verification result on `ssl` (OK also before any verification ran).
+fn verification(ssl: &SslRef) -> Result<(), Refusal> {
+    match ssl.verify_result() {
+        X509VerifyResult::OK => Ok(()),
+        failed => Err(Refusal::CertificateRejected(failed)),
     }
 }
 
@@ -294,10 +298,7 @@ pub enum Authority {
 /// The authority of a finished handshake configured by [`ServerTlsa::configure`], or why the
 /// server is not authenticated.
 pub fn authority(ssl: &SslRef, decision: &Decision) -> Result<Authority, Refusal> {
-    let verify = ssl.verify_result();
-    if verify != X509VerifyResult::OK {
-        return Err(Refusal::CertificateRejected(verify));
-    }
+    verification(ssl)?;
     match decision {
         Decision::Dane => ossl::dane_match(ssl)
             .map(|(depth, usage, selector, mtype, data)| Authority::Tlsa {
