@@ -240,6 +240,25 @@ fn another_contexts_teardown_leaves_the_card_connection_open() {
     );
 }
 
+/// Two key references that name the one card differently (a reader filter, and none at all
+/// on a host with one reader) share one connection: one logical channel is opened, not two.
+#[test]
+fn key_references_naming_one_card_differently_share_its_connection() {
+    let setup = setup();
+    let card = LibCtx::with_config(&write_config(setup.dir.path(), "plain.cnf", true, ""));
+    let by_filter =
+        iotsafe_dane::provider::uri::keyref_pem("iotsafe:reader=Virtual;key-id=01").into_bytes();
+    assert_eq!(card.decode(&setup.keyref).as_deref(), Ok("iotsafe"));
+    assert_eq!(card.decode(&by_filter).as_deref(), Ok("iotsafe"));
+    let opened = setup
+        .rig
+        .trace()
+        .iter()
+        .filter(|apdu| apdu.starts_with("0070000001"))
+        .count();
+    assert_eq!(opened, 1, "{:?}", setup.rig.trace());
+}
+
 /// Rounds of decoding (each a key reference and an ordinary key) while another thread
 /// initialises and tears down the provider in other contexts as fast as it can. (A provider
 /// stays initialised in its context until the context is freed, so each cycle is a context.)
