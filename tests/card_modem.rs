@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::modem::{ModemMode, ModemRig, CHANNELS, CSIM, MODES};
 use common::{ok, stderr};
+use iotsafe_dane::iotsafe::transport::modem::ModemTransport;
+use iotsafe_dane::iotsafe::transport::Transport;
 use iotsafe_dane::iotsafe::{Applet, AppletConfig, HashAlg, ObjectRef};
 
 /// The tool signs (verified by openssl), lists and describes the applet over `mode`; `info`
@@ -180,6 +182,28 @@ fn a_refused_cgla_closes_its_session_before_a_new_one_is_opened() {
         rig.at_commands().last().map(String::as_str),
         Some("AT+CCHC=1")
     );
+}
+
+/// The modem answers one command after the host gave up on it: that late answer is not read
+/// as the next command's (MANAGE CHANNEL's channel number taken for a SELECT's status).
+#[test]
+fn a_late_answer_to_a_timed_out_command_is_not_taken_for_the_next_ones() {
+    let rig = ModemRig::start(&[]);
+    let mut modem = ModemTransport::open(&rig.port_str(), Duration::from_millis(300)).unwrap();
+    // Late by twice the time-out: within the quiet time the host then waits for.
+    rig.another_host_sends("AT+XLATE=600");
+    let mut link = modem.link().unwrap();
+    let open_channel = iotsafe_dane::hex::decode("0070000001").unwrap();
+    let timed_out = link.transmit(&open_channel).unwrap_err();
+    assert!(timed_out.is_connection_loss(), "{timed_out}");
+    let select = iotsafe_dane::hex::decode("00A4040007A0000005590010").unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            iotsafe_dane::hex::encode(&link.transmit(&select).unwrap()),
+            "9000",
+            "the SELECT's own answer"
+        );
+    }
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! closes it). The quirks of real modems that hosts trip over are options ([`Quirks`]).
 //! Two commands play what another host or the modem itself may do between a host's commands:
 //! `AT+CFUN=1,1` restarts the modem (its sessions are gone), and `AT+XBUSY`, a test hook, makes
-//! the next `AT+CGLA` fail with `+CME ERROR: 14` (SIM busy) while its session stays open.
+//! the next `AT+CGLA` fail with `+CME ERROR: 14` (SIM busy) while its session stays open;
+//! `AT+XLATE=<ms>`, another test hook, delays the answer to the command after it by `ms`.
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
@@ -61,6 +62,10 @@ struct Modem<'a> {
     sessions: BTreeMap<u8, Vec<u8>>,
     /// `AT+XBUSY` was received: the next `AT+CGLA` is refused, its session left open.
     busy_once: bool,
+    /// This answer comes this late (`AT+XLATE` before it).
+    late_once: Duration,
+    /// `AT+XLATE=<ms>` was received: the next command's answer comes this late.
+    pending_late: Duration,
 }
 
 /// Serves AT commands on a new pseudo-terminal linked at `link`, until stopped.
@@ -83,6 +88,8 @@ pub fn run(
         echo: true,
         sessions: BTreeMap::new(),
         busy_once: false,
+        late_once: Duration::ZERO,
+        pending_late: Duration::ZERO,
     };
     let mut line = Vec::new();
     let outcome = loop {
@@ -146,6 +153,8 @@ impl Modem<'_> {
             return Ok(false);
         };
         let mut reply = reply;
+        std::thread::sleep(std::mem::take(&mut self.late_once));
+        self.late_once = std::mem::take(&mut self.pending_late);
         if self.quirks.urcs {
             reply = format!("\r\n+CREG: 1\r\n{reply}\r\n+CREG: 5\r\n");
         }
@@ -191,6 +200,16 @@ impl Modem<'_> {
             self.close_channel(args)
         } else if upper == "AT+CFUN=1,1" {
             self.reset()
+        } else if let Some(ms) = upper.strip_prefix("AT+XLATE=") {
+            // A test hook: the next answer comes `ms` late (a modem busy elsewhere), after
+            // its host may have given up on it.
+            match ms.parse::<u64>() {
+                Ok(ms) => {
+                    self.pending_late = Duration::from_millis(ms);
+                    ok()
+                }
+                Err(_) => cme(CME_BAD_PARAMETERS),
+            }
         } else if upper == "AT+XBUSY" {
             // A test hook in the vendor range: the next AT+CGLA fails as a modem busy with
             // the SIM answers, while its session stays open.

@@ -34,6 +34,8 @@ use iotsafe_hex as hex;
 /// How long one AT command may take before the modem is declared unresponsive. A real card
 /// signs in well under a second; a modem adds its serial round trip.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the port must stay silent after a time-out before the next command is sent.
+const QUIET: Duration = Duration::from_millis(500);
 /// Longest answer to one AT command: `+CSIM` of the largest response APDU (65538 bytes, in
 /// hex) with room to spare. A modem (or anything else on the port) that talks on without a
 /// final result is cut off here rather than filling memory until the time-out.
@@ -121,6 +123,7 @@ impl ModemTransport {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || !wait_readable(&self.port, left) {
+                self.settle();
                 return Err(self.gone(&format!(
                     "no answer to {} within {:?}",
                     verb(command),
@@ -150,6 +153,22 @@ impl ModemTransport {
                 )));
             }
         }
+    }
+
+    /// After a command timed out: reads and drops what the port says until it has been quiet
+    /// for [`QUIET`] (at most one more time-out). A modem that was only slow answers the
+    /// abandoned command late; that answer must not be read as the next command's (a stale
+    /// `+CGLA:` taken for a signature's). Whatever comes later still would be: the residual
+    /// risk of a modem slower than its time-out plus the quiet time.
+    fn settle(&mut self) {
+        let deadline = Instant::now() + self.timeout;
+        let mut chunk = [0u8; 1024];
+        while Instant::now() < deadline && wait_readable(&self.port, QUIET) {
+            if matches!(self.port.read(&mut chunk), Ok(0) | Err(_)) {
+                break;
+            }
+        }
+        discard_input(&self.port);
     }
 
     fn gone(&self, detail: &str) -> Error {
