@@ -1,0 +1,381 @@
+//! The mosquitto broker plugin end to end: a real mosquitto on loopback (`require_certificate
+//! true`, the registry CA as its `cafile`, plugins/mosquitto loaded), a real knotd serving the
+//! signed registry zone, and the unmodified `mosquitto_pub` / `mosquitto_sub` as devices (one
+//! with its key on the simulated SIM, through the provider). Devices are admitted by the TLSA
+//! record at their `_device` name, refused with the reason in the broker's log, and kicked
+//! when their record goes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
+
+use common::card::CardRig;
+use common::dns::TestDns;
+use common::mqtt::Broker;
+use common::pki::{self, Issued};
+use common::{free_port, stderr};
+use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
+
+const REGISTRY: &str = "iotregistry.test.";
+/// Revocation takes effect within the record's TTL and this (the plugin's revalidate_seconds).
+const REVALIDATE_S: u64 = 1;
+
+fn device_name(id: &str) -> String {
+    format!("{id}._device.iotregistry.test")
+}
+
+/// The DANE-EE record line of a device (`3 1 1`, the SHA-256 of its key) with this TTL.
+fn ee_line(id: &str, cert: &openssl::x509::X509, ttl: u32) -> String {
+    format!("{id}._device {ttl} IN TLSA {}", pki::dane_ee_record(cert))
+}
+
+/// The registry CA, the broker's server certificate, and devices the CA issues.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Issued,
+    server: Issued,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pki::ca(dir.path(), "registry-ca", "Registry CA");
+        let server = pki::leaf(dir.path(), "server", "localhost", &["localhost"], None);
+        Pki { dir, ca, server }
+    }
+
+    /// A device certificate from the registry CA naming `sans`.
+    fn device(&self, file: &str, sans: &[&str]) -> Issued {
+        pki::leaf(self.dir.path(), file, file, sans, Some(&self.ca))
+    }
+
+    /// The broker with the plugin, asking `dns`.
+    fn broker(&self, dns: &TestDns, extra: &[(&str, &str)]) -> Broker {
+        let resolver = dns.addr().to_string();
+        let anchor = dns.trust_anchor_file();
+        let ca = self.ca.cert_path.display().to_string();
+        let revalidate = REVALIDATE_S.to_string();
+        let mut options = vec![
+            ("resolver", resolver.as_str()),
+            ("trust_anchor", anchor.to_str().unwrap()),
+            ("allowed_domains", "iotregistry.test,bogus.test"),
+            ("cafile", ca.as_str()),
+            ("revalidate_seconds", revalidate.as_str()),
+            ("lookup_timeout_ms", "3000"),
+        ];
+        options.extend_from_slice(extra);
+        Broker::start_with_plugin(
+            free_port(),
+            &self.server.cert_path,
+            &self.server.key_path,
+            &self.ca.cert_path,
+            &common::built_mosquitto_plugin(),
+            &options,
+        )
+    }
+
+    /// `mosquitto_pub` or `mosquitto_sub` connecting to `broker` as client `id` with this
+    /// certificate and key file.
+    fn client(&self, program: &str, broker: &Broker, id: &str, cert: &Path, key: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.args(["-h", "localhost", "-p", &broker.port.to_string(), "-i", id])
+            .arg("--cafile")
+            .arg(&self.server.cert_path)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key);
+        c
+    }
+
+    fn publish(&self, broker: &Broker, id: &str, device: &Issued) -> Output {
+        self.client(
+            "mosquitto_pub",
+            broker,
+            id,
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-t", "sensors/x", "-m", id, "-q", "1"])
+        .output()
+        .expect("mosquitto_pub (package mosquitto-clients)")
+    }
+
+    /// A subscriber to `sensors/#` that prints `count` messages, admitted and subscribed.
+    fn subscribe(&self, broker: &Broker, id: &str, device: &Issued, count: u32) -> Child {
+        let child = self
+            .client(
+                "mosquitto_sub",
+                broker,
+                id,
+                &device.cert_path,
+                &device.key_path,
+            )
+            .args(["-t", "sensors/#", "-C", &count.to_string(), "-W", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub (package mosquitto-clients)");
+        broker.wait_for_line(20, &[id, "sensors/#"]);
+        child
+    }
+}
+
+fn assert_refused(out: &Output, broker: &Broker, id: &str, name: &str, reason: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{id} ({name}) must be refused ({reason}); broker log:\n{}",
+        broker.log()
+    );
+    let line = broker.wait_for_line(10, &[&format!("refused client {id} "), name, reason]);
+    assert!(
+        stderr(out).contains("not authorised") || stderr(out).contains("Connection Refused"),
+        "{id}: mosquitto_pub reports the refusal: {}",
+        stderr(out)
+    );
+    line
+}
+
+fn kill(mut child: Child) -> String {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    common::stdout(&out)
+}
+
+/// A device publishes with its key on the (simulated) SIM, another whose record designates the
+/// registry CA (DANE-TA: the chain comes from plugin_opt_cafile) publishes too, and a
+/// subscriber receives both; each is admitted under its device name as MQTT username.
+#[test]
+fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let card = CardRig::start(&[]);
+    let card_pub = dir.join("card-pub.pem");
+    common::ok(card.iotsafe(&["pubkey", "--out", card_pub.to_str().unwrap()]));
+    let (card_cert, card_cert_path) = pki::certify_key(
+        dir,
+        "sensor7",
+        "sensor7",
+        &[&device_name("sensor7")],
+        &card_pub,
+        &pki.ca,
+    );
+    let keyref = dir.join("sensor7.keyref.pem");
+    common::ok(card.iotsafe(&["keyref", "--out", keyref.to_str().unwrap()]));
+    let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
+    let ta_device = pki.device("sensor8", &[&device_name("sensor8")]);
+    let ta_record = Tlsa::for_certificate(
+        &pki.ca.cert,
+        Usage::DaneTa,
+        Selector::Cert,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let records = [
+        ee_line("sensor1", &subscriber.cert, 300),
+        ee_line("sensor7", &card_cert, 300),
+        format!("sensor8._device 300 IN TLSA {ta_record}"),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(&dns, &[]);
+
+    let sub = pki.subscribe(&broker, "sub1", &subscriber, 2);
+    let before = card.trace().len();
+    let out = card
+        .command("mosquitto_pub")
+        .env("OPENSSL_CONF", common::example_openssl_conf())
+        .env("OPENSSL_MODULES", common::built_library_dir())
+        .args([
+            "-h",
+            "localhost",
+            "-p",
+            &broker.port.to_string(),
+            "-i",
+            "pub7",
+        ])
+        .args(["-t", "sensors/7", "-m", "21.5", "-q", "1"])
+        .arg("--cafile")
+        .arg(&pki.server.cert_path)
+        .arg("--cert")
+        .arg(&card_cert_path)
+        .arg("--key")
+        .arg(&keyref)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "card device: {}\n{}",
+        stderr(&out),
+        broker.log()
+    );
+    let signing = card.trace()[before..]
+        .iter()
+        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
+        .count();
+    assert_eq!(signing, 2, "the handshake signature was made on the card");
+    let out = pki.publish(&broker, "pub8", &ta_device);
+    assert!(out.status.success(), "DANE-TA device: {}", stderr(&out));
+
+    let sub = sub.wait_with_output().unwrap();
+    assert_eq!(
+        common::stdout(&sub),
+        "21.5\npub8\n",
+        "the subscriber received both: {}",
+        stderr(&sub)
+    );
+    for (id, device) in [
+        ("sub1", "sensor1"),
+        ("pub7", "sensor7"),
+        ("pub8", "sensor8"),
+    ] {
+        let name = device_name(device);
+        broker.wait_for_line(
+            5,
+            &[&format!("admitted client {id} "), &format!("as {name} ")],
+        );
+        // mosquitto's own line: the username it now knows the client by.
+        broker.wait_for_line(5, &[&format!("as {id} "), &format!("u'{name}'")]);
+    }
+}
+
+/// Each reason a device is refused, with the reason in the broker's log: no record, a record
+/// for another key, a bogus zone (broken chain of trust), a name outside allowed_domains, a
+/// certificate without a device name.
+#[test]
+fn devices_without_a_matching_secure_record_are_refused_with_the_reason_logged() {
+    let pki = Pki::new();
+    let unlisted = pki.device("sensor3", &[&device_name("sensor3")]);
+    let rekeyed = pki.device("sensor4", &[&device_name("sensor4")]);
+    let stranger = pki.device("stranger", &[]);
+    let bogus = pki.device("bogus", &["sensor5._device.bogus.test"]);
+    let outside = pki.device("outside", &["sensor6._device.example.test"]);
+    let nameless = pki.device("nameless", &["not-a-device.example.test.invalid_"]);
+    let other_key = ee_line("sensor4", &stranger.cert, 300);
+    let bogus_line = format!(
+        "sensor5._device 300 IN TLSA {}",
+        pki::dane_ee_record(&bogus.cert)
+    );
+    let outside_line = format!(
+        "sensor6._device 300 IN TLSA {}",
+        pki::dane_ee_record(&outside.cert)
+    );
+    let dns = TestDns::start(&[
+        (REGISTRY, other_key.as_str()),
+        ("bogus.test.", bogus_line.as_str()),
+        ("example.test.", outside_line.as_str()),
+    ]);
+    let broker = pki.broker(&dns, &[]);
+
+    let cases = [
+        ("c3", &unlisted, device_name("sensor3"), "NO_RECORDS"),
+        ("c4", &rekeyed, device_name("sensor4"), "NO_MATCH"),
+        ("c5", &bogus, "sensor5._device.bogus.test".into(), "BOGUS"),
+        (
+            "c6",
+            &outside,
+            "sensor6._device.example.test".into(),
+            "NOT_ALLOWED",
+        ),
+        ("c7", &nameless, String::new(), "NO_IDENTITY"),
+    ];
+    for (id, device, name, reason) in cases {
+        let out = pki.publish(&broker, id, device);
+        let line = assert_refused(&out, &broker, id, &name, reason);
+        println!("{line}");
+        if reason == "BOGUS" {
+            assert!(line.contains("bogus"), "the proof state is named: {line}");
+        }
+    }
+    let log = broker.log();
+    assert!(
+        !log.contains("admitted client"),
+        "nobody was admitted:\n{log}"
+    );
+}
+
+/// Revocation by DNS: the record of a device with a live session is removed from the signed
+/// zone; the session is kicked within TTL + revalidate_seconds and the reconnect refused; the
+/// record put back, it connects again. Then its record changes to another key (the answer it
+/// was admitted on expires): kicked again, refused with NO_MATCH.
+#[test]
+fn a_removed_or_changed_record_kicks_the_live_session_and_refuses_the_reconnect() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let device = pki.device("sensor9", &[&device_name("sensor9")]);
+    let stranger = pki.device("stranger", &[]);
+    let record = ee_line("sensor9", &device.cert, TTL);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let broker = pki.broker(&dns, &[]);
+    let bound = u64::from(TTL) + REVALIDATE_S;
+
+    let sub = pki.subscribe(&broker, "sub9", &device, 1000);
+    let removed = Instant::now();
+    dns.set_records(REGISTRY, &[]);
+    broker.wait_for_line(bound + 5, &["kicked client sub9 ", "NO_RECORDS"]);
+    println!(
+        "kicked {:.1} s after the record was removed (TTL {TTL} s + revalidate {REVALIDATE_S} s)",
+        removed.elapsed().as_secs_f64()
+    );
+    kill(sub);
+    let out = pki.publish(&broker, "pub9", &device);
+    assert_refused(&out, &broker, "pub9", &device_name("sensor9"), "NO_RECORDS");
+
+    // Put back: admitted again once the denial's negative TTL (the zone's SOA minimum) ends.
+    dns.set_records(REGISTRY, &[&record]);
+    common::wait_until(20, "the restored record to admit the device", || {
+        pki.publish(&broker, "again9", &device).status.success()
+    });
+
+    let sub = pki.subscribe(&broker, "sub9b", &device, 1000);
+    dns.set_records(REGISTRY, &[&ee_line("sensor9", &stranger.cert, TTL)]);
+    broker.wait_for_line(bound + 5, &["kicked client sub9b ", "NO_MATCH"]);
+    kill(sub);
+    let out = pki.publish(&broker, "pub9b", &device);
+    assert_refused(&out, &broker, "pub9b", &device_name("sensor9"), "NO_MATCH");
+}
+
+/// Configurations the plugin cannot work under make the broker refuse to start, saying why.
+#[test]
+fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it() {
+    let plugin = common::built_mosquitto_plugin();
+    let port = free_port();
+    let plugin_line = format!(
+        "plugin {}\nplugin_opt_allowed_domains iotregistry.test\n",
+        plugin.display()
+    );
+    let conf = |options: &str| format!("{plugin_line}{options}\nlistener {port} 127.0.0.1\n");
+    let cases: [(String, &str); 5] = [
+        (
+            format!(
+                "per_listener_settings true\nlistener {} 127.0.0.1\n{plugin_line}",
+                free_port()
+            ),
+            "per_listener_settings true",
+        ),
+        (
+            conf("plugin_opt_revalidate_seconds soon"),
+            "plugin_opt_revalidate_seconds soon",
+        ),
+        (conf("plugin_opt_colour blue"), "plugin_opt_colour"),
+        (
+            conf("plugin_opt_identity_forms device,cn"),
+            "plugin_opt_identity_forms",
+        ),
+        (
+            conf("plugin_opt_trust_ad true\nplugin_opt_trust_anchor /nonexistent"),
+            "plugin_opt_trust_ad",
+        ),
+    ];
+    for (text, named) in cases {
+        let (status, log) = Broker::refused_plugin_conf(&text);
+        assert!(!status.success(), "must not start:\n{text}\n{log}");
+        assert!(log.contains(named), "the log names {named:?}:\n{log}");
+    }
+}
