@@ -53,6 +53,11 @@ impl Pki {
 
     /// The broker with the plugin, asking `dns`.
     fn broker(&self, dns: &TestDns, extra: &[(&str, &str)]) -> Broker {
+        self.broker_with(dns, extra, "")
+    }
+
+    /// [`Pki::broker`] with more lines for the listener.
+    fn broker_with(&self, dns: &TestDns, extra: &[(&str, &str)], listener: &str) -> Broker {
         let resolver = dns.addr().to_string();
         let anchor = dns.trust_anchor_file();
         let ca = self.ca.cert_path.display().to_string();
@@ -73,6 +78,7 @@ impl Pki {
             &self.ca.cert_path,
             &common::built_mosquitto_plugin(),
             &options,
+            listener,
         )
     }
 
@@ -300,6 +306,46 @@ fn devices_without_a_matching_secure_record_are_refused_with_the_reason_logged()
     );
 }
 
+/// `use_identity_as_username true` makes mosquitto skip the plugin at CONNECT: the client it
+/// lets in that way was never admitted, so the plugin denies its publishes and subscriptions
+/// (fail closed, whatever the rest of the configuration says).
+#[test]
+fn clients_that_bypass_the_plugin_at_connect_can_neither_publish_nor_subscribe() {
+    let pki = Pki::new();
+    let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
+    let unlisted = pki.device("sensor3", &[&device_name("sensor3")]);
+    let record = ee_line("sensor1", &subscriber.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let broker = pki.broker_with(&dns, &[], "use_identity_as_username true\n");
+
+    // mosquitto never asked the plugin about this one: it is connected, but not admitted.
+    let out = pki.publish(&broker, "bypass3", &unlisted);
+    assert!(out.status.success(), "{}", stderr(&out));
+    broker.wait_for_line(5, &["Denied PUBLISH from bypass3"]);
+    let out = pki
+        .client(
+            "mosquitto_sub",
+            &broker,
+            "bypass3s",
+            &unlisted.cert_path,
+            &unlisted.key_path,
+        )
+        .args(["-t", "sensors/#", "-C", "1", "-W", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("All subscription requests were denied"),
+        "the subscription is refused: {}",
+        stderr(&out)
+    );
+    assert!(common::stdout(&out).is_empty(), "{}", common::stdout(&out));
+    let log = broker.log();
+    assert!(
+        !log.contains("admitted client bypass3"),
+        "the plugin was not asked at CONNECT:\n{log}"
+    );
+}
+
 /// Revocation by DNS: the record of a device with a live session is removed from the signed
 /// zone; the session is kicked within TTL + revalidate_seconds and the reconnect refused; the
 /// record put back, it connects again. Then its record changes to another key (the answer it
@@ -339,6 +385,53 @@ fn a_removed_or_changed_record_kicks_the_live_session_and_refuses_the_reconnect(
     kill(sub);
     let out = pki.publish(&broker, "pub9b", &device);
     assert_refused(&out, &broker, "pub9b", &device_name("sensor9"), "NO_MATCH");
+}
+
+/// 100 distinct devices, each with its own record, connect (four at a time) and publish while
+/// a subscriber keeps receiving: every one is admitted, every message arrives.
+#[test]
+fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
+    const DEVICES: usize = 100;
+    let pki = Pki::new();
+    let subscriber = pki.device("sensor0", &[&device_name("sensor0")]);
+    let devices: Vec<(String, Issued)> = (1..=DEVICES)
+        .map(|i| {
+            let id = format!("unit{i}");
+            let cert = pki.device(&id, &[&device_name(&id)]);
+            (id, cert)
+        })
+        .collect();
+    let mut records = vec![ee_line("sensor0", &subscriber.cert, 300)];
+    records.extend(devices.iter().map(|(id, d)| ee_line(id, &d.cert, 300)));
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(&dns, &[]);
+
+    let sub = pki.subscribe(&broker, "sub0", &subscriber, DEVICES as u32);
+    std::thread::scope(|s| {
+        for chunk in devices.chunks(DEVICES / 4) {
+            let (pki, broker) = (&pki, &broker);
+            s.spawn(move || {
+                for (id, device) in chunk {
+                    let out = pki.publish(broker, id, device);
+                    assert!(out.status.success(), "{id}: {}", stderr(&out));
+                }
+            });
+        }
+    });
+    let out = sub.wait_with_output().unwrap();
+    let mut received: Vec<String> = common::stdout(&out).lines().map(String::from).collect();
+    received.sort();
+    let mut expected: Vec<String> = devices.iter().map(|(id, _)| id.clone()).collect();
+    expected.sort();
+    assert_eq!(received, expected, "{}", stderr(&out));
+    let log = broker.log();
+    assert_eq!(log.matches("admitted client unit").count(), DEVICES);
+    assert!(!log.contains("refused client"), "{log}");
 }
 
 /// Configurations the plugin cannot work under make the broker refuse to start, saying why.

@@ -36,6 +36,7 @@ impl Broker {
     /// Mutual TLS with client certificates issued by `registry_ca`, and the broker plugin
     /// (`plugin`, the built iotsafe_mosquitto.so) deciding who connects, with these
     /// `plugin_opt_` options. `per_listener_settings false`, as the plugin requires.
+    /// `listener_extra`: more lines for the listener.
     pub fn start_with_plugin(
         port: u16,
         cert: &Path,
@@ -43,13 +44,14 @@ impl Broker {
         registry_ca: &Path,
         plugin: &Path,
         options: &[(&str, &str)],
+        listener_extra: &str,
     ) -> Broker {
         let mut global = format!("per_listener_settings false\nplugin {}\n", plugin.display());
         for (key, value) in options {
             global += &format!("plugin_opt_{key} {value}\n");
         }
         let listener = format!(
-            "require_certificate true\ncafile {}\n",
+            "require_certificate true\ncafile {}\n{listener_extra}",
             registry_ca.display()
         );
         Broker::launch(
