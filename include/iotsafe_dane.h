@@ -235,6 +235,16 @@ int iotsafe_dane_cert_identity(const X509 *cert,
                                char *buf,
                                size_t len);
 
+// CA discovery (draft-wilson-dane-pkix-cd): whether `ca` is among the CA certificates published
+// as full-certificate TLSA records (`0 0 0`, `2 0 0`) at `domain`, by a DNSSEC-secure answer.
+// 1: published; 0: not, or no secure answer (the last error and reason say which: the proof
+// state, no records); -1 on an error. For a broker that warns when a CA of its `cafile` is
+// withdrawn by its registry. Answers come from the handle's resolver cache.
+//
+// # Safety
+// `d` from [`iotsafe_dane_new`]; `domain` NUL-terminated; `ca` a live `X509`.
+int iotsafe_dane_ca_published(const iotsafe_dane *d, const char *domain, const X509 *ca);
+
 // Server side, on a whole `SSL_CTX` (for libraries that create the `SSL` objects themselves):
 // requests the `dane_clientid` extension, requires a client certificate and verifies it against
 // the TLSA records of the client's name in the handshake. `missing`: one of the

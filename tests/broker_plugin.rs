@@ -434,6 +434,52 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
     assert!(!log.contains("refused client"), "{log}");
 }
 
+/// CA discovery: with plugin_opt_ca_discovery, the broker warns at start-up about a CA of its
+/// cafile that the registry does not publish, and, on re-validation, about one whose record
+/// the registry withdrew.
+#[test]
+fn ca_discovery_warns_about_cas_no_longer_published() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let old_ca = pki::ca(dir, "old-ca", "Registry CA 2019");
+    let cafile = pki::bundle(dir, "cafile.pem", &[&pki.ca.cert, &old_ca.cert]);
+    let device = pki.device("sensor2", &[&device_name("sensor2")]);
+    let device_line = ee_line("sensor2", &device.cert, TTL);
+    let ca_line = format!(
+        "_device {TTL} IN TLSA {}",
+        Tlsa::for_certificate(&pki.ca.cert, Usage::DaneTa, Selector::Cert, Matching::Full).unwrap()
+    );
+    let dns = TestDns::start(&[
+        (REGISTRY, device_line.as_str()),
+        (REGISTRY, ca_line.as_str()),
+    ]);
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("cafile", cafile.to_str().unwrap()),
+            ("ca_discovery", "_device.iotregistry.test"),
+        ],
+    );
+    let warning = broker.wait_for_line(5, &["/CN=Registry CA 2019 ", "is not published at"]);
+    assert!(
+        !warning.contains("/CN=Registry CA of"),
+        "the published CA is not named: {warning}"
+    );
+
+    // A live session keeps the re-validation going; the registry withdraws its CA.
+    let sub = pki.subscribe(&broker, "sub2", &device, 1000);
+    dns.set_records(REGISTRY, &[&device_line]);
+    broker.wait_for_line(
+        u64::from(TTL) + REVALIDATE_S + 5,
+        &[
+            "/CN=Registry CA of",
+            "is not published at _device.iotregistry.test",
+        ],
+    );
+    kill(sub);
+}
+
 /// Configurations the plugin cannot work under make the broker refuse to start, saying why.
 #[test]
 fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it() {

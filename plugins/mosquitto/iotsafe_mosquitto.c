@@ -25,6 +25,8 @@
  *   revalidate_seconds   grace after a record's TTL for its re-validation (default 60)
  *   username             device (default: the device name becomes the MQTT username) or keep
  *   cafile               the CA certificates for usages 2 and 0 (the listener's cafile)
+ *   ca_discovery         a domain where the registry publishes its CA certificates as TLSA
+ *                        0 0 0 / 2 0 0: warn when a CA of cafile is no longer published there
  *   defer_without_certificate  true: clients without a certificate are left to other plugins
  *   acl_defer            true: publishes/subscribes of admitted devices are left to the next
  *                        ACL check (an acl_file keyed on the device name)
@@ -69,6 +71,7 @@ struct config {
 	unsigned revalidate_s;
 	enum username_mode username;
 	const char *cafile;
+	const char *ca_discovery;
 	bool defer_without_certificate;
 	bool acl_defer;
 };
@@ -97,6 +100,8 @@ struct plugin {
 	pthread_cond_t wake;
 	struct identity *identities;
 	uint64_t next_serial;
+	double next_ca_check;  /* monotonic seconds: when the worker checks the CAs again */
+	char *ca_warning;      /* for the broker thread to log (the worker does not log) */
 	bool stopping;
 	pthread_t worker;
 	bool worker_started;
@@ -214,6 +219,8 @@ static int parse_option(struct config *c, const char *key, const char *value)
 		return parse_username(value, &c->username);
 	else if (strcmp(key, "cafile") == 0)
 		c->cafile = value;
+	else if (strcmp(key, "ca_discovery") == 0)
+		c->ca_discovery = value;
 	else if (strcmp(key, "defer_without_certificate") == 0)
 		return parse_bool(key, value, &c->defer_without_certificate);
 	else if (strcmp(key, "acl_defer") == 0)
@@ -241,6 +248,12 @@ static int parse_options(struct config *c, struct mosquitto_opt *opts, int count
 		mosquitto_log_printf(MOSQ_LOG_ERR,
 				     LOG "plugin_opt_allowed_domains is required: the domains whose "
 					 "device names may connect (checked before any DNS query)");
+		return -1;
+	}
+	if (c->ca_discovery && !c->cafile) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_ca_discovery needs plugin_opt_cafile: the CAs "
+					 "whose publication it checks");
 		return -1;
 	}
 	if (c->trust_ad && c->trust_anchor) {
@@ -299,6 +312,48 @@ static int open_dane(struct plugin *p)
 			return -1;
 	}
 	return 0;
+}
+
+/* ---- CA discovery ----------------------------------------------------------------------- */
+
+/* Which CAs of plugin_opt_cafile are not published at plugin_opt_ca_discovery (each with the
+ * reason), as one line for the log; NULL when all are (or discovery is off). */
+static char *unpublished_cas(struct plugin *p)
+{
+	if (!p->cfg.ca_discovery)
+		return NULL;
+	char text[8192] = "";
+	size_t used = 0;
+	for (int i = 0; i < sk_X509_num(p->chain); i++) {
+		X509 *ca = sk_X509_value(p->chain, i);
+		if (iotsafe_dane_ca_published(p->dane, p->cfg.ca_discovery, ca) == 1)
+			continue;
+		char subject[256], why[2048];
+		X509_NAME_oneline(X509_get_subject_name(ca), subject, sizeof subject);
+		last_error_line(why, sizeof why);
+		int n = snprintf(text + used, sizeof text - used,
+				 "%sCA %s of plugin_opt_cafile %s is not published at %s (%s)",
+				 used ? " || " : "", subject, p->cfg.cafile, p->cfg.ca_discovery, why);
+		if (n > 0)
+			used = used + (size_t)n < sizeof text ? used + (size_t)n : sizeof text - 1;
+	}
+	return used ? strdup(text) : NULL;
+}
+
+/* On the worker: checks the CAs once per revalidate_seconds, leaving a warning for the
+ * broker thread. */
+static void check_cas(struct plugin *p, double now)
+{
+	if (!p->cfg.ca_discovery || now < p->next_ca_check)
+		return;
+	p->next_ca_check = now + p->cfg.revalidate_s;
+	pthread_mutex_unlock(&p->lock);
+	char *warning = unpublished_cas(p);
+	pthread_mutex_lock(&p->lock);
+	if (warning) {
+		free(p->ca_warning);
+		p->ca_warning = warning;
+	}
 }
 
 /* ---- the table of admitted identities (callers hold p->lock) ------------------------------ */
@@ -567,6 +622,8 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping) {
 		size_t n = due_jobs(p, jobs, sizeof jobs / sizeof jobs[0], now_s());
+		if (n)
+			check_cas(p, now_s());
 		if (n) {
 			pthread_mutex_unlock(&p->lock);
 			for (size_t i = 0; i < n; i++)
@@ -626,7 +683,13 @@ static int on_tick(int event, void *event_data, void *userdata)
 	struct kick kicks[64];
 	pthread_mutex_lock(&p->lock);
 	size_t n = take_kicks(p, kicks, sizeof kicks / sizeof kicks[0], now_s());
+	char *ca_warning = p->ca_warning;
+	p->ca_warning = NULL;
 	pthread_mutex_unlock(&p->lock);
+	if (ca_warning) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING, LOG "%s", ca_warning);
+		free(ca_warning);
+	}
 	/* Outside the lock: a kick disconnects at once, and MOSQ_EVT_DISCONNECT takes it. */
 	for (size_t i = 0; i < n; i++) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG "kicked client %s (%s): %s",
@@ -656,6 +719,7 @@ static void free_plugin(struct plugin *p)
 		free_identity(id);
 	}
 	sk_X509_pop_free(p->chain, X509_free);
+	free(p->ca_warning);
 	iotsafe_dane_free(p->dane);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->lock);
@@ -712,6 +776,16 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		free_plugin(p);
 		return MOSQ_ERR_INVAL;
 	}
+	char *ca_warning = unpublished_cas(p);
+	if (ca_warning) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING, LOG "%s", ca_warning);
+		free(ca_warning);
+	} else if (p->cfg.ca_discovery) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+				     LOG "every CA of plugin_opt_cafile %s is published at %s",
+				     p->cfg.cafile, p->cfg.ca_discovery);
+	}
+	p->next_ca_check = now_s() + p->cfg.revalidate_s;
 	if (pthread_create(&p->worker, NULL, worker_main, p) != 0) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "cannot start the re-validation thread");
 		free_plugin(p);

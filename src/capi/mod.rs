@@ -796,6 +796,41 @@ pub unsafe extern "C" fn iotsafe_dane_cert_identity(
     })
 }
 
+/// CA discovery (draft-wilson-dane-pkix-cd): whether `ca` is among the CA certificates published
+/// as full-certificate TLSA records (`0 0 0`, `2 0 0`) at `domain`, by a DNSSEC-secure answer.
+/// 1: published; 0: not, or no secure answer (the last error and reason say which: the proof
+/// state, no records); -1 on an error. For a broker that warns when a CA of its `cafile` is
+/// withdrawn by its registry. Answers come from the handle's resolver cache.
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `domain` NUL-terminated; `ca` a live `X509`.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_ca_published(
+    d: *const IotsafeDane,
+    domain: *const c_char,
+    ca: *const openssl_sys::X509,
+) -> c_int {
+    guard(|| {
+        let d = handle(d)?;
+        // SAFETY: NUL-terminated (the function's contract).
+        let domain = unsafe { req_str(domain, "domain") }?;
+        if ca.is_null() {
+            return Err("ca is NULL".into());
+        }
+        // SAFETY: a live X509, not NULL (checked above); only read.
+        let ca = unsafe { X509Ref::from_ptr(ca as *mut _) };
+        match crate::dane::ca_discovery::fetch(&d.resolver, domain) {
+            Ok(published) if published.publishes(ca) => accept(),
+            Ok(published) => {
+                let why = Refusal::NoMatch(Vec::new());
+                let subject = crate::dane::ca_discovery::subject(ca);
+                refuse(format!("{subject} is not among the {published}"), &why)
+            }
+            Err(why) => refuse(format!("CA records at {domain}: {why}"), &why),
+        }
+    })
+}
+
 /// The SAN dNSNames of `cert` that are device names of one of `forms`.
 fn cert_identities(cert: &X509Ref, forms: u32) -> Vec<DeviceName> {
     crate::dane::client::san_dns_names(cert)

@@ -112,7 +112,8 @@ impl Broker {
             .arg(&conf)
             .env("LD_LIBRARY_PATH", super::built_library_dir())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Lines logged while plugins start, before the log file is open, go to stdout.
+            .stdout(fs::File::create(dir.path().join("stdout")).expect("stdout file"))
             .stderr(fs::File::create(dir.path().join("stderr")).expect("stderr file"))
             .spawn()
             .expect("mosquitto (Debian package mosquitto) must be installed");
@@ -152,7 +153,12 @@ impl Broker {
     /// The broker's log so far (and what it wrote to stderr).
     pub fn log(&self) -> String {
         let read = |f: &str| fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("{}{}", read("mosquitto.log"), read("stderr"))
+        format!(
+            "{}{}{}",
+            read("stdout"),
+            read("mosquitto.log"),
+            read("stderr")
+        )
     }
 
     pub fn dir(&self) -> PathBuf {
