@@ -306,6 +306,53 @@ fn devices_without_a_matching_secure_record_are_refused_with_the_reason_logged()
     );
 }
 
+/// A device's last will is published when its connection drops: mosquitto checks that publish
+/// after telling the plugin of the disconnection, and the device was admitted.
+#[test]
+fn an_admitted_devices_will_is_delivered_when_it_drops() {
+    let pki = Pki::new();
+    let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
+    let device = pki.device("sensor2", &[&device_name("sensor2")]);
+    let records = [
+        ee_line("sensor1", &subscriber.cert, 300),
+        ee_line("sensor2", &device.cert, 300),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(&dns, &[]);
+
+    let sub = pki.subscribe(&broker, "sub1", &subscriber, 1);
+    let mut dropped = pki
+        .client(
+            "mosquitto_sub",
+            &broker,
+            "will2",
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-t", "nothing/here", "--will-topic", "sensors/will"])
+        .args(["--will-payload", "sensor2 gone", "--will-qos", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    broker.wait_for_line(20, &["will2", "nothing/here"]);
+    // SIGKILL: no DISCONNECT packet, so the broker sends the will.
+    dropped.kill().unwrap();
+    dropped.wait().unwrap();
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(
+        common::stdout(&out),
+        "sensor2 gone\n",
+        "{}\n{}",
+        stderr(&out),
+        broker.log()
+    );
+}
+
 /// `use_identity_as_username true` makes mosquitto skip the plugin at CONNECT: the client it
 /// lets in that way was never admitted, so the plugin denies its publishes and subscriptions
 /// (fail closed, whatever the rest of the configuration says).

@@ -99,6 +99,9 @@ struct plugin {
 	pthread_mutex_t lock;  /* guards everything below */
 	pthread_cond_t wake;
 	struct identity *identities;
+	/* The identity of the client being disconnected right now: mosquitto publishes its will
+	 * (an ACL-checked publish) just after MOSQ_EVT_DISCONNECT. Freed by the next callback. */
+	struct identity *leaving;
 	uint64_t next_serial;
 	double next_ca_check;  /* monotonic seconds: when the worker checks the CAs again */
 	char *ca_warning;      /* for the broker thread to log (the worker does not log) */
@@ -374,16 +377,47 @@ static struct identity *find_identity(struct plugin *p, const struct mosquitto *
 	return NULL;
 }
 
-static void forget_identity(struct plugin *p, const struct mosquitto *client)
+/* Takes the identity of `client` out of the table (NULL when it has none). */
+static struct identity *detach_identity(struct plugin *p, const struct mosquitto *client)
 {
 	for (struct identity **at = &p->identities; *at; at = &(*at)->next) {
 		if ((*at)->client == client) {
-			struct identity *gone = *at;
-			*at = gone->next;
-			free_identity(gone);
-			return;
+			struct identity *found = *at;
+			*at = found->next;
+			found->next = NULL;
+			return found;
 		}
 	}
+	return NULL;
+}
+
+static void forget_identity(struct plugin *p, const struct mosquitto *client)
+{
+	struct identity *gone = detach_identity(p, client);
+	if (gone)
+		free_identity(gone);
+}
+
+/* The identity being disconnected is only needed for its will, published at once. */
+static void forget_leaving(struct plugin *p)
+{
+	if (p->leaving)
+		free_identity(p->leaving);
+	p->leaving = NULL;
+}
+
+/* The identity an ACL check of `client` is decided by: its admission, or, while it is being
+ * disconnected (its will), the one it had. */
+static struct identity *acl_identity(struct plugin *p, const struct mosquitto *client)
+{
+	struct identity *id = find_identity(p, client);
+	if (id)
+		return id;
+	const char *client_id = mosquitto_client_id(client);
+	if (p->leaving && p->leaving->client == client && client_id &&
+	    strcmp(p->leaving->client_id, client_id) == 0)
+		return p->leaving;
+	return NULL;
 }
 
 /* When the verdict given at `now`, valid for `ttl` seconds, is checked again, and when it
@@ -460,6 +494,7 @@ static void admit(struct plugin *p, struct mosquitto *client, const char *name, 
 	id->cert = cert;
 	X509_up_ref(cert);
 	pthread_mutex_lock(&p->lock);
+	forget_leaving(p);
 	forget_identity(p, client);
 	id->serial = ++p->next_serial;
 	schedule(p, id, now_s(), ttl);
@@ -514,7 +549,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	struct plugin *p = userdata;
 	struct mosquitto_evt_acl_check *ev = event_data;
 	pthread_mutex_lock(&p->lock);
-	struct identity *id = find_identity(p, ev->client);
+	struct identity *id = acl_identity(p, ev->client);
 	bool ok = id && verified(id, now_s());
 	pthread_mutex_unlock(&p->lock);
 	if (ok)
@@ -536,7 +571,8 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	struct plugin *p = userdata;
 	struct mosquitto_evt_disconnect *ev = event_data;
 	pthread_mutex_lock(&p->lock);
-	forget_identity(p, ev->client);
+	forget_leaving(p);
+	p->leaving = detach_identity(p, ev->client);
 	pthread_mutex_unlock(&p->lock);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -682,6 +718,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	struct plugin *p = userdata;
 	struct kick kicks[64];
 	pthread_mutex_lock(&p->lock);
+	forget_leaving(p);
 	size_t n = take_kicks(p, kicks, sizeof kicks / sizeof kicks[0], now_s());
 	char *ca_warning = p->ca_warning;
 	p->ca_warning = NULL;
@@ -713,6 +750,7 @@ static void free_plugin(struct plugin *p)
 		pthread_mutex_unlock(&p->lock);
 		pthread_join(p->worker, NULL);
 	}
+	forget_leaving(p);
 	while (p->identities) {
 		struct identity *id = p->identities;
 		p->identities = id->next;
