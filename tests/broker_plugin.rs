@@ -353,6 +353,113 @@ fn an_admitted_devices_will_is_delivered_when_it_drops() {
     );
 }
 
+/// Alongside mosquitto's own security: an acl_file keyed on the device name decides what an
+/// admitted device may publish (plugin_opt_acl_defer), and a client of a listener without
+/// certificates is left to mosquitto's password_file (plugin_opt_defer_without_certificate).
+#[test]
+fn an_acl_file_keyed_on_device_names_and_a_password_listener_work_alongside() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let device = pki.device("sensor1", &[&device_name("sensor1")]);
+    let record = ee_line("sensor1", &device.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        format!(
+            "user {}\ntopic write sensors/1/#\n\nuser operator\ntopic read sensors/#\n",
+            device_name("sensor1")
+        ),
+    )
+    .unwrap();
+    let passwords = dir.join("passwords");
+    common::ok(
+        Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwords)
+            .args(["operator", "s3cret"])
+            .output()
+            .unwrap(),
+    );
+    let plain_port = free_port();
+    let broker = pki.broker_with(
+        &dns,
+        &[("acl_defer", "true"), ("defer_without_certificate", "true")],
+        &format!(
+            "acl_file {}\npassword_file {}\nlistener {plain_port} 127.0.0.1\n",
+            acl.display(),
+            passwords.display()
+        ),
+    );
+
+    let operator = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &plain_port.to_string(), "-i", "op"])
+        .args([
+            "-u",
+            "operator",
+            "-P",
+            "s3cret",
+            "-t",
+            "sensors/#",
+            "-C",
+            "1",
+            "-W",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    broker.wait_for_line(20, &["op", "sensors/#"]);
+    let publish = |topic: &str| {
+        pki.client(
+            "mosquitto_pub",
+            &broker,
+            "pub1",
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-t", topic, "-m", topic, "-q", "1"])
+        .output()
+        .unwrap()
+    };
+    // Not in the device's ACL: dropped by mosquitto's acl_file.
+    assert!(publish("sensors/2/temp").status.success());
+    broker.wait_for_line(5, &["Denied PUBLISH from pub1", "sensors/2/temp"]);
+    assert!(publish("sensors/1/temp").status.success());
+    let out = operator.wait_with_output().unwrap();
+    assert_eq!(
+        common::stdout(&out),
+        "sensors/1/temp\n",
+        "{}\n{}",
+        stderr(&out),
+        broker.log()
+    );
+    // A wrong password is still refused by mosquitto's own check.
+    let wrong = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &plain_port.to_string(),
+            "-i",
+            "op2",
+        ])
+        .args([
+            "-u",
+            "operator",
+            "-P",
+            "wrong",
+            "-t",
+            "sensors/x",
+            "-m",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "{}", broker.log());
+}
+
 /// `use_identity_as_username true` makes mosquitto skip the plugin at CONNECT: the client it
 /// lets in that way was never admitted, so the plugin denies its publishes and subscriptions
 /// (fail closed, whatever the rest of the configuration says).
