@@ -99,7 +99,9 @@ bench: build
 	$(CARGO) bench --bench dane
 	$(CARGO) build --release --workspace
 	@$(MAKE) --no-print-directory provider PROFILE=release
+	@$(MAKE) --no-print-directory mosquitto-plugin PROFILE=release
 	$(CARGO) bench --bench provider
+	$(CARGO) bench --bench broker
 
 # Fuzzing (README "Fuzzing and leaks"; nightly toolchain, cargo-fuzz installed when missing):
 # every target for FUZZ_SECONDS each (default 30), or until FUZZ_RUNS executions each.

@@ -158,18 +158,44 @@ fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names
     let pki = Pki::new();
     let dir = pki.dir.path();
     let card = CardRig::start(&[]);
-    let card_pub = dir.join("card-pub.pem");
-    common::ok(card.iotsafe(&["pubkey", "--out", card_pub.to_str().unwrap()]));
-    let (card_cert, card_cert_path) = pki::certify_key(
-        dir,
-        "sensor7",
-        "sensor7",
-        &[&device_name("sensor7")],
-        &card_pub,
-        &pki.ca,
-    );
+    // The device builder's steps: a key reference, a CSR signed by the card key through the
+    // provider (`openssl req`), the certificate from the registry CA (`openssl x509 -req`).
     let keyref = dir.join("sensor7.keyref.pem");
     common::ok(card.iotsafe(&["keyref", "--out", keyref.to_str().unwrap()]));
+    let csr = dir.join("sensor7.csr");
+    let card_cert_path = dir.join("sensor7.crt");
+    let with_provider = |program: &str| {
+        let mut c = card.command(program);
+        c.env("OPENSSL_CONF", common::example_openssl_conf())
+            .env("OPENSSL_MODULES", common::built_library_dir());
+        c
+    };
+    common::ok(
+        with_provider("openssl")
+            .args(["req", "-new", "-key"])
+            .arg(&keyref)
+            .args(["-subj", "/CN=sensor7", "-addext"])
+            .arg(format!("subjectAltName=DNS:{}", device_name("sensor7")))
+            .arg("-out")
+            .arg(&csr)
+            .output()
+            .unwrap(),
+    );
+    common::ok(
+        Command::new("openssl")
+            .args(["x509", "-req", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&pki.ca.cert_path)
+            .arg("-CAkey")
+            .arg(&pki.ca.key_path)
+            .args(["-copy_extensions", "copy", "-days", "30", "-out"])
+            .arg(&card_cert_path)
+            .output()
+            .unwrap(),
+    );
+    let card_cert =
+        openssl::x509::X509::from_pem(&std::fs::read(&card_cert_path).unwrap()).unwrap();
     let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
     let ta_device = pki.device("sensor8", &[&device_name("sensor8")]);
     let ta_record = Tlsa::for_certificate(
@@ -194,10 +220,7 @@ fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names
 
     let sub = pki.subscribe(&broker, "sub1", &subscriber, 2);
     let before = card.trace().len();
-    let out = card
-        .command("mosquitto_pub")
-        .env("OPENSSL_CONF", common::example_openssl_conf())
-        .env("OPENSSL_MODULES", common::built_library_dir())
+    let out = with_provider("mosquitto_pub")
         .args([
             "-h",
             "localhost",

@@ -26,7 +26,7 @@ fn new_key() -> PKey<Private> {
     PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
 }
 
-fn builder<T: openssl::pkey::HasPublic>(cn: &str, key: &openssl::pkey::PKeyRef<T>) -> X509Builder {
+fn builder(cn: &str, key: &PKey<Private>) -> X509Builder {
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
     let name = name.build();
@@ -98,35 +98,6 @@ pub fn leaf(dir: &Path, file: &str, cn: &str, sans: &[&str], issuer: Option<&Iss
     let signer = issuer.map(|i| &i.key).unwrap_or(&key);
     b.sign(signer, MessageDigest::sha256()).unwrap();
     write(dir, file, b.build(), key)
-}
-
-/// A certificate for a key held elsewhere (a card's: `iotsafe pubkey`), issued by `issuer`
-/// with these SAN dNSNames, written to `<file>.crt`.
-pub fn certify_key(
-    dir: &Path,
-    file: &str,
-    cn: &str,
-    sans: &[&str],
-    public_key_pem: &Path,
-    issuer: &Issued,
-) -> (X509, PathBuf) {
-    let pem = std::fs::read(public_key_pem).unwrap();
-    let key = PKey::public_key_from_pem(&pem).unwrap();
-    let mut b = builder(cn, &key);
-    b.set_issuer_name(issuer.cert.subject_name()).unwrap();
-    let mut san = SubjectAlternativeName::new();
-    for name in sans {
-        san.dns(name);
-    }
-    let ext = san
-        .build(&b.x509v3_context(Some(&issuer.cert), None))
-        .unwrap();
-    b.append_extension(ext).unwrap();
-    b.sign(&issuer.key, MessageDigest::sha256()).unwrap();
-    let cert = b.build();
-    let path = dir.join(format!("{file}.crt"));
-    std::fs::write(&path, cert.to_pem().unwrap()).unwrap();
-    (cert, path)
 }
 
 /// Concatenated PEM of several certificates, written to `file`.
