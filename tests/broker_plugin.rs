@@ -276,7 +276,7 @@ fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names
 
 /// Each reason a device is refused, with the reason in the broker's log: no record, a record
 /// for another key, a bogus zone (broken chain of trust), a name outside allowed_domains, a
-/// certificate without a device name.
+/// certificate without a device name, one naming more than 8.
 #[test]
 fn devices_without_a_matching_secure_record_are_refused_with_the_reason_logged() {
     let pki = Pki::new();
@@ -286,6 +286,11 @@ fn devices_without_a_matching_secure_record_are_refused_with_the_reason_logged()
     let bogus = pki.device("bogus", &["sensor5._device.bogus.test"]);
     let outside = pki.device("outside", &["sensor6._device.example.test"]);
     let nameless = pki.device("nameless", &["not-a-device.example.test.invalid_"]);
+    let many_names: Vec<String> = (0..9).map(|i| device_name(&format!("m{i}"))).collect();
+    let many = pki.device(
+        "many",
+        &many_names.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     let other_key = ee_line("sensor4", &stranger.cert, 300);
     let bogus_line = format!(
         "sensor5._device 300 IN TLSA {}",
@@ -313,6 +318,7 @@ fn devices_without_a_matching_secure_record_are_refused_with_the_reason_logged()
             "NOT_ALLOWED",
         ),
         ("c7", &nameless, String::new(), "NO_IDENTITY"),
+        ("c8", &many, String::new(), "TOO_MANY_IDENTITIES"),
     ];
     for (id, device, name, reason) in cases {
         let out = pki.publish(&broker, id, device);

@@ -437,17 +437,37 @@ static bool verified(const struct identity *id, double now)
 
 /* ---- CONNECT ---------------------------------------------------------------------------- */
 
-/* Verifies `cert` for each device name it carries; the first one authenticated goes to
- * `admitted` (with its TTL), else `why` says for each name why not. 1, 0, or -1 (an error). */
+/* Appends "NAME: REASON: the library's account" of the last refusal to `why`. */
+static void append_refusal(char *why, size_t why_len, const char *name)
+{
+	size_t used = strlen(why);
+	char line[2048];
+	last_error_line(line, sizeof line);
+	snprintf(why + used, why_len - used, "%s%s: %s: %s", used ? " || " : "", name,
+		 iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)), line);
+}
+
+/* Verifies `cert` for each device name it carries (at most MAX_NAMES, all of them within one
+ * look-up time-out); the first one authenticated goes to `admitted` (with its TTL), else `why`
+ * says for each name why not. 1, 0, or -1 (an error). */
 static int verify_names(struct plugin *p, X509 *cert, char admitted[NAME_LEN], uint32_t *ttl,
 			char *why, size_t why_len)
 {
 	char name[NAME_LEN];
-	size_t used = 0;
 	why[0] = '\0';
+	int more = iotsafe_dane_cert_identity(cert, p->cfg.forms, MAX_NAMES, name, sizeof name);
+	if (more == 1) {
+		snprintf(why, why_len,
+			 "TOO_MANY_IDENTITIES: the certificate names more than %d device names "
+			 "(none looked up)",
+			 MAX_NAMES);
+		return 0;
+	}
+	double budget = (p->cfg.lookup_timeout_ms ? p->cfg.lookup_timeout_ms : 5000) / 1000.0;
+	double give_up = now_s() + budget;
 	int rc = 0;
 	size_t i;
-	for (i = 0; i < MAX_NAMES; i++) {
+	for (i = 0; i < MAX_NAMES && now_s() < give_up; i++) {
 		rc = iotsafe_dane_cert_identity(cert, p->cfg.forms, i, name, sizeof name);
 		if (rc != 1)
 			break;
@@ -456,22 +476,11 @@ static int verify_names(struct plugin *p, X509 *cert, char admitted[NAME_LEN], u
 			memcpy(admitted, name, NAME_LEN);
 			return 1;
 		}
-		char line[2048];
-		last_error_line(line, sizeof line);
-		int n = snprintf(why + used, why_len - used, "%s%s: %s: %s", used ? " || " : "",
-				 name, iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)), line);
-		if (n > 0)
-			used = used + (size_t)n < why_len ? used + (size_t)n : why_len - 1;
+		append_refusal(why, why_len, name);
 	}
-	if (rc < 0) {
+	if (more < 0 || rc < 0) {
 		last_error_line(why, why_len);
 		return -1;
-	}
-	if (i == MAX_NAMES && iotsafe_dane_cert_identity(cert, p->cfg.forms, i, name, sizeof name)
-	    == 1) {
-		snprintf(why, why_len, "TOO_MANY_IDENTITIES: the certificate names more than %d device "
-				       "names (none looked up)", MAX_NAMES);
-		return 0;
 	}
 	if (i == 0)
 		snprintf(why, why_len,
