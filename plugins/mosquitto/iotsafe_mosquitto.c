@@ -56,6 +56,8 @@
  * from-certificate mode). */
 #define MAX_NAMES 8
 #define NAME_LEN 256
+/* Admitted identities by client: an ACL check (every publish) looks one up. */
+#define BUCKETS 4096
 /* How often the worker looks for identities due for re-validation. */
 #define WORKER_POLL_MS 100
 
@@ -98,7 +100,7 @@ struct plugin {
 	STACK_OF(X509) *chain; /* the cafile's certificates, for DANE-TA records */
 	pthread_mutex_t lock;  /* guards everything below */
 	pthread_cond_t wake;
-	struct identity *identities;
+	struct identity *identities[BUCKETS];
 	/* The identity of the client being disconnected right now: mosquitto publishes its will
 	 * (an ACL-checked publish) just after MOSQ_EVT_DISCONNECT. Freed by the next callback. */
 	struct identity *leaving;
@@ -369,9 +371,15 @@ static void free_identity(struct identity *id)
 	free(id);
 }
 
+static struct identity **bucket(struct plugin *p, const struct mosquitto *client)
+{
+	uintptr_t v = (uintptr_t)client;
+	return &p->identities[((v >> 4) ^ (v >> 16)) % BUCKETS];
+}
+
 static struct identity *find_identity(struct plugin *p, const struct mosquitto *client)
 {
-	for (struct identity *id = p->identities; id; id = id->next)
+	for (struct identity *id = *bucket(p, client); id; id = id->next)
 		if (id->client == client)
 			return id;
 	return NULL;
@@ -380,7 +388,7 @@ static struct identity *find_identity(struct plugin *p, const struct mosquitto *
 /* Takes the identity of `client` out of the table (NULL when it has none). */
 static struct identity *detach_identity(struct plugin *p, const struct mosquitto *client)
 {
-	for (struct identity **at = &p->identities; *at; at = &(*at)->next) {
+	for (struct identity **at = bucket(p, client); *at; at = &(*at)->next) {
 		if ((*at)->client == client) {
 			struct identity *found = *at;
 			*at = found->next;
@@ -507,8 +515,8 @@ static void admit(struct plugin *p, struct mosquitto *client, const char *name, 
 	forget_identity(p, client);
 	id->serial = ++p->next_serial;
 	schedule(p, id, now_s(), ttl);
-	id->next = p->identities;
-	p->identities = id;
+	id->next = *bucket(p, client);
+	*bucket(p, client) = id;
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -589,6 +597,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 /* ---- re-validation: the worker verifies, the broker thread kicks -------------------------- */
 
 struct job {
+	const struct mosquitto *client;
 	uint64_t serial;
 	char name[NAME_LEN];
 	X509 *cert;
@@ -598,32 +607,40 @@ struct job {
 static size_t due_jobs(struct plugin *p, struct job *jobs, size_t max, double now)
 {
 	size_t n = 0;
-	for (struct identity *id = p->identities; id && n < max; id = id->next) {
-		if (id->checking || id->revoked || id->next_check > now)
-			continue;
-		id->checking = true;
-		jobs[n].serial = id->serial;
-		memcpy(jobs[n].name, id->name, NAME_LEN);
-		jobs[n].cert = id->cert;
-		X509_up_ref(id->cert);
-		n++;
+	for (size_t b = 0; b < BUCKETS; b++) {
+		for (struct identity *id = p->identities[b]; id && n < max; id = id->next) {
+			if (id->checking || id->revoked || id->next_check > now)
+				continue;
+			id->checking = true;
+			jobs[n].client = id->client;
+			jobs[n].serial = id->serial;
+			memcpy(jobs[n].name, id->name, NAME_LEN);
+			jobs[n].cert = id->cert;
+			X509_up_ref(id->cert);
+			n++;
+		}
 	}
 	return n;
+}
+
+/* The identity a job was taken from, unless its client left (or was admitted anew) since. */
+static struct identity *job_identity(struct plugin *p, const struct job *job)
+{
+	struct identity *id = find_identity(p, job->client);
+	return id && id->serial == job->serial ? id : NULL;
 }
 
 static void record_verdict(struct plugin *p, const struct job *job, int rc, uint32_t ttl,
 			   const char *why)
 {
-	for (struct identity *id = p->identities; id; id = id->next) {
-		if (id->serial != job->serial)
-			continue;
-		id->checking = false;
-		if (rc == 1)
-			schedule(p, id, now_s(), ttl);
-		else if (!id->revoked)
-			id->revoked = strdup(why);
+	struct identity *id = job_identity(p, job);
+	if (!id)
 		return;
-	}
+	id->checking = false;
+	if (rc == 1)
+		schedule(p, id, now_s(), ttl);
+	else if (!id->revoked)
+		id->revoked = strdup(why);
 }
 
 /* Whether a refusal is the DNS giving no answer (rather than an answer that refuses). */
@@ -648,11 +665,11 @@ static void revalidate(struct plugin *p, struct job *job)
 	if (rc != 1 && no_answer(reason)) {
 		/* No answer is no verdict: the identity counts until its deadline and is tried
 		 * again meanwhile. */
-		for (struct identity *id = p->identities; id; id = id->next)
-			if (id->serial == job->serial) {
-				id->checking = false;
-				id->next_check = now_s() + 1;
-			}
+		struct identity *id = job_identity(p, job);
+		if (id) {
+			id->checking = false;
+			id->next_check = now_s() + 1;
+		}
 	} else {
 		record_verdict(p, job, rc, ttl, why);
 	}
@@ -700,22 +717,25 @@ struct kick {
 static size_t take_kicks(struct plugin *p, struct kick *kicks, size_t max, double now)
 {
 	size_t n = 0;
-	struct identity **at = &p->identities;
-	while (*at && n < max) {
-		struct identity *id = *at;
-		if (verified(id, now)) {
-			at = &id->next;
-			continue;
-		}
-		*at = id->next;
-		kicks[n].client_id = id->client_id;
-		id->client_id = NULL;
-		memcpy(kicks[n].name, id->name, NAME_LEN);
-		kicks[n].why = id->revoked ? id->revoked
+	for (size_t b = 0; b < BUCKETS; b++) {
+		struct identity **at = &p->identities[b];
+		while (*at && n < max) {
+			struct identity *id = *at;
+			if (verified(id, now)) {
+				at = &id->next;
+				continue;
+			}
+			*at = id->next;
+			kicks[n].client_id = id->client_id;
+			id->client_id = NULL;
+			memcpy(kicks[n].name, id->name, NAME_LEN);
+			kicks[n].why = id->revoked
+					   ? id->revoked
 					   : strdup("no fresh verdict within TTL + revalidate_seconds");
-		id->revoked = NULL;
-		free_identity(id);
-		n++;
+			id->revoked = NULL;
+			free_identity(id);
+			n++;
+		}
 	}
 	return n;
 }
@@ -760,10 +780,12 @@ static void free_plugin(struct plugin *p)
 		pthread_join(p->worker, NULL);
 	}
 	forget_leaving(p);
-	while (p->identities) {
-		struct identity *id = p->identities;
-		p->identities = id->next;
-		free_identity(id);
+	for (size_t b = 0; b < BUCKETS; b++) {
+		while (p->identities[b]) {
+			struct identity *id = p->identities[b];
+			p->identities[b] = id->next;
+			free_identity(id);
+		}
 	}
 	sk_X509_pop_free(p->chain, X509_free);
 	free(p->ca_warning);
