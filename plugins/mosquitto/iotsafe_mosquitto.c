@@ -541,10 +541,13 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	char why[8192];
 	uint32_t ttl = 0;
 	int rc = verify_names(p, cert, name, &ttl, why, sizeof why);
+	if (rc == 1 && p->cfg.username == USERNAME_DEVICE &&
+	    mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS) {
+		snprintf(why, sizeof why, "%s: cannot set the username (out of memory?)", name);
+		rc = -1;
+	}
 	if (rc == 1) {
 		admit(p, ev->client, name, cert, ttl);
-		if (p->cfg.username == USERNAME_DEVICE)
-			mosquitto_set_username(ev->client, name);
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
 				     LOG "admitted client %s from %s as %s (DNSSEC-secure TLSA matched); "
 					 "username %s; valid %u s, re-validated then",
