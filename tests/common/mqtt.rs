@@ -97,9 +97,10 @@ impl Broker {
         let conf = dir.path().join("mosquitto.conf");
         let log = dir.path().join("mosquitto.log");
         // `user root`: as root, mosquitto would otherwise switch to a `mosquitto` user that
-        // cannot read the temp dir; it is ignored when not started as root.
+        // cannot read the temp dir; it is ignored when not started as root. `set_tcp_nodelay`:
+        // small packets (CONNACK) leave at once instead of waiting for an ACK.
         let text = format!(
-            "user root\npersistence false\nlog_dest file {log}\nlog_type all\nconnection_messages true\n\
+            "user root\npersistence false\nset_tcp_nodelay true\nlog_dest file {log}\nlog_type all\nconnection_messages true\n\
              {global}{security}listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n{listener}",
             log = log.display(),
             cert = cert.display(),
