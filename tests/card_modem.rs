@@ -135,16 +135,47 @@ fn a_modem_reset_between_signatures_reopens_the_channel_once() {
     let commands = rig.at_commands()[after_reset..].to_vec();
     let expected_start = [
         "AT+CGLA=1,36,\"012A00010D840101A1010391020001920104\"",
+        "AT+CCHC=1",
         "ATE0",
         "AT+CCHO=?",
         "AT+CCHO=\"A0000005590010\"",
     ];
-    assert_eq!(commands[..4], expected_start, "{commands:?}");
+    assert_eq!(commands[..5], expected_start, "{commands:?}");
     assert!(
-        commands[4..].iter().all(|c| c.starts_with("AT+CGLA=1,")) && commands.len() == 6,
+        commands[5..].iter().all(|c| c.starts_with("AT+CGLA=1,")) && commands.len() == 7,
         "{commands:?}"
     );
     drop(applet);
+    assert_eq!(
+        rig.at_commands().last().map(String::as_str),
+        Some("AT+CCHC=1")
+    );
+}
+
+/// The modem refuses one `AT+CGLA` for a reason of its own (busy with the SIM) while the
+/// session stays open: the host closes that session before opening a new one, so the modem is
+/// left with one channel, not a forgotten one beside it.
+#[test]
+fn a_refused_cgla_closes_its_session_before_a_new_one_is_opened() {
+    let rig = ModemRig::start(&[]);
+    let mut applet = Applet::open_modem(&rig.port_str(), AppletConfig::default()).expect("applet");
+    let key = ObjectRef::Id(vec![1]);
+    applet.sign_digest(&key, HashAlg::Sha256, &[7; 32]).unwrap();
+    rig.another_host_sends("AT+XBUSY");
+    let after_busy = rig.at_commands().len();
+    applet.sign_digest(&key, HashAlg::Sha256, &[8; 32]).unwrap();
+    let commands = rig.at_commands()[after_busy..].to_vec();
+    assert!(commands[0].starts_with("AT+CGLA=1,"), "{commands:?}");
+    assert_eq!(
+        commands[1], "AT+CCHC=1",
+        "closed before anything else: {commands:?}"
+    );
+    assert!(
+        commands.contains(&"AT+CCHO=\"A0000005590010\"".to_string()),
+        "{commands:?}"
+    );
+    drop(applet);
+    // The new session got channel 1 again (it was free): nothing was left open.
     assert_eq!(
         rig.at_commands().last().map(String::as_str),
         Some("AT+CCHC=1")

@@ -3,11 +3,20 @@
 //! channel, or selects another vendor's applet on it. The next handshake still succeeds: the
 //! provider confirms its selection when it acquires the card again, finds the channel gone or
 //! re-purposed, and selects its applet again before signing; the APDU trace shows it.
+//!
+//! And the provider's card connection under constant load (signature after signature, the PC/SC
+//! transaction kept across them) still lets another host in.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use iotsafe_dane::iotsafe::{HashAlg, Target};
+use iotsafe_dane::provider::card::Card;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::card::CardRig;
 use iotsafe_dane::iotsafe::transport::{pcsc, Transport};
@@ -217,4 +226,51 @@ fn a_channel_re_used_by_another_hosts_applet_is_selected_again_before_the_next_s
         "the check selects the applet again on the same channel, then the signature\n{}",
         log_of(&rig)
     );
+}
+
+/// The provider's connection to the card signing every 10 ms (a server under constant load),
+/// holding its PC/SC transaction for up to a minute of idle time, far beyond each 10 ms gap:
+/// after the longest continuous hold it lets go for longer than pcsc-lite's waiters poll, so a
+/// second host that waits for the card gets it while the signing goes on.
+#[test]
+fn another_host_gets_the_card_from_a_provider_under_constant_load() {
+    let _rig = setup();
+    let card = Card::holding(
+        Box::new(|| Target::default().connect()),
+        Duration::from_secs(60),
+    );
+    let key = card.default_key().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (card, stop) = (card.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut signatures = 0;
+            while !stop.load(Ordering::SeqCst) {
+                card.sign_digest(&key, HashAlg::Sha256, &[7; 32]).unwrap();
+                signatures += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            signatures
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+
+    let (got, card_reached) = std::sync::mpsc::channel();
+    let waiting = Instant::now();
+    std::thread::spawn(move || {
+        let reader = pcsc::matching_readers(None).unwrap().remove(0);
+        let mut transport = pcsc::PcscTransport::connect(&reader).unwrap();
+        let link = transport.link().map(|_| ()).map_err(|e| e.to_string());
+        let _ = got.send(link);
+    });
+    let outcome = card_reached.recv_timeout(Duration::from_secs(10));
+    let waited = waiting.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let signatures = load.join().unwrap();
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("the second host's transaction failed: {e}"),
+        Err(_) => panic!("the second host waited {waited:?} during {signatures} signatures"),
+    }
+    assert!(signatures > 20, "the load ran: {signatures} signatures");
 }

@@ -162,7 +162,7 @@ fn write_config(dir: &Path, name: &str, activate: bool, settings: &str) -> std::
 }
 
 struct Setup {
-    _rig: CardRig,
+    rig: CardRig,
     dir: tempfile::TempDir,
     /// A key reference naming only the key: the card comes from the context's configuration.
     keyref: Vec<u8>,
@@ -178,7 +178,7 @@ fn setup() -> Setup {
     let software = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
     let software_pem = software.private_key_to_pem_pkcs8().unwrap();
     Setup {
-        _rig: rig,
+        rig,
         dir,
         keyref,
         software_pem,
@@ -216,6 +216,47 @@ fn provider_calls_use_the_context_they_came_through() {
     drop(elsewhere);
     assert_eq!(card.decode(&setup.keyref).as_deref(), Ok("iotsafe"));
     assert_eq!(card.decode(&setup.software_pem).as_deref(), Ok("default"));
+}
+
+/// The card connection is the process's: another context unloading the provider leaves it
+/// open for the contexts still using it (no channel closed, nothing read again).
+#[test]
+fn another_contexts_teardown_leaves_the_card_connection_open() {
+    let setup = setup();
+    let card = card_context(&setup);
+    assert_eq!(card.decode(&setup.keyref).as_deref(), Ok("iotsafe"));
+    let before = setup.rig.trace().len();
+    drop(LibCtx::with_config(&write_config(
+        setup.dir.path(),
+        "other.cnf",
+        true,
+        "reader = Virtual PCD",
+    )));
+    assert_eq!(card.decode(&setup.keyref).as_deref(), Ok("iotsafe"));
+    let after = setup.rig.trace()[before..].to_vec();
+    assert!(
+        !after.iter().any(|apdu| apdu.starts_with("007080")),
+        "a channel was closed by the other context's teardown: {after:?}"
+    );
+}
+
+/// Two key references that name the one card differently (a reader filter, and none at all
+/// on a host with one reader) share one connection: one logical channel is opened, not two.
+#[test]
+fn key_references_naming_one_card_differently_share_its_connection() {
+    let setup = setup();
+    let card = LibCtx::with_config(&write_config(setup.dir.path(), "plain.cnf", true, ""));
+    let by_filter =
+        iotsafe_dane::provider::uri::keyref_pem("iotsafe:reader=Virtual;key-id=01").into_bytes();
+    assert_eq!(card.decode(&setup.keyref).as_deref(), Ok("iotsafe"));
+    assert_eq!(card.decode(&by_filter).as_deref(), Ok("iotsafe"));
+    let opened = setup
+        .rig
+        .trace()
+        .iter()
+        .filter(|apdu| apdu.starts_with("0070000001"))
+        .count();
+    assert_eq!(opened, 1, "{:?}", setup.rig.trace());
 }
 
 /// Rounds of decoding (each a key reference and an ordinary key) while another thread

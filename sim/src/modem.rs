@@ -6,6 +6,9 @@
 //! manages channels with MANAGE CHANNEL) and modem-managed logical channels (`AT+CCHO` opens a
 //! channel and selects an AID on it, `AT+CGLA` carries APDUs on it as they are, `AT+CCHC`
 //! closes it). The quirks of real modems that hosts trip over are options ([`Quirks`]).
+//! Two commands play what another host or the modem itself may do between a host's commands:
+//! `AT+CFUN=1,1` restarts the modem (its sessions are gone), and `AT+XBUSY`, a test hook, makes
+//! the next `AT+CGLA` fail with `+CME ERROR: 14` (SIM busy) while its session stays open.
 
 use std::collections::BTreeMap;
 use std::ffi::CStr;
@@ -48,6 +51,7 @@ const CME_NOT_ALLOWED: u32 = 3;
 const CME_NOT_FOUND: u32 = 22;
 const CME_INVALID_INDEX: u32 = 21;
 const CME_BAD_PARAMETERS: u32 = 50;
+const CME_SIM_BUSY: u32 = 14;
 
 /// The modem: its echo setting and the logical channels it opened (session id = channel).
 struct Modem<'a> {
@@ -55,6 +59,8 @@ struct Modem<'a> {
     quirks: Quirks,
     echo: bool,
     sessions: BTreeMap<u8, Vec<u8>>,
+    /// `AT+XBUSY` was received: the next `AT+CGLA` is refused, its session left open.
+    busy_once: bool,
 }
 
 /// Serves AT commands on a new pseudo-terminal linked at `link`, until stopped.
@@ -76,6 +82,7 @@ pub fn run(
         // Modems start with echo on.
         echo: true,
         sessions: BTreeMap::new(),
+        busy_once: false,
     };
     let mut line = Vec::new();
     let outcome = loop {
@@ -184,6 +191,11 @@ impl Modem<'_> {
             self.close_channel(args)
         } else if upper == "AT+CFUN=1,1" {
             self.reset()
+        } else if upper == "AT+XBUSY" {
+            // A test hook in the vendor range: the next AT+CGLA fails as a modem busy with
+            // the SIM answers, while its session stays open.
+            self.busy_once = true;
+            ok()
         } else if let Some(setting) = upper.strip_prefix("ATE") {
             // `ATE` is `ATE0` (V.250).
             self.echo = !matches!(setting, "" | "0");
@@ -230,6 +242,9 @@ impl Modem<'_> {
             .is_ok_and(|s| self.sessions.contains_key(&s));
         if !known {
             return Some(cme(CME_INVALID_INDEX));
+        }
+        if std::mem::take(&mut self.busy_once) {
+            return Some(cme(CME_SIM_BUSY));
         }
         let Some(apdu) = parse_apdu_args(apdu) else {
             return Some(cme(CME_BAD_PARAMETERS));

@@ -133,6 +133,12 @@ impl ModemRig {
     /// Sends `AT+CFUN=1,1` on the modem's port as another host would (holding the port's
     /// lock) and waits for its OK: the modem forgets its logical channels.
     pub fn reset_modem(&self) {
+        self.another_host_sends("AT+CFUN=1,1");
+    }
+
+    /// Another host on the modem's port sends `command` (holding the port's lock, as hosts do)
+    /// and waits for its OK.
+    pub fn another_host_sends(&self, command: &str) {
         let mut port = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -140,11 +146,11 @@ impl ModemRig {
             .unwrap();
         // SAFETY: flock on a descriptor owned by `port`.
         assert_eq!(unsafe { libc::flock(port.as_raw_fd(), libc::LOCK_EX) }, 0);
-        port.write_all(b"AT+CFUN=1,1\r").unwrap();
+        port.write_all(format!("{command}\r").as_bytes()).unwrap();
         let mut answer = String::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !answer.contains("\r\nOK\r\n") {
-            assert!(Instant::now() < deadline, "no OK to AT+CFUN: {answer:?}");
+            assert!(Instant::now() < deadline, "no OK to {command}: {answer:?}");
             let mut buf = [0u8; 256];
             let n = port.read(&mut buf).unwrap();
             answer.push_str(&String::from_utf8_lossy(&buf[..n]));

@@ -233,6 +233,36 @@ impl Target {
         )
     }
 
+    /// [`Target::card_identity`] with the reader filter or modem path resolved where that can
+    /// be done without touching a card: a reader filter (or none) that matches exactly one
+    /// reader with a card in it stands for that reader's name, and a modem path for the port
+    /// it links to. Key references that name one card differently (`reader = Virtual` and no
+    /// reader at all, on a host with one reader) then share one connection, and one logical
+    /// channel, instead of each opening its own. One query to pcscd; when it cannot answer, the
+    /// filter stands as written.
+    pub fn resolved_card_identity(&self) -> String {
+        let mut resolved = self.clone();
+        match &self.modem {
+            Some(modem) => {
+                if let Ok(port) = std::fs::canonicalize(modem) {
+                    resolved.modem = Some(port.display().to_string());
+                }
+            }
+            None => {
+                let filter = self.reader.as_deref();
+                if let Ok(readers) = crate::transport::pcsc::reader_presence() {
+                    let mut with_card = readers.into_iter().filter(|(name, present)| {
+                        *present && filter.is_none_or(|f| name.contains(f))
+                    });
+                    if let (Some((name, _)), None) = (with_card.next(), with_card.next()) {
+                        resolved.reader = Some(name);
+                    }
+                }
+            }
+        }
+        resolved.card_identity()
+    }
+
     /// Opens the applet: behind the modem when one is named, otherwise in the first PC/SC
     /// reader (whose name contains `reader`) that holds a card with one of the AIDs.
     pub fn connect(&self) -> Result<Applet> {

@@ -96,10 +96,11 @@ pub const HOLD_WHILE_IDLE: Duration = Duration::from_millis(25);
 
 static CARDS: Mutex<Vec<(String, Arc<Card>)>> = Mutex::new(Vec::new());
 
-/// The card the target reaches (shared by every key on it). No I/O.
+/// The card the target reaches (shared by every key on it, whatever reader filter names it).
+/// No card I/O: at most one query to pcscd for its readers' names.
 pub fn card_for(target: &Target) -> Arc<Card> {
     fork_guard::install();
-    let identity = target.card_identity();
+    let identity = target.resolved_card_identity();
     let mut cards = CARDS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, card)) = cards.iter().find(|(id, _)| *id == identity) {
         return card.clone();

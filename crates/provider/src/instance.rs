@@ -2,6 +2,7 @@
 //! that loads the provider (the core's side and the configuration read then).
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::abi::core::Core;
 use super::abi::ffi::OSSL_LIB_CTX;
@@ -40,9 +41,13 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+/// Instances made and not yet torn down, in every library context of the process.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
 impl Instance {
     /// Makes the instance OpenSSL will know as its provctx; freed by [`Instance::tear_down`].
     pub fn create(provider: Provider) -> Instance {
+        LIVE.fetch_add(1, Ordering::SeqCst);
         Instance(NonNull::from(Box::leak(Box::new(provider))))
     }
 
@@ -69,13 +74,15 @@ impl Instance {
         NonNull::new(provctx as *mut Provider).map(Instance)
     }
 
-    /// Frees the instance.
+    /// Frees the instance; true when it was the process's last one (the cards the instances
+    /// shared are then no one's).
     ///
     /// # Safety
     /// Called once, by the provider's teardown, after every object made through it is gone.
-    pub unsafe fn tear_down(self) {
+    pub unsafe fn tear_down(self) -> bool {
         // SAFETY: made by `create`, freed once (the function's contract).
         drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+        LIVE.fetch_sub(1, Ordering::SeqCst) == 1
     }
 
     /// An identifier of the instance, for comparing (never turned back into a pointer).

@@ -167,8 +167,11 @@ unsafe extern "C" fn teardown(provctx: *mut c_void) {
         // SAFETY: our provider context, torn down once, after every object made through it
         // is gone.
         if let Some(instance) = unsafe { Instance::from_provctx(provctx) } {
-            unsafe { instance.tear_down() };
-            card::close_all();
+            // The card connections are the process's, shared by every library context that
+            // loaded the provider: another context's teardown leaves them to the others.
+            if unsafe { instance.tear_down() } {
+                card::close_all();
+            }
         }
     })
 }

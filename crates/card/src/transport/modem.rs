@@ -10,7 +10,9 @@
 //!
 //! The choice is reported by [`Transport::route`] (`iotsafe info`, the provider's debug log).
 //! A session id the modem forgot (a modem reset drops them all) makes `AT+CGLA` fail: that is
-//! reported as a card reset, so the session reconnects and opens a new channel, once.
+//! reported as a card reset, so the session reconnects and opens a new channel, once. Any
+//! other refusal of `AT+CGLA` is taken the same way (the error codes are the modem's own), the
+//! session closed with `AT+CCHC` first so that a modem which still had it does not keep it.
 //!
 //! The session id `AT+CCHO` returns is taken as the channel number (as hosts of modem-managed
 //! channels do: the modem passes `AT+CGLA` APDUs to the card as they are, so their class byte
@@ -168,10 +170,14 @@ impl ModemTransport {
                 let command = format!("AT+CGLA={session},{},\"{hex}\"", hex.len());
                 match self.command(&command) {
                     Ok(lines) => parse_cgla(&lines),
-                    // The modem no longer knows the session (it was reset, or the SIM was):
-                    // the channel is gone as after a card reset, and is opened anew.
+                    // The modem no longer knows the session (it was reset, or the SIM was),
+                    // or refused this command for a reason of its own (busy with the SIM):
+                    // 27.007 leaves the error codes to the modem, so both are taken as the
+                    // channel's loss, as after a card reset, and it is opened anew. The
+                    // session is closed first: a modem that still had it would keep it open
+                    // for nobody, and modems have few.
                     Err(Error::Transport(refusal)) => {
-                        self.session = None;
+                        self.close_session();
                         Err(Error::Unresponsive {
                             reader: self.path.clone(),
                             detail: format!("{refusal}: logical channel {session} is gone"),
