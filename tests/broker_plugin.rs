@@ -617,6 +617,40 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
     assert!(!log.contains("refused client"), "{log}");
 }
 
+/// A record that turns bogus (here: the name becomes an alias into a zone whose chain of trust
+/// is broken) kicks the live session with the proof state named.
+#[test]
+fn a_record_turning_bogus_kicks_the_live_session() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let device = pki.device("sensor4", &[&device_name("sensor4")]);
+    let record = ee_line("sensor4", &device.cert, TTL);
+    let bogus_copy = format!(
+        "sensor4._device 300 IN TLSA {}",
+        pki::dane_ee_record(&device.cert)
+    );
+    let dns = TestDns::start(&[
+        (REGISTRY, record.as_str()),
+        ("bogus.test.", bogus_copy.as_str()),
+    ]);
+    let broker = pki.broker(&dns, &[]);
+
+    let sub = pki.subscribe(&broker, "sub4", &device, 1000);
+    dns.set_records(
+        REGISTRY,
+        &[&format!(
+            "sensor4._device {TTL} IN CNAME sensor4._device.bogus.test."
+        )],
+    );
+    broker.wait_for_line(
+        u64::from(TTL) + REVALIDATE_S + 5,
+        &["kicked client sub4 ", "BOGUS"],
+    );
+    kill(sub);
+    let out = pki.publish(&broker, "pub4", &device);
+    assert_refused(&out, &broker, "pub4", &device_name("sensor4"), "BOGUS");
+}
+
 /// CA discovery: with plugin_opt_ca_discovery, the broker warns at start-up about a CA of its
 /// cafile that the registry does not publish, and, on re-validation, about one whose record
 /// the registry withdrew.
