@@ -70,7 +70,9 @@ impl Pki {
             ("revalidate_seconds", revalidate.as_str()),
             ("lookup_timeout_ms", "3000"),
         ];
-        options.extend_from_slice(extra);
+        // An extra option replaces the default one of its name; an empty value removes it.
+        options.retain(|(key, _)| !extra.iter().any(|(e, _)| e == key));
+        options.extend(extra.iter().filter(|(_, value)| !value.is_empty()));
         Broker::start_with_plugin(
             free_port(),
             &self.server.cert_path,
@@ -615,6 +617,33 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
     let log = broker.log();
     assert_eq!(log.matches("admitted client unit").count(), DEVICES);
     assert!(!log.contains("refused client"), "{log}");
+}
+
+/// plugin_opt_trust_ad: the broker takes the verdict of a validating resolver on loopback
+/// (unbound, with the test root as its trust anchor) instead of validating itself.
+#[test]
+fn with_trust_ad_the_verdict_of_a_validating_resolver_admits_and_refuses() {
+    let pki = Pki::new();
+    let device = pki.device("sensor6", &[&device_name("sensor6")]);
+    let unlisted = pki.device("sensor3", &[&device_name("sensor3")]);
+    let record = ee_line("sensor6", &device.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let unbound = common::unbound::Unbound::start(&dns);
+    let resolver = unbound.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("trust_ad", "true"),
+            ("trust_anchor", ""),
+        ],
+    );
+    broker.wait_for_line(5, &["AD bit trusted"]);
+    let out = pki.publish(&broker, "pub6", &device);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), broker.log());
+    broker.wait_for_line(5, &["admitted client pub6 ", &device_name("sensor6")]);
+    let out = pki.publish(&broker, "pub3", &unlisted);
+    assert_refused(&out, &broker, "pub3", &device_name("sensor3"), "NO_RECORDS");
 }
 
 /// A record that turns bogus (here: the name becomes an alias into a zone whose chain of trust
