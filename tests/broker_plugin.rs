@@ -131,6 +131,84 @@ impl Pki {
     }
 }
 
+/// A device whose key pair is on the simulated SIM, certified as a device builder does it:
+/// a key reference, a CSR signed by the card key through the provider (`openssl req`), the
+/// certificate from the registry CA (`openssl x509 -req`).
+struct CardDevice {
+    rig: CardRig,
+    cert_path: std::path::PathBuf,
+    keyref: std::path::PathBuf,
+}
+
+impl CardDevice {
+    fn provision(pki: &Pki, id: &str) -> CardDevice {
+        let dir = pki.dir.path();
+        let rig = CardRig::start(&[]);
+        let keyref = dir.join(format!("{id}.keyref.pem"));
+        common::ok(rig.iotsafe(&["keyref", "--out", keyref.to_str().unwrap()]));
+        let csr = dir.join(format!("{id}.csr"));
+        let cert_path = dir.join(format!("{id}.crt"));
+        let device = CardDevice {
+            rig,
+            cert_path,
+            keyref,
+        };
+        common::ok(
+            device
+                .with_provider("openssl")
+                .args(["req", "-new", "-key"])
+                .arg(&device.keyref)
+                .args(["-subj", &format!("/CN={id}"), "-addext"])
+                .arg(format!("subjectAltName=DNS:{}", device_name(id)))
+                .arg("-out")
+                .arg(&csr)
+                .output()
+                .unwrap(),
+        );
+        common::ok(
+            Command::new("openssl")
+                .args(["x509", "-req", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&pki.ca.cert_path)
+                .arg("-CAkey")
+                .arg(&pki.ca.key_path)
+                .args(["-copy_extensions", "copy", "-days", "30", "-out"])
+                .arg(&device.cert_path)
+                .output()
+                .unwrap(),
+        );
+        device
+    }
+
+    fn cert(&self) -> openssl::x509::X509 {
+        openssl::x509::X509::from_pem(&std::fs::read(&self.cert_path).unwrap()).unwrap()
+    }
+
+    /// `program` reaching the card through the provider (`OPENSSL_CONF`, the rig's pcscd).
+    fn with_provider(&self, program: &str) -> Command {
+        let mut c = self.rig.command(program);
+        c.env("OPENSSL_CONF", common::example_openssl_conf())
+            .env("OPENSSL_MODULES", common::built_library_dir());
+        c
+    }
+
+    /// The unmodified `mosquitto_pub`, its key on the card, publishing `message` to sensors/x.
+    fn publish(&self, pki: &Pki, broker: &Broker, id: &str, message: &str) -> Output {
+        self.with_provider("mosquitto_pub")
+            .args(["-h", "localhost", "-p", &broker.port.to_string(), "-i", id])
+            .args(["-t", "sensors/x", "-m", message, "-q", "1"])
+            .arg("--cafile")
+            .arg(&pki.server.cert_path)
+            .arg("--cert")
+            .arg(&self.cert_path)
+            .arg("--key")
+            .arg(&self.keyref)
+            .output()
+            .unwrap()
+    }
+}
+
 fn assert_refused(out: &Output, broker: &Broker, id: &str, name: &str, reason: &str) -> String {
     assert!(
         !out.status.success(),
@@ -158,46 +236,8 @@ fn kill(mut child: Child) -> String {
 #[test]
 fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names() {
     let pki = Pki::new();
-    let dir = pki.dir.path();
-    let card = CardRig::start(&[]);
-    // The device builder's steps: a key reference, a CSR signed by the card key through the
-    // provider (`openssl req`), the certificate from the registry CA (`openssl x509 -req`).
-    let keyref = dir.join("sensor7.keyref.pem");
-    common::ok(card.iotsafe(&["keyref", "--out", keyref.to_str().unwrap()]));
-    let csr = dir.join("sensor7.csr");
-    let card_cert_path = dir.join("sensor7.crt");
-    let with_provider = |program: &str| {
-        let mut c = card.command(program);
-        c.env("OPENSSL_CONF", common::example_openssl_conf())
-            .env("OPENSSL_MODULES", common::built_library_dir());
-        c
-    };
-    common::ok(
-        with_provider("openssl")
-            .args(["req", "-new", "-key"])
-            .arg(&keyref)
-            .args(["-subj", "/CN=sensor7", "-addext"])
-            .arg(format!("subjectAltName=DNS:{}", device_name("sensor7")))
-            .arg("-out")
-            .arg(&csr)
-            .output()
-            .unwrap(),
-    );
-    common::ok(
-        Command::new("openssl")
-            .args(["x509", "-req", "-in"])
-            .arg(&csr)
-            .arg("-CA")
-            .arg(&pki.ca.cert_path)
-            .arg("-CAkey")
-            .arg(&pki.ca.key_path)
-            .args(["-copy_extensions", "copy", "-days", "30", "-out"])
-            .arg(&card_cert_path)
-            .output()
-            .unwrap(),
-    );
-    let card_cert =
-        openssl::x509::X509::from_pem(&std::fs::read(&card_cert_path).unwrap()).unwrap();
+    let card = CardDevice::provision(&pki, "sensor7");
+    let card_cert = card.cert();
     let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
     let ta_device = pki.device("sensor8", &[&device_name("sensor8")]);
     let ta_record = Tlsa::for_certificate(
@@ -221,32 +261,15 @@ fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names
     let broker = pki.broker(&dns, &[]);
 
     let sub = pki.subscribe(&broker, "sub1", &subscriber, 2);
-    let before = card.trace().len();
-    let out = with_provider("mosquitto_pub")
-        .args([
-            "-h",
-            "localhost",
-            "-p",
-            &broker.port.to_string(),
-            "-i",
-            "pub7",
-        ])
-        .args(["-t", "sensors/7", "-m", "21.5", "-q", "1"])
-        .arg("--cafile")
-        .arg(&pki.server.cert_path)
-        .arg("--cert")
-        .arg(&card_cert_path)
-        .arg("--key")
-        .arg(&keyref)
-        .output()
-        .unwrap();
+    let before = card.rig.trace().len();
+    let out = card.publish(&pki, &broker, "pub7", "21.5");
     assert!(
         out.status.success(),
         "card device: {}\n{}",
         stderr(&out),
         broker.log()
     );
-    let signing = card.trace()[before..]
+    let signing = card.rig.trace()[before..]
         .iter()
         .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
         .count();
@@ -573,7 +596,8 @@ fn a_removed_or_changed_record_kicks_the_live_session_and_refuses_the_reconnect(
 }
 
 /// 100 distinct devices, each with its own record, connect (four at a time) and publish while
-/// a subscriber keeps receiving: every one is admitted, every message arrives.
+/// a subscriber keeps receiving, and a device with its key on the SIM connects three times
+/// meanwhile: every one is admitted, every message arrives.
 #[test]
 fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
     const DEVICES: usize = 100;
@@ -586,7 +610,13 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
             (id, cert)
         })
         .collect();
-    let mut records = vec![ee_line("sensor0", &subscriber.cert, 300)];
+    // A few connections with the key on the (simulated) SIM among them.
+    let card = CardDevice::provision(&pki, "card0");
+    const CARD_CONNECTIONS: usize = 3;
+    let mut records = vec![
+        ee_line("sensor0", &subscriber.cert, 300),
+        ee_line("card0", &card.cert(), 300),
+    ];
     records.extend(devices.iter().map(|(id, d)| ee_line(id, &d.cert, 300)));
     let dns = TestDns::start(
         &records
@@ -596,10 +626,22 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
     );
     let broker = pki.broker(&dns, &[]);
 
-    let sub = pki.subscribe(&broker, "sub0", &subscriber, DEVICES as u32);
+    let sub = pki.subscribe(
+        &broker,
+        "sub0",
+        &subscriber,
+        (DEVICES + CARD_CONNECTIONS) as u32,
+    );
     std::thread::scope(|s| {
+        let (pki, broker, card) = (&pki, &broker, &card);
+        s.spawn(move || {
+            for i in 0..CARD_CONNECTIONS {
+                let id = format!("card0-{i}");
+                let out = card.publish(pki, broker, &id, &id);
+                assert!(out.status.success(), "{id}: {}", stderr(&out));
+            }
+        });
         for chunk in devices.chunks(DEVICES / 4) {
-            let (pki, broker) = (&pki, &broker);
             s.spawn(move || {
                 for (id, device) in chunk {
                     let out = pki.publish(broker, id, device);
@@ -612,10 +654,15 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
     let mut received: Vec<String> = common::stdout(&out).lines().map(String::from).collect();
     received.sort();
     let mut expected: Vec<String> = devices.iter().map(|(id, _)| id.clone()).collect();
+    expected.extend((0..CARD_CONNECTIONS).map(|i| format!("card0-{i}")));
     expected.sort();
     assert_eq!(received, expected, "{}", stderr(&out));
     let log = broker.log();
     assert_eq!(log.matches("admitted client unit").count(), DEVICES);
+    assert_eq!(
+        log.matches("as card0._device.iotregistry.test ").count(),
+        CARD_CONNECTIONS
+    );
     assert!(!log.contains("refused client"), "{log}");
 }
 
