@@ -693,6 +693,44 @@ fn with_trust_ad_the_verdict_of_a_validating_resolver_admits_and_refuses() {
     assert_refused(&out, &broker, "pub3", &device_name("sensor3"), "NO_RECORDS");
 }
 
+/// The DNS stops answering: a failed re-validation is no verdict, so the session stays until
+/// its record's TTL + revalidate_seconds have passed without a fresh one, and is then kicked
+/// as unverified (fail closed), its reconnect refused for want of an answer.
+#[test]
+fn a_session_without_a_fresh_verdict_is_kicked_when_the_dns_stops_answering() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let device = pki.device("sensor5", &[&device_name("sensor5")]);
+    let record = ee_line("sensor5", &device.cert, TTL);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let proxy = common::dnsproxy::DnsProxy::start(dns.addr());
+    let resolver = proxy.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("lookup_timeout_ms", "500"),
+        ],
+    );
+
+    let sub = pki.subscribe(&broker, "sub5", &device, 1000);
+    drop(proxy); // the resolver's server is gone
+    let line = broker.wait_for_line(
+        u64::from(TTL) + REVALIDATE_S + 5,
+        &["kicked client sub5 ", "no fresh verdict"],
+    );
+    assert!(!line.contains("NO_RECORDS"), "{line}");
+    kill(sub);
+    let out = pki.publish(&broker, "pub5", &device);
+    assert_refused(
+        &out,
+        &broker,
+        "pub5",
+        &device_name("sensor5"),
+        "DNS_FAILURE",
+    );
+}
+
 /// A record that turns bogus (here: the name becomes an alias into a zone whose chain of trust
 /// is broken) kicks the live session with the proof state named.
 #[test]
