@@ -428,14 +428,21 @@ static struct identity *acl_identity(struct plugin *p, const struct mosquitto *c
 	return NULL;
 }
 
+/* Seconds after a verdict valid for `ttl` seconds until it is checked again: checking more
+ * often than the TTL costs no DNS (the answer is cached). */
+static unsigned check_again_s(const struct plugin *p, uint32_t ttl)
+{
+	unsigned valid = ttl > 0 ? ttl : 1;
+	return valid < p->cfg.revalidate_s ? valid : p->cfg.revalidate_s;
+}
+
 /* When the verdict given at `now`, valid for `ttl` seconds, is checked again, and when it
- * stops counting. Checking more often than the TTL costs no DNS (the answer is cached). */
+ * stops counting. */
 static void schedule(const struct plugin *p, struct identity *id, double now, uint32_t ttl)
 {
 	double valid = ttl > 0 ? ttl : 1;
-	double grace = p->cfg.revalidate_s;
-	id->next_check = now + (valid < grace ? valid : grace);
-	id->deadline = now + valid + grace;
+	id->next_check = now + check_again_s(p, ttl);
+	id->deadline = now + valid + p->cfg.revalidate_s;
 }
 
 static bool verified(const struct identity *id, double now)
@@ -550,9 +557,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		admit(p, ev->client, name, cert, ttl);
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
 				     LOG "admitted client %s from %s as %s (DNSSEC-secure TLSA matched); "
-					 "username %s; valid %u s, re-validated then",
+					 "username %s; answer valid %u s more, checked again within %u s",
 				     client_id, address, name,
-				     p->cfg.username == USERNAME_DEVICE ? name : "kept", ttl);
+				     p->cfg.username == USERNAME_DEVICE ? name : "kept", ttl,
+				     check_again_s(p, ttl));
 	} else {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG "refused client %s from %s: %s", client_id,
 				     address, why);
