@@ -514,6 +514,31 @@ fn an_acl_file_keyed_on_device_names_and_a_password_listener_work_alongside() {
     assert!(!wrong.status.success(), "{}", broker.log());
 }
 
+/// plugin_opt_username keep: the device is admitted by its record, and mosquitto knows it by
+/// the username it sent.
+#[test]
+fn with_username_keep_the_clients_own_username_stays() {
+    let pki = Pki::new();
+    let device = pki.device("sensor1", &[&device_name("sensor1")]);
+    let record = ee_line("sensor1", &device.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let broker = pki.broker(&dns, &[("username", "keep")]);
+    let out = pki
+        .client(
+            "mosquitto_pub",
+            &broker,
+            "pub1",
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-u", "line-7-unit", "-t", "sensors/1", "-m", "x"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    broker.wait_for_line(5, &["admitted client pub1 ", "username kept"]);
+    broker.wait_for_line(5, &["as pub1 ", "u'line-7-unit'"]);
+}
+
 /// `use_identity_as_username true` makes mosquitto skip the plugin at CONNECT: the client it
 /// lets in that way was never admitted, so the plugin denies its publishes and subscriptions
 /// (fail closed, whatever the rest of the configuration says).
