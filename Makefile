@@ -11,7 +11,7 @@ APT_PACKAGES = pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools \
                mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libpaho-mqtt-dev \
                libssl-dev openssl pkg-config gcc make cbindgen
 
-.PHONY: all deps build demo test lint unit bench clean provider install fuzz fuzz-long leaks
+.PHONY: mosquitto-plugin all deps build demo test lint unit bench clean provider install fuzz fuzz-long leaks
 
 all: build
 
@@ -21,6 +21,7 @@ deps:
 build: deps
 	$(CARGO) build --workspace --all-targets
 	@$(MAKE) --no-print-directory provider PROFILE=debug
+	@$(MAKE) --no-print-directory mosquitto-plugin PROFILE=debug
 
 # The provider under the name openssl.cnf uses (`iotsafe`): iotsafe.so beside the library,
 # so that OPENSSL_MODULES=target/<profile> finds it.
@@ -32,6 +33,15 @@ provider:
 	touch target/$(PROFILE)/libiotsafe_dane.so
 	ln -sf libiotsafe_dane.so target/$(PROFILE)/iotsafe.so
 	ln -sf libiotsafe_dane.so target/$(PROFILE)/libiotsafe_dane.so.$(SOMAJOR)
+
+# The mosquitto broker plugin (plugins/mosquitto/): a thin C adapter that links the core library
+# by its C API, so the broker process holds one resolver and cache. No rpath: the installed
+# plugin finds libiotsafe_dane.so.0 where ldconfig put it (the tests set LD_LIBRARY_PATH).
+PLUGIN_SRC = plugins/mosquitto/iotsafe_mosquitto.c
+mosquitto-plugin: target/$(PROFILE)/iotsafe_mosquitto.so
+target/$(PROFILE)/iotsafe_mosquitto.so: $(PLUGIN_SRC) include/iotsafe_dane.h target/$(PROFILE)/libiotsafe_dane.so
+	gcc -std=c11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -Iinclude -o $@ $(PLUGIN_SRC) \
+	    -Ltarget/$(PROFILE) -liotsafe_dane -lssl -lcrypto -lpthread
 
 # Where OpenSSL looks for provider modules (`openssl version -m`).
 MODULESDIR ?= $(shell openssl version -m | sed -n 's/^MODULESDIR: "\(.*\)"/\1/p')
@@ -60,6 +70,8 @@ install: deps
 	sed -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@PREFIX@|$(PREFIX)|' \
 	    -e 's|@MODULESDIR@|$(MODULESDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    iotsafe-dane.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/iotsafe-dane.pc
+	@$(MAKE) --no-print-directory mosquitto-plugin PROFILE=$(INSTALL_PROFILE)
+	install -D -m 0755 target/$(INSTALL_PROFILE)/iotsafe_mosquitto.so $(DESTDIR)$(LIBDIR)/mosquitto/iotsafe_mosquitto.so
 	install -D -m 0644 c-examples/openssl.cnf $(DESTDIR)$(PREFIX)/share/iotsafe-dane/openssl.cnf
 	@# Programs linked with -liotsafe_dane find libiotsafe_dane.so.0 at once (not into a DESTDIR).
 	$(if $(DESTDIR),,-ldconfig)
@@ -87,7 +99,9 @@ bench: build
 	$(CARGO) bench --bench dane
 	$(CARGO) build --release --workspace
 	@$(MAKE) --no-print-directory provider PROFILE=release
+	@$(MAKE) --no-print-directory mosquitto-plugin PROFILE=release
 	$(CARGO) bench --bench provider
+	$(CARGO) bench --bench broker
 
 # Fuzzing (README "Fuzzing and leaks"; nightly toolchain, cargo-fuzz installed when missing):
 # every target for FUZZ_SECONDS each (default 30), or until FUZZ_RUNS executions each.

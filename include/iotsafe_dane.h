@@ -34,6 +34,15 @@
 // The default `dane_clientid` code point (private use, until IANA assigns one).
 #define IOTSAFE_DANE_CLIENTID_DEFAULT 65498
 
+// Identity form `_<service>.<client-domain>` (for [`iotsafe_dane_cert_identity`]).
+#define IOTSAFE_DANE_FORM_SERVICE 1
+
+// Identity form `<device-id>._device.<org-domain>`.
+#define IOTSAFE_DANE_FORM_DEVICE 2
+
+// Identity form: the plain `<client-domain>`.
+#define IOTSAFE_DANE_FORM_PLAIN 4
+
 // Why a server or a device was not authenticated. The numbers never change; new reasons get
 // new numbers. [`iotsafe_dane_reason_name`] gives each one's name.
 typedef enum {
@@ -196,6 +205,45 @@ int iotsafe_dane_verify_client(const iotsafe_dane *d,
                                X509 *cert,
                                STACK_OF(X509) *chain,
                                const char *name);
+
+// [`iotsafe_dane_verify_client`], and how long its verdict holds: `valid_for_seconds` (may be
+// NULL) receives the seconds until the DNS answers it relied on leave the cache (rounded up;
+// 0 when none was kept). Past that, the same call asks the DNS again: a broker re-validates a
+// live session then, to notice a removed or changed record.
+//
+// # Safety
+// As [`iotsafe_dane_verify_client`]; `valid_for_seconds` NULL or writable.
+int iotsafe_dane_verify_client_ttl(const iotsafe_dane *d,
+                                   X509 *cert,
+                                   STACK_OF(X509) *chain,
+                                   const char *name,
+                                   uint32_t *valid_for_seconds);
+
+// The `index`-th (from 0) DANE client identity `cert` names: its SAN dNSNames that are host
+// names of one of the `forms` (`IOTSAFE_DANE_FORM_*` bits), in the certificate's order,
+// lower case, no trailing dot. For a broker that sees only the certificate (no
+// `dane_clientid` extension) and verifies each name with [`iotsafe_dane_verify_client`].
+// SAN entries that are no such names are skipped; the CN is never an identity. Returns 1 with
+// the name in `buf`, 0 when there are fewer names, -1 on an error (`buf` too small, `forms`
+// without a known bit).
+//
+// # Safety
+// `cert` a live `X509`; `buf` valid for `len` bytes.
+int iotsafe_dane_cert_identity(const X509 *cert,
+                               uint32_t forms,
+                               size_t index,
+                               char *buf,
+                               size_t len);
+
+// CA discovery (draft-wilson-dane-pkix-cd): whether `ca` is among the CA certificates published
+// as full-certificate TLSA records (`0 0 0`, `2 0 0`) at `domain`, by a DNSSEC-secure answer.
+// 1: published; 0: not, or no secure answer (the last error and reason say which: the proof
+// state, no records); -1 on an error. For a broker that warns when a CA of its `cafile` is
+// withdrawn by its registry. Answers come from the handle's resolver cache.
+//
+// # Safety
+// `d` from [`iotsafe_dane_new`]; `domain` NUL-terminated; `ca` a live `X509`.
+int iotsafe_dane_ca_published(const iotsafe_dane *d, const char *domain, const X509 *ca);
 
 // Server side, on a whole `SSL_CTX` (for libraries that create the `SSL` objects themselves):
 // requests the `dane_clientid` extension, requires a client certificate and verifies it against

@@ -804,3 +804,76 @@ fn each_ssl_tells_the_reason_of_its_refusal() {
     assert_eq!(lines[22].get("reused"), "1", "{:?}", lines[22]);
     assert_eq!(reasons(22), ("OK", "OK"), "{:?}", lines[22]);
 }
+
+/// What a broker needs from C: how long a verdict holds (the record's TTL, counting down in
+/// the cache), and the device names a certificate carries, filtered by form.
+#[test]
+fn a_verdict_tells_its_ttl_and_a_certificate_its_identities() {
+    let rig = Rig::new(120);
+    let dev = rig.cert("dev");
+    pki::leaf(
+        rig.dir.path(),
+        "multi",
+        "cn-is-never-an-identity.example.test",
+        &[
+            "sensor9._device.iotregistry.test",
+            "_mqtt-client.dev9.iotregistry.test",
+            "dev9.iotregistry.test",
+            "*.wildcard.test",
+        ],
+        None,
+    );
+    let multi = rig.cert("multi.crt");
+    let lines = rig.run(
+        "refuse",
+        &[
+            step("verify-ttl", &format!("{dev}.crt")),
+            step("verify-ttl", &format!("{}.crt", rig.cert("stranger"))),
+            step("identities", &format!("7:{multi}")),
+            step("identities", &format!("2:{multi}")),
+            step("identities", &format!("5:{multi}")),
+            step("identities", &format!("0:{multi}")),
+        ],
+    );
+    let valid_for: u32 = lines[0].get("valid_for").parse().unwrap();
+    assert_eq!(lines[0].get("rc"), "1", "{:?}", lines[0]);
+    assert!(
+        (100..=120).contains(&valid_for),
+        "the record's TTL (120 s), less the time since it was fetched: {:?}",
+        lines[0]
+    );
+    assert_eq!(lines[1].get("rc"), "0", "{:?}", lines[1]);
+    assert_eq!(lines[1].get("reason"), "NO_MATCH", "{:?}", lines[1]);
+    assert!(
+        lines[1].get("valid_for").parse::<u32>().unwrap() <= 120,
+        "{:?}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2].0,
+        "identities 0=sensor9._device.iotregistry.test 1=_mqtt-client.dev9.iotregistry.test \
+         2=dev9.iotregistry.test end=0 tiny=-1 error=buffer of 4 bytes too small for \
+         sensor9._device.iotregistry.test"
+    );
+    assert!(
+        lines[3]
+            .0
+            .starts_with("identities 0=sensor9._device.iotregistry.test end=0 tiny=-1"),
+        "{:?}",
+        lines[3]
+    );
+    assert!(
+        lines[4].0.starts_with(
+            "identities 0=_mqtt-client.dev9.iotregistry.test 1=dev9.iotregistry.test end=0"
+        ),
+        "{:?}",
+        lines[4]
+    );
+    assert!(
+        lines[5]
+            .0
+            .starts_with("identities end=-1 tiny=-1 error=identity forms 0x0"),
+        "{:?}",
+        lines[5]
+    );
+}

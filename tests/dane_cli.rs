@@ -215,3 +215,73 @@ fn check_server_refuses_an_escaped_host_name() {
         assert!(!report.contains("AUTHENTICATED: by"), "{policy}: {report}");
     }
 }
+
+/// `iotsafe dane fetch-ca`: the CA certificates a registry publishes as full-certificate TLSA
+/// records (`2 0 0`, `0 0 0`) are written to a file when the answer is secure; a bogus or an
+/// insecure answer writes nothing and says which it was.
+#[test]
+fn fetch_ca_writes_the_published_cas_only_from_a_secure_answer() {
+    use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::ca(dir.path(), "ca", "Registry CA");
+    let old_ca = pki::ca(dir.path(), "old", "Registry CA 2019");
+    let full = |cert: &openssl::x509::X509, usage| {
+        Tlsa::for_certificate(cert, usage, Selector::Cert, Matching::Full).unwrap()
+    };
+    let digest =
+        Tlsa::for_certificate(&ca.cert, Usage::DaneTa, Selector::Spki, Matching::Sha256).unwrap();
+    let lines = [
+        format!("_device 300 IN TLSA {}", full(&ca.cert, Usage::DaneTa)),
+        format!("_device 300 IN TLSA {}", full(&old_ca.cert, Usage::PkixTa)),
+        format!("_device 300 IN TLSA {digest}"),
+    ];
+    let bogus = format!("_device 300 IN TLSA {}", full(&ca.cert, Usage::DaneTa));
+    let mut records: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| ("iotregistry.test.", l.as_str()))
+        .collect();
+    records.push(("bogus.test.", bogus.as_str()));
+    records.push(("insecure.test.", bogus.as_str()));
+    let dns = dns::TestDns::start(&records);
+    let addr = dns.addr().to_string();
+    let anchor = dns.trust_anchor_file();
+    let fetch = |domain: &str, out: &std::path::Path| {
+        std::process::Command::new(common::workspace_binary("iotsafe"))
+            .args(["dane", "fetch-ca", domain, "--resolver", &addr])
+            .arg("--trust-anchor")
+            .arg(&anchor)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("run iotsafe dane fetch-ca")
+    };
+
+    let out_file = dir.path().join("cafile.pem");
+    let out = fetch("_device.iotregistry.test", &out_file);
+    let report = common::stdout(&out) + &common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let written = openssl::x509::X509::stack_from_pem(&std::fs::read(&out_file).unwrap()).unwrap();
+    let der = |c: &openssl::x509::X509| c.to_der().unwrap();
+    let mut got: Vec<Vec<u8>> = written.iter().map(der).collect();
+    let mut want = vec![der(&ca.cert), der(&old_ca.cert)];
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{report}");
+    assert!(report.contains("CN=Registry CA 2019"), "{report}");
+    assert!(report.contains("skipped 2 1 1"), "{report}");
+
+    for (domain, proof) in [
+        ("_device.bogus.test", "bogus"),
+        ("_device.insecure.test", "insecure"),
+    ] {
+        let file = dir.path().join(format!("{proof}.pem"));
+        let out = fetch(domain, &file);
+        let report = common::stdout(&out) + &common::stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{report}");
+        assert!(
+            report.contains("NOT WRITTEN") && report.contains(proof),
+            "{report}"
+        );
+        assert!(!file.exists(), "nothing written for a {proof} answer");
+    }
+}

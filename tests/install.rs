@@ -45,6 +45,7 @@ fn make_install_places_provider_tools_header_and_pkg_config_file() {
         format!("{destdir}/usr/local/bin/iotsafe-sim"),
         format!("{destdir}/usr/local/include/iotsafe_dane.h"),
         format!("{destdir}/usr/local/share/iotsafe-dane/openssl.cnf"),
+        format!("{destdir}/usr/local/lib/mosquitto/iotsafe_mosquitto.so"),
     ] {
         assert!(Path::new(&file).exists(), "{file} is not installed");
     }
@@ -74,6 +75,30 @@ fn make_install_places_provider_tools_header_and_pkg_config_file() {
     assert!(flags.contains("-liotsafe_dane"), "{flags}");
 
     one_copy_per_process(destdir, &modules);
+    plugin_links_the_shared_library(destdir);
+}
+
+/// The broker plugin uses the process's one core library (by its SONAME), not a copy of its
+/// own: the resolver cache it fills is the one everything else in the broker uses.
+fn plugin_links_the_shared_library(destdir: &str) {
+    let plugin = format!("{destdir}/usr/local/lib/mosquitto/iotsafe_mosquitto.so");
+    let dynamic = ok(Command::new("readelf")
+        .args(["-d", &plugin])
+        .output()
+        .unwrap());
+    let soname = format!("libiotsafe_dane.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    assert!(
+        dynamic.contains(&format!("Shared library: [{soname}]")),
+        "{dynamic}"
+    );
+    let symbols = ok(Command::new("nm")
+        .args(["-D", "--defined-only", &plugin])
+        .output()
+        .unwrap());
+    assert!(
+        !symbols.contains("iotsafe_dane_verify_client"),
+        "the plugin embeds the core library:\n{symbols}"
+    );
 }
 
 /// A program linked with -liotsafe_dane that also loads the provider (as a broker with the

@@ -2,9 +2,10 @@
 //! crate runs (`dane::check`, `dane::client`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dane::ca_discovery;
 use dane::check::check_server;
 use dane::client::ClientVerifier;
 use dane::name::DomainName;
@@ -68,6 +69,18 @@ pub enum DaneCommand {
         #[command(flatten)]
         dns: DnsArgs,
     },
+    /// Write the CA certificates a registry publishes at DOMAIN (TLSA 0 0 0 / 2 0 0 records,
+    /// draft-wilson-dane-pkix-cd) to FILE, for a broker's cafile. Only a DNSSEC-secure answer
+    /// is accepted: bogus, insecure or failed look-ups write nothing and exit non-zero.
+    FetchCa {
+        /// The name the CA records are published at, e.g. _device.iotregistry.example.
+        domain: String,
+        /// Where the PEM certificates go (replaced).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        dns: DnsArgs,
+    },
 }
 
 /// How to reach and trust the DNS.
@@ -125,6 +138,25 @@ fn system_nameserver() -> SocketAddr {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 53)))
 }
 
+/// `fetch-ca`: the report, and whether the file was written.
+fn fetch_ca(resolver: &Resolver, domain: &str, out: &Path) -> (bool, String) {
+    let published = match ca_discovery::fetch(resolver, domain) {
+        Ok(p) => p,
+        Err(why) => return (false, format!("NOT WRITTEN: {why}")),
+    };
+    let mut pem = Vec::new();
+    for ca in &published.cas {
+        match ca.to_pem() {
+            Ok(bytes) => pem.extend(bytes),
+            Err(e) => return (false, format!("NOT WRITTEN: {e}")),
+        }
+    }
+    match std::fs::write(out, pem) {
+        Ok(()) => (true, format!("{published}wrote {}", out.display())),
+        Err(e) => (false, format!("NOT WRITTEN: {}: {e}", out.display())),
+    }
+}
+
 /// Runs one subcommand, prints its report, and returns the process exit status.
 pub fn run(cmd: DaneCommand) -> i32 {
     let (ok, report) = match cmd {
@@ -156,6 +188,10 @@ pub fn run(cmd: DaneCommand) -> i32 {
                     Err(e) => (false, e),
                 }
             }
+            Err(e) => (false, e.to_string()),
+        },
+        DaneCommand::FetchCa { domain, out, dns } => match dns.resolver() {
+            Ok(r) => fetch_ca(&r, &domain, &out),
             Err(e) => (false, e.to_string()),
         },
     };

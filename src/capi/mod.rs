@@ -23,7 +23,7 @@ use openssl::x509::{X509Ref, X509};
 
 use crate::dane::client::ClientVerifier;
 use crate::dane::clientid_ext::{self, ClientIdServer, MissingName, SharedVerifier};
-use crate::dane::name::{DeviceName, DomainName};
+use crate::dane::name::{DeviceName, DomainName, OwnerForm};
 use crate::dane::refusal::Refusal;
 use crate::dane::resolver::{Proof, Resolver, ResolverConfig, TrustAnchor, Validation};
 use crate::dane::server::{self, ContextDane, Policy, ServerTlsa};
@@ -695,6 +695,34 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
     chain: *mut openssl_sys::stack_st_X509,
     name: *const c_char,
 ) -> c_int {
+    // SAFETY: the arguments as this function's contract says (the same contract).
+    unsafe { iotsafe_dane_verify_client_ttl(d, cert, chain, name, std::ptr::null_mut()) }
+}
+
+/// Identity form `_<service>.<client-domain>` (for [`iotsafe_dane_cert_identity`]).
+pub const IOTSAFE_DANE_FORM_SERVICE: u32 = 1;
+/// Identity form `<device-id>._device.<org-domain>`.
+pub const IOTSAFE_DANE_FORM_DEVICE: u32 = 2;
+/// Identity form: the plain `<client-domain>`.
+pub const IOTSAFE_DANE_FORM_PLAIN: u32 = 4;
+const ALL_FORMS: u32 =
+    IOTSAFE_DANE_FORM_SERVICE | IOTSAFE_DANE_FORM_DEVICE | IOTSAFE_DANE_FORM_PLAIN;
+
+/// [`iotsafe_dane_verify_client`], and how long its verdict holds: `valid_for_seconds` (may be
+/// NULL) receives the seconds until the DNS answers it relied on leave the cache (rounded up;
+/// 0 when none was kept). Past that, the same call asks the DNS again: a broker re-validates a
+/// live session then, to notice a removed or changed record.
+///
+/// # Safety
+/// As [`iotsafe_dane_verify_client`]; `valid_for_seconds` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_verify_client_ttl(
+    d: *const IotsafeDane,
+    cert: *mut openssl_sys::X509,
+    chain: *mut openssl_sys::stack_st_X509,
+    name: *const c_char,
+    valid_for_seconds: *mut u32,
+) -> c_int {
     guard(|| {
         let d = handle(d)?;
         // SAFETY: NUL-terminated (the function's contract).
@@ -714,11 +742,127 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client(
                 .collect()
         };
         let v = d.verifier.current().verify(&d.resolver, name, leaf, &chain);
+        // SAFETY: NULL or writable (the function's contract).
+        if let Some(out) = unsafe { valid_for_seconds.as_mut() } {
+            *out = whole_seconds_up(v.valid_for);
+        }
         match &v.result {
             Ok(_) => accept(),
             Err(why) => refuse(v.to_string(), why),
         }
     })
+}
+
+fn whole_seconds_up(d: std::time::Duration) -> u32 {
+    let up = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(up).unwrap_or(u32::MAX)
+}
+
+/// The `index`-th (from 0) DANE client identity `cert` names: its SAN dNSNames that are host
+/// names of one of the `forms` (`IOTSAFE_DANE_FORM_*` bits), in the certificate's order,
+/// lower case, no trailing dot. For a broker that sees only the certificate (no
+/// `dane_clientid` extension) and verifies each name with [`iotsafe_dane_verify_client`].
+/// SAN entries that are no such names are skipped; the CN is never an identity. Returns 1 with
+/// the name in `buf`, 0 when there are fewer names, -1 on an error (`buf` too small, `forms`
+/// without a known bit).
+///
+/// # Safety
+/// `cert` a live `X509`; `buf` valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_cert_identity(
+    cert: *const openssl_sys::X509,
+    forms: u32,
+    index: usize,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        if cert.is_null() || buf.is_null() {
+            return Err("cert or buf is NULL".into());
+        }
+        if forms & ALL_FORMS == 0 || forms & !ALL_FORMS != 0 {
+            return Err(format!(
+                "identity forms {forms:#x}: not a set of IOTSAFE_DANE_FORM_* bits"
+            ));
+        }
+        // SAFETY: a live X509, not NULL (checked above); only read.
+        let cert = unsafe { X509Ref::from_ptr(cert as *mut _) };
+        let Some(name) = cert_identities(cert, forms).into_iter().nth(index) else {
+            return Ok(0);
+        };
+        // SAFETY: `buf` has `len` bytes (the function's contract).
+        unsafe { copy_name(&name.to_string(), buf, len) }?;
+        Ok(1)
+    })
+}
+
+/// CA discovery (draft-wilson-dane-pkix-cd): whether `ca` is among the CA certificates published
+/// as full-certificate TLSA records (`0 0 0`, `2 0 0`) at `domain`, by a DNSSEC-secure answer.
+/// 1: published; 0: not, or no secure answer (the last error and reason say which: the proof
+/// state, no records); -1 on an error. For a broker that warns when a CA of its `cafile` is
+/// withdrawn by its registry. Answers come from the handle's resolver cache.
+///
+/// # Safety
+/// `d` from [`iotsafe_dane_new`]; `domain` NUL-terminated; `ca` a live `X509`.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_ca_published(
+    d: *const IotsafeDane,
+    domain: *const c_char,
+    ca: *const openssl_sys::X509,
+) -> c_int {
+    guard(|| {
+        let d = handle(d)?;
+        // SAFETY: NUL-terminated (the function's contract).
+        let domain = unsafe { req_str(domain, "domain") }?;
+        if ca.is_null() {
+            return Err("ca is NULL".into());
+        }
+        // SAFETY: a live X509, not NULL (checked above); only read.
+        let ca = unsafe { X509Ref::from_ptr(ca as *mut _) };
+        match crate::dane::ca_discovery::fetch(&d.resolver, domain) {
+            Ok(published) if published.publishes(ca) => accept(),
+            Ok(published) => {
+                let why = Refusal::NoMatch(Vec::new());
+                let subject = crate::dane::ca_discovery::subject(ca);
+                refuse(format!("{subject} is not among the {published}"), &why)
+            }
+            Err(why) => refuse(format!("CA records at {domain}: {why}"), &why),
+        }
+    })
+}
+
+/// The SAN dNSNames of `cert` that are device names of one of `forms`.
+fn cert_identities(cert: &X509Ref, forms: u32) -> Vec<DeviceName> {
+    crate::dane::client::san_dns_names(cert)
+        .iter()
+        .filter_map(|n| DeviceName::parse(n).ok())
+        .filter(|n| forms & form_bit(n.form()) != 0)
+        .collect()
+}
+
+fn form_bit(form: OwnerForm) -> u32 {
+    match form {
+        OwnerForm::Service => IOTSAFE_DANE_FORM_SERVICE,
+        OwnerForm::Device => IOTSAFE_DANE_FORM_DEVICE,
+        OwnerForm::Plain => IOTSAFE_DANE_FORM_PLAIN,
+    }
+}
+
+/// Copies `name` and a NUL into `buf`; an error when `len` bytes cannot hold them.
+///
+/// # Safety
+/// `buf` valid for `len` bytes.
+unsafe fn copy_name(name: &str, buf: *mut c_char, len: usize) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    if bytes.len() + 1 > len {
+        return Err(format!("buffer of {len} bytes too small for {name}"));
+    }
+    // SAFETY: `buf` has `len` bytes (the caller's contract), checked to hold the name and NUL.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, bytes.len());
+        *buf.add(bytes.len()) = 0;
+    }
+    Ok(())
 }
 
 /// Server side, on a whole `SSL_CTX` (for libraries that create the `SSL` objects themselves):
@@ -837,16 +981,8 @@ pub unsafe extern "C" fn iotsafe_dane_peer_identity(
                 return refuse(msg, &why);
             }
         };
-        let name = v.name.as_bytes();
-        if name.len() + 1 > len {
-            return Err(format!("buffer of {len} bytes too small for {}", v.name));
-        }
-        // SAFETY: `buf` has `len` bytes (the function's contract), checked to hold the name
-        // and its NUL.
-        unsafe {
-            std::ptr::copy_nonoverlapping(name.as_ptr(), buf as *mut u8, name.len());
-            *buf.add(name.len()) = 0;
-        }
+        // SAFETY: `buf` has `len` bytes (the function's contract).
+        unsafe { copy_name(&v.name, buf, len) }?;
         accept()
     })
 }

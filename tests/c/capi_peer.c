@@ -290,6 +290,50 @@ static void verify_client(const char *step, char *spec, const char *name)
 	sk_X509_pop_free(chain, X509_free);
 }
 
+/* Like verify_client, by iotsafe_dane_verify_client_ttl: also how long the verdict holds. */
+static void verify_ttl(const char *step, const char *path, const char *name)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		die(path);
+	X509 *leaf = read_cert(f);
+	fclose(f);
+	uint32_t valid_for = 12345;
+	int rc = iotsafe_dane_verify_client_ttl(dane, leaf, NULL, name, &valid_for);
+	printf("%s rc=%d valid_for=%u reason=%s\n", step, rc, (unsigned)valid_for,
+	       iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)));
+	X509_free(leaf);
+}
+
+/* "FORMS:PATH": the identities of the certificate at PATH of the forms FORMS (a number),
+ * then what a too small buffer gives. */
+static void identities(const char *step, char *spec)
+{
+	char *path = strchr(spec, ':');
+	if (!path)
+		die("identities needs FORMS:PATH");
+	*path++ = '\0';
+	unsigned forms = (unsigned)strtoul(spec, NULL, 0);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		die(path);
+	X509 *cert = read_cert(f);
+	fclose(f);
+	printf("%s", step);
+	char name[256];
+	size_t i = 0;
+	int rc;
+	while ((rc = iotsafe_dane_cert_identity(cert, forms, i, name, sizeof name)) == 1) {
+		printf(" %zu=%s", i, name);
+		i++;
+	}
+	printf(" end=%d", rc);
+	char tiny[4];
+	printf(" tiny=%d", iotsafe_dane_cert_identity(cert, forms, 0, tiny, sizeof tiny));
+	printf(" error=%s\n", iotsafe_dane_last_error());
+	X509_free(cert);
+}
+
 /* Verifies the device certificate at `path` through `d` and returns the DNS queries its
  * resolver has sent by then (negative when not authenticated). */
 static long long verify_through(iotsafe_dane *d, const char *path, const char *name)
@@ -586,6 +630,10 @@ int main(int argc, char **argv)
 			printf("ca-file rc=%d\n", iotsafe_dane_set_ca_file(dane, value));
 		else if (strcmp(step, "verify") == 0 && value)
 			verify_client(step, value, device_name);
+		else if (strcmp(step, "verify-ttl") == 0 && value)
+			verify_ttl(step, value, device_name);
+		else if (strcmp(step, "identities") == 0 && value)
+			identities(step, value);
 		else if (strcmp(step, "flush") == 0)
 			printf("flush rc=%d\n", iotsafe_dane_clear_cache(dane));
 		else if (strcmp(step, "shared") == 0 && value)

@@ -48,6 +48,27 @@ pub fn built_library_dir() -> PathBuf {
     dir
 }
 
+/// The built broker plugin, `target/<profile>/iotsafe_mosquitto.so` (`make build` makes it);
+/// missing or older than its source, the header or the library, it fails the test.
+pub fn built_mosquitto_plugin() -> PathBuf {
+    let library = built_library_dir().join("libiotsafe_dane.so");
+    let plugin = target_dir().join("iotsafe_mosquitto.so");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let built = modified(&plugin);
+    let sources = [
+        root.join("plugins/mosquitto/iotsafe_mosquitto.c"),
+        root.join("include/iotsafe_dane.h"),
+        library,
+    ];
+    assert!(
+        built.is_some() && sources.iter().all(|s| modified(s) <= built),
+        "{} is missing or older than its sources: run `make build` first",
+        plugin.display()
+    );
+    plugin
+}
+
 /// The example configuration that loads the provider (c-examples/openssl.cnf).
 pub fn example_openssl_conf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf")

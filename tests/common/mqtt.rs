@@ -23,6 +23,73 @@ impl Broker {
     /// Like [`Broker::start`]; with `client_ca`, clients must present a certificate issued by
     /// it (mutual TLS), and the certificate's CN becomes the client's user name.
     pub fn start_with(port: u16, cert: &Path, key: &Path, client_ca: Option<&Path>) -> Broker {
+        let mut listener = String::new();
+        if let Some(ca) = client_ca {
+            listener = format!(
+                "require_certificate true\ncafile {}\nuse_identity_as_username true\n",
+                ca.display()
+            );
+        }
+        Broker::launch(port, cert, key, "", &listener, "allow_anonymous true\n")
+    }
+
+    /// Mutual TLS with client certificates issued by `registry_ca`, and the broker plugin
+    /// (`plugin`, the built iotsafe_mosquitto.so) deciding who connects, with these
+    /// `plugin_opt_` options. `per_listener_settings false`, as the plugin requires.
+    /// `listener_extra`: more lines for the listener.
+    pub fn start_with_plugin(
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        registry_ca: &Path,
+        plugin: &Path,
+        options: &[(&str, &str)],
+        listener_extra: &str,
+    ) -> Broker {
+        let mut global = format!("per_listener_settings false\nplugin {}\n", plugin.display());
+        for (key, value) in options {
+            global += &format!("plugin_opt_{key} {value}\n");
+        }
+        let listener = format!(
+            "require_certificate true\ncafile {}\n{listener_extra}",
+            registry_ca.display()
+        );
+        Broker::launch(
+            port,
+            cert,
+            key,
+            &global,
+            &listener,
+            "allow_anonymous false\n",
+        )
+    }
+
+    /// Like [`Broker::start_with_plugin`], for a configuration mosquitto must refuse: the
+    /// broker's exit status and log.
+    pub fn refused_plugin_conf(conf_text: &str) -> (std::process::ExitStatus, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("mosquitto.conf");
+        fs::write(&conf, format!("user root\nlog_dest stderr\n{conf_text}")).unwrap();
+        let out = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .env("LD_LIBRARY_PATH", super::built_library_dir())
+            .stdin(Stdio::null())
+            .output()
+            .expect("mosquitto");
+        (out.status, super::stderr(&out) + &super::stdout(&out))
+    }
+
+    /// Starts mosquitto with `global` lines, one TLS listener on 127.0.0.1:`port` with
+    /// `listener` lines, and `security` lines; waits until it listens.
+    fn launch(
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        global: &str,
+        listener: &str,
+        security: &str,
+    ) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("mosquitto-")
             .tempdir()
@@ -30,26 +97,24 @@ impl Broker {
         let conf = dir.path().join("mosquitto.conf");
         let log = dir.path().join("mosquitto.log");
         // `user root`: as root, mosquitto would otherwise switch to a `mosquitto` user that
-        // cannot read the temp dir; it is ignored when not started as root.
-        let mut text = format!(
-            "user root\npersistence false\nlog_dest file {log}\nlog_type all\nconnection_messages true\n\
-             listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\nallow_anonymous true\n",
+        // cannot read the temp dir; it is ignored when not started as root. `set_tcp_nodelay`:
+        // small packets (CONNACK) leave at once instead of waiting for an ACK.
+        let text = format!(
+            "user root\npersistence false\nset_tcp_nodelay true\nlog_dest file {log}\nlog_type all\nconnection_messages true\n\
+             {global}{security}listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n{listener}",
             log = log.display(),
             cert = cert.display(),
             key = key.display(),
         );
-        if let Some(ca) = client_ca {
-            text += &format!(
-                "require_certificate true\ncafile {}\nuse_identity_as_username true\n",
-                ca.display()
-            );
-        }
         fs::write(&conf, text).expect("write mosquitto.conf");
+        // The plugin links libiotsafe_dane.so.0, found beside it in the build directory.
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
+            .env("LD_LIBRARY_PATH", super::built_library_dir())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Lines logged while plugins start, before the log file is open, go to stdout.
+            .stdout(fs::File::create(dir.path().join("stdout")).expect("stdout file"))
             .stderr(fs::File::create(dir.path().join("stderr")).expect("stderr file"))
             .spawn()
             .expect("mosquitto (Debian package mosquitto) must be installed");
@@ -69,10 +134,32 @@ impl Broker {
         broker
     }
 
+    /// Waits until the log has a line containing every one of `needles` (at most `seconds`);
+    /// that line.
+    pub fn wait_for_line(&self, seconds: u64, needles: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needles:?} in the broker's log within {seconds} s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The broker's log so far (and what it wrote to stderr).
     pub fn log(&self) -> String {
         let read = |f: &str| fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!("{}{}", read("mosquitto.log"), read("stderr"))
+        format!(
+            "{}{}{}",
+            read("stdout"),
+            read("mosquitto.log"),
+            read("stderr")
+        )
     }
 
     pub fn dir(&self) -> PathBuf {

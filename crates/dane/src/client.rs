@@ -53,6 +53,10 @@ pub struct ClientVerification {
     pub proof: Option<Proof>,
     pub records: Vec<Tlsa>,
     pub result: Result<Matched, Refusal>,
+    /// How long the answers this verification relied on stay cached: after that, the same
+    /// verification asks the DNS again (and a broker re-validates a live session). Zero when no
+    /// answer was kept.
+    pub valid_for: Duration,
 }
 
 impl ClientVerification {
@@ -69,6 +73,7 @@ impl ClientVerification {
             proof: None,
             records: Vec::new(),
             result: Err(why),
+            valid_for: Duration::ZERO,
         }
     }
 }
@@ -150,6 +155,7 @@ impl ClientVerifier {
             proof: None,
             records: Vec::new(),
             result: Err(Refusal::NotChecked),
+            valid_for: Duration::ZERO,
         };
         v.result = self.decide(resolver, name, &mut v, leaf, chain, deadline);
         v
@@ -192,6 +198,7 @@ impl ClientVerifier {
             .resolve_name(name.dns_name(), RecordType::TLSA, Some(deadline))
             .map_err(Refusal::DnsFailure)?;
         v.proof = Some(res.proof());
+        v.valid_for = resolver.remaining_ttl(&res);
         v.records = res.records().iter().filter_map(Tlsa::from_rdata).collect();
         secure_records(name, &res, &v.records)?;
         let mut reasons = Vec::new();

@@ -9,10 +9,12 @@
 //! - [`server`]: server authentication through OpenSSL's own DANE (RFC 6698, 7671, 7672);
 //! - [`client`]: device identities (draft-ietf-dance-client-auth);
 //! - [`clientid_ext`]: the `dane_clientid` TLS 1.3 extension, device checks inside the handshake;
+//! - [`ca_discovery`]: CA certificates a registry publishes as TLSA records at its domain;
 //! - [`check`]: the checks behind `iotsafe dane check-server|check-client`, as reports.
 //!
 //! Nothing here knows about smart cards: a device's key is simply the key in its certificate.
 
+pub mod ca_discovery;
 pub mod check;
 pub mod client;
 pub mod clientid_ext;

@@ -333,6 +333,24 @@ impl Resolver {
         }
     }
 
+    /// How long every step of `res` stays in the cache from now: the time after which a look-up
+    /// of the same name asks the DNS again (zero when a step was not kept, e.g. a TTL of 0).
+    /// A verification that relied on `res` holds no longer than this.
+    pub fn remaining_ttl(&self, res: &Resolution) -> Duration {
+        let now = self.clock.now();
+        let cache = lock(&self.shared.cache);
+        res.steps
+            .iter()
+            .map(|step| {
+                let key = (step.name.to_lowercase(), step.rtype);
+                cache
+                    .expiry(&key, now)
+                    .map_or(Duration::ZERO, |expires| expires - now)
+            })
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+
     fn cached(&self, key: &CacheKey) -> Option<Arc<Answer>> {
         let now = self.clock.now();
         lock(&self.shared.cache).get(key, now)

@@ -84,6 +84,15 @@ impl<K: Hash + Eq, V: Clone> TtlLru<K, V> {
         }
     }
 
+    /// When the live entry of `key` expires (`None`: no entry, or expired at `now`). Leaves the
+    /// order of use as it is: asking how long an answer lasts is not using it.
+    pub(crate) fn expiry(&self, key: &K, now: Instant) -> Option<Instant> {
+        match self.entries.get(key) {
+            Some((_, expires)) if *expires > now => Some(*expires),
+            _ => None,
+        }
+    }
+
     /// Keeps `value` until `expires` (replacing an earlier value of `key`), as the most
     /// recently used entry.
     pub(crate) fn insert(&mut self, key: K, value: V, expires: Instant) {

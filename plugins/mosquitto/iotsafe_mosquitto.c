@@ -1,0 +1,906 @@
+/* iotsafe_mosquitto: a mosquitto 2.0 plugin (interface version 5) that admits a device by the
+ * DNSSEC-validated TLSA records at the device name its certificate carries, and kicks a live
+ * session once that record is gone, no longer matches, or turns bogus.
+ *
+ * A thin adapter over libiotsafe_dane (its C API, include/iotsafe_dane.h): the resolver and its
+ * cache are the process-wide ones of iotsafe_dane_shared_ex, shared with anything else in the
+ * broker process that uses the library.
+ *
+ * Threads: mosquitto calls every callback on its one broker thread. Authentication at CONNECT
+ * is synchronous (mosquitto 2.0 has no delayed authentication), so a cold CONNECT costs the
+ * broker one bounded look-up (plugin_opt_lookup_timeout_ms). Re-validation of live sessions runs
+ * on a worker thread of this plugin; the broker thread only collects its verdicts on
+ * MOSQ_EVT_TICK and kicks there (mosquitto's functions are not thread-safe). An identity whose
+ * verdict is older than its TTL + revalidate_seconds counts as unverified whether or not ticks
+ * or the worker keep up: its publishes and subscriptions are denied (fail closed).
+ *
+ * Options (plugin_opt_<key> <value>), see README "Broker operators":
+ *   allowed_domains      required: comma-separated domains the device names must be in
+ *   resolver             ADDR:PORT of the DNS server (default 127.0.0.1:53)
+ *   trust_anchor         file of root DNSKEY/DS lines (default: the IANA root keys)
+ *   trust_ad             true: take the AD bit of a validating resolver on loopback
+ *   lookup_timeout_ms    the longest one look-up may take (default 5000)
+ *   identity_forms       which SAN forms are device names: device,plain,service (default
+ *                        device,plain)
+ *   revalidate_seconds   grace after a record's TTL for its re-validation (default 60)
+ *   username             device (default: the device name becomes the MQTT username) or keep
+ *   cafile               the CA certificates for usages 2 and 0 (the listener's cafile)
+ *   ca_discovery         a domain where the registry publishes its CA certificates as TLSA
+ *                        0 0 0 / 2 0 0: warn when a CA of cafile is no longer published there
+ *   defer_without_certificate  true: clients without a certificate are left to other plugins
+ *   acl_defer            true: publishes/subscribes of admitted devices are left to the next
+ *                        ACL check (an acl_file keyed on the device name)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#include <iotsafe_dane.h>
+
+#define LOG "iotsafe: "
+/* The most device names of one certificate that are looked up (as the library's own
+ * from-certificate mode). */
+#define MAX_NAMES 8
+#define NAME_LEN 256
+/* Admitted identities by client: an ACL check (every publish) looks one up. */
+#define BUCKETS 4096
+/* How often the worker looks for identities due for re-validation. */
+#define WORKER_POLL_MS 100
+
+enum username_mode { USERNAME_DEVICE, USERNAME_KEEP };
+
+struct config {
+	const char *resolver;
+	const char *trust_anchor;
+	bool trust_ad;
+	const char *allowed_domains;
+	unsigned lookup_timeout_ms;
+	unsigned forms;
+	unsigned revalidate_s;
+	enum username_mode username;
+	const char *cafile;
+	const char *ca_discovery;
+	bool defer_without_certificate;
+	bool acl_defer;
+};
+
+/* One admitted client. `client` is the broker's object for the connection (forgotten on
+ * MOSQ_EVT_DISCONNECT); `serial` tells a re-validation result which admission it is for. */
+struct identity {
+	struct identity *next;
+	const struct mosquitto *client;
+	uint64_t serial;
+	char *client_id;
+	char name[NAME_LEN];
+	X509 *cert;
+	double next_check;  /* monotonic seconds: when the worker re-validates */
+	double deadline;    /* past this without a fresh verdict: unverified */
+	bool checking;      /* the worker has it */
+	char *revoked;      /* why, once a re-validation refused */
+};
+
+struct plugin {
+	mosquitto_plugin_id_t *id;
+	struct config cfg;
+	iotsafe_dane *dane;
+	STACK_OF(X509) *chain; /* the cafile's certificates, for DANE-TA records */
+	pthread_mutex_t lock;  /* guards everything below */
+	pthread_cond_t wake;
+	struct identity *identities[BUCKETS];
+	/* The identity of the client being disconnected right now: mosquitto publishes its will
+	 * (an ACL-checked publish) just after MOSQ_EVT_DISCONNECT. Freed by the next callback. */
+	struct identity *leaving;
+	uint64_t next_serial;
+	double next_ca_check;  /* monotonic seconds: when the worker checks the CAs again */
+	char *ca_warning;      /* for the broker thread to log (the worker does not log) */
+	bool stopping;
+	pthread_t worker;
+	bool worker_started;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The library's last error on one line (it writes a verification over several), for a log. */
+static void last_error_line(char *out, size_t len)
+{
+	snprintf(out, len, "%s", iotsafe_dane_last_error());
+	for (char *c = out; *c; c++)
+		if (*c == '\n')
+			*c = ';';
+}
+
+/* ---- options ---------------------------------------------------------------------------- */
+
+static int parse_bool(const char *key, const char *value, bool *out)
+{
+	if (strcmp(value, "true") == 0)
+		*out = true;
+	else if (strcmp(value, "false") == 0)
+		*out = false;
+	else {
+		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "plugin_opt_%s %s: expected true or false",
+				     key, value);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_uint(const char *key, const char *value, unsigned min, unsigned max,
+		      unsigned *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(value, &end, 10);
+	if (errno || end == value || *end || value[0] == '-' || n < min || n > max) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_%s %s: expected a whole number from %u to %u",
+				     key, value, min, max);
+		return -1;
+	}
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int parse_forms(const char *value, unsigned *out)
+{
+	char copy[128];
+	snprintf(copy, sizeof copy, "%s", value);
+	unsigned forms = 0;
+	char *save = NULL;
+	for (char *f = strtok_r(copy, ", ", &save); f; f = strtok_r(NULL, ", ", &save)) {
+		if (strcmp(f, "device") == 0)
+			forms |= IOTSAFE_DANE_FORM_DEVICE;
+		else if (strcmp(f, "plain") == 0)
+			forms |= IOTSAFE_DANE_FORM_PLAIN;
+		else if (strcmp(f, "service") == 0)
+			forms |= IOTSAFE_DANE_FORM_SERVICE;
+		else {
+			mosquitto_log_printf(MOSQ_LOG_ERR,
+					     LOG "plugin_opt_identity_forms %s: unknown form \"%s\" "
+						 "(known: device, plain, service)",
+					     value, f);
+			return -1;
+		}
+	}
+	if (!forms) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "plugin_opt_identity_forms is empty");
+		return -1;
+	}
+	*out = forms;
+	return 0;
+}
+
+static int parse_username(const char *value, enum username_mode *out)
+{
+	if (strcmp(value, "device") == 0)
+		*out = USERNAME_DEVICE;
+	else if (strcmp(value, "keep") == 0)
+		*out = USERNAME_KEEP;
+	else {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_username %s: expected device or keep", value);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_option(struct config *c, const char *key, const char *value)
+{
+	if (strcmp(key, "resolver") == 0)
+		c->resolver = value;
+	else if (strcmp(key, "trust_anchor") == 0)
+		c->trust_anchor = value;
+	else if (strcmp(key, "trust_ad") == 0)
+		return parse_bool(key, value, &c->trust_ad);
+	else if (strcmp(key, "allowed_domains") == 0)
+		c->allowed_domains = value;
+	else if (strcmp(key, "lookup_timeout_ms") == 0)
+		return parse_uint(key, value, 1, IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS,
+				  &c->lookup_timeout_ms);
+	else if (strcmp(key, "identity_forms") == 0)
+		return parse_forms(value, &c->forms);
+	else if (strcmp(key, "revalidate_seconds") == 0)
+		return parse_uint(key, value, 1, 86400, &c->revalidate_s);
+	else if (strcmp(key, "username") == 0)
+		return parse_username(value, &c->username);
+	else if (strcmp(key, "cafile") == 0)
+		c->cafile = value;
+	else if (strcmp(key, "ca_discovery") == 0)
+		c->ca_discovery = value;
+	else if (strcmp(key, "defer_without_certificate") == 0)
+		return parse_bool(key, value, &c->defer_without_certificate);
+	else if (strcmp(key, "acl_defer") == 0)
+		return parse_bool(key, value, &c->acl_defer);
+	else {
+		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "unknown option plugin_opt_%s", key);
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_options(struct config *c, struct mosquitto_opt *opts, int count)
+{
+	*c = (struct config){
+	    .forms = IOTSAFE_DANE_FORM_DEVICE | IOTSAFE_DANE_FORM_PLAIN,
+	    .revalidate_s = 60,
+	    .username = USERNAME_DEVICE,
+	};
+	for (int i = 0; i < count; i++) {
+		const char *value = opts[i].value ? opts[i].value : "";
+		if (parse_option(c, opts[i].key, value) != 0)
+			return -1;
+	}
+	if (!c->allowed_domains || !*c->allowed_domains) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_allowed_domains is required: the domains whose "
+					 "device names may connect (checked before any DNS query)");
+		return -1;
+	}
+	if (c->ca_discovery && !c->cafile) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_ca_discovery needs plugin_opt_cafile: the CAs "
+					 "whose publication it checks");
+		return -1;
+	}
+	if (c->trust_ad && c->trust_anchor) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_trust_ad true and plugin_opt_trust_anchor exclude "
+					 "each other: validate in-process or trust the resolver, not both");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- set-up ----------------------------------------------------------------------------- */
+
+static STACK_OF(X509) *read_cafile(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "plugin_opt_cafile %s: %s", path,
+				     strerror(errno));
+		return NULL;
+	}
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	X509 *x;
+	while (certs && (x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL)
+		sk_X509_push(certs, x);
+	fclose(f);
+	ERR_clear_error(); /* the end of the file */
+	if (certs && sk_X509_num(certs) == 0) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "plugin_opt_cafile %s: no PEM certificate",
+				     path);
+		sk_X509_free(certs);
+		return NULL;
+	}
+	return certs;
+}
+
+static int open_dane(struct plugin *p)
+{
+	const struct config *c = &p->cfg;
+	unsigned flags = c->trust_ad ? IOTSAFE_DANE_TRUST_AD : 0;
+	p->dane = iotsafe_dane_shared_ex(c->resolver, c->trust_anchor, flags, c->lookup_timeout_ms);
+	if (!p->dane) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "resolver (plugin_opt_resolver %s): %s",
+				     c->resolver ? c->resolver : "127.0.0.1:53",
+				     iotsafe_dane_last_error());
+		return -1;
+	}
+	if (iotsafe_dane_set_allowed_domains(p->dane, c->allowed_domains) != 1) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "plugin_opt_allowed_domains %s: %s",
+				     c->allowed_domains, iotsafe_dane_last_error());
+		return -1;
+	}
+	if (c->cafile) {
+		p->chain = read_cafile(c->cafile);
+		if (!p->chain || iotsafe_dane_set_ca_file(p->dane, c->cafile) != 1)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- CA discovery ----------------------------------------------------------------------- */
+
+/* Which CAs of plugin_opt_cafile are not published at plugin_opt_ca_discovery (each with the
+ * reason), as one line for the log; NULL when all are (or discovery is off). */
+static char *unpublished_cas(struct plugin *p)
+{
+	if (!p->cfg.ca_discovery)
+		return NULL;
+	char text[8192] = "";
+	size_t used = 0;
+	for (int i = 0; i < sk_X509_num(p->chain); i++) {
+		X509 *ca = sk_X509_value(p->chain, i);
+		if (iotsafe_dane_ca_published(p->dane, p->cfg.ca_discovery, ca) == 1)
+			continue;
+		char subject[256], why[2048];
+		X509_NAME_oneline(X509_get_subject_name(ca), subject, sizeof subject);
+		last_error_line(why, sizeof why);
+		int n = snprintf(text + used, sizeof text - used,
+				 "%sCA %s of plugin_opt_cafile %s is not published at %s (%s)",
+				 used ? " || " : "", subject, p->cfg.cafile, p->cfg.ca_discovery, why);
+		if (n > 0)
+			used = used + (size_t)n < sizeof text ? used + (size_t)n : sizeof text - 1;
+	}
+	return used ? strdup(text) : NULL;
+}
+
+/* On the worker: checks the CAs once per revalidate_seconds, leaving a warning for the
+ * broker thread. */
+static void check_cas(struct plugin *p, double now)
+{
+	if (!p->cfg.ca_discovery || now < p->next_ca_check)
+		return;
+	p->next_ca_check = now + p->cfg.revalidate_s;
+	pthread_mutex_unlock(&p->lock);
+	char *warning = unpublished_cas(p);
+	pthread_mutex_lock(&p->lock);
+	if (warning) {
+		free(p->ca_warning);
+		p->ca_warning = warning;
+	}
+}
+
+/* ---- the table of admitted identities (callers hold p->lock) ------------------------------ */
+
+static void free_identity(struct identity *id)
+{
+	X509_free(id->cert);
+	free(id->client_id);
+	free(id->revoked);
+	free(id);
+}
+
+static struct identity **bucket(struct plugin *p, const struct mosquitto *client)
+{
+	uintptr_t v = (uintptr_t)client;
+	return &p->identities[((v >> 4) ^ (v >> 16)) % BUCKETS];
+}
+
+static struct identity *find_identity(struct plugin *p, const struct mosquitto *client)
+{
+	for (struct identity *id = *bucket(p, client); id; id = id->next)
+		if (id->client == client)
+			return id;
+	return NULL;
+}
+
+/* Takes the identity of `client` out of the table (NULL when it has none). */
+static struct identity *detach_identity(struct plugin *p, const struct mosquitto *client)
+{
+	for (struct identity **at = bucket(p, client); *at; at = &(*at)->next) {
+		if ((*at)->client == client) {
+			struct identity *found = *at;
+			*at = found->next;
+			found->next = NULL;
+			return found;
+		}
+	}
+	return NULL;
+}
+
+static void forget_identity(struct plugin *p, const struct mosquitto *client)
+{
+	struct identity *gone = detach_identity(p, client);
+	if (gone)
+		free_identity(gone);
+}
+
+/* The identity being disconnected is only needed for its will, published at once. */
+static void forget_leaving(struct plugin *p)
+{
+	if (p->leaving)
+		free_identity(p->leaving);
+	p->leaving = NULL;
+}
+
+/* The identity an ACL check of `client` is decided by: its admission, or, while it is being
+ * disconnected (its will), the one it had. */
+static struct identity *acl_identity(struct plugin *p, const struct mosquitto *client)
+{
+	struct identity *id = find_identity(p, client);
+	if (id)
+		return id;
+	const char *client_id = mosquitto_client_id(client);
+	if (p->leaving && p->leaving->client == client && client_id &&
+	    strcmp(p->leaving->client_id, client_id) == 0)
+		return p->leaving;
+	return NULL;
+}
+
+/* Seconds after a verdict valid for `ttl` seconds until it is checked again: checking more
+ * often than the TTL costs no DNS (the answer is cached). */
+static unsigned check_again_s(const struct plugin *p, uint32_t ttl)
+{
+	unsigned valid = ttl > 0 ? ttl : 1;
+	return valid < p->cfg.revalidate_s ? valid : p->cfg.revalidate_s;
+}
+
+/* When the verdict given at `now`, valid for `ttl` seconds, is checked again, and when it
+ * stops counting. */
+static void schedule(const struct plugin *p, struct identity *id, double now, uint32_t ttl)
+{
+	double valid = ttl > 0 ? ttl : 1;
+	id->next_check = now + check_again_s(p, ttl);
+	id->deadline = now + valid + p->cfg.revalidate_s;
+}
+
+static bool verified(const struct identity *id, double now)
+{
+	return !id->revoked && now <= id->deadline;
+}
+
+/* ---- CONNECT ---------------------------------------------------------------------------- */
+
+/* Appends "NAME: REASON: the library's account" of the last refusal to `why`. */
+static void append_refusal(char *why, size_t why_len, const char *name)
+{
+	size_t used = strlen(why);
+	char line[2048];
+	last_error_line(line, sizeof line);
+	snprintf(why + used, why_len - used, "%s%s: %s: %s", used ? " || " : "", name,
+		 iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)), line);
+}
+
+/* Verifies `cert` for each device name it carries (at most MAX_NAMES, all of them within one
+ * look-up time-out); the first one authenticated goes to `admitted` (with its TTL), else `why`
+ * says for each name why not. 1, 0, or -1 (an error). */
+static int verify_names(struct plugin *p, X509 *cert, char admitted[NAME_LEN], uint32_t *ttl,
+			char *why, size_t why_len)
+{
+	char name[NAME_LEN];
+	why[0] = '\0';
+	int more = iotsafe_dane_cert_identity(cert, p->cfg.forms, MAX_NAMES, name, sizeof name);
+	if (more == 1) {
+		snprintf(why, why_len,
+			 "TOO_MANY_IDENTITIES: the certificate names more than %d device names "
+			 "(none looked up)",
+			 MAX_NAMES);
+		return 0;
+	}
+	double budget = (p->cfg.lookup_timeout_ms ? p->cfg.lookup_timeout_ms : 5000) / 1000.0;
+	double give_up = now_s() + budget;
+	int rc = 0;
+	size_t i;
+	for (i = 0; i < MAX_NAMES && now_s() < give_up; i++) {
+		rc = iotsafe_dane_cert_identity(cert, p->cfg.forms, i, name, sizeof name);
+		if (rc != 1)
+			break;
+		rc = iotsafe_dane_verify_client_ttl(p->dane, cert, p->chain, name, ttl);
+		if (rc == 1) {
+			memcpy(admitted, name, NAME_LEN);
+			return 1;
+		}
+		append_refusal(why, why_len, name);
+	}
+	if (more < 0 || rc < 0) {
+		last_error_line(why, why_len);
+		return -1;
+	}
+	if (i == 0)
+		snprintf(why, why_len,
+			 "NO_IDENTITY: the certificate has no SAN dNSName of the accepted forms "
+			 "(plugin_opt_identity_forms)");
+	return 0;
+}
+
+static void admit(struct plugin *p, struct mosquitto *client, const char *name, X509 *cert,
+		  uint32_t ttl)
+{
+	struct identity *id = calloc(1, sizeof *id);
+	const char *client_id = mosquitto_client_id(client);
+	if (!id || !(id->client_id = strdup(client_id ? client_id : ""))) {
+		free(id);
+		return; /* never admitted: its ACL checks are denied */
+	}
+	id->client = client;
+	snprintf(id->name, sizeof id->name, "%s", name);
+	id->cert = cert;
+	X509_up_ref(cert);
+	pthread_mutex_lock(&p->lock);
+	forget_leaving(p);
+	forget_identity(p, client);
+	id->serial = ++p->next_serial;
+	schedule(p, id, now_s(), ttl);
+	id->next = *bucket(p, client);
+	*bucket(p, client) = id;
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	struct plugin *p = userdata;
+	struct mosquitto_evt_basic_auth *ev = event_data;
+	const char *client_id = mosquitto_client_id(ev->client);
+	const char *address = mosquitto_client_address(ev->client);
+	X509 *cert = mosquitto_client_certificate(ev->client);
+	if (!cert) {
+		if (p->cfg.defer_without_certificate)
+			return MOSQ_ERR_PLUGIN_DEFER;
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+				     LOG "refused client %s from %s: NO_IDENTITY: no client certificate "
+					 "(the listener needs require_certificate true)",
+				     client_id, address);
+		return MOSQ_ERR_AUTH;
+	}
+	char name[NAME_LEN];
+	char why[8192];
+	uint32_t ttl = 0;
+	int rc = verify_names(p, cert, name, &ttl, why, sizeof why);
+	if (rc == 1 && p->cfg.username == USERNAME_DEVICE &&
+	    mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS) {
+		snprintf(why, sizeof why, "%s: cannot set the username (out of memory?)", name);
+		rc = -1;
+	}
+	if (rc == 1) {
+		admit(p, ev->client, name, cert, ttl);
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+				     LOG "admitted client %s from %s as %s (DNSSEC-secure TLSA matched); "
+					 "username %s; answer valid %u s more, checked again within %u s",
+				     client_id, address, name,
+				     p->cfg.username == USERNAME_DEVICE ? name : "kept", ttl,
+				     check_again_s(p, ttl));
+	} else {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG "refused client %s from %s: %s", client_id,
+				     address, why);
+	}
+	X509_free(cert);
+	return rc == 1 ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH;
+}
+
+/* ---- publish/subscribe ------------------------------------------------------------------ */
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	struct plugin *p = userdata;
+	struct mosquitto_evt_acl_check *ev = event_data;
+	pthread_mutex_lock(&p->lock);
+	struct identity *id = acl_identity(p, ev->client);
+	bool ok = id && verified(id, now_s());
+	pthread_mutex_unlock(&p->lock);
+	if (ok)
+		return p->cfg.acl_defer ? MOSQ_ERR_PLUGIN_DEFER : MOSQ_ERR_SUCCESS;
+	/* Clients without a certificate were left to other plugins at CONNECT: so are their
+	 * publishes. Any other client was never admitted, or is no longer verified. */
+	if (!id && p->cfg.defer_without_certificate) {
+		X509 *cert = mosquitto_client_certificate(ev->client);
+		X509_free(cert);
+		if (!cert)
+			return MOSQ_ERR_PLUGIN_DEFER;
+	}
+	return MOSQ_ERR_ACL_DENIED;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	struct plugin *p = userdata;
+	struct mosquitto_evt_disconnect *ev = event_data;
+	pthread_mutex_lock(&p->lock);
+	forget_leaving(p);
+	p->leaving = detach_identity(p, ev->client);
+	pthread_mutex_unlock(&p->lock);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- re-validation: the worker verifies, the broker thread kicks -------------------------- */
+
+struct job {
+	const struct mosquitto *client;
+	uint64_t serial;
+	char name[NAME_LEN];
+	X509 *cert;
+};
+
+/* Takes up to `max` identities due for re-validation (marked as being checked). */
+static size_t due_jobs(struct plugin *p, struct job *jobs, size_t max, double now)
+{
+	size_t n = 0;
+	for (size_t b = 0; b < BUCKETS; b++) {
+		for (struct identity *id = p->identities[b]; id && n < max; id = id->next) {
+			if (id->checking || id->revoked || id->next_check > now)
+				continue;
+			id->checking = true;
+			jobs[n].client = id->client;
+			jobs[n].serial = id->serial;
+			memcpy(jobs[n].name, id->name, NAME_LEN);
+			jobs[n].cert = id->cert;
+			X509_up_ref(id->cert);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* The identity a job was taken from, unless its client left (or was admitted anew) since. */
+static struct identity *job_identity(struct plugin *p, const struct job *job)
+{
+	struct identity *id = find_identity(p, job->client);
+	return id && id->serial == job->serial ? id : NULL;
+}
+
+static void record_verdict(struct plugin *p, const struct job *job, int rc, uint32_t ttl,
+			   const char *why)
+{
+	struct identity *id = job_identity(p, job);
+	if (!id)
+		return;
+	id->checking = false;
+	if (rc == 1)
+		schedule(p, id, now_s(), ttl);
+	else if (!id->revoked)
+		id->revoked = strdup(why);
+}
+
+/* Whether a refusal is the DNS giving no answer (rather than an answer that refuses). */
+static bool no_answer(iotsafe_dane_reason reason)
+{
+	return reason == IOTSAFE_DANE_REASON_DNS_FAILURE ||
+	       reason == IOTSAFE_DANE_REASON_INDETERMINATE || reason == IOTSAFE_DANE_REASON_ERROR;
+}
+
+static void revalidate(struct plugin *p, struct job *job)
+{
+	uint32_t ttl = 0;
+	int rc = iotsafe_dane_verify_client_ttl(p->dane, job->cert, p->chain, job->name, &ttl);
+	iotsafe_dane_reason reason = iotsafe_dane_last_reason(NULL);
+	char why[4096] = "";
+	if (rc != 1) {
+		char line[3800];
+		last_error_line(line, sizeof line);
+		snprintf(why, sizeof why, "%s: %s", iotsafe_dane_reason_name(reason), line);
+	}
+	pthread_mutex_lock(&p->lock);
+	if (rc != 1 && no_answer(reason)) {
+		/* No answer is no verdict: the identity counts until its deadline and is tried
+		 * again meanwhile. */
+		struct identity *id = job_identity(p, job);
+		if (id) {
+			id->checking = false;
+			id->next_check = now_s() + 1;
+		}
+	} else {
+		record_verdict(p, job, rc, ttl, why);
+	}
+	pthread_mutex_unlock(&p->lock);
+	X509_free(job->cert);
+}
+
+static void *worker_main(void *arg)
+{
+	struct plugin *p = arg;
+	struct job jobs[32];
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping) {
+		size_t n = due_jobs(p, jobs, sizeof jobs / sizeof jobs[0], now_s());
+		if (n)
+			check_cas(p, now_s());
+		if (n) {
+			pthread_mutex_unlock(&p->lock);
+			for (size_t i = 0; i < n; i++)
+				revalidate(p, &jobs[i]);
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += WORKER_POLL_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->wake, &p->lock, &until);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+struct kick {
+	char *client_id;
+	char name[NAME_LEN];
+	char *why;
+};
+
+/* Takes the identities that are revoked or unverified out of the table (their ACL checks
+ * are denied from now on) and hands back whom to kick. */
+static size_t take_kicks(struct plugin *p, struct kick *kicks, size_t max, double now)
+{
+	size_t n = 0;
+	for (size_t b = 0; b < BUCKETS; b++) {
+		struct identity **at = &p->identities[b];
+		while (*at && n < max) {
+			struct identity *id = *at;
+			if (verified(id, now)) {
+				at = &id->next;
+				continue;
+			}
+			*at = id->next;
+			kicks[n].client_id = id->client_id;
+			id->client_id = NULL;
+			memcpy(kicks[n].name, id->name, NAME_LEN);
+			kicks[n].why = id->revoked
+					   ? id->revoked
+					   : strdup("no fresh verdict within TTL + revalidate_seconds");
+			id->revoked = NULL;
+			free_identity(id);
+			n++;
+		}
+	}
+	return n;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)event_data;
+	struct plugin *p = userdata;
+	struct kick kicks[64];
+	pthread_mutex_lock(&p->lock);
+	forget_leaving(p);
+	size_t n = take_kicks(p, kicks, sizeof kicks / sizeof kicks[0], now_s());
+	char *ca_warning = p->ca_warning;
+	p->ca_warning = NULL;
+	pthread_mutex_unlock(&p->lock);
+	if (ca_warning) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING, LOG "%s", ca_warning);
+		free(ca_warning);
+	}
+	/* Outside the lock: a kick disconnects at once, and MOSQ_EVT_DISCONNECT takes it. */
+	for (size_t i = 0; i < n; i++) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG "kicked client %s (%s): %s",
+				     kicks[i].client_id, kicks[i].name,
+				     kicks[i].why ? kicks[i].why : "revoked");
+		mosquitto_kick_client_by_clientid(kicks[i].client_id, false);
+		free(kicks[i].client_id);
+		free(kicks[i].why);
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- plugin entry points ---------------------------------------------------------------- */
+
+static void free_plugin(struct plugin *p)
+{
+	if (p->worker_started) {
+		pthread_mutex_lock(&p->lock);
+		p->stopping = true;
+		pthread_cond_signal(&p->wake);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->worker, NULL);
+	}
+	forget_leaving(p);
+	for (size_t b = 0; b < BUCKETS; b++) {
+		while (p->identities[b]) {
+			struct identity *id = p->identities[b];
+			p->identities[b] = id->next;
+			free_identity(id);
+		}
+	}
+	sk_X509_pop_free(p->chain, X509_free);
+	free(p->ca_warning);
+	iotsafe_dane_free(p->dane);
+	pthread_cond_destroy(&p->wake);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+/* mosquitto 2.0 fires MOSQ_EVT_TICK only without per_listener_settings, and without ticks no
+ * session would ever be kicked. Its plugin id is a struct whose one member is the listener the
+ * plugin was configured under: set exactly when per_listener_settings is true (2.0.11
+ * security.c, security__module_init_single). */
+static bool per_listener_settings(mosquitto_plugin_id_t *id)
+{
+	struct plugin_id_2_0 {
+		void *listener;
+	};
+	return ((struct plugin_id_2_0 *)id)->listener != NULL;
+}
+
+static const struct {
+	int event;
+	MOSQ_FUNC_generic_callback cb;
+} callbacks[] = {
+    {MOSQ_EVT_BASIC_AUTH, on_basic_auth},
+    {MOSQ_EVT_ACL_CHECK, on_acl_check},
+    {MOSQ_EVT_DISCONNECT, on_disconnect},
+    {MOSQ_EVT_TICK, on_tick},
+};
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for (int i = 0; i < supported_version_count; i++)
+		if (supported_versions[i] == 5)
+			return 5;
+	return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+			  struct mosquitto_opt *opts, int opt_count)
+{
+	if (per_listener_settings(identifier)) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "refusing to start with per_listener_settings true: mosquitto "
+					 "2.0 then sends plugins no MOSQ_EVT_TICK, and revoked devices "
+					 "would never be kicked");
+		return MOSQ_ERR_INVAL;
+	}
+	struct plugin *p = calloc(1, sizeof *p);
+	if (!p)
+		return MOSQ_ERR_NOMEM;
+	p->id = identifier;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->wake, NULL);
+	if (parse_options(&p->cfg, opts, opt_count) != 0 || open_dane(p) != 0) {
+		free_plugin(p);
+		return MOSQ_ERR_INVAL;
+	}
+	char *ca_warning = unpublished_cas(p);
+	if (ca_warning) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING, LOG "%s", ca_warning);
+		free(ca_warning);
+	} else if (p->cfg.ca_discovery) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE,
+				     LOG "every CA of plugin_opt_cafile %s is published at %s",
+				     p->cfg.cafile, p->cfg.ca_discovery);
+	}
+	p->next_ca_check = now_s() + p->cfg.revalidate_s;
+	if (pthread_create(&p->worker, NULL, worker_main, p) != 0) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "cannot start the re-validation thread");
+		free_plugin(p);
+		return MOSQ_ERR_UNKNOWN;
+	}
+	p->worker_started = true;
+	for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++) {
+		if (mosquitto_callback_register(identifier, callbacks[i].event, callbacks[i].cb, NULL,
+						p) != MOSQ_ERR_SUCCESS) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, LOG "cannot register for event %d",
+					     callbacks[i].event);
+			free_plugin(p);
+			return MOSQ_ERR_UNKNOWN;
+		}
+	}
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			     LOG "devices admitted by DNSSEC-validated TLSA in %s (resolver %s, %s); "
+				 "re-validated %u s after their records' TTL at the latest",
+			     p->cfg.allowed_domains, p->cfg.resolver ? p->cfg.resolver : "127.0.0.1:53",
+			     p->cfg.trust_ad ? "AD bit trusted"
+					     : p->cfg.trust_anchor ? p->cfg.trust_anchor : "IANA root",
+			     p->cfg.revalidate_s);
+	*userdata = p;
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)opts;
+	(void)opt_count;
+	struct plugin *p = userdata;
+	if (!p)
+		return MOSQ_ERR_SUCCESS;
+	for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++)
+		mosquitto_callback_unregister(p->id, callbacks[i].event, callbacks[i].cb, NULL);
+	free_plugin(p);
+	return MOSQ_ERR_SUCCESS;
+}

@@ -1,0 +1,876 @@
+//! The mosquitto broker plugin end to end: a real mosquitto on loopback (`require_certificate
+//! true`, the registry CA as its `cafile`, plugins/mosquitto loaded), a real knotd serving the
+//! signed registry zone, and the unmodified `mosquitto_pub` / `mosquitto_sub` as devices (one
+//! with its key on the simulated SIM, through the provider). Devices are admitted by the TLSA
+//! record at their `_device` name, refused with the reason in the broker's log, and kicked
+//! when their record goes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
+
+use common::card::CardRig;
+use common::dns::TestDns;
+use common::mqtt::Broker;
+use common::pki::{self, Issued};
+use common::{free_port, stderr};
+use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
+
+const REGISTRY: &str = "iotregistry.test.";
+/// Revocation takes effect within the record's TTL and this (the plugin's revalidate_seconds).
+const REVALIDATE_S: u64 = 1;
+
+fn device_name(id: &str) -> String {
+    format!("{id}._device.iotregistry.test")
+}
+
+/// The DANE-EE record line of a device (`3 1 1`, the SHA-256 of its key) with this TTL.
+fn ee_line(id: &str, cert: &openssl::x509::X509, ttl: u32) -> String {
+    format!("{id}._device {ttl} IN TLSA {}", pki::dane_ee_record(cert))
+}
+
+/// The registry CA, the broker's server certificate, and devices the CA issues.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: Issued,
+    server: Issued,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = pki::ca(dir.path(), "registry-ca", "Registry CA");
+        let server = pki::leaf(dir.path(), "server", "localhost", &["localhost"], None);
+        Pki { dir, ca, server }
+    }
+
+    /// A device certificate from the registry CA naming `sans`.
+    fn device(&self, file: &str, sans: &[&str]) -> Issued {
+        pki::leaf(self.dir.path(), file, file, sans, Some(&self.ca))
+    }
+
+    /// The broker with the plugin, asking `dns`.
+    fn broker(&self, dns: &TestDns, extra: &[(&str, &str)]) -> Broker {
+        self.broker_with(dns, extra, "")
+    }
+
+    /// [`Pki::broker`] with more lines for the listener.
+    fn broker_with(&self, dns: &TestDns, extra: &[(&str, &str)], listener: &str) -> Broker {
+        let resolver = dns.addr().to_string();
+        let anchor = dns.trust_anchor_file();
+        let ca = self.ca.cert_path.display().to_string();
+        let revalidate = REVALIDATE_S.to_string();
+        let mut options = vec![
+            ("resolver", resolver.as_str()),
+            ("trust_anchor", anchor.to_str().unwrap()),
+            ("allowed_domains", "iotregistry.test,bogus.test"),
+            ("cafile", ca.as_str()),
+            ("revalidate_seconds", revalidate.as_str()),
+            ("lookup_timeout_ms", "3000"),
+        ];
+        // An extra option replaces the default one of its name; an empty value removes it.
+        options.retain(|(key, _)| !extra.iter().any(|(e, _)| e == key));
+        options.extend(extra.iter().filter(|(_, value)| !value.is_empty()));
+        Broker::start_with_plugin(
+            free_port(),
+            &self.server.cert_path,
+            &self.server.key_path,
+            &self.ca.cert_path,
+            &common::built_mosquitto_plugin(),
+            &options,
+            listener,
+        )
+    }
+
+    /// `mosquitto_pub` or `mosquitto_sub` connecting to `broker` as client `id` with this
+    /// certificate and key file.
+    fn client(&self, program: &str, broker: &Broker, id: &str, cert: &Path, key: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.args(["-h", "localhost", "-p", &broker.port.to_string(), "-i", id])
+            .arg("--cafile")
+            .arg(&self.server.cert_path)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key);
+        c
+    }
+
+    fn publish(&self, broker: &Broker, id: &str, device: &Issued) -> Output {
+        self.client(
+            "mosquitto_pub",
+            broker,
+            id,
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-t", "sensors/x", "-m", id, "-q", "1"])
+        .output()
+        .expect("mosquitto_pub (package mosquitto-clients)")
+    }
+
+    /// A subscriber to `sensors/#` that prints `count` messages, admitted and subscribed.
+    fn subscribe(&self, broker: &Broker, id: &str, device: &Issued, count: u32) -> Child {
+        let child = self
+            .client(
+                "mosquitto_sub",
+                broker,
+                id,
+                &device.cert_path,
+                &device.key_path,
+            )
+            .args(["-t", "sensors/#", "-C", &count.to_string(), "-W", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub (package mosquitto-clients)");
+        broker.wait_for_line(20, &[id, "sensors/#"]);
+        child
+    }
+}
+
+/// A device whose key pair is on the simulated SIM, certified as a device builder does it:
+/// a key reference, a CSR signed by the card key through the provider (`openssl req`), the
+/// certificate from the registry CA (`openssl x509 -req`).
+struct CardDevice {
+    rig: CardRig,
+    cert_path: std::path::PathBuf,
+    keyref: std::path::PathBuf,
+}
+
+impl CardDevice {
+    fn provision(pki: &Pki, id: &str) -> CardDevice {
+        let dir = pki.dir.path();
+        let rig = CardRig::start(&[]);
+        let keyref = dir.join(format!("{id}.keyref.pem"));
+        common::ok(rig.iotsafe(&["keyref", "--out", keyref.to_str().unwrap()]));
+        let csr = dir.join(format!("{id}.csr"));
+        let cert_path = dir.join(format!("{id}.crt"));
+        let device = CardDevice {
+            rig,
+            cert_path,
+            keyref,
+        };
+        common::ok(
+            device
+                .with_provider("openssl")
+                .args(["req", "-new", "-key"])
+                .arg(&device.keyref)
+                .args(["-subj", &format!("/CN={id}"), "-addext"])
+                .arg(format!("subjectAltName=DNS:{}", device_name(id)))
+                .arg("-out")
+                .arg(&csr)
+                .output()
+                .unwrap(),
+        );
+        common::ok(
+            Command::new("openssl")
+                .args(["x509", "-req", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&pki.ca.cert_path)
+                .arg("-CAkey")
+                .arg(&pki.ca.key_path)
+                .args(["-copy_extensions", "copy", "-days", "30", "-out"])
+                .arg(&device.cert_path)
+                .output()
+                .unwrap(),
+        );
+        device
+    }
+
+    fn cert(&self) -> openssl::x509::X509 {
+        openssl::x509::X509::from_pem(&std::fs::read(&self.cert_path).unwrap()).unwrap()
+    }
+
+    /// `program` reaching the card through the provider (`OPENSSL_CONF`, the rig's pcscd).
+    fn with_provider(&self, program: &str) -> Command {
+        let mut c = self.rig.command(program);
+        c.env("OPENSSL_CONF", common::example_openssl_conf())
+            .env("OPENSSL_MODULES", common::built_library_dir());
+        c
+    }
+
+    /// The unmodified `mosquitto_pub`, its key on the card, publishing `message` to sensors/x.
+    fn publish(&self, pki: &Pki, broker: &Broker, id: &str, message: &str) -> Output {
+        self.with_provider("mosquitto_pub")
+            .args(["-h", "localhost", "-p", &broker.port.to_string(), "-i", id])
+            .args(["-t", "sensors/x", "-m", message, "-q", "1"])
+            .arg("--cafile")
+            .arg(&pki.server.cert_path)
+            .arg("--cert")
+            .arg(&self.cert_path)
+            .arg("--key")
+            .arg(&self.keyref)
+            .output()
+            .unwrap()
+    }
+}
+
+fn assert_refused(out: &Output, broker: &Broker, id: &str, name: &str, reason: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{id} ({name}) must be refused ({reason}); broker log:\n{}",
+        broker.log()
+    );
+    let line = broker.wait_for_line(10, &[&format!("refused client {id} "), name, reason]);
+    assert!(
+        stderr(out).contains("not authorised") || stderr(out).contains("Connection Refused"),
+        "{id}: mosquitto_pub reports the refusal: {}",
+        stderr(out)
+    );
+    line
+}
+
+fn kill(mut child: Child) -> String {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    common::stdout(&out)
+}
+
+/// A device publishes with its key on the (simulated) SIM, another whose record designates the
+/// registry CA (DANE-TA: the chain comes from plugin_opt_cafile) publishes too, and a
+/// subscriber receives both; each is admitted under its device name as MQTT username.
+#[test]
+fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names() {
+    let pki = Pki::new();
+    let card = CardDevice::provision(&pki, "sensor7");
+    let card_cert = card.cert();
+    let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
+    let ta_device = pki.device("sensor8", &[&device_name("sensor8")]);
+    let ta_record = Tlsa::for_certificate(
+        &pki.ca.cert,
+        Usage::DaneTa,
+        Selector::Cert,
+        Matching::Sha256,
+    )
+    .unwrap();
+    let records = [
+        ee_line("sensor1", &subscriber.cert, 300),
+        ee_line("sensor7", &card_cert, 300),
+        format!("sensor8._device 300 IN TLSA {ta_record}"),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(&dns, &[]);
+
+    let sub = pki.subscribe(&broker, "sub1", &subscriber, 2);
+    let before = card.rig.trace().len();
+    let out = card.publish(&pki, &broker, "pub7", "21.5");
+    assert!(
+        out.status.success(),
+        "card device: {}\n{}",
+        stderr(&out),
+        broker.log()
+    );
+    let signing = card.rig.trace()[before..]
+        .iter()
+        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
+        .count();
+    assert_eq!(signing, 2, "the handshake signature was made on the card");
+    let out = pki.publish(&broker, "pub8", &ta_device);
+    assert!(out.status.success(), "DANE-TA device: {}", stderr(&out));
+
+    let sub = sub.wait_with_output().unwrap();
+    assert_eq!(
+        common::stdout(&sub),
+        "21.5\npub8\n",
+        "the subscriber received both: {}",
+        stderr(&sub)
+    );
+    for (id, device) in [
+        ("sub1", "sensor1"),
+        ("pub7", "sensor7"),
+        ("pub8", "sensor8"),
+    ] {
+        let name = device_name(device);
+        broker.wait_for_line(
+            5,
+            &[&format!("admitted client {id} "), &format!("as {name} ")],
+        );
+        // mosquitto's own line: the username it now knows the client by.
+        broker.wait_for_line(5, &[&format!("as {id} "), &format!("u'{name}'")]);
+    }
+}
+
+/// Each reason a device is refused, with the reason in the broker's log: no record, a record
+/// for another key, a bogus zone (broken chain of trust), a name outside allowed_domains, a
+/// certificate without a device name, one naming more than 8.
+#[test]
+fn devices_without_a_matching_secure_record_are_refused_with_the_reason_logged() {
+    let pki = Pki::new();
+    let unlisted = pki.device("sensor3", &[&device_name("sensor3")]);
+    let rekeyed = pki.device("sensor4", &[&device_name("sensor4")]);
+    let stranger = pki.device("stranger", &[]);
+    let bogus = pki.device("bogus", &["sensor5._device.bogus.test"]);
+    let outside = pki.device("outside", &["sensor6._device.example.test"]);
+    let nameless = pki.device("nameless", &["not-a-device.example.test.invalid_"]);
+    let many_names: Vec<String> = (0..9).map(|i| device_name(&format!("m{i}"))).collect();
+    let many = pki.device(
+        "many",
+        &many_names.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let other_key = ee_line("sensor4", &stranger.cert, 300);
+    let bogus_line = format!(
+        "sensor5._device 300 IN TLSA {}",
+        pki::dane_ee_record(&bogus.cert)
+    );
+    let outside_line = format!(
+        "sensor6._device 300 IN TLSA {}",
+        pki::dane_ee_record(&outside.cert)
+    );
+    let dns = TestDns::start(&[
+        (REGISTRY, other_key.as_str()),
+        ("bogus.test.", bogus_line.as_str()),
+        ("example.test.", outside_line.as_str()),
+    ]);
+    let broker = pki.broker(&dns, &[]);
+
+    let cases = [
+        ("c3", &unlisted, device_name("sensor3"), "NO_RECORDS"),
+        ("c4", &rekeyed, device_name("sensor4"), "NO_MATCH"),
+        ("c5", &bogus, "sensor5._device.bogus.test".into(), "BOGUS"),
+        (
+            "c6",
+            &outside,
+            "sensor6._device.example.test".into(),
+            "NOT_ALLOWED",
+        ),
+        ("c7", &nameless, String::new(), "NO_IDENTITY"),
+        ("c8", &many, String::new(), "TOO_MANY_IDENTITIES"),
+    ];
+    for (id, device, name, reason) in cases {
+        let out = pki.publish(&broker, id, device);
+        let line = assert_refused(&out, &broker, id, &name, reason);
+        println!("{line}");
+        if reason == "BOGUS" {
+            assert!(line.contains("bogus"), "the proof state is named: {line}");
+        }
+    }
+    let log = broker.log();
+    assert!(
+        !log.contains("admitted client"),
+        "nobody was admitted:\n{log}"
+    );
+}
+
+/// A device's last will is published when its connection drops: mosquitto checks that publish
+/// after telling the plugin of the disconnection, and the device was admitted.
+#[test]
+fn an_admitted_devices_will_is_delivered_when_it_drops() {
+    let pki = Pki::new();
+    let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
+    let device = pki.device("sensor2", &[&device_name("sensor2")]);
+    let records = [
+        ee_line("sensor1", &subscriber.cert, 300),
+        ee_line("sensor2", &device.cert, 300),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(&dns, &[]);
+
+    let sub = pki.subscribe(&broker, "sub1", &subscriber, 1);
+    let mut dropped = pki
+        .client(
+            "mosquitto_sub",
+            &broker,
+            "will2",
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-t", "nothing/here", "--will-topic", "sensors/will"])
+        .args(["--will-payload", "sensor2 gone", "--will-qos", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    broker.wait_for_line(20, &["will2", "nothing/here"]);
+    // SIGKILL: no DISCONNECT packet, so the broker sends the will.
+    dropped.kill().unwrap();
+    dropped.wait().unwrap();
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(
+        common::stdout(&out),
+        "sensor2 gone\n",
+        "{}\n{}",
+        stderr(&out),
+        broker.log()
+    );
+}
+
+/// Alongside mosquitto's own security: an acl_file keyed on the device name decides what an
+/// admitted device may publish (plugin_opt_acl_defer), and a client of a listener without
+/// certificates is left to mosquitto's password_file (plugin_opt_defer_without_certificate).
+#[test]
+fn an_acl_file_keyed_on_device_names_and_a_password_listener_work_alongside() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let device = pki.device("sensor1", &[&device_name("sensor1")]);
+    let record = ee_line("sensor1", &device.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        format!(
+            "user {}\ntopic write sensors/1/#\n\nuser operator\ntopic read sensors/#\n",
+            device_name("sensor1")
+        ),
+    )
+    .unwrap();
+    let passwords = dir.join("passwords");
+    common::ok(
+        Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwords)
+            .args(["operator", "s3cret"])
+            .output()
+            .unwrap(),
+    );
+    let plain_port = free_port();
+    let broker = pki.broker_with(
+        &dns,
+        &[("acl_defer", "true"), ("defer_without_certificate", "true")],
+        &format!(
+            "acl_file {}\npassword_file {}\nlistener {plain_port} 127.0.0.1\n",
+            acl.display(),
+            passwords.display()
+        ),
+    );
+
+    let operator = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &plain_port.to_string(), "-i", "op"])
+        .args([
+            "-u",
+            "operator",
+            "-P",
+            "s3cret",
+            "-t",
+            "sensors/#",
+            "-C",
+            "1",
+            "-W",
+            "30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    broker.wait_for_line(20, &["op", "sensors/#"]);
+    let publish = |topic: &str| {
+        pki.client(
+            "mosquitto_pub",
+            &broker,
+            "pub1",
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-t", topic, "-m", topic, "-q", "1"])
+        .output()
+        .unwrap()
+    };
+    // Not in the device's ACL: dropped by mosquitto's acl_file.
+    assert!(publish("sensors/2/temp").status.success());
+    broker.wait_for_line(5, &["Denied PUBLISH from pub1", "sensors/2/temp"]);
+    assert!(publish("sensors/1/temp").status.success());
+    let out = operator.wait_with_output().unwrap();
+    assert_eq!(
+        common::stdout(&out),
+        "sensors/1/temp\n",
+        "{}\n{}",
+        stderr(&out),
+        broker.log()
+    );
+    // A wrong password is still refused by mosquitto's own check.
+    let wrong = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &plain_port.to_string(),
+            "-i",
+            "op2",
+        ])
+        .args([
+            "-u",
+            "operator",
+            "-P",
+            "wrong",
+            "-t",
+            "sensors/x",
+            "-m",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "{}", broker.log());
+}
+
+/// plugin_opt_username keep: the device is admitted by its record, and mosquitto knows it by
+/// the username it sent.
+#[test]
+fn with_username_keep_the_clients_own_username_stays() {
+    let pki = Pki::new();
+    let device = pki.device("sensor1", &[&device_name("sensor1")]);
+    let record = ee_line("sensor1", &device.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let broker = pki.broker(&dns, &[("username", "keep")]);
+    let out = pki
+        .client(
+            "mosquitto_pub",
+            &broker,
+            "pub1",
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-u", "line-7-unit", "-t", "sensors/1", "-m", "x"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    broker.wait_for_line(5, &["admitted client pub1 ", "username kept"]);
+    broker.wait_for_line(5, &["as pub1 ", "u'line-7-unit'"]);
+}
+
+/// `use_identity_as_username true` makes mosquitto skip the plugin at CONNECT: the client it
+/// lets in that way was never admitted, so the plugin denies its publishes and subscriptions
+/// (fail closed, whatever the rest of the configuration says).
+#[test]
+fn clients_that_bypass_the_plugin_at_connect_can_neither_publish_nor_subscribe() {
+    let pki = Pki::new();
+    let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
+    let unlisted = pki.device("sensor3", &[&device_name("sensor3")]);
+    let record = ee_line("sensor1", &subscriber.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let broker = pki.broker_with(&dns, &[], "use_identity_as_username true\n");
+
+    // mosquitto never asked the plugin about this one: it is connected, but not admitted.
+    let out = pki.publish(&broker, "bypass3", &unlisted);
+    assert!(out.status.success(), "{}", stderr(&out));
+    broker.wait_for_line(5, &["Denied PUBLISH from bypass3"]);
+    let out = pki
+        .client(
+            "mosquitto_sub",
+            &broker,
+            "bypass3s",
+            &unlisted.cert_path,
+            &unlisted.key_path,
+        )
+        .args(["-t", "sensors/#", "-C", "1", "-W", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("All subscription requests were denied"),
+        "the subscription is refused: {}",
+        stderr(&out)
+    );
+    assert!(common::stdout(&out).is_empty(), "{}", common::stdout(&out));
+    let log = broker.log();
+    assert!(
+        !log.contains("admitted client bypass3"),
+        "the plugin was not asked at CONNECT:\n{log}"
+    );
+}
+
+/// Revocation by DNS: the record of a device with a live session is removed from the signed
+/// zone; the session is kicked within TTL + revalidate_seconds and the reconnect refused; the
+/// record put back, it connects again. Then its record changes to another key (the answer it
+/// was admitted on expires): kicked again, refused with NO_MATCH.
+#[test]
+fn a_removed_or_changed_record_kicks_the_live_session_and_refuses_the_reconnect() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let device = pki.device("sensor9", &[&device_name("sensor9")]);
+    let stranger = pki.device("stranger", &[]);
+    let record = ee_line("sensor9", &device.cert, TTL);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let broker = pki.broker(&dns, &[]);
+    let bound = u64::from(TTL) + REVALIDATE_S;
+
+    let sub = pki.subscribe(&broker, "sub9", &device, 1000);
+    let removed = Instant::now();
+    dns.set_records(REGISTRY, &[]);
+    broker.wait_for_line(bound + 5, &["kicked client sub9 ", "NO_RECORDS"]);
+    println!(
+        "kicked {:.1} s after the record was removed (TTL {TTL} s + revalidate {REVALIDATE_S} s)",
+        removed.elapsed().as_secs_f64()
+    );
+    kill(sub);
+    let out = pki.publish(&broker, "pub9", &device);
+    assert_refused(&out, &broker, "pub9", &device_name("sensor9"), "NO_RECORDS");
+
+    // Put back: admitted again once the denial's negative TTL (the zone's SOA minimum) ends.
+    dns.set_records(REGISTRY, &[&record]);
+    common::wait_until(20, "the restored record to admit the device", || {
+        pki.publish(&broker, "again9", &device).status.success()
+    });
+
+    let sub = pki.subscribe(&broker, "sub9b", &device, 1000);
+    dns.set_records(REGISTRY, &[&ee_line("sensor9", &stranger.cert, TTL)]);
+    broker.wait_for_line(bound + 5, &["kicked client sub9b ", "NO_MATCH"]);
+    kill(sub);
+    let out = pki.publish(&broker, "pub9b", &device);
+    assert_refused(&out, &broker, "pub9b", &device_name("sensor9"), "NO_MATCH");
+}
+
+/// 100 distinct devices, each with its own record, connect (four at a time) and publish while
+/// a subscriber keeps receiving, and a device with its key on the SIM connects three times
+/// meanwhile: every one is admitted, every message arrives.
+#[test]
+fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
+    const DEVICES: usize = 100;
+    let pki = Pki::new();
+    let subscriber = pki.device("sensor0", &[&device_name("sensor0")]);
+    let devices: Vec<(String, Issued)> = (1..=DEVICES)
+        .map(|i| {
+            let id = format!("unit{i}");
+            let cert = pki.device(&id, &[&device_name(&id)]);
+            (id, cert)
+        })
+        .collect();
+    // A few connections with the key on the (simulated) SIM among them.
+    let card = CardDevice::provision(&pki, "card0");
+    const CARD_CONNECTIONS: usize = 3;
+    let mut records = vec![
+        ee_line("sensor0", &subscriber.cert, 300),
+        ee_line("card0", &card.cert(), 300),
+    ];
+    records.extend(devices.iter().map(|(id, d)| ee_line(id, &d.cert, 300)));
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(&dns, &[]);
+
+    let sub = pki.subscribe(
+        &broker,
+        "sub0",
+        &subscriber,
+        (DEVICES + CARD_CONNECTIONS) as u32,
+    );
+    std::thread::scope(|s| {
+        let (pki, broker, card) = (&pki, &broker, &card);
+        s.spawn(move || {
+            for i in 0..CARD_CONNECTIONS {
+                let id = format!("card0-{i}");
+                let out = card.publish(pki, broker, &id, &id);
+                assert!(out.status.success(), "{id}: {}", stderr(&out));
+            }
+        });
+        for chunk in devices.chunks(DEVICES / 4) {
+            s.spawn(move || {
+                for (id, device) in chunk {
+                    let out = pki.publish(broker, id, device);
+                    assert!(out.status.success(), "{id}: {}", stderr(&out));
+                }
+            });
+        }
+    });
+    let out = sub.wait_with_output().unwrap();
+    let mut received: Vec<String> = common::stdout(&out).lines().map(String::from).collect();
+    received.sort();
+    let mut expected: Vec<String> = devices.iter().map(|(id, _)| id.clone()).collect();
+    expected.extend((0..CARD_CONNECTIONS).map(|i| format!("card0-{i}")));
+    expected.sort();
+    assert_eq!(received, expected, "{}", stderr(&out));
+    let log = broker.log();
+    assert_eq!(log.matches("admitted client unit").count(), DEVICES);
+    assert_eq!(
+        log.matches("as card0._device.iotregistry.test ").count(),
+        CARD_CONNECTIONS
+    );
+    assert!(!log.contains("refused client"), "{log}");
+}
+
+/// plugin_opt_trust_ad: the broker takes the verdict of a validating resolver on loopback
+/// (unbound, with the test root as its trust anchor) instead of validating itself.
+#[test]
+fn with_trust_ad_the_verdict_of_a_validating_resolver_admits_and_refuses() {
+    let pki = Pki::new();
+    let device = pki.device("sensor6", &[&device_name("sensor6")]);
+    let unlisted = pki.device("sensor3", &[&device_name("sensor3")]);
+    let record = ee_line("sensor6", &device.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let unbound = common::unbound::Unbound::start(&dns);
+    let resolver = unbound.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("trust_ad", "true"),
+            ("trust_anchor", ""),
+        ],
+    );
+    broker.wait_for_line(5, &["AD bit trusted"]);
+    let out = pki.publish(&broker, "pub6", &device);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), broker.log());
+    broker.wait_for_line(5, &["admitted client pub6 ", &device_name("sensor6")]);
+    let out = pki.publish(&broker, "pub3", &unlisted);
+    assert_refused(&out, &broker, "pub3", &device_name("sensor3"), "NO_RECORDS");
+}
+
+/// The DNS stops answering: a failed re-validation is no verdict, so the session stays until
+/// its record's TTL + revalidate_seconds have passed without a fresh one, and is then kicked
+/// as unverified (fail closed), its reconnect refused for want of an answer.
+#[test]
+fn a_session_without_a_fresh_verdict_is_kicked_when_the_dns_stops_answering() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let device = pki.device("sensor5", &[&device_name("sensor5")]);
+    let record = ee_line("sensor5", &device.cert, TTL);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let proxy = common::dnsproxy::DnsProxy::start(dns.addr());
+    let resolver = proxy.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("lookup_timeout_ms", "500"),
+        ],
+    );
+
+    let sub = pki.subscribe(&broker, "sub5", &device, 1000);
+    drop(proxy); // the resolver's server is gone
+    let line = broker.wait_for_line(
+        u64::from(TTL) + REVALIDATE_S + 5,
+        &["kicked client sub5 ", "no fresh verdict"],
+    );
+    assert!(!line.contains("NO_RECORDS"), "{line}");
+    kill(sub);
+    let out = pki.publish(&broker, "pub5", &device);
+    assert_refused(
+        &out,
+        &broker,
+        "pub5",
+        &device_name("sensor5"),
+        "DNS_FAILURE",
+    );
+}
+
+/// A record that turns bogus (here: the name becomes an alias into a zone whose chain of trust
+/// is broken) kicks the live session with the proof state named.
+#[test]
+fn a_record_turning_bogus_kicks_the_live_session() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let device = pki.device("sensor4", &[&device_name("sensor4")]);
+    let record = ee_line("sensor4", &device.cert, TTL);
+    let bogus_copy = format!(
+        "sensor4._device 300 IN TLSA {}",
+        pki::dane_ee_record(&device.cert)
+    );
+    let dns = TestDns::start(&[
+        (REGISTRY, record.as_str()),
+        ("bogus.test.", bogus_copy.as_str()),
+    ]);
+    let broker = pki.broker(&dns, &[]);
+
+    let sub = pki.subscribe(&broker, "sub4", &device, 1000);
+    dns.set_records(
+        REGISTRY,
+        &[&format!(
+            "sensor4._device {TTL} IN CNAME sensor4._device.bogus.test."
+        )],
+    );
+    broker.wait_for_line(
+        u64::from(TTL) + REVALIDATE_S + 5,
+        &["kicked client sub4 ", "BOGUS"],
+    );
+    kill(sub);
+    let out = pki.publish(&broker, "pub4", &device);
+    assert_refused(&out, &broker, "pub4", &device_name("sensor4"), "BOGUS");
+}
+
+/// CA discovery: with plugin_opt_ca_discovery, the broker warns at start-up about a CA of its
+/// cafile that the registry does not publish, and, on re-validation, about one whose record
+/// the registry withdrew.
+#[test]
+fn ca_discovery_warns_about_cas_no_longer_published() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let old_ca = pki::ca(dir, "old-ca", "Registry CA 2019");
+    let cafile = pki::bundle(dir, "cafile.pem", &[&pki.ca.cert, &old_ca.cert]);
+    let device = pki.device("sensor2", &[&device_name("sensor2")]);
+    let device_line = ee_line("sensor2", &device.cert, TTL);
+    let ca_line = format!(
+        "_device {TTL} IN TLSA {}",
+        Tlsa::for_certificate(&pki.ca.cert, Usage::DaneTa, Selector::Cert, Matching::Full).unwrap()
+    );
+    let dns = TestDns::start(&[
+        (REGISTRY, device_line.as_str()),
+        (REGISTRY, ca_line.as_str()),
+    ]);
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("cafile", cafile.to_str().unwrap()),
+            ("ca_discovery", "_device.iotregistry.test"),
+        ],
+    );
+    let warning = broker.wait_for_line(5, &["/CN=Registry CA 2019 ", "is not published at"]);
+    assert!(
+        !warning.contains("/CN=Registry CA of"),
+        "the published CA is not named: {warning}"
+    );
+
+    // A live session keeps the re-validation going; the registry withdraws its CA.
+    let sub = pki.subscribe(&broker, "sub2", &device, 1000);
+    dns.set_records(REGISTRY, &[&device_line]);
+    broker.wait_for_line(
+        u64::from(TTL) + REVALIDATE_S + 5,
+        &[
+            "/CN=Registry CA of",
+            "is not published at _device.iotregistry.test",
+        ],
+    );
+    kill(sub);
+}
+
+/// Configurations the plugin cannot work under make the broker refuse to start, saying why.
+#[test]
+fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it() {
+    let plugin = common::built_mosquitto_plugin();
+    let port = free_port();
+    let plugin_line = format!(
+        "plugin {}\nplugin_opt_allowed_domains iotregistry.test\n",
+        plugin.display()
+    );
+    let conf = |options: &str| format!("{plugin_line}{options}\nlistener {port} 127.0.0.1\n");
+    let cases: [(String, &str); 5] = [
+        (
+            format!(
+                "per_listener_settings true\nlistener {} 127.0.0.1\n{plugin_line}",
+                free_port()
+            ),
+            "per_listener_settings true",
+        ),
+        (
+            conf("plugin_opt_revalidate_seconds soon"),
+            "plugin_opt_revalidate_seconds soon",
+        ),
+        (conf("plugin_opt_colour blue"), "plugin_opt_colour"),
+        (
+            conf("plugin_opt_identity_forms device,cn"),
+            "plugin_opt_identity_forms",
+        ),
+        (
+            conf("plugin_opt_trust_ad true\nplugin_opt_trust_anchor /nonexistent"),
+            "plugin_opt_trust_ad",
+        ),
+    ];
+    for (text, named) in cases {
+        let (status, log) = Broker::refused_plugin_conf(&text);
+        assert!(!status.success(), "must not start:\n{text}\n{log}");
+        assert!(log.contains(named), "the log names {named:?}:\n{log}");
+    }
+}
