@@ -48,6 +48,35 @@ pub fn built_library_dir() -> PathBuf {
     dir
 }
 
+/// A C adapter `make build` put beside the library (`iotsafe-run`, `libiotsafe_preload.so`):
+/// the test fails when it is missing or older than its sources in `sources` (or than the
+/// library), never runs an old one.
+pub fn built_adapter(name: &str, sources: &str) -> PathBuf {
+    let dir = built_library_dir();
+    let built = dir.join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let built_at = modified(&built);
+    let mut inputs = vec![
+        dir.join("libiotsafe_dane.so"),
+        root.join("include/iotsafe_dane.h"),
+    ];
+    inputs.extend(
+        std::fs::read_dir(root.join(sources))
+            .expect("adapter sources")
+            .flatten()
+            .map(|e| e.path()),
+    );
+    let stale = inputs.iter().find(|p| modified(p) > built_at);
+    assert!(
+        built_at.is_some() && stale.is_none(),
+        "{} is missing or older than {}: run `make build` first",
+        built.display(),
+        stale.map_or(String::new(), |p| p.display().to_string())
+    );
+    built
+}
+
 /// The example configuration that loads the provider (c-examples/openssl.cnf).
 pub fn example_openssl_conf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/openssl.cnf")

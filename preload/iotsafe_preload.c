@@ -1,0 +1,423 @@
+/*
+ * libiotsafe_preload.so: DANE for unmodified OpenSSL 3 programs, loaded by `iotsafe-run`
+ * through LD_PRELOAD. A thin adapter over the core library's C API (iotsafe_dane.h): every
+ * DNS look-up, DNSSEC proof and TLSA match is done there, with the process-wide resolver of
+ * iotsafe_dane_shared, so a broker with the mosquitto plugin, this shim and the application
+ * share one cache.
+ *
+ * Client side: the handshake entry points SSL_connect and SSL_do_handshake. Before the first
+ * handshake step of a client SSL, the server's TLSA records at _<port>._tcp.<host> (host from
+ * SNI or SSL_set1_host, port from the connected socket) are handed to OpenSSL's DANE
+ * (iotsafe_dane_ssl_enable). After the handshake, a verification failure that the program's own
+ * verify callback overrode still refuses the connection.
+ *
+ * Broker side (IOTSAFE_DANE_BROKER): server contexts request dane_clientid and verify client
+ * certificates by the TLSA records of the client's name (iotsafe_dane_ctx_enable_clientid_server),
+ * configured where servers configure verification (SSL_CTX_set_verify) and, for servers that
+ * never do, when their first SSL is made (SSL_new).
+ *
+ * Traps: libssl calls SSL_do_handshake (and the core library calls libssl) through the PLT,
+ * so this code sees its own callees: a thread-local guard lets every call made while the shim
+ * is working go straight to libssl, and each SSL is prepared once (ex_data marker), also over
+ * non-blocking retries. The real functions are found by dlvsym(RTLD_NEXT, name,
+ * "OPENSSL_3.0.0"), the version this shim's own definitions carry (iotsafe_preload.map).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/conf.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "iotsafe_dane.h"
+
+#define SSL_VERSION "OPENSSL_3.0.0"
+
+/* ---- settings ---------------------------------------------------------------------------- */
+
+/* What the launcher passes (IOTSAFE_DANE_* variables), else the provider's openssl.cnf
+ * section (dane-* keys), else the defaults. */
+struct settings {
+	const char *resolver;	     /* ADDR:PORT; NULL: 127.0.0.1:53 */
+	const char *trust_anchor;    /* file; NULL: the IANA root */
+	int policy;		     /* IOTSAFE_DANE_REQUIRE or _OPPORTUNISTIC */
+	int broker;		     /* server contexts verify clients by DANE */
+	const char *device_identity; /* TLSA owner name answered to dane_clientid; NULL: none */
+	int quiet;		     /* no log lines on stderr */
+};
+
+static struct settings settings;
+static iotsafe_dane *dane;	/* the process's handle, NULL when it could not be made */
+static char dane_error[512];	/* why not */
+static int ssl_marker_index = -1;
+static int ctx_marker_index = -1;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+
+/* The shim is working on this thread: calls it makes into libssl come back here. */
+static __thread int busy;
+
+/* Markers kept in ex_data: their addresses are the values. */
+static const char PREPARED = 'p', REFUSED = 'r', CHECKED = 'c', BROKER_CTX = 'b';
+
+static void say(const char *fmt, ...)
+{
+	if (settings.quiet)
+		return;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "iotsafe-run: %s\n", line);
+}
+
+/* A copy of a config value that lives as long as the process (the CONF is freed). */
+static const char *keep(const char *value)
+{
+	return value ? strdup(value) : NULL;
+}
+
+/* The provider's section of the configuration file OpenSSL reads (OPENSSL_CONF): the section
+ * named by the `iotsafe` entry of the providers list of the init section. */
+static const char *provider_section(CONF *conf)
+{
+	const char *init = NCONF_get_string(conf, NULL, "openssl_conf");
+	const char *providers = init ? NCONF_get_string(conf, init, "providers") : NULL;
+	return providers ? NCONF_get_string(conf, providers, "iotsafe") : NULL;
+}
+
+/* dane-* keys of the provider's section, for settings no variable gave. */
+static void read_config_file(const char *keys[], const char **values[], size_t n)
+{
+	const char *path = getenv("OPENSSL_CONF");
+	if (!path)
+		return;
+	CONF *conf = NCONF_new(NULL);
+	if (!conf)
+		return;
+	if (NCONF_load(conf, path, NULL) > 0) {
+		const char *section = provider_section(conf);
+		for (size_t i = 0; section && i < n; i++) {
+			if (*values[i])
+				continue;
+			const char *v = NCONF_get_string(conf, section, keys[i]);
+			*values[i] = keep(v);
+		}
+	}
+	ERR_clear_error();
+	NCONF_free(conf);
+}
+
+static int is_true(const char *v)
+{
+	return v && (!strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
+		     !strcasecmp(v, "on"));
+}
+
+static void read_settings(void)
+{
+	const char *policy = getenv("IOTSAFE_DANE_POLICY");
+	const char *broker = getenv("IOTSAFE_DANE_BROKER");
+	const char *quiet = getenv("IOTSAFE_DANE_QUIET");
+	settings.resolver = getenv("IOTSAFE_DANE_RESOLVER");
+	settings.trust_anchor = getenv("IOTSAFE_DANE_TRUST_ANCHOR");
+	settings.device_identity = getenv("IOTSAFE_DANE_DEVICE_IDENTITY");
+	const char *keys[] = {"dane-resolver", "dane-trust-anchor", "dane-policy",
+			      "dane-broker", "dane-device-identity"};
+	const char **values[] = {&settings.resolver, &settings.trust_anchor, &policy, &broker,
+				 &settings.device_identity};
+	read_config_file(keys, values, sizeof keys / sizeof keys[0]);
+	settings.policy = policy && !strcasecmp(policy, "opportunistic")
+				  ? IOTSAFE_DANE_OPPORTUNISTIC
+				  : IOTSAFE_DANE_REQUIRE;
+	if (policy && settings.policy == IOTSAFE_DANE_REQUIRE && strcasecmp(policy, "require"))
+		say("unknown policy \"%s\": using require", policy);
+	settings.broker = is_true(broker);
+	settings.quiet = is_true(quiet);
+	if (settings.device_identity && !*settings.device_identity)
+		settings.device_identity = NULL;
+}
+
+static void setup(void)
+{
+	busy++;
+	read_settings();
+	dane = iotsafe_dane_shared(settings.resolver, settings.trust_anchor);
+	if (!dane) {
+		snprintf(dane_error, sizeof dane_error, "no DANE resolver (%s)",
+			 iotsafe_dane_last_error());
+		say("%s: every TLS connection will be refused", dane_error);
+	}
+	ssl_marker_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ctx_marker_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	busy--;
+}
+
+static void ensure_setup(void)
+{
+	pthread_once(&setup_once, setup);
+}
+
+/* ---- the real libssl ------------------------------------------------------------------- */
+
+/* libssl's own definition of `name`, the next one after this shim. */
+static void *real(const char *name)
+{
+	void *f = dlvsym(RTLD_NEXT, name, SSL_VERSION);
+	if (!f) {
+		fprintf(stderr, "iotsafe-run: libssl has no %s@%s: %s\n", name, SSL_VERSION,
+			dlerror());
+		abort();
+	}
+	return f;
+}
+
+/* `real_fn`: libssl's `fn`, looked up on first use (every thread finds the same address). */
+#define REAL(fn)                                                                                \
+	static __typeof__(&fn) real_##fn;                                                       \
+	if (!real_##fn)                                                                         \
+		real_##fn = (__typeof__(&fn))real(#fn);
+
+/* ---- client side --------------------------------------------------------------------------- */
+
+/* A refusal as OpenSSL reports errors: the program prints it as it prints any TLS error. */
+static int refuse(SSL *ssl, const char *why)
+{
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+	say("TLS connection refused: %s", why);
+	ERR_raise_data(ERR_LIB_SSL, SSL_R_CERTIFICATE_VERIFY_FAILED, "iotsafe-dane: %s", why);
+	return -1;
+}
+
+/* The TCP socket this thread last connected, for programs whose BIO hides its socket (curl
+ * since 7.87 reads and writes through a BIO of its own): they connect, then handshake on the
+ * same thread. -1: none. */
+static __thread int last_tcp_fd = -1;
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	static __typeof__(&connect) real_connect;
+	if (!real_connect)
+		real_connect = (__typeof__(&connect))dlsym(RTLD_NEXT, "connect");
+	int rc = real_connect(fd, addr, len);
+	int type = 0;
+	socklen_t type_len = sizeof type;
+	if (!busy && (rc == 0 || errno == EINPROGRESS) && addr &&
+	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_STREAM)
+		last_tcp_fd = fd;
+	return rc;
+}
+
+/* The port of the peer `ssl` talks to: of its socket, else of the socket this thread last
+ * connected; 0 when there is none. */
+static unsigned peer_port(SSL *ssl)
+{
+	int fd = SSL_get_fd(ssl);
+	if (fd < 0)
+		fd = last_tcp_fd;
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof addr;
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&addr, &len) != 0)
+		return 0;
+	if (addr.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+	if (addr.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+	return 0;
+}
+
+/* The server's name: SNI first, else the name the program asked OpenSSL to check. An IP
+ * address is no name (there is no TLSA for it). */
+static const char *server_name(SSL *ssl)
+{
+	const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	if (!host)
+		host = X509_VERIFY_PARAM_get0_host(SSL_get0_param(ssl), 0);
+	unsigned char ip[16];
+	if (host && (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1))
+		return NULL;
+	return host;
+}
+
+/* No name or no port to look the server up by: under `require` that is a refusal; under
+ * `opportunistic` the program's own checks decide, untouched. */
+static int without_dane(SSL *ssl, const char *why)
+{
+	if (settings.policy == IOTSAFE_DANE_REQUIRE)
+		return refuse(ssl, why);
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	say("%s: no DANE (opportunistic), the program's own checks apply", why);
+	return 1;
+}
+
+/* Once per client SSL, before its first handshake step: the TLSA records on OpenSSL's DANE, or
+ * a refusal. 1: go on; -1: refused (error queued). */
+static int prepare_client(SSL *ssl)
+{
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if (marker == &REFUSED)
+		return -1;
+	if (marker)
+		return 1;
+	if (!dane)
+		return refuse(ssl, dane_error);
+	const char *host = server_name(ssl);
+	unsigned port = peer_port(ssl);
+	char why[768];
+	if (!host)
+		return without_dane(ssl, "the connection has no server name (SNI or SSL_set1_host)");
+	if (!port) {
+		snprintf(why, sizeof why, "%s: the connection has no socket to read the port from",
+			 host);
+		return without_dane(ssl, why);
+	}
+	char owner[300];
+	snprintf(owner, sizeof owner, "%s", host);
+	if (iotsafe_dane_ssl_enable(dane, ssl, owner, (uint16_t)port, settings.policy) != 1) {
+		snprintf(why, sizeof why, "%s", iotsafe_dane_last_error());
+		return refuse(ssl, why);
+	}
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PREPARED);
+	return 1;
+}
+
+/* After a finished handshake on a prepared SSL: OpenSSL's verdict, whatever the program's
+ * verify callback answered (it may accept what DANE refused). 1 or -1 (error queued). */
+static int check_client(SSL *ssl)
+{
+	if (SSL_get_ex_data(ssl, ssl_marker_index) != &PREPARED)
+		return 1;
+	long result = SSL_get_verify_result(ssl);
+	if (result != X509_V_OK) {
+		char why[512];
+		snprintf(why, sizeof why, "%s:%u: %s (accepted by the program's verify callback)",
+			 server_name(ssl) ? server_name(ssl) : "?", peer_port(ssl),
+			 X509_verify_cert_error_string(result));
+		return refuse(ssl, why);
+	}
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	return 1;
+}
+
+/* A handshake of a prepared SSL failed in the certificate's verification: say why, as the
+ * core library knows it, since many programs print only "TLS error". */
+static void report_failure(SSL *ssl)
+{
+	long result = SSL_get_verify_result(ssl);
+	if (SSL_get_ex_data(ssl, ssl_marker_index) != &PREPARED || result == X509_V_OK)
+		return;
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+	iotsafe_dane_reason reason = iotsafe_dane_last_reason(ssl);
+	const char *host = server_name(ssl);
+	say("TLS connection refused: %s:%u: %s (%s)", host ? host : "?", peer_port(ssl),
+	    X509_verify_cert_error_string(result), iotsafe_dane_reason_name(reason));
+}
+
+/* A client handshake step through `step` (the real SSL_connect or SSL_do_handshake). */
+static int client_handshake(SSL *ssl, int (*step)(SSL *))
+{
+	busy++;
+	ensure_setup();
+	int rc = prepare_client(ssl);
+	busy--;
+	if (rc != 1)
+		return rc;
+	busy++;
+	rc = step(ssl);
+	if (rc == 1)
+		rc = check_client(ssl);
+	else if (SSL_get_error(ssl, rc) == SSL_ERROR_SSL)
+		report_failure(ssl);
+	busy--;
+	return rc;
+}
+
+int SSL_connect(SSL *ssl)
+{
+	REAL(SSL_connect);
+	if (busy || !ssl)
+		return real_SSL_connect(ssl);
+	return client_handshake(ssl, real_SSL_connect);
+}
+
+int SSL_do_handshake(SSL *ssl)
+{
+	REAL(SSL_do_handshake);
+	if (busy || !ssl || SSL_is_server(ssl))
+		return real_SSL_do_handshake(ssl);
+	return client_handshake(ssl, real_SSL_do_handshake);
+}
+
+/* ---- broker side ---------------------------------------------------------------------------- */
+
+/* Whether `ctx` makes server connections: a server method, or a verify mode only servers use. */
+static int is_server_ctx(SSL_CTX *ctx, int mode)
+{
+	const SSL_METHOD *m = SSL_CTX_get_ssl_method(ctx);
+	return m == TLS_server_method() || m == DTLS_server_method() ||
+	       (mode & (SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE));
+}
+
+/* Client verification by DANE on a server context, once. */
+static void enable_broker_ctx(SSL_CTX *ctx)
+{
+	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index))
+		return;
+	SSL_CTX_set_ex_data(ctx, ctx_marker_index, (void *)&BROKER_CTX);
+	if (!dane) {
+		say("%s: clients of this server cannot be verified", dane_error);
+		return;
+	}
+	if (iotsafe_dane_ctx_enable_clientid_server(dane, ctx, 0,
+						    IOTSAFE_DANE_CLIENTID_FROM_CERT) != 1)
+		say("cannot verify clients by DANE: %s", iotsafe_dane_last_error());
+}
+
+void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, SSL_verify_cb cb)
+{
+	REAL(SSL_CTX_set_verify);
+	if (busy || !ctx) {
+		real_SSL_CTX_set_verify(ctx, mode, cb);
+		return;
+	}
+	busy++;
+	ensure_setup();
+	if (settings.broker && is_server_ctx(ctx, mode)) {
+		/* Once DANE verifies this context's clients, the server's own verify setting would
+		 * undo it: keep ours. */
+		if (!SSL_CTX_get_ex_data(ctx, ctx_marker_index))
+			enable_broker_ctx(ctx);
+	} else {
+		real_SSL_CTX_set_verify(ctx, mode, cb);
+	}
+	busy--;
+}
+
+SSL *SSL_new(SSL_CTX *ctx)
+{
+	REAL(SSL_new);
+	if (busy || !ctx)
+		return real_SSL_new(ctx);
+	busy++;
+	ensure_setup();
+	/* A server that never configured verification: its contexts are set up before their
+	 * first SSL copies the context's verify settings. */
+	if (settings.broker && is_server_ctx(ctx, 0))
+		enable_broker_ctx(ctx);
+	SSL *ssl = real_SSL_new(ctx);
+	busy--;
+	return ssl;
+}

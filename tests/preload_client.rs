@@ -1,0 +1,283 @@
+//! The `iotsafe-run` launcher and its preload shim on the client side, with the Debian
+//! packages' own binaries (mosquitto_pub, mosquitto_sub, curl), never rebuilt, against servers
+//! that only a `3 1 1` TLSA record vouches for: no CA could, the certificates are self-issued.
+//! The programs resolve the server's name through the system, so they run with a private
+//! /etc/hosts (`unshare -m`, as root like the other rigs).
+
+mod common;
+
+use common::{dns, mqtt, pki, tls};
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HOST: &str = "broker.example.test";
+/// A name in a zone whose DS in its parent does not match its key.
+const BOGUS_HOST: &str = "broker.bogus.test";
+
+struct Rig {
+    dir: tempfile::TempDir,
+    dns: dns::TestDns,
+    /// The key the TLSA records designate (its certificate names HOST and BOGUS_HOST).
+    good: pki::Issued,
+    /// Another key, same names.
+    other: pki::Issued,
+    launcher: PathBuf,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let launcher = common::built_adapter("iotsafe-run", "preload");
+        common::built_adapter("libiotsafe_preload.so", "preload");
+        let dir = tempfile::tempdir().unwrap();
+        let good = pki::leaf(dir.path(), "good", "broker", &[HOST, BOGUS_HOST], None);
+        let other = pki::leaf(dir.path(), "other", "broker", &[HOST, BOGUS_HOST], None);
+        let dns = dns::TestDns::start(&[
+            ("example.test.", "broker 300 IN A 127.0.0.1"),
+            ("bogus.test.", "broker 300 IN A 127.0.0.1"),
+        ]);
+        Rig {
+            dir,
+            dns,
+            good,
+            other,
+            launcher,
+        }
+    }
+
+    /// Publishes the `3 1 1` record of the good key for `port` at HOST (and BOGUS_HOST).
+    fn publish_record(&self, port: u16) {
+        let record = pki::dane_ee_record(&self.good.cert);
+        for zone in ["example.test.", "bogus.test."] {
+            self.dns
+                .add_record(zone, &format!("_{port}._tcp.broker 300 IN TLSA {record}"));
+        }
+    }
+
+    /// `program args` through the launcher (with the test DNS as resolver and trust anchor),
+    /// with HOST and BOGUS_HOST resolvable by the system.
+    fn through_launcher(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = self.plain(&self.launcher);
+        cmd.arg("--resolver")
+            .arg(self.dns.addr().to_string())
+            .arg("--trust-anchor")
+            .arg(self.dns.trust_anchor_file())
+            .arg(program)
+            .args(args);
+        cmd
+    }
+
+    /// `program` without the launcher, names resolvable the same way.
+    fn plain(&self, program: &Path) -> Command {
+        let mut cmd = common::with_hosts(
+            self.dir.path(),
+            &[(HOST, "127.0.0.1"), (BOGUS_HOST, "127.0.0.1")],
+            program,
+        );
+        for var in [
+            "IOTSAFE_DANE_POLICY",
+            "IOTSAFE_DANE_RESOLVER",
+            "IOTSAFE_DANE_TRUST_ANCHOR",
+            "IOTSAFE_DANE_BROKER",
+            "IOTSAFE_DANE_DEVICE_IDENTITY",
+            "OPENSSL_CONF",
+            "LD_PRELOAD",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+}
+
+fn run(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run (needs unshare from util-linux)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{cmd:?} did not finish: {}", common::stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mqtt_args(host: &str, port: u16) -> Vec<String> {
+    ["-h", host, "-p", &port.to_string(), "--tls-use-os-certs"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn pub_args(host: &str, port: u16) -> Vec<String> {
+    let mut args = mqtt_args(host, port);
+    args.extend(["-i", "pub", "-t", "sensors/7", "-m", "21.5"].map(String::from));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// A `mosquitto_sub` through the launcher, waiting for one message.
+fn subscriber(rig: &Rig, broker: &mqtt::Broker) -> Child {
+    let mut args = mqtt_args(HOST, broker.port);
+    args.extend(["-i", "observer", "-t", "sensors/7", "-C", "1", "-W", "20"].map(String::from));
+    let child = rig
+        .through_launcher("mosquitto_sub", &strs(&args))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub");
+    common::wait_until(15, "the subscription through the launcher", || {
+        broker.log().contains("Received SUBSCRIBE from observer")
+    });
+    child
+}
+
+#[test]
+fn mosquitto_pub_and_sub_reach_a_broker_vouched_for_only_by_its_tlsa_record() {
+    let rig = Rig::new();
+    let port = common::free_port();
+    rig.publish_record(port);
+    let broker = mqtt::Broker::start(port, &rig.good.cert_path, &rig.good.key_path);
+    let observer = subscriber(&rig, &broker);
+
+    let out = run(rig.through_launcher("mosquitto_pub", &strs(&pub_args(HOST, port))));
+    assert!(
+        out.status.success(),
+        "published through the launcher: {}\nbroker: {}",
+        common::stderr(&out),
+        broker.log()
+    );
+    let got = observer.wait_with_output().unwrap();
+    assert_eq!(
+        common::stdout(&got).trim(),
+        "21.5",
+        "the subscriber through the launcher got it: {}",
+        common::stderr(&got)
+    );
+
+    // The same binary without the launcher: PKIX, and no CA vouches for the broker.
+    let mut plain = rig.plain(Path::new("mosquitto_pub"));
+    plain.args(pub_args(HOST, port));
+    let out = run(plain);
+    assert!(!out.status.success(), "PKIX alone must refuse the broker");
+    assert!(
+        common::stderr(&out).contains("A TLS error occurred"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn mosquitto_pub_through_the_launcher_refuses_a_broker_with_another_key() {
+    let rig = Rig::new();
+    let port = common::free_port();
+    rig.publish_record(port);
+    let broker = mqtt::Broker::start(port, &rig.other.cert_path, &rig.other.key_path);
+
+    let out = run(rig.through_launcher("mosquitto_pub", &strs(&pub_args(HOST, port))));
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(
+        err.contains("A TLS error occurred"),
+        "the program's own error: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "iotsafe-run: TLS connection refused: {HOST}:{port}"
+        )) && err.contains("(NO_MATCH)"),
+        "the shim says why: {err}"
+    );
+    assert!(
+        !broker.log().contains("Received PUBLISH"),
+        "nothing reached the broker: {}",
+        broker.log()
+    );
+}
+
+#[test]
+fn mosquitto_pub_through_the_launcher_refuses_a_bogus_zone() {
+    let rig = Rig::new();
+    let port = common::free_port();
+    rig.publish_record(port);
+    let broker = mqtt::Broker::start(port, &rig.good.cert_path, &rig.good.key_path);
+
+    let out = run(rig.through_launcher("mosquitto_pub", &strs(&pub_args(BOGUS_HOST, port))));
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(
+        err.contains("iotsafe-run: TLS connection refused") && err.contains("bogus"),
+        "the shim says why: {err}"
+    );
+    assert!(
+        !broker.log().contains("Received CONNECT"),
+        "{}",
+        broker.log()
+    );
+}
+
+/// `openssl s_server -www` with `cert`, the good key's record published for its port.
+fn web_server(rig: &Rig, cert: &pki::Issued) -> tls::TlsServer {
+    let server = tls::TlsServer::start_www(&cert.cert_path, &cert.key_path);
+    rig.publish_record(server.port);
+    server
+}
+
+fn curl(rig: &Rig, launcher: bool, port: u16, extra: &[&str]) -> Output {
+    let url = format!("https://{HOST}:{port}/");
+    let mut args = vec!["-sS", "--max-time", "20"];
+    args.extend(extra);
+    args.push(&url);
+    let cmd = if launcher {
+        rig.through_launcher("curl", &args)
+    } else {
+        let mut cmd = rig.plain(Path::new("curl"));
+        cmd.args(&args);
+        cmd
+    };
+    run(cmd)
+}
+
+#[test]
+fn curl_reaches_a_server_vouched_for_only_by_its_tlsa_record() {
+    let rig = Rig::new();
+    let server = web_server(&rig, &rig.good);
+
+    let out = curl(&rig, true, server.port, &[]);
+    assert!(
+        out.status.success() && common::stdout(&out).contains("s_server"),
+        "through the launcher: {}",
+        common::stderr(&out)
+    );
+
+    let out = curl(&rig, false, server.port, &[]);
+    assert_eq!(out.status.code(), Some(60), "PKIX alone refuses: {out:?}");
+}
+
+#[test]
+fn curl_through_the_launcher_refuses_another_key_even_with_verification_off() {
+    let rig = Rig::new();
+    let server = web_server(&rig, &rig.other);
+
+    let out = curl(&rig, true, server.port, &[]);
+    assert!(!out.status.success(), "another key refused: {out:?}");
+    // `-k` turns the program's checks off, not the launcher's: the record still decides.
+    let out = curl(&rig, true, server.port, &["-k"]);
+    let err = common::stderr(&out);
+    assert!(
+        !out.status.success(),
+        "-k does not admit another key: {err}"
+    );
+    assert!(err.contains("iotsafe-run: TLS connection refused"), "{err}");
+    // Without the launcher, -k connects to anything.
+    assert!(curl(&rig, false, server.port, &["-k"]).status.success());
+}
