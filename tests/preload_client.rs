@@ -281,3 +281,157 @@ fn curl_through_the_launcher_refuses_another_key_even_with_verification_off() {
     // Without the launcher, -k connects to anything.
     assert!(curl(&rig, false, server.port, &["-k"]).status.success());
 }
+
+/// tests/c/shim_client.c (a plain OpenSSL client, no DANE code) built into the rig's directory.
+fn shim_client(rig: &Rig) -> PathBuf {
+    let exe = rig.dir.path().join("shim_client");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/shim_client.c");
+    let built = Command::new("gcc")
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(source)
+        .args(["-lssl", "-lcrypto"])
+        .output()
+        .expect("gcc");
+    assert!(built.status.success(), "{}", common::stderr(&built));
+    exe
+}
+
+/// `openssl s_server` with `cert`, the good key's record published for its port.
+fn tls_server(rig: &Rig, cert: &pki::Issued) -> tls::TlsServer {
+    let server = tls::TlsServer::start(&cert.cert_path, &cert.key_path, None);
+    rig.publish_record(server.port);
+    server
+}
+
+fn client(rig: &Rig, launcher: bool, args: &[&str]) -> Output {
+    let exe = shim_client(rig);
+    if launcher {
+        run(rig.through_launcher(exe.to_str().unwrap(), args))
+    } else {
+        let mut cmd = rig.plain(&exe);
+        cmd.args(args);
+        run(cmd)
+    }
+}
+
+fn handshake_ok(out: &Output) -> bool {
+    out.status.success() && common::stdout(out).contains("handshake ok")
+}
+
+#[test]
+fn a_verify_callback_that_accepts_everything_does_not_admit_another_key() {
+    let rig = Rig::new();
+    let sni = format!("sni:{HOST}");
+    let good = tls_server(&rig, &rig.good);
+    let port = good.port.to_string();
+    let out = client(&rig, true, &[&sni, &port, "accept-all"]);
+    assert!(handshake_ok(&out), "the record's key: {out:?}");
+
+    let other = tls_server(&rig, &rig.other);
+    let port = other.port.to_string();
+    // Without the launcher, the callback accepts any key.
+    assert!(handshake_ok(&client(
+        &rig,
+        false,
+        &[&sni, &port, "accept-all"]
+    )));
+    let out = client(&rig, true, &[&sni, &port, "accept-all"]);
+    let (stdout, err) = (common::stdout(&out), common::stderr(&out));
+    assert!(!out.status.success(), "refused: {stdout}{err}");
+    assert!(
+        stdout.contains("callback: depth 0: no matching DANE TLSA records (accepted)"),
+        "the callback saw DANE's verdict: {stdout}"
+    );
+    assert!(
+        err.contains("accepted by the program's verify callback"),
+        "the shim says why: {err}"
+    );
+    assert!(stdout.contains("handshake failed"), "{stdout}");
+}
+
+#[test]
+fn verification_switched_off_by_the_program_is_switched_on_by_the_launcher() {
+    let rig = Rig::new();
+    let sni = format!("sni:{HOST}");
+    let other = tls_server(&rig, &rig.other);
+    let port = other.port.to_string();
+    assert!(handshake_ok(&client(&rig, false, &[&sni, &port, "none"])));
+    let out = client(&rig, true, &[&sni, &port, "none"]);
+    assert!(!out.status.success(), "refused: {out:?}");
+    assert!(
+        common::stderr(&out).contains("(NO_MATCH)"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn a_name_given_only_to_ssl_set1_host_is_the_server_name() {
+    let rig = Rig::new();
+    let host = format!("host:{HOST}");
+    let good = tls_server(&rig, &rig.good);
+    let out = client(&rig, true, &[&host, &good.port.to_string(), "pkix"]);
+    assert!(handshake_ok(&out), "{out:?}");
+    let other = tls_server(&rig, &rig.other);
+    let out = client(&rig, true, &[&host, &other.port.to_string(), "pkix"]);
+    assert!(!out.status.success(), "{out:?}");
+}
+
+#[test]
+fn no_server_name_is_refused_under_require_and_left_to_the_program_when_opportunistic() {
+    let rig = Rig::new();
+    let good = tls_server(&rig, &rig.good);
+    let port = good.port.to_string();
+    let out = client(&rig, true, &["-", &port, "accept-all"]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "require refuses: {err}");
+    assert!(err.contains("no server name"), "{err}");
+    assert!(
+        !common::stdout(&out).contains("callback:"),
+        "refused before the handshake"
+    );
+
+    let opportunistic = |verify: &str| {
+        let exe = shim_client(&rig);
+        let mut cmd = rig.plain(&rig.launcher);
+        cmd.args(["--policy", "opportunistic", "--resolver"])
+            .arg(rig.dns.addr().to_string())
+            .arg("--trust-anchor")
+            .arg(rig.dns.trust_anchor_file())
+            .arg(exe)
+            .args(["-", &port, verify]);
+        run(cmd)
+    };
+    let out = opportunistic("accept-all");
+    assert!(handshake_ok(&out), "the program's own callback: {out:?}");
+    assert!(common::stderr(&out).contains("no DANE (opportunistic)"));
+    let out = opportunistic("pkix");
+    assert!(!out.status.success(), "the program's own PKIX: {out:?}");
+}
+
+#[test]
+fn non_blocking_handshakes_are_prepared_once_and_checked() {
+    let rig = Rig::new();
+    let sni = format!("sni:{HOST}");
+    let good = tls_server(&rig, &rig.good);
+    let out = client(
+        &rig,
+        true,
+        &[&sni, &good.port.to_string(), "pkix", "nonblock"],
+    );
+    assert!(handshake_ok(&out), "{out:?}");
+    assert!(
+        !common::stdout(&out).contains("retries: 0"),
+        "the handshake took several calls: {}",
+        common::stdout(&out)
+    );
+    let other = tls_server(&rig, &rig.other);
+    let out = client(
+        &rig,
+        true,
+        &[&sni, &other.port.to_string(), "pkix", "nonblock"],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
+}

@@ -1,0 +1,107 @@
+/*
+ * A plain OpenSSL 3 TLS client with no DANE code, for the preload shim's rules (run through
+ * `iotsafe-run` by tests/preload_client.rs). It connects to 127.0.0.1:PORT.
+ *
+ * Usage: shim_client HOST PORT VERIFY [nonblock]
+ *   HOST    the server name given to OpenSSL: "sni:NAME" (SSL_set_tlsext_host_name),
+ *           "host:NAME" (SSL_set1_host only), or "-" (none)
+ *   VERIFY  "accept-all": peer verification with a verify callback that accepts every
+ *           certificate (and prints what OpenSSL said at each depth); "none": SSL_VERIFY_NONE;
+ *           "pkix": peer verification against the system's CAs, no callback
+ *   nonblock  a non-blocking socket; the handshake is driven by SSL_do_handshake retries
+ * Prints "handshake ok" (exit 0) or "handshake failed: ERRORS" (exit 1).
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+static int accept_all(int preverify_ok, X509_STORE_CTX *store)
+{
+	if (!preverify_ok)
+		printf("callback: depth %d: %s (accepted)\n", X509_STORE_CTX_get_error_depth(store),
+		       X509_verify_cert_error_string(X509_STORE_CTX_get_error(store)));
+	return 1;
+}
+
+static int tcp_connect(unsigned short port)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+		perror("connect");
+		exit(2);
+	}
+	return fd;
+}
+
+/* SSL_do_handshake until it finishes or fails, waiting for the socket in between. */
+static int handshake_nonblocking(SSL *ssl, int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	SSL_set_connect_state(ssl);
+	int retries = 0;
+	for (;;) {
+		int rc = SSL_do_handshake(ssl);
+		if (rc == 1) {
+			printf("retries: %d\n", retries);
+			return 1;
+		}
+		int err = SSL_get_error(ssl, rc);
+		if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+			return rc;
+		struct pollfd p = {.fd = fd, .events = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+		poll(&p, 1, 10000);
+		retries++;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4) {
+		fprintf(stderr, "usage: shim_client HOST PORT VERIFY [nonblock]\n");
+		return 2;
+	}
+	const char *host = argv[1], *verify = argv[3];
+	int nonblock = argc > 4 && !strcmp(argv[4], "nonblock");
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!strcmp(verify, "accept-all"))
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_all);
+	else if (!strcmp(verify, "pkix"))
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_default_verify_paths(ctx);
+
+	int fd = tcp_connect((unsigned short)atoi(argv[2]));
+	SSL *ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	if (!strncmp(host, "sni:", 4)) {
+		SSL_set_tlsext_host_name(ssl, host + 4);
+		SSL_set1_host(ssl, host + 4);
+	} else if (!strncmp(host, "host:", 5)) {
+		SSL_set1_host(ssl, host + 5);
+	}
+	int rc = nonblock ? handshake_nonblocking(ssl, fd) : SSL_connect(ssl);
+	if (rc != 1) {
+		printf("handshake failed: ");
+		ERR_print_errors_fp(stdout);
+		printf("\n");
+		return 1;
+	}
+	printf("handshake ok\n");
+	SSL_shutdown(ssl);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+	return 0;
+}
