@@ -67,23 +67,73 @@ fn connector(cert: &Path, key: &Path, server: &X509) -> SslConnector {
     builder.build()
 }
 
-/// Mean milliseconds per complete handshake (connect, handshake, one byte read).
-fn handshakes(connector: &SslConnector, port: u16, count: usize) -> f64 {
-    let one = || {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        let mut config = connector.configure().unwrap();
-        config.set_verify_hostname(false);
-        let mut tls = config.connect("server", stream).expect("handshake");
-        let mut byte = [0u8; 1];
-        std::io::Read::read_exact(&mut tls, &mut byte).unwrap();
+/// One complete handshake (connect, handshake, one byte read).
+fn handshake(connector: &SslConnector, port: u16) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut config = connector.configure().unwrap();
+    config.set_verify_hostname(false);
+    let mut tls = config.connect("server", stream).expect("handshake");
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut tls, &mut byte).unwrap();
+}
+
+/// Milliseconds of each of `count` handshakes through `a` and through `b`, taken in turns
+/// (a, b, a, b, ...) after one warm-up of each, so that a burst of load on the shared machine
+/// falls on both alike. Compared by their medians: one slow handshake (a page fault, another
+/// process scheduled) moves a mean, not a median.
+fn paired_handshakes(a: &SslConnector, b: &SslConnector, port: u16, count: usize) -> Paired {
+    handshake(a, port);
+    handshake(b, port);
+    let time = |connector| {
+        let started = Instant::now();
+        handshake(connector, port);
+        started.elapsed().as_secs_f64() * 1000.0
     };
-    one(); // warm-up: connection to the card, caches
-    let started = Instant::now();
+    let (mut a_ms, mut b_ms) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for _ in 0..count {
-        one();
+        a_ms.push(time(a));
+        b_ms.push(time(b));
     }
-    started.elapsed().as_secs_f64() * 1000.0 / count as f64
+    Paired { a_ms, b_ms }
+}
+
+/// Handshake times in pairs taken back to back (see [`paired_handshakes`]).
+struct Paired {
+    a_ms: Vec<f64>,
+    b_ms: Vec<f64>,
+}
+
+impl Paired {
+    fn median_a(&self) -> f64 {
+        median(self.a_ms.clone())
+    }
+
+    fn median_b(&self) -> f64 {
+        median(self.b_ms.clone())
+    }
+
+    /// The median of the differences within each pair: what `a` costs beyond `b`, with the
+    /// load both saw at the time cancelled pair by pair.
+    fn median_extra_ms(&self) -> f64 {
+        median(
+            self.a_ms
+                .iter()
+                .zip(&self.b_ms)
+                .map(|(a, b)| a - b)
+                .collect(),
+        )
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
 }
 
 /// Every APDU the card has answered so far (the simulator's trace).
@@ -99,23 +149,10 @@ fn isolated_handshakes(rig: &CardRig, connector: &SslConnector, port: u16) -> f6
     std::thread::sleep(pause);
     let before = apdus(rig);
     for _ in 0..count {
-        handshakes_only(connector, port, 1);
+        handshake(connector, port);
         std::thread::sleep(pause);
     }
     (apdus(rig) - before) as f64 / count as f64
-}
-
-/// `count` handshakes without a warm-up.
-fn handshakes_only(connector: &SslConnector, port: u16, count: usize) {
-    for _ in 0..count {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        let mut config = connector.configure().unwrap();
-        config.set_verify_hostname(false);
-        let mut tls = config.connect("server", stream).expect("handshake");
-        let mut byte = [0u8; 1];
-        std::io::Read::read_exact(&mut tls, &mut byte).unwrap();
-    }
 }
 
 /// Signatures through the provider's card connection in this process, with the PC/SC
@@ -180,25 +217,21 @@ fn main() {
 
     let before = apdus(&rig);
     let n = 200;
-    // Interleave the two kinds so that both see the same machine load.
-    let (mut card_ms, mut soft_ms) = (0.0, 0.0);
-    for _ in 0..4 {
-        card_ms += handshakes(&card, port, n / 4);
-        soft_ms += handshakes(&software, port, n / 4);
-    }
-    let (card_ms, soft_ms) = (card_ms / 4.0, soft_ms / 4.0);
+    let burst = paired_handshakes(&card, &software, port, n);
     let burst_apdus = apdus(&rig) - before;
-    let handshakes_done = n + 4; // with the warm-ups
-                                 // Back-to-back handshakes share the card's kept PC/SC transaction: the SELECT that
-                                 // confirms the provider's channel comes once per burst, not per handshake.
+    // With the warm-up. Back-to-back handshakes share the card's kept PC/SC transaction (a
+    // software handshake in between is shorter than the idle time): the SELECT that confirms
+    // the provider's channel comes once per burst, not per handshake.
+    let card_handshakes = n + 1;
     println!(
         "BENCH apdus_per_handshake {:.3}",
-        burst_apdus as f64 / handshakes_done as f64
+        burst_apdus as f64 / card_handshakes as f64
     );
     println!(
         "BENCH apdus_per_handshake_isolated {:.3}",
         isolated_handshakes(&rig, &card, port)
     );
+    let (card_ms, soft_ms) = (burst.median_a(), burst.median_b());
     println!("BENCH handshake_ms_card_key {card_ms:.3}");
     println!("BENCH handshake_ms_software_key {soft_ms:.3}");
     println!(
@@ -236,24 +269,24 @@ fn main() {
     // handshake subtracted, what is left is the host's own cost of the card path.
     rig.stop_sim();
     rig.start_sim_with(&["--apdu-latency-ms", "50"]);
-    handshakes_only(&card, port, 1); // reconnects to the restarted card
-                                     // Interleaved, as above, so that both kinds see the same machine load.
-    let (rounds, n) = (4, 8);
-    let (mut card_ms, mut soft_ms, mut card_apdus) = (0.0, 0.0, 0);
-    for _ in 0..rounds {
-        let before = apdus(&rig);
-        card_ms += handshakes(&card, port, n) / rounds as f64;
-        card_apdus += apdus(&rig) - before;
-        soft_ms += handshakes(&software, port, n) / rounds as f64;
-    }
-    // (Each `handshakes` call adds a warm-up handshake, whose APDUs are counted too.)
-    let card_time_ms = card_apdus as f64 / (rounds * (n + 1)) as f64 * 50.0;
-    println!("BENCH handshake_ms_card_key_latency50 {card_ms:.3}");
-    println!("BENCH handshake_ms_software_key_latency50 {soft_ms:.3}");
+    handshake(&card, port); // reconnects to the restarted card
+    let n = 24;
+    let before = apdus(&rig);
+    let slow = paired_handshakes(&card, &software, port, n);
+    // The warm-up handshake's APDUs are counted too.
+    let card_time_ms = (apdus(&rig) - before) as f64 / (n + 1) as f64 * 50.0;
+    println!(
+        "BENCH handshake_ms_card_key_latency50 {:.3}",
+        slow.median_a()
+    );
+    println!(
+        "BENCH handshake_ms_software_key_latency50 {:.3}",
+        slow.median_b()
+    );
     println!("BENCH handshake_card_time_ms_latency50 {card_time_ms:.3}");
     println!(
         "BENCH handshake_extra_ms_card_latency50 {:.3}",
-        card_ms - soft_ms - card_time_ms
+        slow.median_extra_ms() - card_time_ms
     );
     // One signature alone at 50 ms per APDU, its two APDUs' card time subtracted: the host's
     // and the PC/SC stack's own cost per signature.
@@ -296,13 +329,9 @@ fn modem_handshakes(mode: &ModemMode) {
 
     let (apdus_before, at_before) = (rig.trace().len(), rig.at_commands().len());
     let n = 100;
-    let (mut card_ms, mut soft_ms) = (0.0, 0.0);
-    for _ in 0..4 {
-        card_ms += handshakes(&card, port, n / 4);
-        soft_ms += handshakes(&software, port, n / 4);
-    }
-    let (card_ms, soft_ms) = (card_ms / 4.0, soft_ms / 4.0);
-    let handshakes_done = (n + 4) as f64; // with the warm-ups
+    let timed = paired_handshakes(&card, &software, port, n);
+    let (card_ms, soft_ms) = (timed.median_a(), timed.median_b());
+    let handshakes_done = (n + 1) as f64; // with the warm-up
     let apdus = (rig.trace().len() - apdus_before) as f64;
     // Every AT command, not only those carrying APDUs: a modem's cost is its round trips.
     let (_, at_commands) = rig.apdu_commands_since(at_before, mode);

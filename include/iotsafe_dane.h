@@ -14,6 +14,13 @@
 // Policy value: no secure usable TLSA records means ordinary PKIX.
 #define IOTSAFE_DANE_OPPORTUNISTIC 1
 
+// Resolver flag ([`iotsafe_dane_shared_ex`]): take the AD bit of the validating resolver
+// given as `resolver`, which must be on loopback, instead of validating in-process.
+#define IOTSAFE_DANE_TRUST_AD 1
+
+// The longest whole look-up time-out [`iotsafe_dane_shared_ex`] accepts (ms).
+#define IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS 60000
+
 // Missing `dane_clientid` name: abort the handshake.
 #define IOTSAFE_DANE_CLIENTID_REFUSE 0
 
@@ -97,6 +104,20 @@ iotsafe_dane *iotsafe_dane_new(const char *resolver, const char *trust_anchor_fi
 // As [`iotsafe_dane_new`].
 iotsafe_dane *iotsafe_dane_shared(const char *resolver,
                                   const char *trust_anchor_file);
+
+// [`iotsafe_dane_shared`] with resolver options. `flags`: 0 or [`IOTSAFE_DANE_TRUST_AD`]
+// (then `trust_anchor_file` must be NULL). `lookup_timeout_ms`: the longest a whole look-up
+// (chain of trust included) may take, at most [`IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS`]; 0 means
+// the default, 5000. Handles share a resolver only when all four arguments agree (the trust
+// anchor by its text). NULL on error: an unknown flag, a time-out out of range, the AD bit
+// from a resolver not on loopback (see [`iotsafe_dane_last_error`]).
+//
+// # Safety
+// `resolver` and `trust_anchor_file` as for [`iotsafe_dane_new`].
+iotsafe_dane *iotsafe_dane_shared_ex(const char *resolver,
+                                     const char *trust_anchor_file,
+                                     uint32_t flags,
+                                     uint32_t lookup_timeout_ms);
 
 // Frees a handle (NULL is fine). Contexts configured with it keep their own reference to the
 // resolver.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{dns, pki};
+use common::{dns, pki, unbound};
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -96,6 +96,10 @@ impl Rig {
     }
 
     fn start(&self, missing: &str, steps: &[String]) -> Peer {
+        self.start_with_env(missing, steps, &[])
+    }
+
+    fn start_with_env(&self, missing: &str, steps: &[String], env: &[(&str, String)]) -> Peer {
         let mut child = Command::new(&self.exe)
             .arg(format!("{}.crt", self.cert("srv")))
             .arg(format!("{}.key", self.cert("srv")))
@@ -104,6 +108,7 @@ impl Rig {
             .args(steps)
             .env("IOTSAFE_DANE_RESOLVER", self.dns.addr().to_string())
             .env("IOTSAFE_DANE_TRUST_ANCHOR", self.dns.trust_anchor_file())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -410,6 +415,43 @@ fn shared_handles_share_one_resolver_and_cache() {
     assert_eq!(count("shim_before"), count("first"), "{:?}", lines[0]);
     assert_eq!(count("second"), count("first"), "{:?}", lines[0]);
     assert!(count("separate") > 0, "{:?}", lines[0]);
+}
+
+/// iotsafe_dane_shared_ex: default options share the iotsafe_dane_shared resolver, another
+/// look-up time-out gets its own; bad arguments give NULL with a reason.
+#[test]
+fn shared_handles_with_options_share_only_with_the_same_options() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let lines = rig.run("refuse", &[step("shared-ex", &format!("{dev}.crt"))]);
+    let line = &lines[0];
+    let count = |key: &str| -> i64 { line.get(key).parse().unwrap() };
+    assert!(count("first") > 0, "{line:?}");
+    assert_eq!(count("plain"), count("first"), "one cache: {line:?}");
+    assert!(count("other_timeout") > 0, "{line:?}");
+    for refused in ["bad_flag", "ad_with_anchor", "too_long", "ad_remote"] {
+        assert_eq!(line.get(refused), "1", "{refused}: {line:?}");
+    }
+    assert!(line.0.contains("loopback"), "{line:?}");
+}
+
+/// IOTSAFE_DANE_TRUST_AD: a validating resolver's AD bit (unbound, trusting the test zones'
+/// root) authenticates the device, with no trust anchor file in the process.
+#[test]
+fn a_handle_trusting_the_ad_bit_authenticates_through_unbound() {
+    let rig = Rig::new(300);
+    let unbound = unbound::Unbound::start(&rig.dns);
+    let dev = rig.cert("dev");
+    let mut peer = rig.start_with_env(
+        "refuse",
+        &[step("trust-ad", &format!("{dev}.crt"))],
+        &[("IOTSAFE_DANE_AD_RESOLVER", unbound.addr().to_string())],
+    );
+    let line = peer.line();
+    peer.finish();
+    assert_eq!(line.get("rc"), "1", "{line:?}");
+    assert_eq!(line.get("reason"), "OK", "{line:?}");
+    assert!(line.get("queries").parse::<i64>().unwrap() > 0, "{line:?}");
 }
 
 /// The thread's last reason (for callers whose library frees the SSL first) is read once and

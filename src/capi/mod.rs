@@ -25,13 +25,19 @@ use crate::dane::client::ClientVerifier;
 use crate::dane::clientid_ext::{self, ClientIdServer, MissingName, SharedVerifier};
 use crate::dane::name::{DeviceName, DomainName};
 use crate::dane::refusal::Refusal;
-use crate::dane::resolver::{Proof, Resolver, ResolverConfig, TrustAnchor};
+use crate::dane::resolver::{Proof, Resolver, ResolverConfig, TrustAnchor, Validation};
 use crate::dane::server::{self, ContextDane, Policy, ServerTlsa};
 
 /// Policy value: no secure usable TLSA records means failure.
 pub const IOTSAFE_DANE_REQUIRE: c_int = 0;
 /// Policy value: no secure usable TLSA records means ordinary PKIX.
 pub const IOTSAFE_DANE_OPPORTUNISTIC: c_int = 1;
+
+/// Resolver flag ([`iotsafe_dane_shared_ex`]): take the AD bit of the validating resolver
+/// given as `resolver`, which must be on loopback, instead of validating in-process.
+pub const IOTSAFE_DANE_TRUST_AD: u32 = 1;
+/// The longest whole look-up time-out [`iotsafe_dane_shared_ex`] accepts (ms).
+pub const IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS: u32 = 60_000;
 
 /// Missing `dane_clientid` name: abort the handshake.
 pub const IOTSAFE_DANE_CLIENTID_REFUSE: c_int = 0;
@@ -323,14 +329,47 @@ pub unsafe extern "C" fn iotsafe_dane_shared(
     unsafe { new_handle(resolver, trust_anchor_file, shared_resolver) }
 }
 
+/// [`iotsafe_dane_shared`] with resolver options. `flags`: 0 or [`IOTSAFE_DANE_TRUST_AD`]
+/// (then `trust_anchor_file` must be NULL). `lookup_timeout_ms`: the longest a whole look-up
+/// (chain of trust included) may take, at most [`IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS`]; 0 means
+/// the default, 5000. Handles share a resolver only when all four arguments agree (the trust
+/// anchor by its text). NULL on error: an unknown flag, a time-out out of range, the AD bit
+/// from a resolver not on loopback (see [`iotsafe_dane_last_error`]).
+///
+/// # Safety
+/// `resolver` and `trust_anchor_file` as for [`iotsafe_dane_new`].
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_shared_ex(
+    resolver: *const c_char,
+    trust_anchor_file: *const c_char,
+    flags: u32,
+    lookup_timeout_ms: u32,
+) -> *mut IotsafeDane {
+    let options = ResolverOptions {
+        flags,
+        lookup_timeout_ms,
+    };
+    // SAFETY: the arguments as this function's contract says.
+    unsafe { new_handle_with(resolver, trust_anchor_file, options, shared_resolver) }
+}
+
 /// What a handle's resolver is made from. Two shared handles share a resolver when the server
 /// asked and the trust anchor's text are the same: the text as read now, not the file's name,
 /// so a trust anchor file replaced in place (a root key roll-over) gets a resolver of its own,
 /// and one path that names another file after a `chdir` is not taken for the first.
 struct ResolverSpec {
     server: std::net::SocketAddr,
-    /// The trust anchor file and its text (None: the IANA root keys).
+    /// The trust anchor file and its text (None: the IANA root keys, or the AD bit).
     anchor: Option<(PathBuf, String)>,
+    trust_ad: bool,
+    lookup_timeout: Option<std::time::Duration>,
+}
+
+/// The numeric arguments of [`iotsafe_dane_shared_ex`], as the caller gave them.
+#[derive(Clone, Copy, Default)]
+struct ResolverOptions {
+    flags: u32,
+    lookup_timeout_ms: u32,
 }
 
 impl ResolverSpec {
@@ -339,7 +378,26 @@ impl ResolverSpec {
     unsafe fn parse(
         resolver: *const c_char,
         trust_anchor_file: *const c_char,
+        options: ResolverOptions,
     ) -> Result<Self, String> {
+        if options.flags & !IOTSAFE_DANE_TRUST_AD != 0 {
+            return Err(format!("unknown resolver flags {:#x}", options.flags));
+        }
+        let trust_ad = options.flags & IOTSAFE_DANE_TRUST_AD != 0;
+        if trust_ad && !trust_anchor_file.is_null() {
+            return Err("a trust anchor file and IOTSAFE_DANE_TRUST_AD exclude each other".into());
+        }
+        let lookup_timeout = match options.lookup_timeout_ms {
+            0 => None,
+            ms if ms <= IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS => {
+                Some(std::time::Duration::from_millis(ms.into()))
+            }
+            ms => {
+                return Err(format!(
+                    "look-up time-out {ms} ms is above {IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS} ms"
+                ))
+            }
+        };
         // SAFETY: NULL or NUL-terminated (the caller's contract).
         let server = match unsafe { opt_str(resolver) }? {
             Some(s) => s
@@ -356,11 +414,19 @@ impl ResolverSpec {
             }
             None => None,
         };
-        Ok(ResolverSpec { server, anchor })
+        Ok(ResolverSpec {
+            server,
+            anchor,
+            trust_ad,
+            lookup_timeout,
+        })
     }
 
     fn same_resolver(&self, other: &ResolverSpec) -> bool {
-        self.server == other.server && self.anchor_text() == other.anchor_text()
+        self.server == other.server
+            && self.anchor_text() == other.anchor_text()
+            && self.trust_ad == other.trust_ad
+            && self.lookup_timeout == other.lookup_timeout
     }
 
     fn anchor_text(&self) -> Option<&str> {
@@ -374,7 +440,15 @@ impl ResolverSpec {
                 .map_err(|e| format!("{}: {e}", path.display()))?,
             None => TrustAnchor::iana_root(),
         };
-        Resolver::new(ResolverConfig::new(self.server, anchor))
+        let mut config = ResolverConfig::new(self.server, anchor);
+        if self.trust_ad {
+            config.validation = Validation::TrustAdBit;
+        }
+        if let Some(timeout) = self.lookup_timeout {
+            config.lookup_timeout = timeout;
+            config.query_timeout = config.query_timeout.min(timeout);
+        }
+        Resolver::new(config)
             .map(Arc::new)
             .map_err(|e| e.to_string())
     }
@@ -421,10 +495,23 @@ unsafe fn new_handle(
     trust_anchor_file: *const c_char,
     make_resolver: impl FnOnce(ResolverSpec) -> Result<Arc<Resolver>, String>,
 ) -> *mut IotsafeDane {
+    let defaults = ResolverOptions::default();
+    // SAFETY: the arguments as the caller's contract says.
+    unsafe { new_handle_with(resolver, trust_anchor_file, defaults, make_resolver) }
+}
+
+/// # Safety
+/// As [`iotsafe_dane_new`].
+unsafe fn new_handle_with(
+    resolver: *const c_char,
+    trust_anchor_file: *const c_char,
+    options: ResolverOptions,
+    make_resolver: impl FnOnce(ResolverSpec) -> Result<Arc<Resolver>, String>,
+) -> *mut IotsafeDane {
     let mut out: *mut IotsafeDane = std::ptr::null_mut();
     guard(|| {
         // SAFETY: the arguments as the caller's contract says.
-        let spec = unsafe { ResolverSpec::parse(resolver, trust_anchor_file) }?;
+        let spec = unsafe { ResolverSpec::parse(resolver, trust_anchor_file, options) }?;
         out = Box::into_raw(Box::new(IotsafeDane {
             resolver: make_resolver(spec)?,
             settings: Mutex::default(),

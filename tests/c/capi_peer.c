@@ -33,6 +33,13 @@
  *   shared=CERT    two handles from iotsafe_dane_shared (as a plugin and a shim would make) and
  *                  one from iotsafe_dane_new each verify CERT: DNS queries sent through each, and
  *                  through the second shared handle before its first use
+ *   shared-ex=CERT iotsafe_dane_shared_ex: a handle with the default options shares the cache of
+ *                  an iotsafe_dane_shared one (queries: first, plain), one with another look-up
+ *                  time-out does not (other_timeout); then the arguments it refuses (1 when NULL
+ *                  came back): an unknown flag, the AD bit with a trust anchor file, a time-out
+ *                  above the maximum, the AD bit from a resolver not on loopback (its error)
+ *   trust-ad=CERT  a handle trusting the AD bit of IOTSAFE_DANE_AD_RESOLVER verifies CERT: the
+ *                  result, its reason and the queries sent
  *   flush          iotsafe_dane_clear_cache
  *   bad-new        iotsafe_dane_new with a bad resolver address (NULL and a last error)
  *   again          both dane_clientid calls a second time on the same contexts (refused)
@@ -318,6 +325,53 @@ static void shared(const char *step, const char *path, const char *name)
 	iotsafe_dane_free(own);
 }
 
+/* 1 when iotsafe_dane_shared_ex refuses these arguments (and frees what it made otherwise). */
+static int shared_ex_refused(const char *resolver, const char *anchor, unsigned flags,
+			     unsigned timeout_ms)
+{
+	iotsafe_dane *d = iotsafe_dane_shared_ex(resolver, anchor, flags, timeout_ms);
+	iotsafe_dane_free(d);
+	return d == NULL;
+}
+
+static void shared_ex(const char *step, const char *path, const char *name)
+{
+	const char *resolver = getenv("IOTSAFE_DANE_RESOLVER");
+	const char *anchor = getenv("IOTSAFE_DANE_TRUST_ANCHOR");
+	iotsafe_dane *plain = iotsafe_dane_shared(resolver, anchor);
+	iotsafe_dane *defaults = iotsafe_dane_shared_ex(resolver, anchor, 0, 0);
+	iotsafe_dane *other = iotsafe_dane_shared_ex(resolver, anchor, 0, 2000);
+	if (!plain || !defaults || !other)
+		die("iotsafe_dane_shared_ex");
+	long long first = verify_through(plain, path, name);
+	long long through_defaults = verify_through(defaults, path, name);
+	long long other_timeout = verify_through(other, path, name);
+	int bad_flag = shared_ex_refused(resolver, anchor, 2, 0);
+	int ad_with_anchor = shared_ex_refused("127.0.0.1:53", anchor, IOTSAFE_DANE_TRUST_AD, 0);
+	int too_long =
+	    shared_ex_refused(resolver, anchor, 0, IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS + 1);
+	int ad_remote = shared_ex_refused("192.0.2.1:53", NULL, IOTSAFE_DANE_TRUST_AD, 0);
+	printf("%s first=%lld plain=%lld other_timeout=%lld bad_flag=%d ad_with_anchor=%d "
+	       "too_long=%d ad_remote=%d error=%s\n",
+	       step, first, through_defaults, other_timeout, bad_flag, ad_with_anchor, too_long,
+	       ad_remote, iotsafe_dane_last_error());
+	iotsafe_dane_free(plain);
+	iotsafe_dane_free(defaults);
+	iotsafe_dane_free(other);
+}
+
+static void trust_ad(const char *step, const char *path, const char *name)
+{
+	iotsafe_dane *d =
+	    iotsafe_dane_shared_ex(getenv("IOTSAFE_DANE_AD_RESOLVER"), NULL, IOTSAFE_DANE_TRUST_AD, 0);
+	if (!d)
+		die("iotsafe_dane_shared_ex (trust AD)");
+	long long queries = verify_through(d, path, name);
+	printf("%s rc=%d reason=%s queries=%lld\n", step, queries >= 0,
+	       iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)), queries);
+	iotsafe_dane_free(d);
+}
+
 static void copy_file(const char *from, const char *to, const char *extra)
 {
 	FILE *in = fopen(from, "r"), *out = fopen(to, "w");
@@ -536,6 +590,10 @@ int main(int argc, char **argv)
 			printf("flush rc=%d\n", iotsafe_dane_clear_cache(dane));
 		else if (strcmp(step, "shared") == 0 && value)
 			shared(step, value, device_name);
+		else if (strcmp(step, "shared-ex") == 0 && value)
+			shared_ex(step, value, device_name);
+		else if (strcmp(step, "trust-ad") == 0 && value)
+			trust_ad(step, value, device_name);
 		else if (strcmp(step, "anchor-roll") == 0 && value)
 			anchor_roll(step, value, device_name);
 		else if (strcmp(step, "thread-reason") == 0)

@@ -9,7 +9,8 @@
 //!   that long (plus its own 100 ms polling) after our last operation. The releaser runs only
 //!   while a transaction is kept, owns a weak reference to the card and nothing else, and
 //!   takes the card's mutex to release, so it never ends a transaction in the middle of an
-//!   operation.
+//!   operation. A card kept busy without a break is released after one second and left alone
+//!   for 110 ms, so that a waiting process gets it (see [`Fairness`]).
 //! - fork: a PC/SC context does not survive fork. A child notices the pid change on its first
 //!   operation and forgets (never uses, never closes) the parent's connection, then opens its
 //!   own (waiting for the parent's releaser to end a kept transaction). The releaser thread is
@@ -42,7 +43,28 @@ pub struct Card {
     process_id: fn() -> u32,
     /// The pause before each retry on a new connection.
     retry_pause: Duration,
+    /// How long the transaction may be kept without a break.
+    fairness: Fairness,
 }
+
+/// A card kept busy without a pause (a server signing handshake after handshake) would keep
+/// its PC/SC transaction for ever, and another process waiting for the card would never get
+/// it: pcsc-lite tells nobody that someone waits, and its waiters poll every 100 ms, so
+/// releasing for a moment between two operations almost never lets one in. After `max_hold`
+/// of one continuous transaction it is ended, and the next operation waits `pause` (longer than
+/// one polling period) before beginning another: a waiter gets the card within `max_hold` plus
+/// its polling period, and a card under constant load loses `pause` per `max_hold` (about a
+/// tenth of its rate, and only then).
+#[derive(Clone, Copy, Debug)]
+struct Fairness {
+    max_hold: Duration,
+    pause: Duration,
+}
+
+const FAIRNESS: Fairness = Fairness {
+    max_hold: Duration::from_secs(1),
+    pause: Duration::from_millis(110),
+};
 
 #[derive(Default)]
 struct State {
@@ -53,6 +75,10 @@ struct State {
     objects: Option<Vec<ObjectInfo>>,
     /// When the operation that kept the card ended; `None` when nothing is kept.
     kept_since: Option<Instant>,
+    /// When the transaction kept now began to be kept; `None` when nothing is kept.
+    kept_from: Option<Instant>,
+    /// Until when no transaction is begun, after a long one was ended (see [`Fairness`]).
+    paused_until: Option<Instant>,
     /// The process whose releaser thread runs, while one does (a child's is not running,
     /// whatever its copy of this says).
     releaser: Option<u32>,
@@ -128,6 +154,16 @@ impl Card {
         process_id: fn() -> u32,
         retry_pause: Duration,
     ) -> Arc<Card> {
+        Card::build_fair(connector, hold, process_id, retry_pause, FAIRNESS)
+    }
+
+    fn build_fair(
+        connector: Connector,
+        hold: Duration,
+        process_id: fn() -> u32,
+        retry_pause: Duration,
+        fairness: Fairness,
+    ) -> Arc<Card> {
         Arc::new_cyclic(|this| Card {
             connector,
             state: Mutex::new(State::default()),
@@ -135,6 +171,7 @@ impl Card {
             this: this.clone(),
             process_id,
             retry_pause,
+            fairness,
         })
     }
 
@@ -170,7 +207,18 @@ impl Card {
         if self.hold.is_zero() || state.applet.is_none() {
             return;
         }
-        state.kept_since = Some(Instant::now());
+        let now = Instant::now();
+        let kept_from = *state.kept_from.get_or_insert(now);
+        if now.duration_since(kept_from) >= self.fairness.max_hold {
+            release(state);
+            state.paused_until = Some(now + self.fairness.pause);
+            config::debug(format_args!(
+                "the card was kept for {:?} without a break: released for {:?}",
+                self.fairness.max_hold, self.fairness.pause
+            ));
+            return;
+        }
+        state.kept_since = Some(now);
         if state.releaser != Some(state.pid) {
             state.releaser = Some(state.pid);
             let this = self.this.clone();
@@ -218,6 +266,9 @@ impl Card {
         state: &mut State,
         op: &mut impl FnMut(&mut Applet) -> Result<R>,
     ) -> Result<R> {
+        if let Some(until) = state.paused_until.take() {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        }
         if state.applet.is_none() {
             state.applet = Some((self.connector)()?);
         }
@@ -227,6 +278,7 @@ impl Card {
         if result.as_ref().is_err_and(Error::is_transport_failure) {
             state.applet = None;
             state.kept_since = None;
+            state.kept_from = None;
         } else {
             self.keep(state);
         }
@@ -310,6 +362,7 @@ impl Card {
 /// Ends the kept transaction (the applet stays selected on its channel).
 fn release(state: &mut State) {
     state.kept_since = None;
+    state.kept_from = None;
     if let Some(applet) = state.applet.as_mut() {
         applet.release();
     }
@@ -564,6 +617,58 @@ mod tests {
         signs(&card).unwrap();
         signs(&card).unwrap();
         assert_eq!(script.releases(), 0, "kept across both signatures");
+    }
+
+    /// Under constant load the transaction is ended after `max_hold` and the next operation
+    /// begins another only after `pause`: a process waiting for the card gets it.
+    #[test]
+    fn a_card_kept_busy_is_released_for_a_pause_after_the_longest_hold() {
+        let (update, signature) = sign_update();
+        let mut steps = vec![OPEN_CHANNEL_1, SELECT_ON_1];
+        for _ in 0..8 {
+            steps.extend([(SIGN_INIT, "9000"), (update.as_str(), signature.as_str())]);
+        }
+        let script = Script::new(&steps);
+        let fairness = Fairness {
+            max_hold: Duration::from_millis(40),
+            pause: Duration::from_millis(100),
+        };
+        let connector: Connector = {
+            let script = script.clone();
+            Box::new(move || {
+                let mut applet = Applet::new(Box::new(script.clone()), AppletConfig::default());
+                applet.select()?;
+                Ok(applet)
+            })
+        };
+        let card = Card::build_fair(
+            connector,
+            Duration::from_secs(60),
+            test_pid,
+            Duration::ZERO,
+            fairness,
+        );
+        // Eight signatures 10 ms apart: a burst longer than the longest hold. The transaction
+        // ends within one signature (begun at `previous`); the next one ends no earlier than
+        // that plus the pause.
+        let started = Instant::now();
+        let mut previous = started;
+        let mut waited_from = None;
+        for _ in 0..8 {
+            let before = Instant::now();
+            signs(&card).unwrap();
+            if Instant::now().duration_since(previous) >= fairness.pause {
+                waited_from.get_or_insert(before.duration_since(started));
+            }
+            previous = before;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(script.releases() >= 1, "released under constant load");
+        let waited_from = waited_from.expect("a signature waited for the pause");
+        assert!(
+            waited_from >= fairness.max_hold,
+            "kept for the longest hold first, paused at {waited_from:?}"
+        );
     }
 
     #[test]
