@@ -52,6 +52,8 @@
 struct settings {
 	const char *resolver;	     /* ADDR:PORT; NULL: 127.0.0.1:53 */
 	const char *trust_anchor;    /* file; NULL: the IANA root */
+	int trust_ad;		     /* take the AD bit of a validating resolver on loopback */
+	unsigned timeout_ms;	     /* whole look-up time-out; 0: the library's default */
 	int policy;		     /* IOTSAFE_DANE_REQUIRE or _OPPORTUNISTIC */
 	int broker;		     /* server contexts verify clients by DANE */
 	const char *device_identity; /* TLSA owner name answered to dane_clientid; NULL: none */
@@ -131,13 +133,17 @@ static void read_settings(void)
 	const char *policy = getenv("IOTSAFE_DANE_POLICY");
 	const char *broker = getenv("IOTSAFE_DANE_BROKER");
 	const char *quiet = getenv("IOTSAFE_DANE_QUIET");
+	const char *trust_ad = getenv("IOTSAFE_DANE_TRUST_AD");
+	const char *timeout = getenv("IOTSAFE_DANE_TIMEOUT_MS");
 	settings.resolver = getenv("IOTSAFE_DANE_RESOLVER");
 	settings.trust_anchor = getenv("IOTSAFE_DANE_TRUST_ANCHOR");
 	settings.device_identity = getenv("IOTSAFE_DANE_DEVICE_IDENTITY");
-	const char *keys[] = {"dane-resolver", "dane-trust-anchor", "dane-policy",
-			      "dane-broker", "dane-device-identity"};
-	const char **values[] = {&settings.resolver, &settings.trust_anchor, &policy, &broker,
-				 &settings.device_identity};
+	const char *keys[] = {"dane-resolver",	      "dane-trust-anchor", "dane-policy",
+			      "dane-broker",	      "dane-device-identity", "dane-trust-ad",
+			      "dane-timeout-ms"};
+	const char **values[] = {&settings.resolver,	    &settings.trust_anchor, &policy,
+				 &broker,		    &settings.device_identity, &trust_ad,
+				 &timeout};
 	read_config_file(keys, values, sizeof keys / sizeof keys[0]);
 	settings.policy = policy && !strcasecmp(policy, "opportunistic")
 				  ? IOTSAFE_DANE_OPPORTUNISTIC
@@ -146,6 +152,8 @@ static void read_settings(void)
 		say("unknown policy \"%s\": using require", policy);
 	settings.broker = is_true(broker);
 	settings.quiet = is_true(quiet);
+	settings.trust_ad = is_true(trust_ad);
+	settings.timeout_ms = timeout ? (unsigned)strtoul(timeout, NULL, 10) : 0;
 	if (settings.device_identity && !*settings.device_identity)
 		settings.device_identity = NULL;
 }
@@ -154,7 +162,9 @@ static void setup(void)
 {
 	busy++;
 	read_settings();
-	dane = iotsafe_dane_shared(settings.resolver, settings.trust_anchor);
+	dane = iotsafe_dane_shared_ex(settings.resolver, settings.trust_anchor,
+				      settings.trust_ad ? IOTSAFE_DANE_TRUST_AD : 0,
+				      settings.timeout_ms);
 	if (!dane) {
 		snprintf(dane_error, sizeof dane_error, "no DANE resolver (%s)",
 			 iotsafe_dane_last_error());
@@ -221,13 +231,9 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	return rc;
 }
 
-/* The port of the peer `ssl` talks to: of its socket, else of the socket this thread last
- * connected; 0 when there is none. */
-static unsigned peer_port(SSL *ssl)
+/* The TCP port of the peer of socket `fd`; 0 when it is no connected TCP socket. */
+static unsigned tcp_peer_port(int fd)
 {
-	int fd = SSL_get_fd(ssl);
-	if (fd < 0)
-		fd = last_tcp_fd;
 	struct sockaddr_storage addr;
 	socklen_t len = sizeof addr;
 	if (fd < 0 || getpeername(fd, (struct sockaddr *)&addr, &len) != 0)
@@ -237,6 +243,15 @@ static unsigned peer_port(SSL *ssl)
 	if (addr.ss_family == AF_INET6)
 		return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
 	return 0;
+}
+
+/* The port of the server `ssl` talks to: of its socket, else (a BIO of the program's own, or
+ * a socket that is no TCP connection) of the TCP socket this thread last connected; 0 when
+ * there is none. */
+static unsigned peer_port(SSL *ssl)
+{
+	unsigned port = tcp_peer_port(SSL_get_fd(ssl));
+	return port ? port : tcp_peer_port(last_tcp_fd);
 }
 
 /* The server's name: SNI first, else the name the program asked OpenSSL to check. An IP

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "iotsafe_dane.h"
+
 #ifndef IOTSAFE_OPENSSL_CNF
 #define IOTSAFE_OPENSSL_CNF "/usr/local/share/iotsafe-dane/openssl.cnf"
 #endif
@@ -30,6 +32,9 @@ static const char usage[] =
 	"                                  (require, the default) or left to the program's checks\n"
 	"  --resolver ADDR:PORT            DNS server asked (default 127.0.0.1:53)\n"
 	"  --trust-anchor FILE             root DNSKEY/DS lines (default: the IANA root keys)\n"
+	"  --trust-ad                      take the AD bit of the validating resolver (which\n"
+	"                                  must be on loopback) instead of validating here\n"
+	"  --timeout-ms N                  time-out of a whole DNS look-up (default 5000)\n"
 	"  --device-identity NAME          present the card's certificate and key when the\n"
 	"                                  program configured none, and answer dane_clientid\n"
 	"                                  requests with NAME (the device's TLSA owner name)\n"
@@ -39,9 +44,10 @@ static const char usage[] =
 	"  --quiet                         no log lines on stderr\n"
 	"  -h, --help                      this text\n"
 	"\n"
-	"Each option has a variable (IOTSAFE_DANE_POLICY, _RESOLVER, _TRUST_ANCHOR,\n"
-	"_DEVICE_IDENTITY, _BROKER=1, _QUIET=1) and a key in the provider's openssl.cnf section\n"
-	"(dane-policy, dane-resolver, dane-trust-anchor, dane-device-identity, dane-broker);\n"
+	"Each option has a variable (IOTSAFE_DANE_POLICY, _RESOLVER, _TRUST_ANCHOR, _TRUST_AD=1,\n"
+	"_TIMEOUT_MS, _DEVICE_IDENTITY, _BROKER=1, _QUIET=1) and a key in the provider's\n"
+	"openssl.cnf section (dane-policy, dane-resolver, dane-trust-anchor, dane-trust-ad,\n"
+	"dane-timeout-ms, dane-device-identity, dane-broker);\n"
 	"an option overrides the variable, the variable the file. OPENSSL_CONF, when unset, is\n"
 	"set to the installed openssl.cnf that loads the iotsafe provider.\n";
 
@@ -209,6 +215,14 @@ int main(int argc, char **argv)
 			if (!exists(v))
 				die(2, "--trust-anchor %s: no such file", v);
 			set("IOTSAFE_DANE_TRUST_ANCHOR", v);
+		} else if (!strcmp(argv[i], "--trust-ad")) {
+			set("IOTSAFE_DANE_TRUST_AD", "1");
+		} else if ((v = option(argc, argv, &i, "--timeout-ms"))) {
+			char *end;
+			unsigned long ms = strtoul(v, &end, 10);
+			if (!*v || *end || ms == 0 || ms > IOTSAFE_DANE_MAX_LOOKUP_TIMEOUT_MS)
+				die(2, "--timeout-ms %s: expected 1 to 60000", v);
+			set("IOTSAFE_DANE_TIMEOUT_MS", v);
 		} else if ((v = option(argc, argv, &i, "--device-identity"))) {
 			set("IOTSAFE_DANE_DEVICE_IDENTITY", v);
 		} else if (!strcmp(argv[i], "--broker")) {

@@ -411,7 +411,7 @@ fn no_server_name_is_refused_under_require_and_left_to_the_program_when_opportun
 }
 
 #[test]
-fn non_blocking_handshakes_are_prepared_once_and_checked() {
+fn non_blocking_handshakes_on_a_relayed_socket_are_prepared_once_and_checked() {
     let rig = Rig::new();
     let sni = format!("sni:{HOST}");
     let good = tls_server(&rig, &rig.good);
@@ -426,6 +426,8 @@ fn non_blocking_handshakes_are_prepared_once_and_checked() {
         "the handshake took several calls: {}",
         common::stdout(&out)
     );
+    // The SSL's own socket is no TCP connection: the port is the one this thread connected.
+    assert!(!common::stderr(&out).contains("no socket"), "{out:?}");
     let other = tls_server(&rig, &rig.other);
     let out = client(
         &rig,
@@ -434,4 +436,138 @@ fn non_blocking_handshakes_are_prepared_once_and_checked() {
     );
     assert!(!out.status.success(), "{out:?}");
     assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
+}
+
+/// The launcher with only `options` (no resolver or trust anchor given on its command line),
+/// and `env` set, running the C client with `args`.
+fn launcher_with(rig: &Rig, options: &[&str], env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let exe = shim_client(rig);
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.args(options).arg(exe).args(args);
+    for (var, value) in env {
+        cmd.env(var, value);
+    }
+    run(cmd)
+}
+
+/// A copy of c-examples/openssl.cnf with `lines` added to the provider's section.
+fn openssl_cnf_with(rig: &Rig, lines: &[String]) -> PathBuf {
+    let text = std::fs::read_to_string(common::example_openssl_conf()).unwrap();
+    let section = "[iotsafe_sect]\n";
+    let at = text.find(section).expect("provider section") + section.len();
+    let mut out = text[..at].to_string();
+    for line in lines {
+        out += line;
+        out += "\n";
+    }
+    out += &text[at..];
+    let path = rig.dir.path().join("openssl.cnf");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn settings_come_from_options_then_variables_then_the_providers_openssl_cnf_section() {
+    let rig = Rig::new();
+    let good = tls_server(&rig, &rig.good);
+    let port = good.port.to_string();
+    let sni = format!("sni:{HOST}");
+    let resolver = rig.dns.addr().to_string();
+    let anchor = rig.dns.trust_anchor_file();
+
+    // Resolver and trust anchor from the variables.
+    let out = launcher_with(
+        &rig,
+        &[],
+        &[
+            ("IOTSAFE_DANE_RESOLVER", Path::new(&resolver)),
+            ("IOTSAFE_DANE_TRUST_ANCHOR", &anchor),
+        ],
+        &[&sni, &port, "pkix"],
+    );
+    assert!(handshake_ok(&out), "from the variables: {out:?}");
+
+    // From the provider's section of the configuration OpenSSL reads, policy included.
+    let cnf = openssl_cnf_with(
+        &rig,
+        &[
+            format!("dane-resolver = {resolver}"),
+            format!("dane-trust-anchor = {}", anchor.display()),
+            "dane-policy = opportunistic".to_string(),
+        ],
+    );
+    let from_cnf = |options: &[&str], env: &[(&str, &Path)]| {
+        let mut all = vec![("OPENSSL_CONF", cnf.as_path())];
+        all.extend_from_slice(env);
+        launcher_with(&rig, options, &all, &["-", &port, "accept-all"])
+    };
+    let out = launcher_with(&rig, &[], &[("OPENSSL_CONF", &cnf)], &[&sni, &port, "pkix"]);
+    assert!(handshake_ok(&out), "from openssl.cnf: {out:?}");
+    let out = from_cnf(&[], &[]);
+    assert!(
+        handshake_ok(&out),
+        "opportunistic from openssl.cnf: {out:?}"
+    );
+    // A variable overrides the file, an option the variable.
+    let require = [("IOTSAFE_DANE_POLICY", Path::new("require"))];
+    let out = from_cnf(&[], &require);
+    assert!(!out.status.success(), "the variable's policy: {out:?}");
+    let out = from_cnf(&["--policy", "opportunistic"], &require);
+    assert!(handshake_ok(&out), "the option's policy: {out:?}");
+}
+
+#[test]
+fn the_launcher_sets_the_preload_and_openssl_conf_and_checks_its_options() {
+    let rig = Rig::new();
+    let show = |env: &[(&str, &str)], options: &[&str]| {
+        let mut cmd = rig.plain(&rig.launcher);
+        cmd.args(options).args([
+            "sh",
+            "-c",
+            "echo \"$LD_PRELOAD|$OPENSSL_CONF|$IOTSAFE_DANE_POLICY\"",
+        ]);
+        for (var, value) in env {
+            cmd.env(var, value);
+        }
+        run(cmd)
+    };
+    let out = show(&[], &["--policy=opportunistic"]);
+    let line = common::stdout(&out);
+    let preload = common::built_adapter("libiotsafe_preload.so", "preload");
+    assert_eq!(
+        line.trim(),
+        format!(
+            "{}|{}|opportunistic",
+            preload.display(),
+            common::example_openssl_conf().display()
+        )
+    );
+    let out = show(
+        &[("OPENSSL_CONF", "/etc/mine.cnf"), ("LD_PRELOAD", "libx.so")],
+        &[],
+    );
+    assert_eq!(
+        common::stdout(&out).trim(),
+        format!("{}:libx.so|/etc/mine.cnf|", preload.display()),
+        "the caller's OPENSSL_CONF is kept, its preloads follow the shim"
+    );
+
+    for (options, message) in [
+        (
+            vec!["--policy", "sometimes"],
+            "expected require or opportunistic",
+        ),
+        (vec!["--trust-anchor", "/nonexistent"], "no such file"),
+        (vec!["--timeout-ms", "0"], "expected 1 to 60000"),
+        (vec!["--frobnicate"], "unknown option --frobnicate"),
+        (vec!["no-such-program-here"], "command not found"),
+    ] {
+        let out = show(&[], &options);
+        assert!(!out.status.success(), "{options:?}");
+        assert!(
+            common::stderr(&out).contains(message),
+            "{options:?}: {}",
+            common::stderr(&out)
+        );
+    }
 }
