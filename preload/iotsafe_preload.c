@@ -27,6 +27,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -39,6 +40,7 @@
 #include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/store.h>
 #include <openssl/x509v3.h>
 
 #include "iotsafe_dane.h"
@@ -67,11 +69,15 @@ static int ssl_marker_index = -1;
 static int ctx_marker_index = -1;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 
+/* Whether the program made an SSL (every TLS connection through libssl starts with one). */
+static atomic_int program_made_ssl;
+
 /* The shim is working on this thread: calls it makes into libssl come back here. */
 static __thread int busy;
 
 /* Markers kept in ex_data: their addresses are the values. */
-static const char PREPARED = 'p', REFUSED = 'r', CHECKED = 'c', BROKER_CTX = 'b';
+static const char PREPARED = 'p', REFUSED = 'r', CHECKED = 'c', BROKER_CTX = 'b',
+		  DEVICE_CTX = 'd';
 
 static void say(const char *fmt, ...)
 {
@@ -269,13 +275,15 @@ static const char *server_name(SSL *ssl)
 
 /* No name or no port to look the server up by: under `require` that is a refusal; under
  * `opportunistic` the program's own checks decide, untouched. */
+static int present_device(SSL *ssl);
+
 static int without_dane(SSL *ssl, const char *why)
 {
 	if (settings.policy == IOTSAFE_DANE_REQUIRE)
 		return refuse(ssl, why);
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
 	say("%s: no DANE (opportunistic), the program's own checks apply", why);
-	return 1;
+	return present_device(ssl);
 }
 
 /* Once per client SSL, before its first handshake step: the TLSA records on OpenSSL's DANE, or
@@ -306,7 +314,7 @@ static int prepare_client(SSL *ssl)
 		return refuse(ssl, why);
 	}
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PREPARED);
-	return 1;
+	return present_device(ssl);
 }
 
 /* After a finished handshake on a prepared SSL: OpenSSL's verdict, whatever the program's
@@ -324,6 +332,75 @@ static int check_client(SSL *ssl)
 		return refuse(ssl, why);
 	}
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	return 1;
+}
+
+/* ---- device identity ------------------------------------------------------------------ */
+
+/* The card's certificate and key, loaded once through the provider's store (its settings:
+ * openssl.cnf section and IOTSAFE_* variables). */
+static X509 *device_cert;
+static EVP_PKEY *device_key;
+static char device_error[512];
+static pthread_once_t device_once = PTHREAD_ONCE_INIT;
+
+/* The first object of `type` the store at `uri` gives (an up-referenced copy), or NULL. */
+static void *load_from_card(const char *uri, int type)
+{
+	void *found = NULL;
+	OSSL_STORE_CTX *store = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
+	while (store && !found && !OSSL_STORE_eof(store)) {
+		OSSL_STORE_INFO *info = OSSL_STORE_load(store);
+		if (info && OSSL_STORE_INFO_get_type(info) == type)
+			found = type == OSSL_STORE_INFO_CERT ? (void *)OSSL_STORE_INFO_get1_CERT(info)
+							     : (void *)OSSL_STORE_INFO_get1_PKEY(info);
+		OSSL_STORE_INFO_free(info);
+		if (!info)
+			break;
+	}
+	OSSL_STORE_close(store);
+	return found;
+}
+
+static void load_device_identity(void)
+{
+	busy++;
+	device_cert = load_from_card("iotsafe:type=cert", OSSL_STORE_INFO_CERT);
+	device_key = load_from_card("iotsafe:type=private", OSSL_STORE_INFO_PKEY);
+	if (!device_cert || !device_key) {
+		unsigned long e = ERR_peek_last_error();
+		snprintf(device_error, sizeof device_error,
+			 "the card's %s could not be loaded (%s)", device_cert ? "key" : "certificate",
+			 e ? ERR_reason_error_string(e) : "no such object");
+	}
+	ERR_clear_error();
+	busy--;
+}
+
+/* A client context answers dane_clientid requests with the device's name: set up before its
+ * first SSL, which copies the context's extensions. */
+static void enable_device_ctx(SSL_CTX *ctx)
+{
+	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index))
+		return;
+	SSL_CTX_set_ex_data(ctx, ctx_marker_index, (void *)&DEVICE_CTX);
+	if (iotsafe_dane_ctx_enable_clientid_client(ctx, settings.device_identity, 0) != 1)
+		say("cannot name the device %s: %s", settings.device_identity,
+		    iotsafe_dane_last_error());
+}
+
+/* A client SSL the program gave no certificate presents the card's. 1, or -1 (refused). */
+static int present_device(SSL *ssl)
+{
+	if (!settings.device_identity || SSL_get_certificate(ssl))
+		return 1;
+	pthread_once(&device_once, load_device_identity);
+	if (!device_cert || !device_key)
+		return refuse(ssl, device_error);
+	if (SSL_use_certificate(ssl, device_cert) != 1 || SSL_use_PrivateKey(ssl, device_key) != 1) {
+		ERR_clear_error();
+		return refuse(ssl, "the card's certificate and key do not go together");
+	}
 	return 1;
 }
 
@@ -421,18 +498,153 @@ void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, SSL_verify_cb cb)
 	busy--;
 }
 
+/* A server handshake step (`rc` its result) on a broker context that failed: the client's
+ * refusal, as the core library explains it, goes to the log once (servers such as mosquitto log
+ * only OpenSSL's "certificate verify failed"). */
+static void report_client_refusal(SSL *ssl, int rc)
+{
+	if (rc > 0 || !settings.broker || !SSL_is_server(ssl) || SSL_is_init_finished(ssl) ||
+	    SSL_get_ex_data(ssl, ssl_marker_index) == &REFUSED ||
+	    SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_marker_index) != &BROKER_CTX ||
+	    SSL_get_error(ssl, rc) != SSL_ERROR_SSL)
+		return;
+	char name[256];
+	if (iotsafe_dane_peer_identity(ssl, name, sizeof name) == 1)
+		return;
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+	say("TLS client refused (%s): %s", iotsafe_dane_reason_name(iotsafe_dane_last_reason(ssl)),
+	    iotsafe_dane_last_error());
+}
+
+/* mosquitto calls SSL_accept once and finishes the handshake inside SSL_read. */
+int SSL_accept(SSL *ssl)
+{
+	REAL(SSL_accept);
+	int rc = real_SSL_accept(ssl);
+	if (!busy && ssl) {
+		busy++;
+		report_client_refusal(ssl, rc);
+		busy--;
+	}
+	return rc;
+}
+
+int SSL_read(SSL *ssl, void *buf, int num)
+{
+	REAL(SSL_read);
+	int rc = real_SSL_read(ssl, buf, num);
+	if (!busy && ssl && rc <= 0) {
+		busy++;
+		report_client_refusal(ssl, rc);
+		busy--;
+	}
+	return rc;
+}
+
 SSL *SSL_new(SSL_CTX *ctx)
 {
 	REAL(SSL_new);
 	if (busy || !ctx)
 		return real_SSL_new(ctx);
+	atomic_store(&program_made_ssl, 1);
 	busy++;
 	ensure_setup();
 	/* A server that never configured verification: its contexts are set up before their
 	 * first SSL copies the context's verify settings. */
 	if (settings.broker && is_server_ctx(ctx, 0))
 		enable_broker_ctx(ctx);
+	else if (settings.device_identity && SSL_CTX_get_ssl_method(ctx) == TLS_client_method())
+		enable_device_ctx(ctx);
 	SSL *ssl = real_SSL_new(ctx);
 	busy--;
 	return ssl;
+}
+
+/* ---- programs that never use libssl ----------------------------------------------------- */
+
+/* What the loaded objects say about TLS: whether one other than this shim and the core
+ * library (which load libssl whatever the program does) needs libssl, and another TLS library
+ * found, if any. */
+struct tls_use {
+	int needs_libssl;
+	const char *other_tls;
+};
+
+static const char *const OTHER_TLS[] = {"libgnutls", "libmbedtls", "libnss3", "libwolfssl"};
+static const char *const OURS[] = {"libiotsafe_preload.so", "libiotsafe_dane.so", "/iotsafe.so",
+				   "libssl.so", "libcrypto.so"};
+
+static int names_any(const char *name, const char *const *parts, size_t n)
+{
+	for (size_t i = 0; name && i < n; i++)
+		if (strstr(name, parts[i]))
+			return 1;
+	return 0;
+}
+
+/* Whether the object's dynamic section lists libssl.so.3 as needed. */
+static int object_needs_libssl(struct dl_phdr_info *info)
+{
+	const ElfW(Dyn) *dyn = NULL;
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+			dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+	if (!dyn)
+		return 0;
+	const char *strtab = NULL;
+	for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_STRTAB)
+			/* The dynamic linker relocated it in place, except where it could not. */
+			strtab = (const char *)(d->d_un.d_ptr >= info->dlpi_addr
+							? d->d_un.d_ptr
+							: info->dlpi_addr + d->d_un.d_ptr);
+	for (const ElfW(Dyn) *d = dyn; strtab && d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_NEEDED && !strcmp(strtab + d->d_un.d_val, "libssl.so.3"))
+			return 1;
+	return 0;
+}
+
+static int scan_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	struct tls_use *use = data;
+	const char *name = info->dlpi_name;
+	if (names_any(name, OTHER_TLS, sizeof OTHER_TLS / sizeof *OTHER_TLS))
+		use->other_tls = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+	if (!names_any(name, OURS, sizeof OURS / sizeof *OURS) && object_needs_libssl(info))
+		use->needs_libssl = 1;
+	return 0;
+}
+
+static struct tls_use tls_use_now(void)
+{
+	struct tls_use use = {0, NULL};
+	dl_iterate_phdr(scan_object, &use);
+	return use;
+}
+
+/* At start: a program built on another TLS library is told at once. */
+__attribute__((constructor)) static void at_start(void)
+{
+	struct tls_use use = tls_use_now();
+	if (use.other_tls && !use.needs_libssl && !is_true(getenv("IOTSAFE_DANE_QUIET")))
+		fprintf(stderr,
+			"iotsafe-run: %s uses %s, not OpenSSL 3's libssl: its TLS connections get "
+			"no DANE\n",
+			program_invocation_short_name, use.other_tls);
+}
+
+/* At exit: a program that never made an SSL and has nothing that needs libssl loaded (not
+ * even late, as Python loads its _ssl module) did any TLS it did without DANE. */
+__attribute__((destructor)) static void at_exit(void)
+{
+	if (atomic_load(&program_made_ssl))
+		return;
+	struct tls_use use = tls_use_now();
+	if (!use.needs_libssl && !is_true(getenv("IOTSAFE_DANE_QUIET")))
+		fprintf(stderr,
+			"iotsafe-run: %s (pid %d) never used OpenSSL 3's libssl%s%s: no connection "
+			"it made had DANE\n",
+			program_invocation_short_name, (int)getpid(),
+			use.other_tls ? "; it uses " : "", use.other_tls ? use.other_tls : "");
 }

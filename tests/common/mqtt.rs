@@ -23,6 +23,20 @@ impl Broker {
     /// Like [`Broker::start`]; with `client_ca`, clients must present a certificate issued by
     /// it (mutual TLS), and the certificate's CN becomes the client's user name.
     pub fn start_with(port: u16, cert: &Path, key: &Path, client_ca: Option<&Path>) -> Broker {
+        Broker::start_via(Command::new("mosquitto"), port, cert, key, client_ca, "")
+    }
+
+    /// Like [`Broker::start_with`], run as `launcher -c CONF` (`launcher` being `mosquitto`,
+    /// or a command that ends by running it, such as `iotsafe-run --broker mosquitto`), with
+    /// `extra` lines added to the listener's configuration.
+    pub fn start_via(
+        mut launcher: Command,
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        extra: &str,
+    ) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("mosquitto-")
             .tempdir()
@@ -44,8 +58,9 @@ impl Broker {
                 ca.display()
             );
         }
+        text += extra;
         fs::write(&conf, text).expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
+        let child = launcher
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::null())
