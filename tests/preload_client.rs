@@ -571,3 +571,142 @@ fn the_launcher_sets_the_preload_and_openssl_conf_and_checks_its_options() {
         );
     }
 }
+
+/// Python loads libssl only when a script imports `ssl` (its `_ssl` module, by dlopen): the
+/// shim reaches it there all the same, and says so when a program never used libssl at all.
+#[test]
+fn python_loads_libssl_late_and_is_reached_and_a_program_without_libssl_is_told() {
+    let rig = Rig::new();
+    let good = tls_server(&rig, &rig.good);
+    let script = format!(
+        "import socket, ssl\n\
+         s = socket.create_connection(('127.0.0.1', {}))\n\
+         t = ssl.create_default_context().wrap_socket(s, server_hostname='{HOST}')\n\
+         print('connected', t.version())\n",
+        good.port
+    );
+    let out = run(rig.through_launcher("python3", &["-c", &script]));
+    assert!(
+        out.status.success() && common::stdout(&out).contains("connected"),
+        "Python's ssl through the launcher: {out:?}"
+    );
+    assert!(!common::stderr(&out).contains("python3 (pid"), "{out:?}");
+    let mut plain = rig.plain(Path::new("python3"));
+    plain.args(["-c", &script]);
+    let out = run(plain);
+    assert!(
+        common::stderr(&out).contains("CERTIFICATE_VERIFY_FAILED"),
+        "PKIX alone refuses: {out:?}"
+    );
+
+    let out = run(rig.through_launcher("python3", &["-c", "print('no TLS')"]));
+    assert!(
+        common::stderr(&out).contains("iotsafe-run: python3 (pid")
+            && common::stderr(&out).contains("never used OpenSSL 3's libssl"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_program_on_another_tls_library_is_told_at_start() {
+    let rig = Rig::new();
+    // Debian's wget is built on GnuTLS.
+    let out = run(rig.through_launcher("wget", &["--version"]));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("iotsafe-run: wget uses libgnutls") && err.contains("get no DANE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_statically_linked_program_is_not_started_without_dane() {
+    let rig = Rig::new();
+    let source = rig.dir.path().join("static.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\nint main(void) { puts(\"ran\"); }\n",
+    )
+    .unwrap();
+    let exe = rig.dir.path().join("static_program");
+    let built = Command::new("gcc")
+        .args(["-static", "-o"])
+        .arg(&exe)
+        .arg(&source)
+        .output()
+        .expect("gcc");
+    assert!(built.status.success(), "{}", common::stderr(&built));
+
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.arg(&exe);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("is statically linked")
+            && !common::stdout(&out).contains("ran"),
+        "{out:?}"
+    );
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.arg("--allow-no-dane").arg(&exe);
+    let out = run(cmd);
+    assert!(common::stdout(&out).contains("ran"), "{out:?}");
+}
+
+/// c-examples/paho_pub.c (Paho C, no DANE code in it) through the launcher: its trust store
+/// holds a CA that did not issue the broker's certificate, so only the TLSA record vouches.
+#[test]
+fn the_paho_c_example_publishes_through_the_launcher_to_a_broker_vouched_for_by_tlsa() {
+    let rig = Rig::new();
+    let d = rig.dir.path();
+    let exe = d.join("paho_pub");
+    let built = Command::new("gcc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/paho_pub.c"))
+        .arg("-lpaho-mqtt3cs")
+        .output()
+        .expect("gcc");
+    assert!(built.status.success(), "{}", common::stderr(&built));
+    let unrelated_ca = pki::ca(d, "ca", "unrelated CA");
+    let client = pki::leaf(d, "client", "client", &[], None);
+    let keystore = d.join("client.keystore.pem");
+    let mut pem = std::fs::read(&client.cert_path).unwrap();
+    pem.extend(std::fs::read(&client.key_path).unwrap());
+    std::fs::write(&keystore, pem).unwrap();
+
+    let port = common::free_port();
+    rig.publish_record(port);
+    let uri = format!("ssl://{HOST}:{port}");
+    let args = [
+        uri.as_str(),
+        unrelated_ca.cert_path.to_str().unwrap(),
+        keystore.to_str().unwrap(),
+        "sensors/7",
+        "21.5",
+    ];
+    let publish = |launcher: bool| {
+        if launcher {
+            run(rig.through_launcher(exe.to_str().unwrap(), &args))
+        } else {
+            let mut cmd = rig.plain(&exe);
+            cmd.args(args);
+            run(cmd)
+        }
+    };
+
+    let broker = mqtt::Broker::start(port, &rig.good.cert_path, &rig.good.key_path);
+    let out = publish(true);
+    assert!(
+        out.status.success(),
+        "through the launcher: {out:?}\nbroker: {}",
+        broker.log()
+    );
+    assert!(broker.log().contains("'sensors/7'"), "{}", broker.log());
+    assert!(!publish(false).status.success(), "PKIX alone refuses");
+    drop(broker);
+
+    let _other = mqtt::Broker::start(port, &rig.other.cert_path, &rig.other.key_path);
+    let out = publish(true);
+    assert!(!out.status.success(), "another key: {out:?}");
+    assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
+}
