@@ -110,6 +110,7 @@ bench: build
 	@$(MAKE) --no-print-directory provider PROFILE=release
 	@$(MAKE) --no-print-directory preload PROFILE=release
 	$(CARGO) bench --bench provider
+	$(CARGO) bench --bench shim
 
 # Fuzzing (README "Fuzzing and leaks"; nightly toolchain, cargo-fuzz installed when missing):
 # every target for FUZZ_SECONDS each (default 30), or until FUZZ_RUNS executions each.

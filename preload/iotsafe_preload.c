@@ -529,16 +529,68 @@ int SSL_accept(SSL *ssl)
 	return rc;
 }
 
+/* SSL_read and SSL_write handshake by themselves when the program did not (a client after
+ * SSL_set_connect_state, as `openssl s_client` does; a server such as mosquitto after one
+ * SSL_accept). Before such a client handshake: prepared as by SSL_connect. 1 or -1. */
+static int before_io(SSL *ssl)
+{
+	if (busy || !ssl || SSL_is_server(ssl) || SSL_is_init_finished(ssl))
+		return 1;
+	busy++;
+	ensure_setup();
+	int rc = prepare_client(ssl);
+	busy--;
+	return rc;
+}
+
+/* After it: the checks of a finished client handshake, or why one failed. `rc` stays, unless
+ * the client's server is refused now (-1). */
+static int after_io(SSL *ssl, int rc)
+{
+	if (busy || !ssl)
+		return rc;
+	busy++;
+	if (SSL_is_server(ssl))
+		report_client_refusal(ssl, rc);
+	/* Finished, maybe inside a read that then found no application data yet (rc <= 0). */
+	else if (SSL_is_init_finished(ssl) && check_client(ssl) != 1)
+		rc = -1;
+	else if (rc <= 0 && SSL_get_error(ssl, rc) == SSL_ERROR_SSL)
+		report_failure(ssl);
+	busy--;
+	return rc;
+}
+
 int SSL_read(SSL *ssl, void *buf, int num)
 {
 	REAL(SSL_read);
-	int rc = real_SSL_read(ssl, buf, num);
-	if (!busy && ssl && rc <= 0) {
-		busy++;
-		report_client_refusal(ssl, rc);
-		busy--;
-	}
-	return rc;
+	if (before_io(ssl) != 1)
+		return -1;
+	return after_io(ssl, real_SSL_read(ssl, buf, num));
+}
+
+int SSL_write(SSL *ssl, const void *buf, int num)
+{
+	REAL(SSL_write);
+	if (before_io(ssl) != 1)
+		return -1;
+	return after_io(ssl, real_SSL_write(ssl, buf, num));
+}
+
+int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	REAL(SSL_read_ex);
+	if (before_io(ssl) != 1)
+		return 0;
+	return after_io(ssl, real_SSL_read_ex(ssl, buf, num, readbytes)) > 0;
+}
+
+int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
+{
+	REAL(SSL_write_ex);
+	if (before_io(ssl) != 1)
+		return 0;
+	return after_io(ssl, real_SSL_write_ex(ssl, buf, num, written)) > 0;
 }
 
 SSL *SSL_new(SSL_CTX *ctx)

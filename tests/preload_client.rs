@@ -710,3 +710,29 @@ fn the_paho_c_example_publishes_through_the_launcher_to_a_broker_vouched_for_by_
     assert!(!out.status.success(), "another key: {out:?}");
     assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
 }
+
+/// `openssl s_client` never calls SSL_connect: its handshake happens inside SSL_write/SSL_read
+/// (after SSL_set_connect_state), and its verify callback accepts every certificate. Reached
+/// there all the same.
+#[test]
+fn openssl_s_client_handshaking_inside_its_reads_and_writes_is_reached() {
+    let rig = Rig::new();
+    let s_client = |port: u16| {
+        let connect = format!("127.0.0.1:{port}");
+        let args = ["s_client", "-connect", &connect, "-servername", HOST];
+        run(rig.through_launcher("openssl", &args))
+    };
+    let good = tls_server(&rig, &rig.good);
+    let out = s_client(good.port);
+    assert!(
+        out.status.success() && common::stdout(&out).contains("Verification: OK"),
+        "{out:?}"
+    );
+    let other = tls_server(&rig, &rig.other);
+    let out = s_client(other.port);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("accepted by the program's verify callback"),
+        "{out:?}"
+    );
+}

@@ -2,7 +2,7 @@
  * A plain OpenSSL 3 TLS client with no DANE code, for the preload shim's rules (run through
  * `iotsafe-run` by tests/preload_client.rs). It connects to 127.0.0.1:PORT.
  *
- * Usage: shim_client HOST PORT VERIFY [nonblock]
+ * Usage: shim_client HOST PORT VERIFY [nonblock | repeat=N]
  *   HOST    the server name given to OpenSSL: "sni:NAME" (SSL_set_tlsext_host_name),
  *           "host:NAME" (SSL_set1_host only), or "-" (none)
  *   VERIFY  "accept-all": peer verification with a verify callback that accepts every
@@ -10,6 +10,8 @@
  *           "pkix": peer verification against the system's CAs, no callback
  *   nonblock  the handshake is driven by SSL_do_handshake retries on a non-blocking socket
  *           that is not the TCP connection (this program relays the bytes)
+ *   repeat=N  one handshake (which warms any cache), then N more on new connections, timed:
+ *           prints "handshakes/s: RATE" (benches/shim.rs)
  * Prints "handshake ok" (exit 0) or "handshake failed: ERRORS" (exit 1).
  */
 #include <arpa/inet.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -89,24 +92,10 @@ static int handshake_nonblocking(SSL *ssl, int tcp)
 	}
 }
 
-int main(int argc, char **argv)
+/* One blocking handshake on a new connection from `ctx`; 1 when it succeeded. */
+static int handshake(SSL_CTX *ctx, const char *host, unsigned short port, int nonblock)
 {
-	if (argc < 4) {
-		fprintf(stderr, "usage: shim_client HOST PORT VERIFY [nonblock]\n");
-		return 2;
-	}
-	const char *host = argv[1], *verify = argv[3];
-	int nonblock = argc > 4 && !strcmp(argv[4], "nonblock");
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (!strcmp(verify, "accept-all"))
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_all);
-	else if (!strcmp(verify, "pkix"))
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	else
-		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	SSL_CTX_set_default_verify_paths(ctx);
-
-	int fd = tcp_connect((unsigned short)atoi(argv[2]));
+	int fd = tcp_connect(port);
 	SSL *ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, fd);
 	if (!strncmp(host, "sni:", 4)) {
@@ -116,16 +105,57 @@ int main(int argc, char **argv)
 		SSL_set1_host(ssl, host + 5);
 	}
 	int rc = nonblock ? handshake_nonblocking(ssl, fd) : SSL_connect(ssl);
-	if (rc != 1) {
+	if (rc == 1)
+		SSL_shutdown(ssl);
+	SSL_free(ssl);
+	close(fd);
+	return rc == 1;
+}
+
+/* `n` handshakes after a first one, timed. */
+static int repeat(SSL_CTX *ctx, const char *host, unsigned short port, long n)
+{
+	if (!handshake(ctx, host, port, 0))
+		return 0;
+	struct timespec start, end;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (long i = 0; i < n; i++)
+		if (!handshake(ctx, host, port, 0))
+			return 0;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	double seconds = (double)(end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9;
+	printf("handshakes/s: %.1f\n", (double)n / seconds);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4) {
+		fprintf(stderr, "usage: shim_client HOST PORT VERIFY [nonblock | repeat=N]\n");
+		return 2;
+	}
+	const char *host = argv[1], *verify = argv[3];
+	unsigned short port = (unsigned short)atoi(argv[2]);
+	int nonblock = argc > 4 && !strcmp(argv[4], "nonblock");
+	long count = argc > 4 && !strncmp(argv[4], "repeat=", 7) ? atol(argv[4] + 7) : 0;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!strcmp(verify, "accept-all"))
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_all);
+	else if (!strcmp(verify, "pkix"))
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_default_verify_paths(ctx);
+
+	int ok = count ? repeat(ctx, host, port, count) : handshake(ctx, host, port, nonblock);
+	if (!ok) {
 		printf("handshake failed: ");
 		ERR_print_errors_fp(stdout);
 		printf("\n");
 		return 1;
 	}
-	printf("handshake ok\n");
-	SSL_shutdown(ssl);
-	SSL_free(ssl);
+	if (!count)
+		printf("handshake ok\n");
 	SSL_CTX_free(ctx);
-	close(fd);
 	return 0;
 }
