@@ -2,25 +2,32 @@
  * libiotsafe_preload.so: DANE for unmodified OpenSSL 3 programs, loaded by `iotsafe-run`
  * through LD_PRELOAD. A thin adapter over the core library's C API (iotsafe_dane.h): every
  * DNS look-up, DNSSEC proof and TLSA match is done there, with the process-wide resolver of
- * iotsafe_dane_shared, so a broker with the mosquitto plugin, this shim and the application
- * share one cache.
+ * iotsafe_dane_shared_ex, so a broker with the mosquitto plugin, this shim and the application
+ * share one cache (and, through the provider, one card connection).
  *
- * Client side: the handshake entry points SSL_connect and SSL_do_handshake. Before the first
+ * Client side: the handshake entry points SSL_connect and SSL_do_handshake, and SSL_read /
+ * SSL_write (and their _ex forms) for handshakes that begin inside them. Before the first
  * handshake step of a client SSL, the server's TLSA records at _<port>._tcp.<host> (host from
- * SNI or SSL_set1_host, port from the connected socket) are handed to OpenSSL's DANE
- * (iotsafe_dane_ssl_enable). After the handshake, a verification failure that the program's own
- * verify callback overrode still refuses the connection.
+ * SNI or SSL_set1_host, port from the connected socket, else from the TCP connection the thread
+ * last made: `connect` is watched for that) are handed to OpenSSL's DANE
+ * (iotsafe_dane_ssl_enable). After the handshake, a verification failure that the program's
+ * own verify callback overrode still refuses the connection. With a device identity, a client
+ * SSL the program gave no certificate presents the card's, and its context answers
+ * dane_clientid.
  *
  * Broker side (IOTSAFE_DANE_BROKER): server contexts request dane_clientid and verify client
  * certificates by the TLSA records of the client's name (iotsafe_dane_ctx_enable_clientid_server),
  * configured where servers configure verification (SSL_CTX_set_verify) and, for servers that
- * never do, when their first SSL is made (SSL_new).
+ * never do, when their first SSL is made (SSL_new). A refused client is logged from SSL_accept /
+ * SSL_read, where such servers see their handshakes fail.
  *
  * Traps: libssl calls SSL_do_handshake (and the core library calls libssl) through the PLT,
  * so this code sees its own callees: a thread-local guard lets every call made while the shim
  * is working go straight to libssl, and each SSL is prepared once (ex_data marker), also over
  * non-blocking retries. The real functions are found by dlvsym(RTLD_NEXT, name,
- * "OPENSSL_3.0.0"), the version this shim's own definitions carry (iotsafe_preload.map).
+ * "OPENSSL_3.0.0"), the version this shim's own definitions carry (iotsafe_preload.map.in).
+ * A program that never uses libssl is told so (at start when it is built on another TLS
+ * library, at exit otherwise, since interpreters load libssl late).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -228,12 +235,14 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (!real_connect)
 		real_connect = (__typeof__(&connect))dlsym(RTLD_NEXT, "connect");
 	int rc = real_connect(fd, addr, len);
+	int saved_errno = errno; /* the program reads it (EINPROGRESS) */
 	int type = 0;
 	socklen_t type_len = sizeof type;
-	if (!busy && (rc == 0 || errno == EINPROGRESS) && addr &&
+	if (!busy && (rc == 0 || saved_errno == EINPROGRESS) && addr &&
 	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
 	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_STREAM)
 		last_tcp_fd = fd;
+	errno = saved_errno;
 	return rc;
 }
 
@@ -273,10 +282,10 @@ static const char *server_name(SSL *ssl)
 	return host;
 }
 
-/* No name or no port to look the server up by: under `require` that is a refusal; under
- * `opportunistic` the program's own checks decide, untouched. */
 static int present_device(SSL *ssl);
 
+/* No name or no port to look the server up by: under `require` that is a refusal; under
+ * `opportunistic` the program's own checks decide, untouched. */
 static int without_dane(SSL *ssl, const char *why)
 {
 	if (settings.policy == IOTSAFE_DANE_REQUIRE)
@@ -307,6 +316,7 @@ static int prepare_client(SSL *ssl)
 			 host);
 		return without_dane(ssl, why);
 	}
+	/* A copy: enabling DANE may set the SNI name, which `host` may point into. */
 	char owner[300];
 	snprintf(owner, sizeof owner, "%s", host);
 	if (iotsafe_dane_ssl_enable(dane, ssl, owner, (uint16_t)port, settings.policy) != 1) {
