@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{dns, mqtt, pki, tls};
+use common::{dns, mqtt, pki, tls, unbound};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -735,4 +735,36 @@ fn openssl_s_client_handshaking_inside_its_reads_and_writes_is_reached() {
         common::stderr(&out).contains("accepted by the program's verify callback"),
         "{out:?}"
     );
+}
+
+/// `--trust-ad`: the AD bit of a validating resolver on loopback (a real unbound validating the
+/// test hierarchy) decides instead of in-process validation; `--timeout-ms` is passed along.
+#[test]
+fn trust_ad_takes_a_validating_resolvers_verdict() {
+    let rig = Rig::new();
+    let unbound = unbound::Unbound::start(&rig.dns);
+    let sni = format!("sni:{HOST}");
+    let client = |server: &tls::TlsServer| {
+        let port = server.port.to_string();
+        let resolver = unbound.addr().to_string();
+        launcher_with(
+            &rig,
+            &[
+                "--trust-ad",
+                "--timeout-ms",
+                "4000",
+                "--resolver",
+                &resolver,
+            ],
+            &[],
+            &[&sni, &port, "pkix"],
+        )
+    };
+    let good = tls_server(&rig, &rig.good);
+    let out = client(&good);
+    assert!(handshake_ok(&out), "{out:?}\n{}", unbound.log());
+    let other = tls_server(&rig, &rig.other);
+    let out = client(&other);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
 }
