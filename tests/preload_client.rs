@@ -768,3 +768,47 @@ fn trust_ad_takes_a_validating_resolvers_verdict() {
     assert!(!out.status.success(), "{out:?}");
     assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
 }
+
+/// A program linked against another OpenSSL asks for `SSL_connect@OPENSSL_1_1_0`: the shim's
+/// `SSL_connect@OPENSSL_3.0.0` is not that symbol, so the program's own library gets the call.
+#[test]
+fn a_program_linked_against_another_openssl_is_left_alone() {
+    let rig = Rig::new();
+    let d = rig.dir.path();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/other_openssl.c");
+    let map = d.join("other.map");
+    std::fs::write(&map, "OPENSSL_1_1_0 { global: SSL_connect; local: *; };\n").unwrap();
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc").args(args).output().expect("gcc");
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    };
+    let lib = d.join("libotherssl.so");
+    let map_arg = format!("-Wl,--version-script={}", map.display());
+    gcc(&[
+        "-DOTHER_LIBRARY",
+        "-fPIC",
+        "-shared",
+        &map_arg,
+        "-o",
+        lib.to_str().unwrap(),
+        source.to_str().unwrap(),
+    ]);
+    let exe = d.join("other_openssl");
+    let rpath = format!("-Wl,-rpath,{}", d.display());
+    let libdir = format!("-L{}", d.display());
+    gcc(&[
+        "-o",
+        exe.to_str().unwrap(),
+        source.to_str().unwrap(),
+        &libdir,
+        &rpath,
+        "-lotherssl",
+    ]);
+
+    let out = run(rig.through_launcher(exe.to_str().unwrap(), &[]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        common::stdout(&out).contains("the other OpenSSL's SSL_connect(its own SSL)"),
+        "{out:?}"
+    );
+}
