@@ -36,8 +36,9 @@ provider:
 
 # The preload shim and the `iotsafe-run` launcher (preload/): thin C adapters over the core
 # library's C API, beside it in target/<profile>. The shim finds libiotsafe_dane.so.0 beside
-# itself ($$ORIGIN), in the build directory as where `make install` puts both. The launcher's
-# default openssl.cnf is the installed one, else this tree's c-examples/openssl.cnf.
+# itself ($$ORIGIN), in the build directory as where `make install` puts both. The launcher
+# finds the shim beside itself, in ../lib or in LIBDIR; its default openssl.cnf is the
+# installed one, else this tree's c-examples/openssl.cnf.
 PRELOAD_CFLAGS = -O2 -g -std=gnu11 -Wall -Wextra -Werror -Iinclude
 # The version the C library gives `connect` (GLIBC_2.2.5 on x86-64), which the shim's must carry.
 LIBC_CONNECT_VERSION = $(shell objdump -T $$(gcc -print-file-name=libc.so.6) | \
@@ -49,7 +50,7 @@ preload:
 	    preload/iotsafe_preload.c -Wl,--version-script=target/$(PROFILE)/iotsafe_preload.map \
 	    -Ltarget/$(PROFILE) -liotsafe_dane -lssl -lcrypto -ldl -lpthread -Wl,-rpath,'$$ORIGIN'
 	gcc $(PRELOAD_CFLAGS) -o target/$(PROFILE)/iotsafe-run preload/iotsafe_run.c \
-	    -DIOTSAFE_OPENSSL_CNF='"$(CURDIR)/c-examples/openssl.cnf"'
+	    -DIOTSAFE_OPENSSL_CNF='"$(CURDIR)/c-examples/openssl.cnf"' -DIOTSAFE_LIBDIR='"$(LIBDIR)"'
 
 # Where OpenSSL looks for provider modules (`openssl version -m`).
 MODULESDIR ?= $(shell openssl version -m | sed -n 's/^MODULESDIR: "\(.*\)"/\1/p')

@@ -288,7 +288,7 @@ const char *iotsafe_dane_reason_name(int reason);
 //
 // # Safety
 // `cert` a live `X509`; `buf` valid for `len` bytes.
-int iotsafe_dane_certificate_identity(const X509 *cert, char *buf, size_t len);
+int iotsafe_dane_handshake_identity(const X509 *cert, char *buf, size_t len);
 
 #ifdef __cplusplus
 } // extern "C"

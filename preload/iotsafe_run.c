@@ -17,6 +17,10 @@
 
 #include "iotsafe_dane.h"
 
+#ifndef IOTSAFE_LIBDIR
+#define IOTSAFE_LIBDIR "/usr/local/lib"
+#endif
+
 #ifndef IOTSAFE_OPENSSL_CNF
 #define IOTSAFE_OPENSSL_CNF "/usr/local/share/iotsafe-dane/openssl.cnf"
 #endif
@@ -77,7 +81,8 @@ static int exists(const char *path)
 	return stat(path, &st) == 0;
 }
 
-/* The shim: beside the launcher (the build directory) or in ../lib (an installation). */
+/* The shim: beside the launcher (the build directory), in ../lib (an installation), or in the
+ * library directory the build was made for (an installation with another LIBDIR). */
 static void find_shim(const char *dir, char *path, size_t len)
 {
 	snprintf(path, len, "%s/%s", dir, PRELOAD_NAME);
@@ -86,7 +91,11 @@ static void find_shim(const char *dir, char *path, size_t len)
 	snprintf(path, len, "%s/../lib/%s", dir, PRELOAD_NAME);
 	if (exists(path))
 		return;
-	die(127, "%s is neither beside the launcher nor in ../lib", PRELOAD_NAME);
+	snprintf(path, len, "%s/%s", IOTSAFE_LIBDIR, PRELOAD_NAME);
+	if (exists(path))
+		return;
+	die(127, "%s is neither beside the launcher, nor in ../lib, nor in " IOTSAFE_LIBDIR,
+	    PRELOAD_NAME);
 }
 
 /* `program` as execvp would find it (NULL when not found). */

@@ -2,7 +2,7 @@
 //! whose certificate no CA issued (self-issued with the key on the simulated card, by
 //! `openssl req -x509`) because the `3 1 1` TLSA record at the device's name matches it, and
 //! refuses the device once that record is removed. The name reaches a plugin in the same
-//! process (tests/c/identity_plugin.c) through `iotsafe_dane_certificate_identity` on the
+//! process (tests/c/identity_plugin.c) through `iotsafe_dane_handshake_identity` on the
 //! certificate mosquitto hands it.
 
 mod common;

@@ -912,7 +912,7 @@ pub extern "C" fn iotsafe_dane_reason_name(reason: c_int) -> *const c_char {
 /// # Safety
 /// `cert` a live `X509`; `buf` valid for `len` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn iotsafe_dane_certificate_identity(
+pub unsafe extern "C" fn iotsafe_dane_handshake_identity(
     cert: *const openssl_sys::X509,
     buf: *mut c_char,
     len: usize,
@@ -923,7 +923,7 @@ pub unsafe extern "C" fn iotsafe_dane_certificate_identity(
         }
         // SAFETY: a live X509, not NULL (checked above); only read.
         let cert = unsafe { X509Ref::from_ptr(cert as *mut _) };
-        let Some(name) = clientid_ext::certificate_identity(cert) else {
+        let Some(name) = clientid_ext::handshake_identity(cert) else {
             return refuse(
                 "no handshake authenticated this certificate".into(),
                 &Refusal::NoIdentity,

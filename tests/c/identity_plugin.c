@@ -1,7 +1,7 @@
 /*
  * A minimal mosquitto 2.0 plugin that reads the client's DANE identity the way the broker
  * plugin does: from the certificate object mosquitto_client_certificate returns, by
- * iotsafe_dane_certificate_identity (the channel from the handshake's verification, done by
+ * iotsafe_dane_handshake_identity (the channel from the handshake's verification, done by
  * the preload shim in `iotsafe-run --broker`, to code that never sees the SSL). A client with
  * an identity gets it as user name and is admitted; one without is refused. Used by
  * tests/preload_broker.rs.
@@ -24,7 +24,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_basic_auth *auth = event_data;
 	X509 *cert = mosquitto_client_certificate(auth->client);
 	char name[256];
-	int rc = cert ? iotsafe_dane_certificate_identity(cert, name, sizeof name) : 0;
+	int rc = cert ? iotsafe_dane_handshake_identity(cert, name, sizeof name) : 0;
 	X509_free(cert);
 	if (rc != 1) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, "identity plugin: no DANE identity (%s)",

@@ -170,7 +170,7 @@ pub fn peer_outcome(ssl: &SslRef) -> Result<&ClientVerification, Refusal> {
 /// The identity a handshake of this process authenticated with `cert` as the client's
 /// certificate (the object `SSL_get1_peer_certificate` returns, e.g. through a broker's plugin
 /// API), recorded when that handshake finished; `None` for any other certificate.
-pub fn certificate_identity(cert: &X509Ref) -> Option<String> {
+pub fn handshake_identity(cert: &X509Ref) -> Option<String> {
     ossl::certificate_name(cert)
 }
 
@@ -378,7 +378,7 @@ impl ossl::HandshakeHooks for ClientIdServer {
     /// for a session without an identity, stays).
     ///
     /// An authenticated identity is also recorded on the client's certificate object, for code
-    /// that gets the certificate but not the `SSL` ([`certificate_identity`]).
+    /// that gets the certificate but not the `SSL` ([`handshake_identity`]).
     fn done(&self, ssl: &mut SslRef) {
         let rechecked = peer_identity(ssl).is_some_and(ClientVerification::authenticated);
         if ssl.session_reused() && !rechecked && ssl.verify_result() == X509VerifyResult::OK {
