@@ -51,9 +51,9 @@ static const char usage[] =
 	"Each option has a variable (IOTSAFE_DANE_POLICY, _RESOLVER, _TRUST_ANCHOR, _TRUST_AD=1,\n"
 	"_TIMEOUT_MS, _DEVICE_IDENTITY, _BROKER=1, _QUIET=1) and a key in the provider's\n"
 	"openssl.cnf section (dane-policy, dane-resolver, dane-trust-anchor, dane-trust-ad,\n"
-	"dane-timeout-ms, dane-device-identity, dane-broker);\n"
-	"an option overrides the variable, the variable the file. OPENSSL_CONF, when unset, is\n"
-	"set to the installed openssl.cnf that loads the iotsafe provider.\n";
+	"dane-timeout-ms, dane-device-identity, dane-broker); an option overrides the\n"
+	"variable, the variable the file. OPENSSL_CONF, when unset, is set to the installed\n"
+	"openssl.cnf that loads the iotsafe provider.\n";
 
 static void die(int code, const char *fmt, const char *arg)
 {
