@@ -270,3 +270,25 @@ fn a_device_started_with_device_identity_presents_the_card_and_names_itself() {
     let out = publish(&[]);
     assert!(!out.status.success(), "{}", broker.log());
 }
+
+#[test]
+fn mosquitto_through_the_launcher_refuses_a_device_whose_record_names_another_key() {
+    let rig = Rig::new();
+    let stranger = pki::leaf(rig.card.dir.path(), "stranger", "stranger", &[DEVICE], None);
+    let record = format!(
+        "sensor7._device 300 IN TLSA {}",
+        pki::dane_ee_record(&stranger.cert)
+    );
+    let dns = dns::TestDns::start(&[("iotregistry.test.", record.as_str())]);
+    let port = common::free_port();
+    let broker = rig.broker(&dns, port);
+    let out = rig.publish(port);
+    assert!(!out.status.success(), "{}", broker.log());
+    let log = broker.log();
+    assert!(
+        log.contains(&format!(
+            "iotsafe-run: TLS client refused (NO_MATCH): device identity {DEVICE}"
+        )) && !log.contains("identity plugin"),
+        "{log}"
+    );
+}
