@@ -11,7 +11,7 @@ APT_PACKAGES = pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools \
                mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libpaho-mqtt-dev \
                libssl-dev openssl pkg-config gcc make cbindgen
 
-.PHONY: mosquitto-plugin all deps build demo test lint unit bench clean provider install fuzz fuzz-long leaks
+.PHONY: mosquitto-plugin preload all deps build demo test lint unit bench clean provider install fuzz fuzz-long leaks
 
 all: build
 
@@ -22,6 +22,7 @@ build: deps
 	$(CARGO) build --workspace --all-targets
 	@$(MAKE) --no-print-directory provider PROFILE=debug
 	@$(MAKE) --no-print-directory mosquitto-plugin PROFILE=debug
+	@$(MAKE) --no-print-directory preload PROFILE=debug
 
 # The provider under the name openssl.cnf uses (`iotsafe`): iotsafe.so beside the library,
 # so that OPENSSL_MODULES=target/<profile> finds it.
@@ -42,6 +43,24 @@ mosquitto-plugin: target/$(PROFILE)/iotsafe_mosquitto.so
 target/$(PROFILE)/iotsafe_mosquitto.so: $(PLUGIN_SRC) include/iotsafe_dane.h target/$(PROFILE)/libiotsafe_dane.so
 	gcc -std=c11 -Wall -Wextra -Werror -O2 -g -fPIC -shared -Iinclude -o $@ $(PLUGIN_SRC) \
 	    -Ltarget/$(PROFILE) -liotsafe_dane -lssl -lcrypto -lpthread
+
+# The preload shim and the `iotsafe-run` launcher (preload/): thin C adapters over the core
+# library's C API, beside it in target/<profile>. The shim finds libiotsafe_dane.so.0 beside
+# itself ($$ORIGIN), in the build directory as where `make install` puts both. The launcher
+# finds the shim beside itself, in ../lib or in LIBDIR; its default openssl.cnf is the
+# installed one, else this tree's c-examples/openssl.cnf.
+PRELOAD_CFLAGS = -O2 -g -std=gnu11 -Wall -Wextra -Werror -Iinclude
+# The version the C library gives `connect` (GLIBC_2.2.5 on x86-64), which the shim's must carry.
+LIBC_CONNECT_VERSION = $(shell objdump -T $$(gcc -print-file-name=libc.so.6) | \
+    sed -n 's/.*[[:space:]]\(GLIBC_[0-9.]*\)[[:space:]]*connect$$/\1/p' | head -1)
+preload:
+	sed 's/@LIBC_CONNECT_VERSION@/$(LIBC_CONNECT_VERSION)/' preload/iotsafe_preload.map.in \
+	    > target/$(PROFILE)/iotsafe_preload.map
+	gcc $(PRELOAD_CFLAGS) -fPIC -shared -o target/$(PROFILE)/libiotsafe_preload.so \
+	    preload/iotsafe_preload.c -Wl,--version-script=target/$(PROFILE)/iotsafe_preload.map \
+	    -Ltarget/$(PROFILE) -liotsafe_dane -lssl -lcrypto -ldl -lpthread -Wl,-rpath,'$$ORIGIN'
+	gcc $(PRELOAD_CFLAGS) -o target/$(PROFILE)/iotsafe-run preload/iotsafe_run.c \
+	    -DIOTSAFE_OPENSSL_CNF='"$(CURDIR)/c-examples/openssl.cnf"' -DIOTSAFE_LIBDIR='"$(LIBDIR)"'
 
 # Where OpenSSL looks for provider modules (`openssl version -m`).
 MODULESDIR ?= $(shell openssl version -m | sed -n 's/^MODULESDIR: "\(.*\)"/\1/p')
@@ -65,6 +84,9 @@ install: deps
 	ln -sfr $(DESTDIR)$(LIBDIR)/libiotsafe_dane.so.$(SOMAJOR) $(DESTDIR)$(MODULESDIR)/iotsafe.so
 	install -D -m 0755 target/$(INSTALL_PROFILE)/iotsafe $(DESTDIR)$(PREFIX)/bin/iotsafe
 	install -D -m 0755 target/$(INSTALL_PROFILE)/iotsafe-sim $(DESTDIR)$(PREFIX)/bin/iotsafe-sim
+	$(if $(filter release,$(INSTALL_PROFILE)),@$(MAKE) --no-print-directory preload PROFILE=release)
+	install -D -m 0755 target/$(INSTALL_PROFILE)/libiotsafe_preload.so $(DESTDIR)$(LIBDIR)/libiotsafe_preload.so
+	install -D -m 0755 target/$(INSTALL_PROFILE)/iotsafe-run $(DESTDIR)$(PREFIX)/bin/iotsafe-run
 	for h in include/*.h; do [ -f "$$h" ] && install -D -m 0644 "$$h" $(DESTDIR)$(INCLUDEDIR)/$$(basename "$$h"); done; true
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig
 	sed -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@PREFIX@|$(PREFIX)|' \
@@ -100,8 +122,10 @@ bench: build
 	$(CARGO) build --release --workspace
 	@$(MAKE) --no-print-directory provider PROFILE=release
 	@$(MAKE) --no-print-directory mosquitto-plugin PROFILE=release
+	@$(MAKE) --no-print-directory preload PROFILE=release
 	$(CARGO) bench --bench provider
 	$(CARGO) bench --bench broker
+	$(CARGO) bench --bench shim
 
 # Fuzzing (README "Fuzzing and leaks"; nightly toolchain, cargo-fuzz installed when missing):
 # every target for FUZZ_SECONDS each (default 30), or until FUZZ_RUNS executions each.

@@ -324,6 +324,20 @@ iotsafe_dane_reason iotsafe_dane_last_reason(const SSL *ssl);
 // static string.
 const char *iotsafe_dane_reason_name(int reason);
 
+// The DANE identity a handshake in this process authenticated with `cert` as the client's
+// certificate, on a server context configured by [`iotsafe_dane_ctx_enable_clientid_server`]
+// (by the application, or by the preload shim's broker mode): for code that is given the
+// client's certificate but not its `SSL`, such as a mosquitto plugin with the object
+// `mosquitto_client_certificate` returns (`SSL_get1_peer_certificate`). Copies the name
+// (NUL-terminated) into `buf` and returns 1; 0 when no handshake authenticated this
+// certificate object (another copy of the same certificate has no name), -1 when `buf` is too
+// small. The name is what the DNS said at that handshake: revalidate it by
+// [`iotsafe_dane_verify_client`] for as long as the connection lasts.
+//
+// # Safety
+// `cert` a live `X509`; `buf` valid for `len` bytes.
+int iotsafe_dane_handshake_identity(const X509 *cert, char *buf, size_t len);
+
 #ifdef __cplusplus
 } // extern "C"
 #endif // __cplusplus

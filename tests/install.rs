@@ -46,9 +46,12 @@ fn make_install_places_provider_tools_header_and_pkg_config_file() {
         format!("{destdir}/usr/local/include/iotsafe_dane.h"),
         format!("{destdir}/usr/local/share/iotsafe-dane/openssl.cnf"),
         format!("{destdir}/usr/local/lib/mosquitto/iotsafe_mosquitto.so"),
+        format!("{destdir}/usr/local/bin/iotsafe-run"),
+        format!("{destdir}/usr/local/lib/libiotsafe_preload.so"),
     ] {
         assert!(Path::new(&file).exists(), "{file} is not installed");
     }
+    installed_launcher_finds_its_shim_and_configuration(destdir);
 
     // The installed openssl.cnf activates the installed module by its name alone.
     let providers = ok(Command::new("openssl")
@@ -180,3 +183,24 @@ int main(void) {
     return 0;
 }
 "#;
+
+/// The installed `iotsafe-run` preloads the installed shim (which finds the installed library
+/// beside it) and names the installed openssl.cnf, wherever the tree was installed.
+fn installed_launcher_finds_its_shim_and_configuration(destdir: &str) {
+    let out = Command::new(format!("{destdir}/usr/local/bin/iotsafe-run"))
+        .args(["--quiet", "sh", "-c", "echo \"$LD_PRELOAD|$OPENSSL_CONF\""])
+        .env_remove("OPENSSL_CONF")
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap();
+    let bin = format!("{destdir}/usr/local/bin");
+    assert_eq!(
+        common::stdout(&out).trim(),
+        format!("{bin}/../lib/libiotsafe_preload.so|{bin}/../share/iotsafe-dane/openssl.cnf")
+    );
+    assert!(
+        !common::stderr(&out).contains("cannot be preloaded"),
+        "{}",
+        common::stderr(&out)
+    );
+}

@@ -1044,6 +1044,42 @@ pub extern "C" fn iotsafe_dane_reason_name(reason: c_int) -> *const c_char {
     name.as_ptr() as *const c_char
 }
 
+/// The DANE identity a handshake in this process authenticated with `cert` as the client's
+/// certificate, on a server context configured by [`iotsafe_dane_ctx_enable_clientid_server`]
+/// (by the application, or by the preload shim's broker mode): for code that is given the
+/// client's certificate but not its `SSL`, such as a mosquitto plugin with the object
+/// `mosquitto_client_certificate` returns (`SSL_get1_peer_certificate`). Copies the name
+/// (NUL-terminated) into `buf` and returns 1; 0 when no handshake authenticated this
+/// certificate object (another copy of the same certificate has no name), -1 when `buf` is too
+/// small. The name is what the DNS said at that handshake: revalidate it by
+/// [`iotsafe_dane_verify_client`] for as long as the connection lasts.
+///
+/// # Safety
+/// `cert` a live `X509`; `buf` valid for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_handshake_identity(
+    cert: *const openssl_sys::X509,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        if cert.is_null() || buf.is_null() {
+            return Err("cert or buf is NULL".into());
+        }
+        // SAFETY: a live X509, not NULL (checked above); only read.
+        let cert = unsafe { X509Ref::from_ptr(cert as *mut _) };
+        let Some(name) = clientid_ext::handshake_identity(cert) else {
+            return refuse(
+                "no handshake authenticated this certificate".into(),
+                &Refusal::NoIdentity,
+            );
+        };
+        // SAFETY: `buf` valid for `len` bytes (the function's contract).
+        unsafe { copy_name(&name, buf, len) }?;
+        accept()
+    })
+}
+
 fn code_point_or_default(code_point: u16) -> u16 {
     if code_point == 0 {
         clientid_ext::DEFAULT_CODE_POINT

@@ -48,25 +48,38 @@ pub fn built_library_dir() -> PathBuf {
     dir
 }
 
-/// The built broker plugin, `target/<profile>/iotsafe_mosquitto.so` (`make build` makes it);
-/// missing or older than its source, the header or the library, it fails the test.
+/// The built broker plugin, `target/<profile>/iotsafe_mosquitto.so` (`make build` makes it).
 pub fn built_mosquitto_plugin() -> PathBuf {
-    let library = built_library_dir().join("libiotsafe_dane.so");
-    let plugin = target_dir().join("iotsafe_mosquitto.so");
+    built_adapter("iotsafe_mosquitto.so", "plugins/mosquitto")
+}
+
+/// A C adapter `make build` put beside the library (`iotsafe-run`, `libiotsafe_preload.so`):
+/// the test fails when it is missing or older than its sources in `sources` (or than the
+/// library), never runs an old one.
+pub fn built_adapter(name: &str, sources: &str) -> PathBuf {
+    let dir = built_library_dir();
+    let built = dir.join(name);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let built = modified(&plugin);
-    let sources = [
-        root.join("plugins/mosquitto/iotsafe_mosquitto.c"),
+    let built_at = modified(&built);
+    let mut inputs = vec![
+        dir.join("libiotsafe_dane.so"),
         root.join("include/iotsafe_dane.h"),
-        library,
     ];
-    assert!(
-        built.is_some() && sources.iter().all(|s| modified(s) <= built),
-        "{} is missing or older than its sources: run `make build` first",
-        plugin.display()
+    inputs.extend(
+        std::fs::read_dir(root.join(sources))
+            .expect("adapter sources")
+            .flatten()
+            .map(|e| e.path()),
     );
-    plugin
+    let stale = inputs.iter().find(|p| modified(p) > built_at);
+    assert!(
+        built_at.is_some() && stale.is_none(),
+        "{} is missing or older than {}: run `make build` first",
+        built.display(),
+        stale.map_or(String::new(), |p| p.display().to_string())
+    );
+    built
 }
 
 /// The example configuration that loads the provider (c-examples/openssl.cnf).

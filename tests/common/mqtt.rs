@@ -30,7 +30,45 @@ impl Broker {
                 ca.display()
             );
         }
-        Broker::launch(port, cert, key, "", &listener, "allow_anonymous true\n")
+        Broker::launch(
+            Command::new("mosquitto"),
+            port,
+            cert,
+            key,
+            "",
+            &listener,
+            "allow_anonymous true\n",
+        )
+    }
+
+    /// Like [`Broker::start_with`], run as `launcher -c CONF` (`launcher` being `mosquitto`,
+    /// or a command that ends by running it, such as `iotsafe-run --broker mosquitto`), with
+    /// `extra` lines added to the listener's configuration.
+    pub fn start_via(
+        launcher: Command,
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+        extra: &str,
+    ) -> Broker {
+        let mut listener = String::new();
+        if let Some(ca) = client_ca {
+            listener = format!(
+                "require_certificate true\ncafile {}\nuse_identity_as_username true\n",
+                ca.display()
+            );
+        }
+        listener += extra;
+        Broker::launch(
+            launcher,
+            port,
+            cert,
+            key,
+            "",
+            &listener,
+            "allow_anonymous true\n",
+        )
     }
 
     /// Mutual TLS with client certificates issued by `registry_ca`, and the broker plugin
@@ -55,6 +93,7 @@ impl Broker {
             registry_ca.display()
         );
         Broker::launch(
+            Command::new("mosquitto"),
             port,
             cert,
             key,
@@ -80,9 +119,11 @@ impl Broker {
         (out.status, super::stderr(&out) + &super::stdout(&out))
     }
 
-    /// Starts mosquitto with `global` lines, one TLS listener on 127.0.0.1:`port` with
-    /// `listener` lines, and `security` lines; waits until it listens.
+    /// Starts `launcher -c CONF` (mosquitto, or a command that ends by running it) with
+    /// `global` lines, one TLS listener on 127.0.0.1:`port` with `listener` lines, and
+    /// `security` lines; waits until it listens.
     fn launch(
+        mut launcher: Command,
         port: u16,
         cert: &Path,
         key: &Path,
@@ -108,7 +149,7 @@ impl Broker {
         );
         fs::write(&conf, text).expect("write mosquitto.conf");
         // The plugin links libiotsafe_dane.so.0, found beside it in the build directory.
-        let child = Command::new("mosquitto")
+        let child = launcher
             .arg("-c")
             .arg(&conf)
             .env("LD_LIBRARY_PATH", super::built_library_dir())

@@ -14,9 +14,19 @@ pub struct TlsServer {
 impl TlsServer {
     /// Serves `cert`/`key`, sending `chain` (extra certificates) after the leaf.
     pub fn start(cert: &Path, key: &Path, chain: Option<&Path>) -> TlsServer {
+        TlsServer::start_with(cert, key, chain, &[])
+    }
+
+    /// Serves `cert`/`key` to HTTPS clients (`-www`: a status page for every request).
+    pub fn start_www(cert: &Path, key: &Path) -> TlsServer {
+        TlsServer::start_with(cert, key, None, &["-www"])
+    }
+
+    fn start_with(cert: &Path, key: &Path, chain: Option<&Path>, extra: &[&str]) -> TlsServer {
         let port = super::free_port();
         let mut cmd = Command::new("openssl");
         cmd.arg("s_server")
+            .args(extra)
             .args(["-accept", &format!("127.0.0.1:{port}")])
             .arg("-cert")
             .arg(cert)

@@ -167,6 +167,13 @@ pub fn peer_outcome(ssl: &SslRef) -> Result<&ClientVerification, Refusal> {
     }
 }
 
+/// The identity a handshake of this process authenticated with `cert` as the client's
+/// certificate (the object `SSL_get1_peer_certificate` returns, e.g. through a broker's plugin
+/// API), recorded when that handshake finished; `None` for any other certificate.
+pub fn handshake_identity(cert: &X509Ref) -> Option<String> {
+    ossl::certificate_name(cert)
+}
+
 /// Client side: answer a server's `dane_clientid` request with `name`.
 pub fn enable_client(
     ctx: &mut SslContextBuilder,
@@ -288,10 +295,21 @@ fn verify(config: &ClientIdServer, ssl: &mut SslRef, store: &mut X509StoreContex
     let authenticated = decision.as_ref().is_some_and(|v| v.authenticated());
     let ok =
         authenticated || (decision.is_none() && config.missing == MissingName::Unauthenticated);
+    if !ok {
+        ossl::raise_verify_error(&refusal_line(decision.as_ref()));
+    }
     if let (Some(v), Some(state)) = (decision, state_mut(ssl)) {
         state.verdict = Some((v, leaf));
     }
     settle(store, ok, authenticated)
+}
+
+/// Why a client was refused, in one line (the identity and the refusal).
+fn refusal_line(decision: Option<&ClientVerification>) -> String {
+    match decision.map(|v| (&v.name, &v.result)) {
+        Some((name, Err(why))) => format!("client {name}: {why}"),
+        _ => format!("client: {}", Refusal::NoIdentity),
+    }
 }
 
 /// The verdict as OpenSSL records it: the store's error is what `SSL_get_verify_result`
@@ -358,10 +376,16 @@ impl ossl::HandshakeHooks for ClientIdServer {
     /// it came from, which may no longer hold: fail closed, no identity (see [`peer_identity`])
     /// and a verify result that is not `X509_V_OK` (one that already says "not verified", as
     /// for a session without an identity, stays).
+    ///
+    /// An authenticated identity is also recorded on the client's certificate object, for code
+    /// that gets the certificate but not the `SSL` ([`handshake_identity`]).
     fn done(&self, ssl: &mut SslRef) {
         let rechecked = peer_identity(ssl).is_some_and(ClientVerification::authenticated);
         if ssl.session_reused() && !rechecked && ssl.verify_result() == X509VerifyResult::OK {
             ossl::refuse_verify_result(ssl);
+        }
+        if let (Ok(v), Some(cert)) = (peer_outcome(ssl), ssl.peer_certificate()) {
+            ossl::set_certificate_name(&cert, &v.name);
         }
     }
 }

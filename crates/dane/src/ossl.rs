@@ -314,6 +314,11 @@ fn report_panic(callback: &str, payload: &(dyn std::any::Any + Send)) {
     let text = format!(
         "iotsafe-dane: internal error (panic) in the {callback} callback, failed closed: {message}"
     );
+    push_error(ERR_LIB_USER, ERR_R_INTERNAL_ERROR, c"contain_panic", &text);
+}
+
+/// Puts `text` on this thread's OpenSSL error queue.
+fn push_error(lib: c_int, reason: c_int, func: &std::ffi::CStr, text: &str) {
     let Ok(text) = CString::new(text.replace('\0', " ")) else {
         return;
     };
@@ -324,14 +329,9 @@ fn report_panic(callback: &str, payload: &(dyn std::any::Any + Send)) {
         openssl_sys::ERR_set_debug(
             c"src/dane/ossl.rs".as_ptr(),
             line!() as c_int,
-            c"contain_panic".as_ptr(),
+            func.as_ptr(),
         );
-        openssl_sys::ERR_set_error(
-            ERR_LIB_USER,
-            ERR_R_INTERNAL_ERROR,
-            c"%s".as_ptr(),
-            text.as_ptr(),
-        );
+        openssl_sys::ERR_set_error(lib, reason, c"%s".as_ptr(), text.as_ptr());
     }
 }
 
@@ -829,4 +829,88 @@ pub(crate) fn refuse_verify_result(ssl: &mut SslRef) {
             openssl_sys::X509_V_ERR_APPLICATION_VERIFICATION.into(),
         )
     };
+}
+
+/// `CRYPTO_EX_INDEX_X509` (crypto.h): ex_data of `X509` objects.
+const CRYPTO_EX_INDEX_X509: c_int = 3;
+
+extern "C" {
+    fn X509_set_ex_data(x: *mut openssl_sys::X509, idx: c_int, arg: *mut libc::c_void) -> c_int;
+    fn X509_get_ex_data(x: *const openssl_sys::X509, idx: c_int) -> *mut libc::c_void;
+}
+
+/// The `X509` ex_data slot of the DANE identity a handshake authenticated with the
+/// certificate (a `CString` owned by the certificate, freed with it).
+fn certificate_name_index() -> Option<c_int> {
+    static IDX: OnceLock<Option<c_int>> = OnceLock::new();
+    *IDX.get_or_init(|| {
+        // SAFETY: registers a slot with our free function; no other argument is read.
+        let idx = unsafe {
+            openssl_sys::CRYPTO_get_ex_new_index(
+                CRYPTO_EX_INDEX_X509,
+                0,
+                std::ptr::null_mut(),
+                None,
+                None,
+                Some(free_certificate_name),
+            )
+        };
+        (idx >= 0).then_some(idx)
+    })
+}
+
+unsafe extern "C" fn free_certificate_name(
+    _parent: *mut libc::c_void,
+    name: *mut libc::c_void,
+    _ad: *mut openssl_sys::CRYPTO_EX_DATA,
+    _idx: c_int,
+    _argl: libc::c_long,
+    _argp: *mut libc::c_void,
+) {
+    if !name.is_null() {
+        // SAFETY: only `set_certificate_name` stores here, a CString it gave up.
+        drop(unsafe { CString::from_raw(name as *mut libc::c_char) });
+    }
+}
+
+/// Records on `cert` the identity its handshake authenticated, once: the first name stays
+/// (a certificate object is made per handshake, so there is no second one to race with it).
+pub(crate) fn set_certificate_name(cert: &X509Ref, name: &str) {
+    let (Some(idx), Ok(name)) = (certificate_name_index(), CString::new(name)) else {
+        return;
+    };
+    if certificate_name(cert).is_some() {
+        return;
+    }
+    let raw = name.into_raw();
+    // SAFETY: live certificate; on success the slot owns `raw` (freed with the certificate).
+    if unsafe { X509_set_ex_data(cert.as_ptr(), idx, raw as *mut libc::c_void) } != 1 {
+        // SAFETY: not stored: still ours.
+        drop(unsafe { CString::from_raw(raw) });
+    }
+}
+
+/// The identity recorded on `cert` by [`set_certificate_name`].
+pub(crate) fn certificate_name(cert: &X509Ref) -> Option<String> {
+    let idx = certificate_name_index()?;
+    // SAFETY: live certificate; the slot holds NULL or a CString of ours.
+    let name = unsafe { X509_get_ex_data(cert.as_ptr(), idx) };
+    // SAFETY: a NUL-terminated string the certificate owns while it lives.
+    (!name.is_null())
+        .then(|| unsafe { std::ffi::CStr::from_ptr(name as *const libc::c_char) })
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
+/// Puts `msg` on the thread's OpenSSL error queue (as a libssl verification failure), so that
+/// a program that logs OpenSSL's errors after a failed handshake (mosquitto does) logs why.
+pub(crate) fn raise_verify_error(msg: &str) {
+    /// `ERR_LIB_SSL` and `SSL_R_CERTIFICATE_VERIFY_FAILED` (err.h, sslerr.h).
+    const ERR_LIB_SSL: c_int = 20;
+    const SSL_R_CERTIFICATE_VERIFY_FAILED: c_int = 134;
+    push_error(
+        ERR_LIB_SSL,
+        SSL_R_CERTIFICATE_VERIFY_FAILED,
+        c"client-verification",
+        &format!("iotsafe-dane: {msg}"),
+    );
 }

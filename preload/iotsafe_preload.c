@@ -1,0 +1,712 @@
+/*
+ * libiotsafe_preload.so: DANE for unmodified OpenSSL 3 programs, loaded by `iotsafe-run`
+ * through LD_PRELOAD. A thin adapter over the core library's C API (iotsafe_dane.h): every
+ * DNS look-up, DNSSEC proof and TLSA match is done there, with the process-wide resolver of
+ * iotsafe_dane_shared_ex, so a broker with the mosquitto plugin, this shim and the application
+ * share one cache (and, through the provider, one card connection).
+ *
+ * Client side: the handshake entry points SSL_connect and SSL_do_handshake, and SSL_read /
+ * SSL_write (and their _ex forms) for handshakes that begin inside them. Before the first
+ * handshake step of a client SSL, the server's TLSA records at _<port>._tcp.<host> (host from
+ * SNI or SSL_set1_host, port from the connected socket, else from the TCP connection the thread
+ * last made: `connect` is watched for that) are handed to OpenSSL's DANE
+ * (iotsafe_dane_ssl_enable). After the handshake, a verification failure that the program's
+ * own verify callback overrode still refuses the connection. With a device identity, a client
+ * SSL the program gave no certificate presents the card's, and its context answers
+ * dane_clientid.
+ *
+ * Broker side (IOTSAFE_DANE_BROKER): server contexts request dane_clientid and verify client
+ * certificates by the TLSA records of the client's name (iotsafe_dane_ctx_enable_clientid_server),
+ * configured where servers configure verification (SSL_CTX_set_verify) and, for servers that
+ * never do, when their first SSL is made (SSL_new). A refused client is logged from SSL_accept /
+ * SSL_read, where such servers see their handshakes fail.
+ *
+ * Traps: libssl calls SSL_do_handshake (and the core library calls libssl) through the PLT,
+ * so this code sees its own callees: a thread-local guard lets every call made while the shim
+ * is working go straight to libssl, and each SSL is prepared once (ex_data marker), also over
+ * non-blocking retries. The real functions are found by dlvsym(RTLD_NEXT, name,
+ * "OPENSSL_3.0.0"), the version this shim's own definitions carry (iotsafe_preload.map.in).
+ * A program that never uses libssl is told so (at start when it is built on another TLS
+ * library, at exit otherwise, since interpreters load libssl late).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <stdatomic.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/conf.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/store.h>
+#include <openssl/x509v3.h>
+
+#include "iotsafe_dane.h"
+
+#define SSL_VERSION "OPENSSL_3.0.0"
+
+/* ---- settings ---------------------------------------------------------------------------- */
+
+/* What the launcher passes (IOTSAFE_DANE_* variables), else the provider's openssl.cnf
+ * section (dane-* keys), else the defaults. */
+struct settings {
+	const char *resolver;	     /* ADDR:PORT; NULL: 127.0.0.1:53 */
+	const char *trust_anchor;    /* file; NULL: the IANA root */
+	int trust_ad;		     /* take the AD bit of a validating resolver on loopback */
+	unsigned timeout_ms;	     /* whole look-up time-out; 0: the library's default */
+	int policy;		     /* IOTSAFE_DANE_REQUIRE or _OPPORTUNISTIC */
+	int broker;		     /* server contexts verify clients by DANE */
+	const char *device_identity; /* TLSA owner name answered to dane_clientid; NULL: none */
+	int quiet;		     /* no log lines on stderr */
+};
+
+static struct settings settings;
+static iotsafe_dane *dane;	/* the process's handle, NULL when it could not be made */
+static char dane_error[512];	/* why not */
+static int ssl_marker_index = -1;
+static int ctx_marker_index = -1;
+static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
+
+/* Whether the program made an SSL (every TLS connection through libssl starts with one). */
+static atomic_int program_made_ssl;
+
+/* The shim is working on this thread: calls it makes into libssl come back here. */
+static __thread int busy;
+
+/* Markers kept in ex_data: their addresses are the values. */
+static const char PREPARED = 'p', REFUSED = 'r', CHECKED = 'c', BROKER_CTX = 'b',
+		  DEVICE_CTX = 'd';
+
+static void say(const char *fmt, ...)
+{
+	if (settings.quiet)
+		return;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "iotsafe-run: %s\n", line);
+}
+
+/* A copy of a config value that lives as long as the process (the CONF is freed). */
+static const char *keep(const char *value)
+{
+	return value ? strdup(value) : NULL;
+}
+
+/* The provider's section of the configuration file OpenSSL reads (OPENSSL_CONF): the section
+ * named by the `iotsafe` entry of the providers list of the init section. */
+static const char *provider_section(CONF *conf)
+{
+	const char *init = NCONF_get_string(conf, NULL, "openssl_conf");
+	const char *providers = init ? NCONF_get_string(conf, init, "providers") : NULL;
+	return providers ? NCONF_get_string(conf, providers, "iotsafe") : NULL;
+}
+
+/* dane-* keys of the provider's section, for settings no variable gave. */
+static void read_config_file(const char *keys[], const char **values[], size_t n)
+{
+	const char *path = getenv("OPENSSL_CONF");
+	if (!path)
+		return;
+	CONF *conf = NCONF_new(NULL);
+	if (!conf)
+		return;
+	if (NCONF_load(conf, path, NULL) > 0) {
+		const char *section = provider_section(conf);
+		for (size_t i = 0; section && i < n; i++) {
+			if (*values[i])
+				continue;
+			const char *v = NCONF_get_string(conf, section, keys[i]);
+			*values[i] = keep(v);
+		}
+	}
+	ERR_clear_error();
+	NCONF_free(conf);
+}
+
+static int is_true(const char *v)
+{
+	return v && (!strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
+		     !strcasecmp(v, "on"));
+}
+
+static void read_settings(void)
+{
+	const char *policy = getenv("IOTSAFE_DANE_POLICY");
+	const char *broker = getenv("IOTSAFE_DANE_BROKER");
+	const char *quiet = getenv("IOTSAFE_DANE_QUIET");
+	const char *trust_ad = getenv("IOTSAFE_DANE_TRUST_AD");
+	const char *timeout = getenv("IOTSAFE_DANE_TIMEOUT_MS");
+	settings.resolver = getenv("IOTSAFE_DANE_RESOLVER");
+	settings.trust_anchor = getenv("IOTSAFE_DANE_TRUST_ANCHOR");
+	settings.device_identity = getenv("IOTSAFE_DANE_DEVICE_IDENTITY");
+	const char *keys[] = {"dane-resolver",	      "dane-trust-anchor", "dane-policy",
+			      "dane-broker",	      "dane-device-identity", "dane-trust-ad",
+			      "dane-timeout-ms"};
+	const char **values[] = {&settings.resolver,	    &settings.trust_anchor, &policy,
+				 &broker,		    &settings.device_identity, &trust_ad,
+				 &timeout};
+	read_config_file(keys, values, sizeof keys / sizeof keys[0]);
+	settings.policy = policy && !strcasecmp(policy, "opportunistic")
+				  ? IOTSAFE_DANE_OPPORTUNISTIC
+				  : IOTSAFE_DANE_REQUIRE;
+	if (policy && settings.policy == IOTSAFE_DANE_REQUIRE && strcasecmp(policy, "require"))
+		say("unknown policy \"%s\": using require", policy);
+	settings.broker = is_true(broker);
+	settings.quiet = is_true(quiet);
+	settings.trust_ad = is_true(trust_ad);
+	settings.timeout_ms = timeout ? (unsigned)strtoul(timeout, NULL, 10) : 0;
+	if (settings.device_identity && !*settings.device_identity)
+		settings.device_identity = NULL;
+}
+
+static void setup(void)
+{
+	busy++;
+	read_settings();
+	dane = iotsafe_dane_shared_ex(settings.resolver, settings.trust_anchor,
+				      settings.trust_ad ? IOTSAFE_DANE_TRUST_AD : 0,
+				      settings.timeout_ms);
+	if (!dane) {
+		snprintf(dane_error, sizeof dane_error, "no DANE resolver (%s)",
+			 iotsafe_dane_last_error());
+		say("%s: every TLS connection will be refused", dane_error);
+	}
+	ssl_marker_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ctx_marker_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	busy--;
+}
+
+static void ensure_setup(void)
+{
+	pthread_once(&setup_once, setup);
+}
+
+/* ---- the real libssl ------------------------------------------------------------------- */
+
+/* libssl's own definition of `name`, the next one after this shim. */
+static void *real(const char *name)
+{
+	void *f = dlvsym(RTLD_NEXT, name, SSL_VERSION);
+	if (!f) {
+		fprintf(stderr, "iotsafe-run: libssl has no %s@%s: %s\n", name, SSL_VERSION,
+			dlerror());
+		abort();
+	}
+	return f;
+}
+
+/* `real_fn`: libssl's `fn`, looked up on first use (every thread finds the same address). */
+#define REAL(fn)                                                                                \
+	static __typeof__(&fn) real_##fn;                                                       \
+	if (!real_##fn)                                                                         \
+		real_##fn = (__typeof__(&fn))real(#fn);
+
+/* ---- client side --------------------------------------------------------------------------- */
+
+/* A refusal as OpenSSL reports errors: the program prints it as it prints any TLS error. */
+static int refuse(SSL *ssl, const char *why)
+{
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+	say("TLS connection refused: %s", why);
+	ERR_raise_data(ERR_LIB_SSL, SSL_R_CERTIFICATE_VERIFY_FAILED, "iotsafe-dane: %s", why);
+	return -1;
+}
+
+/* The TCP socket this thread last connected, for programs whose BIO hides its socket (curl
+ * since 7.87 reads and writes through a BIO of its own): they connect, then handshake on the
+ * same thread. -1: none. */
+static __thread int last_tcp_fd = -1;
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	static __typeof__(&connect) real_connect;
+	if (!real_connect)
+		real_connect = (__typeof__(&connect))dlsym(RTLD_NEXT, "connect");
+	int rc = real_connect(fd, addr, len);
+	int saved_errno = errno; /* the program reads it (EINPROGRESS) */
+	int type = 0;
+	socklen_t type_len = sizeof type;
+	if (!busy && (rc == 0 || saved_errno == EINPROGRESS) && addr &&
+	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_STREAM)
+		last_tcp_fd = fd;
+	errno = saved_errno;
+	return rc;
+}
+
+/* The TCP port of the peer of socket `fd`; 0 when it is no connected TCP socket. */
+static unsigned tcp_peer_port(int fd)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof addr;
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&addr, &len) != 0)
+		return 0;
+	if (addr.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+	if (addr.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+	return 0;
+}
+
+/* The port of the server `ssl` talks to: of its socket, else (a BIO of the program's own, or
+ * a socket that is no TCP connection) of the TCP socket this thread last connected; 0 when
+ * there is none. */
+static unsigned peer_port(SSL *ssl)
+{
+	unsigned port = tcp_peer_port(SSL_get_fd(ssl));
+	return port ? port : tcp_peer_port(last_tcp_fd);
+}
+
+/* The server's name: SNI first, else the name the program asked OpenSSL to check. An IP
+ * address is no name (there is no TLSA for it). */
+static const char *server_name(SSL *ssl)
+{
+	const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	if (!host)
+		host = X509_VERIFY_PARAM_get0_host(SSL_get0_param(ssl), 0);
+	unsigned char ip[16];
+	if (host && (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1))
+		return NULL;
+	return host;
+}
+
+static int present_device(SSL *ssl);
+
+/* No name or no port to look the server up by: under `require` that is a refusal; under
+ * `opportunistic` the program's own checks decide, untouched. */
+static int without_dane(SSL *ssl, const char *why)
+{
+	if (settings.policy == IOTSAFE_DANE_REQUIRE)
+		return refuse(ssl, why);
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	say("%s: no DANE (opportunistic), the program's own checks apply", why);
+	return present_device(ssl);
+}
+
+/* Once per client SSL, before its first handshake step: the TLSA records on OpenSSL's DANE, or
+ * a refusal. 1: go on; -1: refused (error queued). */
+static int prepare_client(SSL *ssl)
+{
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if (marker == &REFUSED)
+		return -1;
+	if (marker)
+		return 1;
+	if (!dane)
+		return refuse(ssl, dane_error);
+	const char *host = server_name(ssl);
+	unsigned port = peer_port(ssl);
+	char why[768];
+	if (!host)
+		return without_dane(ssl, "the connection has no server name (SNI or SSL_set1_host)");
+	if (!port) {
+		snprintf(why, sizeof why, "%s: the connection has no socket to read the port from",
+			 host);
+		return without_dane(ssl, why);
+	}
+	/* A copy: enabling DANE may set the SNI name, which `host` may point into. */
+	char owner[300];
+	snprintf(owner, sizeof owner, "%s", host);
+	if (iotsafe_dane_ssl_enable(dane, ssl, owner, (uint16_t)port, settings.policy) != 1) {
+		snprintf(why, sizeof why, "%s", iotsafe_dane_last_error());
+		return refuse(ssl, why);
+	}
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PREPARED);
+	return present_device(ssl);
+}
+
+/* After a finished handshake on a prepared SSL: OpenSSL's verdict, whatever the program's
+ * verify callback answered (it may accept what DANE refused). 1 or -1 (error queued). */
+static int check_client(SSL *ssl)
+{
+	if (SSL_get_ex_data(ssl, ssl_marker_index) != &PREPARED)
+		return 1;
+	long result = SSL_get_verify_result(ssl);
+	if (result != X509_V_OK) {
+		char why[512];
+		snprintf(why, sizeof why, "%s:%u: %s (accepted by the program's verify callback)",
+			 server_name(ssl) ? server_name(ssl) : "?", peer_port(ssl),
+			 X509_verify_cert_error_string(result));
+		return refuse(ssl, why);
+	}
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	return 1;
+}
+
+/* ---- device identity ------------------------------------------------------------------ */
+
+/* The card's certificate and key, loaded once through the provider's store (its settings:
+ * openssl.cnf section and IOTSAFE_* variables). */
+static X509 *device_cert;
+static EVP_PKEY *device_key;
+static char device_error[512];
+static pthread_once_t device_once = PTHREAD_ONCE_INIT;
+
+/* The first object of `type` the store at `uri` gives (an up-referenced copy), or NULL. */
+static void *load_from_card(const char *uri, int type)
+{
+	void *found = NULL;
+	OSSL_STORE_CTX *store = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
+	while (store && !found && !OSSL_STORE_eof(store)) {
+		OSSL_STORE_INFO *info = OSSL_STORE_load(store);
+		if (info && OSSL_STORE_INFO_get_type(info) == type)
+			found = type == OSSL_STORE_INFO_CERT ? (void *)OSSL_STORE_INFO_get1_CERT(info)
+							     : (void *)OSSL_STORE_INFO_get1_PKEY(info);
+		OSSL_STORE_INFO_free(info);
+		if (!info)
+			break;
+	}
+	OSSL_STORE_close(store);
+	return found;
+}
+
+static void load_device_identity(void)
+{
+	busy++;
+	device_cert = load_from_card("iotsafe:type=cert", OSSL_STORE_INFO_CERT);
+	device_key = load_from_card("iotsafe:type=private", OSSL_STORE_INFO_PKEY);
+	if (!device_cert || !device_key) {
+		unsigned long e = ERR_peek_last_error();
+		snprintf(device_error, sizeof device_error,
+			 "the card's %s could not be loaded (%s)", device_cert ? "key" : "certificate",
+			 e ? ERR_reason_error_string(e) : "no such object");
+	}
+	ERR_clear_error();
+	busy--;
+}
+
+/* A client context answers dane_clientid requests with the device's name: set up before its
+ * first SSL, which copies the context's extensions. */
+static void enable_device_ctx(SSL_CTX *ctx)
+{
+	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index))
+		return;
+	SSL_CTX_set_ex_data(ctx, ctx_marker_index, (void *)&DEVICE_CTX);
+	if (iotsafe_dane_ctx_enable_clientid_client(ctx, settings.device_identity, 0) != 1)
+		say("cannot name the device %s: %s", settings.device_identity,
+		    iotsafe_dane_last_error());
+}
+
+/* A client SSL the program gave no certificate presents the card's. 1, or -1 (refused). */
+static int present_device(SSL *ssl)
+{
+	if (!settings.device_identity || SSL_get_certificate(ssl))
+		return 1;
+	pthread_once(&device_once, load_device_identity);
+	if (!device_cert || !device_key)
+		return refuse(ssl, device_error);
+	if (SSL_use_certificate(ssl, device_cert) != 1 || SSL_use_PrivateKey(ssl, device_key) != 1) {
+		ERR_clear_error();
+		return refuse(ssl, "the card's certificate and key do not go together");
+	}
+	return 1;
+}
+
+/* A handshake of a prepared SSL failed in the certificate's verification: say why, as the
+ * core library knows it, since many programs print only "TLS error". */
+static void report_failure(SSL *ssl)
+{
+	long result = SSL_get_verify_result(ssl);
+	if (SSL_get_ex_data(ssl, ssl_marker_index) != &PREPARED || result == X509_V_OK)
+		return;
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+	iotsafe_dane_reason reason = iotsafe_dane_last_reason(ssl);
+	const char *host = server_name(ssl);
+	say("TLS connection refused: %s:%u: %s (%s)", host ? host : "?", peer_port(ssl),
+	    X509_verify_cert_error_string(result), iotsafe_dane_reason_name(reason));
+}
+
+/* A client handshake step through `step` (the real SSL_connect or SSL_do_handshake). */
+static int client_handshake(SSL *ssl, int (*step)(SSL *))
+{
+	busy++;
+	ensure_setup();
+	int rc = prepare_client(ssl);
+	busy--;
+	if (rc != 1)
+		return rc;
+	busy++;
+	rc = step(ssl);
+	if (rc == 1)
+		rc = check_client(ssl);
+	else if (SSL_get_error(ssl, rc) == SSL_ERROR_SSL)
+		report_failure(ssl);
+	busy--;
+	return rc;
+}
+
+int SSL_connect(SSL *ssl)
+{
+	REAL(SSL_connect);
+	if (busy || !ssl)
+		return real_SSL_connect(ssl);
+	return client_handshake(ssl, real_SSL_connect);
+}
+
+int SSL_do_handshake(SSL *ssl)
+{
+	REAL(SSL_do_handshake);
+	if (busy || !ssl || SSL_is_server(ssl))
+		return real_SSL_do_handshake(ssl);
+	return client_handshake(ssl, real_SSL_do_handshake);
+}
+
+/* ---- broker side ---------------------------------------------------------------------------- */
+
+/* Whether `ctx` makes server connections: a server method, or a verify mode only servers use. */
+static int is_server_ctx(SSL_CTX *ctx, int mode)
+{
+	const SSL_METHOD *m = SSL_CTX_get_ssl_method(ctx);
+	return m == TLS_server_method() || m == DTLS_server_method() ||
+	       (mode & (SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE));
+}
+
+/* Client verification by DANE on a server context, once. */
+static void enable_broker_ctx(SSL_CTX *ctx)
+{
+	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index))
+		return;
+	SSL_CTX_set_ex_data(ctx, ctx_marker_index, (void *)&BROKER_CTX);
+	if (!dane) {
+		say("%s: clients of this server cannot be verified", dane_error);
+		return;
+	}
+	if (iotsafe_dane_ctx_enable_clientid_server(dane, ctx, 0,
+						    IOTSAFE_DANE_CLIENTID_FROM_CERT) != 1)
+		say("cannot verify clients by DANE: %s", iotsafe_dane_last_error());
+}
+
+void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, SSL_verify_cb cb)
+{
+	REAL(SSL_CTX_set_verify);
+	if (busy || !ctx) {
+		real_SSL_CTX_set_verify(ctx, mode, cb);
+		return;
+	}
+	busy++;
+	ensure_setup();
+	if (settings.broker && is_server_ctx(ctx, mode)) {
+		/* Once DANE verifies this context's clients, the server's own verify setting would
+		 * undo it: keep ours. */
+		if (!SSL_CTX_get_ex_data(ctx, ctx_marker_index))
+			enable_broker_ctx(ctx);
+	} else {
+		real_SSL_CTX_set_verify(ctx, mode, cb);
+	}
+	busy--;
+}
+
+/* A server handshake step (`rc` its result) on a broker context that failed: the client's
+ * refusal, as the core library explains it, goes to the log once (servers such as mosquitto log
+ * only OpenSSL's "certificate verify failed"). */
+static void report_client_refusal(SSL *ssl, int rc)
+{
+	if (rc > 0 || !settings.broker || !SSL_is_server(ssl) || SSL_is_init_finished(ssl) ||
+	    SSL_get_ex_data(ssl, ssl_marker_index) == &REFUSED ||
+	    SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_marker_index) != &BROKER_CTX ||
+	    SSL_get_error(ssl, rc) != SSL_ERROR_SSL)
+		return;
+	char name[256];
+	if (iotsafe_dane_peer_identity(ssl, name, sizeof name) == 1)
+		return;
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+	say("TLS client refused (%s): %s", iotsafe_dane_reason_name(iotsafe_dane_last_reason(ssl)),
+	    iotsafe_dane_last_error());
+}
+
+/* mosquitto calls SSL_accept once and finishes the handshake inside SSL_read. */
+int SSL_accept(SSL *ssl)
+{
+	REAL(SSL_accept);
+	int rc = real_SSL_accept(ssl);
+	if (!busy && ssl) {
+		busy++;
+		report_client_refusal(ssl, rc);
+		busy--;
+	}
+	return rc;
+}
+
+/* SSL_read and SSL_write handshake by themselves when the program did not (a client after
+ * SSL_set_connect_state, as `openssl s_client` does; a server such as mosquitto after one
+ * SSL_accept). Before such a client handshake: prepared as by SSL_connect. 1 or -1. */
+static int before_io(SSL *ssl)
+{
+	if (busy || !ssl || SSL_is_server(ssl) || SSL_is_init_finished(ssl))
+		return 1;
+	busy++;
+	ensure_setup();
+	int rc = prepare_client(ssl);
+	busy--;
+	return rc;
+}
+
+/* After it: the checks of a finished client handshake, or why one failed. `rc` stays, unless
+ * the client's server is refused now (-1). */
+static int after_io(SSL *ssl, int rc)
+{
+	if (busy || !ssl)
+		return rc;
+	busy++;
+	if (SSL_is_server(ssl))
+		report_client_refusal(ssl, rc);
+	/* Finished, maybe inside a read that then found no application data yet (rc <= 0). */
+	else if (SSL_is_init_finished(ssl) && check_client(ssl) != 1)
+		rc = -1;
+	else if (rc <= 0 && SSL_get_error(ssl, rc) == SSL_ERROR_SSL)
+		report_failure(ssl);
+	busy--;
+	return rc;
+}
+
+int SSL_read(SSL *ssl, void *buf, int num)
+{
+	REAL(SSL_read);
+	if (before_io(ssl) != 1)
+		return -1;
+	return after_io(ssl, real_SSL_read(ssl, buf, num));
+}
+
+int SSL_write(SSL *ssl, const void *buf, int num)
+{
+	REAL(SSL_write);
+	if (before_io(ssl) != 1)
+		return -1;
+	return after_io(ssl, real_SSL_write(ssl, buf, num));
+}
+
+int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	REAL(SSL_read_ex);
+	if (before_io(ssl) != 1)
+		return 0;
+	return after_io(ssl, real_SSL_read_ex(ssl, buf, num, readbytes)) > 0;
+}
+
+int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
+{
+	REAL(SSL_write_ex);
+	if (before_io(ssl) != 1)
+		return 0;
+	return after_io(ssl, real_SSL_write_ex(ssl, buf, num, written)) > 0;
+}
+
+SSL *SSL_new(SSL_CTX *ctx)
+{
+	REAL(SSL_new);
+	if (busy || !ctx)
+		return real_SSL_new(ctx);
+	atomic_store(&program_made_ssl, 1);
+	busy++;
+	ensure_setup();
+	/* A server that never configured verification: its contexts are set up before their
+	 * first SSL copies the context's verify settings. */
+	if (settings.broker && is_server_ctx(ctx, 0))
+		enable_broker_ctx(ctx);
+	else if (settings.device_identity && SSL_CTX_get_ssl_method(ctx) == TLS_client_method())
+		enable_device_ctx(ctx);
+	SSL *ssl = real_SSL_new(ctx);
+	busy--;
+	return ssl;
+}
+
+/* ---- programs that never use libssl ----------------------------------------------------- */
+
+/* What the loaded objects say about TLS: whether one other than this shim and the core
+ * library (which load libssl whatever the program does) needs libssl, and another TLS library
+ * found, if any. */
+struct tls_use {
+	int needs_libssl;
+	const char *other_tls;
+};
+
+static const char *const OTHER_TLS[] = {"libgnutls", "libmbedtls", "libnss3", "libwolfssl"};
+static const char *const OURS[] = {"libiotsafe_preload.so", "libiotsafe_dane.so", "/iotsafe.so",
+				   "libssl.so", "libcrypto.so"};
+
+static int names_any(const char *name, const char *const *parts, size_t n)
+{
+	for (size_t i = 0; name && i < n; i++)
+		if (strstr(name, parts[i]))
+			return 1;
+	return 0;
+}
+
+/* Whether the object's dynamic section lists libssl.so.3 as needed. */
+static int object_needs_libssl(struct dl_phdr_info *info)
+{
+	const ElfW(Dyn) *dyn = NULL;
+	for (int i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+			dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+	if (!dyn)
+		return 0;
+	const char *strtab = NULL;
+	for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_STRTAB)
+			/* The dynamic linker relocated it in place, except where it could not. */
+			strtab = (const char *)(d->d_un.d_ptr >= info->dlpi_addr
+							? d->d_un.d_ptr
+							: info->dlpi_addr + d->d_un.d_ptr);
+	for (const ElfW(Dyn) *d = dyn; strtab && d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_NEEDED && !strcmp(strtab + d->d_un.d_val, "libssl.so.3"))
+			return 1;
+	return 0;
+}
+
+static int scan_object(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	struct tls_use *use = data;
+	const char *name = info->dlpi_name;
+	if (names_any(name, OTHER_TLS, sizeof OTHER_TLS / sizeof *OTHER_TLS))
+		use->other_tls = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+	if (!names_any(name, OURS, sizeof OURS / sizeof *OURS) && object_needs_libssl(info))
+		use->needs_libssl = 1;
+	return 0;
+}
+
+static struct tls_use tls_use_now(void)
+{
+	struct tls_use use = {0, NULL};
+	dl_iterate_phdr(scan_object, &use);
+	return use;
+}
+
+/* At start: a program built on another TLS library is told at once. */
+__attribute__((constructor)) static void at_start(void)
+{
+	struct tls_use use = tls_use_now();
+	if (use.other_tls && !use.needs_libssl && !is_true(getenv("IOTSAFE_DANE_QUIET")))
+		fprintf(stderr,
+			"iotsafe-run: %s uses %s, not OpenSSL 3's libssl: its TLS connections get "
+			"no DANE\n",
+			program_invocation_short_name, use.other_tls);
+}
+
+/* At exit: a program that never made an SSL and has nothing that needs libssl loaded (not
+ * even late, as Python loads its _ssl module) did any TLS it did without DANE. */
+__attribute__((destructor)) static void at_exit(void)
+{
+	if (atomic_load(&program_made_ssl))
+		return;
+	struct tls_use use = tls_use_now();
+	if (!use.needs_libssl && !is_true(getenv("IOTSAFE_DANE_QUIET")))
+		fprintf(stderr,
+			"iotsafe-run: %s (pid %d) never used OpenSSL 3's libssl%s%s: no connection "
+			"it made had DANE\n",
+			program_invocation_short_name, (int)getpid(),
+			use.other_tls ? "; it uses " : "", use.other_tls ? use.other_tls : "");
+}

@@ -1,0 +1,814 @@
+//! The `iotsafe-run` launcher and its preload shim on the client side, with the Debian
+//! packages' own binaries (mosquitto_pub, mosquitto_sub, curl), never rebuilt, against servers
+//! that only a `3 1 1` TLSA record vouches for: no CA could, the certificates are self-issued.
+//! The programs resolve the server's name through the system, so they run with a private
+//! /etc/hosts (`unshare -m`, as root like the other rigs).
+
+mod common;
+
+use common::{dns, mqtt, pki, tls, unbound};
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const HOST: &str = "broker.example.test";
+/// A name in a zone whose DS in its parent does not match its key.
+const BOGUS_HOST: &str = "broker.bogus.test";
+
+struct Rig {
+    dir: tempfile::TempDir,
+    dns: dns::TestDns,
+    /// The key the TLSA records designate (its certificate names HOST and BOGUS_HOST).
+    good: pki::Issued,
+    /// Another key, same names.
+    other: pki::Issued,
+    launcher: PathBuf,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let launcher = common::built_adapter("iotsafe-run", "preload");
+        common::built_adapter("libiotsafe_preload.so", "preload");
+        let dir = tempfile::tempdir().unwrap();
+        let good = pki::leaf(dir.path(), "good", "broker", &[HOST, BOGUS_HOST], None);
+        let other = pki::leaf(dir.path(), "other", "broker", &[HOST, BOGUS_HOST], None);
+        let dns = dns::TestDns::start(&[
+            ("example.test.", "broker 300 IN A 127.0.0.1"),
+            ("bogus.test.", "broker 300 IN A 127.0.0.1"),
+        ]);
+        Rig {
+            dir,
+            dns,
+            good,
+            other,
+            launcher,
+        }
+    }
+
+    /// Publishes the `3 1 1` record of the good key for `port` at HOST (and BOGUS_HOST).
+    fn publish_record(&self, port: u16) {
+        let record = pki::dane_ee_record(&self.good.cert);
+        for zone in ["example.test.", "bogus.test."] {
+            self.dns
+                .add_record(zone, &format!("_{port}._tcp.broker 300 IN TLSA {record}"));
+        }
+    }
+
+    /// `program args` through the launcher (with the test DNS as resolver and trust anchor),
+    /// with HOST and BOGUS_HOST resolvable by the system.
+    fn through_launcher(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = self.plain(&self.launcher);
+        cmd.arg("--resolver")
+            .arg(self.dns.addr().to_string())
+            .arg("--trust-anchor")
+            .arg(self.dns.trust_anchor_file())
+            .arg(program)
+            .args(args);
+        cmd
+    }
+
+    /// `program` without the launcher, names resolvable the same way.
+    fn plain(&self, program: &Path) -> Command {
+        let mut cmd = common::with_hosts(
+            self.dir.path(),
+            &[(HOST, "127.0.0.1"), (BOGUS_HOST, "127.0.0.1")],
+            program,
+        );
+        for var in [
+            "IOTSAFE_DANE_POLICY",
+            "IOTSAFE_DANE_RESOLVER",
+            "IOTSAFE_DANE_TRUST_ANCHOR",
+            "IOTSAFE_DANE_BROKER",
+            "IOTSAFE_DANE_DEVICE_IDENTITY",
+            "OPENSSL_CONF",
+            "LD_PRELOAD",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+}
+
+fn run(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run (needs unshare from util-linux)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{cmd:?} did not finish: {}", common::stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mqtt_args(host: &str, port: u16) -> Vec<String> {
+    ["-h", host, "-p", &port.to_string(), "--tls-use-os-certs"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn pub_args(host: &str, port: u16) -> Vec<String> {
+    let mut args = mqtt_args(host, port);
+    args.extend(["-i", "pub", "-t", "sensors/7", "-m", "21.5"].map(String::from));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// A `mosquitto_sub` through the launcher, waiting for one message.
+fn subscriber(rig: &Rig, broker: &mqtt::Broker) -> Child {
+    let mut args = mqtt_args(HOST, broker.port);
+    args.extend(["-i", "observer", "-t", "sensors/7", "-C", "1", "-W", "20"].map(String::from));
+    let child = rig
+        .through_launcher("mosquitto_sub", &strs(&args))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub");
+    common::wait_until(15, "the subscription through the launcher", || {
+        broker.log().contains("Received SUBSCRIBE from observer")
+    });
+    child
+}
+
+#[test]
+fn mosquitto_pub_and_sub_reach_a_broker_vouched_for_only_by_its_tlsa_record() {
+    let rig = Rig::new();
+    let port = common::free_port();
+    rig.publish_record(port);
+    let broker = mqtt::Broker::start(port, &rig.good.cert_path, &rig.good.key_path);
+    let observer = subscriber(&rig, &broker);
+
+    let out = run(rig.through_launcher("mosquitto_pub", &strs(&pub_args(HOST, port))));
+    assert!(
+        out.status.success(),
+        "published through the launcher: {}\nbroker: {}",
+        common::stderr(&out),
+        broker.log()
+    );
+    let got = observer.wait_with_output().unwrap();
+    assert_eq!(
+        common::stdout(&got).trim(),
+        "21.5",
+        "the subscriber through the launcher got it: {}",
+        common::stderr(&got)
+    );
+
+    // The same binary without the launcher: PKIX, and no CA vouches for the broker.
+    let mut plain = rig.plain(Path::new("mosquitto_pub"));
+    plain.args(pub_args(HOST, port));
+    let out = run(plain);
+    assert!(!out.status.success(), "PKIX alone must refuse the broker");
+    assert!(
+        common::stderr(&out).contains("A TLS error occurred"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn mosquitto_pub_through_the_launcher_refuses_a_broker_with_another_key() {
+    let rig = Rig::new();
+    let port = common::free_port();
+    rig.publish_record(port);
+    let broker = mqtt::Broker::start(port, &rig.other.cert_path, &rig.other.key_path);
+
+    let out = run(rig.through_launcher("mosquitto_pub", &strs(&pub_args(HOST, port))));
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(
+        err.contains("A TLS error occurred"),
+        "the program's own error: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "iotsafe-run: TLS connection refused: {HOST}:{port}"
+        )) && err.contains("(NO_MATCH)"),
+        "the shim says why: {err}"
+    );
+    assert!(
+        !broker.log().contains("Received PUBLISH"),
+        "nothing reached the broker: {}",
+        broker.log()
+    );
+}
+
+#[test]
+fn mosquitto_pub_through_the_launcher_refuses_a_bogus_zone() {
+    let rig = Rig::new();
+    let port = common::free_port();
+    rig.publish_record(port);
+    let broker = mqtt::Broker::start(port, &rig.good.cert_path, &rig.good.key_path);
+
+    let out = run(rig.through_launcher("mosquitto_pub", &strs(&pub_args(BOGUS_HOST, port))));
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(
+        err.contains("iotsafe-run: TLS connection refused") && err.contains("bogus"),
+        "the shim says why: {err}"
+    );
+    assert!(
+        !broker.log().contains("Received CONNECT"),
+        "{}",
+        broker.log()
+    );
+}
+
+/// `openssl s_server -www` with `cert`, the good key's record published for its port.
+fn web_server(rig: &Rig, cert: &pki::Issued) -> tls::TlsServer {
+    let server = tls::TlsServer::start_www(&cert.cert_path, &cert.key_path);
+    rig.publish_record(server.port);
+    server
+}
+
+fn curl(rig: &Rig, launcher: bool, port: u16, extra: &[&str]) -> Output {
+    let url = format!("https://{HOST}:{port}/");
+    let mut args = vec!["-sS", "--max-time", "20"];
+    args.extend(extra);
+    args.push(&url);
+    let cmd = if launcher {
+        rig.through_launcher("curl", &args)
+    } else {
+        let mut cmd = rig.plain(Path::new("curl"));
+        cmd.args(&args);
+        cmd
+    };
+    run(cmd)
+}
+
+#[test]
+fn curl_reaches_a_server_vouched_for_only_by_its_tlsa_record() {
+    let rig = Rig::new();
+    let server = web_server(&rig, &rig.good);
+
+    let out = curl(&rig, true, server.port, &[]);
+    assert!(
+        out.status.success() && common::stdout(&out).contains("s_server"),
+        "through the launcher: {}",
+        common::stderr(&out)
+    );
+
+    let out = curl(&rig, false, server.port, &[]);
+    assert_eq!(out.status.code(), Some(60), "PKIX alone refuses: {out:?}");
+}
+
+#[test]
+fn curl_through_the_launcher_refuses_another_key_even_with_verification_off() {
+    let rig = Rig::new();
+    let server = web_server(&rig, &rig.other);
+
+    let out = curl(&rig, true, server.port, &[]);
+    assert!(!out.status.success(), "another key refused: {out:?}");
+    // `-k` turns the program's checks off, not the launcher's: the record still decides.
+    let out = curl(&rig, true, server.port, &["-k"]);
+    let err = common::stderr(&out);
+    assert!(
+        !out.status.success(),
+        "-k does not admit another key: {err}"
+    );
+    assert!(err.contains("iotsafe-run: TLS connection refused"), "{err}");
+    // Without the launcher, -k connects to anything.
+    assert!(curl(&rig, false, server.port, &["-k"]).status.success());
+}
+
+/// tests/c/shim_client.c (a plain OpenSSL client, no DANE code) built into the rig's directory.
+fn shim_client(rig: &Rig) -> PathBuf {
+    let exe = rig.dir.path().join("shim_client");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/shim_client.c");
+    let built = Command::new("gcc")
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(source)
+        .args(["-lssl", "-lcrypto"])
+        .output()
+        .expect("gcc");
+    assert!(built.status.success(), "{}", common::stderr(&built));
+    exe
+}
+
+/// `openssl s_server` with `cert`, the good key's record published for its port.
+fn tls_server(rig: &Rig, cert: &pki::Issued) -> tls::TlsServer {
+    let server = tls::TlsServer::start(&cert.cert_path, &cert.key_path, None);
+    rig.publish_record(server.port);
+    server
+}
+
+fn client(rig: &Rig, launcher: bool, args: &[&str]) -> Output {
+    let exe = shim_client(rig);
+    if launcher {
+        run(rig.through_launcher(exe.to_str().unwrap(), args))
+    } else {
+        let mut cmd = rig.plain(&exe);
+        cmd.args(args);
+        run(cmd)
+    }
+}
+
+fn handshake_ok(out: &Output) -> bool {
+    out.status.success() && common::stdout(out).contains("handshake ok")
+}
+
+#[test]
+fn a_verify_callback_that_accepts_everything_does_not_admit_another_key() {
+    let rig = Rig::new();
+    let sni = format!("sni:{HOST}");
+    let good = tls_server(&rig, &rig.good);
+    let port = good.port.to_string();
+    let out = client(&rig, true, &[&sni, &port, "accept-all"]);
+    assert!(handshake_ok(&out), "the record's key: {out:?}");
+
+    let other = tls_server(&rig, &rig.other);
+    let port = other.port.to_string();
+    // Without the launcher, the callback accepts any key.
+    assert!(handshake_ok(&client(
+        &rig,
+        false,
+        &[&sni, &port, "accept-all"]
+    )));
+    let out = client(&rig, true, &[&sni, &port, "accept-all"]);
+    let (stdout, err) = (common::stdout(&out), common::stderr(&out));
+    assert!(!out.status.success(), "refused: {stdout}{err}");
+    assert!(
+        stdout.contains("callback: depth 0: no matching DANE TLSA records (accepted)"),
+        "the callback saw DANE's verdict: {stdout}"
+    );
+    assert!(
+        err.contains("accepted by the program's verify callback"),
+        "the shim says why: {err}"
+    );
+    assert!(stdout.contains("handshake failed"), "{stdout}");
+}
+
+#[test]
+fn verification_switched_off_by_the_program_is_switched_on_by_the_launcher() {
+    let rig = Rig::new();
+    let sni = format!("sni:{HOST}");
+    let other = tls_server(&rig, &rig.other);
+    let port = other.port.to_string();
+    assert!(handshake_ok(&client(&rig, false, &[&sni, &port, "none"])));
+    let out = client(&rig, true, &[&sni, &port, "none"]);
+    assert!(!out.status.success(), "refused: {out:?}");
+    assert!(
+        common::stderr(&out).contains("(NO_MATCH)"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn a_name_given_only_to_ssl_set1_host_is_the_server_name() {
+    let rig = Rig::new();
+    let host = format!("host:{HOST}");
+    let good = tls_server(&rig, &rig.good);
+    let out = client(&rig, true, &[&host, &good.port.to_string(), "pkix"]);
+    assert!(handshake_ok(&out), "{out:?}");
+    let other = tls_server(&rig, &rig.other);
+    let out = client(&rig, true, &[&host, &other.port.to_string(), "pkix"]);
+    assert!(!out.status.success(), "{out:?}");
+}
+
+#[test]
+fn no_server_name_is_refused_under_require_and_left_to_the_program_when_opportunistic() {
+    let rig = Rig::new();
+    let good = tls_server(&rig, &rig.good);
+    let port = good.port.to_string();
+    let out = client(&rig, true, &["-", &port, "accept-all"]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "require refuses: {err}");
+    assert!(err.contains("no server name"), "{err}");
+    assert!(
+        !common::stdout(&out).contains("callback:"),
+        "refused before the handshake"
+    );
+
+    let opportunistic = |verify: &str| {
+        let exe = shim_client(&rig);
+        let mut cmd = rig.plain(&rig.launcher);
+        cmd.args(["--policy", "opportunistic", "--resolver"])
+            .arg(rig.dns.addr().to_string())
+            .arg("--trust-anchor")
+            .arg(rig.dns.trust_anchor_file())
+            .arg(exe)
+            .args(["-", &port, verify]);
+        run(cmd)
+    };
+    let out = opportunistic("accept-all");
+    assert!(handshake_ok(&out), "the program's own callback: {out:?}");
+    assert!(common::stderr(&out).contains("no DANE (opportunistic)"));
+    let out = opportunistic("pkix");
+    assert!(!out.status.success(), "the program's own PKIX: {out:?}");
+}
+
+#[test]
+fn non_blocking_handshakes_on_a_relayed_socket_are_prepared_once_and_checked() {
+    let rig = Rig::new();
+    let sni = format!("sni:{HOST}");
+    let good = tls_server(&rig, &rig.good);
+    let out = client(
+        &rig,
+        true,
+        &[&sni, &good.port.to_string(), "pkix", "nonblock"],
+    );
+    assert!(handshake_ok(&out), "{out:?}");
+    assert!(
+        !common::stdout(&out).contains("retries: 0"),
+        "the handshake took several calls: {}",
+        common::stdout(&out)
+    );
+    // The SSL's own socket is no TCP connection: the port is the one this thread connected.
+    assert!(!common::stderr(&out).contains("no socket"), "{out:?}");
+    let other = tls_server(&rig, &rig.other);
+    let out = client(
+        &rig,
+        true,
+        &[&sni, &other.port.to_string(), "pkix", "nonblock"],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
+}
+
+/// The launcher with only `options` (no resolver or trust anchor given on its command line),
+/// and `env` set, running the C client with `args`.
+fn launcher_with(rig: &Rig, options: &[&str], env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let exe = shim_client(rig);
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.args(options).arg(exe).args(args);
+    for (var, value) in env {
+        cmd.env(var, value);
+    }
+    run(cmd)
+}
+
+/// A copy of c-examples/openssl.cnf with `lines` added to the provider's section.
+fn openssl_cnf_with(rig: &Rig, lines: &[String]) -> PathBuf {
+    let text = std::fs::read_to_string(common::example_openssl_conf()).unwrap();
+    let section = "[iotsafe_sect]\n";
+    let at = text.find(section).expect("provider section") + section.len();
+    let mut out = text[..at].to_string();
+    for line in lines {
+        out += line;
+        out += "\n";
+    }
+    out += &text[at..];
+    let path = rig.dir.path().join("openssl.cnf");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn settings_come_from_options_then_variables_then_the_providers_openssl_cnf_section() {
+    let rig = Rig::new();
+    let good = tls_server(&rig, &rig.good);
+    let port = good.port.to_string();
+    let sni = format!("sni:{HOST}");
+    let resolver = rig.dns.addr().to_string();
+    let anchor = rig.dns.trust_anchor_file();
+
+    // Resolver and trust anchor from the variables.
+    let out = launcher_with(
+        &rig,
+        &[],
+        &[
+            ("IOTSAFE_DANE_RESOLVER", Path::new(&resolver)),
+            ("IOTSAFE_DANE_TRUST_ANCHOR", &anchor),
+        ],
+        &[&sni, &port, "pkix"],
+    );
+    assert!(handshake_ok(&out), "from the variables: {out:?}");
+
+    // From the provider's section of the configuration OpenSSL reads, policy included.
+    let cnf = openssl_cnf_with(
+        &rig,
+        &[
+            format!("dane-resolver = {resolver}"),
+            format!("dane-trust-anchor = {}", anchor.display()),
+            "dane-policy = opportunistic".to_string(),
+        ],
+    );
+    let from_cnf = |options: &[&str], env: &[(&str, &Path)]| {
+        let mut all = vec![("OPENSSL_CONF", cnf.as_path())];
+        all.extend_from_slice(env);
+        launcher_with(&rig, options, &all, &["-", &port, "accept-all"])
+    };
+    let out = launcher_with(&rig, &[], &[("OPENSSL_CONF", &cnf)], &[&sni, &port, "pkix"]);
+    assert!(handshake_ok(&out), "from openssl.cnf: {out:?}");
+    let out = from_cnf(&[], &[]);
+    assert!(
+        handshake_ok(&out),
+        "opportunistic from openssl.cnf: {out:?}"
+    );
+    // A variable overrides the file, an option the variable.
+    let require = [("IOTSAFE_DANE_POLICY", Path::new("require"))];
+    let out = from_cnf(&[], &require);
+    assert!(!out.status.success(), "the variable's policy: {out:?}");
+    let out = from_cnf(&["--policy", "opportunistic"], &require);
+    assert!(handshake_ok(&out), "the option's policy: {out:?}");
+}
+
+#[test]
+fn the_launcher_sets_the_preload_and_openssl_conf_and_checks_its_options() {
+    let rig = Rig::new();
+    let show = |env: &[(&str, &str)], options: &[&str]| {
+        let mut cmd = rig.plain(&rig.launcher);
+        cmd.args(options).args([
+            "sh",
+            "-c",
+            "echo \"$LD_PRELOAD|$OPENSSL_CONF|$IOTSAFE_DANE_POLICY\"",
+        ]);
+        for (var, value) in env {
+            cmd.env(var, value);
+        }
+        run(cmd)
+    };
+    let out = show(&[], &["--policy=opportunistic"]);
+    let line = common::stdout(&out);
+    let preload = common::built_adapter("libiotsafe_preload.so", "preload");
+    assert_eq!(
+        line.trim(),
+        format!(
+            "{}|{}|opportunistic",
+            preload.display(),
+            common::example_openssl_conf().display()
+        )
+    );
+    let out = show(
+        &[("OPENSSL_CONF", "/etc/mine.cnf"), ("LD_PRELOAD", "libx.so")],
+        &[],
+    );
+    assert_eq!(
+        common::stdout(&out).trim(),
+        format!("{}:libx.so|/etc/mine.cnf|", preload.display()),
+        "the caller's OPENSSL_CONF is kept, its preloads follow the shim"
+    );
+
+    for (options, message) in [
+        (
+            vec!["--policy", "sometimes"],
+            "expected require or opportunistic",
+        ),
+        (vec!["--trust-anchor", "/nonexistent"], "no such file"),
+        (vec!["--timeout-ms", "0"], "expected 1 to 60000"),
+        (vec!["--frobnicate"], "unknown option --frobnicate"),
+        (vec!["no-such-program-here"], "command not found"),
+    ] {
+        let out = show(&[], &options);
+        assert!(!out.status.success(), "{options:?}");
+        assert!(
+            common::stderr(&out).contains(message),
+            "{options:?}: {}",
+            common::stderr(&out)
+        );
+    }
+}
+
+/// Python loads libssl only when a script imports `ssl` (its `_ssl` module, by dlopen): the
+/// shim reaches it there all the same, and says so when a program never used libssl at all.
+#[test]
+fn python_loads_libssl_late_and_is_reached_and_a_program_without_libssl_is_told() {
+    let rig = Rig::new();
+    let good = tls_server(&rig, &rig.good);
+    let script = format!(
+        "import socket, ssl\n\
+         s = socket.create_connection(('127.0.0.1', {}))\n\
+         t = ssl.create_default_context().wrap_socket(s, server_hostname='{HOST}')\n\
+         print('connected', t.version())\n",
+        good.port
+    );
+    let out = run(rig.through_launcher("python3", &["-c", &script]));
+    assert!(
+        out.status.success() && common::stdout(&out).contains("connected"),
+        "Python's ssl through the launcher: {out:?}"
+    );
+    assert!(!common::stderr(&out).contains("python3 (pid"), "{out:?}");
+    let mut plain = rig.plain(Path::new("python3"));
+    plain.args(["-c", &script]);
+    let out = run(plain);
+    assert!(
+        common::stderr(&out).contains("CERTIFICATE_VERIFY_FAILED"),
+        "PKIX alone refuses: {out:?}"
+    );
+
+    let out = run(rig.through_launcher("python3", &["-c", "print('no TLS')"]));
+    assert!(
+        common::stderr(&out).contains("iotsafe-run: python3 (pid")
+            && common::stderr(&out).contains("never used OpenSSL 3's libssl"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_program_on_another_tls_library_is_told_at_start() {
+    let rig = Rig::new();
+    // Debian's wget is built on GnuTLS.
+    let out = run(rig.through_launcher("wget", &["--version"]));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("iotsafe-run: wget uses libgnutls") && err.contains("get no DANE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_statically_linked_program_is_not_started_without_dane() {
+    let rig = Rig::new();
+    let source = rig.dir.path().join("static.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\nint main(void) { puts(\"ran\"); }\n",
+    )
+    .unwrap();
+    let exe = rig.dir.path().join("static_program");
+    let built = Command::new("gcc")
+        .args(["-static", "-o"])
+        .arg(&exe)
+        .arg(&source)
+        .output()
+        .expect("gcc");
+    assert!(built.status.success(), "{}", common::stderr(&built));
+
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.arg(&exe);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("is statically linked")
+            && !common::stdout(&out).contains("ran"),
+        "{out:?}"
+    );
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.arg("--allow-no-dane").arg(&exe);
+    let out = run(cmd);
+    assert!(common::stdout(&out).contains("ran"), "{out:?}");
+}
+
+/// c-examples/paho_pub.c (Paho C, no DANE code in it) through the launcher: its trust store
+/// holds a CA that did not issue the broker's certificate, so only the TLSA record vouches.
+#[test]
+fn the_paho_c_example_publishes_through_the_launcher_to_a_broker_vouched_for_by_tlsa() {
+    let rig = Rig::new();
+    let d = rig.dir.path();
+    let exe = d.join("paho_pub");
+    let built = Command::new("gcc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("c-examples/paho_pub.c"))
+        .arg("-lpaho-mqtt3cs")
+        .output()
+        .expect("gcc");
+    assert!(built.status.success(), "{}", common::stderr(&built));
+    let unrelated_ca = pki::ca(d, "ca", "unrelated CA");
+    let client = pki::leaf(d, "client", "client", &[], None);
+    let keystore = d.join("client.keystore.pem");
+    let mut pem = std::fs::read(&client.cert_path).unwrap();
+    pem.extend(std::fs::read(&client.key_path).unwrap());
+    std::fs::write(&keystore, pem).unwrap();
+
+    let port = common::free_port();
+    rig.publish_record(port);
+    let uri = format!("ssl://{HOST}:{port}");
+    let args = [
+        uri.as_str(),
+        unrelated_ca.cert_path.to_str().unwrap(),
+        keystore.to_str().unwrap(),
+        "sensors/7",
+        "21.5",
+    ];
+    let publish = |launcher: bool| {
+        if launcher {
+            run(rig.through_launcher(exe.to_str().unwrap(), &args))
+        } else {
+            let mut cmd = rig.plain(&exe);
+            cmd.args(args);
+            run(cmd)
+        }
+    };
+
+    let broker = mqtt::Broker::start(port, &rig.good.cert_path, &rig.good.key_path);
+    let out = publish(true);
+    assert!(
+        out.status.success(),
+        "through the launcher: {out:?}\nbroker: {}",
+        broker.log()
+    );
+    assert!(broker.log().contains("'sensors/7'"), "{}", broker.log());
+    assert!(!publish(false).status.success(), "PKIX alone refuses");
+    drop(broker);
+
+    let _other = mqtt::Broker::start(port, &rig.other.cert_path, &rig.other.key_path);
+    let out = publish(true);
+    assert!(!out.status.success(), "another key: {out:?}");
+    assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
+}
+
+/// `openssl s_client` never calls SSL_connect: its handshake happens inside SSL_write/SSL_read
+/// (after SSL_set_connect_state), and its verify callback accepts every certificate. Reached
+/// there all the same.
+#[test]
+fn openssl_s_client_handshaking_inside_its_reads_and_writes_is_reached() {
+    let rig = Rig::new();
+    let s_client = |port: u16| {
+        let connect = format!("127.0.0.1:{port}");
+        let args = ["s_client", "-connect", &connect, "-servername", HOST];
+        run(rig.through_launcher("openssl", &args))
+    };
+    let good = tls_server(&rig, &rig.good);
+    let out = s_client(good.port);
+    assert!(
+        out.status.success() && common::stdout(&out).contains("Verification: OK"),
+        "{out:?}"
+    );
+    let other = tls_server(&rig, &rig.other);
+    let out = s_client(other.port);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("accepted by the program's verify callback"),
+        "{out:?}"
+    );
+}
+
+/// `--trust-ad`: the AD bit of a validating resolver on loopback (a real unbound validating the
+/// test hierarchy) decides instead of in-process validation; `--timeout-ms` is passed along.
+#[test]
+fn trust_ad_takes_a_validating_resolvers_verdict() {
+    let rig = Rig::new();
+    let unbound = unbound::Unbound::start(&rig.dns);
+    let sni = format!("sni:{HOST}");
+    let client = |server: &tls::TlsServer| {
+        let port = server.port.to_string();
+        let resolver = unbound.addr().to_string();
+        launcher_with(
+            &rig,
+            &[
+                "--trust-ad",
+                "--timeout-ms",
+                "4000",
+                "--resolver",
+                &resolver,
+            ],
+            &[],
+            &[&sni, &port, "pkix"],
+        )
+    };
+    let good = tls_server(&rig, &rig.good);
+    let out = client(&good);
+    assert!(handshake_ok(&out), "{out:?}\n{}", unbound.log());
+    let other = tls_server(&rig, &rig.other);
+    let out = client(&other);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(common::stderr(&out).contains("(NO_MATCH)"), "{out:?}");
+}
+
+/// A program linked against another OpenSSL asks for `SSL_connect@OPENSSL_1_1_0`: the shim's
+/// `SSL_connect@OPENSSL_3.0.0` is not that symbol, so the program's own library gets the call.
+#[test]
+fn a_program_linked_against_another_openssl_is_left_alone() {
+    let rig = Rig::new();
+    let d = rig.dir.path();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/other_openssl.c");
+    let map = d.join("other.map");
+    std::fs::write(&map, "OPENSSL_1_1_0 { global: SSL_connect; local: *; };\n").unwrap();
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc").args(args).output().expect("gcc");
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    };
+    let lib = d.join("libotherssl.so");
+    let map_arg = format!("-Wl,--version-script={}", map.display());
+    gcc(&[
+        "-DOTHER_LIBRARY",
+        "-fPIC",
+        "-shared",
+        &map_arg,
+        "-o",
+        lib.to_str().unwrap(),
+        source.to_str().unwrap(),
+    ]);
+    let exe = d.join("other_openssl");
+    let rpath = format!("-Wl,-rpath,{}", d.display());
+    let libdir = format!("-L{}", d.display());
+    gcc(&[
+        "-o",
+        exe.to_str().unwrap(),
+        source.to_str().unwrap(),
+        &libdir,
+        &rpath,
+        "-lotherssl",
+    ]);
+
+    let out = run(rig.through_launcher(exe.to_str().unwrap(), &[]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        common::stdout(&out).contains("the other OpenSSL's SSL_connect(its own SSL)"),
+        "{out:?}"
+    );
+}
