@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::card::CardRig;
-use common::{digest_hex, ok, openssl, stderr};
+use common::{digest_hex, ok, openssl, stderr, stdout};
 
 /// Signs a message on the rig's card with `hash` and checks it with `openssl dgst -verify`.
 fn sign_and_verify(rig: &CardRig, tool_args: &[&str], hash: &str) {
@@ -146,6 +146,130 @@ fn tlsa_record_matches_openssls_digest_of_the_key() {
     assert_eq!(
         full.trim(),
         format!("x.test. IN TLSA 3 0 2 {}", digest_hex("sha512", &der))
+    );
+}
+
+/// The SHA-256 of a PEM public key's DER SubjectPublicKeyInfo, by the `openssl` tool.
+fn spki_sha256(rig: &CardRig, public_pem: &str) -> String {
+    let pem_file = rig.dir.path().join("spki-input.pem");
+    std::fs::write(&pem_file, public_pem).unwrap();
+    let spki = rig.dir.path().join("spki-input.der");
+    ok(openssl(&[
+        "pkey",
+        "-pubin",
+        "-in",
+        pem_file.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        spki.to_str().unwrap(),
+    ]));
+    digest_hex("sha256", &spki)
+}
+
+/// `--key-id 03 tlsa` is the record of key 03 (read from the card), never of the device
+/// certificate's key; a selector 0 record of a certificate that holds another key is refused.
+#[test]
+fn tlsa_record_is_the_selected_keys() {
+    let rig = CardRig::start(&[]);
+    let key3 = ok(rig.iotsafe(&["--key-id", "03", "genkey"]));
+    let record = ok(rig.iotsafe(&["--key-id", "03", "tlsa", "--name", "x.test"]));
+    assert_eq!(
+        record.trim(),
+        format!("x.test. IN TLSA 3 1 1 {}", spki_sha256(&rig, &key3))
+    );
+    let device = ok(rig.iotsafe(&["tlsa", "--name", "x.test"]));
+    assert_ne!(record, device, "key 03's record, not key 01's");
+
+    let out = rig.iotsafe(&[
+        "--key-id",
+        "03",
+        "tlsa",
+        "--name",
+        "x.test",
+        "--selector",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "the certificate in file id 02 holds another public key than private key id 03"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `keyref --with-cert` writes a certificate only together with its own key's reference.
+#[test]
+fn keyref_with_another_keys_certificate_is_refused() {
+    let rig = CardRig::start(&[]);
+    ok(rig.iotsafe(&["--key-id", "03", "genkey"]));
+    let file = rig.dir.path().join("k3.keyref.pem");
+    let out = rig.iotsafe(&[
+        "--key-id",
+        "03",
+        "keyref",
+        "--with-cert",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds another public key than private key id 03"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!file.exists(), "no file written");
+    // The device key's own certificate is accepted.
+    ok(rig.iotsafe(&["keyref", "--with-cert", "--out", file.to_str().unwrap()]));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{written}"
+    );
+}
+
+/// `genkey` on a name the card already uses is refused; with `--force` the key is replaced
+/// and the tool says that the certificate no longer matches and which records must change.
+#[test]
+fn genkey_replaces_an_existing_key_only_with_force() {
+    let rig = CardRig::start(&[]);
+    let before = ok(rig.iotsafe(&["pubkey"]));
+    let old_record = ok(rig.iotsafe(&["tlsa", "--name", "x.test"]));
+    let out = rig.iotsafe(&["genkey"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("private key id 01 already exists on the applet")
+            && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ok(rig.iotsafe(&["pubkey"])), before, "the key is untouched");
+
+    let out = rig.iotsafe(&["genkey", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new = stdout(&out);
+    assert_ne!(new, before);
+    assert_eq!(ok(rig.iotsafe(&["pubkey"])), new);
+    let message = stderr(&out);
+    assert!(
+        message.contains("the certificate in file id 02 holds the replaced key"),
+        "{message}"
+    );
+    let old_data = old_record.split_whitespace().last().unwrap();
+    let new_data = spki_sha256(&rig, &new);
+    assert!(
+        message.contains(&format!(
+            "TLSA 3 1 1 {old_data} becomes TLSA 3 1 1 {new_data}"
+        )),
+        "{message}"
+    );
+    let out = rig.iotsafe(&["tlsa", "--name", "x.test", "--selector", "0"]);
+    assert!(
+        stderr(&out).contains("holds another public key than private key id 01"),
+        "{}",
+        stderr(&out)
     );
 }
 
