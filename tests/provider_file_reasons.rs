@@ -148,29 +148,39 @@ fn a_damaged_key_reference_file_says_how() {
     }
 }
 
+/// An unknown key, an invalid value and an unwritable debug log in openssl.cnf are named
+/// (key and value) at the first key load, through a key-reference file and a URI alike.
 #[test]
-fn a_bad_value_in_openssl_cnf_is_named_through_the_file_store() {
+fn openssl_cnf_mistakes_are_named_on_every_path() {
     let files = Files::new();
-    let conf = files.conf_with("cla-style = 42");
-    let out = files
-        .openssl_with(
-            &conf,
-            &["pkey", "-in", &files.path("dev.keyref.pem"), "-pubout"],
-        )
-        .output()
-        .unwrap();
-    fails_with(out, "cla-style = 42", "cla-style");
-    fails_with(
-        files
-            .openssl_with(
-                &conf,
-                &["pkey", "-in", &files.path("dev.keyref.pem"), "-pubout"],
-            )
-            .output()
-            .unwrap(),
-        "cla-style = 42",
-        "invalid IoT SAFE provider configuration",
-    );
+    let keyref = files.path("dev.keyref.pem");
+    for (line, reason) in [
+        (
+            "readr = Virtual PCD",
+            "unknown key 'readr' (= 'Virtual PCD')",
+        ),
+        ("cla-style = 42", "cla-style must be 00 or 80"),
+        ("key-id = zz", "key-id"),
+        (
+            "debug-log = /nonexistent-dir/iotsafe.log",
+            "cannot open '/nonexistent-dir/iotsafe.log'",
+        ),
+    ] {
+        let conf = files.conf_with(line);
+        for input in [keyref.as_str(), "iotsafe:key-id=01"] {
+            let out = files
+                .openssl_with(&conf, &["pkey", "-in", input, "-pubout"])
+                .output()
+                .unwrap();
+            let message = stderr(&out);
+            assert!(!out.status.success(), "{line} with {input}: must fail");
+            assert!(
+                message.contains("invalid IoT SAFE provider configuration")
+                    && message.contains(reason),
+                "{line} with {input}: no '{reason}' in: {message}"
+            );
+        }
+    }
 }
 
 #[test]
