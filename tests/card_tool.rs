@@ -482,3 +482,47 @@ fn a_card_announcing_a_huge_file_is_refused_clearly() {
         "no READ FILE was sent"
     );
 }
+
+/// An ordinary SIM (no IoT SAFE AID answers SELECT) is reported as such, naming the reader
+/// and the AIDs tried, not as "no card" in another (empty) slot of the reader.
+#[test]
+fn a_card_without_the_applet_is_named_as_such() {
+    let rig = CardRig::start(&["--aid", "A0000000871002"]);
+    let out = rig.iotsafe(&["info"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.starts_with(
+            "iotsafe: IoT SAFE applet not found: the card in reader 'Virtual PCD 00 00' has none"
+        ) && message.contains("A0000005590010 (SW 6A82)"),
+        "{message}"
+    );
+    assert!(!message.contains("no card"), "{message}");
+}
+
+/// `--modem PATH` that cannot be used names the modem path, not a smart-card reader.
+#[test]
+fn a_missing_modem_is_named_as_a_modem() {
+    let dir = tempfile::tempdir().unwrap();
+    let absent = dir.path().join("ttyUSB9");
+    let plain = dir.path().join("plain-file");
+    std::fs::write(&plain, "").unwrap();
+    for (path, detail) in [
+        (&absent, "cannot open modem"),
+        (&plain, "is not a terminal"),
+    ] {
+        let out = std::process::Command::new(common::workspace_binary("iotsafe"))
+            .args(["--modem", path.to_str().unwrap(), "info"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let message = stderr(&out);
+        assert!(
+            message.starts_with("iotsafe: no modem: ")
+                && message.contains(path.to_str().unwrap())
+                && message.contains(detail),
+            "{message}"
+        );
+        assert!(!message.contains("smart-card reader"), "{message}");
+    }
+}

@@ -134,6 +134,7 @@ pub fn reason_of(e: &iotsafe::Error) -> Reason {
     match e {
         E::NotFound { .. } => Reason::NotFound,
         E::NoReader(_)
+        | E::NoModem(_)
         | E::CardAbsent { .. }
         | E::CardReset { .. }
         | E::Unresponsive { .. }
