@@ -526,3 +526,55 @@ fn a_missing_modem_is_named_as_a_modem() {
         assert!(!message.contains("smart-card reader"), "{message}");
     }
 }
+
+/// Every failure is one line on stderr starting with `iotsafe:`, the dane subcommands' too
+/// (their report stays on stdout); an empty owner name is refused before the card is used.
+#[test]
+fn every_error_line_starts_with_the_tools_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_cert = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_a_cert, "hello\n").unwrap();
+    let runs: [&[&str]; 3] = [
+        &["tlsa", "--name", ""],
+        &[
+            "dane",
+            "check-client",
+            "--cert",
+            not_a_cert.to_str().unwrap(),
+            "--name",
+            "sensor7._device.example",
+            "--resolver",
+            "127.0.0.1:9",
+        ],
+        &[
+            "dane",
+            "check-server",
+            "",
+            "443",
+            "--resolver",
+            "127.0.0.1:9",
+        ],
+    ];
+    for args in runs {
+        let out = std::process::Command::new(common::workspace_binary("iotsafe"))
+            .args(args)
+            .env("PCSCLITE_CSOCK_NAME", dir.path().join("no-pcscd"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let message = stderr(&out);
+        assert!(
+            !message.is_empty() && message.lines().all(|l| l.starts_with("iotsafe: ")),
+            "{args:?}: {message}"
+        );
+    }
+    let out = std::process::Command::new(common::workspace_binary("iotsafe"))
+        .args(["tlsa", "--name", ""])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("--name: '' is not a host name: empty name"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -4,6 +4,7 @@ use std::fs;
 use std::io::Write;
 
 use clap::{Args, Subcommand};
+use dane::name::DomainName;
 use dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
 use iotsafe_card::applet::MAX_RANDOM;
 use iotsafe_card::transport::pcsc;
@@ -495,6 +496,8 @@ fn tlsa(
             "TLSA {usage} {selector} {mtype}: usage 0-3, selector 0-1, matching type 0-2"
         ));
     };
+    // Checked before the card is used: an empty or malformed owner is a usage mistake.
+    DomainName::parse(name).map_err(|e| format!("--name: {e}"))?;
     let mut applet = options.open()?;
     let key = card_public_key(options, &mut applet)?;
     let record = match selector {

@@ -125,9 +125,43 @@ fn system_nameserver() -> SocketAddr {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 53)))
 }
 
-/// Runs one subcommand, prints its report, and returns the process exit status.
+/// What a subcommand found: a report (authenticated or not), or an error before any check.
+enum Outcome {
+    Report { authenticated: bool, text: String },
+    Error(String),
+}
+
+/// Runs one subcommand, prints its report, and returns the process exit status: the report
+/// on stdout; on failure, one line on stderr starting with `iotsafe:` (the report's verdict,
+/// or the error).
 pub fn run(cmd: DaneCommand) -> i32 {
-    let (ok, report) = match cmd {
+    match outcome(cmd) {
+        Outcome::Report {
+            authenticated: true,
+            text,
+        } => {
+            println!("{text}");
+            0
+        }
+        Outcome::Report { text, .. } => {
+            println!("{text}");
+            let verdict = text.lines().last().unwrap_or("not authenticated");
+            eprintln!("iotsafe: {verdict}");
+            1
+        }
+        Outcome::Error(message) => {
+            eprintln!("iotsafe: {message}");
+            1
+        }
+    }
+}
+
+fn outcome(cmd: DaneCommand) -> Outcome {
+    let report = |authenticated: bool, text: String| Outcome::Report {
+        authenticated,
+        text,
+    };
+    match cmd {
         DaneCommand::CheckServer {
             host,
             port,
@@ -137,9 +171,9 @@ pub fn run(cmd: DaneCommand) -> i32 {
         } => match dns.resolver() {
             Ok(r) => {
                 let check = check_server(&r, &host, port, policy.into(), ca_file.as_deref());
-                (check.authenticated(), check.to_string())
+                report(check.authenticated(), check.to_string())
             }
-            Err(e) => (false, e.to_string()),
+            Err(e) => Outcome::Error(e.to_string()),
         },
         DaneCommand::CheckClient {
             cert,
@@ -152,18 +186,11 @@ pub fn run(cmd: DaneCommand) -> i32 {
             Ok(r) => {
                 let verifier = ClientVerifier::new(allowed_domains, ca_file);
                 match verifier.verify_files(&r, &name, &cert, chain.as_deref()) {
-                    Ok(v) => (v.authenticated(), v.to_string()),
-                    Err(e) => (false, e),
+                    Ok(v) => report(v.authenticated(), v.to_string()),
+                    Err(e) => Outcome::Error(e),
                 }
             }
-            Err(e) => (false, e.to_string()),
+            Err(e) => Outcome::Error(e.to_string()),
         },
-    };
-    if ok {
-        println!("{report}");
-        0
-    } else {
-        eprintln!("{report}");
-        1
     }
 }

@@ -1,6 +1,7 @@
 //! `iotsafe`: inspect and use the IoT SAFE applet of a SIM/eSIM.
 //!
-//! Exit status 0 on success; on failure one line on stderr and a non-zero status.
+//! Exit status 0 on success; 1 on failure, with one line on stderr starting with `iotsafe:`;
+//! 2 for a usage mistake (clap's message).
 
 mod card;
 mod dane_commands;
