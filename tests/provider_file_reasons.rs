@@ -189,3 +189,33 @@ fn a_good_key_reference_file_still_loads() {
     let from_file = ok(files.pkey(&files.path("dev.keyref.pem")));
     assert_eq!(from_file, ok(files.rig.iotsafe(&["pubkey"])));
 }
+
+/// `openssl pkey -in FILE -text -noout` prints the public key and where the private key is.
+#[test]
+fn pkey_text_of_a_key_reference_says_where_the_private_key_is() {
+    let files = Files::new();
+    let out = files
+        .openssl_with(
+            &common::example_openssl_conf(),
+            &[
+                "pkey",
+                "-in",
+                &files.path("dev.keyref.pem"),
+                "-text",
+                "-noout",
+            ],
+        )
+        .output()
+        .unwrap();
+    let text = ok(out);
+    assert!(
+        text.contains("pub:") && text.contains("ASN1 OID: prime256v1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Private key: on the IoT SAFE applet (private key id 01, reader 'Virtual PCD 00 00')"
+        ),
+        "{text}"
+    );
+}
