@@ -68,7 +68,7 @@ pub struct CardOptions {
 
 impl CardOptions {
     /// The card target these options name (key and certificate always named).
-    fn target(&self) -> Result<Target, String> {
+    pub(crate) fn target(&self) -> Result<Target, String> {
         let key = match &self.key_label {
             Some(label) => ("key-label", label.as_str()),
             None => ("key-id", self.key_id.as_str()),
@@ -98,11 +98,11 @@ impl CardOptions {
         Ok(target)
     }
 
-    fn open(&self) -> Result<Applet, String> {
+    pub(crate) fn open(&self) -> Result<Applet, String> {
         self.target()?.connect().map_err(|e| e.to_string())
     }
 
-    fn key(&self) -> Result<ObjectRef, String> {
+    pub(crate) fn key(&self) -> Result<ObjectRef, String> {
         self.target()?.key.ok_or_else(|| "no key named".to_string())
     }
 
@@ -115,7 +115,7 @@ impl CardOptions {
             .ok_or_else(|| "no key named".to_string())
     }
 
-    fn cert(&self) -> Result<ObjectRef, String> {
+    pub(crate) fn cert(&self) -> Result<ObjectRef, String> {
         self.target()?
             .cert
             .ok_or_else(|| "no certificate named".to_string())
@@ -273,14 +273,14 @@ fn certificate(options: &CardOptions) -> Result<X509, String> {
     read_certificate(options, &mut options.open()?)
 }
 
-fn read_certificate(options: &CardOptions, applet: &mut Applet) -> Result<X509, String> {
+pub(crate) fn read_certificate(options: &CardOptions, applet: &mut Applet) -> Result<X509, String> {
     let cert = options.cert()?;
     let der = applet.read_file(&cert).map_err(|e| e.to_string())?;
     X509::from_der(&der)
         .map_err(|e| format!("file {cert} on the card is not a DER X.509 certificate: {e}"))
 }
 
-fn holds_key(cert: &X509, key: &PKey<Public>) -> bool {
+pub(crate) fn holds_key(cert: &X509, key: &PKey<Public>) -> bool {
     cert.public_key().is_ok_and(|public| public.public_eq(key))
 }
 
@@ -291,7 +291,10 @@ fn public_key_pem(options: &CardOptions, applet: &mut Applet) -> Result<Vec<u8>,
 }
 
 /// The selected key's public key, read from the card.
-fn card_public_key(options: &CardOptions, applet: &mut Applet) -> Result<PKey<Public>, String> {
+pub(crate) fn card_public_key(
+    options: &CardOptions,
+    applet: &mut Applet,
+) -> Result<PKey<Public>, String> {
     let key = options.public()?;
     let public = applet
         .public_key(&key)

@@ -5,6 +5,7 @@
 
 mod card;
 mod dane_commands;
+mod doctor;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Card(card::CardCommand),
+    /// Check everything from pcscd to the device's TLSA records, one line per check (ok, or
+    /// the problem and what to do). Exit status 0 only when everything is fine.
+    Doctor(doctor::DoctorArgs),
     /// Authenticate servers and devices by their DNSSEC-validated TLSA records.
     Dane {
         #[command(subcommand)]
@@ -38,6 +42,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Card(command) => card::run(&cli.card, command),
+        Command::Doctor(args) => {
+            return match doctor::run(&cli.card, &args) {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
         Command::Dane { command } => {
             return match dane_commands::run(command) {
                 0 => ExitCode::SUCCESS,
