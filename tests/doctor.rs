@@ -151,3 +151,49 @@ fn doctor_finds_a_broken_or_foreign_key_reference() {
     let out = run(doctor(&rig, &[]).args(["--keyref", other.to_str().unwrap()]));
     finds(&out, "keyref", "loads another key than the selected one");
 }
+
+/// `--name OWNER`: the device's TLSA records found in a real signed zone, validated, and
+/// matching the card's key; a name whose record is another key's is a problem.
+#[test]
+fn doctor_checks_the_devices_tlsa_records() {
+    let rig = CardRig::start(&[]);
+    let record = ok(rig.iotsafe(&["tlsa", "--name", "sensor7._device.iotregistry.test"]));
+    let rdata = record.split(" IN TLSA ").nth(1).unwrap().trim().to_string();
+    let other = format!("3 1 1 {}", "ab".repeat(32));
+    let lines = [
+        format!("sensor7._device 300 IN TLSA {rdata}"),
+        format!("sensor8._device 300 IN TLSA {other}"),
+    ];
+    let zone: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| ("iotregistry.test.", l.as_str()))
+        .collect();
+    let dns = common::dns::TestDns::start(&zone);
+    let resolver = dns.addr().to_string();
+    let anchor = dns.trust_anchor_file();
+    let dns_args = |name: &'static str| {
+        [
+            "--name".to_string(),
+            name.to_string(),
+            "--resolver".to_string(),
+            resolver.clone(),
+            "--trust-anchor".to_string(),
+            anchor.to_str().unwrap().to_string(),
+        ]
+    };
+    let out = run(doctor(&rig, &[]).args(dns_args("sensor7._device.iotregistry.test")));
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}{}", stderr(&out));
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("tlsa") && l.contains("sensor7")),
+        "{report}"
+    );
+    let out = run(doctor(&rig, &[]).args(dns_args("sensor8._device.iotregistry.test")));
+    finds(
+        &out,
+        "tlsa",
+        "sensor8._device.iotregistry.test: NOT AUTHENTICATED",
+    );
+}

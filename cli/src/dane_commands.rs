@@ -145,8 +145,7 @@ pub fn run(cmd: DaneCommand) -> i32 {
         }
         Outcome::Report { text, .. } => {
             println!("{text}");
-            let verdict = text.lines().last().unwrap_or("not authenticated");
-            eprintln!("iotsafe: {verdict}");
+            eprintln!("iotsafe: {}", verdict(&text));
             1
         }
         Outcome::Error(message) => {
@@ -154,6 +153,18 @@ pub fn run(cmd: DaneCommand) -> i32 {
             1
         }
     }
+}
+
+/// A report's verdict (from its `AUTHENTICATED` or `NOT AUTHENTICATED` on) on one line.
+pub fn verdict(report: &str) -> String {
+    let start = report
+        .find("NOT AUTHENTICATED")
+        .or_else(|| report.find("AUTHENTICATED"))
+        .unwrap_or(0);
+    report[start..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn outcome(cmd: DaneCommand) -> Outcome {

@@ -14,7 +14,7 @@ use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 
 use crate::card::{self, CardOptions};
-use crate::dane_commands::DnsArgs;
+use crate::dane_commands::{self, DnsArgs};
 
 #[derive(clap::Args)]
 pub struct DoctorArgs {
@@ -310,8 +310,7 @@ fn check_tlsa(report: &mut Report, args: &DoctorArgs, name: &str, cert: Option<&
         }
     };
     let verification = ClientVerifier::new(Vec::new(), None).verify(&resolver, name, cert, &[]);
-    let text = verification.to_string();
-    let verdict = text.lines().last().unwrap_or_default();
+    let verdict = dane_commands::verdict(&verification.to_string());
     if verification.authenticated() {
         report.ok("tlsa", &format!("{name}: {verdict}"));
     } else {
