@@ -105,6 +105,9 @@ impl DnsArgs {
             config.validation = Validation::TrustAdBit;
         }
         config.lookup_timeout = Duration::from_secs(self.dns_timeout.max(1));
+        // Each query may take half the look-up (a retry fits), never less than the default:
+        // a slow path to the resolver is waited for as long as the user allows.
+        config.query_timeout = config.query_timeout.max(config.lookup_timeout / 2);
         Resolver::new(config)
     }
 }

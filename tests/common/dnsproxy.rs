@@ -43,6 +43,8 @@ pub enum Forgery {
     /// NOERROR with an unsigned NS record at the question's name in the answer section: a
     /// delegation that is not there.
     UnsignedNs,
+    /// The real response, this long after the question (a slow resolver path).
+    Late(Duration),
 }
 
 /// The rewrite of one question, its records fetched from knotd when it was set.
@@ -52,6 +54,7 @@ enum Rewrite {
     StripNsec,
     TruncatedThen(ResponseCode),
     Answer(Vec<Record>),
+    Late(Duration),
 }
 
 type Rules = Arc<Mutex<HashMap<(Name, RecordType), Rewrite>>>;
@@ -132,6 +135,7 @@ impl DnsProxy {
                 )])
             }
             Forgery::Nsec3ChainOf(zone) => Rewrite::Denial(nsec3_chain(self.upstream, zone)),
+            Forgery::Late(delay) => Rewrite::Late(delay),
             Forgery::UnsignedNs => {
                 let ns = RData::NS(NS(name_of("ns.test.")));
                 Rewrite::Answer(vec![Record::from_rdata(name_of(name), 300, ns)])
@@ -191,6 +195,11 @@ impl OnPath {
         let Some(rewrite) = lock(&self.rules).get(&key).cloned() else {
             return response;
         };
+        if let Rewrite::Late(delay) = rewrite {
+            std::thread::sleep(delay);
+            self.forged.fetch_add(1, Ordering::SeqCst);
+            return response;
+        }
         let Ok(mut message) = Message::from_vec(&response) else {
             return response;
         };
@@ -208,6 +217,7 @@ impl OnPath {
                 message.additionals.clear();
             }
             Rewrite::StripNsec => message.authorities.retain(|r| !is_nsec_or_its_signature(r)),
+            Rewrite::Late(_) => {}
             Rewrite::TruncatedThen(code) => {
                 message.answers.clear();
                 message.authorities.clear();
