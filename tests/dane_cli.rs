@@ -163,6 +163,40 @@ fn dns_timeout_is_honoured() {
     );
 }
 
+/// A resolver that passes no DNSSEC records on: the refusal says so and what to use instead,
+/// rather than only "bogus".
+#[test]
+fn a_resolver_without_signatures_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
+    let record = pki::dane_ee_record(&device.cert);
+    let line = format!("sensor7._device 300 IN TLSA {record}");
+    let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
+    let proxy = dnsproxy::DnsProxy::start(dns.addr());
+    proxy.strip_all_signatures();
+    let out = std::process::Command::new(common::workspace_binary("iotsafe"))
+        .args(["dane", "check-client", "--cert"])
+        .arg(&device.cert_path)
+        .args(["--name", "sensor7._device.iotregistry.test"])
+        .args(["--resolver", &proxy.addr().to_string(), "--trust-anchor"])
+        .arg(dns.trust_anchor_file())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let message = common::stderr(&out);
+    assert!(
+        message.contains(&format!(
+            "the DNS server {} returns no DNSSEC signatures",
+            proxy.addr()
+        )) && message.contains("--trust-ad"),
+        "{message}"
+    );
+    assert!(
+        message.lines().all(|l| l.starts_with("iotsafe: ")),
+        "{message}"
+    );
+}
+
 /// Both halves together: the card's certificate, its TLSA record as `iotsafe tlsa` prints it,
 /// published in the signed zone, authenticates the device by `iotsafe dane check-client`; a
 /// certificate of another key does not.

@@ -112,6 +112,58 @@ impl DnsArgs {
     }
 }
 
+impl DnsArgs {
+    /// When answers are bogus because the DNS server strips DNSSEC records (a resolver that
+    /// does not pass them on), what to use instead. Asked only after a bogus answer, and only
+    /// when validating here (with `--trust-ad` the resolver validates).
+    pub fn unsigned_resolver_hint(&self) -> Option<String> {
+        if self.trust_ad {
+            return None;
+        }
+        let server = self.resolver.unwrap_or_else(system_nameserver);
+        match returns_signatures(server) {
+            Some(false) => Some(format!(
+                "the DNS server {server} returns no DNSSEC signatures (no RRSIG with the root's \
+                 DNSKEY): it does not pass DNSSEC records on, so no answer can be validated; \
+                 use a validating resolver on loopback with --trust-ad, or --resolver one that \
+                 returns signatures"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `server` answers the root's DNSKEY, asked with the DO bit, with its signature;
+/// `None` when it does not answer in 2 s.
+fn returns_signatures(server: SocketAddr) -> Option<bool> {
+    use hickory_resolver::proto::op::{Edns, Message, Query};
+    use hickory_resolver::proto::rr::{Name, RecordType};
+    let mut query = Message::query();
+    query.add_query(Query::query(Name::root(), RecordType::DNSKEY));
+    query.metadata.recursion_desired = true;
+    let mut edns = Edns::new();
+    edns.enable_dnssec();
+    edns.set_max_payload(4096);
+    query.edns = Some(edns);
+    let bytes = query.to_vec().ok()?;
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(local).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    socket.send_to(&bytes, server).ok()?;
+    let mut buf = vec![0u8; 65535];
+    let len = socket.recv(&mut buf).ok()?;
+    let response = Message::from_vec(&buf[..len]).ok()?;
+    Some(
+        response
+            .answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::RRSIG),
+    )
+}
+
 /// An allowed domain as given, once it is known to be a domain name.
 fn domain_arg(text: &str) -> Result<String, String> {
     DomainName::parse(text)
@@ -138,6 +190,9 @@ enum Outcome {
 /// on stdout; on failure, one line on stderr starting with `iotsafe:` (the report's verdict,
 /// or the error).
 pub fn run(cmd: DaneCommand) -> i32 {
+    let dns = match &cmd {
+        DaneCommand::CheckServer { dns, .. } | DaneCommand::CheckClient { dns, .. } => dns.clone(),
+    };
     match outcome(cmd) {
         Outcome::Report {
             authenticated: true,
@@ -149,6 +204,11 @@ pub fn run(cmd: DaneCommand) -> i32 {
         Outcome::Report { text, .. } => {
             println!("{text}");
             eprintln!("iotsafe: {}", verdict(&text));
+            if text.contains("bogus") {
+                if let Some(hint) = dns.unsigned_resolver_hint() {
+                    eprintln!("iotsafe: {hint}");
+                }
+            }
             1
         }
         Outcome::Error(message) => {

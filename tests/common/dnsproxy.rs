@@ -64,6 +64,7 @@ pub struct DnsProxy {
     upstream: SocketAddr,
     rules: Rules,
     forged: Arc<AtomicUsize>,
+    strip_signatures: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -77,10 +78,12 @@ impl DnsProxy {
         let rules: Rules = Arc::default();
         let forged = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let strip_signatures = Arc::new(AtomicBool::new(false));
         let on_path = OnPath {
             upstream,
             rules: rules.clone(),
             forged: forged.clone(),
+            strip_signatures: strip_signatures.clone(),
         };
         let threads = vec![
             spawn_udp(udp, on_path.clone(), stop.clone()),
@@ -91,6 +94,7 @@ impl DnsProxy {
             upstream,
             rules,
             forged,
+            strip_signatures,
             stop,
             threads,
         }
@@ -154,6 +158,12 @@ impl DnsProxy {
         lock(&self.rules).insert((name_of(name), rtype), rewrite);
     }
 
+    /// From now on every response loses its signatures, as from a resolver that does not
+    /// pass DNSSEC records on.
+    pub fn strip_all_signatures(&self) {
+        self.strip_signatures.store(true, Ordering::SeqCst);
+    }
+
     /// Responses rewritten so far (to check that the attack took place).
     pub fn forged(&self) -> usize {
         self.forged.load(Ordering::SeqCst)
@@ -180,11 +190,18 @@ struct OnPath {
     upstream: SocketAddr,
     rules: Rules,
     forged: Arc<AtomicUsize>,
+    /// Every response loses its RRSIG records (a resolver that does not pass DNSSEC on).
+    strip_signatures: Arc<AtomicBool>,
 }
 
 impl OnPath {
     /// The (possibly rewritten) response to one query received over TCP or UDP, as bytes.
     fn rewrite(&self, query: &[u8], response: Vec<u8>, over_tcp: bool) -> Vec<u8> {
+        let response = if self.strip_signatures.load(Ordering::SeqCst) {
+            without_signatures(response)
+        } else {
+            response
+        };
         let Some(question) = Message::from_vec(query)
             .ok()
             .and_then(|m| m.queries.first().cloned())
@@ -234,6 +251,17 @@ impl OnPath {
         self.forged.fetch_add(1, Ordering::SeqCst);
         message.to_vec().expect("encode forged response")
     }
+}
+
+fn without_signatures(response: Vec<u8>) -> Vec<u8> {
+    let Ok(mut message) = Message::from_vec(&response) else {
+        return response;
+    };
+    let unsigned = |r: &Record| r.record_type() != RecordType::RRSIG;
+    message.answers.retain(unsigned);
+    message.authorities.retain(unsigned);
+    message.additionals.retain(unsigned);
+    message.to_vec().unwrap_or(response)
 }
 
 fn is_nsec_or_its_signature(record: &Record) -> bool {
