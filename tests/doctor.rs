@@ -197,3 +197,33 @@ fn doctor_checks_the_devices_tlsa_records() {
         "sensor8._device.iotregistry.test: NOT AUTHENTICATED",
     );
 }
+
+/// Through a modem the doctor says which AT commands carry the APDUs: AT+CGLA on a channel the
+/// modem opened, or AT+CSIM when the modem opens none.
+#[test]
+fn doctor_names_the_modems_channel_mode() {
+    for (sim_args, route) in [
+        (&[][..], "APDUs by AT+CCHO/AT+CGLA"),
+        (&["--modem-refuse-ccho", "absent"][..], "APDUs by AT+CSIM"),
+    ] {
+        let rig = common::modem::ModemRig::start(sim_args);
+        let out = Command::new(common::workspace_binary("iotsafe"))
+            .env("IOTSAFE_MODEM", rig.port())
+            .env("OPENSSL_CONF", common::example_openssl_conf())
+            .env("OPENSSL_MODULES", common::built_library_dir())
+            .arg("doctor")
+            .output()
+            .unwrap();
+        let report = stdout(&out);
+        assert!(out.status.success(), "{report}{}", stderr(&out));
+        let applet = report
+            .lines()
+            .find(|l| l.starts_with("ok") && l.contains("applet"))
+            .unwrap_or_else(|| panic!("{report}"));
+        assert!(applet.contains(route), "{applet}");
+        assert!(
+            !report.contains("pcscd"),
+            "no PC/SC check for a modem: {report}"
+        );
+    }
+}
