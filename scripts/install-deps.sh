@@ -30,16 +30,29 @@ if ((${#missing[@]})); then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
     for pkg in "${missing[@]}"; do
         case $pkg in
-            knot | unbound | mosquitto)
-                # `disable` works without a running systemd (it removes the links);
-                # `--now` also stops a service that did start.
-                systemctl disable --now "$pkg.service" >/dev/null 2>&1 \
-                    || systemctl disable "$pkg.service" >/dev/null 2>&1 || true
-                echo "install-deps: $pkg.service left disabled (the project runs its own instances)"
-                ;;
+            # Installed now: stopped if it started all the same.
+            knot | unbound | mosquitto) systemctl stop "$pkg.service" >/dev/null 2>&1 || true ;;
         esac
     done
 fi
+
+# The services of the test daemons are left disabled: those just installed, and those an
+# earlier set-up left enabled without running them. One that runs is the host's own: untouched.
+# (`systemctl disable` works without a running systemd: it removes the links.)
+for pkg in "$@"; do
+    case $pkg in
+        knot | unbound | mosquitto) ;;
+        *) continue ;;
+    esac
+    if [[ $(systemctl is-enabled "$pkg.service" 2>/dev/null) == enabled ]] \
+        && ! systemctl is-active --quiet "$pkg.service" 2>/dev/null; then
+        if [[ $(id -u) == 0 ]] && systemctl disable "$pkg.service" >/dev/null 2>&1; then
+            echo "install-deps: $pkg.service disabled (the tests and the demo run their own $pkg)"
+        else
+            echo "install-deps: $pkg.service is enabled; the project does not need it: systemctl disable $pkg.service" >&2
+        fi
+    fi
+done
 
 # `make test` runs `cargo fmt` and `cargo clippy`: their components, when rustup manages the
 # toolchain and they are missing.
