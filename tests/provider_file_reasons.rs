@@ -102,6 +102,27 @@ fn a_missing_key_or_reader_is_named_through_the_file_store() {
         .output()
         .unwrap();
     fails_with(out, "req -key", "key id 07 not found on the applet");
+    // `openssl s_client -key FILE` too, before any connection.
+    ok(files
+        .rig
+        .iotsafe(&["cert", "--out", &files.path("dev.pem")]));
+    let out = files
+        .openssl_with(
+            &common::example_openssl_conf(),
+            &[
+                "s_client",
+                "-connect",
+                "127.0.0.1:1",
+                "-cert",
+                &files.path("dev.pem"),
+                "-key",
+                &absent,
+            ],
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    fails_with(out, "s_client -key", "key id 07 not found on the applet");
 }
 
 #[test]
