@@ -16,8 +16,53 @@ if ((${#missing[@]})); then
     fi
     echo "install-deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # The tests and the demo start their own knotd, unbound and mosquitto: the packages' system
+    # services are neither started by the installation (policy-rc.d refuses every start while
+    # it runs, unless the host has a policy of its own) nor left enabled.
+    own_policy=
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+    trap '[[ -n $own_policy ]] && rm -f /usr/sbin/policy-rc.d' EXIT
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    for pkg in "${missing[@]}"; do
+        case $pkg in
+            # Installed now: stopped if it started all the same.
+            knot | unbound | mosquitto) systemctl stop "$pkg.service" >/dev/null 2>&1 || true ;;
+        esac
+    done
+fi
+
+# The services of the test daemons are left disabled: those just installed, and those an
+# earlier set-up left enabled without running them. One that runs is the host's own: untouched.
+# (`systemctl disable` works without a running systemd: it removes the links.)
+for pkg in "$@"; do
+    case $pkg in
+        knot | unbound | mosquitto) ;;
+        *) continue ;;
+    esac
+    if [[ $(systemctl is-enabled "$pkg.service" 2>/dev/null) == enabled ]] \
+        && ! systemctl is-active --quiet "$pkg.service" 2>/dev/null; then
+        if [[ $(id -u) == 0 ]] && systemctl disable "$pkg.service" >/dev/null 2>&1; then
+            echo "install-deps: $pkg.service disabled (the tests and the demo run their own $pkg)"
+        else
+            echo "install-deps: $pkg.service is enabled; the project does not need it: systemctl disable $pkg.service" >&2
+        fi
+    fi
+done
+
+# `make test` runs `cargo fmt` and `cargo clippy`: their components, when rustup manages the
+# toolchain and they are missing.
+if command -v rustup >/dev/null; then
+    for component in rustfmt clippy; do
+        if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+            echo "install-deps: adding the $component component"
+            rustup component add "$component"
+        fi
+    done
 fi
 
 if ! command -v cargo >/dev/null; then

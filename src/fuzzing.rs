@@ -10,7 +10,7 @@
 //! Not a stable API: hidden from the documentation, used only by the fuzzers and the tests.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::{c_char, c_int, c_long, CStr, CString};
+use std::ffi::{c_int, CStr, CString};
 use std::str::FromStr;
 use std::sync::OnceLock;
 
@@ -208,9 +208,13 @@ pub fn modem_at(data: &[u8]) {
 /// A key reference as a file holds it (PEM), its DER, and the `iotsafe:` URI inside: what the
 /// provider's decoder does with any PEM object OpenSSL hands it.
 pub fn keyref(data: &[u8]) {
-    if let Some(der) = pem_block(data, uri::PEM_LABEL) {
-        if let Some(text) = uri::uri_of_keyref(&der) {
-            uri_round_trip(&text);
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split_inclusive('\n').map(str::to_string);
+    while let Some(block) = uri::next_pem_block(|| lines.next(), 64 * 1024) {
+        if block.label == uri::PEM_LABEL {
+            if let Ok(text) = uri::uri_of_keyref_pem(&block) {
+                uri_round_trip(&text);
+            }
         }
     }
     if let Some(text) = uri::uri_of_keyref(data) {
@@ -236,38 +240,6 @@ fn uri_round_trip(text: &str) {
     let again = KeyUri::parse(&printed)
         .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}, which fails: {e}"));
     assert_eq!(again, parsed, "{text:?} printed as {printed:?}");
-}
-
-/// The DER of the first PEM block of `data` labelled `label`, read by OpenSSL as the decoder
-/// reads it.
-fn pem_block(data: &[u8], label: &str) -> Option<Vec<u8>> {
-    use crate::provider::ffi::{BIO_free, CRYPTO_free, PEM_read_bio};
-    let len = c_int::try_from(data.len()).ok()?;
-    // SAFETY: a read-only memory BIO over `data`, freed before `data` goes; the three buffers
-    // PEM_read_bio allocates are copied, then freed with OpenSSL's allocator.
-    unsafe {
-        let bio = openssl_sys::BIO_new_mem_buf(data.as_ptr().cast(), len);
-        if bio.is_null() {
-            return None;
-        }
-        let mut name: *mut c_char = std::ptr::null_mut();
-        let mut header: *mut c_char = std::ptr::null_mut();
-        let mut der: *mut u8 = std::ptr::null_mut();
-        let mut der_len: c_long = 0;
-        let read = PEM_read_bio(bio, &mut name, &mut header, &mut der, &mut der_len) == 1;
-        BIO_free(bio);
-        openssl_sys::ERR_clear_error();
-        let ours = read && !name.is_null() && CStr::from_ptr(name).to_bytes() == label.as_bytes();
-        let out = (ours && !der.is_null()).then(|| {
-            std::slice::from_raw_parts(der, usize::try_from(der_len).unwrap_or(0)).to_vec()
-        });
-        for p in [name.cast::<std::ffi::c_void>(), header.cast(), der.cast()] {
-            if !p.is_null() {
-                CRYPTO_free(p, c"fuzzing.rs".as_ptr(), 0);
-            }
-        }
-        out
-    }
 }
 
 /// TLSA record data from the wire (as the resolver receives it) and in presentation form (zone

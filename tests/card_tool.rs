@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::card::CardRig;
-use common::{digest_hex, ok, openssl, stderr};
+use common::{digest_hex, ok, openssl, stderr, stdout};
 
 /// Signs a message on the rig's card with `hash` and checks it with `openssl dgst -verify`.
 fn sign_and_verify(rig: &CardRig, tool_args: &[&str], hash: &str) {
@@ -146,6 +146,130 @@ fn tlsa_record_matches_openssls_digest_of_the_key() {
     assert_eq!(
         full.trim(),
         format!("x.test. IN TLSA 3 0 2 {}", digest_hex("sha512", &der))
+    );
+}
+
+/// The SHA-256 of a PEM public key's DER SubjectPublicKeyInfo, by the `openssl` tool.
+fn spki_sha256(rig: &CardRig, public_pem: &str) -> String {
+    let pem_file = rig.dir.path().join("spki-input.pem");
+    std::fs::write(&pem_file, public_pem).unwrap();
+    let spki = rig.dir.path().join("spki-input.der");
+    ok(openssl(&[
+        "pkey",
+        "-pubin",
+        "-in",
+        pem_file.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        spki.to_str().unwrap(),
+    ]));
+    digest_hex("sha256", &spki)
+}
+
+/// `--key-id 03 tlsa` is the record of key 03 (read from the card), never of the device
+/// certificate's key; a selector 0 record of a certificate that holds another key is refused.
+#[test]
+fn tlsa_record_is_the_selected_keys() {
+    let rig = CardRig::start(&[]);
+    let key3 = ok(rig.iotsafe(&["--key-id", "03", "genkey"]));
+    let record = ok(rig.iotsafe(&["--key-id", "03", "tlsa", "--name", "x.test"]));
+    assert_eq!(
+        record.trim(),
+        format!("x.test. IN TLSA 3 1 1 {}", spki_sha256(&rig, &key3))
+    );
+    let device = ok(rig.iotsafe(&["tlsa", "--name", "x.test"]));
+    assert_ne!(record, device, "key 03's record, not key 01's");
+
+    let out = rig.iotsafe(&[
+        "--key-id",
+        "03",
+        "tlsa",
+        "--name",
+        "x.test",
+        "--selector",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "the certificate in file id 02 holds another public key than private key id 03"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `keyref --with-cert` writes a certificate only together with its own key's reference.
+#[test]
+fn keyref_with_another_keys_certificate_is_refused() {
+    let rig = CardRig::start(&[]);
+    ok(rig.iotsafe(&["--key-id", "03", "genkey"]));
+    let file = rig.dir.path().join("k3.keyref.pem");
+    let out = rig.iotsafe(&[
+        "--key-id",
+        "03",
+        "keyref",
+        "--with-cert",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds another public key than private key id 03"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!file.exists(), "no file written");
+    // The device key's own certificate is accepted.
+    ok(rig.iotsafe(&["keyref", "--with-cert", "--out", file.to_str().unwrap()]));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{written}"
+    );
+}
+
+/// `genkey` on a name the card already uses is refused; with `--force` the key is replaced
+/// and the tool says that the certificate no longer matches and which records must change.
+#[test]
+fn genkey_replaces_an_existing_key_only_with_force() {
+    let rig = CardRig::start(&[]);
+    let before = ok(rig.iotsafe(&["pubkey"]));
+    let old_record = ok(rig.iotsafe(&["tlsa", "--name", "x.test"]));
+    let out = rig.iotsafe(&["genkey"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("private key id 01 already exists on the applet")
+            && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ok(rig.iotsafe(&["pubkey"])), before, "the key is untouched");
+
+    let out = rig.iotsafe(&["genkey", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new = stdout(&out);
+    assert_ne!(new, before);
+    assert_eq!(ok(rig.iotsafe(&["pubkey"])), new);
+    let message = stderr(&out);
+    assert!(
+        message.contains("the certificate in file id 02 holds the replaced key"),
+        "{message}"
+    );
+    let old_data = old_record.split_whitespace().last().unwrap();
+    let new_data = spki_sha256(&rig, &new);
+    assert!(
+        message.contains(&format!(
+            "TLSA 3 1 1 {old_data} becomes TLSA 3 1 1 {new_data}"
+        )),
+        "{message}"
+    );
+    let out = rig.iotsafe(&["tlsa", "--name", "x.test", "--selector", "0"]);
+    assert!(
+        stderr(&out).contains("holds another public key than private key id 01"),
+        "{}",
+        stderr(&out)
     );
 }
 
@@ -356,5 +480,101 @@ fn a_card_announcing_a_huge_file_is_refused_clearly() {
     assert!(
         !rig.trace().iter().any(|line| line.get(2..4) == Some("B0")),
         "no READ FILE was sent"
+    );
+}
+
+/// An ordinary SIM (no IoT SAFE AID answers SELECT) is reported as such, naming the reader
+/// and the AIDs tried, not as "no card" in another (empty) slot of the reader.
+#[test]
+fn a_card_without_the_applet_is_named_as_such() {
+    let rig = CardRig::start(&["--aid", "A0000000871002"]);
+    let out = rig.iotsafe(&["info"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.starts_with(
+            "iotsafe: IoT SAFE applet not found: the card in reader 'Virtual PCD 00 00' has none"
+        ) && message.contains("A0000005590010 (SW 6A82)"),
+        "{message}"
+    );
+    assert!(!message.contains("no card"), "{message}");
+}
+
+/// `--modem PATH` that cannot be used names the modem path, not a smart-card reader.
+#[test]
+fn a_missing_modem_is_named_as_a_modem() {
+    let dir = tempfile::tempdir().unwrap();
+    let absent = dir.path().join("ttyUSB9");
+    let plain = dir.path().join("plain-file");
+    std::fs::write(&plain, "").unwrap();
+    for (path, detail) in [
+        (&absent, "cannot open modem"),
+        (&plain, "is not a terminal"),
+    ] {
+        let out = std::process::Command::new(common::workspace_binary("iotsafe"))
+            .args(["--modem", path.to_str().unwrap(), "info"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let message = stderr(&out);
+        assert!(
+            message.starts_with("iotsafe: no modem: ")
+                && message.contains(path.to_str().unwrap())
+                && message.contains(detail),
+            "{message}"
+        );
+        assert!(!message.contains("smart-card reader"), "{message}");
+    }
+}
+
+/// Every failure is one line on stderr starting with `iotsafe:`, the dane subcommands' too
+/// (their report stays on stdout); an empty owner name is refused before the card is used.
+#[test]
+fn every_error_line_starts_with_the_tools_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_cert = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_a_cert, "hello\n").unwrap();
+    let runs: [&[&str]; 3] = [
+        &["tlsa", "--name", ""],
+        &[
+            "dane",
+            "check-client",
+            "--cert",
+            not_a_cert.to_str().unwrap(),
+            "--name",
+            "sensor7._device.example",
+            "--resolver",
+            "127.0.0.1:9",
+        ],
+        &[
+            "dane",
+            "check-server",
+            "",
+            "443",
+            "--resolver",
+            "127.0.0.1:9",
+        ],
+    ];
+    for args in runs {
+        let out = std::process::Command::new(common::workspace_binary("iotsafe"))
+            .args(args)
+            .env("PCSCLITE_CSOCK_NAME", dir.path().join("no-pcscd"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let message = stderr(&out);
+        assert!(
+            !message.is_empty() && message.lines().all(|l| l.starts_with("iotsafe: ")),
+            "{args:?}: {message}"
+        );
+    }
+    let out = std::process::Command::new(common::workspace_binary("iotsafe"))
+        .args(["tlsa", "--name", ""])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("--name: '' is not a host name: empty name"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::escaped::{self, EscapedHostRig};
-use common::{dns, pki, tls};
+use common::{dns, dnsproxy, pki, tls};
 
 use common::card::CardRig;
 
@@ -110,6 +110,91 @@ fn check_client_exit_status() {
     let status = |v: Vec<String>| exit_status(&v.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(status(args(&device.cert_path)), 0);
     assert_eq!(status(args(&other.cert_path)), 1);
+}
+
+/// `--dns-timeout` bounds the whole look-up and each query in it: a TLSA answer that comes
+/// 3 s late is waited for with `--dns-timeout 20`, not with the default 5 s (whose queries
+/// give up after 2 s each).
+#[test]
+fn dns_timeout_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
+    let record = pki::dane_ee_record(&device.cert);
+    let line = format!("sensor7._device 300 IN TLSA {record}");
+    let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
+    let proxy = dnsproxy::DnsProxy::start(dns.addr());
+    proxy.forge(
+        "sensor7._device.iotregistry.test.",
+        hickory_resolver::proto::rr::RecordType::TLSA,
+        dnsproxy::Forgery::Late(std::time::Duration::from_secs(3)),
+    );
+    let addr = proxy.addr().to_string();
+    let anchor = dns.trust_anchor_file();
+    let run = |timeout: Option<&str>| {
+        let mut command = std::process::Command::new(common::workspace_binary("iotsafe"));
+        command
+            .args(["dane", "check-client", "--cert"])
+            .arg(&device.cert_path);
+        command.args([
+            "--name",
+            "sensor7._device.iotregistry.test",
+            "--resolver",
+            &addr,
+        ]);
+        command.arg("--trust-anchor").arg(&anchor);
+        if let Some(timeout) = timeout {
+            command.args(["--dns-timeout", timeout]);
+        }
+        command.output().unwrap()
+    };
+    let out = run(Some("20"));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        common::stderr(&out).contains("timed out"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+/// A resolver that passes no DNSSEC records on: the refusal says so and what to use instead,
+/// rather than only "bogus".
+#[test]
+fn a_resolver_without_signatures_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
+    let record = pki::dane_ee_record(&device.cert);
+    let line = format!("sensor7._device 300 IN TLSA {record}");
+    let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
+    let proxy = dnsproxy::DnsProxy::start(dns.addr());
+    proxy.strip_all_signatures();
+    let out = std::process::Command::new(common::workspace_binary("iotsafe"))
+        .args(["dane", "check-client", "--cert"])
+        .arg(&device.cert_path)
+        .args(["--name", "sensor7._device.iotregistry.test"])
+        .args(["--resolver", &proxy.addr().to_string(), "--trust-anchor"])
+        .arg(dns.trust_anchor_file())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let message = common::stderr(&out);
+    assert!(
+        message.contains(&format!(
+            "the DNS server {} returns no DNSSEC signatures",
+            proxy.addr()
+        )) && message.contains("--trust-ad"),
+        "{message}"
+    );
+    assert!(
+        message.lines().all(|l| l.starts_with("iotsafe: ")),
+        "{message}"
+    );
 }
 
 /// Both halves together: the card's certificate, its TLSA record as `iotsafe tlsa` prints it,

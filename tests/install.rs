@@ -204,3 +204,34 @@ fn installed_launcher_finds_its_shim_and_configuration(destdir: &str) {
         common::stderr(&out)
     );
 }
+
+/// The set-up (`scripts/install-deps.sh`, which `make test` and `make demo` run) leaves the
+/// system services of the test daemons disabled: the tests start their own knotd, unbound and
+/// mosquitto. `systemctl is-enabled` answers even where systemd is not running. A service that
+/// runs is the host's own and is left alone, so it is not counted.
+#[test]
+fn set_up_leaves_the_test_daemons_services_disabled() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let services = ["knot", "unbound", "mosquitto"];
+    ok(Command::new(root.join("scripts/install-deps.sh"))
+        .args(services)
+        .output()
+        .unwrap());
+    for service in services {
+        let unit = format!("{service}.service");
+        let enabled = Command::new("systemctl")
+            .args(["is-enabled", &unit])
+            .output()
+            .unwrap();
+        let running = Command::new("systemctl")
+            .args(["is-active", "--quiet", &unit])
+            .status()
+            .unwrap()
+            .success();
+        let state = String::from_utf8_lossy(&enabled.stdout).trim().to_string();
+        assert!(
+            state != "enabled" || running,
+            "{unit} is left {state} (and not running) after the set-up"
+        );
+    }
+}

@@ -11,9 +11,22 @@ use std::process::Output;
 use common::card::CardRig;
 use common::mqtt::Broker;
 use common::{free_port, ok, pki, stderr};
+use iotsafe_dane::provider::uri::keyref_pem;
 
 fn mosquitto_pub(rig: &CardRig, port: u16, ca: &Path, cert: &Path, key: &Path) -> Output {
+    mosquitto_pub_with(rig, &[], port, ca, cert, key)
+}
+
+fn mosquitto_pub_with(
+    rig: &CardRig,
+    extra: &[&str],
+    port: u16,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Output {
     rig.command("mosquitto_pub")
+        .args(extra)
         .env("OPENSSL_CONF", common::example_openssl_conf())
         .env("OPENSSL_MODULES", common::built_library_dir())
         .args([
@@ -86,6 +99,47 @@ fn mosquitto_pub_with_a_card_key_is_admitted_by_a_broker_requiring_client_certif
         !out.status.success(),
         "a key that does not match the certificate must fail"
     );
+}
+
+/// A card failure while loading the key names its reason in the broker's log (a broker whose
+/// own key is on the card) and in `mosquitto_pub -d`: a missing key, then no card.
+#[test]
+fn card_failures_reach_the_broker_log_and_mosquitto_pub() {
+    let mut rig = CardRig::start(&[]);
+    let dir = rig.dir.path().to_path_buf();
+    let (cert, keyref) = (dir.join("dev.pem"), dir.join("dev.keyref.pem"));
+    ok(rig.iotsafe(&["cert", "--out", cert.to_str().unwrap()]));
+    ok(rig.iotsafe(&["keyref", "--out", keyref.to_str().unwrap()]));
+    let absent = dir.join("absent.keyref.pem");
+    std::fs::write(&absent, keyref_pem("iotsafe:key-id=07")).unwrap();
+    let conf = common::example_openssl_conf();
+    let modules = common::built_library_dir();
+    let env = [
+        ("OPENSSL_CONF", conf.as_os_str()),
+        ("OPENSSL_MODULES", modules.as_os_str()),
+    ];
+    let broker_cert = pki::leaf(&dir, "broker", "broker", &["localhost"], None);
+    let broker = Broker::start(free_port(), &broker_cert.cert_path, &broker_cert.key_path);
+    // mosquitto prints each error's reason string, without its detail.
+    let reason = "object not found on the IoT SAFE applet";
+    let log = Broker::refuses_to_start(&cert, &absent, &env);
+    assert!(log.contains(reason), "broker log: {log}");
+    let printed = publish(&rig, &broker, &broker_cert.cert_path, &cert, &absent);
+    assert!(printed.contains(reason), "mosquitto_pub -d: {printed}");
+
+    rig.stop_sim();
+    let reason = "cannot reach the IoT SAFE applet";
+    let log = Broker::refuses_to_start(&cert, &keyref, &env);
+    assert!(log.contains(reason), "broker log: {log}");
+    let printed = publish(&rig, &broker, &broker_cert.cert_path, &cert, &keyref);
+    assert!(printed.contains(reason), "mosquitto_pub -d: {printed}");
+}
+
+/// `mosquitto_pub -d` that must fail: what it printed.
+fn publish(rig: &CardRig, broker: &Broker, ca: &Path, cert: &Path, key: &Path) -> String {
+    let out = mosquitto_pub_with(rig, &["-d"], broker.port, ca, cert, key);
+    assert!(!out.status.success(), "no key, no connection");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
 }
 
 /// Paho C takes the client certificate and key from one keyStore file: the certificate first,

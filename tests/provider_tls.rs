@@ -524,6 +524,11 @@ fn provider_check_private_key_refuses_another_keys_certificate() {
         err.contains("key values mismatch") || err.contains("does not match"),
         "no clear mismatch error: {err}"
     );
+    assert!(
+        err.contains("certificate and key reference belong to different keys")
+            && err.contains("is not the one of private key id 01 on the IoT SAFE applet"),
+        "the provider names the card's key: {err}"
+    );
     // The matching certificate passes the same check (and then fails only to connect).
     let out = s
         .with_provider(&client)

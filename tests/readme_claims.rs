@@ -1,5 +1,6 @@
 //! The README's threat model points every claim at a test: each cited test must exist, so a
-//! renamed or deleted test cannot leave a claim standing on nothing.
+//! renamed or deleted test cannot leave a claim standing on nothing. The same holds for every
+//! test and every file any of the project's documents cites.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -103,4 +104,91 @@ fn every_test_the_threat_model_cites_exists() {
         missing.is_empty(),
         "the threat model cites tests that do not exist: {missing:?}"
     );
+}
+
+/// The project's documents, whose citations of tests and files are checked.
+const DOCUMENTS: &[&str] = &["README.md", "c-examples/README.md", "sim/README.md"];
+
+/// Backquoted file names with the extensions of the repository's sources and documents.
+fn cited_files(text: &str) -> Vec<String> {
+    const EXTENSIONS: &[&str] = &[".rs", ".md", ".c", ".h", ".cnf", ".sh", ".toml", ".in"];
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            !s.starts_with('/')
+                && s.chars().all(|c| c.is_alphanumeric() || "_./-".contains(c))
+                && EXTENSIONS.iter().any(|e| s.ends_with(e))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every file of the repository (build output and version control excluded), relative.
+fn repository_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in fs::read_dir(dir).expect("read directory").flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        if path.is_dir() {
+            repository_files(root, &path, out);
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            out.push(relative.to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// A file cited by its path from the root, or by the tail of its path (`proof/classify.rs` in
+/// the row of the crate that holds it, `tls_client.c` beside the document).
+#[test]
+fn every_file_the_documents_cite_is_in_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    repository_files(root, root, &mut files);
+    let mut missing = Vec::new();
+    for document in DOCUMENTS {
+        let text = fs::read_to_string(root.join(document)).expect("document");
+        for cited in cited_files(&text) {
+            let present = files
+                .iter()
+                .any(|f| *f == cited || f.ends_with(&format!("/{cited}")));
+            if !present {
+                missing.push(format!("{document}: {cited}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "documents cite files that are not in the repository: {missing:?}"
+    );
+}
+
+/// The test citations anywhere in the documents (`binary::test`, `module::tests::test`).
+#[test]
+fn every_test_the_documents_cite_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut missing = Vec::new();
+    for document in DOCUMENTS {
+        let text = fs::read_to_string(root.join(document)).expect("document");
+        for cited in citations(&text).into_iter().filter(|c| is_test_citation(c)) {
+            if !cited_test_exists(root, &cited) {
+                missing.push(format!("{document}: {cited}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "documents cite tests that do not exist: {missing:?}"
+    );
+}
+
+/// A citation of a test: a test binary's function (`card_tool::name`) or a unit test
+/// (`...::tests::name`); module paths such as `dane::check` are not tests.
+fn is_test_citation(citation: &str) -> bool {
+    let parts: Vec<&str> = citation.split("::").collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    parts.contains(&"tests")
+        || (parts.len() == 2 && root.join("tests").join(format!("{}.rs", parts[0])).exists())
 }

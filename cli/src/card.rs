@@ -4,12 +4,14 @@ use std::fs;
 use std::io::Write;
 
 use clap::{Args, Subcommand};
+use dane::name::DomainName;
 use dane::tlsa::{self, Matching, Selector, Tlsa, Usage};
 use iotsafe_card::applet::MAX_RANDOM;
 use iotsafe_card::transport::pcsc;
 use iotsafe_card::{Applet, Error, HashAlg, ObjectKind, ObjectRef, PublicKey, Target};
 use iotsafe_hex as hex;
 use iotsafe_provider::keys;
+use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 
 /// Which card, applet and objects the subcommands use: each option is the card target's
@@ -66,7 +68,7 @@ pub struct CardOptions {
 
 impl CardOptions {
     /// The card target these options name (key and certificate always named).
-    fn target(&self) -> Result<Target, String> {
+    pub(crate) fn target(&self) -> Result<Target, String> {
         let key = match &self.key_label {
             Some(label) => ("key-label", label.as_str()),
             None => ("key-id", self.key_id.as_str()),
@@ -96,11 +98,11 @@ impl CardOptions {
         Ok(target)
     }
 
-    fn open(&self) -> Result<Applet, String> {
+    pub(crate) fn open(&self) -> Result<Applet, String> {
         self.target()?.connect().map_err(|e| e.to_string())
     }
 
-    fn key(&self) -> Result<ObjectRef, String> {
+    pub(crate) fn key(&self) -> Result<ObjectRef, String> {
         self.target()?.key.ok_or_else(|| "no key named".to_string())
     }
 
@@ -113,7 +115,7 @@ impl CardOptions {
             .ok_or_else(|| "no key named".to_string())
     }
 
-    fn cert(&self) -> Result<ObjectRef, String> {
+    pub(crate) fn cert(&self) -> Result<ObjectRef, String> {
         self.target()?
             .cert
             .ok_or_else(|| "no certificate named".to_string())
@@ -156,18 +158,27 @@ pub enum CardCommand {
         #[arg(value_parser = random_count)]
         count: usize,
     },
-    /// Generate a new key pair on the card; prints the public key (PEM).
-    Genkey,
+    /// Generate a new key pair on the card; prints the public key (PEM). An existing key is
+    /// kept unless --force.
+    Genkey {
+        /// Replace the key if the card already has one under this name (its certificate and
+        /// TLSA records then no longer match).
+        #[arg(long)]
+        force: bool,
+    },
     /// Write a key-reference file: a PEM block naming the card's key, loadable by OpenSSL
     /// programs through the iotsafe provider.
     Keyref {
         #[arg(long)]
         out: String,
-        /// Put the card's certificate (PEM) first in the file, then the reference.
+        /// Put the card's certificate (PEM) first in the file, then the reference; refused when
+        /// the certificate does not hold the referenced key.
         #[arg(long)]
         with_cert: bool,
     },
-    /// Print the TLSA record of the card's certificate or key, in zone-file form.
+    /// Print the TLSA record of the selected key (selector 1: its public key read from the
+    /// card) or of its certificate (selector 0: refused when the certificate holds another
+    /// key), in zone-file form.
     Tlsa {
         /// Owner name, e.g. _8883._tcp.broker.example or sensor7._device.example.com.
         #[arg(long)]
@@ -216,7 +227,7 @@ pub fn run(options: &CardOptions, command: CardCommand) -> Result<(), String> {
                 hex::encode(&options.open()?.random(count).map_err(|e| e.to_string())?)
             )
         }
-        CardCommand::Genkey => genkey(options)?,
+        CardCommand::Genkey { force } => genkey(options, force)?,
         CardCommand::Keyref { out, with_cert } => keyref(options, &out, with_cert)?,
         CardCommand::Tlsa {
             name,
@@ -259,21 +270,55 @@ fn objects(options: &CardOptions) -> Result<(), String> {
 }
 
 fn certificate(options: &CardOptions) -> Result<X509, String> {
+    read_certificate(options, &mut options.open()?)
+}
+
+pub(crate) fn read_certificate(options: &CardOptions, applet: &mut Applet) -> Result<X509, String> {
     let cert = options.cert()?;
-    let der = options
-        .open()?
-        .read_file(&cert)
-        .map_err(|e| e.to_string())?;
+    let der = applet.read_file(&cert).map_err(|e| e.to_string())?;
     X509::from_der(&der)
         .map_err(|e| format!("file {cert} on the card is not a DER X.509 certificate: {e}"))
 }
 
+pub(crate) fn holds_key(cert: &X509, key: &PKey<Public>) -> bool {
+    cert.public_key().is_ok_and(|public| public.public_eq(key))
+}
+
 fn public_key_pem(options: &CardOptions, applet: &mut Applet) -> Result<Vec<u8>, String> {
+    card_public_key(options, applet)?
+        .public_key_to_pem()
+        .map_err(|e| e.to_string())
+}
+
+/// The selected key's public key, read from the card.
+pub(crate) fn card_public_key(
+    options: &CardOptions,
+    applet: &mut Applet,
+) -> Result<PKey<Public>, String> {
     let key = options.public()?;
     let public = applet
         .public_key(&key)
         .map_err(|e| public_key_hint(options, applet, e))?;
-    pem_of(&key, &public)
+    openssl_key(&key, &public)
+}
+
+/// The certificate of the selected key: refused, naming both objects, when it holds another
+/// public key (a certificate left from an earlier key, or the one of another key).
+fn certificate_of_key(
+    options: &CardOptions,
+    applet: &mut Applet,
+    key: &PKey<Public>,
+) -> Result<X509, String> {
+    let cert = read_certificate(options, applet)?;
+    if holds_key(&cert, key) {
+        return Ok(cert);
+    }
+    Err(format!(
+        "the certificate in {} holds another public key than {}: it is not this key's \
+         certificate (name the key's own with --cert-id or --cert-label, or issue one for it)",
+        options.cert()?.describe(ObjectKind::File),
+        options.key()?.describe(ObjectKind::PrivateKey),
+    ))
 }
 
 /// The message of a failed public key read. When the key was looked up under the private
@@ -303,18 +348,15 @@ fn public_key_hint(options: &CardOptions, applet: &mut Applet, error: Error) -> 
     )
 }
 
-/// The PEM SubjectPublicKeyInfo of a card key; fails when the point is not on its curve.
-fn pem_of(key: &ObjectRef, public: &PublicKey) -> Result<Vec<u8>, String> {
+/// A card key as an OpenSSL key; fails when the point is not on its curve.
+fn openssl_key(key: &ObjectRef, public: &PublicKey) -> Result<PKey<Public>, String> {
     let curve = public.curve;
-    keys::public_key_from_point(curve, &public.point)
-        .map_err(|e| {
-            format!(
-                "public key {key} is not a valid point on {}: {e}",
-                curve.name()
-            )
-        })?
-        .public_key_to_pem()
-        .map_err(|e| e.to_string())
+    keys::public_key_from_point(curve, &public.point).map_err(|e| {
+        format!(
+            "public key {key} is not a valid point on {}: {e}",
+            curve.name()
+        )
+    })
 }
 
 fn sign(
@@ -339,10 +381,20 @@ fn sign(
     }
 }
 
-/// The curve of the new key is the one the card names in the public key's attributes.
-fn genkey(options: &CardOptions) -> Result<(), String> {
+/// The curve of the new key is the one the card names in the public key's attributes. A key
+/// already on the card is replaced only with `force`; its certificate and TLSA records then
+/// describe a key that is gone, and the tool says which.
+fn genkey(options: &CardOptions, force: bool) -> Result<(), String> {
     let key = options.key()?;
     let mut applet = options.open()?;
+    let old = existing_key(options, &mut applet, &key)?;
+    if old.is_some() && !force {
+        return Err(format!(
+            "{} already exists on the applet: generating would replace it (and leave its \
+             certificate and TLSA records without their key); add --force to replace it",
+            key.describe(ObjectKind::PrivateKey)
+        ));
+    }
     let generated = applet.generate_key_pair(&key).map_err(|e| e.to_string())?;
     let public_ref = if generated.public_id.is_empty() {
         key.clone()
@@ -354,13 +406,81 @@ fn genkey(options: &CardOptions) -> Result<(), String> {
         curve,
         point: generated.point,
     };
-    let pem = pem_of(&public_ref, &public)?;
+    let new = openssl_key(&public_ref, &public)?;
     eprintln!(
         "generated private key id {} / public key id {}",
         hex::encode(&generated.private_id),
         hex::encode(&generated.public_id)
     );
+    if let Some(old) = old {
+        report_replaced_key(options, &mut applet, &old, &new)?;
+    }
+    let pem = new.public_key_to_pem().map_err(|e| e.to_string())?;
     std::io::stdout().write_all(&pem).map_err(|e| e.to_string())
+}
+
+/// The public key of `key` when the card already has that private key; `None` when it has
+/// not (a key that is there but whose public key cannot be read is an error: replacing it
+/// blindly is what this check is for).
+fn existing_key(
+    options: &CardOptions,
+    applet: &mut Applet,
+    key: &ObjectRef,
+) -> Result<Option<PKey<Public>>, String> {
+    match applet.object(ObjectKind::PrivateKey, key) {
+        Ok(_) => {}
+        Err(Error::NotFound { .. }) => return Ok(None),
+        // Applets that refuse GET DATA for one object list it among the others.
+        Err(Error::Refused { .. }) if !listed(applet, key)? => return Ok(None),
+        Err(Error::Refused { .. }) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    card_public_key(options, applet).map(Some)
+}
+
+/// Whether the applet's object list has the private key `key`.
+fn listed(applet: &mut Applet, key: &ObjectRef) -> Result<bool, String> {
+    let objects = applet.objects().map_err(|e| e.to_string())?;
+    Ok(objects.iter().any(|object| {
+        object.kind == ObjectKind::PrivateKey
+            && match key {
+                ObjectRef::Id(id) => object.id == *id,
+                ObjectRef::Label(label) => object.label.as_deref() == Some(label.as_str()),
+            }
+    }))
+}
+
+/// After a replaced key: what the certificate on the card and the published TLSA records
+/// now are, on stderr (stdout keeps the new public key alone).
+fn report_replaced_key(
+    options: &CardOptions,
+    applet: &mut Applet,
+    old: &PKey<Public>,
+    new: &PKey<Public>,
+) -> Result<(), String> {
+    let record = |key: &PKey<Public>| -> Result<String, String> {
+        let spki = key.public_key_to_der().map_err(|e| e.to_string())?;
+        Tlsa::for_public_key(&spki, Usage::DaneEe, Matching::Sha256)
+            .map(|record| record.to_string())
+            .map_err(|e| e.to_string())
+    };
+    let cert = options.cert()?.describe(ObjectKind::File);
+    match read_certificate(options, applet) {
+        Ok(c) if holds_key(&c, old) => eprintln!(
+            "the certificate in {cert} holds the replaced key: it no longer matches the card's \
+             key; issue a new certificate for the new key and write it to the card"
+        ),
+        Ok(c) if holds_key(&c, new) => {}
+        Ok(_) => eprintln!("the certificate in {cert} holds neither the old nor the new key"),
+        Err(e) => eprintln!("no certificate checked: {e}"),
+    }
+    eprintln!(
+        "TLSA records of the replaced key must change: selector 1 records (TLSA {} becomes \
+         TLSA {}), and every selector 0 record once the new certificate is issued",
+        record(old)?,
+        record(new)?
+    );
+    Ok(())
 }
 
 fn tlsa(
@@ -379,8 +499,21 @@ fn tlsa(
             "TLSA {usage} {selector} {mtype}: usage 0-3, selector 0-1, matching type 0-2"
         ));
     };
-    let record = Tlsa::for_certificate(certificate(options)?.as_ref(), usage, selector, mtype)
-        .map_err(|e| e.to_string())?;
+    // Checked before the card is used: an empty or malformed owner is a usage mistake.
+    DomainName::parse(name).map_err(|e| format!("--name: {e}"))?;
+    let mut applet = options.open()?;
+    let key = card_public_key(options, &mut applet)?;
+    let record = match selector {
+        Selector::Spki => {
+            let spki = key.public_key_to_der().map_err(|e| e.to_string())?;
+            Tlsa::for_public_key(&spki, usage, mtype)
+        }
+        Selector::Cert => {
+            let cert = certificate_of_key(options, &mut applet, &key)?;
+            Tlsa::for_certificate(&cert, usage, selector, mtype)
+        }
+    }
+    .map_err(|e| e.to_string())?;
     println!("{} IN TLSA {record}", tlsa::fqdn(name));
     Ok(())
 }
@@ -400,18 +533,16 @@ fn keyref(options: &CardOptions, out: &str, with_cert: bool) -> Result<(), Strin
     use iotsafe_provider::uri::{keyref_pem, KeyUri};
     let target = options.target()?;
     let mut applet = target.connect().map_err(|e| e.to_string())?;
-    let public = options.public()?;
-    applet
-        .read_public_key(&public)
-        .map_err(|e| public_key_hint(options, &mut applet, e))?;
+    let key = card_public_key(options, &mut applet)?;
+    let mut file = Vec::new();
+    if with_cert {
+        let cert = certificate_of_key(options, &mut applet, &key)?;
+        file.extend(cert.to_pem().map_err(|e| e.to_string())?);
+    }
     let uri = KeyUri {
         target,
         object: None,
     };
-    let mut file = Vec::new();
-    if with_cert {
-        file.extend(certificate(options)?.to_pem().map_err(|e| e.to_string())?);
-    }
     file.extend(keyref_pem(&uri.to_string()).into_bytes());
     write_out(Some(out), &file)
 }

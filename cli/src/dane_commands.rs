@@ -118,8 +118,63 @@ impl DnsArgs {
             config.validation = Validation::TrustAdBit;
         }
         config.lookup_timeout = Duration::from_secs(self.dns_timeout.max(1));
+        // Each query may take half the look-up (a retry fits), never less than the default:
+        // a slow path to the resolver is waited for as long as the user allows.
+        config.query_timeout = config.query_timeout.max(config.lookup_timeout / 2);
         Resolver::new(config)
     }
+}
+
+impl DnsArgs {
+    /// When answers are bogus because the DNS server strips DNSSEC records (a resolver that
+    /// does not pass them on), what to use instead. Asked only after a bogus answer, and only
+    /// when validating here (with `--trust-ad` the resolver validates).
+    pub fn unsigned_resolver_hint(&self) -> Option<String> {
+        if self.trust_ad {
+            return None;
+        }
+        let server = self.resolver.unwrap_or_else(system_nameserver);
+        match returns_signatures(server) {
+            Some(false) => Some(format!(
+                "the DNS server {server} returns no DNSSEC signatures (no RRSIG with the root's \
+                 DNSKEY): it does not pass DNSSEC records on, so no answer can be validated; \
+                 use a validating resolver on loopback with --trust-ad, or --resolver one that \
+                 returns signatures"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `server` answers the root's DNSKEY, asked with the DO bit, with its signature;
+/// `None` when it does not answer in 2 s.
+fn returns_signatures(server: SocketAddr) -> Option<bool> {
+    use hickory_resolver::proto::op::{Edns, Message, Query};
+    use hickory_resolver::proto::rr::{Name, RecordType};
+    let mut query = Message::query();
+    query.add_query(Query::query(Name::root(), RecordType::DNSKEY));
+    query.metadata.recursion_desired = true;
+    let mut edns = Edns::new();
+    edns.enable_dnssec();
+    edns.set_max_payload(4096);
+    query.edns = Some(edns);
+    let bytes = query.to_vec().ok()?;
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(local).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    socket.send_to(&bytes, server).ok()?;
+    let mut buf = vec![0u8; 65535];
+    let len = socket.recv(&mut buf).ok()?;
+    let response = Message::from_vec(&buf[..len]).ok()?;
+    Some(
+        response
+            .answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::RRSIG),
+    )
 }
 
 /// An allowed domain as given, once it is known to be a domain name.
@@ -157,9 +212,64 @@ fn fetch_ca(resolver: &Resolver, domain: &str, out: &Path) -> (bool, String) {
     }
 }
 
-/// Runs one subcommand, prints its report, and returns the process exit status.
+/// What a subcommand found: a report (authenticated or not), or an error before any check.
+enum Outcome {
+    Report { authenticated: bool, text: String },
+    Error(String),
+}
+
+/// Runs one subcommand, prints its report, and returns the process exit status: the report
+/// on stdout; on failure, one line on stderr starting with `iotsafe:` (the report's verdict,
+/// or the error).
 pub fn run(cmd: DaneCommand) -> i32 {
-    let (ok, report) = match cmd {
+    let dns = match &cmd {
+        DaneCommand::CheckServer { dns, .. }
+        | DaneCommand::CheckClient { dns, .. }
+        | DaneCommand::FetchCa { dns, .. } => dns.clone(),
+    };
+    match outcome(cmd) {
+        Outcome::Report {
+            authenticated: true,
+            text,
+        } => {
+            println!("{text}");
+            0
+        }
+        Outcome::Report { text, .. } => {
+            println!("{text}");
+            eprintln!("iotsafe: {}", verdict(&text));
+            if text.contains("bogus") {
+                if let Some(hint) = dns.unsigned_resolver_hint() {
+                    eprintln!("iotsafe: {hint}");
+                }
+            }
+            1
+        }
+        Outcome::Error(message) => {
+            eprintln!("iotsafe: {message}");
+            1
+        }
+    }
+}
+
+/// A report's verdict (from its `AUTHENTICATED` or `NOT AUTHENTICATED` on) on one line.
+pub fn verdict(report: &str) -> String {
+    let start = report
+        .find("NOT AUTHENTICATED")
+        .or_else(|| report.find("AUTHENTICATED"))
+        .unwrap_or(0);
+    report[start..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn outcome(cmd: DaneCommand) -> Outcome {
+    let report = |authenticated: bool, text: String| Outcome::Report {
+        authenticated,
+        text,
+    };
+    match cmd {
         DaneCommand::CheckServer {
             host,
             port,
@@ -169,9 +279,9 @@ pub fn run(cmd: DaneCommand) -> i32 {
         } => match dns.resolver() {
             Ok(r) => {
                 let check = check_server(&r, &host, port, policy.into(), ca_file.as_deref());
-                (check.authenticated(), check.to_string())
+                report(check.authenticated(), check.to_string())
             }
-            Err(e) => (false, e.to_string()),
+            Err(e) => Outcome::Error(e.to_string()),
         },
         DaneCommand::CheckClient {
             cert,
@@ -184,22 +294,18 @@ pub fn run(cmd: DaneCommand) -> i32 {
             Ok(r) => {
                 let verifier = ClientVerifier::new(allowed_domains, ca_file);
                 match verifier.verify_files(&r, &name, &cert, chain.as_deref()) {
-                    Ok(v) => (v.authenticated(), v.to_string()),
-                    Err(e) => (false, e),
+                    Ok(v) => report(v.authenticated(), v.to_string()),
+                    Err(e) => Outcome::Error(e),
                 }
             }
-            Err(e) => (false, e.to_string()),
+            Err(e) => Outcome::Error(e.to_string()),
         },
         DaneCommand::FetchCa { domain, out, dns } => match dns.resolver() {
-            Ok(r) => fetch_ca(&r, &domain, &out),
-            Err(e) => (false, e.to_string()),
+            Ok(r) => match fetch_ca(&r, &domain, &out) {
+                (true, text) => report(true, text),
+                (false, why) => Outcome::Error(why),
+            },
+            Err(e) => Outcome::Error(e.to_string()),
         },
-    };
-    if ok {
-        println!("{report}");
-        0
-    } else {
-        eprintln!("{report}");
-        1
     }
 }

@@ -1,9 +1,11 @@
 //! `iotsafe`: inspect and use the IoT SAFE applet of a SIM/eSIM.
 //!
-//! Exit status 0 on success; on failure one line on stderr and a non-zero status.
+//! Exit status 0 on success; 1 on failure, with one line on stderr starting with `iotsafe:`;
+//! 2 for a usage mistake (clap's message).
 
 mod card;
 mod dane_commands;
+mod doctor;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Card(card::CardCommand),
+    /// Check everything from pcscd to the device's TLSA records, one line per check (ok, or
+    /// the problem and what to do). Exit status 0 only when everything is fine.
+    Doctor(doctor::DoctorArgs),
     /// Authenticate servers and devices by their DNSSEC-validated TLSA records.
     Dane {
         #[command(subcommand)]
@@ -37,6 +42,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Card(command) => card::run(&cli.card, command),
+        Command::Doctor(args) => {
+            return match doctor::run(&cli.card, &args) {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
         Command::Dane { command } => {
             return match dane_commands::run(command) {
                 0 => ExitCode::SUCCESS,

@@ -43,6 +43,8 @@ pub enum Forgery {
     /// NOERROR with an unsigned NS record at the question's name in the answer section: a
     /// delegation that is not there.
     UnsignedNs,
+    /// The real response, this long after the question (a slow resolver path).
+    Late(Duration),
 }
 
 /// The rewrite of one question, its records fetched from knotd when it was set.
@@ -52,6 +54,7 @@ enum Rewrite {
     StripNsec,
     TruncatedThen(ResponseCode),
     Answer(Vec<Record>),
+    Late(Duration),
 }
 
 type Rules = Arc<Mutex<HashMap<(Name, RecordType), Rewrite>>>;
@@ -61,6 +64,7 @@ pub struct DnsProxy {
     upstream: SocketAddr,
     rules: Rules,
     forged: Arc<AtomicUsize>,
+    strip_signatures: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -74,10 +78,12 @@ impl DnsProxy {
         let rules: Rules = Arc::default();
         let forged = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let strip_signatures = Arc::new(AtomicBool::new(false));
         let on_path = OnPath {
             upstream,
             rules: rules.clone(),
             forged: forged.clone(),
+            strip_signatures: strip_signatures.clone(),
         };
         let threads = vec![
             spawn_udp(udp, on_path.clone(), stop.clone()),
@@ -88,6 +94,7 @@ impl DnsProxy {
             upstream,
             rules,
             forged,
+            strip_signatures,
             stop,
             threads,
         }
@@ -132,6 +139,7 @@ impl DnsProxy {
                 )])
             }
             Forgery::Nsec3ChainOf(zone) => Rewrite::Denial(nsec3_chain(self.upstream, zone)),
+            Forgery::Late(delay) => Rewrite::Late(delay),
             Forgery::UnsignedNs => {
                 let ns = RData::NS(NS(name_of("ns.test.")));
                 Rewrite::Answer(vec![Record::from_rdata(name_of(name), 300, ns)])
@@ -148,6 +156,12 @@ impl DnsProxy {
             }
         };
         lock(&self.rules).insert((name_of(name), rtype), rewrite);
+    }
+
+    /// From now on every response loses its signatures, as from a resolver that does not
+    /// pass DNSSEC records on.
+    pub fn strip_all_signatures(&self) {
+        self.strip_signatures.store(true, Ordering::SeqCst);
     }
 
     /// Responses rewritten so far (to check that the attack took place).
@@ -176,11 +190,18 @@ struct OnPath {
     upstream: SocketAddr,
     rules: Rules,
     forged: Arc<AtomicUsize>,
+    /// Every response loses its RRSIG records (a resolver that does not pass DNSSEC on).
+    strip_signatures: Arc<AtomicBool>,
 }
 
 impl OnPath {
     /// The (possibly rewritten) response to one query received over TCP or UDP, as bytes.
     fn rewrite(&self, query: &[u8], response: Vec<u8>, over_tcp: bool) -> Vec<u8> {
+        let response = if self.strip_signatures.load(Ordering::SeqCst) {
+            without_signatures(response)
+        } else {
+            response
+        };
         let Some(question) = Message::from_vec(query)
             .ok()
             .and_then(|m| m.queries.first().cloned())
@@ -191,6 +212,11 @@ impl OnPath {
         let Some(rewrite) = lock(&self.rules).get(&key).cloned() else {
             return response;
         };
+        if let Rewrite::Late(delay) = rewrite {
+            std::thread::sleep(delay);
+            self.forged.fetch_add(1, Ordering::SeqCst);
+            return response;
+        }
         let Ok(mut message) = Message::from_vec(&response) else {
             return response;
         };
@@ -208,6 +234,7 @@ impl OnPath {
                 message.additionals.clear();
             }
             Rewrite::StripNsec => message.authorities.retain(|r| !is_nsec_or_its_signature(r)),
+            Rewrite::Late(_) => {}
             Rewrite::TruncatedThen(code) => {
                 message.answers.clear();
                 message.authorities.clear();
@@ -224,6 +251,17 @@ impl OnPath {
         self.forged.fetch_add(1, Ordering::SeqCst);
         message.to_vec().expect("encode forged response")
     }
+}
+
+fn without_signatures(response: Vec<u8>) -> Vec<u8> {
+    let Ok(mut message) = Message::from_vec(&response) else {
+        return response;
+    };
+    let unsigned = |r: &Record| r.record_type() != RecordType::RRSIG;
+    message.answers.retain(unsigned);
+    message.authorities.retain(unsigned);
+    message.additionals.retain(unsigned);
+    message.to_vec().unwrap_or(response)
 }
 
 fn is_nsec_or_its_signature(record: &Record) -> bool {

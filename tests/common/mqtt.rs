@@ -1,6 +1,7 @@
 //! A real `mosquitto` broker with one TLS listener on loopback, killed on drop.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -119,11 +120,37 @@ impl Broker {
         (out.status, super::stderr(&out) + &super::stdout(&out))
     }
 
+    /// Starts a broker that must refuse to start (e.g. its key cannot be loaded), with `env`
+    /// added to its environment; returns its log once it has exited.
+    pub fn refuses_to_start(cert: &Path, key: &Path, env: &[(&str, &OsStr)]) -> String {
+        let mut launcher = Command::new("mosquitto");
+        launcher.envs(env.iter().copied());
+        let port = super::free_port();
+        let (dir, mut child) =
+            Broker::spawn(launcher, port, cert, key, "", "", "allow_anonymous true\n");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for mosquitto") {
+                break status;
+            }
+            // (Its listening socket opens before the key is loaded: only its exit tells.)
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mosquitto still runs after 10 s although it must not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "mosquitto exited with success");
+        let broker = Broker { dir, child, port };
+        broker.log()
+    }
+
     /// Starts `launcher -c CONF` (mosquitto, or a command that ends by running it) with
     /// `global` lines, one TLS listener on 127.0.0.1:`port` with `listener` lines, and
     /// `security` lines; waits until it listens.
     fn launch(
-        mut launcher: Command,
+        launcher: Command,
         port: u16,
         cert: &Path,
         key: &Path,
@@ -131,6 +158,34 @@ impl Broker {
         listener: &str,
         security: &str,
     ) -> Broker {
+        let (dir, child) = Broker::spawn(launcher, port, cert, key, global, listener, security);
+        let mut broker = Broker { dir, child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                panic!("mosquitto exited ({status}): {}", broker.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}: {}",
+                broker.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+
+    /// Writes the configuration of [`Broker::launch`] into a new directory and starts the
+    /// broker on it.
+    fn spawn(
+        mut launcher: Command,
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        global: &str,
+        listener: &str,
+        security: &str,
+    ) -> (tempfile::TempDir, Child) {
         let dir = tempfile::Builder::new()
             .prefix("mosquitto-")
             .tempdir()
@@ -159,20 +214,7 @@ impl Broker {
             .stderr(fs::File::create(dir.path().join("stderr")).expect("stderr file"))
             .spawn()
             .expect("mosquitto (Debian package mosquitto) must be installed");
-        let mut broker = Broker { dir, child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("mosquitto exited ({status}): {}", broker.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {port}: {}",
-                broker.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
+        (dir, child)
     }
 
     /// Waits until the log has a line containing every one of `needles` (at most `seconds`);

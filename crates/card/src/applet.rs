@@ -197,13 +197,26 @@ impl Applet {
                 Err(e) => failures.push((reader, e)),
             }
         }
+        // An empty slot says nothing when a card was found elsewhere: that card's answer is
+        // the reason (an ordinary SIM is "no applet", not "no card" in the next slot).
+        if failures
+            .iter()
+            .any(|(_, e)| !matches!(e, Error::CardAbsent { .. }))
+        {
+            failures.retain(|(_, e)| !matches!(e, Error::CardAbsent { .. }));
+        }
         // A reader that could not be reached says more (and can be retried) than "no applet".
         if let Some(index) = failures.iter().position(|(_, e)| e.is_transport_failure()) {
             return Err(failures.swap_remove(index).1);
         }
         let tried: Vec<String> = failures
-            .iter()
-            .map(|(reader, e)| format!("{reader}: {e}"))
+            .into_iter()
+            .map(|(reader, e)| match e {
+                Error::NoApplet(detail) => {
+                    format!("the card in reader '{reader}' has none ({detail})")
+                }
+                other => format!("reader '{reader}': {other}"),
+            })
             .collect();
         Err(Error::NoApplet(tried.join("; ")))
     }

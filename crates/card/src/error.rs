@@ -43,6 +43,8 @@ pub enum Error {
     Malformed { what: String, reason: String },
     /// No reader (matching the filter) is known to PC/SC.
     NoReader(String),
+    /// The modem's AT port given cannot be used (absent, not a terminal).
+    NoModem(String),
     /// No card in the reader, or the card was pulled out.
     CardAbsent { reader: String },
     /// The card's transport stopped answering (a modem that hung up or timed out).
@@ -89,7 +91,11 @@ impl Error {
     /// True when the card could not be reached at all (as opposed to a card that answered
     /// with a refusal): worth a new connection.
     pub fn is_transport_failure(&self) -> bool {
-        self.is_connection_loss() || matches!(self, Error::Transport(_) | Error::NoReader(_))
+        self.is_connection_loss()
+            || matches!(
+                self,
+                Error::Transport(_) | Error::NoReader(_) | Error::NoModem(_)
+            )
     }
 
     /// The status word, when the card answered with one.
@@ -116,6 +122,7 @@ impl fmt::Display for Error {
             }
             Error::Malformed { what, reason } => write!(f, "malformed answer to {what}: {reason}"),
             Error::NoReader(detail) => write!(f, "no smart-card reader: {detail}"),
+            Error::NoModem(detail) => write!(f, "no modem: {detail}"),
             Error::CardAbsent { reader } => write!(f, "no card in reader '{reader}' (removed?)"),
             Error::Unresponsive { reader, detail } => {
                 write!(f, "the card behind '{reader}' is unreachable: {detail}")

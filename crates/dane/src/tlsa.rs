@@ -108,6 +108,25 @@ impl Tlsa {
         mtype: Matching,
     ) -> Result<Self, openssl::error::ErrorStack> {
         let selected = select(cert, selector)?;
+        Self::for_selected(usage, selector, mtype, selected)
+    }
+
+    /// The selector 1 record of a public key (DER SubjectPublicKeyInfo), e.g. one read from a
+    /// card, with no certificate needed.
+    pub fn for_public_key(
+        spki_der: &[u8],
+        usage: Usage,
+        mtype: Matching,
+    ) -> Result<Self, openssl::error::ErrorStack> {
+        Self::for_selected(usage, Selector::Spki, mtype, spki_der.to_vec())
+    }
+
+    fn for_selected(
+        usage: Usage,
+        selector: Selector,
+        mtype: Matching,
+        selected: Vec<u8>,
+    ) -> Result<Self, openssl::error::ErrorStack> {
         let data = match mtype.digest() {
             None => selected,
             Some(md) => hash(md, &selected)?.to_vec(),

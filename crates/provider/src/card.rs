@@ -176,6 +176,15 @@ impl Card {
         })
     }
 
+    /// The reader (or modem) of the current connection; `None` while not connected.
+    pub fn reader(&self) -> Option<String> {
+        let state = self.lock();
+        state
+            .applet
+            .as_ref()
+            .map(|applet| applet.reader().to_string())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let pid = (self.process_id)();

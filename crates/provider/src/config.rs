@@ -80,8 +80,34 @@ pub unsafe fn read_core_params(
     get: CoreGetParamsFn,
     handle: *const OSSL_CORE_HANDLE,
 ) -> BTreeMap<String, String> {
-    let names: Vec<std::ffi::CString> = attributes()
-        .map(|(name, _)| std::ffi::CString::new(name).expect("attribute names have no NUL"))
+    let names: Vec<&str> = attributes().map(|(name, _)| name).collect();
+    // SAFETY: the function's contract.
+    unsafe { read_core_values(get, handle, &names) }
+}
+
+/// The name OpenSSL knows this provider by (the key of its line in the providers section).
+///
+/// # Safety
+/// As [`read_core_params`].
+pub unsafe fn provider_name(get: CoreGetParamsFn, handle: *const OSSL_CORE_HANDLE) -> String {
+    // SAFETY: the function's contract.
+    unsafe { read_core_values(get, handle, &["provider-name"]) }
+        .remove("provider-name")
+        .unwrap_or_else(|| "iotsafe".to_string())
+}
+
+/// The core's values of `wanted`, those it has.
+///
+/// # Safety
+/// As [`read_core_params`].
+unsafe fn read_core_values(
+    get: CoreGetParamsFn,
+    handle: *const OSSL_CORE_HANDLE,
+    wanted: &[&str],
+) -> BTreeMap<String, String> {
+    let names: Vec<std::ffi::CString> = wanted
+        .iter()
+        .map(|name| std::ffi::CString::new(*name).expect("parameter names have no NUL"))
         .collect();
     let mut values: Vec<*mut c_char> = vec![std::ptr::null_mut(); names.len()];
     // SAFETY: the parameters point at `names` and `values`, which outlive the core's call;
@@ -98,7 +124,7 @@ pub unsafe fn read_core_params(
         if get(handle, params.as_mut_ptr()) != 1 {
             return found;
         }
-        for (index, (name, _)) in attributes().enumerate() {
+        for (index, name) in wanted.iter().enumerate() {
             let value = values[index];
             if !value.is_null() && openssl_sys::OSSL_PARAM_modified(&params[index]) == 1 {
                 found.insert(
@@ -111,19 +137,48 @@ pub unsafe fn read_core_params(
     }
 }
 
-static DEBUG_LOG: Mutex<Option<std::fs::File>> = Mutex::new(None);
+/// Keys of a provider's section that OpenSSL itself reads.
+const OPENSSL_KEYS: &[&str] = &["module", "activate", "identity", "soft_load"];
 
-/// Opens the debug log named in the settings, if any.
-pub fn open_debug_log(settings: &Settings) {
-    if let Some(path) = &settings.debug_log {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path);
-        if let Ok(file) = file {
-            *DEBUG_LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+/// A key of the provider's section that neither OpenSSL nor this provider knows (a
+/// misspelling such as `readr`), named with its value and the keys there are.
+pub fn check_section_keys(section: &str, lines: &[(String, String)]) -> Result<(), String> {
+    let known = |name: &str| {
+        OPENSSL_KEYS.contains(&name) || attributes().any(|(attribute, _)| attribute == name)
+    };
+    match lines.iter().find(|(name, _)| !known(name)) {
+        None => Ok(()),
+        Some((name, value)) => {
+            let keys: Vec<&str> = attributes().map(|(name, _)| name).collect();
+            Err(format!(
+                "openssl.cnf [{section}]: unknown key '{name}' (= '{value}'); the provider's \
+                 keys are {}",
+                keys.join(", ")
+            ))
         }
     }
+}
+
+static DEBUG_LOG: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+/// Opens the debug log named in the settings, if any; a log that cannot be opened is a
+/// configuration error naming the file (a trace asked for is never silently missing).
+pub fn open_debug_log(settings: &Settings) -> Result<(), String> {
+    let Some(path) = &settings.debug_log else {
+        return Ok(());
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| {
+            format!(
+                "debug-log (openssl.cnf) or {}: cannot open '{path}' for appending: {e}",
+                DEBUG_LOG_ATTRIBUTE.1
+            )
+        })?;
+    *DEBUG_LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    Ok(())
 }
 
 /// Appends one line to the debug log (when one is configured).
@@ -149,6 +204,33 @@ mod tests {
                 .unwrap();
         assert_eq!(settings.target.key, Some(ObjectRef::Id(vec![7])));
         assert_eq!(settings.target.reader.as_deref(), Some("Virtual"));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_value() {
+        let line = |name: &str, value: &str| (name.to_string(), value.to_string());
+        let good = [
+            line("activate", "1"),
+            line("module", "x.so"),
+            line("reader", "V"),
+        ];
+        assert_eq!(check_section_keys("iotsafe_sect", &good), Ok(()));
+        let e = check_section_keys("iotsafe_sect", &[line("readr", "Virtual PCD")]).unwrap_err();
+        assert!(
+            e.starts_with("openssl.cnf [iotsafe_sect]: unknown key 'readr' (= 'Virtual PCD')")
+                && e.contains("reader, modem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unwritable_debug_log_is_an_error_naming_the_file() {
+        let settings = Settings {
+            debug_log: Some("/nonexistent-dir/iotsafe.log".into()),
+            ..Settings::default()
+        };
+        let e = open_debug_log(&settings).unwrap_err();
+        assert!(e.contains("'/nonexistent-dir/iotsafe.log'"), "{e}");
     }
 
     #[test]

@@ -57,17 +57,47 @@ unsafe fn decode_with(
     })
 }
 
-/// Reads one PEM object; passes its DER on when it is a key reference.
-fn decode_pem(_instance: Instance, bio: &CoreBio, callback: Callback) -> c_int {
-    match bio.read_pem() {
-        Some((label, der)) if label == uri::PEM_LABEL => callback.call(&[
+/// Largest PEM object and line read (a key reference with long labels fits easily).
+const MAX_PEM: usize = 64 * 1024;
+const MAX_LINE: usize = 1024;
+
+/// Reads one PEM object; when it is a key reference, resolves it (configuration, URI, card
+/// key) before passing its DER on. This is the first step of the file store's decoder chain:
+/// an error raised here reaches the caller (`openssl pkey -in FILE`), while the errors of the
+/// key-reference step that the store runs inside its own attempt are dropped. So a damaged
+/// reference (our label, a broken body) and every card failure are reported here.
+fn decode_pem(instance: Instance, bio: &CoreBio, callback: Callback) -> c_int {
+    let Some(block) = uri::next_pem_block(|| bio.read_line(MAX_LINE), MAX_PEM) else {
+        return 1;
+    };
+    if block.label != uri::PEM_LABEL {
+        return 1; // not ours
+    }
+    let resolved = uri::uri_of_keyref_pem(&block)
+        .map_err(|e| (Reason::BadKeyReference, e))
+        .and_then(|text| key_of_reference(instance, &text).map(|_| text));
+    match resolved {
+        Ok(text) => callback.call(&[
             Param::Int(c"type", OSSL_OBJECT_PKEY),
             Param::Utf8(c"data-type", c"EC"),
             Param::Utf8(c"data-structure", c"iotsafe-keyref"),
-            Param::Octets(c"data", &der),
+            Param::Octets(c"data", &uri::keyref_der(&text)),
         ]),
-        _ => 1,
+        Err((reason, message)) => {
+            error::raise(reason, &message);
+            0
+        }
     }
+}
+
+/// The card key a key reference's URI names, read through this instance's settings.
+fn key_of_reference(instance: Instance, text: &str) -> Result<Key, (Reason, String)> {
+    let bad_reference = |e: String| (Reason::BadKeyReference, e);
+    let parsed = KeyUri::parse(text).map_err(bad_reference)?;
+    let configured = instance.checked_settings()?;
+    let target = parsed.settings_over(&configured).map_err(bad_reference)?;
+    Key::from_card(instance, &target)
+        .map_err(|(reason, message)| (reason, format!("{message} (key reference {text})")))
 }
 
 /// Largest key reference read (a URI with long labels fits easily).
@@ -79,30 +109,13 @@ fn decode_keyref(instance: Instance, bio: &CoreBio, callback: Callback) -> c_int
     let Some(text) = uri::uri_of_keyref(&der) else {
         return 1; // not a key reference: not ours
     };
-    let parsed = match KeyUri::parse(&text) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            error::raise(Reason::BadKeyReference, &e);
-            return 0;
-        }
-    };
-    let Some(configured) = instance.settings() else {
-        return 0;
-    };
-    let target = match parsed.settings_over(&configured) {
-        Ok(target) => target,
-        Err(e) => {
-            error::raise(Reason::BadKeyReference, &e);
-            return 0;
-        }
-    };
-    match Key::from_card(instance, &target) {
+    match key_of_reference(instance, &text) {
         Ok(key) => {
             config::debug(format_args!("decoder: key reference {text} decoded"));
             keymgmt::offer(key, callback)
         }
         Err((reason, message)) => {
-            error::raise(reason, &format!("{message} (key reference {text})"));
+            error::raise(reason, &message);
             0
         }
     }

@@ -25,6 +25,29 @@ unsafe extern "C" fn does_selection(_provctx: *mut c_void, selection: c_int) -> 
         .into()
 }
 
+/// The text encoder also serves `openssl pkey -text` (the private key selected): it prints
+/// the public key and where the private key is, which has no encoding.
+unsafe extern "C" fn does_text_selection(_provctx: *mut c_void, selection: c_int) -> c_int {
+    (selection == 0 || selection & (SELECT_KEYPAIR | SELECT_ALL_PARAMETERS) != 0).into()
+}
+
+/// The text line that says where the private half of `key` is.
+fn private_key_origin(key: &Key) -> String {
+    let Some(private) = &key.private else {
+        return String::new();
+    };
+    let reader = key
+        .card
+        .as_ref()
+        .and_then(|card| card.reader())
+        .map(|reader| format!(", reader '{reader}'"))
+        .unwrap_or_default();
+    format!(
+        "Private key: on the IoT SAFE applet (private key {private}{reader}); it never leaves \
+         the card and has no encoding\n"
+    )
+}
+
 fn encode(format: Format, bio: Option<CoreBio>, key: Option<&Key>) -> bool {
     let Some(key) = key else {
         error::raise(
@@ -50,12 +73,7 @@ fn encode(format: Format, bio: Option<CoreBio>, key: Option<&Key>) -> bool {
             .map(|d| bio.write_all(&d))
             .unwrap_or(false),
         Format::Text => {
-            let printed = bio.print_public(&public);
-            let origin = match &key.private {
-                Some(private) => format!("IoT SAFE applet private key {private}\n"),
-                None => String::new(),
-            };
-            printed && bio.write_all(origin.as_bytes())
+            bio.print_public(&public) && bio.write_all(private_key_origin(key).as_bytes())
         }
     };
     if !ok {
@@ -112,16 +130,16 @@ encoder_entry!(encode_pem, Format::Pem);
 encoder_entry!(encode_text, Format::Text);
 
 macro_rules! table {
-    ($encode:ident) => {
+    ($encode:ident, $selection:ident) => {
         dispatch_table![
             encoder_newctx(stateless_newctx),
             encoder_freectx(stateless_freectx),
-            encoder_does_selection(does_selection),
+            encoder_does_selection($selection),
             encoder_encode($encode),
         ]
     };
 }
 
-pub const SPKI_DER_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_der);
-pub const SPKI_PEM_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_pem);
-pub const TEXT_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_text);
+pub const SPKI_DER_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_der, does_selection);
+pub const SPKI_PEM_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_pem, does_selection);
+pub const TEXT_FUNCTIONS: &[OSSL_DISPATCH] = table!(encode_text, does_text_selection);

@@ -22,6 +22,7 @@ pub enum Reason {
     BadConfig = 7,
     NoPrivateKey = 8,
     BadKeyReference = 9,
+    KeyMismatch = 10,
 }
 
 const REASONS: &[OSSL_ITEM] = &[
@@ -52,6 +53,10 @@ const REASONS: &[OSSL_ITEM] = &[
         b"the key has no private half on the card\0",
     ),
     item(Reason::BadKeyReference, b"invalid IoT SAFE key reference\0"),
+    item(
+        Reason::KeyMismatch,
+        b"certificate and key reference belong to different keys\0",
+    ),
     OSSL_ITEM {
         id: 0,
         ptr: std::ptr::null(),
@@ -129,6 +134,7 @@ pub fn reason_of(e: &iotsafe::Error) -> Reason {
     match e {
         E::NotFound { .. } => Reason::NotFound,
         E::NoReader(_)
+        | E::NoModem(_)
         | E::CardAbsent { .. }
         | E::CardReset { .. }
         | E::Unresponsive { .. }

@@ -104,13 +104,17 @@ impl Instance {
     /// This instance's settings (openssl.cnf + environment); a configuration error is raised
     /// on OpenSSL's queue.
     pub fn settings(&self) -> Option<Settings> {
+        self.checked_settings()
+            .map_err(|(reason, message)| error::raise(reason, &message))
+            .ok()
+    }
+
+    /// This instance's settings, or the configuration error as a reason and message.
+    pub fn checked_settings(&self) -> Result<Settings, (Reason, String)> {
         let provider = self.provider();
         match &provider.config_error {
-            Some(message) => {
-                error::raise(Reason::BadConfig, message);
-                None
-            }
-            None => Some(provider.settings.clone()),
+            Some(message) => Err((Reason::BadConfig, message.clone())),
+            None => Ok(provider.settings.clone()),
         }
     }
 }

@@ -158,9 +158,32 @@ unsafe extern "C" fn match_keys(k1: *const c_void, k2: *const c_void, selection:
     unsafe {
         let b = context::borrow::<Key>(k2);
         with_object(k1, 0, |a: &Key| {
-            b.is_some_and(|b| matches(a, b, selection)).into()
+            let Some(b) = b else { return 0 };
+            let matched = matches(a, b, selection);
+            if !matched && selection & SELECT_KEYPAIR != 0 {
+                report_mismatch(a, b);
+            }
+            matched.into()
         })
     }
+}
+
+/// A card key compared with another public key that is not its own: what OpenSSL does when
+/// a certificate and a key are paired (`X509_check_private_key`, `SSL_CTX_check_private_key`,
+/// a combined file). OpenSSL's own "key values mismatch" does not say which key; this names
+/// the card's.
+fn report_mismatch(a: &Key, b: &Key) {
+    let Some(private) = a.private.as_ref().or(b.private.as_ref()) else {
+        return; // two keys of no card: not a pairing of a certificate with a card key
+    };
+    error::raise(
+        Reason::KeyMismatch,
+        &format!(
+            "the certificate's public key is not the one of private key {private} on the \
+             IoT SAFE applet: the certificate and the key reference belong to different keys \
+             (`iotsafe cert` prints this key's certificate)"
+        ),
+    );
 }
 
 const KEY_TYPES: &[ParamDescriptor] = param_table![

@@ -184,6 +184,18 @@ const PROVIDER_FUNCTIONS: &[OSSL_DISPATCH] = dispatch_table![
     provider_get_reason_strings(error::reason_strings),
 ];
 
+/// The keys of the provider's section in the configuration file OpenSSL reads, checked for
+/// ones nobody reads (the core passes only the keys asked for by name).
+fn check_own_section(provider_name: &str) -> Result<(), String> {
+    let Some(file) = abi::conf::config_file() else {
+        return Ok(());
+    };
+    match abi::conf::provider_section(&file, provider_name) {
+        Some((section, lines)) => config::check_section_keys(&section, &lines),
+        None => Ok(()),
+    }
+}
+
 /// The provider's entry point. No card I/O here: only the configuration is read.
 ///
 /// # Safety
@@ -198,9 +210,14 @@ pub unsafe extern "C" fn OSSL_provider_init(
     guard(0, || {
         // SAFETY: the core's handle and table (the function's contract).
         let core = unsafe { abi::core::Core::from_dispatch(handle, input) };
-        let from_file = match core.params_reader() {
+        let (from_file, name) = match core.params_reader() {
             // SAFETY: the core's get_params with this provider's handle.
-            Some((get, handle)) => unsafe { config::read_core_params(get, handle) },
+            Some((get, handle)) => unsafe {
+                (
+                    config::read_core_params(get, handle),
+                    config::provider_name(get, handle),
+                )
+            },
             None => Default::default(),
         };
         let mut provider = Provider {
@@ -208,11 +225,17 @@ pub unsafe extern "C" fn OSSL_provider_init(
             settings: Settings::default(),
             config_error: None,
         };
-        match Settings::from_sources(&from_file, |name| std::env::var(name).ok()) {
+        let settings = Settings::from_sources(&from_file, |name| std::env::var(name).ok());
+        match settings {
             Ok(settings) => provider.settings = settings,
             Err(message) => provider.config_error = Some(message),
         }
-        config::open_debug_log(&provider.settings);
+        // The first configuration mistake is the one reported; each is named with its key.
+        let later_checks =
+            config::open_debug_log(&provider.settings).and_then(|()| check_own_section(&name));
+        if let (None, Err(message)) = (&provider.config_error, later_checks) {
+            provider.config_error = Some(message);
+        }
         config::debug(format_args!(
             "provider initialised: {:?}",
             provider.settings

@@ -247,6 +247,84 @@ pub fn keyref_pem(uri: &str) -> String {
     pem
 }
 
+/// One PEM object as read from a file, before its body is decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PemBlock {
+    pub label: String,
+    /// The base64 lines between BEGIN and END.
+    pub body: String,
+    /// Whether the END line was there (a truncated file has none).
+    pub complete: bool,
+}
+
+/// Reads the next PEM object from `next_line` (lines as the input gives them): the lines
+/// before its BEGIN line are skipped, and reading stops after its END line, as OpenSSL's PEM
+/// reader consumes them, or after `limit` bytes. `None` when no BEGIN line follows.
+pub fn next_pem_block(
+    mut next_line: impl FnMut() -> Option<String>,
+    limit: usize,
+) -> Option<PemBlock> {
+    let mut read = 0;
+    let mut take = |read: &mut usize| {
+        let line = next_line().filter(|_| *read < limit)?;
+        *read += line.len();
+        Some(line)
+    };
+    let label = loop {
+        let line = take(&mut read)?;
+        if let Some(label) = pem_boundary(&line, "BEGIN") {
+            break label;
+        }
+    };
+    let mut body = String::new();
+    while let Some(line) = take(&mut read) {
+        if let Some(end) = pem_boundary(&line, "END") {
+            let complete = end == label;
+            return Some(PemBlock {
+                label,
+                body,
+                complete,
+            });
+        }
+        body.push_str(line.trim());
+    }
+    Some(PemBlock {
+        label,
+        body,
+        complete: false,
+    })
+}
+
+/// The label of a `-----BEGIN label-----` (or END) line.
+fn pem_boundary(line: &str, which: &str) -> Option<String> {
+    let label = line
+        .trim()
+        .strip_prefix("-----")?
+        .strip_prefix(which)?
+        .strip_prefix(' ')?
+        .strip_suffix("-----")?;
+    Some(label.to_string())
+}
+
+/// The URI of a key-reference PEM block, or why the block is not a usable key reference.
+pub fn uri_of_keyref_pem(block: &PemBlock) -> Result<String, String> {
+    let damaged = "write it anew with `iotsafe keyref`";
+    if !block.complete {
+        return Err(format!(
+            "the key-reference file is truncated: no -----END {PEM_LABEL}----- line ({damaged})"
+        ));
+    }
+    let der = openssl::base64::decode_block(&block.body).map_err(|_| {
+        format!("the body of the key-reference file is not valid base64 ({damaged})")
+    })?;
+    uri_of_keyref(&der).ok_or_else(|| {
+        format!(
+            "the {PEM_LABEL} block does not hold an IoT SAFE key reference: the file is \
+             damaged ({damaged})"
+        )
+    })
+}
+
 fn der_string(s: &str) -> Vec<u8> {
     der_tlv(0x0C, s.as_bytes())
 }
@@ -298,5 +376,52 @@ mod keyref_tests {
         let der = keyref_der(uri);
         assert_eq!(uri_of_keyref(&der[..der.len() - 1]), None);
         assert!(keyref_pem(uri).starts_with("-----BEGIN IOTSAFE KEY REFERENCE-----\n"));
+    }
+
+    fn block_of(text: &str) -> Option<PemBlock> {
+        let mut lines = text.split_inclusive('\n').map(str::to_string);
+        next_pem_block(|| lines.next(), 64 * 1024)
+    }
+
+    #[test]
+    fn a_pem_block_is_read_to_its_end_line() {
+        let pem = keyref_pem("iotsafe:key-id=01");
+        let text = format!("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n{pem}");
+        let mut lines = text.split_inclusive('\n').map(str::to_string);
+        let first = next_pem_block(|| lines.next(), 1 << 16).unwrap();
+        assert_eq!(
+            (first.label.as_str(), first.complete),
+            ("CERTIFICATE", true)
+        );
+        let second = next_pem_block(|| lines.next(), 1 << 16).unwrap();
+        assert_eq!(second.label, PEM_LABEL);
+        assert_eq!(uri_of_keyref_pem(&second).unwrap(), "iotsafe:key-id=01");
+        assert_eq!(next_pem_block(|| lines.next(), 1 << 16), None);
+    }
+
+    #[test]
+    fn a_damaged_key_reference_says_how() {
+        let pem = keyref_pem("iotsafe:key-id=01");
+        let truncated: String = pem.lines().take(2).map(|l| format!("{l}\n")).collect();
+        let not_base64 = pem.replacen("MC", "M!", 1);
+        let body_start = pem.find('\n').unwrap() + 1;
+        // A character of the DER's first bytes changed: still base64, no longer a reference.
+        let mut flipped = pem.clone().into_bytes();
+        flipped[body_start] = if flipped[body_start] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
+        let flipped = String::from_utf8(flipped).unwrap();
+        for (text, reason) in [
+            (truncated.as_str(), "truncated"),
+            (not_base64.as_str(), "not valid base64"),
+            (flipped.as_str(), "does not hold an IoT SAFE key reference"),
+        ] {
+            let block = block_of(text).unwrap();
+            assert_eq!(block.label, PEM_LABEL);
+            let e = uri_of_keyref_pem(&block).unwrap_err();
+            assert!(e.contains(reason), "{text}: {e}");
+        }
     }
 }

@@ -75,9 +75,8 @@ impl ModemTransport {
     /// (not a modem, or none that works) gets its line settings back.
     pub fn open(path: &str, timeout: Duration) -> Result<Self> {
         let port = open_port(path)?;
-        let saved = line_settings(&port).map_err(|_| {
-            Error::NoReader(format!("{path} is not a terminal (a modem's AT port)"))
-        })?;
+        let saved = line_settings(&port)
+            .map_err(|_| Error::NoModem(format!("{path} is not a terminal (a modem's AT port)")))?;
         make_raw(&port, saved)
             .map_err(|e| Error::Transport(format!("cannot configure modem {path}: {e}")))?;
         let mut modem = ModemTransport {
@@ -448,7 +447,7 @@ fn open_port(path: &str) -> Result<File> {
         .write(true)
         .custom_flags(libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| Error::NoReader(format!("cannot open modem {path}: {e}")))
+        .map_err(|e| Error::NoModem(format!("cannot open modem {path}: {e}")))
 }
 
 /// The terminal's line settings; an error for anything that is not a terminal.

@@ -241,18 +241,12 @@ extern "C" {
     pub fn OSSL_PARAM_get_int(p: *const OSSL_PARAM, val: *mut c_int) -> c_int;
     pub fn OSSL_PARAM_get_size_t(p: *const OSSL_PARAM, val: *mut usize) -> c_int;
     pub fn BIO_read(b: *mut BIO, data: *mut c_void, dlen: c_int) -> c_int;
+    pub fn BIO_gets(b: *mut BIO, buf: *mut c_char, size: c_int) -> c_int;
     pub fn BIO_write(b: *mut BIO, data: *const c_void, dlen: c_int) -> c_int;
     pub fn BIO_free(b: *mut BIO) -> c_int;
 }
 
 extern "C" {
-    pub fn PEM_read_bio(
-        bp: *mut BIO,
-        name: *mut *mut c_char,
-        header: *mut *mut c_char,
-        data: *mut *mut u8,
-        len: *mut std::ffi::c_long,
-    ) -> c_int;
     pub fn CRYPTO_free(ptr: *mut c_void, file: *const c_char, line: c_int);
     pub fn EVP_PKEY_print_public(
         out: *mut BIO,

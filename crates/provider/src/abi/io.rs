@@ -1,7 +1,7 @@
 //! Input and output through OpenSSL's pointers: core BIOs (decoder input, encoder output),
 //! byte buffers passed in, and the caller's output buffers with their length pointers.
 
-use std::ffi::{c_char, c_int, c_long, c_uchar, c_void, CStr};
+use std::ffi::{c_char, c_int, c_uchar, c_void};
 
 use super::super::instance::Instance;
 use super::ffi::*;
@@ -35,38 +35,15 @@ impl CoreBio {
         out
     }
 
-    /// Reads the next PEM object: its label and decoded data. None when the input holds no
-    /// (further) PEM object; that is no error, and leaves OpenSSL's error queue as it was.
-    pub fn read_pem(&self) -> Option<(String, Vec<u8>)> {
-        let mut name: *mut c_char = std::ptr::null_mut();
-        let mut header: *mut c_char = std::ptr::null_mut();
-        let mut data: *mut u8 = std::ptr::null_mut();
-        let mut len: c_long = 0;
-        // SAFETY: a valid BIO and out-pointers; PEM_read_bio allocates the three results,
-        // which are copied and then freed with OpenSSL's allocator.
-        unsafe {
-            ERR_set_mark();
-            let read = PEM_read_bio(self.0, &mut name, &mut header, &mut data, &mut len) == 1;
-            ERR_pop_to_mark();
-            let result = (read && !name.is_null()).then(|| {
-                let label = CStr::from_ptr(name).to_string_lossy().into_owned();
-                let bytes = match usize::try_from(len) {
-                    Ok(len) if !data.is_null() => std::slice::from_raw_parts(data, len).to_vec(),
-                    _ => Vec::new(),
-                };
-                (label, bytes)
-            });
-            for p in [
-                name as *mut c_void,
-                header as *mut c_void,
-                data as *mut c_void,
-            ] {
-                if !p.is_null() {
-                    CRYPTO_free(p, c"io.rs".as_ptr(), 0);
-                }
-            }
-            result
-        }
+    /// Reads the next line (with its newline; at most `max` bytes of it); None at the end
+    /// of the input.
+    pub fn read_line(&self, max: usize) -> Option<String> {
+        let mut buf = vec![0u8; max + 1];
+        let size = c_int::try_from(buf.len()).ok()?;
+        // SAFETY: a valid BIO and a buffer of `size` bytes, which BIO_gets NUL-terminates.
+        let n = unsafe { BIO_gets(self.0, buf.as_mut_ptr() as *mut c_char, size) };
+        let n = usize::try_from(n).ok().filter(|&n| n > 0)?;
+        Some(String::from_utf8_lossy(&buf[..n.min(max)]).into_owned())
     }
 
     pub fn write_all(&self, data: &[u8]) -> bool {

@@ -11,8 +11,10 @@
 //! - [`params`]: reading and answering `OSSL_PARAM` arrays, and calling OpenSSL's callbacks;
 //! - [`io`]: core BIOs and the caller's output buffers;
 //! - [`reference`]: objects lent to libcrypto by reference (store and decoder to keymgmt `load`);
-//! - [`core`]: the core's handle, library context and error functions.
+//! - [`core`]: the core's handle, library context and error functions;
+//! - [`conf`]: the provider's section of the configuration file, for keys the core does not pass.
 
+pub mod conf;
 pub mod context;
 pub mod core;
 pub mod dispatch;
