@@ -55,82 +55,14 @@ fn main() {
     issue_certificate(&device, &ca, &public_pem);
 
     let dashboard = pki::leaf(dir, "dashboard", "dashboard", &[DASHBOARD], Some(&ca));
-    let record = format!(
-        "{DEVICE_ID}._device {TTL_S} IN TLSA {}",
-        pki::dane_ee_record(&device.cert())
-    );
-    let dashboard_record = format!(
-        "dashboard._device 300 IN TLSA {}",
-        pki::dane_ee_record(&dashboard.cert)
-    );
-    let dns = TestDns::start(&[
-        (REGISTRY, record.as_str()),
-        (REGISTRY, dashboard_record.as_str()),
-    ]);
-    let proof = check_client(&dns, &device.cert_path);
-    step(
-        4,
-        format!(
-            "published {DEVICE} {TTL_S} IN TLSA 3 1 1 (SHA-256 of the card's key) in the knotd-signed zone; iotsafe dane check-client: {proof}"
-        ),
-    );
+    let zone = Zone::publish(&device, &dashboard);
 
     let server = pki::leaf(dir, "broker", "localhost", &["localhost"], None);
-    let broker = start_broker(&dns, &ca, &server);
+    let broker = start_broker(&zone.dns, &ca, &server);
     let server_ca = server.cert_path.as_path();
-
     publish_and_receive(&device, &broker, server_ca, &dashboard);
-
-    let live = Running::spawn(
-        device
-            .client("mosquitto_sub", &broker, server_ca, "sensor7-live")
-            .args(["-t", "commands/sensor7"]),
-    );
-    broker.wait_for_line(20, &["admitted client sensor7-live ", DEVICE]);
-    broker.wait_for_line(20, &["sensor7-live", "commands/sensor7"]);
-    let removed = Instant::now();
-    dns.set_records(REGISTRY, &[&dashboard_record]);
-    let kicked = broker.wait_for_line(
-        u64::from(TTL_S) + REVALIDATE_S + 5,
-        &["kicked client sensor7-live ", "NO_RECORDS"],
-    );
-    broker.wait_for_line(5, &["Client sensor7-live ", "disconnected"]);
-    drop(live);
-    step(
-        7,
-        format!(
-            "record removed: the device's live session (mosquitto_sub, card key) kicked {:.1} s later; broker: {}",
-            removed.elapsed().as_secs_f64(),
-            log_text(&kicked)
-        ),
-    );
-    let refused = expect_refusal(
-        &device.publish(&broker, server_ca, "sensor7-retry", "retry"),
-        &broker,
-        "sensor7-retry",
-        "NO_RECORDS",
-    );
-    step(
-        8,
-        format!("its reconnect refused; broker: {}", log_text(&refused)),
-    );
-
-    let restored = Instant::now();
-    dns.set_records(REGISTRY, &[&record, &dashboard_record]);
-    let refused_meanwhile = reconnect_until_admitted(&device, &broker, server_ca);
-    let admitted = broker.wait_for_line(
-        5,
-        &[&format!("admitted client sensor7-back{refused_meanwhile} ")],
-    );
-    step(
-        9,
-        format!(
-            "record restored: the device connects again {:.1} s later ({refused_meanwhile} \
-             attempts refused meanwhile, each for NO_RECORDS: the denial's negative TTL); broker: {}",
-            restored.elapsed().as_secs_f64(),
-            log_text(&admitted)
-        ),
-    );
+    revoke(&device, &broker, server_ca, &zone);
+    restore(&device, &broker, server_ca, &zone);
     println!("demo: OK");
 }
 
@@ -332,7 +264,124 @@ fn publish_and_receive(
     );
 }
 
-/// Step 9: the device reconnects (every 500 ms, for at most 20 s) until admitted: the broker
+/// The registry's signed zone in knotd, with the device's record and the subscriber's.
+struct Zone {
+    dns: TestDns,
+    device_line: String,
+    dashboard_line: String,
+}
+
+impl Zone {
+    /// Step 4: the device's record published, and shown to validate.
+    fn publish(device: &CardDevice, dashboard: &pki::Issued) -> Zone {
+        let device_line = format!(
+            "{DEVICE_ID}._device {TTL_S} IN TLSA {}",
+            pki::dane_ee_record(&device.cert())
+        );
+        let dashboard_line = format!(
+            "dashboard._device 300 IN TLSA {}",
+            pki::dane_ee_record(&dashboard.cert)
+        );
+        let dns = TestDns::start(&[
+            (REGISTRY, device_line.as_str()),
+            (REGISTRY, dashboard_line.as_str()),
+        ]);
+        let proof = check_client(&dns, &device.cert_path);
+        step(
+            4,
+            format!(
+                "published {DEVICE} {TTL_S} IN TLSA 3 1 1 (SHA-256 of the card's key) in the \
+                 knotd-signed zone; iotsafe dane check-client: {proof}"
+            ),
+        );
+        Zone {
+            dns,
+            device_line,
+            dashboard_line,
+        }
+    }
+
+    /// The zone with or without the device's record; returns once knotd serves it.
+    fn set_device_record(&self, present: bool) {
+        let mut lines = vec![self.dashboard_line.as_str()];
+        if present {
+            lines.push(&self.device_line);
+        }
+        self.dns.set_records(REGISTRY, &lines);
+    }
+}
+
+/// Steps 7 and 8: the record removed while the device holds a live session (mosquitto_sub,
+/// card key): the broker kicks it, and refuses the device's reconnect for NO_RECORDS.
+fn revoke(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
+    let before = device.rig.trace().len();
+    let live = Running::spawn(
+        device
+            .client("mosquitto_sub", broker, server_ca, "sensor7-live")
+            .args(["-t", "commands/sensor7"]),
+    );
+    broker.wait_for_line(20, &["admitted client sensor7-live ", DEVICE]);
+    broker.wait_for_line(20, &["sensor7-live", "commands/sensor7"]);
+    let apdus = device.rig.signing_apdus_since(before);
+    claim(
+        apdus > 0,
+        "the live session's handshake was signed on the card",
+    );
+
+    let removed = Instant::now();
+    zone.set_device_record(false);
+    let kicked = broker.wait_for_line(
+        u64::from(TTL_S) + REVALIDATE_S + 5,
+        &["kicked client sensor7-live ", "NO_RECORDS"],
+    );
+    broker.wait_for_line(5, &["Client sensor7-live ", "disconnected"]);
+    drop(live);
+    step(
+        7,
+        format!(
+            "record removed: the device's live session (mosquitto_sub, card key: {apdus} signing \
+             APDUs) kicked {:.1} s later; broker: {}",
+            removed.elapsed().as_secs_f64(),
+            log_text(&kicked)
+        ),
+    );
+
+    let refused = expect_refusal(
+        &device.publish(broker, server_ca, "sensor7-retry", "retry"),
+        broker,
+        "sensor7-retry",
+        "NO_RECORDS",
+    );
+    step(
+        8,
+        format!(
+            "the device's reconnect (mosquitto_pub, card key) refused for NO_RECORDS; broker: {}",
+            log_text(&refused)
+        ),
+    );
+}
+
+/// Step 9: the record put back, the device is admitted again.
+fn restore(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
+    let restored = Instant::now();
+    zone.set_device_record(true);
+    let refused_meanwhile = reconnect_until_admitted(device, broker, server_ca);
+    let admitted = broker.wait_for_line(
+        5,
+        &[&format!("admitted client sensor7-back{refused_meanwhile} ")],
+    );
+    step(
+        9,
+        format!(
+            "record restored: the device connects again {:.1} s later ({refused_meanwhile} \
+             attempts refused meanwhile, each for NO_RECORDS: the denial's negative TTL); broker: {}",
+            restored.elapsed().as_secs_f64(),
+            log_text(&admitted)
+        ),
+    );
+}
+
+/// The device reconnects (every 500 ms, for at most 20 s) until admitted: the broker
 /// may hold the denial for its negative TTL (the zone's SOA minimum, 5 s), and each refusal
 /// meanwhile must be that one. The number of refused attempts.
 fn reconnect_until_admitted(device: &CardDevice, broker: &Broker, server_ca: &Path) -> usize {

@@ -54,7 +54,14 @@ fn end_to_end_demo_runs_to_its_end_with_every_claim_shown() {
         ],
     );
     has(7, &["kicked client sensor7-live", "NO_RECORDS"]);
-    has(8, &["refused client sensor7-retry", "NO_RECORDS"]);
+    has(
+        8,
+        &[
+            "refused for NO_RECORDS",
+            "refused client sensor7-retry",
+            device,
+        ],
+    );
     has(
         9,
         &["connects again", "admitted client sensor7-back", device],
