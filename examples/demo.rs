@@ -1,229 +1,495 @@
-//! The end-to-end demo behind `make demo`: a simulated eSIM behind a real pcscd, a private
-//! DNSSEC-signed hierarchy served by knotd, and the `iotsafe` and `openssl` tools as a user
-//! would run them. Every command is printed before it runs; the demo stops at the first step
-//! that does not go as it should.
+//! The end-to-end demo behind `make demo`: a device whose key is generated on a simulated eSIM
+//! (behind a real pcscd) is certified by a registry CA, published by its TLSA record in a
+//! DNSSEC-signed zone (knotd), admitted by a real mosquitto with the iotsafe plugin, revoked by
+//! removing the record (its live session kicked, its reconnect refused) and admitted again when
+//! the record is back. Each step prints one line: what happened and the evidence. Every claim is
+//! checked before it is printed; the first one that does not hold stops the demo with a non-zero
+//! exit status, after the daemons are stopped and the temporary files removed.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;
-use std::process::{exit, Command};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
 
 use common::card::CardRig;
+use common::device::CardDevice;
 use common::dns::TestDns;
 use common::mqtt::Broker;
-use common::tls::TlsServer;
-use common::{free_port, pki, workspace_binary};
-use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
+use common::{free_port, pki, stderr, stdout};
 
+const REGISTRY: &str = "iotregistry.test.";
+const DEVICE_ID: &str = "sensor7";
 const DEVICE: &str = "sensor7._device.iotregistry.test";
-const BROKER: &str = "broker.example.test";
+const DASHBOARD: &str = "dashboard._device.iotregistry.test";
+/// The card's key slot for the key pair the demo generates.
+const KEY_OPTIONS: [&str; 2] = ["--key-id", "03"];
+/// Short, so that revocation shows within seconds: it takes effect within the record's TTL
+/// plus the plugin's revalidate_seconds.
+const TTL_S: u32 = 2;
+const REVALIDATE_S: u64 = 1;
+const STEPS: u32 = 9;
 
 fn main() {
-    step("Plugging a simulated eSIM into a private pcscd (vpcd reader)");
-    let card = CardRig::start(&[]);
-    let work = card.dir.path();
-    let iotsafe = |args: &[&str]| run(card.command(workspace_binary("iotsafe")).args(args));
-    iotsafe(&["readers"]);
-    iotsafe(&["objects"]);
-    let cert = path(work, "device.pem");
-    iotsafe(&["cert", "--out", &cert]);
-    run(Command::new("openssl").args(["x509", "-in", &cert, "-noout", "-subject", "-dates"]));
+    // A failed claim panics: the daemons and temp dirs are dropped on the way out, then the
+    // process exits non-zero. The hook prints the reason as one line instead of a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let why = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        eprintln!("demo: FAILED: {why}");
+    }));
+    let work = tempfile::Builder::new()
+        .prefix("iotsafe-demo-")
+        .tempdir()
+        .expect("temp dir");
+    let dir = work.path();
 
-    step("Signing on the card, verifying with openssl");
-    let public = path(work, "device.pub.pem");
-    iotsafe(&["pubkey", "--out", &public]);
-    let message = path(work, "message.txt");
-    std::fs::write(&message, "temperature=21.5\n").unwrap();
-    let digest = run(Command::new("openssl").args(["dgst", "-sha256", "-r", &message]));
-    let digest = digest
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let signature = path(work, "message.sig");
-    iotsafe(&[
-        "sign", "--digest", &digest, "--hash", "sha256", "--out", &signature,
-    ]);
-    run(Command::new("openssl").args([
-        "dgst",
-        "-sha256",
-        "-verify",
-        &public,
-        "-signature",
-        &signature,
-        &message,
-    ]));
+    let (device, public_pem) = generate_key_on_card(dir);
+    sign_request_on_card(&device);
+    let ca = pki::ca(dir, "registry-ca", "Registry CA");
+    issue_certificate(&device, &ca, &public_pem);
 
-    step("Publishing the device's and the broker's TLSA records in a DNSSEC-signed zone (knotd)");
-    let device_record = iotsafe(&["tlsa", "--name", DEVICE]);
-    let device_rdata = device_record
-        .split(" IN TLSA ")
-        .nth(1)
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let broker_cert = pki::leaf(work, "broker", BROKER, &[BROKER], None);
-    let broker = TlsServer::start(&broker_cert.cert_path, &broker_cert.key_path, None);
-    let broker_rdata = Tlsa::for_certificate(
-        &broker_cert.cert,
-        Usage::DaneEe,
-        Selector::Spki,
-        Matching::Sha256,
-    )
-    .expect("the broker's TLSA record");
-    let device_line = format!("sensor7._device 5 IN TLSA {device_rdata}");
-    let broker_lines = [
-        "broker 300 IN A 127.0.0.1".to_string(),
-        format!("_{}._tcp.broker 300 IN TLSA {broker_rdata}", broker.port),
-    ];
-    let mut records = vec![("iotregistry.test.", device_line.as_str())];
-    records.extend(broker_lines.iter().map(|l| ("example.test.", l.as_str())));
-    let dns = TestDns::start(&records);
-    let resolver = dns.addr().to_string();
-    let anchor = dns.trust_anchor_file().to_string_lossy().into_owned();
-    println!("  private root's key (the trust anchor): {anchor}");
-    let dane = |args: &[&str]| {
-        let mut command = Command::new(workspace_binary("iotsafe"));
-        command
-            .arg("dane")
-            .args(args)
-            .args(["--resolver", &resolver, "--trust-anchor", &anchor]);
-        command
-    };
+    let dashboard = pki::leaf(dir, "dashboard", "dashboard", &[DASHBOARD], Some(&ca));
+    let zone = Zone::publish(&device, &dashboard);
 
-    step("Authenticating the device by its TLSA record (DANCE)");
-    run(&mut dane(&[
-        "check-client",
-        "--cert",
-        &cert,
-        "--name",
-        DEVICE,
-    ]));
+    let server = pki::leaf(dir, "broker", "localhost", &["localhost"], None);
+    let broker = start_broker(&zone.dns, &ca, &server);
+    let server_ca = server.cert_path.as_path();
+    publish_and_receive(&device, &broker, server_ca, &dashboard);
+    revoke(&device, &broker, server_ca, &zone);
+    restore(&device, &broker, server_ca, &zone);
+    println!("demo: OK");
+}
 
-    step("Authenticating the broker by its TLSA record (DANE)");
-    run(&mut dane(&[
-        "check-server",
-        BROKER,
-        &broker.port.to_string(),
-    ]));
-
-    step("The device publishes over mutual TLS to a real mosquitto broker: unmodified mosquitto_pub, key on the card");
-    let keyref = path(work, "device.keyref.pem");
-    iotsafe(&["keyref", "--out", &keyref]);
-    run(Command::new("cat").arg(&keyref));
-    let mqtt_cert = pki::leaf(work, "mqtt-broker", "broker", &["localhost"], None);
-    let mqtt = Broker::start_with(
-        free_port(),
-        &mqtt_cert.cert_path,
-        &mqtt_cert.key_path,
-        Some(Path::new(&cert)),
+/// Step 1: a new key pair generated on the card, and the key reference the provider reads.
+fn generate_key_on_card(dir: &Path) -> (CardDevice, String) {
+    let rig = CardRig::start(&[]);
+    let before = rig.trace().len();
+    let generated = checked(rig.iotsafe(&[KEY_OPTIONS[0], KEY_OPTIONS[1], "genkey"]));
+    let apdus = rig.trace().len() - before;
+    let read_back = checked(rig.iotsafe(&[KEY_OPTIONS[0], KEY_OPTIONS[1], "pubkey"]));
+    claim(
+        read_back == generated && generated.starts_with("-----BEGIN PUBLIC KEY-----"),
+        "the card reads back the key pair it generated",
     );
-    let (openssl_conf, modules) = (common::example_openssl_conf(), common::built_library_dir());
-    println!(
-        "$ export OPENSSL_CONF={} OPENSSL_MODULES={}",
-        openssl_conf.display(),
-        modules.display()
+    let device = CardDevice::with_keyref(rig, dir, DEVICE_ID, &KEY_OPTIONS);
+    step(
+        1,
+        format!(
+            "key pair generated on the simulated eSIM (iotsafe --key-id 03 genkey: {apdus} APDUs); \
+             key reference {}",
+            file_name(&device.keyref)
+        ),
     );
-    let signed_before = card.trace().len();
-    run(card
-        .command("mosquitto_pub")
-        .env("OPENSSL_CONF", &openssl_conf)
-        .env("OPENSSL_MODULES", &modules)
-        .args([
-            "-h",
-            "localhost",
-            "-p",
-            &mqtt.port.to_string(),
-            "-t",
-            "sensors/7",
-            "-m",
-            "21.5",
-            "-q",
-            "1",
-        ])
-        .args([
-            "--cafile",
-            &mqtt_cert.cert_path.to_string_lossy(),
-            "--cert",
-            &cert,
-            "--key",
-            &keyref,
-        ]));
-    let connected = mqtt
-        .log()
+    (device, generated)
+}
+
+/// Step 2: `openssl req` signs the CSR with the card key through the provider.
+fn sign_request_on_card(device: &CardDevice) {
+    let before = device.rig.trace().len();
+    device.request(DEVICE_ID, DEVICE);
+    let apdus = device.rig.signing_apdus_since(before);
+    claim(apdus > 0, "the CSR was signed on the card");
+    let verified = run(Command::new("openssl")
+        .args(["req", "-verify", "-noout", "-text", "-in"])
+        .arg(&device.csr_path));
+    claim(
+        verified.contains(&format!("DNS:{DEVICE}")),
+        "the CSR names the device in its SAN",
+    );
+    step(
+        2,
+        format!(
+            "CSR for {DEVICE} signed on the card through the provider (openssl req -key {}: \
+             {apdus} signing APDUs); openssl req -verify OK",
+            file_name(&device.keyref)
+        ),
+    );
+}
+
+/// Step 3: the registry CA issues the certificate for the card's key.
+fn issue_certificate(device: &CardDevice, ca: &pki::Issued, public_pem: &str) {
+    device.issue(ca);
+    run(Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(&ca.cert_path)
+        .arg(&device.cert_path));
+    let cert = device.cert();
+    let card_key = openssl::pkey::PKey::public_key_from_pem(public_pem.as_bytes())
+        .expect("the generated public key");
+    claim(
+        cert.public_key().is_ok_and(|k| k.public_eq(&card_key)),
+        "the certificate is for the key generated on the card",
+    );
+    let names: Vec<String> = cert
+        .subject_alt_names()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.dnsname().map(str::to_string))
+        .collect();
+    claim(
+        names == [DEVICE],
+        "the certificate names the device (SAN copied from the CSR)",
+    );
+    step(
+        3,
+        format!(
+            "registry CA issued {} (openssl x509 -req -copy_extensions copy): openssl verify OK, \
+             SAN DNS:{DEVICE}, the card's key",
+            file_name(&device.cert_path)
+        ),
+    );
+}
+
+/// Step 4's evidence: `iotsafe dane check-client` validates the record (proof state secure).
+fn check_client(dns: &TestDns, cert: &Path) -> String {
+    let report = run(Command::new(common::workspace_binary("iotsafe"))
+        .args(["dane", "check-client", "--cert"])
+        .arg(cert)
+        .args(["--name", DEVICE, "--resolver", &dns.addr().to_string()])
+        .arg("--trust-anchor")
+        .arg(dns.trust_anchor_file()));
+    let proof = report
         .lines()
-        .find(|l| l.contains("New client connected"))
+        .find(|l| l.contains(&format!("TLSA {DEVICE}: ")))
         .unwrap_or_default()
-        .to_string();
-    println!(
-        "  broker: {}",
-        connected
-            .split_once(": ")
-            .map_or(connected.as_str(), |(_, rest)| rest)
+        .trim();
+    claim(
+        proof.ends_with("1 record(s), secure"),
+        &format!("the record validates (proof state secure): {report}"),
     );
-    let apdus = card.trace()[signed_before..]
-        .iter()
-        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
-        .count();
-    println!("  the card signed the handshake with {apdus} APDUs");
-
-    step("Revoking the device: its TLSA record is removed from the zone");
-    dns.set_records("iotregistry.test.", &[]);
-    expect_refusal(dane(&["check-client", "--cert", &cert, "--name", DEVICE]));
-
-    println!("\ndemo: OK");
+    let matched = report
+        .lines()
+        .find(|l| l.starts_with("AUTHENTICATED: TLSA 3 1 1 "))
+        .unwrap_or_default();
+    claim(
+        matched.contains("(DANE-EE) matched the certificate"),
+        &format!("the record matches the device certificate: {report}"),
+    );
+    format!("{proof}; (DANE-EE) matched the certificate")
 }
 
-fn step(title: &str) {
-    println!("\n== {title}");
+/// Step 5: mosquitto with the plugin, the registry CA as its cafile.
+fn start_broker(dns: &TestDns, ca: &pki::Issued, server: &pki::Issued) -> Broker {
+    let resolver = dns.addr().to_string();
+    let anchor = dns.trust_anchor_file();
+    let cafile = ca.cert_path.display().to_string();
+    let revalidate = REVALIDATE_S.to_string();
+    let options = [
+        ("resolver", resolver.as_str()),
+        ("trust_anchor", anchor.to_str().expect("UTF-8 path")),
+        ("allowed_domains", "iotregistry.test"),
+        ("cafile", cafile.as_str()),
+        ("revalidate_seconds", revalidate.as_str()),
+    ];
+    let broker = Broker::start_with_plugin(
+        free_port(),
+        &server.cert_path,
+        &server.key_path,
+        &ca.cert_path,
+        &common::built_mosquitto_plugin(),
+        &options,
+        "",
+    );
+    let started = broker.wait_for_line(5, &["devices admitted by DNSSEC-validated TLSA"]);
+    step(
+        5,
+        format!(
+            "mosquitto on port {} with the plugin (per_listener_settings false, registry CA as cafile); broker: {}",
+            broker.port,
+            log_text(&started)
+        ),
+    );
+    broker
 }
 
-fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).to_string_lossy().into_owned()
+/// Step 6: a subscriber (unmodified mosquitto_sub) receives what the device's unmodified
+/// mosquitto_pub, its key on the card, publishes; the broker knows the device by its name.
+fn publish_and_receive(
+    device: &CardDevice,
+    broker: &Broker,
+    server_ca: &Path,
+    dashboard: &pki::Issued,
+) {
+    let mut subscriber = Running::spawn(
+        Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "localhost",
+                "-p",
+                &broker.port.to_string(),
+                "-i",
+                "dashboard",
+            ])
+            .arg("--cafile")
+            .arg(server_ca)
+            .arg("--cert")
+            .arg(&dashboard.cert_path)
+            .arg("--key")
+            .arg(&dashboard.key_path)
+            .args(["-t", "sensors/#", "-C", "1", "-W", "30"]),
+    );
+    broker.wait_for_line(20, &["dashboard", "sensors/#"]);
+    let before = device.rig.trace().len();
+    let message = "temperature=21.5";
+    let out = device.publish(broker, server_ca, "sensor7-pub", message);
+    claim(
+        out.status.success(),
+        &format!("the device publishes: {}", stderr(&out)),
+    );
+    let apdus = device.rig.signing_apdus_since(before);
+    claim(apdus > 0, "the TLS handshake was signed on the card");
+    let received = subscriber.finish();
+    claim(
+        stdout(&received) == format!("{message}\n"),
+        &format!(
+            "the subscriber receives the message (got {:?})",
+            stdout(&received)
+        ),
+    );
+    broker.wait_for_line(5, &["admitted client sensor7-pub ", DEVICE]);
+    let username = broker.wait_for_line(5, &["as sensor7-pub ", &format!("u'{DEVICE}'")]);
+    step(
+        6,
+        format!(
+            "mosquitto_pub with the card key ({apdus} signing APDUs) published {message:?}, mosquitto_sub received it; broker: {}",
+            log_text(&username)
+        ),
+    );
 }
 
-/// Runs a command as the demo's user would, printing it and its output; stops the demo when it
-/// fails.
+/// The registry's signed zone in knotd, with the device's record and the subscriber's.
+struct Zone {
+    dns: TestDns,
+    device_line: String,
+    dashboard_line: String,
+}
+
+impl Zone {
+    /// Step 4: the device's record published, and shown to validate.
+    fn publish(device: &CardDevice, dashboard: &pki::Issued) -> Zone {
+        let device_line = format!(
+            "{DEVICE_ID}._device {TTL_S} IN TLSA {}",
+            pki::dane_ee_record(&device.cert())
+        );
+        let dashboard_line = format!(
+            "dashboard._device 300 IN TLSA {}",
+            pki::dane_ee_record(&dashboard.cert)
+        );
+        let dns = TestDns::start(&[
+            (REGISTRY, device_line.as_str()),
+            (REGISTRY, dashboard_line.as_str()),
+        ]);
+        let proof = check_client(&dns, &device.cert_path);
+        step(
+            4,
+            format!(
+                "published {DEVICE} {TTL_S} IN TLSA 3 1 1 (SHA-256 of the card's key) in the \
+                 knotd-signed zone; iotsafe dane check-client: {proof}"
+            ),
+        );
+        Zone {
+            dns,
+            device_line,
+            dashboard_line,
+        }
+    }
+
+    /// The zone with or without the device's record; returns once knotd serves it.
+    fn set_device_record(&self, present: bool) {
+        let mut lines = vec![self.dashboard_line.as_str()];
+        if present {
+            lines.push(&self.device_line);
+        }
+        self.dns.set_records(REGISTRY, &lines);
+    }
+}
+
+/// Steps 7 and 8: the record removed while the device holds a live session (mosquitto_sub,
+/// card key): the broker kicks it, and refuses the device's reconnect for NO_RECORDS.
+fn revoke(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
+    let before = device.rig.trace().len();
+    let live = Running::spawn(
+        device
+            .client("mosquitto_sub", broker, server_ca, "sensor7-live")
+            .args(["-t", "commands/sensor7"]),
+    );
+    broker.wait_for_line(20, &["admitted client sensor7-live ", DEVICE]);
+    broker.wait_for_line(20, &["sensor7-live", "commands/sensor7"]);
+    let apdus = device.rig.signing_apdus_since(before);
+    claim(
+        apdus > 0,
+        "the live session's handshake was signed on the card",
+    );
+
+    let removed = Instant::now();
+    zone.set_device_record(false);
+    let kicked = broker.wait_for_line(
+        u64::from(TTL_S) + REVALIDATE_S + 5,
+        &["kicked client sensor7-live ", "NO_RECORDS"],
+    );
+    broker.wait_for_line(5, &["Client sensor7-live ", "disconnected"]);
+    drop(live);
+    step(
+        7,
+        format!(
+            "record removed: the device's live session (mosquitto_sub, card key: {apdus} signing \
+             APDUs) kicked {:.1} s later; broker: {}",
+            removed.elapsed().as_secs_f64(),
+            log_text(&kicked)
+        ),
+    );
+
+    let refused = expect_refusal(
+        &device.publish(broker, server_ca, "sensor7-retry", "retry"),
+        broker,
+        "sensor7-retry",
+        "NO_RECORDS",
+    );
+    step(
+        8,
+        format!(
+            "the device's reconnect (mosquitto_pub, card key) refused for NO_RECORDS; broker: {}",
+            log_text(&refused)
+        ),
+    );
+}
+
+/// Step 9: the record put back, the device is admitted again.
+fn restore(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
+    let restored = Instant::now();
+    zone.set_device_record(true);
+    let refused_meanwhile = reconnect_until_admitted(device, broker, server_ca);
+    let admitted = broker.wait_for_line(
+        5,
+        &[&format!("admitted client sensor7-back{refused_meanwhile} ")],
+    );
+    step(
+        9,
+        format!(
+            "record restored: the device connects again {:.1} s later ({refused_meanwhile} \
+             attempts refused meanwhile, each for NO_RECORDS: the denial's negative TTL); broker: {}",
+            restored.elapsed().as_secs_f64(),
+            log_text(&admitted)
+        ),
+    );
+}
+
+/// The device reconnects (every 500 ms, for at most 20 s) until admitted: the broker
+/// may hold the denial for its negative TTL (the zone's SOA minimum, 5 s), and each refusal
+/// meanwhile must be that one. The number of refused attempts.
+fn reconnect_until_admitted(device: &CardDevice, broker: &Broker, server_ca: &Path) -> usize {
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    for attempt in 0.. {
+        let id = format!("sensor7-back{attempt}");
+        let out = device.publish(broker, server_ca, &id, "back");
+        if out.status.success() {
+            broker.wait_for_line(5, &[&format!("admitted client {id} "), DEVICE]);
+            return attempt;
+        }
+        expect_refusal(&out, broker, &id, "NO_RECORDS");
+        claim(
+            Instant::now() < deadline,
+            "the restored record admits the device within 20 s",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    unreachable!()
+}
+
+/// A connection that must be refused for `reason`, and only for it: the broker's refusal line.
+fn expect_refusal(out: &Output, broker: &Broker, client_id: &str, reason: &str) -> String {
+    claim(
+        !out.status.success(),
+        &format!("{client_id} must be refused ({reason})"),
+    );
+    let line = broker.wait_for_line(10, &[&format!("refused client {client_id} ")]);
+    claim(
+        line.contains(DEVICE) && line.contains(reason),
+        &format!("{client_id} must be refused for {reason} at {DEVICE}, the broker said: {line}"),
+    );
+    claim(
+        stderr(out).contains("not authorised"),
+        &format!("mosquitto_pub reports the refusal: {}", stderr(out)),
+    );
+    line
+}
+
+/// A client process killed when dropped, on success or failure.
+struct Running(Option<Child>);
+
+impl Running {
+    fn spawn(command: &mut Command) -> Running {
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mosquitto-clients must be installed");
+        Running(Some(child))
+    }
+
+    /// Waits for the process to end by itself; its output.
+    fn finish(&mut self) -> Output {
+        let child = self.0.take().expect("running");
+        child.wait_with_output().expect("client output")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn step(number: u32, text: String) {
+    println!("[{number}/{STEPS}] {text}");
+}
+
+/// Stops the demo (non-zero exit, everything cleaned up) when a claim does not hold.
+fn claim(holds: bool, what: &str) {
+    assert!(holds, "{what}: does not hold");
+}
+
+/// Runs a command that must succeed; its standard output.
 fn run(command: &mut Command) -> String {
-    let out = show_and_run(command);
-    if !out.status.success() {
-        eprintln!("demo: the step above failed ({})", out.status);
-        exit(1);
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let program = command.get_program().to_string_lossy().into_owned();
+    checked(
+        command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}")),
+    )
 }
 
-/// Runs a command that must be refused (non-zero exit).
-fn expect_refusal(mut command: Command) {
-    let out = show_and_run(&mut command);
-    if out.status.success() {
-        eprintln!("demo: the step above should have been refused");
-        exit(1);
-    }
-    println!("  (refused, as it should be)");
+fn checked(out: Output) -> String {
+    claim(
+        out.status.success(),
+        &format!(
+            "command failed ({}): {}{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        ),
+    );
+    stdout(&out)
 }
 
-fn show_and_run(command: &mut Command) -> std::process::Output {
-    let program = Path::new(command.get_program())
-        .file_name()
+/// A broker log line without mosquitto's timestamp.
+fn log_text(line: &str) -> &str {
+    line.split_once(": ").map_or(line, |(_, rest)| rest)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
         .unwrap_or_default()
         .to_string_lossy()
-        .into_owned();
-    let args: Vec<String> = command
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    println!("$ {program} {}", args.join(" "));
-    let out = command.output().unwrap_or_else(|e| {
-        eprintln!("demo: cannot run {program}: {e}");
-        exit(1)
-    });
-    print!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
-    print!("{}", indent(&String::from_utf8_lossy(&out.stderr)));
-    out
-}
-
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}\n")).collect()
+        .into_owned()
 }

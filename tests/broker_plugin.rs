@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
-use common::card::CardRig;
+use common::device::CardDevice;
 use common::dns::TestDns;
 use common::mqtt::Broker;
 use common::pki::{self, Issued};
@@ -131,84 +131,6 @@ impl Pki {
     }
 }
 
-/// A device whose key pair is on the simulated SIM, certified as a device builder does it:
-/// a key reference, a CSR signed by the card key through the provider (`openssl req`), the
-/// certificate from the registry CA (`openssl x509 -req`).
-struct CardDevice {
-    rig: CardRig,
-    cert_path: std::path::PathBuf,
-    keyref: std::path::PathBuf,
-}
-
-impl CardDevice {
-    fn provision(pki: &Pki, id: &str) -> CardDevice {
-        let dir = pki.dir.path();
-        let rig = CardRig::start(&[]);
-        let keyref = dir.join(format!("{id}.keyref.pem"));
-        common::ok(rig.iotsafe(&["keyref", "--out", keyref.to_str().unwrap()]));
-        let csr = dir.join(format!("{id}.csr"));
-        let cert_path = dir.join(format!("{id}.crt"));
-        let device = CardDevice {
-            rig,
-            cert_path,
-            keyref,
-        };
-        common::ok(
-            device
-                .with_provider("openssl")
-                .args(["req", "-new", "-key"])
-                .arg(&device.keyref)
-                .args(["-subj", &format!("/CN={id}"), "-addext"])
-                .arg(format!("subjectAltName=DNS:{}", device_name(id)))
-                .arg("-out")
-                .arg(&csr)
-                .output()
-                .unwrap(),
-        );
-        common::ok(
-            Command::new("openssl")
-                .args(["x509", "-req", "-in"])
-                .arg(&csr)
-                .arg("-CA")
-                .arg(&pki.ca.cert_path)
-                .arg("-CAkey")
-                .arg(&pki.ca.key_path)
-                .args(["-copy_extensions", "copy", "-days", "30", "-out"])
-                .arg(&device.cert_path)
-                .output()
-                .unwrap(),
-        );
-        device
-    }
-
-    fn cert(&self) -> openssl::x509::X509 {
-        openssl::x509::X509::from_pem(&std::fs::read(&self.cert_path).unwrap()).unwrap()
-    }
-
-    /// `program` reaching the card through the provider (`OPENSSL_CONF`, the rig's pcscd).
-    fn with_provider(&self, program: &str) -> Command {
-        let mut c = self.rig.command(program);
-        c.env("OPENSSL_CONF", common::example_openssl_conf())
-            .env("OPENSSL_MODULES", common::built_library_dir());
-        c
-    }
-
-    /// The unmodified `mosquitto_pub`, its key on the card, publishing `message` to sensors/x.
-    fn publish(&self, pki: &Pki, broker: &Broker, id: &str, message: &str) -> Output {
-        self.with_provider("mosquitto_pub")
-            .args(["-h", "localhost", "-p", &broker.port.to_string(), "-i", id])
-            .args(["-t", "sensors/x", "-m", message, "-q", "1"])
-            .arg("--cafile")
-            .arg(&pki.server.cert_path)
-            .arg("--cert")
-            .arg(&self.cert_path)
-            .arg("--key")
-            .arg(&self.keyref)
-            .output()
-            .unwrap()
-    }
-}
-
 fn assert_refused(out: &Output, broker: &Broker, id: &str, name: &str, reason: &str) -> String {
     assert!(
         !out.status.success(),
@@ -236,7 +158,7 @@ fn kill(mut child: Child) -> String {
 #[test]
 fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names() {
     let pki = Pki::new();
-    let card = CardDevice::provision(&pki, "sensor7");
+    let card = CardDevice::provision(pki.dir.path(), &pki.ca, "sensor7", &device_name("sensor7"));
     let card_cert = card.cert();
     let subscriber = pki.device("sensor1", &[&device_name("sensor1")]);
     let ta_device = pki.device("sensor8", &[&device_name("sensor8")]);
@@ -262,17 +184,14 @@ fn registered_devices_publish_and_a_subscriber_receives_under_their_device_names
 
     let sub = pki.subscribe(&broker, "sub1", &subscriber, 2);
     let before = card.rig.trace().len();
-    let out = card.publish(&pki, &broker, "pub7", "21.5");
+    let out = card.publish(&broker, &pki.server.cert_path, "pub7", "21.5");
     assert!(
         out.status.success(),
         "card device: {}\n{}",
         stderr(&out),
         broker.log()
     );
-    let signing = card.rig.trace()[before..]
-        .iter()
-        .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
-        .count();
+    let signing = card.rig.signing_apdus_since(before);
     assert_eq!(signing, 2, "the handshake signature was made on the card");
     let out = pki.publish(&broker, "pub8", &ta_device);
     assert!(out.status.success(), "DANE-TA device: {}", stderr(&out));
@@ -636,7 +555,7 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
         })
         .collect();
     // A few connections with the key on the (simulated) SIM among them.
-    let card = CardDevice::provision(&pki, "card0");
+    let card = CardDevice::provision(pki.dir.path(), &pki.ca, "card0", &device_name("card0"));
     const CARD_CONNECTIONS: usize = 3;
     let mut records = vec![
         ee_line("sensor0", &subscriber.cert, 300),
@@ -662,7 +581,7 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
         s.spawn(move || {
             for i in 0..CARD_CONNECTIONS {
                 let id = format!("card0-{i}");
-                let out = card.publish(pki, broker, &id, &id);
+                let out = card.publish(broker, &pki.server.cert_path, &id, &id);
                 assert!(out.status.success(), "{id}: {}", stderr(&out));
             }
         });

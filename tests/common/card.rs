@@ -118,6 +118,16 @@ impl CardRig {
         command
     }
 
+    /// How many COMPUTE SIGNATURE APDUs (INIT 2A, UPDATE 2B) the card received after the
+    /// first `from` lines of its trace.
+    pub fn signing_apdus_since(&self, from: usize) -> usize {
+        self.trace()
+            .iter()
+            .skip(from)
+            .filter(|l| matches!(l.get(2..4), Some("2A" | "2B")))
+            .count()
+    }
+
     /// The APDU trace lines so far (`<command hex> <response hex>`).
     pub fn trace(&self) -> Vec<String> {
         std::fs::read_to_string(self.trace_file())

@@ -3,6 +3,7 @@
 
 pub mod capi;
 pub mod card;
+pub mod device;
 pub mod dns;
 pub mod dnsproxy;
 pub mod escaped;

@@ -1,0 +1,112 @@
+//! A device whose key pair is on the simulated SIM, certified as a device builder does it: a
+//! key reference, a CSR signed by the card key through the provider (`openssl req`), the
+//! certificate from the registry CA (`openssl x509 -req`); then the unmodified mosquitto
+//! clients connecting with that key.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::card::CardRig;
+use super::mqtt::Broker;
+use super::pki::Issued;
+
+pub struct CardDevice {
+    pub rig: CardRig,
+    pub keyref: PathBuf,
+    pub csr_path: PathBuf,
+    pub cert_path: PathBuf,
+}
+
+impl CardDevice {
+    /// A device on a fresh simulated card, its existing key pair certified by `ca` for the
+    /// device name `name`; files `id.*` in `dir`.
+    pub fn provision(dir: &Path, ca: &Issued, id: &str, name: &str) -> CardDevice {
+        let device = CardDevice::with_keyref(CardRig::start(&[]), dir, id, &[]);
+        device.request(id, name);
+        device.issue(ca);
+        device
+    }
+
+    /// Writes the key reference (`iotsafe keyref`) of the card key that `key_options` (the
+    /// tool's `--key-id`/`--key-label` options; none: the default key) name.
+    pub fn with_keyref(rig: CardRig, dir: &Path, id: &str, key_options: &[&str]) -> CardDevice {
+        let keyref = dir.join(format!("{id}.keyref.pem"));
+        let mut args = key_options.to_vec();
+        args.extend(["keyref", "--out", keyref.to_str().unwrap()]);
+        super::ok(rig.iotsafe(&args));
+        CardDevice {
+            rig,
+            keyref,
+            csr_path: dir.join(format!("{id}.csr")),
+            cert_path: dir.join(format!("{id}.crt")),
+        }
+    }
+
+    /// `openssl req -new -key KEYREF`: a CSR for `/CN=id` with `name` as SAN dNSName, signed
+    /// on the card through the provider.
+    pub fn request(&self, id: &str, name: &str) {
+        super::ok(
+            self.with_provider("openssl")
+                .args(["req", "-new", "-key"])
+                .arg(&self.keyref)
+                .args(["-subj", &format!("/CN={id}"), "-addext"])
+                .arg(format!("subjectAltName=DNS:{name}"))
+                .arg("-out")
+                .arg(&self.csr_path)
+                .output()
+                .expect("openssl"),
+        );
+    }
+
+    /// The registry CA issues the certificate: `openssl x509 -req ... -copy_extensions copy`.
+    pub fn issue(&self, ca: &Issued) {
+        super::ok(
+            Command::new("openssl")
+                .args(["x509", "-req", "-in"])
+                .arg(&self.csr_path)
+                .arg("-CA")
+                .arg(&ca.cert_path)
+                .arg("-CAkey")
+                .arg(&ca.key_path)
+                .args(["-copy_extensions", "copy", "-days", "30", "-out"])
+                .arg(&self.cert_path)
+                .output()
+                .expect("openssl"),
+        );
+    }
+
+    pub fn cert(&self) -> openssl::x509::X509 {
+        openssl::x509::X509::from_pem(&std::fs::read(&self.cert_path).unwrap()).unwrap()
+    }
+
+    /// `program` reaching the card through the provider (`OPENSSL_CONF`, the rig's pcscd).
+    pub fn with_provider(&self, program: &str) -> Command {
+        let mut c = self.rig.command(program);
+        c.env("OPENSSL_CONF", super::example_openssl_conf())
+            .env("OPENSSL_MODULES", super::built_library_dir());
+        c
+    }
+
+    /// The unmodified `program` (`mosquitto_pub` or `mosquitto_sub`) connecting to `broker` as
+    /// client `id`, its key on the card, trusting the broker's certificate `server_ca`.
+    pub fn client(&self, program: &str, broker: &Broker, server_ca: &Path, id: &str) -> Command {
+        let mut c = self.with_provider(program);
+        c.args(["-h", "localhost", "-p", &broker.port.to_string(), "-i", id])
+            .arg("--cafile")
+            .arg(server_ca)
+            .arg("--cert")
+            .arg(&self.cert_path)
+            .arg("--key")
+            .arg(&self.keyref);
+        c
+    }
+
+    /// The unmodified `mosquitto_pub`, its key on the card, publishing `message` to sensors/x.
+    pub fn publish(&self, broker: &Broker, server_ca: &Path, id: &str, message: &str) -> Output {
+        self.client("mosquitto_pub", broker, server_ca, id)
+            .args(["-t", "sensors/x", "-m", message, "-q", "1"])
+            .output()
+            .expect("mosquitto_pub (package mosquitto-clients)")
+    }
+}
