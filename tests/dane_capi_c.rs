@@ -352,6 +352,45 @@ fn tls13_resumption_stops_when_the_device_record_is_removed() {
     peer.finish();
 }
 
+/// Client side: a session saved while the server's record designated its key is not resumed
+/// once the record names another key; the handshake is a full one and is refused.
+#[test]
+fn a_client_does_not_resume_a_session_its_servers_records_no_longer_vouch_for() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let mut peer = rig.start(
+        "refuse",
+        &[
+            step("full", &dev),
+            step("resume", &dev),
+            "wait".into(),
+            "flush".into(),
+            step("resume", &dev),
+        ],
+    );
+    let first = peer.line();
+    assert!(first.accepted(), "{first:?}");
+    let resumed = peer.line();
+    assert_eq!(resumed.get("reused"), "1", "resumption works: {resumed:?}");
+    assert_eq!(resumed.get("client"), "ok", "{resumed:?}");
+
+    assert_eq!(peer.line().0, "waiting");
+    let stranger = pki::leaf(rig.dir.path(), "stranger2", "x", &[], None);
+    let moved = format!(
+        "_8883._tcp.broker 300 IN TLSA {}",
+        pki::dane_ee_record(&stranger.cert)
+    );
+    rig.dns
+        .set_records("example.test.", &["broker 300 IN A 127.0.0.1", &moved]);
+    peer.proceed();
+    assert!(peer.line().0.starts_with("flush"));
+    let after = peer.line();
+    assert_eq!(after.get("reused"), "0", "{after:?}");
+    assert_eq!(after.get("client"), "failed", "{after:?}");
+    assert_eq!(after.get("client_reason"), "NO_MATCH", "{after:?}");
+    peer.finish();
+}
+
 #[test]
 fn every_other_entry_point_from_c() {
     let rig = Rig::new(300);

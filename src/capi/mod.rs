@@ -650,6 +650,13 @@ pub unsafe extern "C" fn iotsafe_dane_ssl_enable(
 /// Why a handshake was refused (no usable records, bogus DNS, no record matched) is kept as the
 /// last error of the thread that ran the handshake.
 ///
+/// Resumption: a session offered with `SSL_set_session` is resumed only when, as the DNS says
+/// when the handshake starts, a DANE-EE record at the server's name designates the certificate
+/// its server had; otherwise the session is dropped and the handshake is a full one (so a
+/// changed or removed record ends resumption within its TTL). For this the context's info
+/// callback is taken; one set before is still called, one set afterwards leaves resumed
+/// sessions unchecked, and [`iotsafe_dane_last_reason`] then reports them `NOT_CHECKED`.
+///
 /// # Safety
 /// `d` from [`iotsafe_dane_new`]; `ctx` a live client `SSL_CTX`.
 #[no_mangle]

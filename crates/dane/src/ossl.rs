@@ -820,6 +820,34 @@ unsafe extern "C" fn info_callback(ssl: *const openssl_sys::SSL, kind: c_int, va
     }
 }
 
+extern "C" {
+    fn SSL_in_before(ssl: *const openssl_sys::SSL) -> c_int;
+}
+
+/// The server certificate of the session a client `SSL` offers to resume at its first
+/// handshake (set by `SSL_set_session`), when there is one.
+pub(crate) fn offered_session_peer(ssl: &SslRef) -> Option<openssl::x509::X509> {
+    // SAFETY: live SSL; only its state is read.
+    if unsafe { SSL_in_before(ssl.as_ptr()) } == 0 {
+        return None;
+    }
+    let session = ssl.session()?;
+    // SAFETY: a live session of `ssl`; the certificate it returns is borrowed from it and
+    // copied (reference counted) before the borrow ends.
+    unsafe {
+        let peer = SSL_SESSION_get0_peer(session.as_ptr());
+        (!peer.is_null()).then(|| openssl::x509::X509Ref::from_ptr(peer).to_owned())
+    }
+}
+
+/// Drops the session a client `SSL` offered to resume: the handshake about to start is a full
+/// one (with certificate verification).
+pub(crate) fn forget_offered_session(ssl: &mut SslRef) {
+    // SAFETY: live SSL before its first handshake (the caller checked with
+    // `offered_session_peer`); NULL is a valid session argument.
+    unsafe { openssl_sys::SSL_set_session(ssl.as_ptr(), std::ptr::null_mut()) };
+}
+
 /// Makes `SSL_get_verify_result` report that the application (we) refused the peer.
 pub(crate) fn refuse_verify_result(ssl: &mut SslRef) {
     // SAFETY: live SSL.

@@ -19,15 +19,15 @@ use std::sync::OnceLock;
 
 use hickory_resolver::proto::rr::RecordType;
 use openssl::ex_data::Index;
-use openssl::ssl::{Ssl, SslContext, SslRef, SslVerifyMode};
-use openssl::x509::X509VerifyResult;
+use openssl::ssl::{Ssl, SslRef, SslVerifyMode};
+use openssl::x509::{X509VerifyResult, X509};
 
 use super::name::{printable, HostName};
 use super::ossl;
 pub use super::refusal::OwnerLookup;
 use super::refusal::Refusal;
 use super::resolver::{Proof, Resolution, Resolver};
-use super::tlsa::{self, Tlsa};
+use super::tlsa::{self, Tlsa, Usage};
 
 /// What to do when a server has no usable DANE records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,11 +222,13 @@ fn tlsa_verdict(lookup: OwnerLookup, records: Vec<Tlsa>) -> Result<Option<Vec<Tl
     }
 }
 
-/// What server authentication decided on one `SSL`: refused before the handshake, or prepared
-/// (the handshake's certificate verification decides).
+/// What server authentication decided on one `SSL`: refused before the handshake, prepared
+/// (the handshake's certificate verification decides), or a session to resume whose server
+/// certificate the TLSA records still designate (checked when the handshake started).
 enum Verdict {
     Refused(Refusal),
     Prepared,
+    ResumptionVouched,
 }
 
 fn verdict_index() -> Option<Index<Ssl, Verdict>> {
@@ -255,11 +257,10 @@ pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
     match verdict_index().and_then(|index| ssl.ex_data(index)) {
         Some(Verdict::Refused(why)) => Err(why.clone()),
         // A context-level check runs in certificate verification, which a resumed session
-        // skips: the handshake that made the session ran it on this context.
-        None if ssl.session_reused() && context_checks_servers(ssl.ssl_context()) => {
-            verification(ssl)
-        }
-        None => Err(Refusal::NotChecked),
+        // skips: the session was resumed only after the records, as the DNS says now, were
+        // found to designate its server's certificate (ResumptionCheck).
+        Some(Verdict::ResumptionVouched) if ssl.session_reused() => verification(ssl),
+        Some(Verdict::ResumptionVouched) | None => Err(Refusal::NotChecked),
         // A failed verification is known before the handshake finishes (it aborted it).
         Some(Verdict::Prepared) => verification(ssl).and_then(|()| match ssl.peer_certificate() {
             Some(_) => Ok(()),
@@ -274,16 +275,6 @@ fn verification(ssl: &SslRef) -> Result<(), Refusal> {
         X509VerifyResult::OK => Ok(()),
         failed => Err(Refusal::CertificateRejected(failed)),
     }
-}
-
-/// Marks the contexts [`ContextDane`] was installed on.
-fn context_check_index() -> Option<Index<SslContext, ()>> {
-    static IDX: OnceLock<Option<Index<SslContext, ()>>> = OnceLock::new();
-    *IDX.get_or_init(|| SslContext::new_ex_index().ok())
-}
-
-fn context_checks_servers(ctx: &openssl::ssl::SslContextRef) -> bool {
-    context_check_index().is_some_and(|index| ctx.ex_data(index).is_some())
 }
 
 /// What authenticated the server, read from `ssl` after a completed handshake.
@@ -407,15 +398,62 @@ impl ossl::ChainVerifier for ContextDane {
 
 impl ContextDane {
     /// Installs this on `ctx` (and switches peer verification on, without which OpenSSL would
-    /// ignore a failed check).
+    /// ignore a failed check), with the check of sessions offered for resumption
+    /// ([`ResumptionCheck`]; it takes the context's info callback, and calls one set before).
     pub fn install(self, ctx: &mut openssl::ssl::SslContextBuilder) -> Result<(), String> {
+        let resumption = std::sync::Arc::new(ResumptionCheck {
+            resolver: self.resolver.clone(),
+            port: self.port,
+            policy: self.policy,
+        });
         ctx.set_verify(SslVerifyMode::PEER);
         ossl::install_chain_verifier(ctx, self)?;
-        if let Some(index) = context_check_index() {
-            ctx.set_ex_data(index, ());
-        }
-        Ok(())
+        ossl::set_handshake_hooks(&ossl::configuring(), ctx, resumption)
     }
+}
+
+/// A resumed session skips certificate verification, and with it the TLSA check: a session
+/// (a TLS 1.3 ticket lives up to a week) would keep a server authenticated after its records
+/// changed. So when a client's first handshake starts with a session to offer, the records are
+/// looked up (from the cache, as a full handshake would) and the session is kept only when a
+/// DANE-EE record designates the certificate its server had; otherwise (no DANE now, only
+/// trust-anchor records, which need the chain a session does not keep, a refusal) it is
+/// dropped and the handshake is a full one, verified as any other.
+struct ResumptionCheck {
+    resolver: std::sync::Arc<Resolver>,
+    port: u16,
+    policy: Policy,
+}
+
+impl ResumptionCheck {
+    fn still_designated(&self, ssl: &SslRef, server: &X509) -> bool {
+        let Some(host) = ssl.servername(openssl::ssl::NameType::HOST_NAME) else {
+            return false;
+        };
+        let tlsa = ServerTlsa::lookup(&self.resolver, host, self.port, self.policy);
+        matches!(tlsa.decision, Decision::Dane)
+            && tlsa
+                .records
+                .iter()
+                .any(|r| r.usage == Usage::DaneEe as u8 && r.matches(server))
+    }
+}
+
+impl ossl::HandshakeHooks for ResumptionCheck {
+    fn started(&self, ssl: &mut SslRef) {
+        let Some(server) = ossl::offered_session_peer(ssl) else {
+            return;
+        };
+        if self.still_designated(ssl, &server) {
+            if let Some(index) = verdict_index() {
+                ssl.set_ex_data(index, Verdict::ResumptionVouched);
+            }
+        } else {
+            ossl::forget_offered_session(ssl);
+        }
+    }
+
+    fn done(&self, _ssl: &mut SslRef) {}
 }
 
 #[cfg(test)]
