@@ -290,7 +290,20 @@ fn main() {
     handshake(&card, port); // reconnects to the restarted card
     let n = 24;
     let slow = paired_handshakes(&card, &software, port, n, &|| apdus(&rig));
-    let card_time_ms = slow.a_apdus.iter().sum::<usize>() as f64 / n as f64 * 50.0;
+    // The simulated card waits 50 ms per APDU with a sleep, which a loaded machine stretches:
+    // that stretch is the card's time, not the host's. A 50 ms sleep here, on the same
+    // machine at the same time, measures it.
+    let apdu_ms = median(
+        (0..8)
+            .map(|_| {
+                let started = Instant::now();
+                std::thread::sleep(Duration::from_millis(50));
+                started.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect(),
+    );
+    println!("BENCH simulated_apdu_ms_latency50 {apdu_ms:.3}");
+    let card_time_ms = slow.a_apdus.iter().sum::<usize>() as f64 / n as f64 * apdu_ms;
     println!(
         "BENCH handshake_ms_card_key_latency50 {:.3}",
         slow.median_a()
@@ -302,7 +315,7 @@ fn main() {
     println!("BENCH handshake_card_time_ms_latency50 {card_time_ms:.3}");
     println!(
         "BENCH handshake_extra_ms_card_latency50 {:.3}",
-        slow.median_extra_ms(50.0)
+        slow.median_extra_ms(apdu_ms)
     );
     // One signature alone at 50 ms per APDU, its two APDUs' card time subtracted: the host's
     // and the PC/SC stack's own cost per signature.
