@@ -252,6 +252,21 @@ int iotsafe_dane_cert_identity(const X509 *cert,
 // `d` from [`iotsafe_dane_new`]; `domain` NUL-terminated; `ca` a live `X509`.
 int iotsafe_dane_ca_published(const iotsafe_dane *d, const char *domain, const X509 *ca);
 
+// [`iotsafe_dane_verify_client_ttl`] that spends at most `budget_ms` milliseconds on DNS
+// (less when the handle's own budget ends first): a broker that tries each device name of a
+// certificate passes what is left of one budget for the whole CONNECT, so the names together
+// never hold it longer. A look-up the budget cuts short is a refusal with
+// `IOTSAFE_DANE_REASON_DNS_FAILURE`; cached answers cost no budget.
+//
+// # Safety
+// As [`iotsafe_dane_verify_client_ttl`].
+int iotsafe_dane_verify_client_within(const iotsafe_dane *d,
+                                      X509 *cert,
+                                      STACK_OF(X509) *chain,
+                                      const char *name,
+                                      uint32_t *valid_for_seconds,
+                                      uint32_t budget_ms);
+
 // Server side, on a whole `SSL_CTX` (for libraries that create the `SSL` objects themselves):
 // requests the `dane_clientid` extension, requires a client certificate and verifies it against
 // the TLSA records of the client's name in the handshake. `missing`: one of the

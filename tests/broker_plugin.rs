@@ -69,6 +69,9 @@ impl Pki {
             ("cafile", ca.as_str()),
             ("revalidate_seconds", revalidate.as_str()),
             ("lookup_timeout_ms", "3000"),
+            // The tests name their clients by role (pub7, sub1) to find them in the log;
+            // the default binding of client ids to device names has a test of its own.
+            ("client_id", "any"),
         ];
         // An extra option replaces the default one of its name; an empty value removes it.
         options.retain(|(key, _)| !extra.iter().any(|(e, _)| e == key));
@@ -433,6 +436,120 @@ fn an_acl_file_keyed_on_device_names_and_a_password_listener_work_alongside() {
     assert!(!wrong.status.success(), "{}", broker.log());
 }
 
+/// plugin_opt_client_id device (the default): a device connects only under its own name as
+/// client id (or the name, "/" and a suffix). Another device's id is refused before any look-up,
+/// so an admitted device can neither disconnect the holder of that id nor inherit its session
+/// (mosquitto hands a client id's subscriptions and queued messages to whoever uses it next).
+#[test]
+fn a_device_cannot_take_over_another_devices_client_id() {
+    let pki = Pki::new();
+    let victim = pki.device("sensor1", &[&device_name("sensor1")]);
+    let attacker = pki.device("sensor2", &[&device_name("sensor2")]);
+    let records = [
+        ee_line("sensor1", &victim.cert, 300),
+        ee_line("sensor2", &attacker.cert, 300),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(&dns, &[("client_id", "")]);
+    let victim_id = device_name("sensor1");
+
+    let sub = pki.subscribe(&broker, &victim_id, &victim, 1);
+    // An admitted device (its record matches) under the victim's client id.
+    let out = pki.publish(&broker, &victim_id, &attacker);
+    assert_refused(
+        &out,
+        &broker,
+        &victim_id,
+        &device_name("sensor2"),
+        "CLIENT_ID",
+    );
+    let out = pki.publish(&broker, "pub2", &attacker);
+    assert_refused(&out, &broker, "pub2", &device_name("sensor2"), "CLIENT_ID");
+    // The victim's session is still there: its own second connection reaches it.
+    let own = format!("{victim_id}/pub");
+    let out = pki.publish(&broker, &own, &victim);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), broker.log());
+    let sub = sub.wait_with_output().unwrap();
+    assert_eq!(common::stdout(&sub), format!("{own}\n"), "{}", stderr(&sub));
+    let log = broker.log();
+    assert!(
+        !log.contains("already connected, closing old connection"),
+        "no session was taken over:\n{log}"
+    );
+}
+
+/// All device names of one certificate share one budget of plugin_opt_lookup_timeout_ms: here
+/// each TLSA answer comes 1.7 s late (within the 2 s query and 3 s look-up time-outs). The first
+/// name has no record; the second, with a matching record, would need 1.7 s more where only
+/// about 1.3 s of the 3 s budget is left: it is given up (DNS_FAILURE) and the client refused,
+/// instead of holding the broker's thread for both look-ups in full.
+#[test]
+fn the_device_names_of_one_certificate_share_one_look_up_budget() {
+    use common::dnsproxy::{DnsProxy, Forgery};
+    use hickory_resolver::proto::rr::RecordType;
+    let pki = Pki::new();
+    let device = pki.device(
+        "sensor2",
+        &[&device_name("sensor1"), &device_name("sensor2")],
+    );
+    let record = ee_line("sensor2", &device.cert, 300);
+    let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
+    let proxy = DnsProxy::start(dns.addr());
+    let late = Forgery::Late(std::time::Duration::from_millis(1700));
+    for id in ["sensor1", "sensor2"] {
+        proxy.forge(
+            &format!("{}.", device_name(id)),
+            RecordType::TLSA,
+            late.clone(),
+        );
+    }
+    let resolver = proxy.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("lookup_timeout_ms", "3000"),
+        ],
+    );
+
+    let out = pki.publish(&broker, "pub2", &device);
+    let line = assert_refused(
+        &out,
+        &broker,
+        "pub2",
+        &device_name("sensor2"),
+        "DNS_FAILURE",
+    );
+    assert!(
+        line.contains(&format!("{}: NO_RECORDS", device_name("sensor1"))),
+        "the first name was looked up in full: {line}"
+    );
+}
+
+/// plugin_opt_username keep with plugin_opt_acl_defer true would let the username the client
+/// sent (never checked: the plugin admits at CONNECT) decide an acl_file keyed on device names:
+/// the broker refuses to start, naming both.
+#[test]
+fn username_keep_with_acl_defer_stops_the_broker() {
+    let conf = format!(
+        "plugin {}\nplugin_opt_allowed_domains iotregistry.test\nplugin_opt_username keep\n\
+         plugin_opt_acl_defer true\nlistener {} 127.0.0.1\n",
+        common::built_mosquitto_plugin().display(),
+        free_port()
+    );
+    let (status, log) = Broker::refused_plugin_conf(&conf);
+    assert!(!status.success(), "must not start:\n{log}");
+    assert!(
+        log.contains("plugin_opt_username keep and plugin_opt_acl_defer true"),
+        "the log names both options:\n{log}"
+    );
+}
+
 /// plugin_opt_username keep: the device is admitted by its record, and mosquitto knows it by
 /// the username it sent.
 #[test]
@@ -765,7 +882,7 @@ fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it(
         plugin.display()
     );
     let conf = |options: &str| format!("{plugin_line}{options}\nlistener {port} 127.0.0.1\n");
-    let cases: [(String, &str); 5] = [
+    let cases: [(String, &str); 6] = [
         (
             format!(
                 "per_listener_settings true\nlistener {} 127.0.0.1\n{plugin_line}",
@@ -778,6 +895,10 @@ fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it(
             "plugin_opt_revalidate_seconds soon",
         ),
         (conf("plugin_opt_colour blue"), "plugin_opt_colour"),
+        (
+            conf("plugin_opt_client_id anything"),
+            "plugin_opt_client_id anything",
+        ),
         (
             conf("plugin_opt_identity_forms device,cn"),
             "plugin_opt_identity_forms",

@@ -872,6 +872,8 @@ fn a_verdict_tells_its_ttl_and_a_certificate_its_identities() {
             step("identities", &format!("2:{multi}")),
             step("identities", &format!("5:{multi}")),
             step("identities", &format!("0:{multi}")),
+            step("verify-within", &format!("{}.crt", rig.cert("stranger"))),
+            step("verify-within", &format!("{dev}.crt")),
         ],
     );
     let valid_for: u32 = lines[0].get("valid_for").parse().unwrap();
@@ -883,6 +885,19 @@ fn a_verdict_tells_its_ttl_and_a_certificate_its_identities() {
     );
     assert_eq!(lines[1].get("rc"), "0", "{:?}", lines[1]);
     assert_eq!(lines[1].get("reason"), "NO_MATCH", "{:?}", lines[1]);
+    // The same verdicts under a caller's budget (iotsafe_dane_verify_client_within).
+    assert_eq!(
+        (lines[6].get("rc"), lines[6].get("reason")),
+        ("0", "NO_MATCH"),
+        "{:?}",
+        lines[6]
+    );
+    assert_eq!(
+        (lines[7].get("rc"), lines[7].get("reason")),
+        ("1", "OK"),
+        "{:?}",
+        lines[7]
+    );
     assert!(
         lines[1].get("valid_for").parse::<u32>().unwrap() <= 120,
         "{:?}",

@@ -370,3 +370,97 @@ fn fetch_ca_writes_the_published_cas_only_from_a_secure_answer() {
         assert!(!file.exists(), "nothing written for a {proof} answer");
     }
 }
+
+/// `iotsafe dane fetch-ca` writes only CA certificates (basicConstraints CA:TRUE): an
+/// end-entity certificate published as `2 0 0` is skipped, and a domain that publishes nothing
+/// else writes nothing. The file is replaced whole: a write that fails halfway (here: the file
+/// size limit) leaves the previous cafile as it was, and no temporary file behind.
+#[test]
+fn fetch_ca_writes_only_ca_certificates_and_replaces_the_file_whole() {
+    use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
+    let dir = tempfile::tempdir().unwrap();
+    let cas: Vec<pki::Issued> = (1..=3)
+        .map(|i| pki::ca(dir.path(), &format!("ca{i}"), &format!("Registry CA {i}")))
+        .collect();
+    let leaf = pki::leaf(dir.path(), "leaf", "Not A CA", &[], Some(&cas[0]));
+    let full = |cert: &openssl::x509::X509| {
+        Tlsa::for_certificate(cert, Usage::DaneTa, Selector::Cert, Matching::Full).unwrap()
+    };
+    let mut lines: Vec<String> = cas
+        .iter()
+        .map(|ca| format!("_device 300 IN TLSA {}", full(&ca.cert)))
+        .collect();
+    lines.push(format!("_device 300 IN TLSA {}", full(&leaf.cert)));
+    lines.push(format!("_pki 300 IN TLSA {}", full(&leaf.cert)));
+    let dns = dns::TestDns::start(
+        &lines
+            .iter()
+            .map(|l| ("iotregistry.test.", l.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let addr = dns.addr().to_string();
+    let anchor = dns.trust_anchor_file();
+    let out_dir = tempfile::tempdir().unwrap();
+    let cafile = out_dir.path().join("cafile.pem");
+    const OLD: &str = "the cafile a broker reads now\n";
+    std::fs::write(&cafile, OLD).unwrap();
+    // `iotsafe dane fetch-ca DOMAIN` run by bash after `setup` (a shell command).
+    let fetch = |domain: &str, setup: &str| {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("{setup}; exec \"$@\""))
+            .arg("bash")
+            .arg(common::workspace_binary("iotsafe"))
+            .args(["dane", "fetch-ca", domain, "--resolver", &addr])
+            .arg("--trust-anchor")
+            .arg(&anchor)
+            .arg("--out")
+            .arg(&cafile)
+            .output()
+            .expect("run iotsafe dane fetch-ca")
+    };
+    let leftovers = || {
+        std::fs::read_dir(out_dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "cafile.pem")
+            .collect::<Vec<_>>()
+    };
+
+    let out = fetch("_pki.iotregistry.test", "true");
+    let report = common::stdout(&out) + &common::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("NOT WRITTEN") && report.contains("not a CA certificate"),
+        "{report}"
+    );
+    assert_eq!(std::fs::read_to_string(&cafile).unwrap(), OLD, "{report}");
+
+    // Three CA certificates are more than 1 KiB of PEM: the write fails halfway.
+    let out = fetch("_device.iotregistry.test", "trap '' XFSZ; ulimit -f 1");
+    let report = common::stdout(&out) + &common::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("NOT WRITTEN"), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(&cafile).unwrap(),
+        OLD,
+        "a failed write leaves the old cafile: {report}"
+    );
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+
+    let out = fetch("_device.iotregistry.test", "true");
+    let report = common::stdout(&out) + &common::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("CN=Not A CA: not a CA certificate"),
+        "the end-entity certificate is named as skipped: {report}"
+    );
+    let written = openssl::x509::X509::stack_from_pem(&std::fs::read(&cafile).unwrap()).unwrap();
+    let der = |c: &openssl::x509::X509| c.to_der().unwrap();
+    let mut got: Vec<Vec<u8>> = written.iter().map(der).collect();
+    let mut want: Vec<Vec<u8>> = cas.iter().map(|ca| der(&ca.cert)).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "only the CA certificates: {report}");
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+}

@@ -206,10 +206,37 @@ fn fetch_ca(resolver: &Resolver, domain: &str, out: &Path) -> (bool, String) {
             Err(e) => return (false, format!("NOT WRITTEN: {e}")),
         }
     }
-    match std::fs::write(out, pem) {
+    match write_atomically(out, &pem) {
         Ok(()) => (true, format!("{published}wrote {}", out.display())),
         Err(e) => (false, format!("NOT WRITTEN: {}: {e}", out.display())),
     }
+}
+
+/// Writes `bytes` to a temporary file beside `out` and renames it over `out`: a broker reading
+/// its cafile sees the old file or the new one, never a truncated one, and a failed write
+/// leaves the old file as it was.
+fn write_atomically(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = out
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = out.with_file_name(temp_name);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, out));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 /// What a subcommand found: a report (authenticated or not), or an error before any check.

@@ -24,6 +24,9 @@
  *                        device,plain)
  *   revalidate_seconds   grace after a record's TTL for its re-validation (default 60)
  *   username             device (default: the device name becomes the MQTT username) or keep
+ *                        (not together with acl_defer true: the kept username is unverified)
+ *   client_id            device (default: the MQTT client id must be the device name, or it
+ *                        followed by "/" and anything) or any
  *   cafile               the CA certificates for usages 2 and 0 (the listener's cafile)
  *   ca_discovery         a domain where the registry publishes its CA certificates as TLSA
  *                        0 0 0 / 2 0 0: warn when a CA of cafile is no longer published there
@@ -62,6 +65,10 @@
 #define WORKER_POLL_MS 100
 
 enum username_mode { USERNAME_DEVICE, USERNAME_KEEP };
+/* Whether the MQTT client id is bound to the device name: mosquitto hands a client id's session
+ * (its subscriptions, queued messages) to whoever connects with it next and disconnects the
+ * holder, so an unbound id lets any admitted device take over another's session. */
+enum client_id_mode { CLIENT_ID_DEVICE, CLIENT_ID_ANY };
 
 struct config {
 	const char *resolver;
@@ -72,6 +79,7 @@ struct config {
 	unsigned forms;
 	unsigned revalidate_s;
 	enum username_mode username;
+	enum client_id_mode client_id;
 	const char *cafile;
 	const char *ca_discovery;
 	bool defer_without_certificate;
@@ -203,6 +211,20 @@ static int parse_username(const char *value, enum username_mode *out)
 	return 0;
 }
 
+static int parse_client_id(const char *value, enum client_id_mode *out)
+{
+	if (strcmp(value, "device") == 0)
+		*out = CLIENT_ID_DEVICE;
+	else if (strcmp(value, "any") == 0)
+		*out = CLIENT_ID_ANY;
+	else {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_client_id %s: expected device or any", value);
+		return -1;
+	}
+	return 0;
+}
+
 static int parse_option(struct config *c, const char *key, const char *value)
 {
 	if (strcmp(key, "resolver") == 0)
@@ -222,6 +244,8 @@ static int parse_option(struct config *c, const char *key, const char *value)
 		return parse_uint(key, value, 1, 86400, &c->revalidate_s);
 	else if (strcmp(key, "username") == 0)
 		return parse_username(value, &c->username);
+	else if (strcmp(key, "client_id") == 0)
+		return parse_client_id(value, &c->client_id);
 	else if (strcmp(key, "cafile") == 0)
 		c->cafile = value;
 	else if (strcmp(key, "ca_discovery") == 0)
@@ -243,6 +267,7 @@ static int parse_options(struct config *c, struct mosquitto_opt *opts, int count
 	    .forms = IOTSAFE_DANE_FORM_DEVICE | IOTSAFE_DANE_FORM_PLAIN,
 	    .revalidate_s = 60,
 	    .username = USERNAME_DEVICE,
+	    .client_id = CLIENT_ID_DEVICE,
 	};
 	for (int i = 0; i < count; i++) {
 		const char *value = opts[i].value ? opts[i].value : "";
@@ -259,6 +284,15 @@ static int parse_options(struct config *c, struct mosquitto_opt *opts, int count
 		mosquitto_log_printf(MOSQ_LOG_ERR,
 				     LOG "plugin_opt_ca_discovery needs plugin_opt_cafile: the CAs "
 					 "whose publication it checks");
+		return -1;
+	}
+	if (c->username == USERNAME_KEEP && c->acl_defer) {
+		/* The plugin admits at CONNECT, so no password_file ever checks the kept username,
+		 * and a deferred ACL check (an acl_file keyed on names) would authorise by it. */
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_username keep and plugin_opt_acl_defer true exclude "
+					 "each other: the kept username is the client's own, unverified, "
+					 "and the deferred ACL checks would authorise by it");
 		return -1;
 	}
 	if (c->trust_ad && c->trust_anchor) {
@@ -462,11 +496,22 @@ static void append_refusal(char *why, size_t why_len, const char *name)
 		 iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)), line);
 }
 
-/* Verifies `cert` for each device name it carries (at most MAX_NAMES, all of them within one
- * look-up time-out); the first one authenticated goes to `admitted` (with its TTL), else `why`
- * says for each name why not. 1, 0, or -1 (an error). */
-static int verify_names(struct plugin *p, X509 *cert, char admitted[NAME_LEN], uint32_t *ttl,
-			char *why, size_t why_len)
+/* Whether `client_id` may be used by the device `name` (plugin_opt_client_id device): the
+ * name itself, or the name, "/" and anything (one device, several connections). */
+static bool client_id_bound(const struct plugin *p, const char *client_id, const char *name)
+{
+	if (p->cfg.client_id == CLIENT_ID_ANY)
+		return true;
+	size_t len = strlen(name);
+	return client_id && strncmp(client_id, name, len) == 0 &&
+	       (client_id[len] == '\0' || client_id[len] == '/');
+}
+
+/* Verifies `cert` for each device name it carries that `client_id` is bound to (at most
+ * MAX_NAMES, all of them within one look-up time-out); the first one authenticated goes to
+ * `admitted` (with its TTL), else `why` says for each name why not. 1, 0, or -1 (an error). */
+static int verify_names(struct plugin *p, X509 *cert, const char *client_id,
+			char admitted[NAME_LEN], uint32_t *ttl, char *why, size_t why_len)
 {
 	char name[NAME_LEN];
 	why[0] = '\0';
@@ -486,7 +531,21 @@ static int verify_names(struct plugin *p, X509 *cert, char admitted[NAME_LEN], u
 		rc = iotsafe_dane_cert_identity(cert, p->cfg.forms, i, name, sizeof name);
 		if (rc != 1)
 			break;
-		rc = iotsafe_dane_verify_client_ttl(p->dane, cert, p->chain, name, ttl);
+		if (!client_id_bound(p, client_id, name)) {
+			/* Refused before any look-up: no DNS for a client id it could not use. */
+			size_t used = strlen(why);
+			snprintf(why + used, why_len - used,
+				 "%s%s: CLIENT_ID: the client id %s is not the device name (nor "
+				 "%s/...), as plugin_opt_client_id device requires",
+				 used ? " || " : "", name, client_id ? client_id : "(none)", name);
+			continue;
+		}
+		/* What is left of the budget bounds this name's DNS: the names together never
+		 * hold the broker's thread longer than one look-up time-out. */
+		double left_ms = (give_up - now_s()) * 1000.0;
+		unsigned budget_ms = left_ms < 1.0 ? 1u : (unsigned)left_ms;
+		rc = iotsafe_dane_verify_client_within(p->dane, cert, p->chain, name, ttl,
+						       budget_ms);
 		if (rc == 1) {
 			memcpy(admitted, name, NAME_LEN);
 			return 1;
@@ -547,7 +606,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	char name[NAME_LEN];
 	char why[8192];
 	uint32_t ttl = 0;
-	int rc = verify_names(p, cert, name, &ttl, why, sizeof why);
+	int rc = verify_names(p, cert, client_id, name, &ttl, why, sizeof why);
 	if (rc == 1 && p->cfg.username == USERNAME_DEVICE &&
 	    mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS) {
 		snprintf(why, sizeof why, "%s: cannot set the username (out of memory?)", name);

@@ -730,6 +730,23 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client_ttl(
     name: *const c_char,
     valid_for_seconds: *mut u32,
 ) -> c_int {
+    // SAFETY: the arguments as this function's contract says (the same contract).
+    unsafe { verify_client_by(d, cert, chain, name, valid_for_seconds, None) }
+}
+
+/// [`iotsafe_dane_verify_client_ttl`] under a caller's deadline: for a caller that tries
+/// several names of one certificate within one time budget.
+///
+/// # Safety
+/// As [`iotsafe_dane_verify_client_ttl`].
+unsafe fn verify_client_by(
+    d: *const IotsafeDane,
+    cert: *mut openssl_sys::X509,
+    chain: *mut openssl_sys::stack_st_X509,
+    name: *const c_char,
+    valid_for_seconds: *mut u32,
+    deadline: Option<std::time::Instant>,
+) -> c_int {
     guard(|| {
         let d = handle(d)?;
         // SAFETY: NUL-terminated (the function's contract).
@@ -748,7 +765,11 @@ pub unsafe extern "C" fn iotsafe_dane_verify_client_ttl(
                 .map(|c| c.to_owned())
                 .collect()
         };
-        let v = d.verifier.current().verify(&d.resolver, name, leaf, &chain);
+        let verifier = d.verifier.current();
+        let v = match deadline {
+            Some(deadline) => verifier.verify_by(&d.resolver, name, leaf, &chain, deadline),
+            None => verifier.verify(&d.resolver, name, leaf, &chain),
+        };
         // SAFETY: NULL or writable (the function's contract).
         if let Some(out) = unsafe { valid_for_seconds.as_mut() } {
             *out = whole_seconds_up(v.valid_for);
@@ -836,6 +857,29 @@ pub unsafe extern "C" fn iotsafe_dane_ca_published(
             Err(why) => refuse(format!("CA records at {domain}: {why}"), &why),
         }
     })
+}
+
+/// [`iotsafe_dane_verify_client_ttl`] that spends at most `budget_ms` milliseconds on DNS
+/// (less when the handle's own budget ends first): a broker that tries each device name of a
+/// certificate passes what is left of one budget for the whole CONNECT, so the names together
+/// never hold it longer. A look-up the budget cuts short is a refusal with
+/// `IOTSAFE_DANE_REASON_DNS_FAILURE`; cached answers cost no budget.
+///
+/// # Safety
+/// As [`iotsafe_dane_verify_client_ttl`].
+#[no_mangle]
+pub unsafe extern "C" fn iotsafe_dane_verify_client_within(
+    d: *const IotsafeDane,
+    cert: *mut openssl_sys::X509,
+    chain: *mut openssl_sys::stack_st_X509,
+    name: *const c_char,
+    valid_for_seconds: *mut u32,
+    budget_ms: u32,
+) -> c_int {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(u64::from(budget_ms));
+    // SAFETY: the arguments as this function's contract says (the same contract).
+    unsafe { verify_client_by(d, cert, chain, name, valid_for_seconds, Some(deadline)) }
 }
 
 /// The SAN dNSNames of `cert` that are device names of one of `forms`.

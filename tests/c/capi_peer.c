@@ -305,6 +305,21 @@ static void verify_ttl(const char *step, const char *path, const char *name)
 	X509_free(leaf);
 }
 
+/* Like verify_ttl, by iotsafe_dane_verify_client_within with a budget of 5 s of DNS. */
+static void verify_within(const char *step, const char *path, const char *name)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		die(path);
+	X509 *leaf = read_cert(f);
+	fclose(f);
+	uint32_t valid_for = 12345;
+	int rc = iotsafe_dane_verify_client_within(dane, leaf, NULL, name, &valid_for, 5000);
+	printf("%s rc=%d valid_for=%u reason=%s\n", step, rc, (unsigned)valid_for,
+	       iotsafe_dane_reason_name(iotsafe_dane_last_reason(NULL)));
+	X509_free(leaf);
+}
+
 /* "FORMS:PATH": the identities of the certificate at PATH of the forms FORMS (a number),
  * then what a too small buffer gives. */
 static void identities(const char *step, char *spec)
@@ -632,6 +647,8 @@ int main(int argc, char **argv)
 			verify_client(step, value, device_name);
 		else if (strcmp(step, "verify-ttl") == 0 && value)
 			verify_ttl(step, value, device_name);
+		else if (strcmp(step, "verify-within") == 0 && value)
+			verify_within(step, value, device_name);
 		else if (strcmp(step, "identities") == 0 && value)
 			identities(step, value);
 		else if (strcmp(step, "flush") == 0)

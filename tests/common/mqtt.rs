@@ -105,19 +105,42 @@ impl Broker {
     }
 
     /// Like [`Broker::start_with_plugin`], for a configuration mosquitto must refuse: the
-    /// broker's exit status and log.
+    /// broker's exit status and log. A broker still running after 10 s accepted the
+    /// configuration: it is stopped and the test fails with its log.
     pub fn refused_plugin_conf(conf_text: &str) -> (std::process::ExitStatus, String) {
         let dir = tempfile::tempdir().expect("temp dir");
         let conf = dir.path().join("mosquitto.conf");
+        let log = dir.path().join("mosquitto.log");
         fs::write(&conf, format!("user root\nlog_dest stderr\n{conf_text}")).unwrap();
-        let out = Command::new("mosquitto")
+        let mut child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)
             .env("LD_LIBRARY_PATH", super::built_library_dir())
             .stdin(Stdio::null())
-            .output()
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
             .expect("mosquitto");
-        (out.status, super::stderr(&out) + &super::stdout(&out))
+        let read_log = || {
+            fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+                + &fs::read_to_string(&log).unwrap_or_default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for mosquitto") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "mosquitto still runs after 10 s although it must refuse:\n{conf_text}\n{}",
+                    read_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, read_log())
     }
 
     /// Starts a broker that must refuse to start (e.g. its key cannot be loaded), with `env`

@@ -12,6 +12,7 @@ use hickory_resolver::proto::rr::RecordType;
 use openssl::x509::{X509Ref, X509};
 
 use super::name::DomainName;
+use super::ossl::is_ca_certificate;
 use super::refusal::{OwnerLookup, Refusal};
 use super::resolver::Resolver;
 use super::tlsa::{Tlsa, Usage};
@@ -21,7 +22,8 @@ use super::tlsa::{Tlsa, Usage};
 pub struct PublishedCas {
     pub domain: String,
     pub cas: Vec<X509>,
-    /// Records at the domain that are no full CA certificate (other usages, digests, bad DER).
+    /// Records at the domain that are no full CA certificate (other usages, digests, bad DER,
+    /// certificates without basicConstraints CA:TRUE).
     pub skipped: Vec<(Tlsa, String)>,
 }
 
@@ -36,7 +38,8 @@ impl PublishedCas {
 }
 
 /// Looks up the TLSA records at `domain` and returns the CA certificates they publish: an
-/// error naming the proof state unless the answer is secure, or when it publishes none.
+/// error naming the proof state unless the answer is secure, or when it publishes none (with
+/// each record's reason when there are records).
 pub fn fetch(resolver: &Resolver, domain: &str) -> Result<PublishedCas, Refusal> {
     // Parsed first (host-name syntax, underscore labels allowed, no escapes): the name looked
     // up is the name reported.
@@ -61,19 +64,31 @@ pub fn fetch(resolver: &Resolver, domain: &str) -> Result<PublishedCas, Refusal>
             Err(why) => found.skipped.push((record, why)),
         }
     }
-    if found.cas.is_empty() {
+    if found.cas.is_empty() && found.skipped.is_empty() {
         return Err(Refusal::NoSecureRecords(vec![lookup]));
+    }
+    if found.cas.is_empty() {
+        // Records, but none a CA certificate: each with why not.
+        return Err(Refusal::NoMatch(found.skipped));
     }
     Ok(found)
 }
 
-/// The certificate a `0 0 0` or `2 0 0` record carries.
+/// The certificate a `0 0 0` or `2 0 0` record carries, if it is a CA's: a broker's cafile
+/// must not make an end-entity certificate a trust anchor.
 fn ca_certificate(record: &Tlsa) -> Result<X509, String> {
     let ta = matches!(record.usage(), Some(Usage::PkixTa | Usage::DaneTa));
     if !ta || record.selector != 0 || record.mtype != 0 {
         return Err("not a full CA certificate (usage 0 or 2, selector 0, matching 0)".into());
     }
-    X509::from_der(&record.data).map_err(|e| format!("not a DER certificate: {e}"))
+    let cert = X509::from_der(&record.data).map_err(|e| format!("not a DER certificate: {e}"))?;
+    if !is_ca_certificate(&cert) {
+        return Err(format!(
+            "{}: not a CA certificate (no basicConstraints CA:TRUE)",
+            subject(&cert)
+        ));
+    }
+    Ok(cert)
 }
 
 impl fmt::Display for PublishedCas {
@@ -122,14 +137,24 @@ mod tests {
             openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
         let key = openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap())
             .unwrap();
-        let mut b = openssl::x509::X509Builder::new().unwrap();
-        b.set_pubkey(&key).unwrap();
-        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
-        b.set_not_before(&now).unwrap();
-        b.set_not_after(&now).unwrap();
-        b.sign(&key, openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        let cert = b.build();
+        let build = |ca: bool| {
+            let mut b = openssl::x509::X509Builder::new().unwrap();
+            b.set_version(2).unwrap();
+            b.set_pubkey(&key).unwrap();
+            let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+            b.set_not_before(&now).unwrap();
+            b.set_not_after(&now).unwrap();
+            let mut constraints = openssl::x509::extension::BasicConstraints::new();
+            if ca {
+                constraints.ca();
+            }
+            b.append_extension(constraints.critical().build().unwrap())
+                .unwrap();
+            b.sign(&key, openssl::hash::MessageDigest::sha256())
+                .unwrap();
+            b.build()
+        };
+        let cert = build(true);
         for usage in [Usage::PkixTa, Usage::DaneTa] {
             let r = Tlsa::for_certificate(&cert, usage, Selector::Cert, Matching::Full).unwrap();
             assert_eq!(
@@ -148,6 +173,12 @@ mod tests {
                 "{usage:?} {selector:?} {mtype:?}"
             );
         }
+        let leaf =
+            Tlsa::for_certificate(&build(false), Usage::DaneTa, Selector::Cert, Matching::Full)
+                .unwrap();
+        assert!(ca_certificate(&leaf)
+            .unwrap_err()
+            .contains("not a CA certificate"));
         let garbage = Tlsa::new(Usage::DaneTa, Selector::Cert, Matching::Full, vec![0x30, 1]);
         assert!(ca_certificate(&garbage).unwrap_err().contains("not a DER"));
     }

@@ -131,9 +131,28 @@ impl ClientVerifier {
         leaf: &X509Ref,
         chain: &[X509],
     ) -> ClientVerification {
+        self.verify_by(
+            resolver,
+            name,
+            leaf,
+            chain,
+            Instant::now() + self.time_budget,
+        )
+    }
+
+    /// [`ClientVerifier::verify`] with its DNS given up at `deadline` if that comes before the
+    /// end of the time budget: a caller that tries several names spends one budget on all.
+    pub fn verify_by(
+        &self,
+        resolver: &Resolver,
+        name: &str,
+        leaf: &X509Ref,
+        chain: &[X509],
+        deadline: Instant,
+    ) -> ClientVerification {
         match DeviceName::parse(name) {
             Ok(name) => {
-                let deadline = Instant::now() + self.time_budget;
+                let deadline = deadline.min(Instant::now() + self.time_budget);
                 self.verify_name(resolver, &name, leaf, chain, deadline)
             }
             Err(e) => ClientVerification::refused(name, Refusal::BadName(e)),

@@ -942,3 +942,11 @@ pub(crate) fn raise_verify_error(msg: &str) {
         &format!("iotsafe-dane: {msg}"),
     );
 }
+
+/// Whether `cert` is a CA certificate: a valid basicConstraints extension with CA:TRUE
+/// (OpenSSL's EXFLAG_CA; a version 1 or keyUsage-only certificate does not count).
+pub(crate) fn is_ca_certificate(cert: &X509Ref) -> bool {
+    // SAFETY: `cert` is a live X509; the call only caches and reads its extension flags.
+    let flags = unsafe { openssl_sys::X509_get_extension_flags(cert.as_ptr()) };
+    flags & openssl_sys::EXFLAG_CA != 0 && flags & openssl_sys::EXFLAG_INVALID == 0
+}
