@@ -82,9 +82,16 @@ static atomic_int program_made_ssl;
 /* The shim is working on this thread: calls it makes into libssl come back here. */
 static __thread int busy;
 
-/* Markers kept in ex_data: their addresses are the values. */
-static const char PREPARED = 'p', REFUSED = 'r', CHECKED = 'c', BROKER_CTX = 'b',
-		  DEVICE_CTX = 'd';
+/* The program's own verify and info callbacks of an SSL whose callbacks the shim holds. */
+static int program_verify_index = -1;
+static int program_info_index = -1;
+
+/* Markers kept in ex_data: their addresses are the values. A client SSL is PREPARED (the core
+ * library configured its server authentication), VERIFIED (a finished handshake passed the
+ * checks; back to PREPARED when another handshake starts), PROGRAMS_OWN (opportunistic, no
+ * DANE: the program's checks apply) or REFUSED. */
+static const char PREPARED = 'p', VERIFIED = 'v', REFUSED = 'r', PROGRAMS_OWN = 'o',
+		  BROKER_CTX = 'b', DEVICE_CTX = 'd';
 
 static void say(const char *fmt, ...)
 {
@@ -185,6 +192,8 @@ static void setup(void)
 	}
 	ssl_marker_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	ctx_marker_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	program_verify_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	program_info_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	busy--;
 }
 
@@ -221,6 +230,15 @@ static int refuse(SSL *ssl, const char *why)
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
 	say("TLS connection refused: %s", why);
 	ERR_raise_data(ERR_LIB_SSL, SSL_R_CERTIFICATE_VERIFY_FAILED, "iotsafe-dane: %s", why);
+	return -1;
+}
+
+/* A connection refused before, used again: refused again, said once. */
+static int refuse_again(SSL *ssl)
+{
+	(void)ssl;
+	ERR_raise_data(ERR_LIB_SSL, SSL_R_CERTIFICATE_VERIFY_FAILED,
+		       "iotsafe-dane: this connection was refused");
 	return -1;
 }
 
@@ -290,18 +308,59 @@ static int without_dane(SSL *ssl, const char *why)
 {
 	if (settings.policy == IOTSAFE_DANE_REQUIRE)
 		return refuse(ssl, why);
-	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PROGRAMS_OWN);
 	say("%s: no DANE (opportunistic), the program's own checks apply", why);
 	return present_device(ssl);
 }
 
-/* Once per client SSL, before its first handshake step: the TLSA records on OpenSSL's DANE, or
- * a refusal. 1: go on; -1: refused (error queued). */
+/* Whether OpenSSL's DANE is on for `ssl` (TLSA records were handed to it). libssl has no query
+ * for that, but SSL_dane_tlsa_add answers it without adding anything: for a record with an
+ * invalid usage (255) it returns 0 when DANE is enabled and -1 ("DANE not enabled") when not.
+ * Its error is dropped. */
+static int dane_enabled(SSL *ssl)
+{
+	ERR_set_mark();
+	int rc = SSL_dane_tlsa_add(ssl, 255, 0, 0, NULL, 0);
+	ERR_pop_to_mark();
+	return rc == 0;
+}
+
+/* The verify callback of a prepared client SSL: the program's callback still sees every
+ * certificate, but may not turn a failed check into a success (accept-all callbacks, or ones
+ * that reset the error to X509_V_OK): the handshake stops there, before any application data. */
+static int checks_stand(int preverify_ok, X509_STORE_CTX *store)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+	SSL_verify_cb program = ssl ? (SSL_verify_cb)SSL_get_ex_data(ssl, program_verify_index)
+				    : NULL;
+	int error = X509_STORE_CTX_get_error(store);
+	int answer = program ? program(preverify_ok, store) : preverify_ok;
+	if (!preverify_ok) {
+		X509_STORE_CTX_set_error(store, error);
+		return 0;
+	}
+	return answer;
+}
+
+/* The verify callback of `ssl` becomes checks_stand, which calls the program's. */
+static void hold_verify_callback(SSL *ssl)
+{
+	SSL_verify_cb current = SSL_get_verify_callback(ssl);
+	if (current == checks_stand)
+		return; /* prepared again after SSL_clear: the program's is kept already */
+	SSL_set_ex_data(ssl, program_verify_index, (void *)current);
+	SSL_set_verify(ssl, SSL_get_verify_mode(ssl), checks_stand);
+}
+
+/* Once per client connection, before its first handshake step: the TLSA records on OpenSSL's
+ * DANE, or a refusal. A session the program offers for resumption is dropped: resuming would
+ * skip the server's certificate, so records that changed since (or a verdict a callback
+ * overrode) would not count. 1: go on; -1: refused (error queued). */
 static int prepare_client(SSL *ssl)
 {
 	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
 	if (marker == &REFUSED)
-		return -1;
+		return refuse_again(ssl);
 	if (marker)
 		return 1;
 	if (!dane)
@@ -323,25 +382,41 @@ static int prepare_client(SSL *ssl)
 		snprintf(why, sizeof why, "%s", iotsafe_dane_last_error());
 		return refuse(ssl, why);
 	}
+	if (SSL_get_session(ssl))
+		SSL_set_session(ssl, NULL);
+	hold_verify_callback(ssl);
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PREPARED);
 	return present_device(ssl);
 }
 
-/* After a finished handshake on a prepared SSL: OpenSSL's verdict, whatever the program's
- * verify callback answered (it may accept what DANE refused). 1 or -1 (error queued). */
+/* After a finished handshake: the checks of a prepared SSL, whatever the program did to get
+ * there (a cert-verify callback of its own that never verified, a verify result it set): the
+ * verification passed, a certificate was checked and, when DANE records were on the
+ * connection, one of them matched it. 1 or -1 (error queued). */
 static int check_client(SSL *ssl)
 {
-	if (SSL_get_ex_data(ssl, ssl_marker_index) != &PREPARED)
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if (marker == &VERIFIED || marker == &PROGRAMS_OWN)
 		return 1;
+	if (marker == &REFUSED)
+		return refuse_again(ssl);
+	if (marker != &PREPARED)
+		return refuse(ssl, "a handshake the shim did not prepare finished");
+	const char *host = server_name(ssl);
+	char why[512];
 	long result = SSL_get_verify_result(ssl);
 	if (result != X509_V_OK) {
-		char why[512];
 		snprintf(why, sizeof why, "%s:%u: %s (accepted by the program's verify callback)",
-			 server_name(ssl) ? server_name(ssl) : "?", peer_port(ssl),
-			 X509_verify_cert_error_string(result));
+			 host ? host : "?", peer_port(ssl), X509_verify_cert_error_string(result));
 		return refuse(ssl, why);
 	}
-	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	if (!SSL_get0_peer_certificate(ssl) ||
+	    (dane_enabled(ssl) && SSL_get0_dane_authority(ssl, NULL, NULL) < 0)) {
+		snprintf(why, sizeof why, "%s:%u: no TLSA record was matched to the server's certificate",
+			 host ? host : "?", peer_port(ssl));
+		return refuse(ssl, why);
+	}
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&VERIFIED);
 	return 1;
 }
 
@@ -419,7 +494,8 @@ static int present_device(SSL *ssl)
 static void report_failure(SSL *ssl)
 {
 	long result = SSL_get_verify_result(ssl);
-	if (SSL_get_ex_data(ssl, ssl_marker_index) != &PREPARED || result == X509_V_OK)
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if ((marker != &PREPARED && marker != &VERIFIED) || result == X509_V_OK)
 		return;
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
 	iotsafe_dane_reason reason = iotsafe_dane_last_reason(ssl);
@@ -473,19 +549,39 @@ static int is_server_ctx(SSL_CTX *ctx, int mode)
 	       (mode & (SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE));
 }
 
-/* Client verification by DANE on a server context, once. */
+static int reject_every_certificate(int preverify_ok, X509_STORE_CTX *store)
+{
+	(void)preverify_ok;
+	X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+	return 0;
+}
+
+/* A broker context whose clients cannot be verified by DANE admits none: the server's own
+ * verify setting (dropped in broker mode) may be SSL_VERIFY_NONE. Called while `busy`, so
+ * SSL_CTX_set_verify is libssl's. */
+static void refuse_every_client(SSL_CTX *ctx)
+{
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			   reject_every_certificate);
+}
+
+/* Client verification by DANE on a server context, once; fails closed. */
 static void enable_broker_ctx(SSL_CTX *ctx)
 {
 	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index))
 		return;
 	SSL_CTX_set_ex_data(ctx, ctx_marker_index, (void *)&BROKER_CTX);
 	if (!dane) {
-		say("%s: clients of this server cannot be verified", dane_error);
+		say("%s: every client of this server is refused", dane_error);
+		refuse_every_client(ctx);
 		return;
 	}
 	if (iotsafe_dane_ctx_enable_clientid_server(dane, ctx, 0,
-						    IOTSAFE_DANE_CLIENTID_FROM_CERT) != 1)
-		say("cannot verify clients by DANE: %s", iotsafe_dane_last_error());
+						    IOTSAFE_DANE_CLIENTID_FROM_CERT) != 1) {
+		say("cannot verify clients by DANE (%s): every client of this server is refused",
+		    iotsafe_dane_last_error());
+		refuse_every_client(ctx);
+	}
 }
 
 void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, SSL_verify_cb cb)
@@ -539,22 +635,28 @@ int SSL_accept(SSL *ssl)
 	return rc;
 }
 
-/* SSL_read and SSL_write handshake by themselves when the program did not (a client after
- * SSL_set_connect_state, as `openssl s_client` does; a server such as mosquitto after one
- * SSL_accept). Before such a client handshake: prepared as by SSL_connect. 1 or -1. */
+/* SSL_read, SSL_peek and SSL_write handshake by themselves when the program did not (a client
+ * after SSL_set_connect_state, as `openssl s_client` does; a server such as mosquitto after one
+ * SSL_accept). Such a client handshake is run here first, prepared and checked as by
+ * SSL_connect, so that nothing the program writes leaves before the server passed; a finished
+ * one is checked again. 1: go on with the I/O; else what the I/O call returns (error queued). */
 static int before_io(SSL *ssl)
 {
-	if (busy || !ssl || SSL_is_server(ssl) || SSL_is_init_finished(ssl))
+	REAL(SSL_do_handshake);
+	if (busy || !ssl || SSL_is_server(ssl))
 		return 1;
+	if (!SSL_is_init_finished(ssl))
+		return client_handshake(ssl, real_SSL_do_handshake);
 	busy++;
 	ensure_setup();
-	int rc = prepare_client(ssl);
+	int rc = check_client(ssl);
 	busy--;
 	return rc;
 }
 
-/* After it: the checks of a finished client handshake, or why one failed. `rc` stays, unless
- * the client's server is refused now (-1). */
+/* After it: the checks of a client handshake finished inside the I/O (a renegotiation), or why
+ * one failed; a server's refused client is logged. `rc` stays, unless the client's server is
+ * refused now (-1). */
 static int after_io(SSL *ssl, int rc)
 {
 	if (busy || !ssl)
@@ -562,7 +664,6 @@ static int after_io(SSL *ssl, int rc)
 	busy++;
 	if (SSL_is_server(ssl))
 		report_client_refusal(ssl, rc);
-	/* Finished, maybe inside a read that then found no application data yet (rc <= 0). */
 	else if (SSL_is_init_finished(ssl) && check_client(ssl) != 1)
 		rc = -1;
 	else if (rc <= 0 && SSL_get_error(ssl, rc) == SSL_ERROR_SSL)
@@ -574,17 +675,22 @@ static int after_io(SSL *ssl, int rc)
 int SSL_read(SSL *ssl, void *buf, int num)
 {
 	REAL(SSL_read);
-	if (before_io(ssl) != 1)
-		return -1;
-	return after_io(ssl, real_SSL_read(ssl, buf, num));
+	int rc = before_io(ssl);
+	return rc != 1 ? rc : after_io(ssl, real_SSL_read(ssl, buf, num));
+}
+
+int SSL_peek(SSL *ssl, void *buf, int num)
+{
+	REAL(SSL_peek);
+	int rc = before_io(ssl);
+	return rc != 1 ? rc : after_io(ssl, real_SSL_peek(ssl, buf, num));
 }
 
 int SSL_write(SSL *ssl, const void *buf, int num)
 {
 	REAL(SSL_write);
-	if (before_io(ssl) != 1)
-		return -1;
-	return after_io(ssl, real_SSL_write(ssl, buf, num));
+	int rc = before_io(ssl);
+	return rc != 1 ? rc : after_io(ssl, real_SSL_write(ssl, buf, num));
 }
 
 int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
@@ -595,12 +701,113 @@ int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
 	return after_io(ssl, real_SSL_read_ex(ssl, buf, num, readbytes)) > 0;
 }
 
+int SSL_peek_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	REAL(SSL_peek_ex);
+	if (before_io(ssl) != 1)
+		return 0;
+	return after_io(ssl, real_SSL_peek_ex(ssl, buf, num, readbytes)) > 0;
+}
+
 int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
 {
 	REAL(SSL_write_ex);
 	if (before_io(ssl) != 1)
 		return 0;
 	return after_io(ssl, real_SSL_write_ex(ssl, buf, num, written)) > 0;
+}
+
+/* ---- handshakes no interposed function sees ------------------------------------------------ */
+
+/* A handshake can start where no interposed function runs: libssl's own calls (a BIO_f_ssl
+ * BIO reads and writes through them), or functions reached by pointer. libssl announces every
+ * handshake to the SSL's info callback, which the shim holds from SSL_new on (the program's
+ * own is called from it): a client handshake starting unprepared is prepared there, and one
+ * that cannot be fails in the server's certificate check, before any application data. */
+static void guard_handshake_start(SSL *ssl)
+{
+	busy++;
+	ensure_setup();
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if (marker == &VERIFIED) /* a renegotiation: its certificate is checked anew */
+		SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PREPARED);
+	if (prepare_client(ssl) != 1) {
+		SSL_set_session(ssl, NULL);
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, reject_every_certificate);
+	}
+	busy--;
+}
+
+static void info_callback(const SSL *const_ssl, int where, int ret)
+{
+	/* libssl hands the SSL it is working on; the shim configures that SSL. */
+	SSL *ssl = (SSL *)const_ssl;
+	if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_START))
+		guard_handshake_start(ssl);
+	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_DONE)) {
+		busy++;
+		check_client(ssl);
+		busy--;
+	} else if (!SSL_is_server(ssl) && (where & SSL_CB_WRITE_ALERT) == SSL_CB_WRITE_ALERT &&
+		   (ret >> 8) == SSL3_AL_FATAL) {
+		/* The handshake fails here: said now, for the paths with no interposed function
+		 * to say it after. */
+		busy++;
+		report_failure(ssl);
+		busy--;
+	}
+	void (*program)(const SSL *, int, int) =
+		(void (*)(const SSL *, int, int))SSL_get_ex_data(ssl, program_info_index);
+	if (!program)
+		program = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
+	if (program)
+		program(ssl, where, ret);
+}
+
+/* The program's info callback is kept for info_callback to call. */
+void SSL_set_info_callback(SSL *ssl, void (*cb)(const SSL *, int, int))
+{
+	REAL(SSL_set_info_callback);
+	REAL(SSL_get_info_callback);
+	if (busy || !ssl || real_SSL_get_info_callback(ssl) != info_callback) {
+		real_SSL_set_info_callback(ssl, cb);
+		return;
+	}
+	SSL_set_ex_data(ssl, program_info_index, (void *)cb);
+}
+
+void (*SSL_get_info_callback(const SSL *ssl))(const SSL *, int, int)
+{
+	REAL(SSL_get_info_callback);
+	void (*cb)(const SSL *, int, int) = real_SSL_get_info_callback(ssl);
+	if (busy || !ssl || cb != info_callback)
+		return cb;
+	return (void (*)(const SSL *, int, int))SSL_get_ex_data(ssl, program_info_index);
+}
+
+/* SSL_clear readies an SSL for another connection, maybe to another server: prepared again
+ * at its next handshake. OpenSSL's DANE cannot be enabled twice on one SSL: if the records of
+ * the last server are still on it, the SSL is refused (the program must make a new one). */
+int SSL_clear(SSL *ssl)
+{
+	REAL(SSL_clear);
+	int rc = real_SSL_clear(ssl);
+	if (busy || !ssl || rc != 1)
+		return rc;
+	busy++;
+	ensure_setup();
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if (marker && marker != &REFUSED) {
+		if (dane_enabled(ssl)) {
+			SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+			say("an SSL cleared for reuse keeps its last server's TLSA records: its next "
+			    "connection is refused");
+		} else {
+			SSL_set_ex_data(ssl, ssl_marker_index, NULL);
+		}
+	}
+	busy--;
+	return rc;
 }
 
 SSL *SSL_new(SSL_CTX *ctx)
@@ -618,6 +825,8 @@ SSL *SSL_new(SSL_CTX *ctx)
 	else if (settings.device_identity && SSL_CTX_get_ssl_method(ctx) == TLS_client_method())
 		enable_device_ctx(ctx);
 	SSL *ssl = real_SSL_new(ctx);
+	if (ssl)
+		SSL_set_info_callback(ssl, info_callback);
 	busy--;
 	return ssl;
 }

@@ -2,16 +2,22 @@
  * A plain OpenSSL 3 TLS client with no DANE code, for the preload shim's rules (run through
  * `iotsafe-run` by tests/preload_client.rs). It connects to 127.0.0.1:PORT.
  *
- * Usage: shim_client HOST PORT VERIFY [nonblock | repeat=N]
+ * Usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio]
  *   HOST    the server name given to OpenSSL: "sni:NAME" (SSL_set_tlsext_host_name),
  *           "host:NAME" (SSL_set1_host only), or "-" (none)
  *   VERIFY  "accept-all": peer verification with a verify callback that accepts every
  *           certificate (and prints what OpenSSL said at each depth); "none": SSL_VERIFY_NONE;
- *           "pkix": peer verification against the system's CAs, no callback
+ *           "pkix": peer verification against the system's CAs, no callback; "launder": a
+ *           callback that resets every error to X509_V_OK and accepts
  *   nonblock  the handshake is driven by SSL_do_handshake retries on a non-blocking socket
  *           that is not the TCP connection (this program relays the bytes)
  *   repeat=N  one handshake (which warms any cache), then N more on new connections, timed:
  *           prints "handshakes/s: RATE" (benches/shim.rs)
+ *   peek    no handshake call: SSL_peek after SSL_set_connect_state handshakes (then waits
+ *           at most 1 s for data)
+ *   write   no handshake call: SSL_write of "secret-payload" handshakes
+ *   bio     no handshake call: BIO_write of "secret-payload" on a BIO_f_ssl BIO handshakes
+ *           (libssl calls its own functions)
  * Prints "handshake ok" (exit 0) or "handshake failed: ERRORS" (exit 1).
  */
 #include <arpa/inet.h>
@@ -22,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +41,37 @@ static int accept_all(int preverify_ok, X509_STORE_CTX *store)
 		printf("callback: depth %d: %s (accepted)\n", X509_STORE_CTX_get_error_depth(store),
 		       X509_verify_cert_error_string(X509_STORE_CTX_get_error(store)));
 	return 1;
+}
+
+static int launder(int preverify_ok, X509_STORE_CTX *store)
+{
+	(void)preverify_ok;
+	X509_STORE_CTX_set_error(store, X509_V_OK);
+	return 1;
+}
+
+static const char PAYLOAD[] = "secret-payload\n";
+
+/* A handshake inside the first I/O call of `mode` ("peek", "write" or "bio"); 1 when that call
+ * succeeded (peek: the handshake finished with no TLS error). */
+static int handshake_in_io(SSL *ssl, int fd, const char *mode)
+{
+	SSL_set_connect_state(ssl);
+	if (!strcmp(mode, "peek")) {
+		struct timeval second = {.tv_sec = 1};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &second, sizeof second);
+		char c;
+		int rc = SSL_peek(ssl, &c, 1);
+		return SSL_is_init_finished(ssl) && SSL_get_error(ssl, rc) != SSL_ERROR_SSL &&
+		       ERR_peek_error() == 0;
+	}
+	if (!strcmp(mode, "write"))
+		return SSL_write(ssl, PAYLOAD, sizeof PAYLOAD - 1) > 0;
+	BIO *bio = BIO_new(BIO_f_ssl());
+	BIO_set_ssl(bio, ssl, BIO_NOCLOSE);
+	int rc = BIO_write(bio, PAYLOAD, sizeof PAYLOAD - 1);
+	BIO_free(bio);
+	return rc > 0;
 }
 
 static int tcp_connect(unsigned short port)
@@ -92,8 +130,9 @@ static int handshake_nonblocking(SSL *ssl, int tcp)
 	}
 }
 
-/* One blocking handshake on a new connection from `ctx`; 1 when it succeeded. */
-static int handshake(SSL_CTX *ctx, const char *host, unsigned short port, int nonblock)
+/* One handshake on a new connection from `ctx` (`mode` NULL: blocking SSL_connect); 1 when it
+ * succeeded. */
+static int handshake(SSL_CTX *ctx, const char *host, unsigned short port, const char *mode)
 {
 	int fd = tcp_connect(port);
 	SSL *ssl = SSL_new(ctx);
@@ -104,7 +143,9 @@ static int handshake(SSL_CTX *ctx, const char *host, unsigned short port, int no
 	} else if (!strncmp(host, "host:", 5)) {
 		SSL_set1_host(ssl, host + 5);
 	}
-	int rc = nonblock ? handshake_nonblocking(ssl, fd) : SSL_connect(ssl);
+	int rc = !mode			      ? SSL_connect(ssl)
+		 : !strcmp(mode, "nonblock") ? handshake_nonblocking(ssl, fd)
+					      : handshake_in_io(ssl, fd, mode);
 	if (rc == 1)
 		SSL_shutdown(ssl);
 	SSL_free(ssl);
@@ -115,12 +156,12 @@ static int handshake(SSL_CTX *ctx, const char *host, unsigned short port, int no
 /* `n` handshakes after a first one, timed. */
 static int repeat(SSL_CTX *ctx, const char *host, unsigned short port, long n)
 {
-	if (!handshake(ctx, host, port, 0))
+	if (!handshake(ctx, host, port, NULL))
 		return 0;
 	struct timespec start, end;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (long i = 0; i < n; i++)
-		if (!handshake(ctx, host, port, 0))
+		if (!handshake(ctx, host, port, NULL))
 			return 0;
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	double seconds = (double)(end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9;
@@ -131,23 +172,26 @@ static int repeat(SSL_CTX *ctx, const char *host, unsigned short port, long n)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: shim_client HOST PORT VERIFY [nonblock | repeat=N]\n");
+		fprintf(stderr,
+			"usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio]\n");
 		return 2;
 	}
 	const char *host = argv[1], *verify = argv[3];
 	unsigned short port = (unsigned short)atoi(argv[2]);
-	int nonblock = argc > 4 && !strcmp(argv[4], "nonblock");
 	long count = argc > 4 && !strncmp(argv[4], "repeat=", 7) ? atol(argv[4] + 7) : 0;
+	const char *mode = argc > 4 && !count ? argv[4] : NULL;
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	if (!strcmp(verify, "accept-all"))
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_all);
+	else if (!strcmp(verify, "launder"))
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, launder);
 	else if (!strcmp(verify, "pkix"))
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	else
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_default_verify_paths(ctx);
 
-	int ok = count ? repeat(ctx, host, port, count) : handshake(ctx, host, port, nonblock);
+	int ok = count ? repeat(ctx, host, port, count) : handshake(ctx, host, port, mode);
 	if (!ok) {
 		printf("handshake failed: ");
 		ERR_print_errors_fp(stdout);
