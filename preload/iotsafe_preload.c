@@ -65,6 +65,7 @@ struct settings {
 	unsigned timeout_ms;	     /* whole look-up time-out; 0: the library's default */
 	int policy;		     /* IOTSAFE_DANE_REQUIRE or _OPPORTUNISTIC */
 	int broker;		     /* server contexts verify clients by DANE */
+	const char *allowed_domains; /* broker: the domains device names must be in (required) */
 	const char *device_identity; /* TLSA owner name answered to dane_clientid; NULL: none */
 	int quiet;		     /* no log lines on stderr */
 };
@@ -72,6 +73,7 @@ struct settings {
 static struct settings settings;
 static iotsafe_dane *dane;	/* the process's handle, NULL when it could not be made */
 static char dane_error[512];	/* why not */
+static char broker_error[512];	/* why a broker's clients cannot be verified; "": they can */
 static int ssl_marker_index = -1;
 static int ctx_marker_index = -1;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
@@ -158,12 +160,13 @@ static void read_settings(void)
 	settings.resolver = getenv("IOTSAFE_DANE_RESOLVER");
 	settings.trust_anchor = getenv("IOTSAFE_DANE_TRUST_ANCHOR");
 	settings.device_identity = getenv("IOTSAFE_DANE_DEVICE_IDENTITY");
+	settings.allowed_domains = getenv("IOTSAFE_DANE_ALLOWED_DOMAINS");
 	const char *keys[] = {"dane-resolver",	      "dane-trust-anchor", "dane-policy",
 			      "dane-broker",	      "dane-device-identity", "dane-trust-ad",
-			      "dane-timeout-ms"};
+			      "dane-timeout-ms",      "dane-allowed-domains"};
 	const char **values[] = {&settings.resolver,	    &settings.trust_anchor, &policy,
 				 &broker,		    &settings.device_identity, &trust_ad,
-				 &timeout};
+				 &timeout,		    &settings.allowed_domains};
 	read_config_file(keys, values, sizeof keys / sizeof keys[0]);
 	settings.policy = policy && !strcasecmp(policy, "opportunistic")
 				  ? IOTSAFE_DANE_OPPORTUNISTIC
@@ -178,6 +181,23 @@ static void read_settings(void)
 		settings.device_identity = NULL;
 }
 
+/* A broker admits device names only in the domains it was given: with none, any name with a
+ * signed TLSA record anywhere would get in (an attacker's own domain, a certificate naming a
+ * victim device). No list, or a bad one, and the broker's clients are all refused. The list is
+ * set on the process's shared handle, which a broker plugin in the same process also uses:
+ * both must be given the same domains. */
+static void restrict_device_names(void)
+{
+	const char *domains = settings.allowed_domains;
+	if (!domains || !domains[strspn(domains, ", ")])
+		snprintf(broker_error, sizeof broker_error,
+			 "broker mode needs the domains device names must be in (--allowed-domains, "
+			 "IOTSAFE_DANE_ALLOWED_DOMAINS or dane-allowed-domains)");
+	else if (iotsafe_dane_set_allowed_domains(dane, domains) != 1)
+		snprintf(broker_error, sizeof broker_error, "allowed domains \"%s\": %s", domains,
+			 iotsafe_dane_last_error());
+}
+
 static void setup(void)
 {
 	busy++;
@@ -189,6 +209,8 @@ static void setup(void)
 		snprintf(dane_error, sizeof dane_error, "no DANE resolver (%s)",
 			 iotsafe_dane_last_error());
 		say("%s: every TLS connection will be refused", dane_error);
+	} else if (settings.broker) {
+		restrict_device_names();
 	}
 	ssl_marker_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	ctx_marker_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
@@ -571,8 +593,8 @@ static void enable_broker_ctx(SSL_CTX *ctx)
 	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index))
 		return;
 	SSL_CTX_set_ex_data(ctx, ctx_marker_index, (void *)&BROKER_CTX);
-	if (!dane) {
-		say("%s: every client of this server is refused", dane_error);
+	if (!dane || broker_error[0]) {
+		say("%s: every client of this server is refused", dane ? broker_error : dane_error);
 		refuse_every_client(ctx);
 		return;
 	}

@@ -43,15 +43,19 @@ static const char usage[] =
 	"                                  program configured none, and answer dane_clientid\n"
 	"                                  requests with NAME (the device's TLSA owner name)\n"
 	"  --broker                        server side: verify client certificates by the TLSA\n"
-	"                                  records of the client's name\n"
+	"                                  records of the client's name (needs\n"
+	"                                  --allowed-domains: else every client is refused)\n"
+	"  --allowed-domains LIST          broker: the domains device names must be in\n"
+	"                                  (comma-separated)\n"
 	"  --allow-no-dane                 start a program the shim cannot reach (static) anyway\n"
 	"  --quiet                         no log lines on stderr\n"
 	"  -h, --help                      this text\n"
 	"\n"
 	"Each option has a variable (IOTSAFE_DANE_POLICY, _RESOLVER, _TRUST_ANCHOR, _TRUST_AD=1,\n"
-	"_TIMEOUT_MS, _DEVICE_IDENTITY, _BROKER=1, _QUIET=1) and a key in the provider's\n"
-	"openssl.cnf section (dane-policy, dane-resolver, dane-trust-anchor, dane-trust-ad,\n"
-	"dane-timeout-ms, dane-device-identity, dane-broker); an option overrides the\n"
+	"_TIMEOUT_MS, _DEVICE_IDENTITY, _BROKER=1, _ALLOWED_DOMAINS, _QUIET=1) and a key in\n"
+	"the provider's openssl.cnf section (dane-policy, dane-resolver, dane-trust-anchor,\n"
+	"dane-trust-ad, dane-timeout-ms, dane-device-identity, dane-broker,\n"
+	"dane-allowed-domains); an option overrides the\n"
 	"variable, the variable the file. OPENSSL_CONF, when unset, is set to the installed\n"
 	"openssl.cnf that loads the iotsafe provider.\n";
 
@@ -234,6 +238,10 @@ int main(int argc, char **argv)
 			set("IOTSAFE_DANE_TIMEOUT_MS", v);
 		} else if ((v = option(argc, argv, &i, "--device-identity"))) {
 			set("IOTSAFE_DANE_DEVICE_IDENTITY", v);
+		} else if ((v = option(argc, argv, &i, "--allowed-domains"))) {
+			if (!v[strspn(v, ", ")])
+				die(2, "--allowed-domains %s: expected one or more domains", v);
+			set("IOTSAFE_DANE_ALLOWED_DOMAINS", v);
 		} else if (!strcmp(argv[i], "--broker")) {
 			set("IOTSAFE_DANE_BROKER", "1");
 		} else if (!strcmp(argv[i], "--quiet")) {

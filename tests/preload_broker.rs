@@ -78,12 +78,18 @@ impl Rig {
         format!("sensor7._device 300 IN TLSA {}", pki::dane_ee_record(&cert))
     }
 
-    /// mosquitto through `iotsafe-run --broker`, requiring client certificates, with the
-    /// identity plugin.
+    /// mosquitto through `iotsafe-run --broker --allowed-domains iotregistry.test`, requiring
+    /// client certificates, with the identity plugin.
     fn broker(&self, dns: &dns::TestDns, port: u16) -> mqtt::Broker {
+        self.broker_with(dns, port, &["--allowed-domains", "iotregistry.test"])
+    }
+
+    /// The same with the launcher's `options` instead of the allowed domains.
+    fn broker_with(&self, dns: &dns::TestDns, port: u16, options: &[&str]) -> mqtt::Broker {
         let mut launcher = Command::new(&self.launcher);
         launcher
             .args(["--broker", "--resolver", &dns.addr().to_string()])
+            .args(options)
             .arg("--trust-anchor")
             .arg(dns.trust_anchor_file())
             .arg("mosquitto")
@@ -289,6 +295,42 @@ fn mosquitto_through_the_launcher_refuses_a_device_whose_record_names_another_ke
         log.contains(&format!(
             "iotsafe-run: TLS client refused (NO_MATCH): device identity {DEVICE}"
         )) && !log.contains("identity plugin"),
+        "{log}"
+    );
+}
+
+/// `--broker` admits device names only in the domains it was given. Without any, every client
+/// is refused: any signed domain could otherwise vouch for a certificate naming any device (an
+/// attacker's own domain, with a record for the attacker's key). A device outside them is
+/// refused before any DNS query.
+#[test]
+fn the_broker_admits_device_names_only_in_its_allowed_domains() {
+    let rig = Rig::new();
+    let record = rig.device_record();
+    let dns = dns::TestDns::start(&[("iotregistry.test.", record.as_str())]);
+    let port = common::free_port();
+    let broker = rig.broker_with(&dns, port, &[]);
+    let out = rig.publish(port);
+    let log = broker.log();
+    assert!(
+        !out.status.success(),
+        "no allowed domains, no admission: {log}"
+    );
+    assert!(
+        log.contains("broker mode needs the domains device names must be in")
+            && !log.contains("identity plugin"),
+        "{log}"
+    );
+    drop(broker);
+
+    let broker = rig.broker_with(&dns, port, &["--allowed-domains", "elsewhere.test"]);
+    let out = rig.publish(port);
+    let log = broker.log();
+    assert!(!out.status.success(), "outside the allowed domains: {log}");
+    assert!(
+        log.contains(&format!(
+            "iotsafe-run: TLS client refused (NOT_ALLOWED): device identity {DEVICE}"
+        )),
         "{log}"
     );
 }
