@@ -925,3 +925,42 @@ fn a_broker_whose_resolver_cannot_be_set_up_admits_no_client() {
         "a client without a certificate got in: {out:?}"
     );
 }
+
+/// An SSL cleared with SSL_clear and connected again under another server name does not keep
+/// the first connection's records or verdict. Here the first name's record designates the
+/// other key (a server the program may trust for that name); the second connection, to HOST
+/// (whose record designates the good key), meets the same server: it must be refused.
+#[test]
+fn an_ssl_cleared_for_another_server_does_not_keep_the_first_servers_records() {
+    let rig = Rig::new();
+    let other = tls_server(&rig, &rig.other);
+    let first = "first.example.test";
+    rig.dns
+        .add_record("example.test.", "first 300 IN A 127.0.0.1");
+    rig.dns.add_record(
+        "example.test.",
+        &format!(
+            "_{}._tcp.first 300 IN TLSA {}",
+            other.port,
+            pki::dane_ee_record(&rig.other.cert)
+        ),
+    );
+    let sni = format!("sni:{first}");
+    let clear = format!("clear={HOST}");
+    let args = [sni.as_str(), &other.port.to_string(), "pkix", &clear];
+    let out = client(&rig, true, &args);
+    assert!(
+        common::stdout(&out).contains("first handshake ok"),
+        "the first name's record: {out:?}"
+    );
+    assert!(
+        !out.status.success(),
+        "HOST's record names another key: {out:?}"
+    );
+    // OpenSSL's SSL_clear keeps the DANE records, which cannot be enabled twice: refused.
+    assert!(
+        common::stderr(&out)
+            .contains("an SSL cleared for reuse keeps its last server's TLSA records"),
+        "{out:?}"
+    );
+}

@@ -2,7 +2,7 @@
  * A plain OpenSSL 3 TLS client with no DANE code, for the preload shim's rules (run through
  * `iotsafe-run` by tests/preload_client.rs). It connects to 127.0.0.1:PORT.
  *
- * Usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio]
+ * Usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio | clear=NAME2]
  *   HOST    the server name given to OpenSSL: "sni:NAME" (SSL_set_tlsext_host_name),
  *           "host:NAME" (SSL_set1_host only), or "-" (none)
  *   VERIFY  "accept-all": peer verification with a verify callback that accepts every
@@ -18,6 +18,9 @@
  *   write   no handshake call: SSL_write of "secret-payload" handshakes
  *   bio     no handshake call: BIO_write of "secret-payload" on a BIO_f_ssl BIO handshakes
  *           (libssl calls its own functions)
+ *   clear=NAME2  a handshake with PORT (HOST must be "sni:NAME"), then the same SSL, after
+ *           SSL_clear, on a new connection to PORT with the server name NAME2: prints
+ *           "first handshake ok" when the first one succeeded
  * Prints "handshake ok" (exit 0) or "handshake failed: ERRORS" (exit 1).
  */
 #include <arpa/inet.h>
@@ -153,6 +156,33 @@ static int handshake(SSL_CTX *ctx, const char *host, unsigned short port, const 
 	return rc == 1;
 }
 
+/* A handshake with `name` at `port`, then the same SSL cleared for a connection with `name2`. */
+static int handshake_after_clear(SSL_CTX *ctx, const char *name, unsigned short port,
+				 const char *name2)
+{
+	SSL *ssl = SSL_new(ctx);
+	int rc = 0;
+	for (int round = 0; round < 2; round++) {
+		int fd = tcp_connect(port);
+		SSL_set_fd(ssl, fd);
+		const char *server = round ? name2 : name;
+		SSL_set_tlsext_host_name(ssl, server);
+		SSL_set1_host(ssl, server);
+		rc = SSL_connect(ssl);
+		if (rc == 1)
+			SSL_shutdown(ssl);
+		close(fd);
+		if (rc != 1)
+			break;
+		if (!round) {
+			printf("first handshake ok\n");
+			SSL_clear(ssl);
+		}
+	}
+	SSL_free(ssl);
+	return rc == 1;
+}
+
 /* `n` handshakes after a first one, timed. */
 static int repeat(SSL_CTX *ctx, const char *host, unsigned short port, long n)
 {
@@ -191,7 +221,13 @@ int main(int argc, char **argv)
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_default_verify_paths(ctx);
 
-	int ok = count ? repeat(ctx, host, port, count) : handshake(ctx, host, port, mode);
+	int ok;
+	if (count)
+		ok = repeat(ctx, host, port, count);
+	else if (mode && !strncmp(mode, "clear=", 6))
+		ok = handshake_after_clear(ctx, host + 4, port, mode + 6);
+	else
+		ok = handshake(ctx, host, port, mode);
 	if (!ok) {
 		printf("handshake failed: ");
 		ERR_print_errors_fp(stdout);
