@@ -964,3 +964,25 @@ fn an_ssl_cleared_for_another_server_does_not_keep_the_first_servers_records() {
         "{out:?}"
     );
 }
+
+/// A session the program offers for resumption is dropped before the handshake: a resumed
+/// session skips the server's certificate, so a record changed since (up to a ticket's
+/// lifetime) would not count. Every connection through the launcher checks the certificate.
+#[test]
+fn sessions_offered_for_resumption_are_dropped_so_every_handshake_checks_the_record() {
+    let rig = Rig::new();
+    let sni = format!("sni:{HOST}");
+    let good = tls_server(&rig, &rig.good);
+    let args = [sni.as_str(), &good.port.to_string(), "accept-all", "resume"];
+    let out = client(&rig, false, &args);
+    assert!(
+        handshake_ok(&out) && common::stdout(&out).contains("session reused"),
+        "without the launcher the server resumes the session: {out:?}"
+    );
+    let out = client(&rig, true, &args);
+    assert!(handshake_ok(&out), "{out:?}");
+    assert!(
+        !common::stdout(&out).contains("session reused"),
+        "through the launcher: {out:?}"
+    );
+}

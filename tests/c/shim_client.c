@@ -2,7 +2,8 @@
  * A plain OpenSSL 3 TLS client with no DANE code, for the preload shim's rules (run through
  * `iotsafe-run` by tests/preload_client.rs). It connects to 127.0.0.1:PORT.
  *
- * Usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio | clear=NAME2]
+ * Usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio | resume |
+ *                                      clear=NAME2]
  *   HOST    the server name given to OpenSSL: "sni:NAME" (SSL_set_tlsext_host_name),
  *           "host:NAME" (SSL_set1_host only), or "-" (none)
  *   VERIFY  "accept-all": peer verification with a verify callback that accepts every
@@ -18,6 +19,8 @@
  *   write   no handshake call: SSL_write of "secret-payload" handshakes
  *   bio     no handshake call: BIO_write of "secret-payload" on a BIO_f_ssl BIO handshakes
  *           (libssl calls its own functions)
+ *   resume  two TLS 1.2 handshakes, the second offering the first one's session: prints
+ *           "session reused" when the server resumed it
  *   clear=NAME2  a handshake with PORT (HOST must be "sni:NAME"), then the same SSL, after
  *           SSL_clear, on a new connection to PORT with the server name NAME2: prints
  *           "first handshake ok" when the first one succeeded
@@ -183,6 +186,36 @@ static int handshake_after_clear(SSL_CTX *ctx, const char *name, unsigned short 
 	return rc == 1;
 }
 
+/* A TLS 1.2 handshake, then another offering the session of the first. */
+static int handshake_resuming(SSL_CTX *ctx, const char *name, unsigned short port)
+{
+	SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	SSL_SESSION *session = NULL;
+	int rc = 0;
+	for (int round = 0; round < 2; round++) {
+		int fd = tcp_connect(port);
+		SSL *ssl = SSL_new(ctx);
+		SSL_set_fd(ssl, fd);
+		SSL_set_tlsext_host_name(ssl, name);
+		SSL_set1_host(ssl, name);
+		if (session)
+			SSL_set_session(ssl, session);
+		rc = SSL_connect(ssl);
+		if (rc == 1 && round && SSL_session_reused(ssl))
+			printf("session reused\n");
+		if (rc == 1 && !round)
+			session = SSL_get1_session(ssl);
+		if (rc == 1)
+			SSL_shutdown(ssl);
+		SSL_free(ssl);
+		close(fd);
+		if (rc != 1)
+			break;
+	}
+	SSL_SESSION_free(session);
+	return rc == 1;
+}
+
 /* `n` handshakes after a first one, timed. */
 static int repeat(SSL_CTX *ctx, const char *host, unsigned short port, long n)
 {
@@ -203,7 +236,8 @@ int main(int argc, char **argv)
 {
 	if (argc < 4) {
 		fprintf(stderr,
-			"usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio]\n");
+			"usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio |\n"
+			"       resume | clear=NAME2]\n");
 		return 2;
 	}
 	const char *host = argv[1], *verify = argv[3];
@@ -224,6 +258,8 @@ int main(int argc, char **argv)
 	int ok;
 	if (count)
 		ok = repeat(ctx, host, port, count);
+	else if (mode && !strcmp(mode, "resume"))
+		ok = handshake_resuming(ctx, host + 4, port);
 	else if (mode && !strncmp(mode, "clear=", 6))
 		ok = handshake_after_clear(ctx, host + 4, port, mode + 6);
 	else
