@@ -5,18 +5,22 @@
  * iotsafe_dane_shared_ex, so a broker with the mosquitto plugin, this shim and the application
  * share one cache (and, through the provider, one card connection).
  *
- * Client side: the handshake entry points SSL_connect and SSL_do_handshake, and SSL_read /
- * SSL_write (and their _ex forms) for handshakes that begin inside them. Before the first
- * handshake step of a client SSL, the server's TLSA records at _<port>._tcp.<host> (host from
- * SNI or SSL_set1_host, port from the connected socket, else from the TCP connection the thread
- * last made: `connect` is watched for that) are handed to OpenSSL's DANE
- * (iotsafe_dane_ssl_enable). After the handshake, a verification failure that the program's
- * own verify callback overrode still refuses the connection. With a device identity, a client
- * SSL the program gave no certificate presents the card's, and its context answers
- * dane_clientid.
+ * Client side: the handshake entry points SSL_connect and SSL_do_handshake, SSL_read /
+ * SSL_peek / SSL_write (and their _ex forms) for handshakes that begin inside them, and the
+ * SSL's info callback (held by the shim from SSL_new on) for handshakes libssl starts by
+ * itself (BIO_f_ssl). Before the first handshake step of a client SSL, the server's TLSA
+ * records at _<port>._tcp.<host> (host from SNI or SSL_set1_host, port from the connected
+ * socket, else from the TCP connection the thread last made: `connect` is watched for that)
+ * are handed to OpenSSL's DANE (iotsafe_dane_ssl_enable), an offered session is dropped, and
+ * the program's verify callback is wrapped so that it cannot overturn a failed check. After
+ * the handshake, the verify result and the DANE match are checked again. With a device
+ * identity, a client SSL the program gave no certificate presents the card's, and its context
+ * answers dane_clientid.
  *
- * Broker side (IOTSAFE_DANE_BROKER): server contexts request dane_clientid and verify client
- * certificates by the TLSA records of the client's name (iotsafe_dane_ctx_enable_clientid_server),
+ * Broker side (IOTSAFE_DANE_BROKER, with IOTSAFE_DANE_ALLOWED_DOMAINS): server contexts request
+ * dane_clientid and verify client certificates by the TLSA records of the client's name, in
+ * the allowed domains (iotsafe_dane_ctx_enable_clientid_server; when that cannot be set up,
+ * every client is refused),
  * configured where servers configure verification (SSL_CTX_set_verify) and, for servers that
  * never do, when their first SSL is made (SSL_new). A refused client is logged from SSL_accept /
  * SSL_read, where such servers see their handshakes fail.
