@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "iotsafe_dane.h"
@@ -153,6 +154,19 @@ static int statically_linked(const char *path)
 	return is_static;
 }
 
+/* 1 when the dynamic linker runs `path` in secure-execution mode, where it ignores
+ * LD_PRELOAD: set-user-ID or set-group-ID to someone else than the caller, or with file
+ * capabilities. */
+static int preload_ignored(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return 0;
+	return ((st.st_mode & S_ISUID) && st.st_uid != geteuid()) ||
+	       ((st.st_mode & S_ISGID) && st.st_gid != getegid()) ||
+	       getxattr(path, "security.capability", NULL, 0) > 0;
+}
+
 static void set(const char *name, const char *value)
 {
 	if (setenv(name, value, 1) != 0)
@@ -161,6 +175,12 @@ static void set(const char *name, const char *value)
 
 static void preload(const char *shim)
 {
+	/* LD_PRELOAD splits its list on spaces and colons: such a path would load nothing. */
+	if (strpbrk(shim, " :\t"))
+		die(126,
+		    "the shim's path \"%s\" has a space or colon, on which LD_PRELOAD splits: the "
+		    "program would run without DANE; not started (install it elsewhere)",
+		    shim);
 	const char *old = getenv("LD_PRELOAD");
 	if (!old || !*old) {
 		set("LD_PRELOAD", shim);
@@ -264,6 +284,13 @@ int main(int argc, char **argv)
 		die(126,
 		    "%s is statically linked: the preloaded shim cannot reach its TLS, so it "
 		    "would run without DANE; not started (--allow-no-dane starts it anyway)",
+		    program);
+
+	if (preload_ignored(program) && !allow_no_dane)
+		die(126,
+		    "%s is set-user-ID, set-group-ID or has file capabilities: the dynamic linker "
+		    "ignores LD_PRELOAD for it, so it would run without DANE; not started "
+		    "(--allow-no-dane starts it anyway)",
 		    program);
 
 	char dir[PATH_MAX], shim[PATH_MAX + 64];

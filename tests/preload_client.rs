@@ -986,3 +986,45 @@ fn sessions_offered_for_resumption_are_dropped_so_every_handshake_checks_the_rec
         "through the launcher: {out:?}"
     );
 }
+
+/// The dynamic linker ignores LD_PRELOAD for a program that runs set-user-ID as someone else,
+/// and LD_PRELOAD splits its list on spaces: either way the program would run without DANE,
+/// so the launcher does not start it.
+#[test]
+fn the_launcher_does_not_start_what_the_preload_cannot_reach() {
+    let rig = Rig::new();
+    let d = rig.dir.path();
+    let setuid = d.join("setuid_id");
+    std::fs::copy("/usr/bin/id", &setuid).unwrap();
+    let chown = Command::new("chown")
+        .arg("nobody")
+        .arg(&setuid)
+        .output()
+        .expect("chown");
+    assert!(chown.status.success(), "{}", common::stderr(&chown));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.arg(&setuid);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("ignores LD_PRELOAD") && common::stdout(&out).is_empty(),
+        "{out:?}"
+    );
+
+    let spaced = d.join("with space");
+    std::fs::create_dir(&spaced).unwrap();
+    let preload = common::built_adapter("libiotsafe_preload.so", "preload");
+    std::fs::copy(&rig.launcher, spaced.join("iotsafe-run")).unwrap();
+    std::fs::copy(&preload, spaced.join("libiotsafe_preload.so")).unwrap();
+    let mut cmd = rig.plain(&spaced.join("iotsafe-run"));
+    cmd.args(["sh", "-c", "echo ran"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("on which LD_PRELOAD splits")
+            && !common::stdout(&out).contains("ran"),
+        "{out:?}"
+    );
+}
