@@ -268,10 +268,23 @@ static int refuse_again(SSL *ssl)
 	return -1;
 }
 
-/* The TCP socket this thread last connected, for programs whose BIO hides its socket (curl
- * since 7.87 reads and writes through a BIO of its own): they connect, then handshake on the
- * same thread. -1: none. */
-static __thread int last_tcp_fd = -1;
+/* The TCP sockets this thread connected, most recent first, for programs whose BIO hides its
+ * socket (curl since 7.87 reads and writes through a BIO of its own): they connect, then
+ * handshake on the same thread. Bounded: the oldest are forgotten. */
+#define TRACKED_TCP_FDS 16
+static __thread int thread_tcp_fds[TRACKED_TCP_FDS];
+static __thread int thread_tcp_count;
+
+static void track_tcp_fd(int fd)
+{
+	int kept = 0;
+	for (int i = 0; i < thread_tcp_count; i++) /* an fd number reused: its old entry goes */
+		if (thread_tcp_fds[i] != fd && kept < TRACKED_TCP_FDS - 1)
+			thread_tcp_fds[kept++] = thread_tcp_fds[i];
+	memmove(thread_tcp_fds + 1, thread_tcp_fds, (size_t)kept * sizeof *thread_tcp_fds);
+	thread_tcp_fds[0] = fd;
+	thread_tcp_count = kept + 1;
+}
 
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -285,7 +298,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (!busy && (rc == 0 || saved_errno == EINPROGRESS) && addr &&
 	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
 	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_STREAM)
-		last_tcp_fd = fd;
+		track_tcp_fd(fd);
 	errno = saved_errno;
 	return rc;
 }
@@ -305,12 +318,33 @@ static unsigned tcp_peer_port(int fd)
 }
 
 /* The port of the server `ssl` talks to: of its socket, else (a BIO of the program's own, or
- * a socket that is no TCP connection) of the TCP socket this thread last connected; 0 when
- * there is none. */
-static unsigned peer_port(SSL *ssl)
+ * a socket that is no TCP connection) the port of the TCP connections this thread made and
+ * still has open, when they all go to one port; 0 when there is none or several (`why`, if
+ * given, says which). */
+static unsigned peer_port_why(SSL *ssl, const char **why)
 {
 	unsigned port = tcp_peer_port(SSL_get_fd(ssl));
-	return port ? port : tcp_peer_port(last_tcp_fd);
+	if (port)
+		return port;
+	for (int i = 0; i < thread_tcp_count; i++) {
+		unsigned candidate = tcp_peer_port(thread_tcp_fds[i]);
+		if (candidate && port && candidate != port) {
+			if (why)
+				*why = "the connection's socket is hidden and this thread has TCP "
+				       "connections to several ports open";
+			return 0;
+		}
+		if (candidate)
+			port = candidate;
+	}
+	if (!port && why)
+		*why = "the connection has no socket to read the port from";
+	return port;
+}
+
+static unsigned peer_port(SSL *ssl)
+{
+	return peer_port_why(ssl, NULL);
 }
 
 /* The server's name: SNI first, else the name the program asked OpenSSL to check. An IP
@@ -392,13 +426,13 @@ static int prepare_client(SSL *ssl)
 	if (!dane)
 		return refuse(ssl, dane_error);
 	const char *host = server_name(ssl);
-	unsigned port = peer_port(ssl);
+	const char *no_port = NULL;
+	unsigned port = peer_port_why(ssl, &no_port);
 	char why[768];
 	if (!host)
 		return without_dane(ssl, "the connection has no server name (SNI or SSL_set1_host)");
 	if (!port) {
-		snprintf(why, sizeof why, "%s: the connection has no socket to read the port from",
-			 host);
+		snprintf(why, sizeof why, "%s: %s", host, no_port);
 		return without_dane(ssl, why);
 	}
 	/* A copy: enabling DANE may set the SNI name, which `host` may point into. */

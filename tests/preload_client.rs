@@ -1028,3 +1028,34 @@ fn the_launcher_does_not_start_what_the_preload_cannot_reach() {
         "{out:?}"
     );
 }
+
+/// A program whose SSL hides its socket (the port is taken from the TCP connections the thread
+/// made) with connections to two ports open: which one the handshake uses is unknown, so under
+/// require it is refused rather than checked against the wrong port's records. Here the decoy
+/// port's records name the other key, which the real server presents.
+#[test]
+fn a_hidden_socket_with_connections_to_several_ports_open_is_refused_under_require() {
+    let rig = Rig::new();
+    let sni = format!("sni:{HOST}");
+    let other = tls_server(&rig, &rig.other);
+    let decoy = tls_server(&rig, &rig.good);
+    rig.dns.add_record(
+        "example.test.",
+        &format!(
+            "_{}._tcp.broker 300 IN TLSA {}",
+            decoy.port,
+            pki::dane_ee_record(&rig.other.cert)
+        ),
+    );
+    let decoy_mode = format!("decoy={}", decoy.port);
+    let out = client(
+        &rig,
+        true,
+        &[&sni, &other.port.to_string(), "pkix", &decoy_mode],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("connections to several ports open"),
+        "{out:?}"
+    );
+}

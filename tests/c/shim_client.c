@@ -3,7 +3,7 @@
  * `iotsafe-run` by tests/preload_client.rs). It connects to 127.0.0.1:PORT.
  *
  * Usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio | resume |
- *                                      clear=NAME2]
+ *                                      clear=NAME2 | decoy=PORT2]
  *   HOST    the server name given to OpenSSL: "sni:NAME" (SSL_set_tlsext_host_name),
  *           "host:NAME" (SSL_set1_host only), or "-" (none)
  *   VERIFY  "accept-all": peer verification with a verify callback that accepts every
@@ -19,6 +19,8 @@
  *   write   no handshake call: SSL_write of "secret-payload" handshakes
  *   bio     no handshake call: BIO_write of "secret-payload" on a BIO_f_ssl BIO handshakes
  *           (libssl calls its own functions)
+ *   decoy=PORT2  as nonblock, with a second TCP connection (to PORT2) made after the first
+ *           one and open during the handshake
  *   resume  two TLS 1.2 handshakes, the second offering the first one's session: prints
  *           "session reused" when the server resumed it
  *   clear=NAME2  a handshake with PORT (HOST must be "sni:NAME"), then the same SSL, after
@@ -141,6 +143,8 @@ static int handshake_nonblocking(SSL *ssl, int tcp)
 static int handshake(SSL_CTX *ctx, const char *host, unsigned short port, const char *mode)
 {
 	int fd = tcp_connect(port);
+	int decoy = mode && !strncmp(mode, "decoy=", 6) ? tcp_connect((unsigned short)atoi(mode + 6))
+							: -1;
 	SSL *ssl = SSL_new(ctx);
 	SSL_set_fd(ssl, fd);
 	if (!strncmp(host, "sni:", 4)) {
@@ -150,12 +154,14 @@ static int handshake(SSL_CTX *ctx, const char *host, unsigned short port, const 
 		SSL_set1_host(ssl, host + 5);
 	}
 	int rc = !mode			      ? SSL_connect(ssl)
-		 : !strcmp(mode, "nonblock") ? handshake_nonblocking(ssl, fd)
+		 : !strcmp(mode, "nonblock") || decoy >= 0 ? handshake_nonblocking(ssl, fd)
 					      : handshake_in_io(ssl, fd, mode);
 	if (rc == 1)
 		SSL_shutdown(ssl);
 	SSL_free(ssl);
 	close(fd);
+	if (decoy >= 0)
+		close(decoy);
 	return rc == 1;
 }
 
@@ -237,7 +243,7 @@ int main(int argc, char **argv)
 	if (argc < 4) {
 		fprintf(stderr,
 			"usage: shim_client HOST PORT VERIFY [nonblock | repeat=N | peek | write | bio |\n"
-			"       resume | clear=NAME2]\n");
+			"       resume | clear=NAME2 | decoy=PORT2]\n");
 		return 2;
 	}
 	const char *host = argv[1], *verify = argv[3];
