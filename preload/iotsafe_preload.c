@@ -664,6 +664,27 @@ void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, SSL_verify_cb cb)
 	busy--;
 }
 
+/* A certificate verification of the program's own would skip DANE's (which runs inside
+ * X509_verify_cert): in broker mode, ignored on every context that may serve. */
+void SSL_CTX_set_cert_verify_callback(SSL_CTX *ctx, int (*cb)(X509_STORE_CTX *, void *),
+				      void *arg)
+{
+	REAL(SSL_CTX_set_cert_verify_callback);
+	if (!busy && ctx) {
+		busy++;
+		ensure_setup();
+		busy--;
+	}
+	const SSL_METHOD *m = ctx ? SSL_CTX_get_ssl_method(ctx) : NULL;
+	if (!busy && ctx && settings.broker && m != TLS_client_method() &&
+	    m != DTLS_client_method()) {
+		say("broker mode: the server's own certificate verification "
+		    "(SSL_CTX_set_cert_verify_callback) is ignored");
+		return;
+	}
+	real_SSL_CTX_set_cert_verify_callback(ctx, cb, arg);
+}
+
 /* A server handshake step (`rc` its result) on a broker context that failed: the client's
  * refusal, as the core library explains it, goes to the log once (servers such as mosquitto log
  * only OpenSSL's "certificate verify failed"). */
@@ -798,11 +819,42 @@ static void guard_handshake_start(SSL *ssl)
 	busy--;
 }
 
+/* Broker mode, a server handshake starting: its context must be one the shim configured, and
+ * the SSL must still verify as that context does (the server may have changed it with
+ * SSL_set_verify). Else the client is refused: a context the shim did not recognise (a
+ * TLS_method() context with optional client certificates) is configured now, for its next
+ * clients. */
+static void guard_server_handshake(SSL *ssl)
+{
+	busy++;
+	ensure_setup();
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	const char *why = NULL;
+	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index) != &BROKER_CTX) {
+		enable_broker_ctx(ctx);
+		why = "its server context had not been set up for DANE (its next clients will be "
+		      "verified)";
+	} else if (SSL_get_verify_callback(ssl) != SSL_CTX_get_verify_callback(ctx) ||
+		   SSL_get_verify_mode(ssl) != SSL_CTX_get_verify_mode(ctx)) {
+		why = "the server changed this connection's verification (SSL_set_verify)";
+	}
+	if (why && SSL_get_ex_data(ssl, ssl_marker_index) != &REFUSED) {
+		SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+		say("TLS client refused: %s", why);
+	}
+	if (why)
+		SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			       reject_every_certificate);
+	busy--;
+}
+
 static void info_callback(const SSL *const_ssl, int where, int ret)
 {
 	/* libssl hands the SSL it is working on; the shim configures that SSL. */
 	SSL *ssl = (SSL *)const_ssl;
-	if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_START))
+	if (SSL_is_server(ssl) && settings.broker && (where & SSL_CB_HANDSHAKE_START))
+		guard_server_handshake(ssl);
+	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_START))
 		guard_handshake_start(ssl);
 	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_DONE)) {
 		busy++;

@@ -1059,3 +1059,77 @@ fn a_hidden_socket_with_connections_to_several_ports_open_is_refused_under_requi
         "{out:?}"
     );
 }
+
+/// tests/c/shim_server.c through `iotsafe-run --broker` in `mode`, killed on drop.
+struct BrokerServer {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for BrokerServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn broker_server(rig: &Rig, mode: &str) -> BrokerServer {
+    let exe = rig.dir.path().join("shim_server");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/shim_server.c");
+    let built = Command::new("gcc")
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(source)
+        .args(["-lssl", "-lcrypto"])
+        .output()
+        .expect("gcc");
+    assert!(built.status.success(), "{}", common::stderr(&built));
+    let port = common::free_port();
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.args([
+        "--broker",
+        "--allowed-domains",
+        "example.test",
+        "--resolver",
+    ])
+    .arg(rig.dns.addr().to_string())
+    .arg("--trust-anchor")
+    .arg(rig.dns.trust_anchor_file())
+    .arg(&exe)
+    .arg(port.to_string())
+    .arg(&rig.good.cert_path)
+    .arg(&rig.good.key_path)
+    .arg(mode)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let child = cmd.spawn().expect("shim_server");
+    let server = BrokerServer { child, port };
+    common::wait_until(10, "shim_server listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    server
+}
+
+/// Server contexts the broker mode would not recognise by their set-up (a TLS_method()
+/// context asking for optional client certificates), or whose verification the server
+/// switches off per connection (SSL_set_verify), never admit a client DANE did not verify:
+/// checked when each server handshake starts.
+#[test]
+fn broker_mode_refuses_clients_of_server_contexts_it_did_not_configure() {
+    let rig = Rig::new();
+    for mode in ["tls-method-optional", "per-ssl-none"] {
+        let server = broker_server(&rig, mode);
+        // Twice: the first connection of an unrecognised context is refused, and the context
+        // is configured for the next ones, which need a certificate DANE verifies.
+        for attempt in 0..2 {
+            let url = format!("https://127.0.0.1:{}/", server.port);
+            let mut curl = rig.plain(Path::new("curl"));
+            curl.args(["-sS", "-k", "--tls-max", "1.2", "--max-time", "10", &url]);
+            let out = run(curl);
+            assert!(
+                !common::stdout(&out).contains("admitted"),
+                "{mode}, attempt {attempt}: a client without a certificate got in: {out:?}"
+            );
+        }
+    }
+}
