@@ -5,18 +5,22 @@
  * iotsafe_dane_shared_ex, so a broker with the mosquitto plugin, this shim and the application
  * share one cache (and, through the provider, one card connection).
  *
- * Client side: the handshake entry points SSL_connect and SSL_do_handshake, and SSL_read /
- * SSL_write (and their _ex forms) for handshakes that begin inside them. Before the first
- * handshake step of a client SSL, the server's TLSA records at _<port>._tcp.<host> (host from
- * SNI or SSL_set1_host, port from the connected socket, else from the TCP connection the thread
- * last made: `connect` is watched for that) are handed to OpenSSL's DANE
- * (iotsafe_dane_ssl_enable). After the handshake, a verification failure that the program's
- * own verify callback overrode still refuses the connection. With a device identity, a client
- * SSL the program gave no certificate presents the card's, and its context answers
- * dane_clientid.
+ * Client side: the handshake entry points SSL_connect and SSL_do_handshake, SSL_read /
+ * SSL_peek / SSL_write (and their _ex forms) for handshakes that begin inside them, and the
+ * SSL's info callback (held by the shim from SSL_new on) for handshakes libssl starts by
+ * itself (BIO_f_ssl). Before the first handshake step of a client SSL, the server's TLSA
+ * records at _<port>._tcp.<host> (host from SNI or SSL_set1_host, port from the connected
+ * socket, else from the TCP connection the thread last made: `connect` is watched for that)
+ * are handed to OpenSSL's DANE (iotsafe_dane_ssl_enable), an offered session is dropped, and
+ * the program's verify callback is wrapped so that it cannot overturn a failed check. After
+ * the handshake, the verify result and the DANE match are checked again. With a device
+ * identity, a client SSL the program gave no certificate presents the card's, and its context
+ * answers dane_clientid.
  *
- * Broker side (IOTSAFE_DANE_BROKER): server contexts request dane_clientid and verify client
- * certificates by the TLSA records of the client's name (iotsafe_dane_ctx_enable_clientid_server),
+ * Broker side (IOTSAFE_DANE_BROKER, with IOTSAFE_DANE_ALLOWED_DOMAINS): server contexts request
+ * dane_clientid and verify client certificates by the TLSA records of the client's name, in
+ * the allowed domains (iotsafe_dane_ctx_enable_clientid_server; when that cannot be set up,
+ * every client is refused),
  * configured where servers configure verification (SSL_CTX_set_verify) and, for servers that
  * never do, when their first SSL is made (SSL_new). A refused client is logged from SSL_accept /
  * SSL_read, where such servers see their handshakes fail.
@@ -65,6 +69,7 @@ struct settings {
 	unsigned timeout_ms;	     /* whole look-up time-out; 0: the library's default */
 	int policy;		     /* IOTSAFE_DANE_REQUIRE or _OPPORTUNISTIC */
 	int broker;		     /* server contexts verify clients by DANE */
+	const char *allowed_domains; /* broker: the domains device names must be in (required) */
 	const char *device_identity; /* TLSA owner name answered to dane_clientid; NULL: none */
 	int quiet;		     /* no log lines on stderr */
 };
@@ -72,6 +77,7 @@ struct settings {
 static struct settings settings;
 static iotsafe_dane *dane;	/* the process's handle, NULL when it could not be made */
 static char dane_error[512];	/* why not */
+static char broker_error[512];	/* why a broker's clients cannot be verified; "": they can */
 static int ssl_marker_index = -1;
 static int ctx_marker_index = -1;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
@@ -82,9 +88,16 @@ static atomic_int program_made_ssl;
 /* The shim is working on this thread: calls it makes into libssl come back here. */
 static __thread int busy;
 
-/* Markers kept in ex_data: their addresses are the values. */
-static const char PREPARED = 'p', REFUSED = 'r', CHECKED = 'c', BROKER_CTX = 'b',
-		  DEVICE_CTX = 'd';
+/* The program's own verify and info callbacks of an SSL whose callbacks the shim holds. */
+static int program_verify_index = -1;
+static int program_info_index = -1;
+
+/* Markers kept in ex_data: their addresses are the values. A client SSL is PREPARED (the core
+ * library configured its server authentication), VERIFIED (a finished handshake passed the
+ * checks; back to PREPARED when another handshake starts), PROGRAMS_OWN (opportunistic, no
+ * DANE: the program's checks apply) or REFUSED. */
+static const char PREPARED = 'p', VERIFIED = 'v', REFUSED = 'r', PROGRAMS_OWN = 'o',
+		  BROKER_CTX = 'b', DEVICE_CTX = 'd';
 
 static void say(const char *fmt, ...)
 {
@@ -151,12 +164,13 @@ static void read_settings(void)
 	settings.resolver = getenv("IOTSAFE_DANE_RESOLVER");
 	settings.trust_anchor = getenv("IOTSAFE_DANE_TRUST_ANCHOR");
 	settings.device_identity = getenv("IOTSAFE_DANE_DEVICE_IDENTITY");
+	settings.allowed_domains = getenv("IOTSAFE_DANE_ALLOWED_DOMAINS");
 	const char *keys[] = {"dane-resolver",	      "dane-trust-anchor", "dane-policy",
 			      "dane-broker",	      "dane-device-identity", "dane-trust-ad",
-			      "dane-timeout-ms"};
+			      "dane-timeout-ms",      "dane-allowed-domains"};
 	const char **values[] = {&settings.resolver,	    &settings.trust_anchor, &policy,
 				 &broker,		    &settings.device_identity, &trust_ad,
-				 &timeout};
+				 &timeout,		    &settings.allowed_domains};
 	read_config_file(keys, values, sizeof keys / sizeof keys[0]);
 	settings.policy = policy && !strcasecmp(policy, "opportunistic")
 				  ? IOTSAFE_DANE_OPPORTUNISTIC
@@ -171,6 +185,23 @@ static void read_settings(void)
 		settings.device_identity = NULL;
 }
 
+/* A broker admits device names only in the domains it was given: with none, any name with a
+ * signed TLSA record anywhere would get in (an attacker's own domain, a certificate naming a
+ * victim device). No list, or a bad one, and the broker's clients are all refused. The list is
+ * set on the process's shared handle, which a broker plugin in the same process also uses:
+ * both must be given the same domains. */
+static void restrict_device_names(void)
+{
+	const char *domains = settings.allowed_domains;
+	if (!domains || !domains[strspn(domains, ", ")])
+		snprintf(broker_error, sizeof broker_error,
+			 "broker mode needs the domains device names must be in (--allowed-domains, "
+			 "IOTSAFE_DANE_ALLOWED_DOMAINS or dane-allowed-domains)");
+	else if (iotsafe_dane_set_allowed_domains(dane, domains) != 1)
+		snprintf(broker_error, sizeof broker_error, "allowed domains \"%s\": %s", domains,
+			 iotsafe_dane_last_error());
+}
+
 static void setup(void)
 {
 	busy++;
@@ -182,9 +213,13 @@ static void setup(void)
 		snprintf(dane_error, sizeof dane_error, "no DANE resolver (%s)",
 			 iotsafe_dane_last_error());
 		say("%s: every TLS connection will be refused", dane_error);
+	} else if (settings.broker) {
+		restrict_device_names();
 	}
 	ssl_marker_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	ctx_marker_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	program_verify_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	program_info_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	busy--;
 }
 
@@ -224,10 +259,32 @@ static int refuse(SSL *ssl, const char *why)
 	return -1;
 }
 
-/* The TCP socket this thread last connected, for programs whose BIO hides its socket (curl
- * since 7.87 reads and writes through a BIO of its own): they connect, then handshake on the
- * same thread. -1: none. */
-static __thread int last_tcp_fd = -1;
+/* A connection refused before, used again: refused again, said once. */
+static int refuse_again(SSL *ssl)
+{
+	(void)ssl;
+	ERR_raise_data(ERR_LIB_SSL, SSL_R_CERTIFICATE_VERIFY_FAILED,
+		       "iotsafe-dane: this connection was refused");
+	return -1;
+}
+
+/* The TCP sockets this thread connected, most recent first, for programs whose BIO hides its
+ * socket (curl since 7.87 reads and writes through a BIO of its own): they connect, then
+ * handshake on the same thread. Bounded: the oldest are forgotten. */
+#define TRACKED_TCP_FDS 16
+static __thread int thread_tcp_fds[TRACKED_TCP_FDS];
+static __thread int thread_tcp_count;
+
+static void track_tcp_fd(int fd)
+{
+	int kept = 0;
+	for (int i = 0; i < thread_tcp_count; i++) /* an fd number reused: its old entry goes */
+		if (thread_tcp_fds[i] != fd && kept < TRACKED_TCP_FDS - 1)
+			thread_tcp_fds[kept++] = thread_tcp_fds[i];
+	memmove(thread_tcp_fds + 1, thread_tcp_fds, (size_t)kept * sizeof *thread_tcp_fds);
+	thread_tcp_fds[0] = fd;
+	thread_tcp_count = kept + 1;
+}
 
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -241,7 +298,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (!busy && (rc == 0 || saved_errno == EINPROGRESS) && addr &&
 	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
 	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 && type == SOCK_STREAM)
-		last_tcp_fd = fd;
+		track_tcp_fd(fd);
 	errno = saved_errno;
 	return rc;
 }
@@ -261,12 +318,33 @@ static unsigned tcp_peer_port(int fd)
 }
 
 /* The port of the server `ssl` talks to: of its socket, else (a BIO of the program's own, or
- * a socket that is no TCP connection) of the TCP socket this thread last connected; 0 when
- * there is none. */
-static unsigned peer_port(SSL *ssl)
+ * a socket that is no TCP connection) the port of the TCP connections this thread made and
+ * still has open, when they all go to one port; 0 when there is none or several (`why`, if
+ * given, says which). */
+static unsigned peer_port_why(SSL *ssl, const char **why)
 {
 	unsigned port = tcp_peer_port(SSL_get_fd(ssl));
-	return port ? port : tcp_peer_port(last_tcp_fd);
+	if (port)
+		return port;
+	for (int i = 0; i < thread_tcp_count; i++) {
+		unsigned candidate = tcp_peer_port(thread_tcp_fds[i]);
+		if (candidate && port && candidate != port) {
+			if (why)
+				*why = "the connection's socket is hidden and this thread has TCP "
+				       "connections to several ports open";
+			return 0;
+		}
+		if (candidate)
+			port = candidate;
+	}
+	if (!port && why)
+		*why = "the connection has no socket to read the port from";
+	return port;
+}
+
+static unsigned peer_port(SSL *ssl)
+{
+	return peer_port_why(ssl, NULL);
 }
 
 /* The server's name: SNI first, else the name the program asked OpenSSL to check. An IP
@@ -290,30 +368,71 @@ static int without_dane(SSL *ssl, const char *why)
 {
 	if (settings.policy == IOTSAFE_DANE_REQUIRE)
 		return refuse(ssl, why);
-	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PROGRAMS_OWN);
 	say("%s: no DANE (opportunistic), the program's own checks apply", why);
 	return present_device(ssl);
 }
 
-/* Once per client SSL, before its first handshake step: the TLSA records on OpenSSL's DANE, or
- * a refusal. 1: go on; -1: refused (error queued). */
+/* Whether OpenSSL's DANE is on for `ssl` (TLSA records were handed to it). libssl has no query
+ * for that, but SSL_dane_tlsa_add answers it without adding anything: for a record with an
+ * invalid usage (255) it returns 0 when DANE is enabled and -1 ("DANE not enabled") when not.
+ * Its error is dropped. */
+static int dane_enabled(SSL *ssl)
+{
+	ERR_set_mark();
+	int rc = SSL_dane_tlsa_add(ssl, 255, 0, 0, NULL, 0);
+	ERR_pop_to_mark();
+	return rc == 0;
+}
+
+/* The verify callback of a prepared client SSL: the program's callback still sees every
+ * certificate, but may not turn a failed check into a success (accept-all callbacks, or ones
+ * that reset the error to X509_V_OK): the handshake stops there, before any application data. */
+static int checks_stand(int preverify_ok, X509_STORE_CTX *store)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+	SSL_verify_cb program = ssl ? (SSL_verify_cb)SSL_get_ex_data(ssl, program_verify_index)
+				    : NULL;
+	int error = X509_STORE_CTX_get_error(store);
+	int answer = program ? program(preverify_ok, store) : preverify_ok;
+	if (!preverify_ok) {
+		X509_STORE_CTX_set_error(store, error);
+		return 0;
+	}
+	return answer;
+}
+
+/* The verify callback of `ssl` becomes checks_stand, which calls the program's. */
+static void hold_verify_callback(SSL *ssl)
+{
+	SSL_verify_cb current = SSL_get_verify_callback(ssl);
+	if (current == checks_stand)
+		return; /* prepared again after SSL_clear: the program's is kept already */
+	SSL_set_ex_data(ssl, program_verify_index, (void *)current);
+	SSL_set_verify(ssl, SSL_get_verify_mode(ssl), checks_stand);
+}
+
+/* Once per client connection, before its first handshake step: the TLSA records on OpenSSL's
+ * DANE, or a refusal. A session the program offers for resumption is dropped: resuming would
+ * skip the server's certificate, so records that changed since (or a verdict a callback
+ * overrode) would not count. 1: go on; -1: refused (error queued). */
 static int prepare_client(SSL *ssl)
 {
 	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
 	if (marker == &REFUSED)
-		return -1;
+		return refuse_again(ssl);
 	if (marker)
 		return 1;
 	if (!dane)
 		return refuse(ssl, dane_error);
 	const char *host = server_name(ssl);
-	unsigned port = peer_port(ssl);
+	const char *no_port = NULL;
+	unsigned port = peer_port_why(ssl, &no_port);
 	char why[768];
 	if (!host)
 		return without_dane(ssl, "the connection has no server name (SNI or SSL_set1_host)");
 	if (!port) {
-		snprintf(why, sizeof why, "%s: the connection has no socket to read the port from",
-			 host);
+		snprintf(why, sizeof why, "%s: %s", host, no_port);
 		return without_dane(ssl, why);
 	}
 	/* A copy: enabling DANE may set the SNI name, which `host` may point into. */
@@ -323,25 +442,41 @@ static int prepare_client(SSL *ssl)
 		snprintf(why, sizeof why, "%s", iotsafe_dane_last_error());
 		return refuse(ssl, why);
 	}
+	if (SSL_get_session(ssl))
+		SSL_set_session(ssl, NULL);
+	hold_verify_callback(ssl);
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PREPARED);
 	return present_device(ssl);
 }
 
-/* After a finished handshake on a prepared SSL: OpenSSL's verdict, whatever the program's
- * verify callback answered (it may accept what DANE refused). 1 or -1 (error queued). */
+/* After a finished handshake: the checks of a prepared SSL, whatever the program did to get
+ * there (a cert-verify callback of its own that never verified, a verify result it set): the
+ * verification passed, a certificate was checked and, when DANE records were on the
+ * connection, one of them matched it. 1 or -1 (error queued). */
 static int check_client(SSL *ssl)
 {
-	if (SSL_get_ex_data(ssl, ssl_marker_index) != &PREPARED)
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if (marker == &VERIFIED || marker == &PROGRAMS_OWN)
 		return 1;
+	if (marker == &REFUSED)
+		return refuse_again(ssl);
+	if (marker != &PREPARED)
+		return refuse(ssl, "a handshake the shim did not prepare finished");
+	const char *host = server_name(ssl);
+	char why[512];
 	long result = SSL_get_verify_result(ssl);
 	if (result != X509_V_OK) {
-		char why[512];
 		snprintf(why, sizeof why, "%s:%u: %s (accepted by the program's verify callback)",
-			 server_name(ssl) ? server_name(ssl) : "?", peer_port(ssl),
-			 X509_verify_cert_error_string(result));
+			 host ? host : "?", peer_port(ssl), X509_verify_cert_error_string(result));
 		return refuse(ssl, why);
 	}
-	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&CHECKED);
+	if (!SSL_get0_peer_certificate(ssl) ||
+	    (dane_enabled(ssl) && SSL_get0_dane_authority(ssl, NULL, NULL) < 0)) {
+		snprintf(why, sizeof why, "%s:%u: no TLSA record was matched to the server's certificate",
+			 host ? host : "?", peer_port(ssl));
+		return refuse(ssl, why);
+	}
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&VERIFIED);
 	return 1;
 }
 
@@ -419,7 +554,8 @@ static int present_device(SSL *ssl)
 static void report_failure(SSL *ssl)
 {
 	long result = SSL_get_verify_result(ssl);
-	if (SSL_get_ex_data(ssl, ssl_marker_index) != &PREPARED || result == X509_V_OK)
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if ((marker != &PREPARED && marker != &VERIFIED) || result == X509_V_OK)
 		return;
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
 	iotsafe_dane_reason reason = iotsafe_dane_last_reason(ssl);
@@ -473,19 +609,39 @@ static int is_server_ctx(SSL_CTX *ctx, int mode)
 	       (mode & (SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE));
 }
 
-/* Client verification by DANE on a server context, once. */
+static int reject_every_certificate(int preverify_ok, X509_STORE_CTX *store)
+{
+	(void)preverify_ok;
+	X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+	return 0;
+}
+
+/* A broker context whose clients cannot be verified by DANE admits none: the server's own
+ * verify setting (dropped in broker mode) may be SSL_VERIFY_NONE. Called while `busy`, so
+ * SSL_CTX_set_verify is libssl's. */
+static void refuse_every_client(SSL_CTX *ctx)
+{
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			   reject_every_certificate);
+}
+
+/* Client verification by DANE on a server context, once; fails closed. */
 static void enable_broker_ctx(SSL_CTX *ctx)
 {
 	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index))
 		return;
 	SSL_CTX_set_ex_data(ctx, ctx_marker_index, (void *)&BROKER_CTX);
-	if (!dane) {
-		say("%s: clients of this server cannot be verified", dane_error);
+	if (!dane || broker_error[0]) {
+		say("%s: every client of this server is refused", dane ? broker_error : dane_error);
+		refuse_every_client(ctx);
 		return;
 	}
 	if (iotsafe_dane_ctx_enable_clientid_server(dane, ctx, 0,
-						    IOTSAFE_DANE_CLIENTID_FROM_CERT) != 1)
-		say("cannot verify clients by DANE: %s", iotsafe_dane_last_error());
+						    IOTSAFE_DANE_CLIENTID_FROM_CERT) != 1) {
+		say("cannot verify clients by DANE (%s): every client of this server is refused",
+		    iotsafe_dane_last_error());
+		refuse_every_client(ctx);
+	}
 }
 
 void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, SSL_verify_cb cb)
@@ -506,6 +662,27 @@ void SSL_CTX_set_verify(SSL_CTX *ctx, int mode, SSL_verify_cb cb)
 		real_SSL_CTX_set_verify(ctx, mode, cb);
 	}
 	busy--;
+}
+
+/* A certificate verification of the program's own would skip DANE's (which runs inside
+ * X509_verify_cert): in broker mode, ignored on every context that may serve. */
+void SSL_CTX_set_cert_verify_callback(SSL_CTX *ctx, int (*cb)(X509_STORE_CTX *, void *),
+				      void *arg)
+{
+	REAL(SSL_CTX_set_cert_verify_callback);
+	if (!busy && ctx) {
+		busy++;
+		ensure_setup();
+		busy--;
+	}
+	const SSL_METHOD *m = ctx ? SSL_CTX_get_ssl_method(ctx) : NULL;
+	if (!busy && ctx && settings.broker && m != TLS_client_method() &&
+	    m != DTLS_client_method()) {
+		say("broker mode: the server's own certificate verification "
+		    "(SSL_CTX_set_cert_verify_callback) is ignored");
+		return;
+	}
+	real_SSL_CTX_set_cert_verify_callback(ctx, cb, arg);
 }
 
 /* A server handshake step (`rc` its result) on a broker context that failed: the client's
@@ -539,22 +716,28 @@ int SSL_accept(SSL *ssl)
 	return rc;
 }
 
-/* SSL_read and SSL_write handshake by themselves when the program did not (a client after
- * SSL_set_connect_state, as `openssl s_client` does; a server such as mosquitto after one
- * SSL_accept). Before such a client handshake: prepared as by SSL_connect. 1 or -1. */
+/* SSL_read, SSL_peek and SSL_write handshake by themselves when the program did not (a client
+ * after SSL_set_connect_state, as `openssl s_client` does; a server such as mosquitto after one
+ * SSL_accept). Such a client handshake is run here first, prepared and checked as by
+ * SSL_connect, so that nothing the program writes leaves before the server passed; a finished
+ * one is checked again. 1: go on with the I/O; else what the I/O call returns (error queued). */
 static int before_io(SSL *ssl)
 {
-	if (busy || !ssl || SSL_is_server(ssl) || SSL_is_init_finished(ssl))
+	REAL(SSL_do_handshake);
+	if (busy || !ssl || SSL_is_server(ssl))
 		return 1;
+	if (!SSL_is_init_finished(ssl))
+		return client_handshake(ssl, real_SSL_do_handshake);
 	busy++;
 	ensure_setup();
-	int rc = prepare_client(ssl);
+	int rc = check_client(ssl);
 	busy--;
 	return rc;
 }
 
-/* After it: the checks of a finished client handshake, or why one failed. `rc` stays, unless
- * the client's server is refused now (-1). */
+/* After it: the checks of a client handshake finished inside the I/O (a renegotiation), or why
+ * one failed; a server's refused client is logged. `rc` stays, unless the client's server is
+ * refused now (-1). */
 static int after_io(SSL *ssl, int rc)
 {
 	if (busy || !ssl)
@@ -562,7 +745,6 @@ static int after_io(SSL *ssl, int rc)
 	busy++;
 	if (SSL_is_server(ssl))
 		report_client_refusal(ssl, rc);
-	/* Finished, maybe inside a read that then found no application data yet (rc <= 0). */
 	else if (SSL_is_init_finished(ssl) && check_client(ssl) != 1)
 		rc = -1;
 	else if (rc <= 0 && SSL_get_error(ssl, rc) == SSL_ERROR_SSL)
@@ -574,17 +756,22 @@ static int after_io(SSL *ssl, int rc)
 int SSL_read(SSL *ssl, void *buf, int num)
 {
 	REAL(SSL_read);
-	if (before_io(ssl) != 1)
-		return -1;
-	return after_io(ssl, real_SSL_read(ssl, buf, num));
+	int rc = before_io(ssl);
+	return rc != 1 ? rc : after_io(ssl, real_SSL_read(ssl, buf, num));
+}
+
+int SSL_peek(SSL *ssl, void *buf, int num)
+{
+	REAL(SSL_peek);
+	int rc = before_io(ssl);
+	return rc != 1 ? rc : after_io(ssl, real_SSL_peek(ssl, buf, num));
 }
 
 int SSL_write(SSL *ssl, const void *buf, int num)
 {
 	REAL(SSL_write);
-	if (before_io(ssl) != 1)
-		return -1;
-	return after_io(ssl, real_SSL_write(ssl, buf, num));
+	int rc = before_io(ssl);
+	return rc != 1 ? rc : after_io(ssl, real_SSL_write(ssl, buf, num));
 }
 
 int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
@@ -595,12 +782,144 @@ int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
 	return after_io(ssl, real_SSL_read_ex(ssl, buf, num, readbytes)) > 0;
 }
 
+int SSL_peek_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	REAL(SSL_peek_ex);
+	if (before_io(ssl) != 1)
+		return 0;
+	return after_io(ssl, real_SSL_peek_ex(ssl, buf, num, readbytes)) > 0;
+}
+
 int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)
 {
 	REAL(SSL_write_ex);
 	if (before_io(ssl) != 1)
 		return 0;
 	return after_io(ssl, real_SSL_write_ex(ssl, buf, num, written)) > 0;
+}
+
+/* ---- handshakes no interposed function sees ------------------------------------------------ */
+
+/* A handshake can start where no interposed function runs: libssl's own calls (a BIO_f_ssl
+ * BIO reads and writes through them), or functions reached by pointer. libssl announces every
+ * handshake to the SSL's info callback, which the shim holds from SSL_new on (the program's
+ * own is called from it): a client handshake starting unprepared is prepared there, and one
+ * that cannot be fails in the server's certificate check, before any application data. */
+static void guard_handshake_start(SSL *ssl)
+{
+	busy++;
+	ensure_setup();
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if (marker == &VERIFIED) /* a renegotiation: its certificate is checked anew */
+		SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PREPARED);
+	if (prepare_client(ssl) != 1) {
+		SSL_set_session(ssl, NULL);
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, reject_every_certificate);
+	}
+	busy--;
+}
+
+/* Broker mode, a server handshake starting: its context must be one the shim configured, and
+ * the SSL must still verify as that context does (the server may have changed it with
+ * SSL_set_verify). Else the client is refused: a context the shim did not recognise (a
+ * TLS_method() context with optional client certificates) is configured now, for its next
+ * clients. */
+static void guard_server_handshake(SSL *ssl)
+{
+	busy++;
+	ensure_setup();
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	const char *why = NULL;
+	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index) != &BROKER_CTX) {
+		enable_broker_ctx(ctx);
+		why = "its server context had not been set up for DANE (its next clients will be "
+		      "verified)";
+	} else if (SSL_get_verify_callback(ssl) != SSL_CTX_get_verify_callback(ctx) ||
+		   SSL_get_verify_mode(ssl) != SSL_CTX_get_verify_mode(ctx)) {
+		why = "the server changed this connection's verification (SSL_set_verify)";
+	}
+	if (why && SSL_get_ex_data(ssl, ssl_marker_index) != &REFUSED) {
+		SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+		say("TLS client refused: %s", why);
+	}
+	if (why)
+		SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+			       reject_every_certificate);
+	busy--;
+}
+
+static void info_callback(const SSL *const_ssl, int where, int ret)
+{
+	/* libssl hands the SSL it is working on; the shim configures that SSL. */
+	SSL *ssl = (SSL *)const_ssl;
+	if (SSL_is_server(ssl) && settings.broker && (where & SSL_CB_HANDSHAKE_START))
+		guard_server_handshake(ssl);
+	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_START))
+		guard_handshake_start(ssl);
+	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_DONE)) {
+		busy++;
+		check_client(ssl);
+		busy--;
+	} else if (!SSL_is_server(ssl) && (where & SSL_CB_WRITE_ALERT) == SSL_CB_WRITE_ALERT &&
+		   (ret >> 8) == SSL3_AL_FATAL) {
+		/* The handshake fails here: said now, for the paths with no interposed function
+		 * to say it after. */
+		busy++;
+		report_failure(ssl);
+		busy--;
+	}
+	void (*program)(const SSL *, int, int) =
+		(void (*)(const SSL *, int, int))SSL_get_ex_data(ssl, program_info_index);
+	if (!program)
+		program = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
+	if (program)
+		program(ssl, where, ret);
+}
+
+/* The program's info callback is kept for info_callback to call. */
+void SSL_set_info_callback(SSL *ssl, void (*cb)(const SSL *, int, int))
+{
+	REAL(SSL_set_info_callback);
+	REAL(SSL_get_info_callback);
+	if (busy || !ssl || real_SSL_get_info_callback(ssl) != info_callback) {
+		real_SSL_set_info_callback(ssl, cb);
+		return;
+	}
+	SSL_set_ex_data(ssl, program_info_index, (void *)cb);
+}
+
+void (*SSL_get_info_callback(const SSL *ssl))(const SSL *, int, int)
+{
+	REAL(SSL_get_info_callback);
+	void (*cb)(const SSL *, int, int) = real_SSL_get_info_callback(ssl);
+	if (busy || !ssl || cb != info_callback)
+		return cb;
+	return (void (*)(const SSL *, int, int))SSL_get_ex_data(ssl, program_info_index);
+}
+
+/* SSL_clear readies an SSL for another connection, maybe to another server: prepared again
+ * at its next handshake. OpenSSL's DANE cannot be enabled twice on one SSL: if the records of
+ * the last server are still on it, the SSL is refused (the program must make a new one). */
+int SSL_clear(SSL *ssl)
+{
+	REAL(SSL_clear);
+	int rc = real_SSL_clear(ssl);
+	if (busy || !ssl || rc != 1)
+		return rc;
+	busy++;
+	ensure_setup();
+	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
+	if (marker && marker != &REFUSED) {
+		if (dane_enabled(ssl)) {
+			SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+			say("an SSL cleared for reuse keeps its last server's TLSA records: its next "
+			    "connection is refused");
+		} else {
+			SSL_set_ex_data(ssl, ssl_marker_index, NULL);
+		}
+	}
+	busy--;
+	return rc;
 }
 
 SSL *SSL_new(SSL_CTX *ctx)
@@ -618,6 +937,8 @@ SSL *SSL_new(SSL_CTX *ctx)
 	else if (settings.device_identity && SSL_CTX_get_ssl_method(ctx) == TLS_client_method())
 		enable_device_ctx(ctx);
 	SSL *ssl = real_SSL_new(ctx);
+	if (ssl)
+		SSL_set_info_callback(ssl, info_callback);
 	busy--;
 	return ssl;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "iotsafe_dane.h"
@@ -43,15 +44,19 @@ static const char usage[] =
 	"                                  program configured none, and answer dane_clientid\n"
 	"                                  requests with NAME (the device's TLSA owner name)\n"
 	"  --broker                        server side: verify client certificates by the TLSA\n"
-	"                                  records of the client's name\n"
+	"                                  records of the client's name (needs\n"
+	"                                  --allowed-domains: else every client is refused)\n"
+	"  --allowed-domains LIST          broker: the domains device names must be in\n"
+	"                                  (comma-separated)\n"
 	"  --allow-no-dane                 start a program the shim cannot reach (static) anyway\n"
 	"  --quiet                         no log lines on stderr\n"
 	"  -h, --help                      this text\n"
 	"\n"
 	"Each option has a variable (IOTSAFE_DANE_POLICY, _RESOLVER, _TRUST_ANCHOR, _TRUST_AD=1,\n"
-	"_TIMEOUT_MS, _DEVICE_IDENTITY, _BROKER=1, _QUIET=1) and a key in the provider's\n"
-	"openssl.cnf section (dane-policy, dane-resolver, dane-trust-anchor, dane-trust-ad,\n"
-	"dane-timeout-ms, dane-device-identity, dane-broker); an option overrides the\n"
+	"_TIMEOUT_MS, _DEVICE_IDENTITY, _BROKER=1, _ALLOWED_DOMAINS, _QUIET=1) and a key in\n"
+	"the provider's openssl.cnf section (dane-policy, dane-resolver, dane-trust-anchor,\n"
+	"dane-trust-ad, dane-timeout-ms, dane-device-identity, dane-broker,\n"
+	"dane-allowed-domains); an option overrides the\n"
 	"variable, the variable the file. OPENSSL_CONF, when unset, is set to the installed\n"
 	"openssl.cnf that loads the iotsafe provider.\n";
 
@@ -149,6 +154,19 @@ static int statically_linked(const char *path)
 	return is_static;
 }
 
+/* 1 when the dynamic linker runs `path` in secure-execution mode, where it ignores
+ * LD_PRELOAD: set-user-ID or set-group-ID to someone else than the caller, or with file
+ * capabilities. */
+static int preload_ignored(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return 0;
+	return ((st.st_mode & S_ISUID) && st.st_uid != geteuid()) ||
+	       ((st.st_mode & S_ISGID) && st.st_gid != getegid()) ||
+	       getxattr(path, "security.capability", NULL, 0) > 0;
+}
+
 static void set(const char *name, const char *value)
 {
 	if (setenv(name, value, 1) != 0)
@@ -157,6 +175,12 @@ static void set(const char *name, const char *value)
 
 static void preload(const char *shim)
 {
+	/* LD_PRELOAD splits its list on spaces and colons: such a path would load nothing. */
+	if (strpbrk(shim, " :\t"))
+		die(126,
+		    "the shim's path \"%s\" has a space or colon, on which LD_PRELOAD splits: the "
+		    "program would run without DANE; not started (install it elsewhere)",
+		    shim);
 	const char *old = getenv("LD_PRELOAD");
 	if (!old || !*old) {
 		set("LD_PRELOAD", shim);
@@ -234,6 +258,10 @@ int main(int argc, char **argv)
 			set("IOTSAFE_DANE_TIMEOUT_MS", v);
 		} else if ((v = option(argc, argv, &i, "--device-identity"))) {
 			set("IOTSAFE_DANE_DEVICE_IDENTITY", v);
+		} else if ((v = option(argc, argv, &i, "--allowed-domains"))) {
+			if (!v[strspn(v, ", ")])
+				die(2, "--allowed-domains %s: expected one or more domains", v);
+			set("IOTSAFE_DANE_ALLOWED_DOMAINS", v);
 		} else if (!strcmp(argv[i], "--broker")) {
 			set("IOTSAFE_DANE_BROKER", "1");
 		} else if (!strcmp(argv[i], "--quiet")) {
@@ -256,6 +284,13 @@ int main(int argc, char **argv)
 		die(126,
 		    "%s is statically linked: the preloaded shim cannot reach its TLS, so it "
 		    "would run without DANE; not started (--allow-no-dane starts it anyway)",
+		    program);
+
+	if (preload_ignored(program) && !allow_no_dane)
+		die(126,
+		    "%s is set-user-ID, set-group-ID or has file capabilities: the dynamic linker "
+		    "ignores LD_PRELOAD for it, so it would run without DANE; not started "
+		    "(--allow-no-dane starts it anyway)",
 		    program);
 
 	char dir[PATH_MAX], shim[PATH_MAX + 64];

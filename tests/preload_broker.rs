@@ -9,6 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use common::card::CardRig;
 use common::{dns, mqtt, ok, pki};
@@ -78,12 +79,18 @@ impl Rig {
         format!("sensor7._device 300 IN TLSA {}", pki::dane_ee_record(&cert))
     }
 
-    /// mosquitto through `iotsafe-run --broker`, requiring client certificates, with the
-    /// identity plugin.
+    /// mosquitto through `iotsafe-run --broker --allowed-domains iotregistry.test`, requiring
+    /// client certificates, with the identity plugin.
     fn broker(&self, dns: &dns::TestDns, port: u16) -> mqtt::Broker {
+        self.broker_with(dns, port, &["--allowed-domains", "iotregistry.test"])
+    }
+
+    /// The same with the launcher's `options` instead of the allowed domains.
+    fn broker_with(&self, dns: &dns::TestDns, port: u16, options: &[&str]) -> mqtt::Broker {
         let mut launcher = Command::new(&self.launcher);
         launcher
             .args(["--broker", "--resolver", &dns.addr().to_string()])
+            .args(options)
             .arg("--trust-anchor")
             .arg(dns.trust_anchor_file())
             .arg("mosquitto")
@@ -122,6 +129,20 @@ impl Rig {
             .output()
             .expect("mosquitto_pub")
     }
+}
+
+/// Whether the broker's log comes to contain `line` within a few seconds: the broker logs a
+/// refusal after its handshake step returns, by when the client may have seen the refusal and
+/// ended.
+fn logs(broker: &mqtt::Broker, line: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker.log().contains(line) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 /// tests/c/identity_plugin.c, built against the checked-in header and the built library.
@@ -204,17 +225,16 @@ fn mosquitto_through_the_launcher_refuses_the_device_once_its_record_is_removed(
     let broker = rig.broker(&dns, port);
     let out = rig.publish(port);
     assert!(!out.status.success(), "no record, no admission");
+    let logged = logs(
+        &broker,
+        &format!("iotsafe-run: TLS client refused (NO_RECORDS): device identity {DEVICE}"),
+    );
     let log = broker.log();
     assert!(
         !log.contains("identity plugin"),
         "refused in the handshake, before any plugin: {log}"
     );
-    assert!(
-        log.contains(&format!(
-            "iotsafe-run: TLS client refused (NO_RECORDS): device identity {DEVICE}"
-        )),
-        "the reason is logged: {log}"
-    );
+    assert!(logged, "the reason is logged: {log}");
 }
 
 /// Both ends through the launcher: the device's mosquitto_pub is given no certificate or key
@@ -284,11 +304,41 @@ fn mosquitto_through_the_launcher_refuses_a_device_whose_record_names_another_ke
     let broker = rig.broker(&dns, port);
     let out = rig.publish(port);
     assert!(!out.status.success(), "{}", broker.log());
-    let log = broker.log();
-    assert!(
-        log.contains(&format!(
-            "iotsafe-run: TLS client refused (NO_MATCH): device identity {DEVICE}"
-        )) && !log.contains("identity plugin"),
-        "{log}"
+    let logged = logs(
+        &broker,
+        &format!("iotsafe-run: TLS client refused (NO_MATCH): device identity {DEVICE}"),
     );
+    let log = broker.log();
+    assert!(logged && !log.contains("identity plugin"), "{log}");
+}
+
+/// `--broker` admits device names only in the domains it was given. Without any, every client
+/// is refused: any signed domain could otherwise vouch for a certificate naming any device (an
+/// attacker's own domain, with a record for the attacker's key). A device outside them is
+/// refused before any DNS query.
+#[test]
+fn the_broker_admits_device_names_only_in_its_allowed_domains() {
+    let rig = Rig::new();
+    let record = rig.device_record();
+    let dns = dns::TestDns::start(&[("iotregistry.test.", record.as_str())]);
+    let port = common::free_port();
+    let broker = rig.broker_with(&dns, port, &[]);
+    let out = rig.publish(port);
+    assert!(!out.status.success(), "no allowed domains, no admission");
+    let logged = logs(
+        &broker,
+        "broker mode needs the domains device names must be in",
+    );
+    let log = broker.log();
+    assert!(logged && !log.contains("identity plugin"), "{log}");
+    drop(broker);
+
+    let broker = rig.broker_with(&dns, port, &["--allowed-domains", "elsewhere.test"]);
+    let out = rig.publish(port);
+    assert!(!out.status.success(), "outside the allowed domains");
+    let logged = logs(
+        &broker,
+        &format!("iotsafe-run: TLS client refused (NOT_ALLOWED): device identity {DEVICE}"),
+    );
+    assert!(logged, "{}", broker.log());
 }

@@ -23,8 +23,42 @@ impl TlsServer {
     }
 
     fn start_with(cert: &Path, key: &Path, chain: Option<&Path>, extra: &[&str]) -> TlsServer {
+        TlsServer::spawn(Command::new("openssl"), cert, key, chain, extra, None)
+    }
+
+    /// Serves `cert`/`key` with `extra` options, writing what clients send to `received`
+    /// (unbuffered, in the order the connections came; its input stays open, since s_server
+    /// ends each connection at the end of its input).
+    pub fn start_recording(cert: &Path, key: &Path, extra: &[&str], received: &Path) -> TlsServer {
+        let mut stdbuf = Command::new("stdbuf");
+        stdbuf.args(["-o0", "openssl"]);
+        let out = std::fs::File::create(received).expect("the server's output file");
+        TlsServer::spawn(stdbuf, cert, key, None, extra, Some(out))
+    }
+
+    /// `openssl s_server` with `extra` options, run by `launcher` (a command the server's
+    /// command line is appended to, such as `iotsafe-run --broker`).
+    pub fn start_through(
+        mut launcher: Command,
+        cert: &Path,
+        key: &Path,
+        extra: &[&str],
+    ) -> TlsServer {
+        launcher.arg("openssl");
+        TlsServer::spawn(launcher, cert, key, None, extra, None)
+    }
+
+    /// `cmd` (which runs openssl) with `s_server` and its options appended; what clients send
+    /// goes to `received`, if given.
+    fn spawn(
+        mut cmd: Command,
+        cert: &Path,
+        key: &Path,
+        chain: Option<&Path>,
+        extra: &[&str],
+        received: Option<std::fs::File>,
+    ) -> TlsServer {
         let port = super::free_port();
-        let mut cmd = Command::new("openssl");
         cmd.arg("s_server")
             .args(extra)
             .args(["-accept", &format!("127.0.0.1:{port}")])
@@ -33,9 +67,11 @@ impl TlsServer {
             .arg("-key")
             .arg(key)
             .arg("-quiet")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::null());
+        match received {
+            Some(file) => cmd.stdin(Stdio::piped()).stdout(file),
+            None => cmd.stdin(Stdio::null()).stdout(Stdio::null()),
+        };
         if let Some(chain) = chain {
             cmd.arg("-cert_chain").arg(chain);
         }

@@ -1,0 +1,73 @@
+/*
+ * A plain OpenSSL 3 TLS server with no DANE code, for the preload shim's broker mode (run
+ * through `iotsafe-run --broker` by tests/preload_client.rs). It serves 127.0.0.1:PORT, one
+ * connection after the other, answering each client it admitted with an HTTP page that says
+ * "admitted".
+ *
+ * Usage: shim_server PORT CERT KEY MODE
+ *   MODE  "tls-method-optional": a TLS_method() context asking for optional client
+ *         certificates (SSL_VERIFY_PEER only); "per-ssl-none": a server context requiring
+ *         them, switched off on each SSL by SSL_set_verify(SSL_VERIFY_NONE)
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+static int listen_on(unsigned short port)
+{
+	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 8) != 0) {
+		perror("listen");
+		exit(2);
+	}
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 5) {
+		fprintf(stderr, "usage: shim_server PORT CERT KEY MODE\n");
+		return 2;
+	}
+	const char *mode = argv[4];
+	int per_ssl = !strcmp(mode, "per-ssl-none");
+	SSL_CTX *ctx = SSL_CTX_new(per_ssl ? TLS_server_method() : TLS_method());
+	if (SSL_CTX_use_certificate_file(ctx, argv[2], SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) != 1) {
+		ERR_print_errors_fp(stderr);
+		return 2;
+	}
+	SSL_CTX_set_verify(ctx, per_ssl ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+					: SSL_VERIFY_PEER,
+			   NULL);
+	int listener = listen_on((unsigned short)atoi(argv[1]));
+	for (;;) {
+		int fd = accept(listener, NULL, NULL);
+		if (fd < 0)
+			continue;
+		SSL *ssl = SSL_new(ctx);
+		if (per_ssl)
+			SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+		SSL_set_fd(ssl, fd);
+		if (SSL_accept(ssl) == 1) {
+			char request[1024];
+			SSL_read(ssl, request, sizeof request);
+			const char page[] = "HTTP/1.0 200 OK\r\n\r\nadmitted\n";
+			SSL_write(ssl, page, sizeof page - 1);
+			SSL_shutdown(ssl);
+		}
+		ERR_clear_error();
+		SSL_free(ssl);
+		close(fd);
+	}
+}
