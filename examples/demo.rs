@@ -225,7 +225,7 @@ fn publish_and_receive(
                 "-p",
                 &broker.port.to_string(),
                 "-i",
-                "dashboard",
+                DASHBOARD,
             ])
             .arg("--cafile")
             .arg(server_ca)
@@ -238,7 +238,12 @@ fn publish_and_receive(
     broker.wait_for_line(20, &["dashboard", "sensors/#"]);
     let before = device.rig.trace().len();
     let message = "temperature=21.5";
-    let out = device.publish(broker, server_ca, "sensor7-pub", message);
+    let out = device.publish(
+        broker,
+        server_ca,
+        "sensor7._device.iotregistry.test/pub",
+        message,
+    );
     claim(
         out.status.success(),
         &format!("the device publishes: {}", stderr(&out)),
@@ -253,8 +258,20 @@ fn publish_and_receive(
             stdout(&received)
         ),
     );
-    broker.wait_for_line(5, &["admitted client sensor7-pub ", DEVICE]);
-    let username = broker.wait_for_line(5, &["as sensor7-pub ", &format!("u'{DEVICE}'")]);
+    broker.wait_for_line(
+        5,
+        &[
+            "admitted client sensor7._device.iotregistry.test/pub ",
+            DEVICE,
+        ],
+    );
+    let username = broker.wait_for_line(
+        5,
+        &[
+            "as sensor7._device.iotregistry.test/pub ",
+            &format!("u'{DEVICE}'"),
+        ],
+    );
     step(
         6,
         format!(
@@ -317,11 +334,25 @@ fn revoke(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
     let before = device.rig.trace().len();
     let live = Running::spawn(
         device
-            .client("mosquitto_sub", broker, server_ca, "sensor7-live")
+            .client(
+                "mosquitto_sub",
+                broker,
+                server_ca,
+                "sensor7._device.iotregistry.test/live",
+            )
             .args(["-t", "commands/sensor7"]),
     );
-    broker.wait_for_line(20, &["admitted client sensor7-live ", DEVICE]);
-    broker.wait_for_line(20, &["sensor7-live", "commands/sensor7"]);
+    broker.wait_for_line(
+        20,
+        &[
+            "admitted client sensor7._device.iotregistry.test/live ",
+            DEVICE,
+        ],
+    );
+    broker.wait_for_line(
+        20,
+        &["sensor7._device.iotregistry.test/live", "commands/sensor7"],
+    );
     let apdus = device.rig.signing_apdus_since(before);
     claim(
         apdus > 0,
@@ -332,9 +363,18 @@ fn revoke(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
     zone.set_device_record(false);
     let kicked = broker.wait_for_line(
         u64::from(TTL_S) + REVALIDATE_S + 5,
-        &["kicked client sensor7-live ", "NO_RECORDS"],
+        &[
+            "kicked client sensor7._device.iotregistry.test/live ",
+            "NO_RECORDS",
+        ],
     );
-    broker.wait_for_line(5, &["Client sensor7-live ", "disconnected"]);
+    broker.wait_for_line(
+        5,
+        &[
+            "Client sensor7._device.iotregistry.test/live ",
+            "disconnected",
+        ],
+    );
     drop(live);
     step(
         7,
@@ -347,9 +387,14 @@ fn revoke(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
     );
 
     let refused = expect_refusal(
-        &device.publish(broker, server_ca, "sensor7-retry", "retry"),
+        &device.publish(
+            broker,
+            server_ca,
+            "sensor7._device.iotregistry.test/retry",
+            "retry",
+        ),
         broker,
-        "sensor7-retry",
+        "sensor7._device.iotregistry.test/retry",
         "NO_RECORDS",
     );
     step(
@@ -368,7 +413,9 @@ fn restore(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) 
     let refused_meanwhile = reconnect_until_admitted(device, broker, server_ca);
     let admitted = broker.wait_for_line(
         5,
-        &[&format!("admitted client sensor7-back{refused_meanwhile} ")],
+        &[&format!(
+            "admitted client sensor7._device.iotregistry.test/back{refused_meanwhile} "
+        )],
     );
     step(
         9,
@@ -387,7 +434,7 @@ fn restore(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) 
 fn reconnect_until_admitted(device: &CardDevice, broker: &Broker, server_ca: &Path) -> usize {
     let deadline = Instant::now() + std::time::Duration::from_secs(20);
     for attempt in 0.. {
-        let id = format!("sensor7-back{attempt}");
+        let id = format!("sensor7._device.iotregistry.test/back{attempt}");
         let out = device.publish(broker, server_ca, &id, "back");
         if out.status.success() {
             broker.wait_for_line(5, &[&format!("admitted client {id} "), DEVICE]);

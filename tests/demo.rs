@@ -50,21 +50,31 @@ fn end_to_end_demo_runs_to_its_end_with_every_claim_shown() {
         &[
             "(2 signing APDUs)",
             "mosquitto_sub received it",
-            &format!("as sensor7-pub (p2, c1, k60, u'{device}')"),
+            &format!("as sensor7._device.iotregistry.test/pub (p2, c1, k60, u'{device}')"),
         ],
     );
-    has(7, &["kicked client sensor7-live", "NO_RECORDS"]);
+    has(
+        7,
+        &[
+            "kicked client sensor7._device.iotregistry.test/live",
+            "NO_RECORDS",
+        ],
+    );
     has(
         8,
         &[
             "refused for NO_RECORDS",
-            "refused client sensor7-retry",
+            "refused client sensor7._device.iotregistry.test/retry",
             device,
         ],
     );
     has(
         9,
-        &["connects again", "admitted client sensor7-back", device],
+        &[
+            "connects again",
+            "admitted client sensor7._device.iotregistry.test/back",
+            device,
+        ],
     );
     assert!(stdout.trim_end().ends_with("demo: OK"), "{stdout}");
 }
