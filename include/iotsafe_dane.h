@@ -172,6 +172,11 @@ uint64_t iotsafe_dane_queries_sent(const iotsafe_dane *d);
 // connection must not be made (bogus DNS, or no DANE under the require policy, or a `host`
 // that is not a plain host name: letters, digits and `-` labels, no escapes).
 //
+// Resumption: offer a session (`SSL_set_session`) before this call. It is kept only when a
+// DANE-EE record designates the certificate its server had, else dropped for a full
+// handshake. A session offered after this call is resumed without that check, and
+// [`iotsafe_dane_last_reason`] reports `NOT_CHECKED` for the connection.
+//
 // # Safety
 // `d` from [`iotsafe_dane_new`]; `ssl` a live client `SSL`; `host` NUL-terminated.
 int iotsafe_dane_ssl_enable(const iotsafe_dane *d,

@@ -391,6 +391,45 @@ fn a_client_does_not_resume_a_session_its_servers_records_no_longer_vouch_for() 
     peer.finish();
 }
 
+/// The same with iotsafe_dane_ssl_enable on one SSL, the session offered before it: resumed
+/// while the record designates the server's key, dropped (a full handshake, refused) once it
+/// names another key.
+#[test]
+fn a_per_ssl_client_resumes_only_while_the_record_vouches_for_the_session() {
+    let rig = Rig::new(300);
+    let dev = rig.cert("dev");
+    let mut peer = rig.start(
+        "refuse",
+        &[
+            step("perssl", &dev),
+            step("perssl-resume", &dev),
+            "wait".into(),
+            "flush".into(),
+            step("perssl-resume", &dev),
+        ],
+    );
+    assert!(peer.line().accepted());
+    let resumed = peer.line();
+    assert_eq!(resumed.get("reused"), "1", "resumption works: {resumed:?}");
+    assert_eq!(resumed.get("client_reason"), "OK", "{resumed:?}");
+
+    assert_eq!(peer.line().0, "waiting");
+    let stranger = pki::leaf(rig.dir.path(), "stranger3", "x", &[], None);
+    let moved = format!(
+        "_8883._tcp.broker 300 IN TLSA {}",
+        pki::dane_ee_record(&stranger.cert)
+    );
+    rig.dns
+        .set_records("example.test.", &["broker 300 IN A 127.0.0.1", &moved]);
+    peer.proceed();
+    assert!(peer.line().0.starts_with("flush"));
+    let after = peer.line();
+    assert_eq!(after.get("reused"), "0", "{after:?}");
+    assert_eq!(after.get("client"), "failed", "{after:?}");
+    assert_eq!(after.get("client_reason"), "NO_MATCH", "{after:?}");
+    peer.finish();
+}
+
 #[test]
 fn every_other_entry_point_from_c() {
     let rig = Rig::new(300);

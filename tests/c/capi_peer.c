@@ -10,6 +10,8 @@
  *                  extension, and authenticates the server by TLSA (ctx-level, port 8883)
  *   anon=BASE      the same without the extension
  *   perssl=BASE    the same with iotsafe_dane_ssl_enable on the client's SSL instead
+ *   perssl-resume=BASE  as perssl=, offering the session saved by the last successful
+ *                  handshake, set before iotsafe_dane_ssl_enable
  *   resume=BASE    as full=, offering the session saved by the last successful handshake
  *   anon12=BASE    as anon=, the client limited to TLS 1.2
  *   resume12=BASE  as anon12=, offering the session saved by the last successful handshake
@@ -141,12 +143,15 @@ static void *run_client(void *arg)
 		describe(job->error, sizeof job->error);
 		goto out;
 	}
+	/* The per-SSL configuration checks a session offered before it. */
+	if (job->kind == PERSSL && job->resume && saved)
+		SSL_set_session(ssl, saved);
 	if (job->kind == PERSSL &&
 	    iotsafe_dane_ssl_enable(dane, ssl, host, PORT, IOTSAFE_DANE_REQUIRE) != 1) {
 		describe(job->error, sizeof job->error);
 		goto out;
 	}
-	if (job->resume && saved)
+	if (job->resume && saved && job->kind != PERSSL)
 		SSL_set_session(ssl, saved);
 	char byte;
 	/* TLS 1.3: the server's verdict on our certificate (and its tickets) come after
@@ -603,6 +608,8 @@ int main(int argc, char **argv)
 			handshake(step, ANON, value, 0, 0);
 		else if (strcmp(step, "perssl") == 0 && value)
 			handshake(step, PERSSL, value, 0, 0);
+		else if (strcmp(step, "perssl-resume") == 0 && value)
+			handshake(step, PERSSL, value, 1, 0);
 		else if (strcmp(step, "resume") == 0 && value)
 			handshake(step, NAMED, value, 1, 0);
 		else if (strcmp(step, "anon12") == 0 && value)

@@ -130,10 +130,42 @@ impl ServerTlsa {
     /// failed check aborts the handshake.
     ///
     /// The verdict stays on `ssl` for [`outcome`].
+    ///
+    /// A session already offered for resumption (`SSL_set_session` before this call) is kept
+    /// only when a DANE-EE record designates its server's certificate, else dropped; a session
+    /// offered after this call is resumed unchecked, and [`outcome`] reports `NotChecked`.
     pub fn configure(&self, ssl: &mut SslRef) -> Result<(), Refusal> {
         let result = self.prepare(ssl);
         remember(ssl, result.as_ref().err());
+        if result.is_ok() {
+            self.check_offered_session(ssl);
+        }
         result
+    }
+
+    /// Keeps the session `ssl` offers for resumption (marking it vouched for) only when a
+    /// DANE-EE record designates the certificate its server had; drops it otherwise.
+    fn check_offered_session(&self, ssl: &mut SslRef) {
+        let Some(server) = ossl::offered_session_peer(ssl) else {
+            return;
+        };
+        if self.designates(&server) {
+            if let Some(index) = verdict_index() {
+                ssl.set_ex_data(index, Verdict::ResumptionVouched);
+            }
+        } else {
+            ossl::forget_offered_session(ssl);
+        }
+    }
+
+    /// Whether the decision is DANE and a DANE-EE record designates `server` (the only usage a
+    /// certificate alone, without the chain it came with, can be checked against).
+    fn designates(&self, server: &X509) -> bool {
+        matches!(self.decision, Decision::Dane)
+            && self
+                .records
+                .iter()
+                .any(|r| r.usage == Usage::DaneEe as u8 && r.matches(server))
     }
 
     fn prepare(&self, ssl: &mut SslRef) -> Result<(), Refusal> {
@@ -251,8 +283,9 @@ fn remember(ssl: &mut SslRef, refusal: Option<&Refusal>) {
 /// stored on the `SSL` comes first: a refusal stays a refusal and an `SSL` nothing configured
 /// stays [`Refusal::NotChecked`] even when the connection went on to resume a session. A
 /// prepared `SSL` is not checked before the server's certificate arrived (OpenSSL's verify
-/// result reads OK before any verification ran); a resumed session counts with the
-/// verification of the handshake it came from.
+/// result reads OK before any verification ran); a resumed session counts only when its
+/// server's certificate was found designated by the records when the handshake started (a
+/// session offered after a per-`SSL` configuration was not, and is `NotChecked`).
 pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
     match verdict_index().and_then(|index| ssl.ex_data(index)) {
         Some(Verdict::Refused(why)) => Err(why.clone()),
@@ -261,6 +294,8 @@ pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
         // found to designate its server's certificate (ResumptionCheck).
         Some(Verdict::ResumptionVouched) if ssl.session_reused() => verification(ssl),
         Some(Verdict::ResumptionVouched) | None => Err(Refusal::NotChecked),
+        // A session offered after the SSL was configured, resumed without our check.
+        Some(Verdict::Prepared) if ssl.session_reused() => Err(Refusal::NotChecked),
         // A failed verification is known before the handshake finishes (it aborted it).
         Some(Verdict::Prepared) => verification(ssl).and_then(|()| match ssl.peer_certificate() {
             Some(_) => Ok(()),
@@ -425,31 +460,18 @@ struct ResumptionCheck {
     policy: Policy,
 }
 
-impl ResumptionCheck {
-    fn still_designated(&self, ssl: &SslRef, server: &X509) -> bool {
-        let Some(host) = ssl.servername(openssl::ssl::NameType::HOST_NAME) else {
-            return false;
-        };
-        let tlsa = ServerTlsa::lookup(&self.resolver, host, self.port, self.policy);
-        matches!(tlsa.decision, Decision::Dane)
-            && tlsa
-                .records
-                .iter()
-                .any(|r| r.usage == Usage::DaneEe as u8 && r.matches(server))
-    }
-}
-
 impl ossl::HandshakeHooks for ResumptionCheck {
     fn started(&self, ssl: &mut SslRef) {
-        let Some(server) = ossl::offered_session_peer(ssl) else {
+        if ossl::offered_session_peer(ssl).is_none() {
             return;
-        };
-        if self.still_designated(ssl, &server) {
-            if let Some(index) = verdict_index() {
-                ssl.set_ex_data(index, Verdict::ResumptionVouched);
-            }
-        } else {
-            ossl::forget_offered_session(ssl);
+        }
+        match ssl
+            .servername(openssl::ssl::NameType::HOST_NAME)
+            .map(str::to_string)
+        {
+            Some(host) => ServerTlsa::lookup(&self.resolver, &host, self.port, self.policy)
+                .check_offered_session(ssl),
+            None => ossl::forget_offered_session(ssl),
         }
     }
 
@@ -700,8 +722,8 @@ mod tests {
         assert!(prepared.ssl().session_reused());
         assert_eq!(
             outcome(prepared.ssl()),
-            Ok(()),
-            "the session's verification counts"
+            Err(Refusal::NotChecked),
+            "a session offered after the SSL was configured was resumed without our check"
         );
 
         let why = Refusal::Bogus(tlsa_lookup(Proof::Bogus));
