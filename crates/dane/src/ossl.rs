@@ -824,9 +824,11 @@ extern "C" {
     fn SSL_in_before(ssl: *const openssl_sys::SSL) -> c_int;
 }
 
-/// The server certificate of the session a client `SSL` offers to resume at its first
-/// handshake (set by `SSL_set_session`), when there is one.
-pub(crate) fn offered_session_peer(ssl: &SslRef) -> Option<openssl::x509::X509> {
+/// The session a client `SSL` offers to resume at its first handshake (set by
+/// `SSL_set_session`): `None` when there is none (or the first handshake has begun), else the
+/// certificate its server had (`None` inside for a session without one, as an application
+/// can build: nothing vouches for it).
+pub(crate) fn offered_session_peer(ssl: &SslRef) -> Option<Option<openssl::x509::X509>> {
     // SAFETY: live SSL; only its state is read.
     if unsafe { SSL_in_before(ssl.as_ptr()) } == 0 {
         return None;
@@ -836,7 +838,7 @@ pub(crate) fn offered_session_peer(ssl: &SslRef) -> Option<openssl::x509::X509> 
     // copied (reference counted) before the borrow ends.
     unsafe {
         let peer = SSL_SESSION_get0_peer(session.as_ptr());
-        (!peer.is_null()).then(|| openssl::x509::X509Ref::from_ptr(peer).to_owned())
+        Some((!peer.is_null()).then(|| openssl::x509::X509Ref::from_ptr(peer).to_owned()))
     }
 }
 

@@ -149,12 +149,13 @@ impl ServerTlsa {
         let Some(server) = ossl::offered_session_peer(ssl) else {
             return;
         };
-        if self.designates(&server) {
-            if let Some(index) = verdict_index() {
-                ssl.set_ex_data(index, Verdict::ResumptionVouched);
+        match server.filter(|server| self.designates(server)) {
+            Some(server) => {
+                if let Some(index) = verdict_index() {
+                    ssl.set_ex_data(index, Verdict::ResumptionVouched(server));
+                }
             }
-        } else {
-            ossl::forget_offered_session(ssl);
+            None => ossl::forget_offered_session(ssl),
         }
     }
 
@@ -256,11 +257,12 @@ fn tlsa_verdict(lookup: OwnerLookup, records: Vec<Tlsa>) -> Result<Option<Vec<Tl
 
 /// What server authentication decided on one `SSL`: refused before the handshake, prepared
 /// (the handshake's certificate verification decides), or a session to resume whose server
-/// certificate the TLSA records still designate (checked when the handshake started).
+/// certificate (kept here) the TLSA records still designate (checked when the handshake
+/// started; should the server decline the session, the full handshake is verified as prepared).
 enum Verdict {
     Refused(Refusal),
     Prepared,
-    ResumptionVouched,
+    ResumptionVouched(X509),
 }
 
 fn verdict_index() -> Option<Index<Ssl, Verdict>> {
@@ -292,16 +294,29 @@ pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
         // A context-level check runs in certificate verification, which a resumed session
         // skips: the session was resumed only after the records, as the DNS says now, were
         // found to designate its server's certificate (ResumptionCheck).
-        Some(Verdict::ResumptionVouched) if ssl.session_reused() => verification(ssl),
-        Some(Verdict::ResumptionVouched) | None => Err(Refusal::NotChecked),
+        // The session resumed must be the one checked: its server's certificate.
+        Some(Verdict::ResumptionVouched(vouched)) if ssl.session_reused() => {
+            match ssl.peer_certificate() {
+                Some(peer) if same_certificate(&peer, vouched) => verification(ssl),
+                _ => Err(Refusal::NotChecked),
+            }
+        }
+        None => Err(Refusal::NotChecked),
         // A session offered after the SSL was configured, resumed without our check.
         Some(Verdict::Prepared) if ssl.session_reused() => Err(Refusal::NotChecked),
-        // A failed verification is known before the handshake finishes (it aborted it).
-        Some(Verdict::Prepared) => verification(ssl).and_then(|()| match ssl.peer_certificate() {
-            Some(_) => Ok(()),
-            None => Err(Refusal::NotChecked),
-        }),
+        // A full handshake (also one whose vouched session the server declined): a failed
+        // verification is known before the handshake finishes (it aborted it).
+        Some(Verdict::Prepared | Verdict::ResumptionVouched(_)) => {
+            verification(ssl).and_then(|()| match ssl.peer_certificate() {
+                Some(_) => Ok(()),
+                None => Err(Refusal::NotChecked),
+            })
+        }
     }
+}
+
+fn same_certificate(a: &X509, b: &X509) -> bool {
+    matches!((a.to_der(), b.to_der()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// OpenSSL's verification result on `ssl` (OK also before any verification ran).
@@ -465,6 +480,8 @@ impl ossl::HandshakeHooks for ResumptionCheck {
         if ossl::offered_session_peer(ssl).is_none() {
             return;
         }
+        // Whatever an earlier handshake on this SSL (before SSL_clear) left counts no more.
+        remember(ssl, Some(&Refusal::NotChecked));
         match ssl
             .servername(openssl::ssl::NameType::HOST_NAME)
             .map(str::to_string)
