@@ -90,6 +90,17 @@ impl Rig {
         Rig { dir, dns, exe }
     }
 
+    /// The server's record at port 8883 now designates a new key (`base`), not the server's.
+    fn give_the_server_record_to_another_key(&self, base: &str) {
+        let other = pki::leaf(self.dir.path(), base, "x", &[], None);
+        let record = format!(
+            "_8883._tcp.broker 300 IN TLSA {}",
+            pki::dane_ee_record(&other.cert)
+        );
+        self.dns
+            .set_records("example.test.", &["broker 300 IN A 127.0.0.1", &record]);
+    }
+
     /// A certificate's base path (`<base>.crt`, `<base>.key`).
     fn cert(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
@@ -375,13 +386,7 @@ fn a_client_does_not_resume_a_session_its_servers_records_no_longer_vouch_for() 
     assert_eq!(resumed.get("client"), "ok", "{resumed:?}");
 
     assert_eq!(peer.line().0, "waiting");
-    let stranger = pki::leaf(rig.dir.path(), "stranger2", "x", &[], None);
-    let moved = format!(
-        "_8883._tcp.broker 300 IN TLSA {}",
-        pki::dane_ee_record(&stranger.cert)
-    );
-    rig.dns
-        .set_records("example.test.", &["broker 300 IN A 127.0.0.1", &moved]);
+    rig.give_the_server_record_to_another_key("stranger2");
     peer.proceed();
     assert!(peer.line().0.starts_with("flush"));
     let after = peer.line();
@@ -414,13 +419,7 @@ fn a_per_ssl_client_resumes_only_while_the_record_vouches_for_the_session() {
     assert_eq!(resumed.get("client_reason"), "OK", "{resumed:?}");
 
     assert_eq!(peer.line().0, "waiting");
-    let stranger = pki::leaf(rig.dir.path(), "stranger3", "x", &[], None);
-    let moved = format!(
-        "_8883._tcp.broker 300 IN TLSA {}",
-        pki::dane_ee_record(&stranger.cert)
-    );
-    rig.dns
-        .set_records("example.test.", &["broker 300 IN A 127.0.0.1", &moved]);
+    rig.give_the_server_record_to_another_key("stranger3");
     peer.proceed();
     assert!(peer.line().0.starts_with("flush"));
     let after = peer.line();

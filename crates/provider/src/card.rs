@@ -560,13 +560,18 @@ mod tests {
 
     /// Like [`card_of`] with one connection, kept for `hold` after each operation.
     fn card_holding(script: &Script, hold: Duration) -> Arc<Card> {
+        card_holding_fairly(script, hold, FAIRNESS)
+    }
+
+    /// [`card_holding`] with the longest continuous hold and its pause of `fairness`.
+    fn card_holding_fairly(script: &Script, hold: Duration, fairness: Fairness) -> Arc<Card> {
         let script = script.clone();
         let connector: Connector = Box::new(move || {
             let mut applet = Applet::new(Box::new(script.clone()), AppletConfig::default());
             applet.select()?;
             Ok(applet)
         });
-        Card::build(connector, hold, test_pid, Duration::ZERO)
+        Card::build_fair(connector, hold, test_pid, Duration::ZERO, fairness)
     }
 
     fn two_signatures() -> Script {
@@ -643,21 +648,7 @@ mod tests {
             max_hold: Duration::from_millis(40),
             pause: Duration::from_millis(100),
         };
-        let connector: Connector = {
-            let script = script.clone();
-            Box::new(move || {
-                let mut applet = Applet::new(Box::new(script.clone()), AppletConfig::default());
-                applet.select()?;
-                Ok(applet)
-            })
-        };
-        let card = Card::build_fair(
-            connector,
-            Duration::from_secs(60),
-            test_pid,
-            Duration::ZERO,
-            fairness,
-        );
+        let card = card_holding_fairly(&script, Duration::from_secs(60), fairness);
         // Eight signatures 10 ms apart: a burst longer than the longest hold. The transaction
         // ends within one signature (begun at `previous`); the next one ends no earlier than
         // that plus the pause.
