@@ -381,13 +381,24 @@ fn sign(
     }
 }
 
-/// The curve of the new key is the one the card names in the public key's attributes. A key
-/// already on the card is replaced only with `force`; its certificate and TLSA records then
-/// describe a key that is gone, and the tool says which.
+/// `genkey`: the new public key (PEM) on stdout.
 fn genkey(options: &CardOptions, force: bool) -> Result<(), String> {
+    let new = generate_key(options, &mut options.open()?, force)?;
+    let pem = new.public_key_to_pem().map_err(|e| e.to_string())?;
+    std::io::stdout().write_all(&pem).map_err(|e| e.to_string())
+}
+
+/// Generates the selected key pair on the card; its public key. The curve of the new key is
+/// the one the card names in the public key's attributes. A key already on the card is
+/// replaced only with `force`; its certificate and TLSA records then describe a key that is
+/// gone, and the tool says which (on stderr).
+pub(crate) fn generate_key(
+    options: &CardOptions,
+    applet: &mut Applet,
+    force: bool,
+) -> Result<PKey<Public>, String> {
     let key = options.key()?;
-    let mut applet = options.open()?;
-    let old = existing_key(options, &mut applet, &key)?;
+    let old = existing_key(options, applet, &key)?;
     if old.is_some() && !force {
         return Err(format!(
             "{} already exists on the applet: generating would replace it (and leave its \
@@ -413,10 +424,9 @@ fn genkey(options: &CardOptions, force: bool) -> Result<(), String> {
         hex::encode(&generated.public_id)
     );
     if let Some(old) = old {
-        report_replaced_key(options, &mut applet, &old, &new)?;
+        report_replaced_key(options, applet, &old, &new)?;
     }
-    let pem = new.public_key_to_pem().map_err(|e| e.to_string())?;
-    std::io::stdout().write_all(&pem).map_err(|e| e.to_string())
+    Ok(new)
 }
 
 /// The public key of `key` when the card already has that private key; `None` when it has
@@ -458,12 +468,7 @@ fn report_replaced_key(
     old: &PKey<Public>,
     new: &PKey<Public>,
 ) -> Result<(), String> {
-    let record = |key: &PKey<Public>| -> Result<String, String> {
-        let spki = key.public_key_to_der().map_err(|e| e.to_string())?;
-        Tlsa::for_public_key(&spki, Usage::DaneEe, Matching::Sha256)
-            .map(|record| record.to_string())
-            .map_err(|e| e.to_string())
-    };
+    let record = |key: &PKey<Public>| dane_ee_record(key).map(|record| record.to_string());
     let cert = options.cert()?.describe(ObjectKind::File);
     match read_certificate(options, applet) {
         Ok(c) if holds_key(&c, old) => eprintln!(
@@ -481,6 +486,17 @@ fn report_replaced_key(
         record(new)?
     );
     Ok(())
+}
+
+/// The DANE-EE record of a key: `3 1 1`, the SHA-256 of its SubjectPublicKeyInfo.
+pub(crate) fn dane_ee_record(key: &PKey<Public>) -> Result<Tlsa, String> {
+    let spki = key.public_key_to_der().map_err(|e| e.to_string())?;
+    Tlsa::for_public_key(&spki, Usage::DaneEe, Matching::Sha256).map_err(|e| e.to_string())
+}
+
+/// A record in zone-file form, its owner fully qualified.
+pub(crate) fn zone_line(owner: &str, record: &Tlsa) -> String {
+    format!("{} IN TLSA {record}", tlsa::fqdn(owner))
 }
 
 fn tlsa(
@@ -514,7 +530,7 @@ fn tlsa(
         }
     }
     .map_err(|e| e.to_string())?;
-    println!("{} IN TLSA {record}", tlsa::fqdn(name));
+    println!("{}", zone_line(name, &record));
     Ok(())
 }
 
@@ -530,21 +546,25 @@ fn write_out(path: Option<&str>, bytes: &[u8]) -> Result<(), String> {
 /// The key reference names the reader, applet and objects the options chose; the key is
 /// checked on the card first, so that a reference to a missing key is never written.
 fn keyref(options: &CardOptions, out: &str, with_cert: bool) -> Result<(), String> {
-    use iotsafe_provider::uri::{keyref_pem, KeyUri};
-    let target = options.target()?;
-    let mut applet = target.connect().map_err(|e| e.to_string())?;
+    let mut applet = options.open()?;
     let key = card_public_key(options, &mut applet)?;
     let mut file = Vec::new();
     if with_cert {
         let cert = certificate_of_key(options, &mut applet, &key)?;
         file.extend(cert.to_pem().map_err(|e| e.to_string())?);
     }
+    file.extend(key_reference(options)?.into_bytes());
+    write_out(Some(out), &file)
+}
+
+/// The key-reference PEM block of the key the options name (not checked on the card).
+pub(crate) fn key_reference(options: &CardOptions) -> Result<String, String> {
+    use iotsafe_provider::uri::{keyref_pem, KeyUri};
     let uri = KeyUri {
-        target,
+        target: options.target()?,
         object: None,
     };
-    file.extend(keyref_pem(&uri.to_string()).into_bytes());
-    write_out(Some(out), &file)
+    Ok(keyref_pem(&uri.to_string()))
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ fn fetch_ca(resolver: &Resolver, domain: &str, out: &Path) -> (bool, String) {
 /// Writes `bytes` to a temporary file beside `out` and renames it over `out`: a broker reading
 /// its cafile sees the old file or the new one, never a truncated one, and a failed write
 /// leaves the old file as it was.
-fn write_atomically(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let name = out
         .file_name()

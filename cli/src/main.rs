@@ -6,6 +6,7 @@
 mod card;
 mod dane_commands;
 mod doctor;
+mod enroll;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,10 @@ enum Command {
     /// Check everything from pcscd to the device's TLSA records, one line per check (ok, or
     /// the problem and what to do). Exit status 0 only when everything is fine.
     Doctor(doctor::DoctorArgs),
+    /// Enrol this device in a registry: optionally generate the key pair on the card, write a
+    /// certificate request signed by the card key (its name in the subjectAltName), print the
+    /// TLSA record to publish (stdout) and the next steps (stderr).
+    Enroll(enroll::EnrollArgs),
     /// Authenticate servers and devices by their DNSSEC-validated TLSA records.
     Dane {
         #[command(subcommand)]
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
                 _ => ExitCode::FAILURE,
             }
         }
+        Command::Enroll(args) => enroll::run(&cli.card, &args),
         Command::Dane { command } => {
             return match dane_commands::run(command) {
                 0 => ExitCode::SUCCESS,

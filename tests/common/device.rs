@@ -43,6 +43,34 @@ impl CardDevice {
         }
     }
 
+    /// A device enrolled with `iotsafe enroll --name NAME` (its `enroll_options` added, and the
+    /// tool's card options in `key_options`: none for the default key): the CSR signed on the
+    /// card through the provider and the key reference written, files `id.*` in `dir`. The
+    /// tool's output.
+    pub fn enroll(
+        rig: CardRig,
+        dir: &Path,
+        id: &str,
+        name: &str,
+        key_options: &[&str],
+        enroll_options: &[&str],
+    ) -> (CardDevice, Output) {
+        let device = CardDevice {
+            rig,
+            keyref: dir.join(format!("{id}.keyref.pem")),
+            csr_path: dir.join(format!("{id}.csr")),
+            cert_path: dir.join(format!("{id}.crt")),
+        };
+        let mut args = key_options.to_vec();
+        args.extend(["enroll", "--name", name, "--csr-out"]);
+        args.push(device.csr_path.to_str().expect("UTF-8 path"));
+        args.push("--keyref-out");
+        args.push(device.keyref.to_str().expect("UTF-8 path"));
+        args.extend(enroll_options);
+        let out = device.rig.iotsafe(&args);
+        (device, out)
+    }
+
     /// `openssl req -new -key KEYREF`: a CSR for `/CN=id` with `name` as SAN dNSName, signed
     /// on the card through the provider.
     pub fn request(&self, id: &str, name: &str) {

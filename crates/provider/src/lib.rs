@@ -11,6 +11,7 @@
 //! instance, [`key`] the key model behind key objects.
 
 pub(crate) mod abi;
+pub mod builtin;
 pub mod card;
 pub mod config;
 mod decoder;

@@ -12,8 +12,11 @@
 //! - [`io`]: core BIOs and the caller's output buffers;
 //! - [`reference`]: objects lent to libcrypto by reference (store and decoder to keymgmt `load`);
 //! - [`core`]: the core's handle, library context and error functions;
-//! - [`conf`]: the provider's section of the configuration file, for keys the core does not pass.
+//! - [`conf`]: the provider's section of the configuration file, for keys the core does not pass;
+//! - [`builtin`]: the application's side, for a program that registers this provider as a
+//!   built-in in a library context of its own.
 
+pub mod builtin;
 pub mod conf;
 pub mod context;
 pub mod core;
