@@ -18,6 +18,7 @@ use common::device::CardDevice;
 use common::dns::TestDns;
 use common::mqtt::Broker;
 use common::{free_port, pki, stderr, stdout};
+use iotsafe_dane::dane::tlsa::{Matching, Tlsa, Usage};
 
 const REGISTRY: &str = "iotregistry.test.";
 const DEVICE_ID: &str = "sensor7";
@@ -49,8 +50,7 @@ fn main() {
         .expect("temp dir");
     let dir = work.path();
 
-    let (device, public_pem) = generate_key_on_card(dir);
-    sign_request_on_card(&device);
+    let (device, public_pem) = enroll_on_card(dir);
     let ca = pki::ca(dir, "registry-ca", "Registry CA");
     issue_certificate(&device, &ca, &public_pem);
 
@@ -66,33 +66,43 @@ fn main() {
     println!("demo: OK");
 }
 
-/// Step 1: a new key pair generated on the card, and the key reference the provider reads.
-fn generate_key_on_card(dir: &Path) -> (CardDevice, String) {
+/// Steps 1 and 2: `iotsafe enroll --genkey` generates a new key pair on the card, writes the
+/// key reference the provider reads, and signs the device's CSR with the card key through the
+/// provider. The public key the card reads back (PEM).
+fn enroll_on_card(dir: &Path) -> (CardDevice, String) {
     let rig = CardRig::start(&[]);
     let before = rig.trace().len();
-    let generated = checked(rig.iotsafe(&[KEY_OPTIONS[0], KEY_OPTIONS[1], "genkey"]));
-    let apdus = rig.trace().len() - before;
-    let read_back = checked(rig.iotsafe(&[KEY_OPTIONS[0], KEY_OPTIONS[1], "pubkey"]));
-    claim(
-        read_back == generated && generated.starts_with("-----BEGIN PUBLIC KEY-----"),
-        "the card reads back the key pair it generated",
+    let (device, out) =
+        CardDevice::enroll(rig, dir, DEVICE_ID, DEVICE, &KEY_OPTIONS, &["--genkey"]);
+    let printed_record = checked(out);
+    let trace = device.rig.trace();
+    let generated = trace[before..]
+        .iter()
+        .filter(|line| line.get(2..4) == Some("B9"))
+        .count();
+    claim(generated == 1, "the key pair was generated on the card");
+    claim(device.keyref.exists(), "the key reference was written");
+    let public_pem = checked(
+        device
+            .rig
+            .iotsafe(&[KEY_OPTIONS[0], KEY_OPTIONS[1], "pubkey"]),
     );
-    let device = CardDevice::with_keyref(rig, dir, DEVICE_ID, &KEY_OPTIONS);
     step(
         1,
         format!(
-            "key pair generated on the simulated eSIM (iotsafe --key-id 03 genkey: {apdus} APDUs); \
-             key reference {}",
+            "key pair generated on the simulated eSIM (iotsafe --key-id 03 enroll --genkey: \
+             {generated} GENERATE KEY PAIR of {} APDUs); key reference {}",
+            trace.len() - before,
             file_name(&device.keyref)
         ),
     );
-    (device, generated)
+    check_request(&device, before, &public_pem, &printed_record);
+    (device, public_pem)
 }
 
-/// Step 2: `openssl req` signs the CSR with the card key through the provider.
-fn sign_request_on_card(device: &CardDevice) {
-    let before = device.rig.trace().len();
-    device.request(DEVICE_ID, DEVICE);
+/// Step 2's evidence: the CSR `iotsafe enroll` wrote was signed on the card, verifies, names
+/// the device, holds the key the card reads back; the record printed is that key's `3 1 1`.
+fn check_request(device: &CardDevice, before: usize, public_pem: &str, printed_record: &str) {
     let apdus = device.rig.signing_apdus_since(before);
     claim(apdus > 0, "the CSR was signed on the card");
     let verified = run(Command::new("openssl")
@@ -102,11 +112,28 @@ fn sign_request_on_card(device: &CardDevice) {
         verified.contains(&format!("DNS:{DEVICE}")),
         "the CSR names the device in its SAN",
     );
+    let request_key = run(Command::new("openssl")
+        .args(["req", "-noout", "-pubkey", "-in"])
+        .arg(&device.csr_path));
+    claim(
+        request_key == public_pem,
+        "the CSR holds the key pair the card generated (and reads back)",
+    );
+    let card_key = openssl::pkey::PKey::public_key_from_pem(public_pem.as_bytes())
+        .and_then(|key| key.public_key_to_der())
+        .expect("the generated public key");
+    let record =
+        Tlsa::for_public_key(&card_key, Usage::DaneEe, Matching::Sha256).expect("the key's record");
+    claim(
+        printed_record == format!("{DEVICE}. IN TLSA {record}\n"),
+        &format!("iotsafe enroll printed the key's TLSA 3 1 1: {printed_record}"),
+    );
     step(
         2,
         format!(
-            "CSR for {DEVICE} signed on the card through the provider (openssl req -key {}: \
-             {apdus} signing APDUs); openssl req -verify OK",
+            "CSR for {DEVICE} signed on the card through the provider (iotsafe enroll, key \
+             reference {}: {apdus} signing APDUs); openssl req -verify OK; record to publish \
+             TLSA 3 1 1 of the card's key",
             file_name(&device.keyref)
         ),
     );

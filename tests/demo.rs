@@ -34,10 +34,23 @@ fn end_to_end_demo_runs_to_its_end_with_every_claim_shown() {
             assert!(line.contains(needle), "step {n} lacks {needle:?}: {line}");
         }
     };
-    has(1, &["generated on the simulated eSIM", "APDUs"]);
+    has(
+        1,
+        &[
+            "generated on the simulated eSIM",
+            "enroll --genkey",
+            "1 GENERATE KEY PAIR of",
+        ],
+    );
     has(
         2,
-        &["signed on the card", "2 signing APDUs", "req -verify OK"],
+        &[
+            "signed on the card",
+            "iotsafe enroll",
+            "2 signing APDUs",
+            "req -verify OK",
+            "TLSA 3 1 1 of the card's key",
+        ],
     );
     has(3, &["openssl verify OK", &format!("SAN DNS:{device}")]);
     has(
