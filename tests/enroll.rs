@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::card::CardRig;
 use common::device::CardDevice;
+use common::modem::{ModemRig, CHANNELS};
 use common::mqtt::Broker;
 use common::{free_port, ok, openssl, pki, stderr, stdout};
 use openssl::pkey::PKey;
@@ -235,4 +236,27 @@ fn the_registry_cas_certificate_for_the_request_works_in_mutual_tls_with_the_car
         device.rig.signing_apdus_since(before) > 0,
         "the handshake was signed on the card"
     );
+}
+
+/// Through a modem's AT port named on the tool's command line only (no `IOTSAFE_MODEM`): the
+/// tool's built-in provider reaches the SIM through the same modem, by AT commands.
+#[test]
+fn the_request_is_signed_on_a_sim_behind_a_modem_named_on_the_command_line() {
+    let rig = ModemRig::start(CHANNELS.sim_args);
+    let csr = rig.dir.path().join("dev.csr");
+    let before = rig.at_commands().len();
+    let out = rig
+        .command()
+        .env_remove("IOTSAFE_MODEM")
+        .args(["enroll", "--name", NAME, "--csr-out"])
+        .arg(&csr)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (apdus, _) = rig.apdu_commands_since(before, &CHANNELS);
+    assert!(apdus > 0, "APDUs went by {}", CHANNELS.apdu_command);
+    assert!(verified_request(&csr).contains(&format!("DNS:{NAME}")));
+    let public = ok(rig.iotsafe(&["pubkey"]));
+    assert_eq!(request_key(&csr), public, "the request holds the SIM's key");
+    assert_eq!(stdout(&out), expected_record_line(NAME, &public));
 }

@@ -51,7 +51,8 @@ pub fn run(options: &CardOptions, args: &EnrollArgs) -> Result<(), String> {
     let name = device_name(&args.name, args.plain_name)?;
     let public = card_key(options, args)?;
     let keyref = card::key_reference(options)?;
-    let request = signed_request(&name, &public, &keyref)?;
+    let modem = options.target()?.modem;
+    let request = signed_request(&name, &public, &keyref, modem.as_deref())?;
     let pem = request.to_pem().map_err(|e| e.to_string())?;
     write_file(&args.csr_out, &pem)?;
     if let Some(out) = &args.keyref_out {
@@ -91,13 +92,17 @@ fn card_key(options: &CardOptions, args: &EnrollArgs) -> Result<PKey<Public>, St
 }
 
 /// The request for `name` with the card's key, signed on the card through the provider. The
-/// key the provider loads from the reference must be the one read from the card.
+/// key the provider loads from the reference must be the one read from the card. The modem
+/// the user named for the tool is the one configured for its provider (a key reference may
+/// only name the configured modem), as `IOTSAFE_MODEM` would configure it.
 fn signed_request(
     name: &DeviceName,
     public: &PKey<Public>,
     keyref: &str,
+    modem: Option<&str>,
 ) -> Result<X509Req, String> {
-    let provider = BuiltinProvider::load()?;
+    let settings: Vec<(&str, &str)> = modem.map(|m| ("IOTSAFE_MODEM", m)).into_iter().collect();
+    let provider = BuiltinProvider::load(&settings)?;
     let key = provider.key(keyref)?;
     if !key.public_key()?.public_eq(public) {
         return Err("the provider loaded another key than the one read from the card".into());

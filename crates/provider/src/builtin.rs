@@ -5,6 +5,8 @@
 //! through the provider's decoders, key management and signature operations, as in any OpenSSL
 //! program that loads the module.
 
+use std::sync::Mutex;
+
 use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private, Public};
 use openssl::x509::X509Req;
@@ -13,6 +15,21 @@ use crate::abi::builtin::BuiltinContext;
 
 /// Longest key-reference text accepted (a reference is a few hundred bytes).
 const MAX_KEYREF_LEN: usize = 64 * 1024;
+
+/// Settings the program gives its built-in provider, by the name of their environment
+/// variable (`IOTSAFE_MODEM`): read when an instance initialises, before the environment. The
+/// provider loaded as a module from openssl.cnf is another copy of this code and never sees
+/// them.
+static PROGRAM_SETTINGS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// The program's value of the setting whose environment variable is `name`.
+pub(crate) fn program_setting(name: &str) -> Option<String> {
+    let settings = PROGRAM_SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
+    settings
+        .iter()
+        .find(|(setting, _)| setting == name)
+        .map(|(_, value)| value.clone())
+}
 
 /// A library context with the built-in provider and OpenSSL's default provider.
 pub struct BuiltinProvider {
@@ -26,7 +43,14 @@ pub struct CardKey<'p> {
 }
 
 impl BuiltinProvider {
-    pub fn load() -> Result<BuiltinProvider, String> {
+    /// Loads the provider with `settings` (environment variable name, value) taking the place
+    /// of the environment's: the program's own options, such as the modem its user named on
+    /// its command line (a key reference may only name the configured modem).
+    pub fn load(settings: &[(&str, &str)]) -> Result<BuiltinProvider, String> {
+        *PROGRAM_SETTINGS.lock().unwrap_or_else(|e| e.into_inner()) = settings
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
         let name = c"iotsafe";
         BuiltinContext::new(name)
             .map(|context| BuiltinProvider { context })

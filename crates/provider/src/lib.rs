@@ -226,7 +226,9 @@ pub unsafe extern "C" fn OSSL_provider_init(
             settings: Settings::default(),
             config_error: None,
         };
-        let settings = Settings::from_sources(&from_file, |name| std::env::var(name).ok());
+        let settings = Settings::from_sources(&from_file, |name| {
+            builtin::program_setting(name).or_else(|| std::env::var(name).ok())
+        });
         match settings {
             Ok(settings) => provider.settings = settings,
             Err(message) => provider.config_error = Some(message),
