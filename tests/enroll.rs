@@ -206,6 +206,34 @@ fn a_name_not_of_the_device_form_is_refused_in_one_line_before_the_card_is_used(
 }
 
 #[test]
+fn an_output_file_in_a_missing_directory_is_refused_before_the_card_is_used() {
+    let rig = CardRig::start(&[]);
+    let missing = path(&rig, "missing");
+    let csr = missing.join("dev.csr");
+    let before = rig.trace().len();
+    let out = rig.iotsafe(&[
+        "--key-id",
+        "03",
+        "enroll",
+        "--genkey",
+        "--name",
+        NAME,
+        "--csr-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "iotsafe: --csr-out {}: no directory {}\n",
+            csr.display(),
+            missing.display()
+        )
+    );
+    assert_eq!(rig.trace().len(), before, "the card was not used");
+}
+
+#[test]
 fn the_registry_cas_certificate_for_the_request_works_in_mutual_tls_with_the_card_key() {
     let dir = tempfile::tempdir().unwrap();
     let ca = pki::ca(dir.path(), "registry-ca", "Registry CA");

@@ -49,6 +49,10 @@ pub struct EnrollArgs {
 pub fn run(options: &CardOptions, args: &EnrollArgs) -> Result<(), String> {
     // Checked before the card is used: a wrong name is a usage mistake, not a card's.
     let name = device_name(&args.name, args.plain_name)?;
+    check_directory("--csr-out", &args.csr_out)?;
+    if let Some(out) = &args.keyref_out {
+        check_directory("--keyref-out", out)?;
+    }
     let public = card_key(options, args)?;
     let keyref = card::key_reference(options)?;
     let modem = options.target()?.modem;
@@ -131,6 +135,24 @@ fn unsigned_request(
     extensions.push(san)?;
     builder.add_extensions(&extensions)?;
     Ok(builder.build())
+}
+
+/// An output file's directory must exist before the card is used (a key generated for a
+/// request that then cannot be written would be replaced for nothing).
+fn check_directory(option: &str, path: &Path) -> Result<(), String> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if directory.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{option} {}: no directory {}",
+            path.display(),
+            directory.display()
+        ))
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
