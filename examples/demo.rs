@@ -1,5 +1,5 @@
 //! The end-to-end demo behind `make demo`: a device whose key is generated on a simulated eSIM
-//! (behind a real pcscd) is certified by a registry CA, published by its TLSA record in a
+//! (behind a real pcscd) and enrolled with `iotsafe enroll` is certified by a registry CA, published by its TLSA record in a
 //! DNSSEC-signed zone (knotd), admitted by a real mosquitto with the iotsafe plugin, revoked by
 //! removing the record (its live session kicked, its reconnect refused) and admitted again when
 //! the record is back. Each step prints one line: what happened and the evidence. Every claim is

@@ -1,7 +1,7 @@
 //! A device whose key pair is on the simulated SIM, certified as a device builder does it: a
-//! key reference, a CSR signed by the card key through the provider (`openssl req`), the
-//! certificate from the registry CA (`openssl x509 -req`); then the unmodified mosquitto
-//! clients connecting with that key.
+//! key reference, a CSR signed by the card key through the provider (`openssl req`, or
+//! `iotsafe enroll` in one step), the certificate from the registry CA (`openssl x509 -req`);
+//! then the unmodified mosquitto clients connecting with that key.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
