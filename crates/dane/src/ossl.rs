@@ -868,6 +868,23 @@ pub(crate) fn forget_offered_session(ssl: &mut SslRef) -> Result<(), String> {
     }
 }
 
+/// `SSL_CTRL_GET_TOTAL_RENEGOTIATIONS` (`SSL_total_renegotiations` is a macro of `SSL_ctrl`).
+const SSL_CTRL_GET_TOTAL_RENEGOTIATIONS: c_int = 12;
+
+/// Whether `ssl` went through a TLS 1.2 renegotiation (one it or its peer asked for) since its
+/// first handshake.
+pub(crate) fn renegotiated(ssl: &SslRef) -> bool {
+    // SAFETY: live SSL; a getter of a counter.
+    unsafe {
+        openssl_sys::SSL_ctrl(
+            ssl.as_ptr(),
+            SSL_CTRL_GET_TOTAL_RENEGOTIATIONS,
+            0,
+            std::ptr::null_mut(),
+        ) > 0
+    }
+}
+
 /// Makes every handshake of `ssl` from now on fail before its first message ("no protocols
 /// available": the lowest protocol version allowed is above the highest), for a refusal taken
 /// where no error can be returned (an info callback).

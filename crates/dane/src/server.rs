@@ -308,9 +308,17 @@ fn remember(ssl: &mut SslRef, refusal: Option<&Refusal>) {
 /// result reads OK before any verification ran); a resumed session counts only when its
 /// server's certificate was found designated by the records when the handshake started (a
 /// session offered after a per-`SSL` configuration was not, and is `NotChecked`).
+///
+/// A TLS 1.2 renegotiation (which the server may ask for at any time, and OpenSSL's client
+/// grants) makes the connection `NotChecked` unless a refusal was taken: the client offers
+/// its current session again, and that resumption runs no check of ours. (A full
+/// renegotiation on a context configured by [`ContextDane`] is refused: DANE cannot be set up
+/// twice on one `SSL`. One on a per-`SSL` configuration is verified by OpenSSL against the
+/// records of the first handshake, not the DNS of now.)
 pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
     match verdict_index().and_then(|index| ssl.ex_data(index)) {
         Some(Verdict::Refused(why)) => Err(why.clone()),
+        Some(_) if ossl::renegotiated(ssl) => Err(Refusal::NotChecked),
         // A context-level check runs in certificate verification, which a resumed session
         // skips: the session was resumed only after the records, as the DNS says now, were
         // found to designate its server's certificate (ResumptionCheck).
@@ -971,5 +979,86 @@ mod tests {
         let unchecked = tls.handshake(ssl);
         assert!(unchecked.ssl().session_reused());
         assert_eq!(outcome(unchecked.ssl()), Err(Refusal::NotChecked));
+    }
+
+    extern "C" {
+        fn SSL_renegotiate(ssl: *mut openssl_sys::SSL) -> libc::c_int;
+    }
+
+    /// A TLS 1.2 renegotiation the server asks for (HelloRequest) is a handshake no check of
+    /// ours ran for: the outcome turns `NotChecked`, also after a first handshake that resumed a
+    /// session the records vouched for (that session is resumed again, unchecked).
+    #[test]
+    fn a_renegotiation_the_server_asks_for_is_not_checked() {
+        use foreign_types::ForeignTypeRef;
+        use openssl::ssl::SslMode;
+        use std::io::{Read, Write};
+
+        let tls = Tls12::new();
+        let client = tls.client();
+        // The client's read returns after the server's HelloRequest, with no data
+        // (SSL_CTX_clear_mode, a macro of SSL_CTX_ctrl).
+        const SSL_CTRL_CLEAR_MODE: libc::c_int = 78;
+        // SAFETY: a live context; a plain setter of its mode bits.
+        unsafe {
+            openssl_sys::SSL_CTX_ctrl(
+                client.as_ptr(),
+                SSL_CTRL_CLEAR_MODE,
+                SslMode::AUTO_RETRY.bits() as libc::c_long,
+                std::ptr::null_mut(),
+            )
+        };
+        let client = client.build();
+        let (_first, session) = tls.session(&client);
+        let vouching = ServerTlsa {
+            host: HOST.into(),
+            port: 8883,
+            names: vec![HOST.into()],
+            address_proof: Proof::Secure,
+            lookups: Vec::new(),
+            records: vec![crate::tlsa::Tlsa::for_certificate(
+                &tls.cert,
+                Usage::DaneEe,
+                tlsa::Selector::Spki,
+                tlsa::Matching::Sha256,
+            )
+            .unwrap()],
+            decision: Decision::Dane,
+        };
+        let mut ssl = Ssl::new(&client).unwrap();
+        // SAFETY: a session of this context.
+        unsafe { ssl.set_session(&session).unwrap() };
+        vouching.configure(&mut ssl).unwrap();
+
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let server = tls.server.clone();
+        let renegotiating = std::thread::spawn(move || {
+            let mut stream = Ssl::new(&server).unwrap().accept(b).expect("server side");
+            // SAFETY: a live server SSL after its handshake.
+            assert_eq!(unsafe { SSL_renegotiate(stream.ssl().as_ptr()) }, 1);
+            stream.do_handshake().expect("HelloRequest sent");
+            // The renegotiation runs in this read, which ends with the client's byte.
+            let mut byte = [0u8];
+            stream.read_exact(&mut byte).expect("the client's byte");
+        });
+        let mut stream = ssl.connect(a).expect("handshake");
+        assert!(stream.ssl().session_reused());
+        assert_eq!(outcome(stream.ssl()), Ok(()), "the vouched session resumed");
+        let mut byte = [0u8];
+        let read = stream.ssl_read(&mut byte);
+        assert!(
+            read.as_ref()
+                .is_err_and(|e| e.code() == openssl::ssl::ErrorCode::WANT_READ),
+            "the HelloRequest, and no data: {read:?}"
+        );
+        // The renegotiation runs before the byte goes out.
+        stream.write_all(b"y").unwrap();
+        renegotiating.join().unwrap();
+        // SAFETY: a live SSL; SSL_total_renegotiations (SSL_CTRL_GET_TOTAL_RENEGOTIATIONS).
+        let renegotiations =
+            unsafe { openssl_sys::SSL_ctrl(stream.ssl().as_ptr(), 12, 0, std::ptr::null_mut()) };
+        assert_eq!(renegotiations, 1, "the server's renegotiation ran");
+        assert!(stream.ssl().session_reused(), "resuming the session again");
+        assert_eq!(outcome(stream.ssl()), Err(Refusal::NotChecked));
     }
 }
