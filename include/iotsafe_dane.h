@@ -197,8 +197,11 @@ int iotsafe_dane_ssl_enable(const iotsafe_dane *d,
 // when the handshake starts, a DANE-EE record at the server's name designates the certificate
 // its server had; otherwise the session is dropped and the handshake is a full one (so a
 // changed or removed record ends resumption within its TTL). For this the context's info
-// callback is taken; one set before is still called, one set afterwards leaves resumed
-// sessions unchecked, and [`iotsafe_dane_last_reason`] then reports them `NOT_CHECKED`.
+// callback is taken; one set before is still called, one set afterwards (on the context, or
+// on one `SSL` with `SSL_set_info_callback`, which OpenSSL then calls instead of the
+// context's) leaves resumed sessions unchecked: the handshake succeeds and
+// [`iotsafe_dane_last_reason`] reports it `NOT_CHECKED`. Calling this twice on one context
+// fails (0) and leaves the first configuration in place.
 //
 // # Safety
 // `d` from [`iotsafe_dane_new`]; `ctx` a live client `SSL_CTX`.

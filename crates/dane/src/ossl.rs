@@ -214,11 +214,11 @@ pub(crate) trait ChainVerifier: Send + Sync + 'static {
 /// on the connection's `SSL`, then OpenSSL's own verification (with DANE when records were
 /// added). The verifier lives as long as the context.
 pub(crate) fn install_chain_verifier<V: ChainVerifier>(
+    lock: &Configuring,
     ctx: &mut openssl::ssl::SslContextBuilder,
     verifier: V,
 ) -> Result<(), String> {
-    let lock = configuring();
-    let arg = keep_with_context(&lock, ctx, std::sync::Arc::new(verifier))? as *mut libc::c_void;
+    let arg = keep_with_context(lock, ctx, std::sync::Arc::new(verifier))? as *mut libc::c_void;
     // SAFETY: `ctx` is live; DANE must be enabled on the context before any SSL uses it; `arg`
     // is the verifier, kept alive with the context, after its last callback.
     unsafe {
@@ -775,6 +775,16 @@ fn info_index() -> Option<Index<SslContext, InfoChain>> {
     *IDX.get_or_init(|| SslContext::new_ex_index().ok())
 }
 
+/// Whether `ctx` already has handshake hooks ([`set_handshake_hooks`] would refuse), asked
+/// before configuring anything else so that a refused second configuration changes nothing.
+pub(crate) fn has_handshake_hooks(
+    _lock: &Configuring,
+    ctx: &SslContextBuilder,
+) -> Result<bool, String> {
+    let index = info_index().ok_or("no SSL_CTX ex_data index")?;
+    Ok(has_ex_data(ctx, index))
+}
+
 /// Calls `hooks` at the start and end of every handshake on connections made from `ctx`. An
 /// info callback the application set before is still called, after ours; one set afterwards
 /// replaces ours (the hooks' users must fail closed when they did not run).
@@ -843,11 +853,47 @@ pub(crate) fn offered_session_peer(ssl: &SslRef) -> Option<Option<openssl::x509:
 }
 
 /// Drops the session a client `SSL` offered to resume: the handshake about to start is a full
-/// one (with certificate verification).
-pub(crate) fn forget_offered_session(ssl: &mut SslRef) {
+/// one (with certificate verification). An error when OpenSSL could not (`SSL_set_session`
+/// first restores the context's method on the `SSL`, which can fail): the session is then
+/// still offered.
+pub(crate) fn forget_offered_session(ssl: &mut SslRef) -> Result<(), String> {
     // SAFETY: live SSL before its first handshake (the caller checked with
     // `offered_session_peer`); NULL is a valid session argument.
-    unsafe { openssl_sys::SSL_set_session(ssl.as_ptr(), std::ptr::null_mut()) };
+    match unsafe { openssl_sys::SSL_set_session(ssl.as_ptr(), std::ptr::null_mut()) } {
+        1 => Ok(()),
+        _ => Err(format!(
+            "SSL_set_session(NULL) failed: {}",
+            openssl::error::ErrorStack::get()
+        )),
+    }
+}
+
+/// `SSL_CTRL_GET_TOTAL_RENEGOTIATIONS` (`SSL_total_renegotiations` is a macro of `SSL_ctrl`).
+const SSL_CTRL_GET_TOTAL_RENEGOTIATIONS: c_int = 12;
+
+/// Whether `ssl` went through a TLS 1.2 renegotiation (one it or its peer asked for) since its
+/// first handshake.
+pub(crate) fn renegotiated(ssl: &SslRef) -> bool {
+    // SAFETY: live SSL; a getter of a counter.
+    unsafe {
+        openssl_sys::SSL_ctrl(
+            ssl.as_ptr(),
+            SSL_CTRL_GET_TOTAL_RENEGOTIATIONS,
+            0,
+            std::ptr::null_mut(),
+        ) > 0
+    }
+}
+
+/// Makes every handshake of `ssl` from now on fail before its first message ("no protocols
+/// available": the lowest protocol version allowed is above the highest), for a refusal taken
+/// where no error can be returned (an info callback).
+pub(crate) fn refuse_handshake(ssl: &mut SslRef) {
+    // SAFETY: live SSL; both are plain setters of its version bounds, valid versions.
+    unsafe {
+        openssl_sys::SSL_set_min_proto_version(ssl.as_ptr(), openssl_sys::TLS1_3_VERSION as _);
+        openssl_sys::SSL_set_max_proto_version(ssl.as_ptr(), openssl_sys::TLS1_VERSION as _);
+    }
 }
 
 /// Makes `SSL_get_verify_result` report that the application (we) refused the peer.

@@ -137,25 +137,25 @@ impl ServerTlsa {
     pub fn configure(&self, ssl: &mut SslRef) -> Result<(), Refusal> {
         let result = self.prepare(ssl);
         remember(ssl, result.as_ref().err());
-        if result.is_ok() {
-            self.check_offered_session(ssl);
-        }
-        result
+        result?;
+        self.check_offered_session(ssl)
     }
 
     /// Keeps the session `ssl` offers for resumption (marking it vouched for) only when a
-    /// DANE-EE record designates the certificate its server had; drops it otherwise.
-    fn check_offered_session(&self, ssl: &mut SslRef) {
+    /// DANE-EE record designates the certificate its server had; drops it otherwise (see
+    /// [`drop_offered_session`]).
+    fn check_offered_session(&self, ssl: &mut SslRef) -> Result<(), Refusal> {
         let Some(server) = ossl::offered_session_peer(ssl) else {
-            return;
+            return Ok(());
         };
         match server.filter(|server| self.designates(server)) {
             Some(server) => {
                 if let Some(index) = verdict_index() {
                     ssl.set_ex_data(index, Verdict::ResumptionVouched(server));
                 }
+                Ok(())
             }
-            None => ossl::forget_offered_session(ssl),
+            None => drop_offered_session(ssl),
         }
     }
 
@@ -265,6 +265,26 @@ enum Verdict {
     ResumptionVouched(X509),
 }
 
+/// Drops the session `ssl` offers for resumption, for a full (verified) handshake.
+fn drop_offered_session(ssl: &mut SslRef) -> Result<(), Refusal> {
+    let dropped = ossl::forget_offered_session(ssl);
+    refuse_unless_dropped(ssl, dropped)
+}
+
+/// When the offered session could not be dropped, it must not be resumed unvouched: the
+/// verdict is a refusal and the handshake fails before it starts.
+fn refuse_unless_dropped(ssl: &mut SslRef, dropped: Result<(), String>) -> Result<(), Refusal> {
+    dropped.map_err(|e| {
+        let why = Refusal::TlsSetup(format!(
+            "cannot drop the session offered for resumption ({e}): the handshake is refused \
+             rather than resumed unchecked"
+        ));
+        remember(ssl, Some(&why));
+        ossl::refuse_handshake(ssl);
+        why
+    })
+}
+
 fn verdict_index() -> Option<Index<Ssl, Verdict>> {
     static IDX: OnceLock<Option<Index<Ssl, Verdict>>> = OnceLock::new();
     *IDX.get_or_init(|| Ssl::new_ex_index().ok())
@@ -288,9 +308,17 @@ fn remember(ssl: &mut SslRef, refusal: Option<&Refusal>) {
 /// result reads OK before any verification ran); a resumed session counts only when its
 /// server's certificate was found designated by the records when the handshake started (a
 /// session offered after a per-`SSL` configuration was not, and is `NotChecked`).
+///
+/// A TLS 1.2 renegotiation (which the server may ask for at any time, and OpenSSL's client
+/// grants) makes the connection `NotChecked` unless a refusal was taken: the client offers
+/// its current session again, and that resumption runs no check of ours. (A full
+/// renegotiation on a context configured by [`ContextDane`] is refused: DANE cannot be set up
+/// twice on one `SSL`. One on a per-`SSL` configuration is verified by OpenSSL against the
+/// records of the first handshake, not the DNS of now.)
 pub fn outcome(ssl: &SslRef) -> Result<(), Refusal> {
     match verdict_index().and_then(|index| ssl.ex_data(index)) {
         Some(Verdict::Refused(why)) => Err(why.clone()),
+        Some(_) if ossl::renegotiated(ssl) => Err(Refusal::NotChecked),
         // A context-level check runs in certificate verification, which a resumed session
         // skips: the session was resumed only after the records, as the DNS says now, were
         // found to designate its server's certificate (ResumptionCheck).
@@ -450,15 +478,37 @@ impl ContextDane {
     /// Installs this on `ctx` (and switches peer verification on, without which OpenSSL would
     /// ignore a failed check), with the check of sessions offered for resumption
     /// ([`ResumptionCheck`]; it takes the context's info callback, and calls one set before).
+    ///
+    /// An info callback the program sets afterwards, on the context or on one `SSL`
+    /// (`SSL_set_info_callback`, which OpenSSL calls instead of the context's), keeps the check
+    /// from running on those connections: a session the program offers there is resumed
+    /// unchecked. That does not fail the handshake; [`outcome`] reports it `NotChecked`, which
+    /// the program must read to fail closed. Full handshakes are verified as always (the check
+    /// of the chain is not an info callback).
+    ///
+    /// Once per context: a second call (or one on a context whose handshake hooks something
+    /// else of this library took) fails before changing anything, so the first installation
+    /// stays whole, its chain verifier with its own resumption check.
     pub fn install(self, ctx: &mut openssl::ssl::SslContextBuilder) -> Result<(), String> {
         let resumption = std::sync::Arc::new(ResumptionCheck {
             resolver: self.resolver.clone(),
             port: self.port,
             policy: self.policy,
         });
+        // One lock for the whole installation: no other thread configures `ctx` between the
+        // check and the last step.
+        let lock = ossl::configuring();
+        if ossl::has_handshake_hooks(&lock, ctx)? {
+            return Err(
+                "server authentication (or another handshake hook of this library) is \
+                        already enabled on this context; the first configuration stays"
+                    .into(),
+            );
+        }
+        // Verification on first: should a later step fail, no handshake runs unverified.
         ctx.set_verify(SslVerifyMode::PEER);
-        ossl::install_chain_verifier(ctx, self)?;
-        ossl::set_handshake_hooks(&ossl::configuring(), ctx, resumption)
+        ossl::install_chain_verifier(&lock, ctx, self)?;
+        ossl::set_handshake_hooks(&lock, ctx, resumption)
     }
 }
 
@@ -482,14 +532,15 @@ impl ossl::HandshakeHooks for ResumptionCheck {
         }
         // Whatever an earlier handshake on this SSL (before SSL_clear) left counts no more.
         remember(ssl, Some(&Refusal::NotChecked));
-        match ssl
+        // A refusal is on the SSL (outcome) and its handshake fails: nothing to return it to.
+        let _ = match ssl
             .servername(openssl::ssl::NameType::HOST_NAME)
             .map(str::to_string)
         {
             Some(host) => ServerTlsa::lookup(&self.resolver, &host, self.port, self.policy)
                 .check_offered_session(ssl),
-            None => ossl::forget_offered_session(ssl),
-        }
+            None => drop_offered_session(ssl),
+        };
     }
 
     fn done(&self, _ssl: &mut SslRef) {}
@@ -671,66 +722,109 @@ mod tests {
         assert_eq!(outcome(&untouched), Err(Refusal::NotChecked));
     }
 
+    /// A TLS 1.2 server for `broker.example.test` (a self-signed certificate) and a client
+    /// context builder that trusts it, for handshakes over a socket pair in-process.
+    struct Tls12 {
+        server: SslContext,
+        cert: X509,
+    }
+
+    impl Tls12 {
+        fn new() -> Tls12 {
+            use openssl::asn1::Asn1Time;
+            use openssl::ec::{EcGroup, EcKey};
+            use openssl::hash::MessageDigest;
+            use openssl::nid::Nid;
+            use openssl::pkey::PKey;
+            use openssl::ssl::SslVersion;
+            use openssl::x509::X509NameBuilder;
+
+            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+            let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+            let mut name = X509NameBuilder::new().unwrap();
+            name.append_entry_by_text("CN", "broker.example.test")
+                .unwrap();
+            let name = name.build();
+            let mut b = X509::builder().unwrap();
+            b.set_version(2).unwrap();
+            b.set_subject_name(&name).unwrap();
+            b.set_issuer_name(&name).unwrap();
+            b.set_pubkey(&key).unwrap();
+            b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+                .unwrap();
+            b.sign(&key, MessageDigest::sha256()).unwrap();
+            let cert = b.build();
+
+            let mut server = SslContext::builder(SslMethod::tls_server()).unwrap();
+            server.set_private_key(&key).unwrap();
+            server.set_certificate(&cert).unwrap();
+            server
+                .set_max_proto_version(Some(SslVersion::TLS1_2))
+                .unwrap();
+            Tls12 {
+                server: server.build(),
+                cert,
+            }
+        }
+
+        /// A client context (TLS 1.2, verifying the server against its certificate).
+        fn client(&self) -> openssl::ssl::SslContextBuilder {
+            let mut client = SslContext::builder(SslMethod::tls_client()).unwrap();
+            client.cert_store_mut().add_cert(self.cert.clone()).unwrap();
+            client.set_verify(SslVerifyMode::PEER);
+            client
+                .set_max_proto_version(Some(openssl::ssl::SslVersion::TLS1_2))
+                .unwrap();
+            client
+        }
+
+        /// The client's end of a handshake of `ssl` with the server, or its error.
+        fn try_handshake(
+            &self,
+            ssl: Ssl,
+        ) -> Result<openssl::ssl::SslStream<std::os::unix::net::UnixStream>, String> {
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let server = self.server.clone();
+            let t = std::thread::spawn(move || {
+                // The server's own result is the client's concern here.
+                let _ = Ssl::new(&server).unwrap().accept(b);
+            });
+            let stream = ssl.connect(a).map_err(|e| e.to_string());
+            t.join().unwrap();
+            stream
+        }
+
+        fn handshake(&self, ssl: Ssl) -> openssl::ssl::SslStream<std::os::unix::net::UnixStream> {
+            self.try_handshake(ssl).expect("handshake")
+        }
+
+        /// A verified full handshake with the server from `client`, and its session. Keep the
+        /// connection while the session is used: an `SSL` freed without a shutdown makes its
+        /// session unresumable.
+        fn session(
+            &self,
+            client: &SslContext,
+        ) -> (
+            openssl::ssl::SslStream<std::os::unix::net::UnixStream>,
+            openssl::ssl::SslSession,
+        ) {
+            let first = self.handshake(Ssl::new(client).unwrap());
+            assert_eq!(first.ssl().verify_result(), X509VerifyResult::OK);
+            let session = first.ssl().session().unwrap().to_owned();
+            (first, session)
+        }
+    }
+
     /// A refusal (or no configuration at all) stays the outcome when the connection then
     /// resumes a session anyway: a resumed session must not turn either into OK.
     #[test]
     fn a_resumed_session_does_not_override_a_refusal() {
-        use openssl::asn1::Asn1Time;
-        use openssl::ec::{EcGroup, EcKey};
-        use openssl::hash::MessageDigest;
-        use openssl::nid::Nid;
-        use openssl::pkey::PKey;
-        use openssl::ssl::SslVersion;
-        use openssl::x509::{X509NameBuilder, X509};
-        use std::os::unix::net::UnixStream;
-
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "broker.example.test")
-            .unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        let cert = b.build();
-
-        let mut server = SslContext::builder(SslMethod::tls_server()).unwrap();
-        server.set_private_key(&key).unwrap();
-        server.set_certificate(&cert).unwrap();
-        server
-            .set_max_proto_version(Some(SslVersion::TLS1_2))
-            .unwrap();
-        let server = server.build();
-        let mut client = SslContext::builder(SslMethod::tls_client()).unwrap();
-        client.cert_store_mut().add_cert(cert.clone()).unwrap();
-        client.set_verify(SslVerifyMode::PEER);
-        client
-            .set_max_proto_version(Some(SslVersion::TLS1_2))
-            .unwrap();
-        let client = client.build();
-
-        let handshake = |ssl: Ssl| {
-            let (a, b) = UnixStream::pair().unwrap();
-            let server = server.clone();
-            let t = std::thread::spawn(move || {
-                let stream = Ssl::new(&server).unwrap().accept(b).expect("server side");
-                drop(stream);
-            });
-            let stream = ssl.connect(a).expect("handshake");
-            t.join().unwrap();
-            stream
-        };
-        let first = handshake(Ssl::new(&client).unwrap());
-        assert_eq!(first.ssl().verify_result(), X509VerifyResult::OK);
-        let session = first.ssl().session().unwrap().to_owned();
+        let tls = Tls12::new();
+        let client = tls.client().build();
+        let handshake = |ssl: Ssl| tls.handshake(ssl);
+        let (_first, session) = tls.session(&client);
         let mut prepared = Ssl::new(&client).unwrap();
         remember(&mut prepared, None);
         // SAFETY: a session of this context.
@@ -767,5 +861,204 @@ mod tests {
             (outcome(refused.ssl()), outcome(untouched.ssl())),
             (Err(why), Err(Refusal::NotChecked))
         );
+    }
+
+    /// A resolver whose server does not answer (nothing listens on the port), failing fast.
+    fn dead_resolver() -> Arc<Resolver> {
+        use crate::resolver::{ResolverConfig, TrustAnchor};
+        let mut config =
+            ResolverConfig::new("127.0.0.1:9".parse().unwrap(), TrustAnchor::iana_root());
+        config.query_timeout = std::time::Duration::from_millis(100);
+        config.lookup_timeout = std::time::Duration::from_millis(300);
+        Arc::new(Resolver::new(config).unwrap())
+    }
+
+    fn context_dane(on_refusal: fn(&str, &Refusal)) -> ContextDane {
+        ContextDane {
+            resolver: dead_resolver(),
+            port: 8883,
+            policy: Policy::Require,
+            on_refusal: Some(on_refusal),
+            on_checked: None,
+        }
+    }
+
+    /// When OpenSSL cannot drop a session that is not vouched for (`SSL_set_session` failed;
+    /// injected here, as OpenSSL 3.0 fails it only when out of memory), the session is not
+    /// resumed: the handshake is refused, and the refusal is the outcome.
+    #[test]
+    fn a_session_that_cannot_be_dropped_is_not_resumed_but_refused() {
+        let tls = Tls12::new();
+        let client = tls.client().build();
+        let (_first, session) = tls.session(&client);
+        let offer = || {
+            let mut ssl = Ssl::new(&client).unwrap();
+            // SAFETY: a session of this context.
+            unsafe { ssl.set_session(&session).unwrap() };
+            ssl
+        };
+        let resumed = tls.handshake(offer());
+        assert!(resumed.ssl().session_reused(), "the session resumes");
+
+        let mut ssl = offer();
+        let why = refuse_unless_dropped(&mut ssl, Err("SSL_set_session(NULL) failed".into()))
+            .unwrap_err();
+        assert!(
+            why.to_string().contains("SSL_set_session(NULL) failed"),
+            "{why}"
+        );
+        assert_eq!(outcome(&ssl), Err(why));
+        let refused = tls.try_handshake(ssl);
+        assert!(refused.is_err(), "resumed although not vouched for");
+    }
+
+    /// A second installation on a context fails and leaves the first whole: the chain
+    /// verifier that runs is the first one (it reports to its own callback).
+    #[test]
+    fn a_second_install_on_a_context_fails_and_leaves_the_first() {
+        static REPORTS: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+        fn first(_: &str, _: &Refusal) {
+            REPORTS.lock().unwrap().push("first");
+        }
+        fn second(_: &str, _: &Refusal) {
+            REPORTS.lock().unwrap().push("second");
+        }
+        let tls = Tls12::new();
+        let mut client = tls.client();
+        context_dane(first).install(&mut client).unwrap();
+        let again = context_dane(second).install(&mut client).unwrap_err();
+        assert!(again.contains("already"), "{again}");
+        let client = client.build();
+        // No server name: the verifier refuses before any look-up, and says so.
+        assert!(tls.try_handshake(Ssl::new(&client).unwrap()).is_err());
+        assert_eq!(*REPORTS.lock().unwrap(), ["first"]);
+    }
+
+    type InfoCallback = unsafe extern "C" fn(*const openssl_sys::SSL, libc::c_int, libc::c_int);
+
+    extern "C" {
+        fn SSL_set_info_callback(ssl: *mut openssl_sys::SSL, cb: Option<InfoCallback>);
+    }
+
+    unsafe extern "C" fn program_info_callback(
+        _ssl: *const openssl_sys::SSL,
+        _kind: libc::c_int,
+        _value: libc::c_int,
+    ) {
+    }
+
+    /// An info callback the program sets on one `SSL` replaces, for that `SSL`, the context's
+    /// callback that runs the resumption check: the offered session is resumed unchecked, and
+    /// the outcome says `NotChecked` (the handshake itself is not refused). With the context's
+    /// callback the same session is dropped and, the DNS not answering, the handshake refused.
+    #[test]
+    fn an_ssl_level_info_callback_leaves_a_resumed_session_not_checked() {
+        use foreign_types::ForeignTypeRef;
+        fn ignore(_: &str, _: &Refusal) {}
+        let tls = Tls12::new();
+        let plain = tls.client().build();
+        let (_first, session) = tls.session(&plain);
+        let mut client = tls.client();
+        context_dane(ignore).install(&mut client).unwrap();
+        let client = client.build();
+        let offer = || {
+            let mut ssl = Ssl::new(&client).unwrap();
+            ssl.set_hostname("broker.example.test").unwrap();
+            // SAFETY: a session with this server, from a context of the same method.
+            unsafe { ssl.set_session(&session).unwrap() };
+            ssl
+        };
+
+        assert!(
+            tls.try_handshake(offer()).is_err(),
+            "checked: no records (no DNS), no resumption, refused"
+        );
+        let ssl = offer();
+        // SAFETY: a live SSL; the callback does nothing and lives as long as the program.
+        unsafe { SSL_set_info_callback(ssl.as_ptr(), Some(program_info_callback)) };
+        let unchecked = tls.handshake(ssl);
+        assert!(unchecked.ssl().session_reused());
+        assert_eq!(outcome(unchecked.ssl()), Err(Refusal::NotChecked));
+    }
+
+    extern "C" {
+        fn SSL_renegotiate(ssl: *mut openssl_sys::SSL) -> libc::c_int;
+    }
+
+    /// A TLS 1.2 renegotiation the server asks for (HelloRequest) is a handshake no check of
+    /// ours ran for: the outcome turns `NotChecked`, also after a first handshake that resumed a
+    /// session the records vouched for (that session is resumed again, unchecked).
+    #[test]
+    fn a_renegotiation_the_server_asks_for_is_not_checked() {
+        use foreign_types::ForeignTypeRef;
+        use openssl::ssl::SslMode;
+        use std::io::{Read, Write};
+
+        let tls = Tls12::new();
+        let client = tls.client();
+        // The client's read returns after the server's HelloRequest, with no data
+        // (SSL_CTX_clear_mode, a macro of SSL_CTX_ctrl).
+        const SSL_CTRL_CLEAR_MODE: libc::c_int = 78;
+        // SAFETY: a live context; a plain setter of its mode bits.
+        unsafe {
+            openssl_sys::SSL_CTX_ctrl(
+                client.as_ptr(),
+                SSL_CTRL_CLEAR_MODE,
+                SslMode::AUTO_RETRY.bits() as libc::c_long,
+                std::ptr::null_mut(),
+            )
+        };
+        let client = client.build();
+        let (_first, session) = tls.session(&client);
+        let vouching = ServerTlsa {
+            host: HOST.into(),
+            port: 8883,
+            names: vec![HOST.into()],
+            address_proof: Proof::Secure,
+            lookups: Vec::new(),
+            records: vec![crate::tlsa::Tlsa::for_certificate(
+                &tls.cert,
+                Usage::DaneEe,
+                tlsa::Selector::Spki,
+                tlsa::Matching::Sha256,
+            )
+            .unwrap()],
+            decision: Decision::Dane,
+        };
+        let mut ssl = Ssl::new(&client).unwrap();
+        // SAFETY: a session of this context.
+        unsafe { ssl.set_session(&session).unwrap() };
+        vouching.configure(&mut ssl).unwrap();
+
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let server = tls.server.clone();
+        let renegotiating = std::thread::spawn(move || {
+            let mut stream = Ssl::new(&server).unwrap().accept(b).expect("server side");
+            // SAFETY: a live server SSL after its handshake.
+            assert_eq!(unsafe { SSL_renegotiate(stream.ssl().as_ptr()) }, 1);
+            stream.do_handshake().expect("HelloRequest sent");
+            // The renegotiation runs in this read, which ends with the client's byte.
+            let mut byte = [0u8];
+            stream.read_exact(&mut byte).expect("the client's byte");
+        });
+        let mut stream = ssl.connect(a).expect("handshake");
+        assert!(stream.ssl().session_reused());
+        assert_eq!(outcome(stream.ssl()), Ok(()), "the vouched session resumed");
+        let mut byte = [0u8];
+        let read = stream.ssl_read(&mut byte);
+        assert!(
+            read.as_ref()
+                .is_err_and(|e| e.code() == openssl::ssl::ErrorCode::WANT_READ),
+            "the HelloRequest, and no data: {read:?}"
+        );
+        // The renegotiation runs before the byte goes out.
+        stream.write_all(b"y").unwrap();
+        renegotiating.join().unwrap();
+        // SAFETY: a live SSL; SSL_total_renegotiations (SSL_CTRL_GET_TOTAL_RENEGOTIATIONS).
+        let renegotiations =
+            unsafe { openssl_sys::SSL_ctrl(stream.ssl().as_ptr(), 12, 0, std::ptr::null_mut()) };
+        assert_eq!(renegotiations, 1, "the server's renegotiation ran");
+        assert!(stream.ssl().session_reused(), "resuming the session again");
+        assert_eq!(outcome(stream.ssl()), Err(Refusal::NotChecked));
     }
 }
