@@ -9,7 +9,8 @@
 //! - [`wait`]: fresh look-ups through the project's validating resolver until the change is
 //!   seen secure;
 //! - [`rotation`]: what `rotate --finish` knows of when the new record became visible;
-//! - [`record`]: the TLSA record of a certificate or public key file.
+//! - [`record`]: the TLSA record of a certificate or public key file;
+//! - [`ops`]: the operations as the command line runs them (change, then wait).
 //!
 //! The zone's primary signs what it is sent (knot's or BIND's automatic signing): the updates
 //! carry no signatures. Nothing here knows about cards or the provider.
@@ -26,6 +27,7 @@ use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordSet, Reco
 
 mod exchange;
 pub mod key;
+pub mod ops;
 pub mod record;
 pub mod rotation;
 pub mod wait;
@@ -103,7 +105,9 @@ impl std::error::Error for RegistryError {}
 fn rcode_meaning(rcode: &str, tsig_error: Option<&str>) -> &'static str {
     match (rcode, tsig_error) {
         ("NOTAUTH", Some("BADSIG")) => "the server has this key with another secret",
-        ("NOTAUTH", Some("BADKEY")) => "the server does not know this key (name or algorithm)",
+        ("NOTAUTH", Some("BADKEY")) => {
+            "the server does not know this key (name or algorithm) or does not allow it for this zone"
+        }
         ("NOTAUTH", Some("BADTIME")) => "this machine's clock and the server's differ too much",
         ("NOTAUTH", _) => "the server is not authoritative for the zone, or refuses this key",
         ("NXRRSET", _) => "prerequisite failed: the name has no such TLSA records",
