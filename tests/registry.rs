@@ -123,9 +123,10 @@ fn the_rig_accepts_updates_signed_with_its_key() {
     let dns = TestDns::start(&[]);
     let script = format!(
         "server 127.0.0.1 {}\nkey hmac-sha256:{TSIG_KEY_NAME} {}\nzone {ZONE}\n\
-         update add probe._device.{ZONE} 300 TXT \"x\"\nsend\n",
+         update add probe._device.{ZONE} 300 TLSA 3 1 1 {}\nsend\n",
         dns.addr().port(),
-        dns.tsig_secret()
+        dns.tsig_secret(),
+        "ab".repeat(32)
     );
     let mut child = Command::new("knsupdate")
         .stdin(Stdio::piped())
@@ -142,8 +143,8 @@ fn the_rig_accepts_updates_signed_with_its_key() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", common::stderr(&out));
-    let answer = dns.dig(&format!("probe._device.{ZONE}"), "TXT");
-    assert!(answer.contains("RRSIG\tTXT"), "{answer}");
+    let answer = dns.dig(&format!("probe._device.{ZONE}"), "TLSA");
+    assert!(answer.contains("RRSIG\tTLSA"), "{answer}");
 }
 
 /// Publish with knot's key file: the tool waits until the record is seen secure, says how long
@@ -371,6 +372,13 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
     );
     let err = failed(run("d._device.nothere.test", "nothere.test.", &server));
     assert!(err.contains("refused the request: NOTAUTH"), "{err}");
+    // The right key and zone, but a name outside `_device`, which the server's ACL excludes.
+    let err = failed(run("www.iotregistry.test", ZONE, &server));
+    assert!(
+        err.contains("refused the request: NOTAUTH")
+            || err.contains("refused the request: REFUSED"),
+        "{err}"
+    );
     let err = failed(run(name, "example.test.", &server));
     assert!(err.contains("is not in the zone example.test."), "{err}");
 

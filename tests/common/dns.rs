@@ -46,7 +46,8 @@ const SIGNED: [&str; 7] = [
 /// The zones signed with NSEC3 opt-out.
 const OPT_OUT: [&str; 1] = ["optout.test."];
 const UNSIGNED: [&str; 2] = ["insecure.test.", "plain.optout.test."];
-/// The zones that accept dynamic updates signed with the instance's TSIG key.
+/// The zones that accept dynamic updates signed with the instance's TSIG key: TLSA records
+/// below `_device` only (the README's configuration for a registry's primary).
 const UPDATABLE: [&str; 2] = ["iotregistry.test.", "example.test."];
 /// The name of the TSIG key updates are signed with (its secret is made per instance).
 pub const TSIG_KEY_NAME: &str = "registry-key";
@@ -416,6 +417,10 @@ fn knot_conf(dir: &Path, port: u16, tsig_knot: &str) -> String {
   - id: registry-update
     key: {TSIG_KEY_NAME}
     action: update
+    update-type: [TLSA]
+    update-owner: name
+    update-owner-match: sub
+    update-owner-name: [_device]
 database:
     storage: "{d}/db"
 log:
