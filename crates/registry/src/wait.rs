@@ -92,3 +92,80 @@ pub fn show(resolver: &Resolver, name: &str) -> Result<std::sync::Arc<Answer>, R
         .lookup_fresh(name, RecordType::TLSA)
         .map_err(|e| RegistryError::NotSeen(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::rr::rdata::tlsa::TLSA;
+    use hickory_resolver::proto::rr::{Name, RData};
+
+    fn record(byte: u8) -> Tlsa {
+        Tlsa {
+            usage: 3,
+            selector: 1,
+            mtype: 1,
+            data: vec![byte; 32],
+        }
+    }
+
+    fn answer(proof: Proof, outcome: Outcome) -> Answer {
+        Answer {
+            name: Name::from_ascii("d._device.iotregistry.test.").unwrap(),
+            rtype: RecordType::TLSA,
+            proof,
+            outcome,
+            ttl: 300,
+            why: None,
+        }
+    }
+
+    fn records(proof: Proof, records: &[Tlsa]) -> Answer {
+        let rdata = records
+            .iter()
+            .map(|r| {
+                RData::TLSA(TLSA::new(
+                    r.usage.into(),
+                    r.selector.into(),
+                    r.mtype.into(),
+                    r.data.clone(),
+                ))
+            })
+            .collect();
+        answer(proof, Outcome::Records(rdata))
+    }
+
+    #[test]
+    fn only_a_secure_answer_shows_a_change() {
+        let (a, b) = (record(1), record(2));
+        for proof in [Proof::Insecure, Proof::Bogus, Proof::Indeterminate] {
+            assert!(!Expect::Present(a.clone()).is_met_by(&records(proof, &[a.clone()])));
+            assert!(!Expect::None.is_met_by(&answer(proof, Outcome::NxDomain)));
+            assert!(!Expect::Absent(a.clone()).is_met_by(&records(proof, &[b.clone()])));
+        }
+    }
+
+    #[test]
+    fn each_expectation_on_secure_answers() {
+        let (a, b) = (record(1), record(2));
+        let both = records(Proof::Secure, &[a.clone(), b.clone()]);
+        let only_b = records(Proof::Secure, &[b.clone()]);
+        let nx = answer(Proof::Secure, Outcome::NxDomain);
+        let nodata = answer(Proof::Secure, Outcome::NoData);
+
+        assert!(Expect::Present(a.clone()).is_met_by(&both));
+        assert!(!Expect::Present(a.clone()).is_met_by(&only_b));
+        assert!(!Expect::Present(a.clone()).is_met_by(&nx));
+
+        assert!(Expect::Absent(a.clone()).is_met_by(&only_b));
+        assert!(Expect::Absent(a.clone()).is_met_by(&nx));
+        assert!(Expect::Absent(a.clone()).is_met_by(&nodata));
+        assert!(!Expect::Absent(a.clone()).is_met_by(&both));
+
+        assert!(Expect::Exactly(vec![b.clone()]).is_met_by(&only_b));
+        assert!(!Expect::Exactly(vec![b.clone()]).is_met_by(&both));
+        assert!(!Expect::Exactly(vec![b.clone()]).is_met_by(&nx));
+
+        assert!(Expect::None.is_met_by(&nx) && Expect::None.is_met_by(&nodata));
+        assert!(!Expect::None.is_met_by(&only_b));
+    }
+}
