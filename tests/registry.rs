@@ -355,14 +355,16 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
 
     // The right key, inline, for a zone it may not update (knotd's ACL): refused.
     let right = rig.dns.tsig_inline();
-    let run = |name: &str, zone: &str, server: &str| {
+    let run_with = |extra: &[&str], name: &str, zone: &str, server: &str| {
         Command::new(common::workspace_binary("iotsafe"))
             .args(["registry", "publish", name, "--cert", cert])
             .args(["--server", server, "--zone", zone, "--tsig", &right])
+            .args(extra)
             .args(rig.resolver_args())
             .output()
             .unwrap()
     };
+    let run = |name: &str, zone: &str, server: &str| run_with(&[], name, zone, server);
     let server = rig.dns.addr().to_string();
     let err = failed(run("d._device.bogus.test", "bogus.test.", &server));
     assert!(
@@ -385,7 +387,29 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
     let down = format!("127.0.0.1:{}", common::free_port());
     let err = failed(run(name, ZONE, &down));
     assert!(
-        err.contains(&format!("no answer from the DNS server {down}")),
+        err.contains(&format!(
+            "no answer from the DNS server {down}: cannot connect"
+        )),
+        "{err}"
+    );
+
+    // A server that takes the connection and never answers: a time-out naming it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let err = failed(run_with(&["--timeout", "1"], name, ZONE, &silent_addr));
+    assert!(
+        err.contains(&format!(
+            "no answer from the DNS server {silent_addr}: no answer within 1 s"
+        )),
+        "{err}"
+    );
+
+    // A server that claims success without our key's signature is not believed.
+    let liar = UnsignedSuccess::start();
+    let err = failed(run(name, ZONE, &liar.addr));
+    assert!(
+        err.contains(&format!("unusable answer from {}", liar.addr))
+            && err.contains("TSIG does not verify"),
         "{err}"
     );
 
@@ -395,6 +419,41 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
         .dns
         .dig("d._device.bogus.test", "TLSA")
         .contains("NXDOMAIN"));
+}
+
+/// A fake primary on loopback that answers every request over TCP with NOERROR and no TSIG:
+/// what an attacker on the path could send to make an operator believe a revocation was done.
+struct UnsignedSuccess {
+    addr: String,
+}
+
+impl UnsignedSuccess {
+    fn start() -> UnsignedSuccess {
+        use hickory_resolver::proto::op::Message;
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                // RFC 1035 4.2.2 framing: a two-byte length, then the message.
+                let mut len = [0u8; 2];
+                if stream.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if stream.read_exact(&mut request).is_err() {
+                    continue;
+                }
+                let request = Message::from_vec(&request).unwrap();
+                let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+                response.add_queries(request.queries.clone());
+                let bytes = response.to_vec().unwrap();
+                let _ = stream.write_all(&(bytes.len() as u16).to_be_bytes());
+                let _ = stream.write_all(&bytes);
+            }
+        });
+        UnsignedSuccess { addr }
+    }
 }
 
 /// 50 `iotsafe registry publish` processes at once, each for its own device: every record

@@ -138,9 +138,11 @@ mod tests {
     fn only_a_secure_answer_shows_a_change() {
         let (a, b) = (record(1), record(2));
         for proof in [Proof::Insecure, Proof::Bogus, Proof::Indeterminate] {
-            assert!(!Expect::Present(a.clone()).is_met_by(&records(proof, &[a.clone()])));
+            assert!(
+                !Expect::Present(a.clone()).is_met_by(&records(proof, std::slice::from_ref(&a)))
+            );
             assert!(!Expect::None.is_met_by(&answer(proof, Outcome::NxDomain)));
-            assert!(!Expect::Absent(a.clone()).is_met_by(&records(proof, &[b.clone()])));
+            assert!(!Expect::Absent(a.clone()).is_met_by(&records(proof, std::slice::from_ref(&b))));
         }
     }
 
@@ -148,7 +150,7 @@ mod tests {
     fn each_expectation_on_secure_answers() {
         let (a, b) = (record(1), record(2));
         let both = records(Proof::Secure, &[a.clone(), b.clone()]);
-        let only_b = records(Proof::Secure, &[b.clone()]);
+        let only_b = records(Proof::Secure, std::slice::from_ref(&b));
         let nx = answer(Proof::Secure, Outcome::NxDomain);
         let nodata = answer(Proof::Secure, Outcome::NoData);
 
