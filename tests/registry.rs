@@ -45,17 +45,15 @@ impl Rig {
         ]
     }
 
-    /// `iotsafe registry COMMAND NAME ARGS` with the server, zone, key (`key` arguments:
-    /// `--tsig-key FILE` or `--tsig INLINE`), resolver and state directory of this rig.
+    /// `iotsafe registry COMMAND NAME ARGS` with this rig's server, zone, resolver and state
+    /// directory, and the key arguments `key` (`--tsig-key FILE` or `--tsig INLINE`).
     fn registry_with_key(&self, command: &str, name: &str, args: &[&str], key: &[&str]) -> Output {
-        let mut cmd = Command::new(common::workspace_binary("iotsafe"));
-        cmd.args(["registry", command, name])
+        common::registry::command(&self.dns, command, name)
             .args(args)
-            .args(["--server", &self.dns.addr().to_string(), "--zone", ZONE])
             .args(key)
-            .args(self.resolver_args())
-            .env("IOTSAFE_REGISTRY_STATE_DIR", self.dir.path().join("state"));
-        cmd.output().expect("run iotsafe registry")
+            .env("IOTSAFE_REGISTRY_STATE_DIR", self.dir.path().join("state"))
+            .output()
+            .expect("run iotsafe registry")
     }
 
     fn registry(&self, command: &str, name: &str, args: &[&str]) -> Output {
