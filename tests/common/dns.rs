@@ -248,7 +248,8 @@ impl TestDns {
     }
 
     /// Replaces the extra records of `zone`, reloads it and waits until knotd serves the new
-    /// serial.
+    /// serial. The zone file is rewritten: dynamic updates applied to the zone since are lost
+    /// (a test changes a zone by updates or by this, not both).
     pub fn set_records(&self, zone: &str, lines: &[&str]) {
         let zone = fqdn(zone);
         {
