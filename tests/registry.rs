@@ -208,13 +208,14 @@ fn revoking_one_record_keeps_the_others() {
     let rig = Rig::start();
     let (a, b) = (rig.device("a"), rig.device("b"));
     let name = "sensor3._device.iotregistry.test";
-    for dev in [&a, &b] {
-        succeeded(rig.registry(
-            "publish",
-            name,
-            &["--cert", dev.cert_path.to_str().unwrap()],
-        ));
-    }
+    // The first without waiting: the primary has applied it when it answers.
+    let out = succeeded(rig.registry(
+        "publish",
+        name,
+        &["--cert", a.cert_path.to_str().unwrap(), "--no-wait"],
+    ));
+    assert!(out.contains("not waited for (--no-wait)"), "{out}");
+    succeeded(rig.registry("publish", name, &["--pubkey", &public_key_file(&rig, &b)]));
     assert!(rig.admitted(&a.cert_path, name) && rig.admitted(&b.cert_path, name));
 
     let record = pki::dane_ee_record(&a.cert).to_string();
@@ -227,6 +228,60 @@ fn revoking_one_record_keeps_the_others() {
     let err = failed(rig.registry("revoke", name, &["--record", &record]));
     assert!(err.contains("has no TLSA record"), "{err}");
     assert_eq!(rig.serial(), before);
+}
+
+/// `b`'s public key alone, as a PEM file.
+fn public_key_file(rig: &Rig, device: &Issued) -> String {
+    let path = rig.dir.path().join("pub.pem");
+    std::fs::write(&path, device.key.public_key_to_pem().unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Usage mistakes are clap's: exit status 2, nothing sent.
+#[test]
+fn usage_mistakes_exit_with_2() {
+    let status = |args: &[&str]| {
+        Command::new(common::workspace_binary("iotsafe"))
+            .arg("registry")
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let to = [
+        "--server",
+        "127.0.0.1:1",
+        "--zone",
+        "z.test",
+        "--tsig",
+        "k:hmac-sha256:c2VjcmV0",
+    ];
+    let with = |args: &[&'static str]| -> Vec<&'static str> { [args, &to[..]].concat() };
+    // No record, two records, no key, rotate without --new or --finish, both.
+    assert_eq!(status(&with(&["publish", "d.z.test"])), Some(2));
+    assert_eq!(
+        status(&with(&[
+            "publish", "d.z.test", "--cert", "a", "--record", "3 1 1 00"
+        ])),
+        Some(2)
+    );
+    assert_eq!(
+        status(&[
+            "revoke",
+            "d.z.test",
+            "--server",
+            "127.0.0.1:1",
+            "--zone",
+            "z.test"
+        ]),
+        Some(2)
+    );
+    assert_eq!(status(&with(&["rotate", "d.z.test"])), Some(2));
+    assert_eq!(
+        status(&with(&["rotate", "d.z.test", "--new", "a", "--finish"])),
+        Some(2)
+    );
 }
 
 /// Revoking at a name without records is the server's prerequisite error, and changes nothing.
