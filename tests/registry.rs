@@ -335,6 +335,16 @@ fn a_rotation_keeps_the_device_admitted_at_every_step() {
     );
 
     let before = rig.serial();
+    let third = rig.device("third");
+    let err = failed(rig.registry(
+        "rotate",
+        name,
+        &["--new", third.cert_path.to_str().unwrap()],
+    ));
+    assert!(
+        err.contains("is in progress"),
+        "one rotation at a time: {err}"
+    );
     let err = failed(rig.registry("rotate", name, &["--finish"]));
     assert!(
         err.contains("refused") && err.contains("try again in"),

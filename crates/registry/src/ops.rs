@@ -93,7 +93,9 @@ pub fn rotate_new(
     state_dir: &Path,
     waiting: Option<&Waiting>,
 ) -> Result<Done, RegistryError> {
-    if let Ok(running) = Rotation::load(state_dir, name) {
+    // A state file that cannot be read is not taken for "no rotation": it is reported.
+    if Rotation::path(state_dir, name)?.exists() {
+        let running = Rotation::load(state_dir, name)?;
         return Err(RegistryError::Rotation(format!(
             "a rotation of {} to {} is in progress: finish it first (`rotate {name} --finish`)",
             running.name, running.new
