@@ -211,30 +211,19 @@ impl Registry {
     /// Adds `record` to the TLSA RRset at `name` (created if there is none); adding a record
     /// that is there already changes nothing (RFC 2136 §3.4.2.2).
     pub fn publish(&self, name: &str, record: &Tlsa, ttl: u32) -> Result<(), RegistryError> {
-        let rrset = self.rrset(name, ttl, std::slice::from_ref(record))?;
-        let message = update_message::append(rrset, self.zone.clone(), false, false);
-        self.send(message, &[ResponseCode::NoError]).map(drop)
+        self.update(self.publish_message(name, record, ttl, false)?)
     }
 
     /// Adds `record` beside the existing records at `name`, which must exist (the first step of
     /// a rollover, RFC 7671 §8.1).
     pub fn publish_beside(&self, name: &str, record: &Tlsa, ttl: u32) -> Result<(), RegistryError> {
-        let rrset = self.rrset(name, ttl, std::slice::from_ref(record))?;
-        let message = update_message::append(rrset, self.zone.clone(), true, false);
-        self.send(message, &[ResponseCode::NoError]).map(drop)
+        self.update(self.publish_message(name, record, ttl, true)?)
     }
 
     /// Deletes the whole TLSA RRset at `name`, on the prerequisite that it exists (so that a
     /// mistyped name is refused by the server, NXRRSET, rather than deleting nothing).
     pub fn revoke_all(&self, name: &str) -> Result<(), RegistryError> {
-        let owner = self.owner(name)?;
-        let mut message = update_message::delete_rrset(
-            Record::update0(owner.clone(), 0, RecordType::TLSA),
-            self.zone.clone(),
-            false,
-        );
-        message.add_pre_requisite(rrset_exists(owner));
-        self.send(message, &[ResponseCode::NoError]).map(drop)
+        self.update(self.revoke_all_message(name)?)
     }
 
     /// Deletes exactly `remove` from the RRset at `name`, on the prerequisite that the RRset
@@ -247,6 +236,42 @@ impl Registry {
         current: &RecordsAt,
         remove: &[Tlsa],
     ) -> Result<(), RegistryError> {
+        self.update(self.remove_records_message(name, current, remove)?)
+    }
+
+    fn publish_message(
+        &self,
+        name: &str,
+        record: &Tlsa,
+        ttl: u32,
+        must_exist: bool,
+    ) -> Result<Message, RegistryError> {
+        let rrset = self.rrset(name, ttl, std::slice::from_ref(record))?;
+        Ok(update_message::append(
+            rrset,
+            self.zone.clone(),
+            must_exist,
+            false,
+        ))
+    }
+
+    fn revoke_all_message(&self, name: &str) -> Result<Message, RegistryError> {
+        let owner = self.owner(name)?;
+        let mut message = update_message::delete_rrset(
+            Record::update0(owner.clone(), 0, RecordType::TLSA),
+            self.zone.clone(),
+            false,
+        );
+        message.add_pre_requisite(rrset_exists(owner));
+        Ok(message)
+    }
+
+    fn remove_records_message(
+        &self,
+        name: &str,
+        current: &RecordsAt,
+        remove: &[Tlsa],
+    ) -> Result<Message, RegistryError> {
         let owner = self.owner(name)?;
         let delete = self.rrset(name, 0, remove)?;
         let mut message = update_message::delete_by_rdata(delete, self.zone.clone(), false);
@@ -257,6 +282,10 @@ impl Registry {
             exact.set_ttl(0);
             message.add_pre_requisites(exact);
         }
+        Ok(message)
+    }
+
+    fn update(&self, message: Message) -> Result<(), RegistryError> {
         self.send(message, &[ResponseCode::NoError]).map(drop)
     }
 
@@ -320,3 +349,6 @@ pub fn fqdn_name(text: &str) -> Result<Name, RegistryError> {
     name.set_fqdn(true);
     Ok(name.to_lowercase())
 }
+
+#[cfg(test)]
+mod tests;
