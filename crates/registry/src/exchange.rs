@@ -9,9 +9,13 @@
 //! `Message`): no DNS wire code here.
 //!
 //! TCP rather than UDP: an update and its prerequisites can exceed a UDP datagram, a lost UDP
-//! response would leave the caller not knowing whether an update was applied (and a retry of a
-//! non-idempotent update is not the same request), and a TCP answer comes from the address
-//! asked. One connection per request: an operator's command sends one or two.
+//! answer would leave it unknown whether the update was applied (to be found out by asking
+//! again, with retries and their duplicates to reason about), and a TCP answer comes from the
+//! address asked. One connection per request: an operator's command sends one or two.
+//!
+//! Time-outs: connecting and waiting for the answer get `timeout` each. A connection that fails
+//! means nothing was sent; a missing answer to a request sent leaves it unknown whether the
+//! server applied it, and the error says so.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,15 +57,7 @@ pub(crate) fn exchange(
         .enable_all()
         .build()
         .map_err(|e| RegistryError::Local(format!("cannot start an I/O runtime: {e}")))?;
-    runtime.block_on(async {
-        match tokio::time::timeout(timeout, send(server, message, signer, timeout, accept)).await {
-            Ok(result) => result,
-            Err(_) => Err(Failure::Other(RegistryError::NoAnswer {
-                server,
-                why: format!("no answer within {} s", timeout.as_secs_f32()),
-            })),
-        }
-    })
+    runtime.block_on(send(server, message, signer, timeout, accept))
 }
 
 async fn send(
@@ -84,16 +80,29 @@ async fn send(
 
     let provider = TokioRuntimeProvider::new();
     let (connect, mut outbound) = TcpClientStream::new(server, None, Some(timeout), provider);
-    let mut stream = connect
-        .await
-        .map_err(|e| no_answer(format!("cannot connect: {e}")))?;
+    let mut stream = match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(no_answer(format!("cannot connect: {e}")).into()),
+        Err(_) => {
+            return Err(no_answer(format!("cannot connect within {} s", secs(timeout))).into())
+        }
+    };
     outbound
         .send(SerialMessage::new(request, server))
         .map_err(|e| no_answer(format!("cannot send: {e}")))?;
-    let bytes = match stream.next().await {
-        Some(Ok(reply)) => reply.into_parts().0,
-        Some(Err(e)) => return Err(no_answer(format!("connection failed: {e}")).into()),
-        None => return Err(no_answer("connection closed without an answer".into()).into()),
+    let unknown =
+        "; whether the server applied the request is unknown (see `iotsafe registry show`)";
+    let bytes = match tokio::time::timeout(timeout, stream.next()).await {
+        Ok(Some(Ok(reply))) => reply.into_parts().0,
+        Ok(Some(Err(e))) => {
+            return Err(no_answer(format!("connection failed: {e}{unknown}")).into())
+        }
+        Ok(None) => {
+            return Err(no_answer(format!("connection closed without an answer{unknown}")).into())
+        }
+        Err(_) => {
+            return Err(no_answer(format!("no answer within {} s{unknown}", secs(timeout))).into())
+        }
     };
 
     let bad = |why: String| RegistryError::BadResponse { server, why };
@@ -112,6 +121,10 @@ async fn send(
     }
     verified.map_err(|e| bad(format!("its TSIG does not verify with our key: {e}")))?;
     Ok(response)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}", d.as_secs_f32())
 }
 
 fn unix_now() -> u64 {
