@@ -180,26 +180,41 @@ fn a_published_device_is_admitted() {
     assert!(shown.contains("1 record(s), secure"), "{shown}");
 }
 
-/// Revoking the whole set: the device is refused, and the name is proven absent (a secure
-/// denial, not a failure to find out).
+/// Revoking the whole set, or the only record by `--record`: the device is refused, and the
+/// name is proven absent (a secure denial, not a failure to find out).
 #[test]
 fn a_revoked_device_is_refused_with_a_secure_denial() {
     let rig = Rig::start();
     let device = rig.device("dev");
     let name = "sensor2._device.iotregistry.test";
     let cert = device.cert_path.to_str().unwrap();
+    let denied = || {
+        assert!(!rig.admitted(&device.cert_path, name));
+        let shown = rig.show(name);
+        assert!(
+            shown.contains("no such name (NXDOMAIN), secure"),
+            "a proven absence: {shown}"
+        );
+    };
+
+    // The whole set.
     succeeded(rig.registry("publish", name, &["--cert", cert]));
     assert!(rig.admitted(&device.cert_path, name));
-
     let out = succeeded(rig.registry("revoke", name, &[]));
     assert!(out.contains("revoked every TLSA record"), "{out}");
     assert!(out.contains("seen secure through"), "{out}");
-    assert!(!rig.admitted(&device.cert_path, name));
-    let shown = rig.show(name);
+    denied();
+
+    // The only record, by --record.
+    succeeded(rig.registry("publish", name, &["--cert", cert]));
+    assert!(rig.admitted(&device.cert_path, name));
+    let record = pki::dane_ee_record(&device.cert).to_string();
+    let out = succeeded(rig.registry("revoke", name, &["--record", &record]));
     assert!(
-        shown.contains("no such name (NXDOMAIN), secure"),
-        "a proven absence: {shown}"
+        out.contains(&format!("revoked {name}. IN TLSA {record}")),
+        "{out}"
     );
+    denied();
 }
 
 /// `--record` removes exactly that record: a second device key at the same name stays.
