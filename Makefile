@@ -119,6 +119,7 @@ unit:
 # Figures as `BENCH <name> <value>` lines, each with its baseline measured in the same run.
 bench: build
 	$(CARGO) bench --bench dane
+	$(CARGO) bench --bench registry
 	$(CARGO) build --release --workspace
 	@$(MAKE) --no-print-directory provider PROFILE=release
 	@$(MAKE) --no-print-directory mosquitto-plugin PROFILE=release

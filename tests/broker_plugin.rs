@@ -15,6 +15,7 @@ use common::device::CardDevice;
 use common::dns::TestDns;
 use common::mqtt::Broker;
 use common::pki::{self, Issued};
+use common::registry;
 use common::{free_port, stderr};
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
 
@@ -615,10 +616,11 @@ fn clients_that_bypass_the_plugin_at_connect_can_neither_publish_nor_subscribe()
     );
 }
 
-/// Revocation by DNS: the record of a device with a live session is removed from the signed
-/// zone; the session is kicked within TTL + revalidate_seconds and the reconnect refused; the
-/// record put back, it connects again. Then its record changes to another key (the answer it
-/// was admitted on expires): kicked again, refused with NO_MATCH.
+/// Revocation by DNS, as a registry does it (`iotsafe registry`, signed updates to the zone's
+/// primary): the record of a device with a live session is revoked; the session is kicked
+/// within TTL + revalidate_seconds and the reconnect refused; the record published again, it
+/// connects again. Then its record changes to another key (published beside it, the device's
+/// own revoked; the answer it was admitted on expires): kicked again, refused with NO_MATCH.
 #[test]
 fn a_removed_or_changed_record_kicks_the_live_session_and_refuses_the_reconnect() {
     const TTL: u32 = 2;
@@ -629,31 +631,37 @@ fn a_removed_or_changed_record_kicks_the_live_session_and_refuses_the_reconnect(
     let dns = TestDns::start(&[(REGISTRY, record.as_str())]);
     let broker = pki.broker(&dns, &[]);
     let bound = u64::from(TTL) + REVALIDATE_S;
+    let name = device_name("sensor9");
+    let ttl = TTL.to_string();
 
     let sub = pki.subscribe(&broker, "sub9", &device, 1000);
     let removed = Instant::now();
-    dns.set_records(REGISTRY, &[]);
+    registry::change(&dns, "revoke", &name, &[]);
     broker.wait_for_line(bound + 5, &["kicked client sub9 ", "NO_RECORDS"]);
     println!(
-        "kicked {:.1} s after the record was removed (TTL {TTL} s + revalidate {REVALIDATE_S} s)",
+        "kicked {:.1} s after the record was revoked (TTL {TTL} s + revalidate {REVALIDATE_S} s)",
         removed.elapsed().as_secs_f64()
     );
     kill(sub);
     let out = pki.publish(&broker, "pub9", &device);
-    assert_refused(&out, &broker, "pub9", &device_name("sensor9"), "NO_RECORDS");
+    assert_refused(&out, &broker, "pub9", &name, "NO_RECORDS");
 
-    // Put back: admitted again once the denial's negative TTL (the zone's SOA minimum) ends.
-    dns.set_records(REGISTRY, &[&record]);
+    // Published again: admitted once the denial's negative TTL (the zone's SOA minimum) ends.
+    let cert = device.cert_path.to_str().unwrap();
+    registry::change(&dns, "publish", &name, &["--cert", cert, "--ttl", &ttl]);
     common::wait_until(20, "the restored record to admit the device", || {
         pki.publish(&broker, "again9", &device).status.success()
     });
 
     let sub = pki.subscribe(&broker, "sub9b", &device, 1000);
-    dns.set_records(REGISTRY, &[&ee_line("sensor9", &stranger.cert, TTL)]);
+    let other = stranger.cert_path.to_str().unwrap();
+    registry::change(&dns, "publish", &name, &["--cert", other, "--ttl", &ttl]);
+    let own = pki::dane_ee_record(&device.cert).to_string();
+    registry::change(&dns, "revoke", &name, &["--record", &own]);
     broker.wait_for_line(bound + 5, &["kicked client sub9b ", "NO_MATCH"]);
     kill(sub);
     let out = pki.publish(&broker, "pub9b", &device);
-    assert_refused(&out, &broker, "pub9b", &device_name("sensor9"), "NO_MATCH");
+    assert_refused(&out, &broker, "pub9b", &name, "NO_MATCH");
 }
 
 /// 100 distinct devices, each with its own record, connect (four at a time) and publish while

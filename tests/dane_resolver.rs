@@ -227,6 +227,27 @@ fn removed_record_disappears_after_its_ttl() {
     assert_eq!(res.proof(), Proof::Secure);
 }
 
+/// A fresh look-up (what a registry waits with) asks the DNS whatever the cache holds: it sees
+/// a removal at once, while the cached answer stays for its TTL; it leaves the cache as it was.
+#[test]
+fn a_fresh_lookup_bypasses_the_answer_cache() {
+    let line = tlsa_line("dev3._device", 300);
+    let dns = dns::TestDns::start(&[("iotregistry.test.", line.as_str())]);
+    let r = resolver(&dns);
+    let name = "dev3._device.iotregistry.test";
+    assert_eq!(r.lookup(name, RecordType::TLSA).unwrap().records().len(), 1);
+    dns.set_records("iotregistry.test.", &[]);
+
+    let before = r.queries_sent();
+    let fresh = r.lookup_fresh(name, RecordType::TLSA).unwrap();
+    assert_eq!(fresh.outcome, Outcome::NxDomain);
+    assert_eq!(fresh.proof, Proof::Secure);
+    assert!(r.queries_sent() > before, "asked the DNS");
+
+    let cached = r.lookup(name, RecordType::TLSA).unwrap();
+    assert_eq!(cached.records().len(), 1, "the cached answer is untouched");
+}
+
 /// The resolver is called from code that runs inside a tokio runtime (an async server's
 /// handler): it must neither panic ("cannot start a runtime from within a runtime") nor block
 /// the caller's runtime from answering. Built, used and dropped there, on a current-thread

@@ -51,6 +51,21 @@ fn the_dane_layer_knows_no_cards() {
 }
 
 #[test]
+fn the_registry_layer_knows_no_cards_and_no_provider() {
+    assert_none_of(
+        "crates/registry/Cargo.toml",
+        &[
+            "iotsafe-card",
+            "pcsc",
+            "iotsafe-provider",
+            "iotsafe-dane",
+            "clap",
+        ],
+        "a registry publishes the key in a certificate; it never sees the device's card",
+    );
+}
+
+#[test]
 fn the_provider_knows_no_dns() {
     assert_none_of(
         "crates/provider/Cargo.toml",
@@ -88,19 +103,21 @@ fn members() -> Vec<String> {
 /// may depend on them.
 #[test]
 fn adapters_use_the_c_abi_not_the_core_crates() {
-    const CORE: [&str; 5] = [
+    const CORE: [&str; 6] = [
         "iotsafe-dane",
         "dane",
         "iotsafe-provider",
         "iotsafe-card",
         "iotsafe-hex",
+        "iotsafe-registry",
     ];
-    const LAYERS: [&str; 6] = [
+    const LAYERS: [&str; 7] = [
         ".",
         "crates/hex",
         "crates/card",
         "crates/dane",
         "crates/provider",
+        "crates/registry",
         "cli",
     ];
     let members = members();

@@ -7,6 +7,7 @@ mod card;
 mod dane_commands;
 mod doctor;
 mod enroll;
+mod registry_commands;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,13 @@ enum Command {
         #[command(subcommand)]
         command: dane_commands::DaneCommand,
     },
+    /// A registry's operations on device records: publish, revoke, rotate and show TLSA
+    /// records by DNS UPDATE (RFC 2136) signed with TSIG, each change waited for until the
+    /// validating resolver sees it secure.
+    Registry {
+        #[command(subcommand)]
+        command: registry_commands::RegistryCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Enroll(args) => enroll::run(&cli.card, &args),
+        Command::Registry { command } => registry_commands::run(command),
         Command::Dane { command } => {
             return match dane_commands::run(command) {
                 0 => ExitCode::SUCCESS,

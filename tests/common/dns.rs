@@ -17,6 +17,12 @@
 //! copied into each test's own knotd database: `keymgr` is most of a bring-up's time, and the
 //! keys are all that tests could share without seeing each other's records. Zones can be rewritten and reloaded during a test. knotd is killed when
 //! the value is dropped, whatever the outcome of the test.
+//!
+//! The registry zones (`iotregistry.test.`, `example.test.`) also accept RFC 2136 dynamic
+//! updates signed with this instance's TSIG key ([`TestDns::tsig_inline`] and the key files),
+//! which knotd signs as it applies them. A test changes a zone either by updates or by
+//! [`TestDns::set_records`], not both: that rewrites the zone file and reloads it, which
+//! discards every update applied since.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -40,6 +46,11 @@ const SIGNED: [&str; 7] = [
 /// The zones signed with NSEC3 opt-out.
 const OPT_OUT: [&str; 1] = ["optout.test."];
 const UNSIGNED: [&str; 2] = ["insecure.test.", "plain.optout.test."];
+/// The zones that accept dynamic updates signed with the instance's TSIG key: TLSA records
+/// below `_device` only (the README's configuration for a registry's primary).
+const UPDATABLE: [&str; 2] = ["iotregistry.test.", "example.test."];
+/// The name of the TSIG key updates are signed with (its secret is made per instance).
+pub const TSIG_KEY_NAME: &str = "registry-key";
 const CHILDREN_OF_TEST: [&str; 5] = [
     "iotregistry.test.",
     "example.test.",
@@ -62,6 +73,8 @@ pub struct TestDns {
     ds_in_optout: Vec<String>,
     ds_in_root: Vec<String>,
     root_dnskey: String,
+    /// The TSIG key as `keymgr -t` printed it (knot's configuration syntax).
+    tsig_knot: String,
 }
 
 impl TestDns {
@@ -77,7 +90,8 @@ impl TestDns {
         }
         let port = super::free_port();
         let conf = dir.path().join("knot.conf");
-        fs::write(&conf, knot_conf(dir.path(), port)).expect("write knot.conf");
+        let tsig_knot = run_ok(Command::new("keymgr").args(["-t", TSIG_KEY_NAME, "hmac-sha256"]));
+        fs::write(&conf, knot_conf(dir.path(), port, &tsig_knot)).expect("write knot.conf");
 
         let keys = ZoneKeys::cached();
         copy_dir(&keys.db, &dir.path().join("db"));
@@ -111,6 +125,7 @@ impl TestDns {
             ds_in_optout,
             ds_in_root,
             root_dnskey,
+            tsig_knot,
         };
         for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
             dns.write_zone(zone);
@@ -122,7 +137,8 @@ impl TestDns {
                 return dns;
             }
             dns.port = super::free_port();
-            fs::write(&conf, knot_conf(dns.dir.path(), dns.port)).expect("write knot.conf");
+            fs::write(&conf, knot_conf(dns.dir.path(), dns.port, &dns.tsig_knot))
+                .expect("write knot.conf");
         }
         panic!("knotd found no free port in five tries");
     }
@@ -188,6 +204,39 @@ impl TestDns {
         fs::read_to_string(dir.path().join("root_dnskey")).expect("root key")
     }
 
+    /// The TSIG key's secret (base64), as `keymgr -t` made it.
+    pub fn tsig_secret(&self) -> String {
+        self.tsig_knot
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("secret:"))
+            .expect("a secret line in keymgr -t output")
+            .trim()
+            .to_string()
+    }
+
+    /// The TSIG key in the inline form `NAME:ALG:BASE64`.
+    pub fn tsig_inline(&self) -> String {
+        format!("{TSIG_KEY_NAME}:hmac-sha256:{}", self.tsig_secret())
+    }
+
+    /// The TSIG key written as `keymgr -t` prints it (knot's syntax, with its comment line).
+    pub fn tsig_knot_file(&self) -> PathBuf {
+        let path = self.dir.path().join("tsig-knot.conf");
+        fs::write(&path, &self.tsig_knot).expect("write TSIG key");
+        path
+    }
+
+    /// The TSIG key written as BIND's `tsig-keygen` writes it.
+    pub fn tsig_bind_file(&self) -> PathBuf {
+        let path = self.dir.path().join("tsig-bind.key");
+        let text = format!(
+            "key \"{TSIG_KEY_NAME}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
+            self.tsig_secret()
+        );
+        fs::write(&path, text).expect("write TSIG key");
+        path
+    }
+
     /// The root's DS records (`. IN DS ...`), to test DS trust anchors.
     pub fn root_ds(&self) -> Vec<String> {
         ds_of(&self.conf(), ".")
@@ -199,7 +248,8 @@ impl TestDns {
     }
 
     /// Replaces the extra records of `zone`, reloads it and waits until knotd serves the new
-    /// serial.
+    /// serial. The zone file is rewritten: dynamic updates applied to the zone since are lost
+    /// (a test changes a zone by updates or by this, not both).
     pub fn set_records(&self, zone: &str, lines: &[&str]) {
         let zone = fqdn(zone);
         {
@@ -328,7 +378,9 @@ impl Drop for TestDns {
     }
 }
 
-fn knot_conf(dir: &Path, port: u16) -> String {
+/// knotd's configuration; `tsig_knot` is the update key as `keymgr -t` printed it (a `key:`
+/// section), allowed to update the [`UPDATABLE`] zones.
+fn knot_conf(dir: &Path, port: u16, tsig_knot: &str) -> String {
     let d = dir.display();
     let mut zones = String::new();
     for zone in SIGNED {
@@ -337,11 +389,21 @@ fn knot_conf(dir: &Path, port: u16) -> String {
         } else {
             ""
         };
+        let acl = if UPDATABLE.contains(&zone) {
+            "    acl: registry-update\n"
+        } else {
+            ""
+        };
         zones.push_str(&format!(
-            "  - domain: \"{zone}\"\n    file: \"{}\"\n{template}",
+            "  - domain: \"{zone}\"\n    file: \"{}\"\n{template}{acl}",
             zone_file(zone)
         ));
     }
+    let key: String = tsig_knot
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     for zone in UNSIGNED {
         zones.push_str(&format!(
             "  - domain: \"{zone}\"\n    file: \"{}\"\n    template: unsigned\n",
@@ -352,6 +414,14 @@ fn knot_conf(dir: &Path, port: u16) -> String {
         r#"server:
     rundir: "{d}/run"
     listen: 127.0.0.1@{port}
+{key}acl:
+  - id: registry-update
+    key: {TSIG_KEY_NAME}
+    action: update
+    update-type: [TLSA]
+    update-owner: name
+    update-owner-match: sub
+    update-owner-name: [_device]
 database:
     storage: "{d}/db"
 log:
@@ -467,7 +537,8 @@ impl ZoneKeys {
         }
         let conf = cache.join("knot.conf");
         // keymgr reads the configuration only for the database; knotd never runs on it.
-        fs::write(&conf, knot_conf(cache, 53)).expect("write knot.conf");
+        let key = run_ok(Command::new("keymgr").args(["-t", TSIG_KEY_NAME, "hmac-sha256"]));
+        fs::write(&conf, knot_conf(cache, 53, &key)).expect("write knot.conf");
         for zone in SIGNED {
             run_ok(Command::new("keymgr").arg("-c").arg(&conf).args([
                 zone,

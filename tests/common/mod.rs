@@ -10,6 +10,7 @@ pub mod escaped;
 pub mod modem;
 pub mod mqtt;
 pub mod pki;
+pub mod registry;
 pub mod tls;
 pub mod unbound;
 

@@ -279,6 +279,23 @@ impl Resolver {
         self.lookup_name(&parse_name(name, rtype)?, rtype, None)
     }
 
+    /// One name and type asked of the DNS now, whatever the cache holds, and validated as every
+    /// answer is: for a registry that just changed the records and waits to see the change
+    /// secure, which a cached answer would hide for its TTL (and [`Resolver::clear_cache`]
+    /// would make costly, dropping the chain of trust too). The answer is not cached; the
+    /// chain-of-trust RRsets (DNSKEY, DS) are taken from the cache as usual.
+    pub fn lookup_fresh(&self, name: &str, rtype: RecordType) -> Result<Arc<Answer>, ResolveError> {
+        let name = parse_name(name, rtype)?;
+        self.net()?
+            .fetch(name.clone(), rtype, self.config.lookup_timeout)
+            .map(Arc::new)
+            .map_err(|reason| ResolveError::Lookup {
+                name: name.to_string(),
+                rtype,
+                reason,
+            })
+    }
+
     /// From the cache, or by the one look-up of `key` in flight (led by this call, or by an
     /// earlier one that this call waits for, until its deadline).
     fn lookup_name(

@@ -1,0 +1,267 @@
+//! `iotsafe registry ...`: a registry's operations on device records over RFC 2136 updates
+//! (the `iotsafe-registry` crate); here only the arguments and the printing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dane::resolver::{Outcome, Resolver};
+use dane::tlsa::Tlsa;
+use iotsafe_registry::ops::{self, Done, Waiting};
+use iotsafe_registry::{record, wait, Registry, RegistryError, TsigKey};
+
+use crate::dane_commands::DnsArgs;
+
+/// `iotsafe registry <command>`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum RegistryCommand {
+    /// Add a TLSA record at NAME (default `3 1 1`: the SHA-256 of the key of the certificate
+    /// or public key given).
+    Publish {
+        /// The device's name (TLSA owner), e.g. sensor7._device.iotregistry.example.
+        name: String,
+        #[command(flatten)]
+        record: RecordArgs,
+        /// TTL of the record, in seconds.
+        #[arg(long, default_value_t = ops::DEFAULT_TTL)]
+        ttl: u32,
+        #[command(flatten)]
+        update: UpdateArgs,
+    },
+    /// Remove NAME's TLSA records (all of them, or with --record exactly that one). The name
+    /// must have TLSA records: a mistyped name is an error, not a silent no-op.
+    Revoke {
+        name: String,
+        /// Remove only this record ("U S M HEX").
+        #[arg(long, value_name = "U S M HEX")]
+        record: Option<String>,
+        #[command(flatten)]
+        update: UpdateArgs,
+    },
+    /// Roll NAME over to a new key (RFC 7671 8.1): `--new FILE` publishes its record beside the
+    /// old one; `--finish`, once the new record has been visible for one TTL, removes the old.
+    Rotate {
+        name: String,
+        /// The new certificate or public key (PEM or DER).
+        #[arg(long, value_name = "FILE", required_unless_present = "finish")]
+        new: Option<PathBuf>,
+        /// Remove the old record(s).
+        #[arg(long, conflicts_with_all = ["new", "ttl"])]
+        finish: bool,
+        /// TTL of the new record (default: the TTL of the records it joins).
+        #[arg(long)]
+        ttl: Option<u32>,
+        /// Where `--new` records when the new record became visible, for `--finish`.
+        #[arg(long, value_name = "DIR", env = "IOTSAFE_REGISTRY_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        update: UpdateArgs,
+    },
+    /// NAME's TLSA records as the validating resolver sees them now, with proof state and TTL.
+    Show {
+        name: String,
+        #[command(flatten)]
+        dns: DnsArgs,
+    },
+}
+
+/// The record to publish: exactly one of these.
+#[derive(clap::Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct RecordArgs {
+    /// The device's certificate (PEM or DER): `3 1 1` of its key.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The device's public key (PEM or DER): `3 1 1` of it.
+    #[arg(long, value_name = "FILE")]
+    pubkey: Option<PathBuf>,
+    /// The record itself.
+    #[arg(long, value_name = "U S M HEX")]
+    record: Option<String>,
+}
+
+/// Where the update goes, with which key, and how its arrival is watched.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// The zone's primary, which accepts the signed updates.
+    #[arg(long, value_name = "ADDR:PORT")]
+    server: SocketAddr,
+    /// The zone (its apex) NAME is in.
+    #[arg(long)]
+    zone: String,
+    /// The TSIG key file, as BIND's `tsig-keygen` or knot's `keymgr -t` writes it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "tsig",
+        conflicts_with = "tsig"
+    )]
+    tsig_key: Option<PathBuf>,
+    /// The TSIG key inline (visible to other users of this machine in the process list).
+    #[arg(long, value_name = "NAME:ALG:BASE64")]
+    tsig: Option<String>,
+    /// Seconds one request to the server may take.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Wait until a fresh look-up through the validating resolver sees the change secure
+    /// (the default).
+    #[arg(long, overrides_with = "no_wait")]
+    wait: bool,
+    /// Do not wait.
+    #[arg(long, overrides_with = "wait")]
+    no_wait: bool,
+    /// Seconds the wait may take.
+    #[arg(long, default_value_t = 60)]
+    wait_timeout: u64,
+    #[command(flatten)]
+    dns: DnsArgs,
+}
+
+impl UpdateArgs {
+    fn registry(&self) -> Result<Registry, String> {
+        let key = match (&self.tsig_key, &self.tsig) {
+            (Some(file), _) => TsigKey::from_file(file),
+            (None, Some(inline)) => inline.parse(),
+            (None, None) => return Err("--tsig-key FILE or --tsig NAME:ALG:BASE64 needed".into()),
+        }
+        .map_err(|e| e.to_string())?;
+        let timeout = Duration::from_secs(self.timeout.max(1));
+        Registry::new(self.server, &self.zone, key, timeout).map_err(|e| e.to_string())
+    }
+
+    /// The resolver to watch through, unless `--no-wait`.
+    fn resolver(&self) -> Result<Option<Resolver>, String> {
+        // The last of --wait and --no-wait given wins (each overrides the other); neither: wait.
+        if self.no_wait && !self.wait {
+            return Ok(None);
+        }
+        self.dns
+            .resolver()
+            .map(Some)
+            .map_err(|e| format!("resolver for --wait: {e}"))
+    }
+}
+
+pub fn run(command: RegistryCommand) -> Result<(), String> {
+    match command {
+        RegistryCommand::Show { name, dns } => show(&name, &dns),
+        RegistryCommand::Publish {
+            name,
+            record,
+            ttl,
+            update,
+        } => {
+            let record = record.tlsa().map_err(|e| e.to_string())?;
+            change(&update, |registry, waiting| {
+                ops::publish(registry, &name, &record, ttl, waiting)
+            })
+        }
+        RegistryCommand::Revoke {
+            name,
+            record,
+            update,
+        } => {
+            let record = record
+                .as_deref()
+                .map(record::parse)
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            change(&update, |registry, waiting| {
+                ops::revoke(registry, &name, record.as_ref(), waiting)
+            })
+        }
+        RegistryCommand::Rotate {
+            name,
+            new,
+            finish,
+            ttl,
+            state_dir,
+            update,
+        } => {
+            let state_dir = state_dir.unwrap_or_else(default_state_dir);
+            match (new, finish) {
+                (Some(file), false) => {
+                    let record =
+                        record::of_certificate_or_key_file(&file).map_err(|e| e.to_string())?;
+                    change(&update, |registry, waiting| {
+                        ops::rotate_new(registry, &name, &record, ttl, &state_dir, waiting)
+                    })
+                }
+                _ => change(&update, |registry, waiting| {
+                    ops::rotate_finish(registry, &name, &state_dir, waiting)
+                }),
+            }
+        }
+    }
+}
+
+impl RecordArgs {
+    fn tlsa(&self) -> Result<Tlsa, RegistryError> {
+        match (&self.cert, &self.pubkey, &self.record) {
+            (Some(cert), _, _) => record::of_certificate_file(cert),
+            (_, Some(key), _) => record::of_public_key_file(key),
+            (_, _, Some(text)) => record::parse(text),
+            _ => Err(RegistryError::Input(
+                "--cert, --pubkey or --record needed".into(),
+            )),
+        }
+    }
+}
+
+/// Runs one change and prints what it did, how long the wait took, and what comes next.
+fn change(
+    update: &UpdateArgs,
+    operation: impl FnOnce(&Registry, Option<&Waiting>) -> Result<Done, RegistryError>,
+) -> Result<(), String> {
+    let registry = update.registry()?;
+    let resolver = update.resolver()?;
+    let waiting = resolver.as_ref().map(|resolver| Waiting {
+        resolver,
+        limit: Duration::from_secs(update.wait_timeout.max(1)),
+    });
+    let done = operation(&registry, waiting.as_ref()).map_err(|e| e.to_string())?;
+    println!("{}", done.change);
+    match (done.seen_after, &resolver) {
+        (Some(took), Some(resolver)) => println!(
+            "seen secure through {} after {:.3} s",
+            resolver.config().server,
+            took.as_secs_f64()
+        ),
+        _ => println!("not waited for (--no-wait)"),
+    }
+    if let Some(next) = done.next {
+        println!("{next}");
+    }
+    Ok(())
+}
+
+/// `show`: one line per record with its TTL, then the proof; a denial as one line.
+fn show(name: &str, dns: &DnsArgs) -> Result<(), String> {
+    let resolver = dns.resolver().map_err(|e| e.to_string())?;
+    let answer = wait::show(&resolver, name).map_err(|e| e.to_string())?;
+    match &answer.outcome {
+        Outcome::Records(_) => {
+            for record in answer.records().iter().filter_map(Tlsa::from_rdata) {
+                println!(
+                    "{}",
+                    record.to_zone_line(&answer.name.to_string(), answer.ttl)
+                );
+            }
+            print!("{} record(s), {}", answer.records().len(), answer.proof);
+            match &answer.why {
+                Some(why) => println!(" ({why})"),
+                None => println!(),
+            }
+        }
+        _ => println!("{answer}"),
+    }
+    Ok(())
+}
+
+/// `$XDG_STATE_HOME/iotsafe`, else `~/.local/state/iotsafe`, else the current directory.
+fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")));
+    base.map_or_else(|| PathBuf::from("."), |b| b.join("iotsafe"))
+}

@@ -1,0 +1,354 @@
+//! The registry side of device identities: publish, revoke and rotate a device's TLSA records
+//! in the registry's DNSSEC-signed zone by RFC 2136 dynamic updates authenticated with TSIG
+//! (RFC 8945), and watch the change reach the validating resolver.
+//!
+//! - [`key`]: TSIG key files (BIND's, knot's) and the inline form;
+//! - [`Registry`]: the updates, built with hickory's `update_message`, each with a prerequisite
+//!   so that a mistake (a name without records, a record that is not there) is refused by the
+//!   server instead of being a silent no-op;
+//! - [`wait`]: fresh look-ups through the project's validating resolver until the change is
+//!   seen secure;
+//! - [`rotation`]: what `rotate --finish` knows of when the new record became visible;
+//! - [`record`]: the TLSA record of a certificate or public key file;
+//! - [`ops`]: the operations as the command line runs them (change, then wait).
+//!
+//! The zone's primary signs what it is sent (knot's or BIND's automatic signing): the updates
+//! carry no signatures. Nothing here knows about cards or the provider.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dane::tlsa::Tlsa;
+use hickory_resolver::proto::op::update_message::{self, UpdateMessage};
+use hickory_resolver::proto::op::{Message, Query, ResponseCode};
+use hickory_resolver::proto::rr::rdata::tlsa::TLSA;
+use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
+
+mod exchange;
+pub mod key;
+pub mod ops;
+pub mod record;
+pub mod rotation;
+pub mod wait;
+
+pub use key::{KeyError, TsigKey};
+
+/// Most records one name may hold in an answer from the primary (a device has one, two during
+/// a rotation; a few more are an operator's business, hundreds a mistake or an attack).
+const MAX_RECORDS_PER_NAME: usize = 64;
+
+/// Why a registry operation did not happen, or did not finish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryError {
+    /// The server answered with an error RCODE: nothing was changed.
+    Refused {
+        server: SocketAddr,
+        /// The RCODE's mnemonic (`NOTAUTH`, `NXRRSET`, ...).
+        rcode: String,
+        /// The TSIG error of the response (`BADSIG`, `BADKEY`, `BADTIME`), when it has one.
+        tsig_error: Option<String>,
+        /// Whether the refusal was signed with our key (a refusal to a wrong key cannot be).
+        signed: bool,
+    },
+    /// No answer at all: whether anything changed is unknown (it did not, if the server was
+    /// unreachable).
+    NoAnswer { server: SocketAddr, why: String },
+    /// An answer that cannot be trusted (its TSIG does not verify) or read.
+    BadResponse { server: SocketAddr, why: String },
+    /// A name, zone or record that cannot be used as given (nothing was sent).
+    Input(String),
+    /// The change was made but not seen as expected through the resolver in time.
+    NotSeen(String),
+    /// `rotate --finish` refused, or a rotation's state file unusable.
+    Rotation(String),
+    /// A local failure (runtime, file system).
+    Local(String),
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryError::Refused {
+                server,
+                rcode,
+                tsig_error,
+                signed,
+            } => {
+                write!(f, "{server} refused the request: {rcode}")?;
+                if let Some(tsig) = tsig_error {
+                    write!(f, " (TSIG error {tsig})")?;
+                }
+                write!(f, ": {}", rcode_meaning(rcode, tsig_error.as_deref()))?;
+                if !signed {
+                    f.write_str("; the refusal was not signed with our key")?;
+                }
+                f.write_str("; nothing was changed")
+            }
+            RegistryError::NoAnswer { server, why } => {
+                write!(f, "no answer from the DNS server {server}: {why}")
+            }
+            RegistryError::BadResponse { server, why } => {
+                write!(f, "unusable answer from {server}: {why}")
+            }
+            RegistryError::Input(why)
+            | RegistryError::NotSeen(why)
+            | RegistryError::Rotation(why)
+            | RegistryError::Local(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// What an RCODE (RFC 1035, 2136, 8945) says went wrong with an update.
+fn rcode_meaning(rcode: &str, tsig_error: Option<&str>) -> &'static str {
+    match (rcode, tsig_error) {
+        ("NOTAUTH", Some("BADSIG")) => "the server has this key with another secret",
+        ("NOTAUTH", Some("BADKEY")) => {
+            "the server does not know this key (name or algorithm) or does not allow it for this zone"
+        }
+        ("NOTAUTH", Some("BADTIME")) => "this machine's clock and the server's differ too much",
+        ("NOTAUTH", _) => "the server is not authoritative for the zone, or refuses this key",
+        ("NXRRSET", _) => "prerequisite failed: the name has no such TLSA records",
+        ("YXRRSET", _) => "prerequisite failed: the name's TLSA records changed meanwhile",
+        ("NXDOMAIN", _) => "prerequisite failed: no such name",
+        ("YXDOMAIN", _) => "prerequisite failed: the name exists",
+        ("NOTZONE", _) => "the name is not in the zone",
+        ("REFUSED", _) => "the server does not allow this update (policy or ACL)",
+        ("SERVFAIL", _) => "the server failed to apply it",
+        ("FORMERR", _) => "the server could not read the request",
+        ("NOTIMP", _) => "the server does not implement dynamic updates",
+        _ => "the request failed",
+    }
+}
+
+fn rcode_name(rcode: ResponseCode) -> String {
+    let name = match u16::from(rcode) {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        code => return format!("RCODE {code}"),
+    };
+    name.to_string()
+}
+
+/// A TLSA RRset as the primary holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordsAt {
+    pub records: Vec<Tlsa>,
+    /// The RRset's TTL (0 when there are no records).
+    pub ttl: u32,
+}
+
+/// A zone on its primary, and the key allowed to update it.
+pub struct Registry {
+    server: SocketAddr,
+    zone: Name,
+    key: TsigKey,
+    timeout: Duration,
+}
+
+impl Registry {
+    /// `zone` must be the zone's apex (the update's zone section). `timeout` bounds each
+    /// request (connection and answer).
+    pub fn new(
+        server: SocketAddr,
+        zone: &str,
+        key: TsigKey,
+        timeout: Duration,
+    ) -> Result<Registry, RegistryError> {
+        Ok(Registry {
+            server,
+            zone: fqdn_name(zone)?,
+            key,
+            timeout,
+        })
+    }
+
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// The TLSA records at `name` as the primary serves them (a signed query: the answer
+    /// comes from the server holding our key, unchanged on the way).
+    pub fn records_at(&self, name: &str) -> Result<RecordsAt, RegistryError> {
+        let owner = self.owner(name)?;
+        let mut query = Message::query();
+        query.add_query(Query::query(owner.clone(), RecordType::TLSA));
+        let response = self.send(query, &[ResponseCode::NoError, ResponseCode::NXDomain])?;
+        let tlsa: Vec<&Record> = response
+            .answers
+            .iter()
+            .filter(|r| r.name == owner && r.record_type() == RecordType::TLSA)
+            .collect();
+        if tlsa.len() > MAX_RECORDS_PER_NAME {
+            return Err(RegistryError::BadResponse {
+                server: self.server,
+                why: format!(
+                    "{} TLSA records at {owner}, more than {MAX_RECORDS_PER_NAME}",
+                    tlsa.len()
+                ),
+            });
+        }
+        Ok(RecordsAt {
+            ttl: tlsa.iter().map(|r| r.ttl).min().unwrap_or(0),
+            records: tlsa
+                .iter()
+                .filter_map(|r| Tlsa::from_rdata(&r.data))
+                .collect(),
+        })
+    }
+
+    /// Adds `record` to the TLSA RRset at `name` (created if there is none); adding a record
+    /// that is there already changes nothing (RFC 2136 §3.4.2.2).
+    pub fn publish(&self, name: &str, record: &Tlsa, ttl: u32) -> Result<(), RegistryError> {
+        self.update(self.publish_message(name, record, ttl, false)?)
+    }
+
+    /// Adds `record` beside the existing records at `name`, which must exist (the first step of
+    /// a rollover, RFC 7671 §8.1).
+    pub fn publish_beside(&self, name: &str, record: &Tlsa, ttl: u32) -> Result<(), RegistryError> {
+        self.update(self.publish_message(name, record, ttl, true)?)
+    }
+
+    /// Deletes the whole TLSA RRset at `name`, on the prerequisite that it exists (so that a
+    /// mistyped name is refused by the server, NXRRSET, rather than deleting nothing).
+    pub fn revoke_all(&self, name: &str) -> Result<(), RegistryError> {
+        self.update(self.revoke_all_message(name)?)
+    }
+
+    /// Deletes exactly `remove` from the RRset at `name`, on the prerequisite that the RRset
+    /// is still exactly `current` (value-dependent, RFC 2136 §2.4.2): the deletion applies to
+    /// the set the caller saw, or the server refuses it (NXRRSET) and nothing changes. An empty
+    /// `current` asks only that some RRset exists, which the server then refuses.
+    pub fn remove_records(
+        &self,
+        name: &str,
+        current: &RecordsAt,
+        remove: &[Tlsa],
+    ) -> Result<(), RegistryError> {
+        self.update(self.remove_records_message(name, current, remove)?)
+    }
+
+    fn publish_message(
+        &self,
+        name: &str,
+        record: &Tlsa,
+        ttl: u32,
+        must_exist: bool,
+    ) -> Result<Message, RegistryError> {
+        let rrset = self.rrset(name, ttl, std::slice::from_ref(record))?;
+        Ok(update_message::append(
+            rrset,
+            self.zone.clone(),
+            must_exist,
+            false,
+        ))
+    }
+
+    fn revoke_all_message(&self, name: &str) -> Result<Message, RegistryError> {
+        let owner = self.owner(name)?;
+        let mut message = update_message::delete_rrset(
+            Record::update0(owner.clone(), 0, RecordType::TLSA),
+            self.zone.clone(),
+            false,
+        );
+        message.add_pre_requisite(rrset_exists(owner));
+        Ok(message)
+    }
+
+    fn remove_records_message(
+        &self,
+        name: &str,
+        current: &RecordsAt,
+        remove: &[Tlsa],
+    ) -> Result<Message, RegistryError> {
+        let owner = self.owner(name)?;
+        let delete = self.rrset(name, 0, remove)?;
+        let mut message = update_message::delete_by_rdata(delete, self.zone.clone(), false);
+        if current.records.is_empty() {
+            message.add_pre_requisite(rrset_exists(owner));
+        } else {
+            let mut exact = self.rrset(name, 0, &current.records)?;
+            exact.set_ttl(0);
+            message.add_pre_requisites(exact);
+        }
+        Ok(message)
+    }
+
+    fn update(&self, message: Message) -> Result<(), RegistryError> {
+        self.send(message, &[ResponseCode::NoError]).map(drop)
+    }
+
+    /// `name` as an absolute name inside the zone, or why not.
+    fn owner(&self, name: &str) -> Result<Name, RegistryError> {
+        let owner = fqdn_name(name)?;
+        if !self.zone.zone_of(&owner) {
+            return Err(RegistryError::Input(format!(
+                "{owner} is not in the zone {} (--zone)",
+                self.zone
+            )));
+        }
+        Ok(owner)
+    }
+
+    fn rrset(&self, name: &str, ttl: u32, records: &[Tlsa]) -> Result<RecordSet, RegistryError> {
+        let owner = self.owner(name)?;
+        let mut rrset = RecordSet::with_ttl(owner, RecordType::TLSA, ttl);
+        for record in records {
+            rrset.add_rdata(RData::TLSA(TLSA::new(
+                record.usage.into(),
+                record.selector.into(),
+                record.mtype.into(),
+                record.data.clone(),
+            )));
+        }
+        Ok(rrset)
+    }
+
+    fn send(&self, message: Message, accept: &[ResponseCode]) -> Result<Message, RegistryError> {
+        exchange::exchange(
+            self.server,
+            message,
+            &self.key.signer(),
+            self.timeout,
+            accept,
+        )
+        .map_err(|e| match e {
+            exchange::Failure::Refused(rcode, tsig_error, signed) => RegistryError::Refused {
+                server: self.server,
+                rcode: rcode_name(rcode),
+                tsig_error,
+                signed,
+            },
+            exchange::Failure::Other(e) => e,
+        })
+    }
+}
+
+/// The prerequisite "a TLSA RRset exists at `owner`" (RFC 2136 §2.4.1).
+fn rrset_exists(owner: Name) -> Record {
+    let mut record = Record::update0(owner, 0, RecordType::TLSA);
+    record.dns_class = DNSClass::ANY;
+    record
+}
+
+/// `text` as an absolute domain name.
+pub fn fqdn_name(text: &str) -> Result<Name, RegistryError> {
+    let mut name = Name::from_ascii(text)
+        .map_err(|e| RegistryError::Input(format!("{text:?} is not a domain name: {e}")))?;
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests;

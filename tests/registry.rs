@@ -1,0 +1,581 @@
+//! `iotsafe registry`: publish, revoke, rotate and show device records over RFC 2136 updates
+//! signed with TSIG, against the test hierarchy's knotd (which signs what it is sent), with the
+//! real `iotsafe` tool as an operator runs it; `iotsafe dane check-client` is the device's judge.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::dns::{TestDns, TSIG_KEY_NAME};
+use common::pki::{self, Issued};
+
+const ZONE: &str = "iotregistry.test.";
+
+/// A knotd with the signed hierarchy, its trust anchor, and a directory for certificates and
+/// rotation state.
+struct Rig {
+    dns: TestDns,
+    anchor: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let dns = TestDns::start(&[]);
+        let anchor = dns.trust_anchor_file();
+        Rig {
+            dns,
+            anchor,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn device(&self, file: &str) -> Issued {
+        pki::leaf(self.dir.path(), file, file, &[], None)
+    }
+
+    fn resolver_args(&self) -> Vec<String> {
+        vec![
+            "--resolver".into(),
+            self.dns.addr().to_string(),
+            "--trust-anchor".into(),
+            self.anchor.to_str().unwrap().into(),
+        ]
+    }
+
+    /// `iotsafe registry COMMAND NAME ARGS` with this rig's server, zone, resolver and state
+    /// directory, and the key arguments `key` (`--tsig-key FILE` or `--tsig INLINE`).
+    fn registry_with_key(&self, command: &str, name: &str, args: &[&str], key: &[&str]) -> Output {
+        common::registry::command(&self.dns, command, name)
+            .args(args)
+            .args(key)
+            .env("IOTSAFE_REGISTRY_STATE_DIR", self.dir.path().join("state"))
+            .output()
+            .expect("run iotsafe registry")
+    }
+
+    fn registry(&self, command: &str, name: &str, args: &[&str]) -> Output {
+        let key = self.dns.tsig_bind_file();
+        self.registry_with_key(command, name, args, &["--tsig-key", key.to_str().unwrap()])
+    }
+
+    fn show(&self, name: &str) -> String {
+        let out = Command::new(common::workspace_binary("iotsafe"))
+            .args(["registry", "show", name])
+            .args(self.resolver_args())
+            .output()
+            .expect("run iotsafe registry show");
+        common::ok(out)
+    }
+
+    /// Whether `iotsafe dane check-client` authenticates `cert` at `name`.
+    fn admitted(&self, cert: &Path, name: &str) -> bool {
+        let out = Command::new(common::workspace_binary("iotsafe"))
+            .args(["dane", "check-client", "--cert", cert.to_str().unwrap()])
+            .args(["--name", name])
+            .args(self.resolver_args())
+            .output()
+            .expect("run iotsafe dane check-client");
+        match out.status.code() {
+            Some(0) => true,
+            Some(1) => false,
+            _ => panic!("check-client failed: {}", common::stderr(&out)),
+        }
+    }
+
+    /// The zone's SOA serial as knotd serves it (every applied update bumps it).
+    fn serial(&self) -> u32 {
+        let out = self.dns.dig(ZONE, "SOA");
+        out.lines()
+            .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"))
+            .and_then(|l| l.split_whitespace().nth(6))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no SOA for {ZONE}:\n{out}"))
+    }
+}
+
+fn succeeded(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "iotsafe registry failed: {}{}",
+        common::stderr(&out),
+        common::stdout(&out)
+    );
+    common::stdout(&out)
+}
+
+/// A failure is exit status 1 and exactly one line on stderr, `iotsafe: ...`.
+fn failed(out: Output) -> String {
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}{}", common::stdout(&out));
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("iotsafe: "), "{err}");
+    err
+}
+
+/// `knsupdate` with the rig's key: the update lands and is served signed (the rig itself).
+#[test]
+fn the_rig_accepts_updates_signed_with_its_key() {
+    let dns = TestDns::start(&[]);
+    let script = format!(
+        "server 127.0.0.1 {}\nkey hmac-sha256:{TSIG_KEY_NAME} {}\nzone {ZONE}\n\
+         update add probe._device.{ZONE} 300 TLSA 3 1 1 {}\nsend\n",
+        dns.addr().port(),
+        dns.tsig_secret(),
+        "ab".repeat(32)
+    );
+    let mut child = Command::new("knsupdate")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("knsupdate (package knot-dnsutils)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let answer = dns.dig(&format!("probe._device.{ZONE}"), "TLSA");
+    assert!(answer.contains("RRSIG\tTLSA"), "{answer}");
+}
+
+/// Publish with knot's key file: the tool waits until the record is seen secure, says how long
+/// that took, `show` prints it with its TTL and proof, and check-client admits the device (and
+/// not another key).
+#[test]
+fn a_published_device_is_admitted() {
+    let rig = Rig::start();
+    let device = rig.device("dev");
+    let other = rig.device("other");
+    let name = "sensor1._device.iotregistry.test";
+    assert!(!rig.admitted(&device.cert_path, name));
+
+    let key = rig.dns.tsig_knot_file();
+    let out = succeeded(rig.registry_with_key(
+        "publish",
+        name,
+        &["--cert", device.cert_path.to_str().unwrap(), "--ttl", "120"],
+        &["--tsig-key", key.to_str().unwrap()],
+    ));
+    let record = pki::dane_ee_record(&device.cert);
+    assert!(
+        out.contains(&format!("published {name}. 120 IN TLSA {record}")),
+        "{out}"
+    );
+    assert!(out.contains("seen secure through"), "{out}");
+    assert!(rig.admitted(&device.cert_path, name));
+    assert!(!rig.admitted(&other.cert_path, name));
+
+    let shown = rig.show(name);
+    assert!(
+        shown.contains(&format!("{name}. 120 IN TLSA {record}")),
+        "{shown}"
+    );
+    assert!(shown.contains("1 record(s), secure"), "{shown}");
+}
+
+/// Revoking the whole set, or the only record by `--record`: the device is refused, and the
+/// name is proven absent (a secure denial, not a failure to find out).
+#[test]
+fn a_revoked_device_is_refused_with_a_secure_denial() {
+    let rig = Rig::start();
+    let device = rig.device("dev");
+    let name = "sensor2._device.iotregistry.test";
+    let cert = device.cert_path.to_str().unwrap();
+    let denied = || {
+        assert!(!rig.admitted(&device.cert_path, name));
+        let shown = rig.show(name);
+        assert!(
+            shown.contains("no such name (NXDOMAIN), secure"),
+            "a proven absence: {shown}"
+        );
+    };
+
+    // The whole set.
+    succeeded(rig.registry("publish", name, &["--cert", cert]));
+    assert!(rig.admitted(&device.cert_path, name));
+    let out = succeeded(rig.registry("revoke", name, &[]));
+    assert!(out.contains("revoked every TLSA record"), "{out}");
+    assert!(out.contains("seen secure through"), "{out}");
+    denied();
+
+    // The only record, by --record.
+    succeeded(rig.registry("publish", name, &["--cert", cert]));
+    assert!(rig.admitted(&device.cert_path, name));
+    let record = pki::dane_ee_record(&device.cert).to_string();
+    let out = succeeded(rig.registry("revoke", name, &["--record", &record]));
+    assert!(
+        out.contains(&format!("revoked {name}. IN TLSA {record}")),
+        "{out}"
+    );
+    denied();
+}
+
+/// `--record` removes exactly that record: a second device key at the same name stays.
+#[test]
+fn revoking_one_record_keeps_the_others() {
+    let rig = Rig::start();
+    let (a, b) = (rig.device("a"), rig.device("b"));
+    let name = "sensor3._device.iotregistry.test";
+    // The first without waiting: the primary has applied it when it answers.
+    let out = succeeded(rig.registry(
+        "publish",
+        name,
+        &["--cert", a.cert_path.to_str().unwrap(), "--no-wait"],
+    ));
+    assert!(out.contains("not waited for (--no-wait)"), "{out}");
+    succeeded(rig.registry("publish", name, &["--pubkey", &public_key_file(&rig, &b)]));
+    assert!(rig.admitted(&a.cert_path, name) && rig.admitted(&b.cert_path, name));
+
+    let record = pki::dane_ee_record(&a.cert).to_string();
+    succeeded(rig.registry("revoke", name, &["--record", &record]));
+    assert!(!rig.admitted(&a.cert_path, name), "the revoked key");
+    assert!(rig.admitted(&b.cert_path, name), "the other key stays");
+
+    // The same record again: not there any more, refused before anything is sent.
+    let before = rig.serial();
+    let err = failed(rig.registry("revoke", name, &["--record", &record]));
+    assert!(err.contains("has no TLSA record"), "{err}");
+    assert_eq!(rig.serial(), before);
+}
+
+/// `b`'s public key alone, as a PEM file.
+fn public_key_file(rig: &Rig, device: &Issued) -> String {
+    let path = rig.dir.path().join("pub.pem");
+    std::fs::write(&path, device.key.public_key_to_pem().unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Usage mistakes are clap's: exit status 2, nothing sent.
+#[test]
+fn usage_mistakes_exit_with_2() {
+    let status = |args: &[&str]| {
+        Command::new(common::workspace_binary("iotsafe"))
+            .arg("registry")
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let to = [
+        "--server",
+        "127.0.0.1:1",
+        "--zone",
+        "z.test",
+        "--tsig",
+        "k:hmac-sha256:c2VjcmV0",
+    ];
+    let with = |args: &[&'static str]| -> Vec<&'static str> { [args, &to[..]].concat() };
+    // No record, two records, no key, rotate without --new or --finish, both.
+    assert_eq!(status(&with(&["publish", "d.z.test"])), Some(2));
+    assert_eq!(
+        status(&with(&[
+            "publish", "d.z.test", "--cert", "a", "--record", "3 1 1 00"
+        ])),
+        Some(2)
+    );
+    assert_eq!(
+        status(&[
+            "revoke",
+            "d.z.test",
+            "--server",
+            "127.0.0.1:1",
+            "--zone",
+            "z.test"
+        ]),
+        Some(2)
+    );
+    assert_eq!(status(&with(&["rotate", "d.z.test"])), Some(2));
+    assert_eq!(
+        status(&with(&["rotate", "d.z.test", "--new", "a", "--finish"])),
+        Some(2)
+    );
+}
+
+/// Revoking at a name without records is the server's prerequisite error, and changes nothing.
+#[test]
+fn revoking_a_name_without_records_is_a_prerequisite_error() {
+    let rig = Rig::start();
+    let name = "typo._device.iotregistry.test";
+    let before = rig.serial();
+    let err = failed(rig.registry("revoke", name, &[]));
+    assert!(err.contains("refused the request: NXRRSET"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    let record = pki::dane_ee_record(&rig.device("x").cert).to_string();
+    let err = failed(rig.registry("revoke", name, &["--record", &record]));
+    assert!(err.contains("NXRRSET"), "{err}");
+    assert_eq!(rig.serial(), before, "no update was applied");
+}
+
+/// The rollover: the device is admitted with its old key and, once the new record is seen,
+/// with the new one; `--finish` is refused until the new record has been visible for one TTL
+/// (both keys still admitted then); after it, only the new key is.
+#[test]
+fn a_rotation_keeps_the_device_admitted_at_every_step() {
+    let rig = Rig::start();
+    let (old, new) = (rig.device("old"), rig.device("new"));
+    let name = "sensor4._device.iotregistry.test";
+    let ttl = 3;
+    succeeded(rig.registry(
+        "publish",
+        name,
+        &[
+            "--cert",
+            old.cert_path.to_str().unwrap(),
+            "--ttl",
+            &ttl.to_string(),
+        ],
+    ));
+    assert!(rig.admitted(&old.cert_path, name));
+    assert!(!rig.admitted(&new.cert_path, name));
+
+    let out = succeeded(rig.registry("rotate", name, &["--new", new.cert_path.to_str().unwrap()]));
+    let published = Instant::now();
+    assert!(out.contains("beside 1 old record(s)"), "{out}");
+    assert!(out.contains("--finish"), "{out}");
+    assert!(
+        rig.admitted(&old.cert_path, name),
+        "old key during the rollover"
+    );
+    assert!(
+        rig.admitted(&new.cert_path, name),
+        "new key during the rollover"
+    );
+
+    let before = rig.serial();
+    let third = rig.device("third");
+    let err = failed(rig.registry(
+        "rotate",
+        name,
+        &["--new", third.cert_path.to_str().unwrap()],
+    ));
+    assert!(
+        err.contains("is in progress"),
+        "one rotation at a time: {err}"
+    );
+    let err = failed(rig.registry("rotate", name, &["--finish"]));
+    assert!(
+        err.contains("refused") && err.contains("try again in"),
+        "{err}"
+    );
+    assert_eq!(rig.serial(), before, "a refused --finish changes nothing");
+    assert!(rig.admitted(&old.cert_path, name) && rig.admitted(&new.cert_path, name));
+
+    // The TTL has to pass in real time: --finish is asked again until it accepts.
+    let finished = loop {
+        let out = rig.registry("rotate", name, &["--finish"]);
+        if out.status.success() {
+            break common::stdout(&out);
+        }
+        assert!(
+            common::stderr(&out).contains("try again in"),
+            "{}",
+            common::stderr(&out)
+        );
+        assert!(
+            published.elapsed() < Duration::from_secs(ttl + 10),
+            "never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // Whole seconds on both sides: at least TTL - 1 s of real time.
+    assert!(published.elapsed() >= Duration::from_secs(ttl - 1));
+    assert!(finished.contains("removed 1 old record(s)"), "{finished}");
+    assert!(
+        rig.admitted(&new.cert_path, name),
+        "new key after the rollover"
+    );
+    assert!(!rig.admitted(&old.cert_path, name), "old key gone");
+    let err = failed(rig.registry("rotate", name, &["--finish"]));
+    assert!(err.contains("no rotation of"), "{err}");
+}
+
+/// A wrong secret, an unknown key, a zone the key may not update, a zone the server does not
+/// serve, a name outside --zone, a server that is down: one clear line each, and the zone is
+/// unchanged.
+#[test]
+fn refused_and_failed_updates_say_why_and_change_nothing() {
+    let rig = Rig::start();
+    let device = rig.device("dev");
+    let cert = device.cert_path.to_str().unwrap();
+    let name = "sensor5._device.iotregistry.test";
+    let before = rig.serial();
+
+    let other_secret = "c2VjcmV0IHRoYXQgaXMgbm90IHRoZSBzZXJ2ZXIncyBrZXk=";
+    let wrong_secret = format!("{TSIG_KEY_NAME}:hmac-sha256:{other_secret}");
+    let err = failed(rig.registry_with_key(
+        "publish",
+        name,
+        &["--cert", cert],
+        &["--tsig", &wrong_secret],
+    ));
+    assert!(err.contains("NOTAUTH (TSIG error BADSIG)"), "{err}");
+    assert!(
+        err.contains(&rig.dns.addr().to_string()),
+        "names the server: {err}"
+    );
+
+    let unknown_key = format!("someone-else:hmac-sha256:{other_secret}");
+    let err = failed(rig.registry_with_key(
+        "publish",
+        name,
+        &["--cert", cert],
+        &["--tsig", &unknown_key],
+    ));
+    assert!(err.contains("NOTAUTH (TSIG error BADKEY)"), "{err}");
+
+    // The right key, inline, for a zone it may not update (knotd's ACL): refused.
+    let right = rig.dns.tsig_inline();
+    let run_with = |extra: &[&str], name: &str, zone: &str, server: &str| {
+        Command::new(common::workspace_binary("iotsafe"))
+            .args(["registry", "publish", name, "--cert", cert])
+            .args(["--server", server, "--zone", zone, "--tsig", &right])
+            .args(extra)
+            .args(rig.resolver_args())
+            .output()
+            .unwrap()
+    };
+    let run = |name: &str, zone: &str, server: &str| run_with(&[], name, zone, server);
+    let server = rig.dns.addr().to_string();
+    let err = failed(run("d._device.bogus.test", "bogus.test.", &server));
+    assert!(
+        err.contains("refused the request: NOTAUTH")
+            || err.contains("refused the request: REFUSED"),
+        "{err}"
+    );
+    let err = failed(run("d._device.nothere.test", "nothere.test.", &server));
+    assert!(err.contains("refused the request: NOTAUTH"), "{err}");
+    // The right key and zone, but a name outside `_device`, which the server's ACL excludes.
+    let err = failed(run("www.iotregistry.test", ZONE, &server));
+    assert!(
+        err.contains("refused the request: NOTAUTH")
+            || err.contains("refused the request: REFUSED"),
+        "{err}"
+    );
+    let err = failed(run(name, "example.test.", &server));
+    assert!(err.contains("is not in the zone example.test."), "{err}");
+
+    let down = format!("127.0.0.1:{}", common::free_port());
+    let err = failed(run(name, ZONE, &down));
+    assert!(
+        err.contains(&format!(
+            "no answer from the DNS server {down}: cannot connect"
+        )),
+        "{err}"
+    );
+
+    // A server that takes the connection and never answers: a time-out naming it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let err = failed(run_with(&["--timeout", "1"], name, ZONE, &silent_addr));
+    assert!(
+        err.contains(&format!(
+            "no answer from the DNS server {silent_addr}: no answer within 1 s"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("whether the server applied the request is unknown"),
+        "a request sent but not answered may have been applied: {err}"
+    );
+
+    // A server that claims success without our key's signature is not believed.
+    let liar = UnsignedSuccess::start();
+    let err = failed(run(name, ZONE, &liar.addr));
+    assert!(
+        err.contains(&format!("unusable answer from {}", liar.addr))
+            && err.contains("TSIG does not verify"),
+        "{err}"
+    );
+
+    assert_eq!(rig.serial(), before, "no update was applied");
+    assert!(!rig.admitted(&device.cert_path, name));
+    assert!(rig
+        .dns
+        .dig("d._device.bogus.test", "TLSA")
+        .contains("NXDOMAIN"));
+}
+
+/// A fake primary on loopback that answers every request over TCP with NOERROR and no TSIG:
+/// what an attacker on the path could send to make an operator believe a revocation was done.
+struct UnsignedSuccess {
+    addr: String,
+}
+
+impl UnsignedSuccess {
+    fn start() -> UnsignedSuccess {
+        use hickory_resolver::proto::op::Message;
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                // RFC 1035 4.2.2 framing: a two-byte length, then the message.
+                let mut len = [0u8; 2];
+                if stream.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if stream.read_exact(&mut request).is_err() {
+                    continue;
+                }
+                let request = Message::from_vec(&request).unwrap();
+                let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+                response.add_queries(request.queries.clone());
+                let bytes = response.to_vec().unwrap();
+                let _ = stream.write_all(&(bytes.len() as u16).to_be_bytes());
+                let _ = stream.write_all(&bytes);
+            }
+        });
+        UnsignedSuccess { addr }
+    }
+}
+
+/// 50 `iotsafe registry publish` processes at once, each for its own device: every record
+/// lands (no update lost), each seen secure by the process that made it.
+#[test]
+fn fifty_concurrent_publishes_all_land() {
+    let rig = Rig::start();
+    let key = rig.dns.tsig_bind_file();
+    let records: Vec<(String, String)> = (0..50)
+        .map(|i| {
+            let mut digest = [0u8; 32];
+            openssl::rand::rand_bytes(&mut digest).unwrap();
+            (
+                format!("dev{i}._device.iotregistry.test"),
+                format!("3 1 1 {}", iotsafe_dane::hex::encode_lower(&digest)),
+            )
+        })
+        .collect();
+    let children: Vec<_> = records
+        .iter()
+        .map(|(name, record)| {
+            Command::new(common::workspace_binary("iotsafe"))
+                .args(["registry", "publish", name, "--record", record])
+                .args(["--server", &rig.dns.addr().to_string(), "--zone", ZONE])
+                .args(["--tsig-key", key.to_str().unwrap()])
+                .args(rig.resolver_args())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        succeeded(child.wait_with_output().unwrap());
+    }
+    for (name, record) in &records {
+        let shown = rig.show(name);
+        assert!(
+            shown.contains(record.as_str()) && shown.contains("secure"),
+            "{name}: {shown}"
+        );
+    }
+}
