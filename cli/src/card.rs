@@ -15,8 +15,11 @@ use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 
 /// Which card, applet and objects the subcommands use: each option is the card target's
-/// attribute of the same name, parsed by the card layer.
+/// attribute of the same name, parsed by the card layer. Global, so that they may come before
+/// or after the subcommand; listed under their own heading so that the help of a command that
+/// does not use the card (`dane`, `registry`) shows its own options first.
 #[derive(Args)]
+#[command(next_help_heading = "Card options (for the commands that use the card)")]
 pub struct CardOptions {
     /// Use the first reader whose name contains this text (default: the first reader whose
     /// card has the applet).
