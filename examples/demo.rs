@@ -1,8 +1,9 @@
 //! The end-to-end demo behind `make demo`: a device whose key is generated on a simulated eSIM
-//! (behind a real pcscd) and enrolled with `iotsafe enroll` is certified by a registry CA, published by its TLSA record in a
-//! DNSSEC-signed zone (knotd), admitted by a real mosquitto with the iotsafe plugin, revoked by
-//! removing the record (its live session kicked, its reconnect refused) and admitted again when
-//! the record is back. Each step prints one line: what happened and the evidence. Every claim is
+//! (behind a real pcscd) and enrolled with `iotsafe enroll` is certified by a registry CA,
+//! published by its TLSA record in a DNSSEC-signed zone (knotd) with `iotsafe registry publish`,
+//! admitted by a real mosquitto with the iotsafe plugin, revoked with `iotsafe registry revoke`
+//! (its live session kicked, its reconnect refused) and admitted again when the record is
+//! published again. Each step prints one line: what happened and the evidence. Every claim is
 //! checked before it is printed; the first one that does not hold stops the demo with a non-zero
 //! exit status, after the daemons are stopped and the temporary files removed.
 
@@ -308,50 +309,66 @@ fn publish_and_receive(
     );
 }
 
-/// The registry's signed zone in knotd, with the device's record and the subscriber's.
+/// The registry's signed zone in knotd, with the subscriber's record; the device's is
+/// published, revoked and published again the way a registry does it: `iotsafe registry`
+/// (DNS UPDATE signed with TSIG, knotd signing the change), each change waited for until the
+/// validating resolver sees it secure.
 struct Zone {
     dns: TestDns,
-    device_line: String,
-    dashboard_line: String,
+    device_cert: std::path::PathBuf,
 }
 
 impl Zone {
     /// Step 4: the device's record published, and shown to validate.
     fn publish(device: &CardDevice, dashboard: &pki::Issued) -> Zone {
-        let device_line = format!(
-            "{DEVICE_ID}._device {TTL_S} IN TLSA {}",
-            pki::dane_ee_record(&device.cert())
-        );
         let dashboard_line = format!(
             "dashboard._device 300 IN TLSA {}",
             pki::dane_ee_record(&dashboard.cert)
         );
-        let dns = TestDns::start(&[
-            (REGISTRY, device_line.as_str()),
-            (REGISTRY, dashboard_line.as_str()),
-        ]);
-        let proof = check_client(&dns, &device.cert_path);
+        let dns = TestDns::start(&[(REGISTRY, dashboard_line.as_str())]);
+        let zone = Zone {
+            dns,
+            device_cert: device.cert_path.clone(),
+        };
+        let seen = zone.set_device_record(true);
+        let proof = check_client(&zone.dns, &device.cert_path);
         step(
             4,
             format!(
-                "published {DEVICE} {TTL_S} IN TLSA 3 1 1 (SHA-256 of the card's key) in the \
-                 knotd-signed zone; iotsafe dane check-client: {proof}"
+                "iotsafe registry publish {DEVICE} --cert (DNS UPDATE signed with TSIG to the \
+                 zone's knotd, which signs it): TLSA 3 1 1 (SHA-256 of the card's key), TTL \
+                 {TTL_S} s, {seen}; iotsafe dane check-client: {proof}"
             ),
         );
-        Zone {
-            dns,
-            device_line,
-            dashboard_line,
-        }
+        zone
     }
 
-    /// The zone with or without the device's record; returns once knotd serves it.
-    fn set_device_record(&self, present: bool) {
-        let mut lines = vec![self.dashboard_line.as_str()];
-        if present {
-            lines.push(&self.device_line);
-        }
-        self.dns.set_records(REGISTRY, &lines);
+    /// Publishes (`iotsafe registry publish`) or revokes (`iotsafe registry revoke`) the
+    /// device's record; returns the tool's line saying when the validating resolver saw the
+    /// change secure.
+    fn set_device_record(&self, present: bool) -> String {
+        let ttl = TTL_S.to_string();
+        let cert = self.device_cert.to_string_lossy().into_owned();
+        let out = if present {
+            common::registry::change(
+                &self.dns,
+                "publish",
+                DEVICE,
+                &["--cert", &cert, "--ttl", &ttl],
+            )
+        } else {
+            common::registry::change(&self.dns, "revoke", DEVICE, &[])
+        };
+        let seen = out
+            .lines()
+            .find(|line| line.starts_with("seen secure"))
+            .unwrap_or_default()
+            .to_string();
+        claim(
+            !seen.is_empty(),
+            "iotsafe registry waited until the change was seen secure",
+        );
+        seen
     }
 }
 
@@ -387,7 +404,7 @@ fn revoke(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
     );
 
     let removed = Instant::now();
-    zone.set_device_record(false);
+    let seen = zone.set_device_record(false);
     let kicked = broker.wait_for_line(
         u64::from(TTL_S) + REVALIDATE_S + 5,
         &[
@@ -406,8 +423,9 @@ fn revoke(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
     step(
         7,
         format!(
-            "record removed: the device's live session (mosquitto_sub, card key: {apdus} signing \
-             APDUs) kicked {:.1} s later; broker: {}",
+            "iotsafe registry revoke {DEVICE} ({seen}): the device's live session \
+             (mosquitto_sub, card key: {apdus} signing APDUs) kicked {:.1} s after the revoke \
+             began; broker: {}",
             removed.elapsed().as_secs_f64(),
             log_text(&kicked)
         ),
@@ -436,7 +454,7 @@ fn revoke(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
 /// Step 9: the record put back, the device is admitted again.
 fn restore(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) {
     let restored = Instant::now();
-    zone.set_device_record(true);
+    let seen = zone.set_device_record(true);
     let refused_meanwhile = reconnect_until_admitted(device, broker, server_ca);
     let admitted = broker.wait_for_line(
         5,
@@ -447,7 +465,7 @@ fn restore(device: &CardDevice, broker: &Broker, server_ca: &Path, zone: &Zone) 
     step(
         9,
         format!(
-            "record restored: the device connects again {:.1} s later ({refused_meanwhile} \
+            "iotsafe registry publish again ({seen}): the device connects again {:.1} s after it began ({refused_meanwhile} \
              attempts refused meanwhile, each for NO_RECORDS: the denial's negative TTL); broker: {}",
             restored.elapsed().as_secs_f64(),
             log_text(&admitted)

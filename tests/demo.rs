@@ -55,7 +55,13 @@ fn end_to_end_demo_runs_to_its_end_with_every_claim_shown() {
     has(3, &["openssl verify OK", &format!("SAN DNS:{device}")]);
     has(
         4,
-        &["1 record(s), secure", "(DANE-EE) matched the certificate"],
+        &[
+            "iotsafe registry publish",
+            "DNS UPDATE signed with TSIG",
+            "seen secure through",
+            "1 record(s), secure",
+            "(DANE-EE) matched the certificate",
+        ],
     );
     has(5, &["devices admitted by DNSSEC-validated TLSA"]);
     has(
@@ -69,6 +75,8 @@ fn end_to_end_demo_runs_to_its_end_with_every_claim_shown() {
     has(
         7,
         &[
+            "iotsafe registry revoke",
+            "seen secure through",
             "kicked client sensor7._device.iotregistry.test/live",
             "NO_RECORDS",
         ],
@@ -84,6 +92,8 @@ fn end_to_end_demo_runs_to_its_end_with_every_claim_shown() {
     has(
         9,
         &[
+            "iotsafe registry publish again",
+            "seen secure through",
             "connects again",
             "admitted client sensor7._device.iotregistry.test/back",
             device,
