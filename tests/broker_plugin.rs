@@ -914,3 +914,155 @@ fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it(
         assert!(log.contains(named), "the log names {named:?}:\n{log}");
     }
 }
+
+/// A reload (SIGHUP, as `systemctl reload` or logrotate sends) makes mosquitto re-check every
+/// client it knows, offline persistent sessions included. Such a session has no TLS connection
+/// and so no certificate; refusing it would make mosquitto 2.0.11 disconnect the already
+/// disconnected session a second time (its connection count and session-expiry list then go
+/// wrong). The plugin answers the reload's check from what it knows, without DNS: the offline
+/// session is neither refused nor disconnected again.
+#[test]
+fn a_reload_leaves_an_offline_persistent_session_alone() {
+    let pki = Pki::new();
+    let device = pki.device("sensor1", &[&device_name("sensor1")]);
+    let probe = pki.device("sensor2", &[&device_name("sensor2")]);
+    let records = [
+        ee_line("sensor1", &device.cert, 300),
+        ee_line("sensor2", &probe.cert, 300),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(&dns, &[]);
+
+    // MQTT 5, clean start off, session expiry 30 s: the session outlives the connection.
+    let persistent = pki
+        .client(
+            "mosquitto_sub",
+            &broker,
+            "off1",
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-V", "mqttv5", "-c", "-x", "30", "-t", "sensors/#"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    broker.wait_for_line(20, &["off1", "sensors/#"]);
+    kill(persistent);
+    broker.wait_for_line(10, &["Client off1 closed its connection"]);
+
+    broker.reload();
+    broker.wait_for_line(10, &["Reloading config."]);
+    // mosquitto handles a new connection only after the reload's checks have run.
+    let out = pki.publish(&broker, "probe2", &probe);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), broker.log());
+    broker.wait_for_line(5, &["admitted client probe2 "]);
+
+    let log = broker.log();
+    assert!(
+        !log.contains("refused client off1 "),
+        "the offline session was refused at the reload:\n{log}"
+    );
+    let disconnections = log
+        .lines()
+        .filter(|l| {
+            l.contains("Client off1 ")
+                && (l.contains("disconnected") || l.contains("closed its connection"))
+        })
+        .count();
+    assert_eq!(
+        disconnections, 1,
+        "the offline session was disconnected once, not again at the reload:\n{log}"
+    );
+}
+
+/// At a reload, connected devices are judged by the verdicts the plugin holds, not looked up
+/// again on the broker's thread: with the DNS failing for their names (SERVFAIL) after their
+/// answers left the cache, a reload kicks none of them. They stay until their TTL +
+/// revalidate_seconds pass without a fresh verdict, as without a reload.
+#[test]
+fn a_reload_keeps_connected_devices_without_looking_them_up_again() {
+    use common::dnsproxy::{DnsProxy, Forgery};
+    use hickory_resolver::proto::op::ResponseCode;
+    use hickory_resolver::proto::rr::RecordType;
+    const TTL: u32 = 2;
+    const DEVICES: usize = 3;
+    let pki = Pki::new();
+    let devices: Vec<(String, Issued)> = (1..=DEVICES)
+        .map(|i| {
+            let id = format!("sensor{i}");
+            let cert = pki.device(&id, &[&device_name(&id)]);
+            (id, cert)
+        })
+        .collect();
+    let probe = pki.device("sensor9", &[&device_name("sensor9")]);
+    let mut records = vec![ee_line("sensor9", &probe.cert, 300)];
+    records.extend(devices.iter().map(|(id, d)| ee_line(id, &d.cert, TTL)));
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let proxy = DnsProxy::start(dns.addr());
+    let resolver = proxy.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("revalidate_seconds", "30"),
+        ],
+    );
+
+    let subs: Vec<Child> = devices
+        .iter()
+        .map(|(id, device)| pki.subscribe(&broker, &format!("sub-{id}"), device, 1))
+        .collect();
+    let admitted = Instant::now();
+    for (id, _) in &devices {
+        proxy.forge(
+            &format!("{}.", device_name(id)),
+            RecordType::TLSA,
+            Forgery::TruncatedThen(ResponseCode::ServFail),
+        );
+    }
+    // Their answers leave the cache after the TTL; the plugin's own re-validation then meets
+    // the failing DNS (no verdict: the sessions count until TTL + revalidate_seconds).
+    std::thread::sleep(std::time::Duration::from_secs(u64::from(TTL) + 1));
+    common::wait_until(10, "a re-validation to meet the failing DNS", || {
+        proxy.forged() >= DEVICES
+    });
+
+    broker.reload();
+    broker.wait_for_line(10, &["Reloading config."]);
+    let out = pki.publish(&broker, "probe9", &probe);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), broker.log());
+    assert!(
+        admitted.elapsed().as_secs() < u64::from(TTL) + 30,
+        "the test ran past the sessions' deadline"
+    );
+    // Every subscriber is still there: it receives the probe's message.
+    for sub in subs {
+        let out = sub.wait_with_output().unwrap();
+        assert_eq!(
+            common::stdout(&out),
+            "probe9\n",
+            "{}\n{}",
+            stderr(&out),
+            broker.log()
+        );
+    }
+    let log = broker.log();
+    for (id, _) in &devices {
+        assert!(
+            !log.contains(&format!("refused client sub-{id} "))
+                && !log.contains(&format!("kicked client sub-{id} ")),
+            "sub-{id} was judged again at the reload:\n{log}"
+        );
+    }
+}

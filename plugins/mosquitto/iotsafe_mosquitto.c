@@ -115,6 +115,9 @@ struct plugin {
 	uint64_t next_serial;
 	double next_ca_check;  /* monotonic seconds: when the worker checks the CAs again */
 	char *ca_warning;      /* for the broker thread to log (the worker does not log) */
+	/* Set by MOSQ_EVT_RELOAD, cleared by the next tick: the basic-auth calls in between are
+	 * mosquitto re-checking the clients it knows, not CONNECTs. Broker thread only. */
+	bool reloading;
 	bool stopping;
 	pthread_t worker;
 	bool worker_started;
@@ -586,11 +589,42 @@ static void admit(struct plugin *p, struct mosquitto *client, const char *name, 
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* A reload's re-check of a client mosquitto already knows, answered from the table without
+ * DNS: mosquitto 2.0.11 (mosquitto_security_apply_default) runs basic auth for every client
+ * it holds, offline persistent sessions included, and disconnects each one refused, even one
+ * that is already disconnected, which corrupts its session-expiry list and connection count.
+ * Connected devices keep the verdicts they have: re-validation stays on the worker, and one
+ * whose deadline has passed is kicked by the tick that follows. */
+static int reload_check(struct plugin *p, struct mosquitto *client)
+{
+	X509 *cert = mosquitto_client_certificate(client);
+	if (!cert) {
+		/* Without TLS: an offline session (a client of a require_certificate listener has
+		 * a certificate while connected), or, with defer_without_certificate, a client of
+		 * another listener for the other plugins. An offline session's ACL checks are
+		 * denied, and its next CONNECT is verified afresh. */
+		return p->cfg.defer_without_certificate ? MOSQ_ERR_PLUGIN_DEFER : MOSQ_ERR_SUCCESS;
+	}
+	X509_free(cert);
+	pthread_mutex_lock(&p->lock);
+	bool admitted = find_identity(p, client) != NULL;
+	pthread_mutex_unlock(&p->lock);
+	if (admitted)
+		return MOSQ_ERR_SUCCESS;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			     LOG "refused client %s from %s at the reload: connected with a "
+				 "certificate but never admitted by this plugin",
+			     mosquitto_client_id(client), mosquitto_client_address(client));
+	return MOSQ_ERR_AUTH;
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
 	struct plugin *p = userdata;
 	struct mosquitto_evt_basic_auth *ev = event_data;
+	if (p->reloading)
+		return reload_check(p, ev->client);
 	const char *client_id = mosquitto_client_id(ev->client);
 	const char *address = mosquitto_client_address(ev->client);
 	X509 *cert = mosquitto_client_certificate(ev->client);
@@ -815,6 +849,9 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data;
 	struct plugin *p = userdata;
+	/* mosquitto 2.0.11 ticks at the end of every loop (loop.c), after a reload's checks and
+	 * before it reads the next packets: basic auth from here on is a CONNECT again. */
+	p->reloading = false;
 	struct kick kicks[64];
 	pthread_mutex_lock(&p->lock);
 	forget_leaving(p);
@@ -836,6 +873,21 @@ static int on_tick(int event, void *event_data, void *userdata)
 		free(kicks[i].why);
 	}
 	return MOSQ_ERR_SUCCESS;
+}
+
+/* SIGHUP: mosquitto 2.0.11 fires this in mosquitto_security_init(true), just before
+ * mosquitto_security_apply() re-checks every client (loop.c). */
+static int on_reload(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)event_data;
+	struct plugin *p = userdata;
+	p->reloading = true;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			     LOG "reload: clients are re-checked by the verdicts held, without DNS");
+	/* Any other answer makes mosquitto skip the rest of the reload (older plugins' re-init,
+	 * password_file and acl_file; security.c security__init_single). */
+	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
 /* ---- plugin entry points ---------------------------------------------------------------- */
@@ -885,6 +937,7 @@ static const struct {
     {MOSQ_EVT_ACL_CHECK, on_acl_check},
     {MOSQ_EVT_DISCONNECT, on_disconnect},
     {MOSQ_EVT_TICK, on_tick},
+    {MOSQ_EVT_RELOAD, on_reload},
 };
 
 int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)

@@ -271,6 +271,20 @@ impl Broker {
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
+
+    /// Sends the broker SIGHUP, as `systemctl reload mosquitto` or logrotate does: it reads its
+    /// configuration again and re-checks every client (mosquitto_security_apply).
+    pub fn reload(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on the pid of a child this struct owns (not yet reaped).
+        let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+        assert_eq!(
+            rc,
+            0,
+            "SIGHUP to mosquitto: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 impl Drop for Broker {
