@@ -1066,3 +1066,36 @@ fn a_reload_keeps_connected_devices_without_looking_them_up_again() {
         );
     }
 }
+
+/// The CA publication at plugin_opt_ca_discovery (`2 0 0` records of the registry CA) must not
+/// be readable as a device's records: were its name a device name of the accepted forms within
+/// allowed_domains, any certificate of the registry CA naming it in a SAN (a device's CSR can
+/// ask for one) would be admitted as that name. The broker refuses to start with such a name:
+/// `_device.<domain>` with the service form on, or the registry domain itself (plain form).
+#[test]
+fn a_ca_discovery_name_that_reads_as_a_device_name_stops_the_broker() {
+    let plugin = common::built_mosquitto_plugin();
+    let pki = Pki::new();
+    // Everything else in order (a real cafile): only the name can stop the broker.
+    let cases = [
+        ("device,plain,service", "_device.iotregistry.test"),
+        ("device,plain", "iotregistry.test."),
+    ];
+    for (forms, name) in cases {
+        let conf = format!(
+            "plugin {}\nplugin_opt_allowed_domains iotregistry.test\n\
+             plugin_opt_identity_forms {forms}\nplugin_opt_cafile {}\n\
+             plugin_opt_lookup_timeout_ms 500\nplugin_opt_ca_discovery {name}\n\
+             listener {} 127.0.0.1\n",
+            plugin.display(),
+            pki.ca.cert_path.display(),
+            free_port()
+        );
+        let (status, log) = Broker::refused_plugin_conf(&conf);
+        assert!(!status.success(), "must not start:\n{conf}\n{log}");
+        assert!(
+            log.contains(&format!("plugin_opt_ca_discovery {name} is a device name")),
+            "the log names the option ({forms}):\n{log}"
+        );
+    }
+}

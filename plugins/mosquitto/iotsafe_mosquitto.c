@@ -42,11 +42,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -264,6 +266,75 @@ static int parse_option(struct config *c, const char *key, const char *value)
 	return 0;
 }
 
+/* The device identity a certificate naming `name` in a SAN would have under `forms`, by the
+ * library's own reading (lower case, no trailing dot): 1, 0 when it is none, -1 on an error. */
+static int name_as_identity(const char *name, unsigned forms, char out[NAME_LEN])
+{
+	int rc = -1;
+	X509 *probe = X509_new();
+	GENERAL_NAMES *sans = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *san = GENERAL_NAME_new();
+	ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
+	if (probe && sans && san && dns && ASN1_STRING_set(dns, name, (int)strlen(name)) == 1) {
+		GENERAL_NAME_set0_value(san, GEN_DNS, dns);
+		dns = NULL;
+		if (sk_GENERAL_NAME_push(sans, san) > 0) {
+			san = NULL;
+			if (X509_add1_ext_i2d(probe, NID_subject_alt_name, sans, 0, 0) == 1)
+				rc = iotsafe_dane_cert_identity(probe, forms, 0, out, NAME_LEN);
+		}
+	}
+	ASN1_IA5STRING_free(dns);
+	GENERAL_NAME_free(san);
+	GENERAL_NAMES_free(sans);
+	X509_free(probe);
+	ERR_clear_error();
+	return rc;
+}
+
+/* Whether `name` (lower case, no trailing dot) is at or below one of the comma-separated
+ * `domains`, label by label. */
+static bool within_domains(const char *name, const char *domains)
+{
+	char copy[1024];
+	snprintf(copy, sizeof copy, "%s", domains);
+	char *save = NULL;
+	for (char *d = strtok_r(copy, ", ", &save); d; d = strtok_r(NULL, ", ", &save)) {
+		size_t len = strlen(d);
+		if (len && d[len - 1] == '.')
+			d[--len] = '\0';
+		size_t name_len = strlen(name);
+		if (len == 0 || len > name_len || strcasecmp(name + name_len - len, d) != 0)
+			continue;
+		if (len == name_len || name[name_len - len - 1] == '.')
+			return true;
+	}
+	return false;
+}
+
+/* The CA publication at plugin_opt_ca_discovery is a TLSA set of 2 0 0 records: were that name
+ * a device identity, every certificate the registry CA issued naming it in a SAN (a device's
+ * CSR can ask for it) would be admitted as that name. Refused at start. */
+static int check_ca_discovery_name(const struct config *c)
+{
+	char name[NAME_LEN];
+	char bare[NAME_LEN];
+	snprintf(bare, sizeof bare, "%s", c->ca_discovery);
+	size_t len = strlen(bare);
+	if (len && bare[len - 1] == '.')
+		bare[len - 1] = '\0';
+	if (name_as_identity(bare, c->forms, name) != 1 || !within_domains(name, c->allowed_domains))
+		return 0;
+	mosquitto_log_printf(MOSQ_LOG_ERR,
+			     LOG "plugin_opt_ca_discovery %s is a device name of plugin_opt_identity_forms "
+				 "within plugin_opt_allowed_domains: a certificate of the registry CA "
+				 "naming it would be admitted by the CA records published there; publish "
+				 "the CAs at a name no accepted form reads as a device (e.g. "
+				 "_device.<domain> without the service form)",
+			     c->ca_discovery);
+	return -1;
+}
+
 static int parse_options(struct config *c, struct mosquitto_opt *opts, int count)
 {
 	*c = (struct config){
@@ -289,6 +360,8 @@ static int parse_options(struct config *c, struct mosquitto_opt *opts, int count
 					 "whose publication it checks");
 		return -1;
 	}
+	if (c->ca_discovery && check_ca_discovery_name(c) != 0)
+		return -1;
 	if (c->username == USERNAME_KEEP && c->acl_defer) {
 		/* The plugin admits at CONNECT, so no password_file ever checks the kept username,
 		 * and a deferred ACL check (an acl_file keyed on names) would authorise by it. */
