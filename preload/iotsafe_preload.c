@@ -591,11 +591,15 @@ int SSL_connect(SSL *ssl)
 	return client_handshake(ssl, real_SSL_connect);
 }
 
+static int server_outcome(SSL *ssl, int rc);
+
 int SSL_do_handshake(SSL *ssl)
 {
 	REAL(SSL_do_handshake);
-	if (busy || !ssl || SSL_is_server(ssl))
+	if (busy || !ssl)
 		return real_SSL_do_handshake(ssl);
+	if (SSL_is_server(ssl))
+		return server_outcome(ssl, real_SSL_do_handshake(ssl));
 	return client_handshake(ssl, real_SSL_do_handshake);
 }
 
@@ -703,6 +707,16 @@ static void report_client_refusal(SSL *ssl, int rc)
 	    iotsafe_dane_last_error());
 }
 
+/* A server step that succeeded (`rc` > 0: a finished handshake, bytes read or written) for a
+ * client the broker mode refused when its handshake finished: -1 instead (error queued), so
+ * the server neither admits it nor exchanges data with it. Else `rc`. */
+static int server_outcome(SSL *ssl, int rc)
+{
+	if (rc > 0 && settings.broker && SSL_get_ex_data(ssl, ssl_marker_index) == &REFUSED)
+		return refuse_again(ssl);
+	return rc;
+}
+
 /* mosquitto calls SSL_accept once and finishes the handshake inside SSL_read. */
 int SSL_accept(SSL *ssl)
 {
@@ -711,8 +725,28 @@ int SSL_accept(SSL *ssl)
 	if (!busy && ssl) {
 		busy++;
 		report_client_refusal(ssl, rc);
+		rc = server_outcome(ssl, rc);
 		busy--;
 	}
+	return rc;
+}
+
+/* Broker mode, before a server's read or write: a handshake still to finish is finished first
+ * (mosquitto finishes it inside SSL_read), so that no byte is read or written for a client
+ * before the checks at the end of its handshake; a refused client gets no I/O at all. 1: go
+ * on; else what the I/O call returns (error queued, or the handshake's want-read/write). */
+static int before_server_io(SSL *ssl)
+{
+	REAL(SSL_do_handshake);
+	busy++;
+	ensure_setup();
+	int rc = 1;
+	if (settings.broker && !SSL_is_init_finished(ssl)) {
+		rc = real_SSL_do_handshake(ssl);
+		report_client_refusal(ssl, rc);
+	}
+	rc = server_outcome(ssl, rc);
+	busy--;
 	return rc;
 }
 
@@ -724,8 +758,10 @@ int SSL_accept(SSL *ssl)
 static int before_io(SSL *ssl)
 {
 	REAL(SSL_do_handshake);
-	if (busy || !ssl || SSL_is_server(ssl))
+	if (busy || !ssl)
 		return 1;
+	if (SSL_is_server(ssl))
+		return before_server_io(ssl);
 	if (!SSL_is_init_finished(ssl))
 		return client_handshake(ssl, real_SSL_do_handshake);
 	busy++;
@@ -736,16 +772,17 @@ static int before_io(SSL *ssl)
 }
 
 /* After it: the checks of a client handshake finished inside the I/O (a renegotiation), or why
- * one failed; a server's refused client is logged. `rc` stays, unless the client's server is
- * refused now (-1). */
+ * one failed; a server's refused client is logged. `rc` stays, unless the client's server, or
+ * the server's client (a renegotiation), is refused now (-1). */
 static int after_io(SSL *ssl, int rc)
 {
 	if (busy || !ssl)
 		return rc;
 	busy++;
-	if (SSL_is_server(ssl))
+	if (SSL_is_server(ssl)) {
 		report_client_refusal(ssl, rc);
-	else if (SSL_is_init_finished(ssl) && check_client(ssl) != 1)
+		rc = server_outcome(ssl, rc);
+	} else if (SSL_is_init_finished(ssl) && check_client(ssl) != 1)
 		rc = -1;
 	else if (rc <= 0 && SSL_get_error(ssl, rc) == SSL_ERROR_SSL)
 		report_failure(ssl);
@@ -819,32 +856,68 @@ static void guard_handshake_start(SSL *ssl)
 	busy--;
 }
 
-/* Broker mode, a server handshake starting: its context must be one the shim configured, and
- * the SSL must still verify as that context does (the server may have changed it with
- * SSL_set_verify). Else the client is refused: a context the shim did not recognise (a
- * TLS_method() context with optional client certificates) is configured now, for its next
- * clients. */
+/* Why a server SSL does not verify its client as the shim set it up, or NULL: its context must
+ * be one the shim configured (one it did not recognise, a TLS_method() context with optional
+ * client certificates, or a host context an SNI callback switched to, is configured now, for
+ * its next clients), and the SSL must still verify as that context does (the server may have
+ * changed it with SSL_set_verify). */
+static const char *server_verification_changed(SSL *ssl)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index) != &BROKER_CTX) {
+		enable_broker_ctx(ctx);
+		return "its server context had not been set up for DANE (its next clients will be "
+		       "verified)";
+	}
+	if (SSL_get_verify_callback(ssl) != SSL_CTX_get_verify_callback(ctx) ||
+	    SSL_get_verify_mode(ssl) != SSL_CTX_get_verify_mode(ctx))
+		return "the server changed this connection's verification (SSL_set_verify)";
+	return NULL;
+}
+
+static void refuse_client(SSL *ssl, const char *why)
+{
+	if (SSL_get_ex_data(ssl, ssl_marker_index) == &REFUSED)
+		return;
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+	say("TLS client refused: %s", why);
+}
+
+/* Broker mode, a server handshake starting: a client of an SSL whose verification is not the
+ * shim's is refused, in the handshake. */
 static void guard_server_handshake(SSL *ssl)
 {
 	busy++;
 	ensure_setup();
-	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
-	const char *why = NULL;
-	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index) != &BROKER_CTX) {
-		enable_broker_ctx(ctx);
-		why = "its server context had not been set up for DANE (its next clients will be "
-		      "verified)";
-	} else if (SSL_get_verify_callback(ssl) != SSL_CTX_get_verify_callback(ctx) ||
-		   SSL_get_verify_mode(ssl) != SSL_CTX_get_verify_mode(ctx)) {
-		why = "the server changed this connection's verification (SSL_set_verify)";
-	}
-	if (why && SSL_get_ex_data(ssl, ssl_marker_index) != &REFUSED) {
-		SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
-		say("TLS client refused: %s", why);
-	}
-	if (why)
+	const char *why = server_verification_changed(ssl);
+	if (why) {
+		refuse_client(ssl, why);
 		SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
 			       reject_every_certificate);
+	}
+	busy--;
+}
+
+/* Broker mode, a server handshake finished: checked again, since the server may have switched
+ * the SSL's context or verification after it started (an SNI or ClientHello callback moving it
+ * to a host context, as nginx does), or resumed a session no DANE check covered (a session
+ * cache it switched back on, callbacks of its own). The client counts only with a DANE
+ * identity the core library verified in this handshake or the ticket it resumed; else it is
+ * refused, and the server's accept, reads and writes on it fail (server_outcome). */
+static void check_server_handshake(SSL *ssl)
+{
+	busy++;
+	ensure_setup();
+	const char *why = server_verification_changed(ssl);
+	char name[256], no_identity[768];
+	if (!why && iotsafe_dane_peer_identity(ssl, name, sizeof name) != 1) {
+		snprintf(no_identity, sizeof no_identity,
+			 "a handshake finished without a DANE-verified client identity (%s)",
+			 iotsafe_dane_last_error());
+		why = no_identity;
+	}
+	if (why)
+		refuse_client(ssl, why);
 	busy--;
 }
 
@@ -854,6 +927,8 @@ static void info_callback(const SSL *const_ssl, int where, int ret)
 	SSL *ssl = (SSL *)const_ssl;
 	if (SSL_is_server(ssl) && settings.broker && (where & SSL_CB_HANDSHAKE_START))
 		guard_server_handshake(ssl);
+	else if (SSL_is_server(ssl) && settings.broker && (where & SSL_CB_HANDSHAKE_DONE))
+		check_server_handshake(ssl);
 	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_START))
 		guard_handshake_start(ssl);
 	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_DONE)) {

@@ -1133,3 +1133,84 @@ fn broker_mode_refuses_clients_of_server_contexts_it_did_not_configure() {
         }
     }
 }
+
+/// A server that moves a connection to another context after its handshake started (an SNI
+/// callback switching to a host context that never set verification, as nginx does for its
+/// server blocks) admits no client DANE did not verify: server handshakes are checked again
+/// when they finish, and a refused client's accept and I/O fail. Twice: the host context is
+/// configured after its first client, and the callback's per-SSL verify setting still
+/// replaces DANE's.
+#[test]
+fn broker_mode_refuses_clients_moved_to_another_context_during_the_handshake() {
+    let rig = Rig::new();
+    let server = broker_server(&rig, "sni-vhost");
+    for attempt in 0..2 {
+        let host = "vhost.example.test";
+        let url = format!("https://{host}:{}/", server.port);
+        let resolve = format!("{host}:{}:127.0.0.1", server.port);
+        let mut curl = rig.plain(Path::new("curl"));
+        curl.args(["-sS", "-k", "--max-time", "10", "--resolve", &resolve, &url]);
+        let out = run(curl);
+        assert!(
+            !common::stdout(&out).contains("admitted"),
+            "attempt {attempt}: a client without a certificate got in: {out:?}"
+        );
+    }
+}
+
+/// A server that switches its session cache back on after configuring verification (nginx's
+/// order) resumes sessions by id, with no certificate and no DANE check in the resumed
+/// handshake: such a client is refused when the handshake finishes, while the full handshake
+/// of a device whose record matches is admitted.
+#[test]
+fn broker_mode_refuses_a_session_resumed_without_a_dane_check() {
+    let rig = Rig::new();
+    let device = pki::leaf(
+        rig.dir.path(),
+        "device",
+        "dev1",
+        &["dev1._device.example.test"],
+        None,
+    );
+    rig.dns.add_record(
+        "example.test.",
+        &format!(
+            "dev1._device 300 IN TLSA {}",
+            pki::dane_ee_record(&device.cert)
+        ),
+    );
+    let server = broker_server(&rig, "cache-after-verify");
+    let request = rig.dir.path().join("request");
+    std::fs::write(&request, "GET / HTTP/1.0\r\n\r\n").unwrap();
+    let session = rig.dir.path().join("session.pem");
+    let s_client = |extra: &[&std::ffi::OsStr]| {
+        let mut cmd = rig.plain(Path::new("openssl"));
+        cmd.args(["s_client", "-tls1_2", "-ign_eof", "-connect"])
+            .arg(format!("127.0.0.1:{}", server.port))
+            .args(extra)
+            .stdin(std::fs::File::open(&request).unwrap());
+        run(cmd)
+    };
+
+    let out = s_client(&[
+        "-cert".as_ref(),
+        device.cert_path.as_os_str(),
+        "-key".as_ref(),
+        device.key_path.as_os_str(),
+        "-sess_out".as_ref(),
+        session.as_os_str(),
+    ]);
+    assert!(
+        common::stdout(&out).contains("admitted"),
+        "the device's full handshake: {out:?}"
+    );
+    let out = s_client(&["-sess_in".as_ref(), session.as_os_str()]);
+    assert!(
+        common::stdout(&out).contains("Reused,"),
+        "the server resumed the session: {out:?}"
+    );
+    assert!(
+        !common::stdout(&out).contains("admitted"),
+        "a resumed session without a DANE check got in: {out:?}"
+    );
+}
