@@ -1022,10 +1022,11 @@ SSL *SSL_new(SSL_CTX *ctx)
 
 /* What the loaded objects say about TLS: whether one other than this shim and the core
  * library (which load libssl whatever the program does) needs libssl, and another TLS library
- * found, if any. */
+ * or another OpenSSL's libssl found, if any. */
 struct tls_use {
 	int needs_libssl;
 	const char *other_tls;
+	const char *other_libssl;
 };
 
 static const char *const OTHER_TLS[] = {"libgnutls", "libmbedtls", "libnss3", "libwolfssl"};
@@ -1067,8 +1068,11 @@ static int scan_object(struct dl_phdr_info *info, size_t size, void *data)
 	(void)size;
 	struct tls_use *use = data;
 	const char *name = info->dlpi_name;
+	const char *base = name && strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
 	if (names_any(name, OTHER_TLS, sizeof OTHER_TLS / sizeof *OTHER_TLS))
-		use->other_tls = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+		use->other_tls = base;
+	if (base && !strncmp(base, "libssl.so.", 10) && strcmp(base, "libssl.so.3"))
+		use->other_libssl = base;
 	if (!names_any(name, OURS, sizeof OURS / sizeof *OURS) && object_needs_libssl(info))
 		use->needs_libssl = 1;
 	return 0;
@@ -1076,20 +1080,40 @@ static int scan_object(struct dl_phdr_info *info, size_t size, void *data)
 
 static struct tls_use tls_use_now(void)
 {
-	struct tls_use use = {0, NULL};
+	struct tls_use use = {0, NULL, NULL};
 	dl_iterate_phdr(scan_object, &use);
 	return use;
 }
 
-/* At start: a program built on another TLS library is told at once. */
+/* At start: a program built on another TLS library, or on another OpenSSL, gets no DANE. Under
+ * the require policy (IOTSAFE_DANE_POLICY; dane-policy of openssl.cnf is not read this early,
+ * so a policy set only there counts as require) it does not run, unless the launcher was given
+ * --allow-no-dane (IOTSAFE_DANE_ALLOW_NO_DANE): this also stops such programs started by the
+ * one the launcher started (a script's), which the launcher's own checks never saw. Else it
+ * is told at once. */
 __attribute__((constructor)) static void at_start(void)
 {
 	struct tls_use use = tls_use_now();
-	if (use.other_tls && !use.needs_libssl && !is_true(getenv("IOTSAFE_DANE_QUIET")))
+	const char *other = use.other_libssl
+				? use.other_libssl
+				: (use.other_tls && !use.needs_libssl ? use.other_tls : NULL);
+	if (!other)
+		return;
+	const char *policy = getenv("IOTSAFE_DANE_POLICY");
+	int require = !policy || strcasecmp(policy, "opportunistic") != 0;
+	if (require && !is_true(getenv("IOTSAFE_DANE_ALLOW_NO_DANE"))) {
+		fprintf(stderr,
+			"iotsafe-run: %s uses %s, not OpenSSL 3's libssl: its TLS connections would "
+			"get no DANE; not started under policy require (--allow-no-dane starts it "
+			"anyway)\n",
+			program_invocation_short_name, other);
+		_exit(126);
+	}
+	if (!is_true(getenv("IOTSAFE_DANE_QUIET")))
 		fprintf(stderr,
 			"iotsafe-run: %s uses %s, not OpenSSL 3's libssl: its TLS connections get "
 			"no DANE\n",
-			program_invocation_short_name, use.other_tls);
+			program_invocation_short_name, other);
 }
 
 /* At exit: a program that never made an SSL and has nothing that needs libssl loaded (not

@@ -608,15 +608,115 @@ fn python_loads_libssl_late_and_is_reached_and_a_program_without_libssl_is_told(
     );
 }
 
+/// A program built on another TLS library (Debian's wget is built on GnuTLS) would run without
+/// DANE: under require the launcher does not start it, and the shim stops it where the launcher
+/// never looked (started by a script); --allow-no-dane or --policy opportunistic runs it, told
+/// at start.
 #[test]
-fn a_program_on_another_tls_library_is_told_at_start() {
+fn a_program_on_another_tls_library_is_not_started_under_require() {
     let rig = Rig::new();
-    // Debian's wget is built on GnuTLS.
     let out = run(rig.through_launcher("wget", &["--version"]));
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
     let err = common::stderr(&out);
     assert!(
-        err.contains("iotsafe-run: wget uses libgnutls") && err.contains("get no DANE"),
+        err.contains("wget uses libgnutls")
+            && err.contains("not started under policy require")
+            && !common::stdout(&out).contains("GNU Wget"),
         "{err}"
+    );
+    // Started by a shell the launcher let through: the shim refuses it in that process.
+    let out = run(rig.through_launcher("sh", &["-c", "wget --version; echo wget=$?"]));
+    assert!(
+        common::stdout(&out).contains("wget=126")
+            && common::stderr(&out).contains("iotsafe-run: wget uses libgnutls")
+            && !common::stdout(&out).contains("GNU Wget"),
+        "{out:?}"
+    );
+    for option in ["--allow-no-dane", "--policy=opportunistic"] {
+        let out = run(rig.through_launcher(option, &["wget", "--version"]));
+        let err = common::stderr(&out);
+        assert!(
+            out.status.success()
+                && common::stdout(&out).contains("GNU Wget")
+                && err.contains("iotsafe-run: wget uses libgnutls")
+                && err.contains("get no DANE"),
+            "{option}: {out:?}"
+        );
+    }
+}
+
+/// A program linked against another OpenSSL's libssl (here a stand-in named libssl.so.1.1),
+/// and a 32-bit program (the dynamic linker ignores a 64-bit shim for it: "wrong ELF class"),
+/// would run without DANE: not started under require unless --allow-no-dane.
+#[test]
+fn programs_on_another_libssl_or_of_another_elf_class_are_not_started_under_require() {
+    let rig = Rig::new();
+    let d = rig.dir.path();
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc").args(args).output().expect("gcc");
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/other_openssl.c");
+    let lib = d.join("libssl.so.1.1");
+    // Its symbols carry OpenSSL 1.1's version, as the real library's do.
+    let map = d.join("libssl11.map");
+    std::fs::write(&map, "OPENSSL_1_1_0 { global: SSL_connect; local: *; };\n").unwrap();
+    let map_arg = format!("-Wl,--version-script={}", map.display());
+    gcc(&[
+        "-DOTHER_LIBRARY",
+        "-fPIC",
+        "-shared",
+        &map_arg,
+        "-Wl,-soname,libssl.so.1.1",
+        "-o",
+        lib.to_str().unwrap(),
+        source.to_str().unwrap(),
+    ]);
+    let old_openssl = d.join("old_openssl");
+    let rpath = format!("-Wl,-rpath,{}", d.display());
+    gcc(&[
+        "-o",
+        old_openssl.to_str().unwrap(),
+        source.to_str().unwrap(),
+        lib.to_str().unwrap(),
+        &rpath,
+    ]);
+    // 32-bit, with a program interpreter (dynamic), no C library needed to build it.
+    let start = d.join("start32.c");
+    std::fs::write(&start, "void _start(void) { for (;;) ; }\n").unwrap();
+    let program32 = d.join("program32");
+    gcc(&[
+        "-m32",
+        "-nostdlib",
+        "-fPIE",
+        "-pie",
+        "-o",
+        program32.to_str().unwrap(),
+        start.to_str().unwrap(),
+    ]);
+
+    let cases = [
+        (
+            &old_openssl,
+            "linked against another OpenSSL (libssl.so.1.1)",
+        ),
+        (&program32, "is a 32-bit program"),
+    ];
+    for (program, reason) in cases {
+        let out = run(rig.through_launcher(program.to_str().unwrap(), &[]));
+        assert_eq!(out.status.code(), Some(126), "{out:?}");
+        assert!(
+            common::stderr(&out).contains(reason)
+                && common::stderr(&out).contains("not started under policy require"),
+            "{out:?}"
+        );
+    }
+    let out = run(rig.through_launcher("--allow-no-dane", &[old_openssl.to_str().unwrap()]));
+    assert!(
+        out.status.success()
+            && common::stdout(&out).contains("the other OpenSSL's SSL_connect")
+            && common::stderr(&out).contains("uses libssl.so.1.1"),
+        "{out:?}"
     );
 }
 
