@@ -363,14 +363,18 @@ static const char *server_name(SSL *ssl)
 static int present_device(SSL *ssl);
 
 /* No name or no port to look the server up by: under `require` that is a refusal; under
- * `opportunistic` the program's own checks decide, untouched. */
+ * `opportunistic` the program's own checks decide, untouched. The card's identity is not
+ * presented to such a server (the card would sign for a peer only the program checked, maybe
+ * not at all, and under TLS 1.2 the certificate travels in clear): the program's own
+ * certificate, if it set one, is all it gets. */
 static int without_dane(SSL *ssl, const char *why)
 {
 	if (settings.policy == IOTSAFE_DANE_REQUIRE)
 		return refuse(ssl, why);
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PROGRAMS_OWN);
-	say("%s: no DANE (opportunistic), the program's own checks apply", why);
-	return present_device(ssl);
+	say("%s: no DANE (opportunistic), the program's own checks apply%s", why,
+	    settings.device_identity ? "; the card's identity is not presented" : "");
+	return 1;
 }
 
 /* Whether OpenSSL's DANE is on for `ssl` (TLSA records were handed to it). libssl has no query
