@@ -925,6 +925,26 @@ static void check_server_handshake(SSL *ssl)
 	busy--;
 }
 
+/* After the shim's own work in info_callback: the callbacks libssl would have called. The
+ * program's SSL-level one replaces the context's, as in libssl, except on a broker context:
+ * there the context's callback is the core library's (iotsafe_dane_ctx_enable_clientid_server,
+ * which chains the program's context callback), whose hooks start each handshake's
+ * verification afresh and settle a resumed session's verdict; skipped, every client would be
+ * refused, or a client on an SSL reused with SSL_clear judged by an earlier handshake. */
+static void call_program_info_callbacks(SSL *ssl, int where, int ret)
+{
+	typedef void (*info_cb)(const SSL *, int, int);
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	info_cb own = (info_cb)SSL_get_ex_data(ssl, program_info_index);
+	info_cb context = SSL_CTX_get_info_callback(ctx);
+	int broker_ctx = SSL_is_server(ssl) && settings.broker &&
+			 SSL_CTX_get_ex_data(ctx, ctx_marker_index) == &BROKER_CTX;
+	if (context && (!own || broker_ctx))
+		context(ssl, where, ret);
+	if (own)
+		own(ssl, where, ret);
+}
+
 static void info_callback(const SSL *const_ssl, int where, int ret)
 {
 	/* libssl hands the SSL it is working on; the shim configures that SSL. */
@@ -947,12 +967,7 @@ static void info_callback(const SSL *const_ssl, int where, int ret)
 		report_failure(ssl);
 		busy--;
 	}
-	void (*program)(const SSL *, int, int) =
-		(void (*)(const SSL *, int, int))SSL_get_ex_data(ssl, program_info_index);
-	if (!program)
-		program = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
-	if (program)
-		program(ssl, where, ret);
+	call_program_info_callbacks(ssl, where, ret);
 }
 
 /* The program's info callback is kept for info_callback to call. */
@@ -978,7 +993,9 @@ void (*SSL_get_info_callback(const SSL *ssl))(const SSL *, int, int)
 
 /* SSL_clear readies an SSL for another connection, maybe to another server: prepared again
  * at its next handshake. OpenSSL's DANE cannot be enabled twice on one SSL: if the records of
- * the last server are still on it, the SSL is refused (the program must make a new one). */
+ * the last server are still on it, the SSL is refused (the program must make a new one). A
+ * server SSL is readied for another client: the last one's refusal does not carry over (its
+ * next handshake is checked afresh). */
 int SSL_clear(SSL *ssl)
 {
 	REAL(SSL_clear);
@@ -988,7 +1005,9 @@ int SSL_clear(SSL *ssl)
 	busy++;
 	ensure_setup();
 	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
-	if (marker && marker != &REFUSED) {
+	if (SSL_is_server(ssl)) {
+		SSL_set_ex_data(ssl, ssl_marker_index, NULL);
+	} else if (marker && marker != &REFUSED) {
 		if (dane_enabled(ssl)) {
 			SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
 			say("an SSL cleared for reuse keeps its last server's TLSA records: its next "

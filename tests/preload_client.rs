@@ -1280,16 +1280,11 @@ fn broker_mode_refuses_a_session_resumed_without_a_dane_check() {
         ),
     );
     let server = broker_server(&rig, "cache-after-verify");
-    let request = rig.dir.path().join("request");
-    std::fs::write(&request, "GET / HTTP/1.0\r\n\r\n").unwrap();
     let session = rig.dir.path().join("session.pem");
     let s_client = |extra: &[&std::ffi::OsStr]| {
-        let mut cmd = rig.plain(Path::new("openssl"));
-        cmd.args(["s_client", "-tls1_2", "-ign_eof", "-connect"])
-            .arg(format!("127.0.0.1:{}", server.port))
-            .args(extra)
-            .stdin(std::fs::File::open(&request).unwrap());
-        run(cmd)
+        let mut args = vec!["-tls1_2".as_ref()];
+        args.extend_from_slice(extra);
+        s_client_request(&rig, server.port, &args)
     };
 
     let out = s_client(&[
@@ -1312,5 +1307,76 @@ fn broker_mode_refuses_a_session_resumed_without_a_dane_check() {
     assert!(
         !common::stdout(&out).contains("admitted"),
         "a resumed session without a DANE check got in: {out:?}"
+    );
+}
+
+/// `openssl s_client` (unmodified, without the launcher) to 127.0.0.1:`port` with `extra`
+/// options, sending an HTTP request and reading until the server closes.
+fn s_client_request(rig: &Rig, port: u16, extra: &[&std::ffi::OsStr]) -> Output {
+    let request = rig.dir.path().join("request");
+    std::fs::write(&request, "GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut cmd = rig.plain(Path::new("openssl"));
+    cmd.args(["s_client", "-ign_eof", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
+        .stdin(std::fs::File::open(&request).unwrap());
+    run(cmd)
+}
+
+/// A server with an info callback of its own on its SSL (which replaces the context's in
+/// libssl) still has each handshake verified afresh on a broker context, and an SSL made ready
+/// for the next client by SSL_clear starts from nothing: after a refused client, a device is
+/// admitted, and then, its record gone, refused, not admitted by the earlier handshake's
+/// verdict.
+#[test]
+fn broker_mode_verifies_each_client_of_a_reused_ssl_with_its_own_info_callback() {
+    const TTL: u64 = 2;
+    let rig = Rig::new();
+    let device = pki::leaf(
+        rig.dir.path(),
+        "device",
+        "dev1",
+        &["dev1._device.example.test"],
+        None,
+    );
+    rig.dns.add_record(
+        "example.test.",
+        &format!(
+            "dev1._device {TTL} IN TLSA {}",
+            pki::dane_ee_record(&device.cert)
+        ),
+    );
+    let server = broker_server(&rig, "ssl-info-clear");
+    let connect = || {
+        s_client_request(
+            &rig,
+            server.port,
+            &[
+                "-cert".as_ref(),
+                device.cert_path.as_os_str(),
+                "-key".as_ref(),
+                device.key_path.as_os_str(),
+            ],
+        )
+    };
+    // A client refused on the SSL does not make the next one refused.
+    let out = s_client_request(&rig, server.port, &[]);
+    assert!(
+        !common::stdout(&out).contains("admitted"),
+        "no certificate: {out:?}"
+    );
+    let out = connect();
+    assert!(
+        common::stdout(&out).contains("admitted"),
+        "the device, its record published: {out:?}"
+    );
+    rig.dns
+        .set_records("example.test.", &["broker 300 IN A 127.0.0.1"]);
+    // The cached answer expires after its TTL.
+    std::thread::sleep(Duration::from_secs(TTL + 1));
+    let out = connect();
+    assert!(
+        !common::stdout(&out).contains("admitted"),
+        "the device, its record removed: {out:?}"
     );
 }

@@ -12,7 +12,9 @@
  *         context that never set verification (TLS_method(), SSL_VERIFY_NONE), taking that
  *         context's verify mode, as nginx does for its server blocks; "cache-after-verify": a
  *         server context requiring them, TLS 1.2 without tickets, whose session cache is
- *         switched on after SSL_CTX_set_verify (nginx's order), so that sessions resume by id
+ *         switched on after SSL_CTX_set_verify (nginx's order), so that sessions resume by id;
+ *         "ssl-info-clear": a server context requiring them, one SSL for every connection,
+ *         with an info callback of its own, made ready for the next client by SSL_clear
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -50,6 +52,17 @@ static int to_vhost(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* "ssl-info-clear": the server's own (SSL-level) info callback; it only counts. */
+static unsigned long info_events;
+
+static void count_info(const SSL *ssl, int where, int ret)
+{
+	(void)ssl;
+	(void)where;
+	(void)ret;
+	info_events++;
+}
+
 static SSL_CTX *serving_context(const SSL_METHOD *method, const char *cert, const char *key)
 {
 	SSL_CTX *ctx = SSL_CTX_new(method);
@@ -71,7 +84,8 @@ int main(int argc, char **argv)
 	int per_ssl = !strcmp(mode, "per-ssl-none");
 	int vhost = !strcmp(mode, "sni-vhost");
 	int cache = !strcmp(mode, "cache-after-verify");
-	int required = per_ssl || vhost || cache;
+	int reused = !strcmp(mode, "ssl-info-clear");
+	int required = per_ssl || vhost || cache || reused;
 	SSL_CTX *ctx =
 	    serving_context(required ? TLS_server_method() : TLS_method(), argv[2], argv[3]);
 	SSL_CTX_set_verify(ctx, required ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
@@ -89,11 +103,18 @@ int main(int argc, char **argv)
 		SSL_CTX_set_tlsext_servername_callback(ctx, to_vhost);
 	}
 	int listener = listen_on((unsigned short)atoi(argv[1]));
+	SSL *kept = NULL;
+	if (reused) {
+		kept = SSL_new(ctx);
+		SSL_set_info_callback(kept, count_info);
+	}
 	for (;;) {
 		int fd = accept(listener, NULL, NULL);
 		if (fd < 0)
 			continue;
-		SSL *ssl = SSL_new(ctx);
+		if (kept)
+			SSL_clear(kept);
+		SSL *ssl = kept ? kept : SSL_new(ctx);
 		if (per_ssl)
 			SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
 		SSL_set_fd(ssl, fd);
@@ -105,7 +126,8 @@ int main(int argc, char **argv)
 			SSL_shutdown(ssl);
 		}
 		ERR_clear_error();
-		SSL_free(ssl);
+		if (!kept)
+			SSL_free(ssl);
 		close(fd);
 	}
 }
