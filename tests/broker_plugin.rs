@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use common::device::CardDevice;
 use common::dns::TestDns;
-use common::mqtt::Broker;
+use common::mqtt::{BareSession, Broker};
 use common::pki::{self, Issued};
 use common::{free_port, stderr};
 use iotsafe_dane::dane::tlsa::{Matching, Selector, Tlsa, Usage};
@@ -1098,4 +1098,87 @@ fn a_ca_discovery_name_that_reads_as_a_device_name_stops_the_broker() {
             "the log names the option ({forms}):\n{log}"
         );
     }
+}
+
+/// Re-validation is fair: names whose DNS answers stall (an attacker's zone under a shared
+/// allowed domain, whose server stalls after admission) do not hold up the re-validation of
+/// the others. 32 admitted devices' answers come 4 s late (past lookup_timeout_ms 3000) once
+/// their 2 s TTL has run out; a healthy device admitted after them (TTL 5 s,
+/// revalidate_seconds 4: checked every 4 s, a deadline 9 s after each verdict) keeps its
+/// session, while the stalled ones are kicked at their deadlines. (With one re-validation
+/// after the other, the stalled names held the worker for 32 × 3 s, and the healthy device was
+/// kicked as having no fresh verdict.)
+#[test]
+fn stalled_look_ups_do_not_starve_the_revalidation_of_other_devices() {
+    use common::dnsproxy::{DnsProxy, Forgery};
+    use hickory_resolver::proto::rr::RecordType;
+    const SLOW: usize = 32;
+    const WATCH_S: u64 = 12;
+    let pki = Pki::new();
+    let slow: Vec<(String, Issued)> = (1..=SLOW)
+        .map(|i| {
+            let id = format!("slow{i}");
+            let cert = pki.device(&id, &[&device_name(&id)]);
+            (id, cert)
+        })
+        .collect();
+    let healthy = pki.device("sensor1", &[&device_name("sensor1")]);
+    let mut records = vec![ee_line("sensor1", &healthy.cert, 5)];
+    records.extend(slow.iter().map(|(id, d)| ee_line(id, &d.cert, 2)));
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let proxy = DnsProxy::start(dns.addr());
+    let resolver = proxy.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("lookup_timeout_ms", "3000"),
+            ("revalidate_seconds", "4"),
+        ],
+    );
+
+    // Sessions that do not reconnect once kicked: each reconnect would hold the broker's
+    // thread for a whole look-up, and its ticks (the kicks) with it.
+    let _slow_sessions: Vec<BareSession> = slow
+        .iter()
+        .map(|(id, device)| {
+            BareSession::connect(
+                broker.port,
+                &device.cert_path,
+                &device.key_path,
+                &format!("sub-{id}"),
+            )
+            .unwrap_or_else(|| panic!("{id} admitted: {}", broker.log()))
+        })
+        .collect();
+    for (id, _) in &slow {
+        proxy.forge(
+            &format!("{}.", device_name(id)),
+            RecordType::TLSA,
+            Forgery::Late(std::time::Duration::from_secs(4)),
+        );
+    }
+    let sub = pki.subscribe(&broker, "sub-sensor1", &healthy, 1000);
+    let watched = Instant::now();
+    common::wait_until(10, "the stalled names to be asked again", || {
+        proxy.forged() >= 1
+    });
+    while watched.elapsed().as_secs() < WATCH_S {
+        let log = broker.log();
+        assert!(
+            !log.contains("kicked client sub-sensor1 "),
+            "the healthy device was kicked after {:.1} s:\n{log}",
+            watched.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The stalled ones lost their sessions meanwhile (no fresh verdict): the check above saw
+    // the plugin at work, not idle.
+    broker.wait_for_line(5, &["kicked client sub-slow", "no fresh verdict"]);
+    kill(sub);
 }

@@ -9,7 +9,7 @@
  * Threads: mosquitto calls every callback on its one broker thread. Authentication at CONNECT
  * is synchronous (mosquitto 2.0 has no delayed authentication), so a cold CONNECT costs the
  * broker one bounded look-up (plugin_opt_lookup_timeout_ms). Re-validation of live sessions runs
- * on a worker thread of this plugin; the broker thread only collects its verdicts on
+ * on worker threads of this plugin; the broker thread only collects their verdicts on
  * MOSQ_EVT_TICK and kicks there (mosquitto's functions are not thread-safe). An identity whose
  * verdict is older than its TTL + revalidate_seconds counts as unverified whether or not ticks
  * or the worker keep up: its publishes and subscriptions are denied (fail closed).
@@ -63,8 +63,13 @@
 #define NAME_LEN 256
 /* Admitted identities by client: an ACL check (every publish) looks one up. */
 #define BUCKETS 4096
-/* How often the worker looks for identities due for re-validation. */
+/* How often the workers look for identities due for re-validation. */
 #define WORKER_POLL_MS 100
+/* Re-validation workers: FAST_WORKERS for names that answered last time, each look-up cut
+ * short at fast_budget_ms, and one for names that did not, with the whole look-up time-out
+ * (see "re-validation" below). */
+#define FAST_WORKERS 3
+#define WORKERS (FAST_WORKERS + 1)
 
 enum username_mode { USERNAME_DEVICE, USERNAME_KEEP };
 /* Whether the MQTT client id is bound to the device name: mosquitto hands a client id's session
@@ -97,9 +102,11 @@ struct identity {
 	char *client_id;
 	char name[NAME_LEN];
 	X509 *cert;
-	double next_check;  /* monotonic seconds: when the worker re-validates */
+	double next_check;  /* monotonic seconds: when a worker re-validates */
 	double deadline;    /* past this without a fresh verdict: unverified */
-	bool checking;      /* the worker has it */
+	bool checking;      /* a worker has it */
+	bool slow;          /* its last look-up gave no answer within the fast budget */
+	unsigned no_answers; /* look-ups in a row that gave no answer with the whole time-out */
 	char *revoked;      /* why, once a re-validation refused */
 };
 
@@ -121,8 +128,12 @@ struct plugin {
 	 * mosquitto re-checking the clients it knows, not CONNECTs. Broker thread only. */
 	bool reloading;
 	bool stopping;
-	pthread_t worker;
-	bool worker_started;
+	struct worker {
+		struct plugin *p;
+		bool slow_lane;
+		pthread_t thread;
+	} workers[WORKERS];
+	size_t workers_started;
 };
 
 static double now_s(void)
@@ -553,6 +564,7 @@ static void schedule(const struct plugin *p, struct identity *id, double now, ui
 	double valid = ttl > 0 ? ttl : 1;
 	id->next_check = now + check_again_s(p, ttl);
 	id->deadline = now + valid + p->cfg.revalidate_s;
+	id->no_answers = 0;
 }
 
 static bool verified(const struct identity *id, double now)
@@ -773,31 +785,63 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
 /* ---- re-validation: the worker verifies, the broker thread kicks -------------------------- */
 
+/* Re-validation runs on WORKERS threads. Names whose look-ups stall (a zone whose server
+ * stops answering after admission, maybe on purpose) must not hold up the others: every
+ * identity has at least revalidate_seconds between being due and its deadline, so on the fast
+ * lane a look-up may take at most a sixteenth of that (fast_budget_ms), and due identities are
+ * taken in the order they fell due. A name that gives no answer within it moves to the slow
+ * lane, one worker that tries it again with the whole look-up time-out, backing off (1, 2, 4,
+ * ... s, with one last try before its deadline); one that answers there within the fast budget
+ * moves back. No answer is no verdict either way: the identity counts until its deadline, and
+ * is kicked then. Each pick scans the table (O(identities)). */
+
 struct job {
 	const struct mosquitto *client;
 	uint64_t serial;
 	char name[NAME_LEN];
 	X509 *cert;
+	unsigned budget_ms;
 };
 
-/* Takes up to `max` identities due for re-validation (marked as being checked). */
-static size_t due_jobs(struct plugin *p, struct job *jobs, size_t max, double now)
+static unsigned full_budget_ms(const struct plugin *p)
 {
-	size_t n = 0;
-	for (size_t b = 0; b < BUCKETS; b++) {
-		for (struct identity *id = p->identities[b]; id && n < max; id = id->next) {
-			if (id->checking || id->revoked || id->next_check > now)
-				continue;
-			id->checking = true;
-			jobs[n].client = id->client;
-			jobs[n].serial = id->serial;
-			memcpy(jobs[n].name, id->name, NAME_LEN);
-			jobs[n].cert = id->cert;
-			X509_up_ref(id->cert);
-			n++;
-		}
-	}
-	return n;
+	return p->cfg.lookup_timeout_ms ? p->cfg.lookup_timeout_ms : 5000;
+}
+
+static unsigned fast_budget_ms(const struct plugin *p)
+{
+	unsigned sixteenth = p->cfg.revalidate_s * 1000 / 16;
+	unsigned budget = sixteenth < 100 ? 100 : sixteenth;
+	return budget < full_budget_ms(p) ? budget : full_budget_ms(p);
+}
+
+/* Takes the identity of this lane that fell due first (marked as being checked). */
+static bool take_due_job(struct plugin *p, bool slow_lane, struct job *job, double now)
+{
+	struct identity *first = NULL;
+	for (size_t b = 0; b < BUCKETS; b++)
+		for (struct identity *id = p->identities[b]; id; id = id->next)
+			if (!id->checking && !id->revoked && id->slow == slow_lane &&
+			    id->next_check <= now && (!first || id->next_check < first->next_check))
+				first = id;
+	if (!first)
+		return false;
+	first->checking = true;
+	job->client = first->client;
+	job->serial = first->serial;
+	memcpy(job->name, first->name, NAME_LEN);
+	job->cert = first->cert;
+	X509_up_ref(first->cert);
+	job->budget_ms = slow_lane ? full_budget_ms(p) : fast_budget_ms(p);
+	return true;
+}
+
+static bool any_identity(const struct plugin *p)
+{
+	for (size_t b = 0; b < BUCKETS; b++)
+		if (p->identities[b])
+			return true;
+	return false;
 }
 
 /* The identity a job was taken from, unless its client left (or was admitted anew) since. */
@@ -807,17 +851,29 @@ static struct identity *job_identity(struct plugin *p, const struct job *job)
 	return id && id->serial == job->serial ? id : NULL;
 }
 
-static void record_verdict(struct plugin *p, const struct job *job, int rc, uint32_t ttl,
+static void record_verdict(struct identity *id, const struct plugin *p, int rc, uint32_t ttl,
 			   const char *why)
 {
-	struct identity *id = job_identity(p, job);
-	if (!id)
-		return;
-	id->checking = false;
 	if (rc == 1)
 		schedule(p, id, now_s(), ttl);
 	else if (!id->revoked)
 		id->revoked = strdup(why);
+}
+
+/* No answer: no verdict. On the fast lane the name goes to the slow lane at once; there, it is
+ * tried again after 1, 2, 4, ... s (at most 64), and once more just before its deadline. */
+static void retry_later(const struct plugin *p, struct identity *id, double now)
+{
+	if (!id->slow) {
+		id->slow = true;
+		id->next_check = now;
+		return;
+	}
+	unsigned shift = id->no_answers < 6 ? id->no_answers : 6;
+	id->no_answers++;
+	double retry = now + (double)(1u << shift);
+	double last_chance = id->deadline - full_budget_ms(p) / 1000.0;
+	id->next_check = retry > last_chance && last_chance > now ? last_chance : retry;
 }
 
 /* Whether a refusal is the DNS giving no answer (rather than an answer that refuses). */
@@ -830,7 +886,10 @@ static bool no_answer(iotsafe_dane_reason reason)
 static void revalidate(struct plugin *p, struct job *job)
 {
 	uint32_t ttl = 0;
-	int rc = iotsafe_dane_verify_client_ttl(p->dane, job->cert, p->chain, job->name, &ttl);
+	double started = now_s();
+	int rc = iotsafe_dane_verify_client_within(p->dane, job->cert, p->chain, job->name, &ttl,
+						   job->budget_ms);
+	double took_ms = (now_s() - started) * 1000.0;
 	iotsafe_dane_reason reason = iotsafe_dane_last_reason(NULL);
 	char why[4096] = "";
 	if (rc != 1) {
@@ -839,45 +898,50 @@ static void revalidate(struct plugin *p, struct job *job)
 		snprintf(why, sizeof why, "%s: %s", iotsafe_dane_reason_name(reason), line);
 	}
 	pthread_mutex_lock(&p->lock);
-	if (rc != 1 && no_answer(reason)) {
-		/* No answer is no verdict: the identity counts until its deadline and is tried
-		 * again meanwhile. */
-		struct identity *id = job_identity(p, job);
-		if (id) {
-			id->checking = false;
-			id->next_check = now_s() + 1;
+	struct identity *id = job_identity(p, job);
+	if (id) {
+		id->checking = false;
+		if (rc != 1 && no_answer(reason)) {
+			retry_later(p, id, now_s());
+		} else {
+			record_verdict(id, p, rc, ttl, why);
+			id->slow = took_ms > fast_budget_ms(p);
 		}
-	} else {
-		record_verdict(p, job, rc, ttl, why);
 	}
 	pthread_mutex_unlock(&p->lock);
 	X509_free(job->cert);
 }
 
+/* Waits for the next poll (or to be woken to stop); called holding p->lock. */
+static void wait_for_work(struct plugin *p)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += WORKER_POLL_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&p->wake, &p->lock, &until);
+}
+
 static void *worker_main(void *arg)
 {
-	struct plugin *p = arg;
-	struct job jobs[32];
+	struct worker *w = arg;
+	struct plugin *p = w->p;
+	struct job job;
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping) {
-		size_t n = due_jobs(p, jobs, sizeof jobs / sizeof jobs[0], now_s());
-		if (n)
+		/* The CA check, a look-up of its own, runs where stalls are expected. */
+		if (w->slow_lane && any_identity(p))
 			check_cas(p, now_s());
-		if (n) {
-			pthread_mutex_unlock(&p->lock);
-			for (size_t i = 0; i < n; i++)
-				revalidate(p, &jobs[i]);
-			pthread_mutex_lock(&p->lock);
+		if (!take_due_job(p, w->slow_lane, &job, now_s())) {
+			wait_for_work(p);
 			continue;
 		}
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += WORKER_POLL_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&p->wake, &p->lock, &until);
+		pthread_mutex_unlock(&p->lock);
+		revalidate(p, &job);
+		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -967,12 +1031,13 @@ static int on_reload(int event, void *event_data, void *userdata)
 
 static void free_plugin(struct plugin *p)
 {
-	if (p->worker_started) {
+	if (p->workers_started) {
 		pthread_mutex_lock(&p->lock);
 		p->stopping = true;
-		pthread_cond_signal(&p->wake);
+		pthread_cond_broadcast(&p->wake);
 		pthread_mutex_unlock(&p->lock);
-		pthread_join(p->worker, NULL);
+		for (size_t i = 0; i < p->workers_started; i++)
+			pthread_join(p->workers[i].thread, NULL);
 	}
 	forget_leaving(p);
 	for (size_t b = 0; b < BUCKETS; b++) {
@@ -1051,12 +1116,17 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 				     p->cfg.cafile, p->cfg.ca_discovery);
 	}
 	p->next_ca_check = now_s() + p->cfg.revalidate_s;
-	if (pthread_create(&p->worker, NULL, worker_main, p) != 0) {
-		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "cannot start the re-validation thread");
-		free_plugin(p);
-		return MOSQ_ERR_UNKNOWN;
+	for (size_t i = 0; i < WORKERS; i++) {
+		struct worker *w = &p->workers[i];
+		w->p = p;
+		w->slow_lane = i == WORKERS - 1;
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, LOG "cannot start the re-validation threads");
+			free_plugin(p);
+			return MOSQ_ERR_UNKNOWN;
+		}
+		p->workers_started++;
 	}
-	p->worker_started = true;
 	for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++) {
 		if (mosquitto_callback_register(identifier, callbacks[i].event, callbacks[i].cb, NULL,
 						p) != MOSQ_ERR_SUCCESS) {
