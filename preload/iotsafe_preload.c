@@ -22,8 +22,11 @@
  * the allowed domains (iotsafe_dane_ctx_enable_clientid_server; when that cannot be set up,
  * every client is refused),
  * configured where servers configure verification (SSL_CTX_set_verify) and, for servers that
- * never do, when their first SSL is made (SSL_new). A refused client is logged from SSL_accept /
- * SSL_read, where such servers see their handshakes fail.
+ * never do, when their first SSL is made (SSL_new). Each server handshake is checked when it
+ * starts and again when it finishes (the context still one the shim configured, its verify
+ * settings intact, a DANE identity verified): a refused client's SSL_accept, SSL_do_handshake,
+ * reads and writes fail. A refused client is logged from SSL_accept / SSL_read, where such
+ * servers see their handshakes fail.
  *
  * Traps: libssl calls SSL_do_handshake (and the core library calls libssl) through the PLT,
  * so this code sees its own callees: a thread-local guard lets every call made while the shim
