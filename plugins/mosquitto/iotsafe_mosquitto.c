@@ -678,7 +678,7 @@ static void admit(struct plugin *p, struct mosquitto *client, const char *name, 
  * DNS: mosquitto 2.0.11 (mosquitto_security_apply_default) runs basic auth for every client
  * it holds, offline persistent sessions included, and disconnects each one refused, even one
  * that is already disconnected, which corrupts its session-expiry list and connection count.
- * Connected devices keep the verdicts they have: re-validation stays on the worker, and one
+ * Connected devices keep the verdicts they have: re-validation stays on the workers, and one
  * whose deadline has passed is kicked by the tick that follows. */
 static int reload_check(struct plugin *p, struct mosquitto *client)
 {
