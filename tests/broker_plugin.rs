@@ -920,9 +920,16 @@ fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it(
 /// and so no certificate; refusing it would make mosquitto 2.0.11 disconnect the already
 /// disconnected session a second time (its connection count and session-expiry list then go
 /// wrong). The plugin answers the reload's check from what it knows, without DNS: the offline
-/// session is neither refused nor disconnected again.
+/// session is neither refused nor disconnected again, also when clients without a
+/// certificate are left to other plugins (which would refuse a device's session).
 #[test]
 fn a_reload_leaves_an_offline_persistent_session_alone() {
+    for defer in ["false", "true"] {
+        reload_with_an_offline_session(defer);
+    }
+}
+
+fn reload_with_an_offline_session(defer_without_certificate: &str) {
     let pki = Pki::new();
     let device = pki.device("sensor1", &[&device_name("sensor1")]);
     let probe = pki.device("sensor2", &[&device_name("sensor2")]);
@@ -936,7 +943,10 @@ fn a_reload_leaves_an_offline_persistent_session_alone() {
             .map(|r| (REGISTRY, r.as_str()))
             .collect::<Vec<_>>(),
     );
-    let broker = pki.broker(&dns, &[]);
+    let broker = pki.broker(
+        &dns,
+        &[("defer_without_certificate", defer_without_certificate)],
+    );
 
     // MQTT 5, clean start off, session expiry 30 s: the session outlives the connection.
     let persistent = pki
@@ -966,7 +976,8 @@ fn a_reload_leaves_an_offline_persistent_session_alone() {
     let log = broker.log();
     assert!(
         !log.contains("refused client off1 "),
-        "the offline session was refused at the reload:\n{log}"
+        "defer_without_certificate {defer_without_certificate}: the offline session was \
+         refused at the reload:\n{log}"
     );
     let disconnections = log
         .lines()
@@ -977,7 +988,8 @@ fn a_reload_leaves_an_offline_persistent_session_alone() {
         .count();
     assert_eq!(
         disconnections, 1,
-        "the offline session was disconnected once, not again at the reload:\n{log}"
+        "defer_without_certificate {defer_without_certificate}: the offline session was \
+         disconnected once, not again at the reload:\n{log}"
     );
 }
 

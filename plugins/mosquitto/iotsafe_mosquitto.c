@@ -63,6 +63,8 @@
 #define NAME_LEN 256
 /* Admitted identities by client: an ACL check (every publish) looks one up. */
 #define BUCKETS 4096
+/* The most disconnected clients remembered for reloads (see struct offline). */
+#define MAX_OFFLINE 65536
 /* How often the workers look for identities due for re-validation. */
 #define WORKER_POLL_MS 100
 /* Re-validation workers: FAST_WORKERS for names that answered last time, each look-up cut
@@ -110,6 +112,16 @@ struct identity {
 	char *revoked;      /* why, once a re-validation refused */
 };
 
+/* A client this plugin admitted that has disconnected, by the broker's object for it, which
+ * lives on as an offline persistent session when the client asked for one: a reload re-checks
+ * such sessions (reload_check). An entry goes when a client connects at the same address (the
+ * object was freed and its memory reused). */
+struct offline {
+	struct offline *next;
+	const struct mosquitto *client;
+	char *client_id;
+};
+
 struct plugin {
 	mosquitto_plugin_id_t *id;
 	struct config cfg;
@@ -118,6 +130,8 @@ struct plugin {
 	pthread_mutex_t lock;  /* guards everything below */
 	pthread_cond_t wake;
 	struct identity *identities[BUCKETS];
+	struct offline *offline[BUCKETS];
+	size_t offline_count;
 	/* The identity of the client being disconnected right now: mosquitto publishes its will
 	 * (an ACL-checked publish) just after MOSQ_EVT_DISCONNECT. Freed by the next callback. */
 	struct identity *leaving;
@@ -492,10 +506,15 @@ static void free_identity(struct identity *id)
 	free(id);
 }
 
-static struct identity **bucket(struct plugin *p, const struct mosquitto *client)
+static size_t bucket_index(const struct mosquitto *client)
 {
 	uintptr_t v = (uintptr_t)client;
-	return &p->identities[((v >> 4) ^ (v >> 16)) % BUCKETS];
+	return ((v >> 4) ^ (v >> 16)) % BUCKETS;
+}
+
+static struct identity **bucket(struct plugin *p, const struct mosquitto *client)
+{
+	return &p->identities[bucket_index(client)];
 }
 
 static struct identity *find_identity(struct plugin *p, const struct mosquitto *client)
@@ -525,6 +544,59 @@ static void forget_identity(struct plugin *p, const struct mosquitto *client)
 	struct identity *gone = detach_identity(p, client);
 	if (gone)
 		free_identity(gone);
+}
+
+/* ---- disconnected clients, for reloads (callers hold p->lock) ------------------------------ */
+
+static void forget_offline(struct plugin *p, const struct mosquitto *client)
+{
+	for (struct offline **at = &p->offline[bucket_index(client)]; *at; at = &(*at)->next) {
+		if ((*at)->client == client) {
+			struct offline *gone = *at;
+			*at = gone->next;
+			free(gone->client_id);
+			free(gone);
+			p->offline_count--;
+			return;
+		}
+	}
+}
+
+static void remember_offline(struct plugin *p, const struct identity *id)
+{
+	forget_offline(p, id->client);
+	struct offline *entry = p->offline_count < MAX_OFFLINE ? calloc(1, sizeof *entry) : NULL;
+	if (!entry || !(entry->client_id = strdup(id->client_id))) {
+		free(entry);
+		return; /* a reload then treats it as any client without a certificate */
+	}
+	entry->client = id->client;
+	entry->next = p->offline[bucket_index(id->client)];
+	p->offline[bucket_index(id->client)] = entry;
+	p->offline_count++;
+}
+
+/* Whether `client` is a disconnected client this plugin had admitted. */
+static bool admitted_offline(struct plugin *p, const struct mosquitto *client)
+{
+	const char *client_id = mosquitto_client_id(client);
+	for (struct offline *e = p->offline[bucket_index(client)]; e; e = e->next)
+		if (e->client == client && client_id && strcmp(e->client_id, client_id) == 0)
+			return true;
+	return false;
+}
+
+static void free_offline(struct plugin *p)
+{
+	for (size_t b = 0; b < BUCKETS; b++) {
+		while (p->offline[b]) {
+			struct offline *e = p->offline[b];
+			p->offline[b] = e->next;
+			free(e->client_id);
+			free(e);
+		}
+	}
+	p->offline_count = 0;
 }
 
 /* The identity being disconnected is only needed for its will, published at once. */
@@ -686,9 +758,14 @@ static int reload_check(struct plugin *p, struct mosquitto *client)
 	if (!cert) {
 		/* Without TLS: an offline session (a client of a require_certificate listener has
 		 * a certificate while connected), or, with defer_without_certificate, a client of
-		 * another listener for the other plugins. An offline session's ACL checks are
-		 * denied, and its next CONNECT is verified afresh. */
-		return p->cfg.defer_without_certificate ? MOSQ_ERR_PLUGIN_DEFER : MOSQ_ERR_SUCCESS;
+		 * another listener for the other plugins, which also judge the offline sessions
+		 * of their clients. An offline session's ACL checks are denied, and its next
+		 * CONNECT is verified afresh. */
+		pthread_mutex_lock(&p->lock);
+		bool ours = admitted_offline(p, client);
+		pthread_mutex_unlock(&p->lock);
+		return ours || !p->cfg.defer_without_certificate ? MOSQ_ERR_SUCCESS
+								 : MOSQ_ERR_PLUGIN_DEFER;
 	}
 	X509_free(cert);
 	pthread_mutex_lock(&p->lock);
@@ -710,6 +787,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_basic_auth *ev = event_data;
 	if (p->reloading)
 		return reload_check(p, ev->client);
+	/* A CONNECT: a client this plugin remembered as disconnected at this address is gone. */
+	pthread_mutex_lock(&p->lock);
+	forget_offline(p, ev->client);
+	pthread_mutex_unlock(&p->lock);
 	const char *client_id = mosquitto_client_id(ev->client);
 	const char *address = mosquitto_client_address(ev->client);
 	X509 *cert = mosquitto_client_certificate(ev->client);
@@ -779,6 +860,8 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	pthread_mutex_lock(&p->lock);
 	forget_leaving(p);
 	p->leaving = detach_identity(p, ev->client);
+	if (p->leaving)
+		remember_offline(p, p->leaving);
 	pthread_mutex_unlock(&p->lock);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -1040,6 +1123,7 @@ static void free_plugin(struct plugin *p)
 			pthread_join(p->workers[i].thread, NULL);
 	}
 	forget_leaving(p);
+	free_offline(p);
 	for (size_t b = 0; b < BUCKETS; b++) {
 		while (p->identities[b]) {
 			struct identity *id = p->identities[b];
