@@ -142,7 +142,7 @@ fn check_request(device: &CardDevice, before: usize, public_pem: &str, printed_r
 
 /// Step 3: the registry CA issues the certificate for the card's key.
 fn issue_certificate(device: &CardDevice, ca: &pki::Issued, public_pem: &str) {
-    device.issue(ca);
+    device.issue(ca, DEVICE);
     run(Command::new("openssl")
         .arg("verify")
         .arg("-CAfile")
@@ -168,7 +168,7 @@ fn issue_certificate(device: &CardDevice, ca: &pki::Issued, public_pem: &str) {
     step(
         3,
         format!(
-            "registry CA issued {} (openssl x509 -req -copy_extensions copy): openssl verify OK, \
+            "registry CA issued {} (openssl x509 -req -extfile: the SAN the registry checked): openssl verify OK, \
              SAN DNS:{DEVICE}, the card's key",
             file_name(&device.cert_path)
         ),

@@ -22,8 +22,11 @@
  * the allowed domains (iotsafe_dane_ctx_enable_clientid_server; when that cannot be set up,
  * every client is refused),
  * configured where servers configure verification (SSL_CTX_set_verify) and, for servers that
- * never do, when their first SSL is made (SSL_new). A refused client is logged from SSL_accept /
- * SSL_read, where such servers see their handshakes fail.
+ * never do, when their first SSL is made (SSL_new). Each server handshake is checked when it
+ * starts and again when it finishes (the context still one the shim configured, its verify
+ * settings intact, a DANE identity verified): a refused client's SSL_accept, SSL_do_handshake,
+ * reads and writes fail. A refused client is logged from SSL_accept / SSL_read, where such
+ * servers see their handshakes fail.
  *
  * Traps: libssl calls SSL_do_handshake (and the core library calls libssl) through the PLT,
  * so this code sees its own callees: a thread-local guard lets every call made while the shim
@@ -363,14 +366,18 @@ static const char *server_name(SSL *ssl)
 static int present_device(SSL *ssl);
 
 /* No name or no port to look the server up by: under `require` that is a refusal; under
- * `opportunistic` the program's own checks decide, untouched. */
+ * `opportunistic` the program's own checks decide, untouched. The card's identity is not
+ * presented to such a server (the card would sign for a peer only the program checked, maybe
+ * not at all, and under TLS 1.2 the certificate travels in clear): the program's own
+ * certificate, if it set one, is all it gets. */
 static int without_dane(SSL *ssl, const char *why)
 {
 	if (settings.policy == IOTSAFE_DANE_REQUIRE)
 		return refuse(ssl, why);
 	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&PROGRAMS_OWN);
-	say("%s: no DANE (opportunistic), the program's own checks apply", why);
-	return present_device(ssl);
+	say("%s: no DANE (opportunistic), the program's own checks apply%s", why,
+	    settings.device_identity ? "; the card's identity is not presented" : "");
+	return 1;
 }
 
 /* Whether OpenSSL's DANE is on for `ssl` (TLSA records were handed to it). libssl has no query
@@ -591,11 +598,15 @@ int SSL_connect(SSL *ssl)
 	return client_handshake(ssl, real_SSL_connect);
 }
 
+static int server_outcome(SSL *ssl, int rc);
+
 int SSL_do_handshake(SSL *ssl)
 {
 	REAL(SSL_do_handshake);
-	if (busy || !ssl || SSL_is_server(ssl))
+	if (busy || !ssl)
 		return real_SSL_do_handshake(ssl);
+	if (SSL_is_server(ssl))
+		return server_outcome(ssl, real_SSL_do_handshake(ssl));
 	return client_handshake(ssl, real_SSL_do_handshake);
 }
 
@@ -703,6 +714,16 @@ static void report_client_refusal(SSL *ssl, int rc)
 	    iotsafe_dane_last_error());
 }
 
+/* A server step that succeeded (`rc` > 0: a finished handshake, bytes read or written) for a
+ * client the broker mode refused when its handshake finished: -1 instead (error queued), so
+ * the server neither admits it nor exchanges data with it. Else `rc`. */
+static int server_outcome(SSL *ssl, int rc)
+{
+	if (rc > 0 && settings.broker && SSL_get_ex_data(ssl, ssl_marker_index) == &REFUSED)
+		return refuse_again(ssl);
+	return rc;
+}
+
 /* mosquitto calls SSL_accept once and finishes the handshake inside SSL_read. */
 int SSL_accept(SSL *ssl)
 {
@@ -711,8 +732,28 @@ int SSL_accept(SSL *ssl)
 	if (!busy && ssl) {
 		busy++;
 		report_client_refusal(ssl, rc);
+		rc = server_outcome(ssl, rc);
 		busy--;
 	}
+	return rc;
+}
+
+/* Broker mode, before a server's read or write: a handshake still to finish is finished first
+ * (mosquitto finishes it inside SSL_read), so that no byte is read or written for a client
+ * before the checks at the end of its handshake; a refused client gets no I/O at all. 1: go
+ * on; else what the I/O call returns (error queued, or the handshake's want-read/write). */
+static int before_server_io(SSL *ssl)
+{
+	REAL(SSL_do_handshake);
+	busy++;
+	ensure_setup();
+	int rc = 1;
+	if (settings.broker && !SSL_is_init_finished(ssl)) {
+		rc = real_SSL_do_handshake(ssl);
+		report_client_refusal(ssl, rc);
+	}
+	rc = server_outcome(ssl, rc);
+	busy--;
 	return rc;
 }
 
@@ -724,8 +765,10 @@ int SSL_accept(SSL *ssl)
 static int before_io(SSL *ssl)
 {
 	REAL(SSL_do_handshake);
-	if (busy || !ssl || SSL_is_server(ssl))
+	if (busy || !ssl)
 		return 1;
+	if (SSL_is_server(ssl))
+		return before_server_io(ssl);
 	if (!SSL_is_init_finished(ssl))
 		return client_handshake(ssl, real_SSL_do_handshake);
 	busy++;
@@ -736,16 +779,17 @@ static int before_io(SSL *ssl)
 }
 
 /* After it: the checks of a client handshake finished inside the I/O (a renegotiation), or why
- * one failed; a server's refused client is logged. `rc` stays, unless the client's server is
- * refused now (-1). */
+ * one failed; a server's refused client is logged. `rc` stays, unless the client's server, or
+ * the server's client (a renegotiation), is refused now (-1). */
 static int after_io(SSL *ssl, int rc)
 {
 	if (busy || !ssl)
 		return rc;
 	busy++;
-	if (SSL_is_server(ssl))
+	if (SSL_is_server(ssl)) {
 		report_client_refusal(ssl, rc);
-	else if (SSL_is_init_finished(ssl) && check_client(ssl) != 1)
+		rc = server_outcome(ssl, rc);
+	} else if (SSL_is_init_finished(ssl) && check_client(ssl) != 1)
 		rc = -1;
 	else if (rc <= 0 && SSL_get_error(ssl, rc) == SSL_ERROR_SSL)
 		report_failure(ssl);
@@ -819,33 +863,89 @@ static void guard_handshake_start(SSL *ssl)
 	busy--;
 }
 
-/* Broker mode, a server handshake starting: its context must be one the shim configured, and
- * the SSL must still verify as that context does (the server may have changed it with
- * SSL_set_verify). Else the client is refused: a context the shim did not recognise (a
- * TLS_method() context with optional client certificates) is configured now, for its next
- * clients. */
+/* Why a server SSL does not verify its client as the shim set it up, or NULL: its context must
+ * be one the shim configured (one it did not recognise, a TLS_method() context with optional
+ * client certificates, or a host context an SNI callback switched to, is configured now, for
+ * its next clients), and the SSL must still verify as that context does (the server may have
+ * changed it with SSL_set_verify). */
+static const char *server_verification_changed(SSL *ssl)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index) != &BROKER_CTX) {
+		enable_broker_ctx(ctx);
+		return "its server context had not been set up for DANE (its next clients will be "
+		       "verified)";
+	}
+	if (SSL_get_verify_callback(ssl) != SSL_CTX_get_verify_callback(ctx) ||
+	    SSL_get_verify_mode(ssl) != SSL_CTX_get_verify_mode(ctx))
+		return "the server changed this connection's verification (SSL_set_verify)";
+	return NULL;
+}
+
+static void refuse_client(SSL *ssl, const char *why)
+{
+	if (SSL_get_ex_data(ssl, ssl_marker_index) == &REFUSED)
+		return;
+	SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
+	say("TLS client refused: %s", why);
+}
+
+/* Broker mode, a server handshake starting: a client of an SSL whose verification is not the
+ * shim's is refused, in the handshake. */
 static void guard_server_handshake(SSL *ssl)
 {
 	busy++;
 	ensure_setup();
-	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
-	const char *why = NULL;
-	if (SSL_CTX_get_ex_data(ctx, ctx_marker_index) != &BROKER_CTX) {
-		enable_broker_ctx(ctx);
-		why = "its server context had not been set up for DANE (its next clients will be "
-		      "verified)";
-	} else if (SSL_get_verify_callback(ssl) != SSL_CTX_get_verify_callback(ctx) ||
-		   SSL_get_verify_mode(ssl) != SSL_CTX_get_verify_mode(ctx)) {
-		why = "the server changed this connection's verification (SSL_set_verify)";
-	}
-	if (why && SSL_get_ex_data(ssl, ssl_marker_index) != &REFUSED) {
-		SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
-		say("TLS client refused: %s", why);
-	}
-	if (why)
+	const char *why = server_verification_changed(ssl);
+	if (why) {
+		refuse_client(ssl, why);
 		SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
 			       reject_every_certificate);
+	}
 	busy--;
+}
+
+/* Broker mode, a server handshake finished: checked again, since the server may have switched
+ * the SSL's context or verification after it started (an SNI or ClientHello callback moving it
+ * to a host context, as nginx does), or resumed a session no DANE check covered (a session
+ * cache it switched back on, callbacks of its own). The client counts only with a DANE
+ * identity the core library verified in this handshake or the ticket it resumed; else it is
+ * refused, and the server's accept, reads and writes on it fail (server_outcome). */
+static void check_server_handshake(SSL *ssl)
+{
+	busy++;
+	ensure_setup();
+	const char *why = server_verification_changed(ssl);
+	char name[256], no_identity[768];
+	if (!why && iotsafe_dane_peer_identity(ssl, name, sizeof name) != 1) {
+		snprintf(no_identity, sizeof no_identity,
+			 "a handshake finished without a DANE-verified client identity (%s)",
+			 iotsafe_dane_last_error());
+		why = no_identity;
+	}
+	if (why)
+		refuse_client(ssl, why);
+	busy--;
+}
+
+/* After the shim's own work in info_callback: the callbacks libssl would have called. The
+ * program's SSL-level one replaces the context's, as in libssl, except on a broker context:
+ * there the context's callback is the core library's (iotsafe_dane_ctx_enable_clientid_server,
+ * which chains the program's context callback), whose hooks start each handshake's
+ * verification afresh and settle a resumed session's verdict; skipped, every client would be
+ * refused, or a client on an SSL reused with SSL_clear judged by an earlier handshake. */
+static void call_program_info_callbacks(SSL *ssl, int where, int ret)
+{
+	typedef void (*info_cb)(const SSL *, int, int);
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	info_cb own = (info_cb)SSL_get_ex_data(ssl, program_info_index);
+	info_cb context = SSL_CTX_get_info_callback(ctx);
+	int broker_ctx = SSL_is_server(ssl) && settings.broker &&
+			 SSL_CTX_get_ex_data(ctx, ctx_marker_index) == &BROKER_CTX;
+	if (context && (!own || broker_ctx))
+		context(ssl, where, ret);
+	if (own)
+		own(ssl, where, ret);
 }
 
 static void info_callback(const SSL *const_ssl, int where, int ret)
@@ -854,6 +954,8 @@ static void info_callback(const SSL *const_ssl, int where, int ret)
 	SSL *ssl = (SSL *)const_ssl;
 	if (SSL_is_server(ssl) && settings.broker && (where & SSL_CB_HANDSHAKE_START))
 		guard_server_handshake(ssl);
+	else if (SSL_is_server(ssl) && settings.broker && (where & SSL_CB_HANDSHAKE_DONE))
+		check_server_handshake(ssl);
 	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_START))
 		guard_handshake_start(ssl);
 	else if (!SSL_is_server(ssl) && (where & SSL_CB_HANDSHAKE_DONE)) {
@@ -868,12 +970,7 @@ static void info_callback(const SSL *const_ssl, int where, int ret)
 		report_failure(ssl);
 		busy--;
 	}
-	void (*program)(const SSL *, int, int) =
-		(void (*)(const SSL *, int, int))SSL_get_ex_data(ssl, program_info_index);
-	if (!program)
-		program = SSL_CTX_get_info_callback(SSL_get_SSL_CTX(ssl));
-	if (program)
-		program(ssl, where, ret);
+	call_program_info_callbacks(ssl, where, ret);
 }
 
 /* The program's info callback is kept for info_callback to call. */
@@ -899,7 +996,9 @@ void (*SSL_get_info_callback(const SSL *ssl))(const SSL *, int, int)
 
 /* SSL_clear readies an SSL for another connection, maybe to another server: prepared again
  * at its next handshake. OpenSSL's DANE cannot be enabled twice on one SSL: if the records of
- * the last server are still on it, the SSL is refused (the program must make a new one). */
+ * the last server are still on it, the SSL is refused (the program must make a new one). A
+ * server SSL is readied for another client: the last one's refusal does not carry over (its
+ * next handshake is checked afresh). */
 int SSL_clear(SSL *ssl)
 {
 	REAL(SSL_clear);
@@ -909,7 +1008,9 @@ int SSL_clear(SSL *ssl)
 	busy++;
 	ensure_setup();
 	const void *marker = SSL_get_ex_data(ssl, ssl_marker_index);
-	if (marker && marker != &REFUSED) {
+	if (SSL_is_server(ssl)) {
+		SSL_set_ex_data(ssl, ssl_marker_index, NULL);
+	} else if (marker && marker != &REFUSED) {
 		if (dane_enabled(ssl)) {
 			SSL_set_ex_data(ssl, ssl_marker_index, (void *)&REFUSED);
 			say("an SSL cleared for reuse keeps its last server's TLSA records: its next "
@@ -947,10 +1048,11 @@ SSL *SSL_new(SSL_CTX *ctx)
 
 /* What the loaded objects say about TLS: whether one other than this shim and the core
  * library (which load libssl whatever the program does) needs libssl, and another TLS library
- * found, if any. */
+ * or another OpenSSL's libssl found, if any. */
 struct tls_use {
 	int needs_libssl;
 	const char *other_tls;
+	const char *other_libssl;
 };
 
 static const char *const OTHER_TLS[] = {"libgnutls", "libmbedtls", "libnss3", "libwolfssl"};
@@ -992,8 +1094,11 @@ static int scan_object(struct dl_phdr_info *info, size_t size, void *data)
 	(void)size;
 	struct tls_use *use = data;
 	const char *name = info->dlpi_name;
+	const char *base = name && strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
 	if (names_any(name, OTHER_TLS, sizeof OTHER_TLS / sizeof *OTHER_TLS))
-		use->other_tls = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+		use->other_tls = base;
+	if (base && !strncmp(base, "libssl.so.", 10) && strcmp(base, "libssl.so.3"))
+		use->other_libssl = base;
 	if (!names_any(name, OURS, sizeof OURS / sizeof *OURS) && object_needs_libssl(info))
 		use->needs_libssl = 1;
 	return 0;
@@ -1001,20 +1106,40 @@ static int scan_object(struct dl_phdr_info *info, size_t size, void *data)
 
 static struct tls_use tls_use_now(void)
 {
-	struct tls_use use = {0, NULL};
+	struct tls_use use = {0, NULL, NULL};
 	dl_iterate_phdr(scan_object, &use);
 	return use;
 }
 
-/* At start: a program built on another TLS library is told at once. */
+/* At start: a program built on another TLS library, or on another OpenSSL, gets no DANE. Under
+ * the require policy (IOTSAFE_DANE_POLICY; dane-policy of openssl.cnf is not read this early,
+ * so a policy set only there counts as require) it does not run, unless the launcher was given
+ * --allow-no-dane (IOTSAFE_DANE_ALLOW_NO_DANE): this also stops such programs started by the
+ * one the launcher started (a script's), which the launcher's own checks never saw. Else it
+ * is told at once. */
 __attribute__((constructor)) static void at_start(void)
 {
 	struct tls_use use = tls_use_now();
-	if (use.other_tls && !use.needs_libssl && !is_true(getenv("IOTSAFE_DANE_QUIET")))
+	const char *other = use.other_libssl
+				? use.other_libssl
+				: (use.other_tls && !use.needs_libssl ? use.other_tls : NULL);
+	if (!other)
+		return;
+	const char *policy = getenv("IOTSAFE_DANE_POLICY");
+	int require = !policy || strcasecmp(policy, "opportunistic") != 0;
+	if (require && !is_true(getenv("IOTSAFE_DANE_ALLOW_NO_DANE"))) {
+		fprintf(stderr,
+			"iotsafe-run: %s uses %s, not OpenSSL 3's libssl: its TLS connections would "
+			"get no DANE; not started under policy require (--allow-no-dane starts it "
+			"anyway)\n",
+			program_invocation_short_name, other);
+		_exit(126);
+	}
+	if (!is_true(getenv("IOTSAFE_DANE_QUIET")))
 		fprintf(stderr,
 			"iotsafe-run: %s uses %s, not OpenSSL 3's libssl: its TLS connections get "
 			"no DANE\n",
-			program_invocation_short_name, use.other_tls);
+			program_invocation_short_name, other);
 }
 
 /* At exit: a program that never made an SSL and has nothing that needs libssl loaded (not

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -48,7 +49,8 @@ static const char usage[] =
 	"                                  --allowed-domains: else every client is refused)\n"
 	"  --allowed-domains LIST          broker: the domains device names must be in\n"
 	"                                  (comma-separated)\n"
-	"  --allow-no-dane                 start a program the shim cannot reach (static) anyway\n"
+	"  --allow-no-dane                 start a program the shim cannot reach anyway (static,\n"
+	"                                  another ELF class, another libssl, GnuTLS/NSS/...)\n"
 	"  --quiet                         no log lines on stderr\n"
 	"  -h, --help                      this text\n"
 	"\n"
@@ -154,6 +156,193 @@ static int statically_linked(const char *path)
 	return is_static;
 }
 
+/* ---- what the shim cannot reach ----------------------------------------------------------- */
+
+/* TLS libraries other than OpenSSL 3's libssl (as the shim's own list). */
+static const char *const OTHER_TLS[] = {"libgnutls", "libmbedtls", "libnss3", "libwolfssl"};
+
+/* The ELF header of `path` (64-bit layout; the class and machine fields are where they are for
+ * 32-bit files too). 0 when it is no ELF file. */
+static int read_elf_header(FILE *f, Elf64_Ehdr *eh)
+{
+	return fread(eh, sizeof *eh, 1, f) == 1 && !memcmp(eh->e_ident, ELFMAG, SELFMAG);
+}
+
+/* Whether an ELF file of this class and machine can have this launcher's shim loaded: the
+ * launcher is built as the shim is. */
+static int same_abi_as_launcher(const Elf64_Ehdr *eh)
+{
+	static Elf64_Ehdr own;
+	static int have_own;
+	if (!have_own) {
+		FILE *f = fopen("/proc/self/exe", "rb");
+		have_own = f && read_elf_header(f, &own);
+		if (f)
+			fclose(f);
+		if (!have_own)
+			return 1; /* cannot tell: the dynamic linker will say */
+	}
+	return eh->e_ident[EI_CLASS] == own.e_ident[EI_CLASS] && eh->e_machine == own.e_machine;
+}
+
+/* The file offset of virtual address `vaddr` in the loadable segments `ph` (0: none). */
+static long file_offset(const Elf64_Phdr *ph, int n, Elf64_Addr vaddr)
+{
+	for (int i = 0; i < n; i++)
+		if (ph[i].p_type == PT_LOAD && vaddr >= ph[i].p_vaddr &&
+		    vaddr - ph[i].p_vaddr < ph[i].p_filesz)
+			return (long)(ph[i].p_offset + (vaddr - ph[i].p_vaddr));
+	return 0;
+}
+
+/* Calls `visit(name, arg)` for each DT_NEEDED entry of the 64-bit ELF file `f` (header `eh`),
+ * until it returns non-zero (that value); 0 when the file needs nothing it was told of. The
+ * sizes read are bounded: a malformed file just yields fewer names. */
+static int each_needed(FILE *f, const Elf64_Ehdr *eh, int (*visit)(const char *, void *),
+		       void *arg)
+{
+	enum { MAX_PHDRS = 256, MAX_DYN = 4096, MAX_STRTAB = 1 << 20 };
+	if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh->e_phnum == 0 || eh->e_phnum > MAX_PHDRS)
+		return 0;
+	Elf64_Phdr ph[MAX_PHDRS];
+	if (fseek(f, (long)eh->e_phoff, SEEK_SET) || fread(ph, sizeof *ph, eh->e_phnum, f) != eh->e_phnum)
+		return 0;
+	const Elf64_Phdr *dynamic = NULL;
+	for (int i = 0; i < eh->e_phnum; i++)
+		if (ph[i].p_type == PT_DYNAMIC)
+			dynamic = &ph[i];
+	if (!dynamic)
+		return 0;
+	size_t count = dynamic->p_filesz / sizeof(Elf64_Dyn);
+	if (count > MAX_DYN)
+		count = MAX_DYN;
+	Elf64_Dyn *dyn = calloc(count ? count : 1, sizeof *dyn);
+	int found = 0;
+	char *strtab = NULL;
+	if (!dyn || fseek(f, (long)dynamic->p_offset, SEEK_SET) ||
+	    fread(dyn, sizeof *dyn, count, f) != count)
+		goto out;
+	Elf64_Addr strtab_addr = 0;
+	Elf64_Xword strtab_size = 0;
+	for (size_t i = 0; i < count && dyn[i].d_tag != DT_NULL; i++) {
+		if (dyn[i].d_tag == DT_STRTAB)
+			strtab_addr = dyn[i].d_un.d_ptr;
+		else if (dyn[i].d_tag == DT_STRSZ)
+			strtab_size = dyn[i].d_un.d_val;
+	}
+	long strtab_at = file_offset(ph, eh->e_phnum, strtab_addr);
+	if (!strtab_at || strtab_size == 0 || strtab_size > MAX_STRTAB)
+		goto out;
+	strtab = malloc(strtab_size + 1);
+	if (!strtab || fseek(f, strtab_at, SEEK_SET) || fread(strtab, 1, strtab_size, f) != strtab_size)
+		goto out;
+	strtab[strtab_size] = '\0';
+	for (size_t i = 0; i < count && dyn[i].d_tag != DT_NULL && !found; i++)
+		if (dyn[i].d_tag == DT_NEEDED && dyn[i].d_un.d_val < strtab_size)
+			found = visit(strtab + dyn[i].d_un.d_val, arg);
+out:
+	free(strtab);
+	free(dyn);
+	return found;
+}
+
+/* What a program's DT_NEEDED says about its TLS: OpenSSL 3's libssl, another libssl, or
+ * another TLS library. */
+struct tls_needs {
+	int openssl3;
+	char other_libssl[64];
+	char other_tls[64];
+};
+
+static int note_tls_library(const char *name, void *arg)
+{
+	struct tls_needs *needs = arg;
+	if (!strcmp(name, "libssl.so.3"))
+		needs->openssl3 = 1;
+	else if (!strncmp(name, "libssl.so", 9) && !needs->other_libssl[0])
+		snprintf(needs->other_libssl, sizeof needs->other_libssl, "%s", name);
+	for (size_t i = 0; i < sizeof OTHER_TLS / sizeof *OTHER_TLS; i++)
+		if (!strncmp(name, OTHER_TLS[i], strlen(OTHER_TLS[i])) && !needs->other_tls[0])
+			snprintf(needs->other_tls, sizeof needs->other_tls, "%s", name);
+	return 0;
+}
+
+/* The interpreter a "#!" script names (`/usr/bin/env NAME` is NAME found on PATH), or NULL. */
+static char *find_program(const char *program);
+
+static char *script_interpreter(FILE *f)
+{
+	char line[PATH_MAX + 8];
+	rewind(f);
+	if (!fgets(line, sizeof line, f) || strncmp(line, "#!", 2))
+		return NULL;
+	char *save = NULL;
+	char *interpreter = strtok_r(line + 2, " \t\r\n", &save);
+	if (!interpreter)
+		return NULL;
+	if (!strcmp(interpreter, "/usr/bin/env") || !strcmp(interpreter, "/bin/env")) {
+		char *name = strtok_r(NULL, " \t\r\n", &save);
+		/* env's own options (env -S ...) are not followed. */
+		return name && name[0] != '-' ? find_program(name) : NULL;
+	}
+	return strdup(interpreter);
+}
+
+/* What unreachable() found: nothing, a program the shim is never loaded into, or one it is
+ * loaded into but whose TLS library it does not reach. */
+enum { REACHABLE, UNREACHABLE_ABI, UNREACHABLE_LIBRARY };
+
+/* unreachable() for the ELF file `f` (header `eh`). */
+static int unreachable_elf(FILE *f, const Elf64_Ehdr *eh, const char *path, char *why,
+			   size_t len)
+{
+	if (!same_abi_as_launcher(eh)) {
+		snprintf(why, len,
+			 "%s is a %s program for another ABI than the shim's: the dynamic linker "
+			 "ignores the shim for it",
+			 path, eh->e_ident[EI_CLASS] == ELFCLASS32 ? "32-bit" : "64-bit");
+		return UNREACHABLE_ABI;
+	}
+	struct tls_needs needs = {0};
+	each_needed(f, eh, note_tls_library, &needs);
+	if (needs.other_libssl[0]) {
+		snprintf(why, len,
+			 "%s is linked against another OpenSSL (%s), which the shim does not reach",
+			 path, needs.other_libssl);
+		return UNREACHABLE_LIBRARY;
+	}
+	if (needs.other_tls[0] && !needs.openssl3) {
+		snprintf(why, len, "%s uses %s, not OpenSSL 3's libssl", path, needs.other_tls);
+		return UNREACHABLE_LIBRARY;
+	}
+	return REACHABLE;
+}
+
+/* Why the shim cannot reach the TLS of `path` (written to `why`; UNREACHABLE_*), or REACHABLE
+ * when nothing says so:
+ * an ELF file of another class or machine (the dynamic linker ignores the shim: "wrong ELF
+ * class"), one linked against another libssl, or against another TLS library and not libssl;
+ * for a "#!" script, the same of its interpreter (`depth` bounds scripts naming scripts). */
+static int unreachable(const char *path, char *why, size_t len, int depth)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	Elf64_Ehdr eh;
+	int found = REACHABLE;
+	if (read_elf_header(f, &eh)) {
+		found = unreachable_elf(f, &eh, path, why, len);
+	} else if (depth < 4) {
+		char *interpreter = script_interpreter(f);
+		if (interpreter)
+			found = unreachable(interpreter, why, len, depth + 1);
+		free(interpreter);
+	}
+	fclose(f);
+	return found;
+}
+
 /* 1 when the dynamic linker runs `path` in secure-execution mode, where it ignores
  * LD_PRELOAD: set-user-ID or set-group-ID to someone else than the caller, or with file
  * capabilities. */
@@ -165,6 +354,15 @@ static int preload_ignored(const char *path)
 	return ((st.st_mode & S_ISUID) && st.st_uid != geteuid()) ||
 	       ((st.st_mode & S_ISGID) && st.st_gid != getegid()) ||
 	       getxattr(path, "security.capability", NULL, 0) > 0;
+}
+
+/* Whether the policy is require: --policy, else IOTSAFE_DANE_POLICY, else the default. (The
+ * launcher does not read dane-policy of openssl.cnf: a policy set only there counts as
+ * require here.) */
+static int requires_dane(void)
+{
+	const char *policy = getenv("IOTSAFE_DANE_POLICY");
+	return !policy || strcasecmp(policy, "opportunistic") != 0;
 }
 
 static void set(const char *name, const char *value)
@@ -292,6 +490,20 @@ int main(int argc, char **argv)
 		    "ignores LD_PRELOAD for it, so it would run without DANE; not started "
 		    "(--allow-no-dane starts it anyway)",
 		    program);
+
+	char why[PATH_MAX * 2 + 256];
+	int cannot_reach = unreachable(program, why, sizeof why, 0);
+	if (cannot_reach && !allow_no_dane && requires_dane())
+		die(126,
+		    "%s: its TLS connections would get no DANE; not started under policy require "
+		    "(--allow-no-dane starts it anyway)",
+		    why);
+	/* (A program the shim is loaded into says so itself, at start.) */
+	if (cannot_reach == UNREACHABLE_ABI && !getenv("IOTSAFE_DANE_QUIET"))
+		fprintf(stderr, "iotsafe-run: %s: its TLS connections get no DANE\n", why);
+	/* The shim refuses such libraries in the processes the program starts in turn. */
+	if (allow_no_dane)
+		set("IOTSAFE_DANE_ALLOW_NO_DANE", "1");
 
 	char dir[PATH_MAX], shim[PATH_MAX + 64];
 	own_dir(dir, sizeof dir);

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use common::device::CardDevice;
 use common::dns::TestDns;
-use common::mqtt::Broker;
+use common::mqtt::{BareSession, Broker};
 use common::pki::{self, Issued};
 use common::registry;
 use common::{free_port, stderr};
@@ -921,4 +921,284 @@ fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it(
         assert!(!status.success(), "must not start:\n{text}\n{log}");
         assert!(log.contains(named), "the log names {named:?}:\n{log}");
     }
+}
+
+/// A reload (SIGHUP, as `systemctl reload` or logrotate sends) makes mosquitto re-check every
+/// client it knows, offline persistent sessions included. Such a session has no TLS connection
+/// and so no certificate; refusing it would make mosquitto 2.0.11 disconnect the already
+/// disconnected session a second time (its connection count and session-expiry list then go
+/// wrong). The plugin answers the reload's check from what it knows, without DNS: the offline
+/// session is neither refused nor disconnected again, also when clients without a
+/// certificate are left to other plugins (which would refuse a device's session).
+#[test]
+fn a_reload_leaves_an_offline_persistent_session_alone() {
+    for defer in ["false", "true"] {
+        reload_with_an_offline_session(defer);
+    }
+}
+
+fn reload_with_an_offline_session(defer_without_certificate: &str) {
+    let pki = Pki::new();
+    let device = pki.device("sensor1", &[&device_name("sensor1")]);
+    let probe = pki.device("sensor2", &[&device_name("sensor2")]);
+    let records = [
+        ee_line("sensor1", &device.cert, 300),
+        ee_line("sensor2", &probe.cert, 300),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(
+        &dns,
+        &[("defer_without_certificate", defer_without_certificate)],
+    );
+
+    // MQTT 5, clean start off, session expiry 30 s: the session outlives the connection.
+    let persistent = pki
+        .client(
+            "mosquitto_sub",
+            &broker,
+            "off1",
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args(["-V", "mqttv5", "-c", "-x", "30", "-t", "sensors/#"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    broker.wait_for_line(20, &["off1", "sensors/#"]);
+    kill(persistent);
+    broker.wait_for_line(10, &["Client off1 closed its connection"]);
+
+    broker.reload();
+    broker.wait_for_line(10, &["Reloading config."]);
+    // mosquitto handles a new connection only after the reload's checks have run.
+    let out = pki.publish(&broker, "probe2", &probe);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), broker.log());
+    broker.wait_for_line(5, &["admitted client probe2 "]);
+
+    let log = broker.log();
+    assert!(
+        !log.contains("refused client off1 "),
+        "defer_without_certificate {defer_without_certificate}: the offline session was \
+         refused at the reload:\n{log}"
+    );
+    let disconnections = log
+        .lines()
+        .filter(|l| {
+            l.contains("Client off1 ")
+                && (l.contains("disconnected") || l.contains("closed its connection"))
+        })
+        .count();
+    assert_eq!(
+        disconnections, 1,
+        "defer_without_certificate {defer_without_certificate}: the offline session was \
+         disconnected once, not again at the reload:\n{log}"
+    );
+}
+
+/// At a reload, connected devices are judged by the verdicts the plugin holds, not looked up
+/// again on the broker's thread: with the DNS failing for their names (SERVFAIL) after their
+/// answers left the cache, a reload kicks none of them. They stay until their TTL +
+/// revalidate_seconds pass without a fresh verdict, as without a reload.
+#[test]
+fn a_reload_keeps_connected_devices_without_looking_them_up_again() {
+    use common::dnsproxy::{DnsProxy, Forgery};
+    use hickory_resolver::proto::op::ResponseCode;
+    use hickory_resolver::proto::rr::RecordType;
+    const TTL: u32 = 2;
+    const DEVICES: usize = 3;
+    let pki = Pki::new();
+    let devices: Vec<(String, Issued)> = (1..=DEVICES)
+        .map(|i| {
+            let id = format!("sensor{i}");
+            let cert = pki.device(&id, &[&device_name(&id)]);
+            (id, cert)
+        })
+        .collect();
+    let probe = pki.device("sensor9", &[&device_name("sensor9")]);
+    let mut records = vec![ee_line("sensor9", &probe.cert, 300)];
+    records.extend(devices.iter().map(|(id, d)| ee_line(id, &d.cert, TTL)));
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let proxy = DnsProxy::start(dns.addr());
+    let resolver = proxy.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("revalidate_seconds", "30"),
+        ],
+    );
+
+    let subs: Vec<Child> = devices
+        .iter()
+        .map(|(id, device)| pki.subscribe(&broker, &format!("sub-{id}"), device, 1))
+        .collect();
+    let admitted = Instant::now();
+    for (id, _) in &devices {
+        proxy.forge(
+            &format!("{}.", device_name(id)),
+            RecordType::TLSA,
+            Forgery::TruncatedThen(ResponseCode::ServFail),
+        );
+    }
+    // Their answers leave the cache after the TTL; the plugin's own re-validation then meets
+    // the failing DNS (no verdict: the sessions count until TTL + revalidate_seconds).
+    std::thread::sleep(std::time::Duration::from_secs(u64::from(TTL) + 1));
+    common::wait_until(10, "a re-validation to meet the failing DNS", || {
+        proxy.forged() >= DEVICES
+    });
+
+    broker.reload();
+    broker.wait_for_line(10, &["Reloading config."]);
+    let out = pki.publish(&broker, "probe9", &probe);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), broker.log());
+    assert!(
+        admitted.elapsed().as_secs() < u64::from(TTL) + 30,
+        "the test ran past the sessions' deadline"
+    );
+    // Every subscriber is still there: it receives the probe's message.
+    for sub in subs {
+        let out = sub.wait_with_output().unwrap();
+        assert_eq!(
+            common::stdout(&out),
+            "probe9\n",
+            "{}\n{}",
+            stderr(&out),
+            broker.log()
+        );
+    }
+    let log = broker.log();
+    for (id, _) in &devices {
+        assert!(
+            !log.contains(&format!("refused client sub-{id} "))
+                && !log.contains(&format!("kicked client sub-{id} ")),
+            "sub-{id} was judged again at the reload:\n{log}"
+        );
+    }
+}
+
+/// The CA publication at plugin_opt_ca_discovery (`2 0 0` records of the registry CA) must not
+/// be readable as a device's records: were its name a device name of the accepted forms within
+/// allowed_domains, any certificate of the registry CA naming it in a SAN (a device's CSR can
+/// ask for one) would be admitted as that name. The broker refuses to start with such a name:
+/// `_device.<domain>` with the service form on, or the registry domain itself (plain form).
+#[test]
+fn a_ca_discovery_name_that_reads_as_a_device_name_stops_the_broker() {
+    let plugin = common::built_mosquitto_plugin();
+    let pki = Pki::new();
+    // Everything else in order (a real cafile): only the name can stop the broker.
+    let cases = [
+        ("device,plain,service", "_device.iotregistry.test"),
+        ("device,plain", "iotregistry.test."),
+    ];
+    for (forms, name) in cases {
+        let conf = format!(
+            "plugin {}\nplugin_opt_allowed_domains iotregistry.test\n\
+             plugin_opt_identity_forms {forms}\nplugin_opt_cafile {}\n\
+             plugin_opt_lookup_timeout_ms 500\nplugin_opt_ca_discovery {name}\n\
+             listener {} 127.0.0.1\n",
+            plugin.display(),
+            pki.ca.cert_path.display(),
+            free_port()
+        );
+        let (status, log) = Broker::refused_plugin_conf(&conf);
+        assert!(!status.success(), "must not start:\n{conf}\n{log}");
+        assert!(
+            log.contains(&format!("plugin_opt_ca_discovery {name} is a device name")),
+            "the log names the option ({forms}):\n{log}"
+        );
+    }
+}
+
+/// Re-validation is fair: names whose DNS answers stall (an attacker's zone under a shared
+/// allowed domain, whose server stalls after admission) do not hold up the re-validation of
+/// the others. 32 admitted devices' answers come 4 s late (past lookup_timeout_ms 3000) once
+/// their 2 s TTL has run out; a healthy device admitted after them (TTL 5 s,
+/// revalidate_seconds 4: checked every 4 s, a deadline 9 s after each verdict) keeps its
+/// session, while the stalled ones are kicked at their deadlines. (With one re-validation
+/// after the other, the stalled names held the worker for 32 × 3 s, and the healthy device was
+/// kicked as having no fresh verdict.)
+#[test]
+fn stalled_look_ups_do_not_starve_the_revalidation_of_other_devices() {
+    use common::dnsproxy::{DnsProxy, Forgery};
+    use hickory_resolver::proto::rr::RecordType;
+    const SLOW: usize = 32;
+    const WATCH_S: u64 = 12;
+    let pki = Pki::new();
+    let slow: Vec<(String, Issued)> = (1..=SLOW)
+        .map(|i| {
+            let id = format!("slow{i}");
+            let cert = pki.device(&id, &[&device_name(&id)]);
+            (id, cert)
+        })
+        .collect();
+    let healthy = pki.device("sensor1", &[&device_name("sensor1")]);
+    let mut records = vec![ee_line("sensor1", &healthy.cert, 5)];
+    records.extend(slow.iter().map(|(id, d)| ee_line(id, &d.cert, 2)));
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let proxy = DnsProxy::start(dns.addr());
+    let resolver = proxy.addr().to_string();
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("lookup_timeout_ms", "3000"),
+            ("revalidate_seconds", "4"),
+        ],
+    );
+
+    // Sessions that do not reconnect once kicked: each reconnect would hold the broker's
+    // thread for a whole look-up, and its ticks (the kicks) with it.
+    let _slow_sessions: Vec<BareSession> = slow
+        .iter()
+        .map(|(id, device)| {
+            BareSession::connect(
+                broker.port,
+                &device.cert_path,
+                &device.key_path,
+                &format!("sub-{id}"),
+            )
+            .unwrap_or_else(|| panic!("{id} admitted: {}", broker.log()))
+        })
+        .collect();
+    for (id, _) in &slow {
+        proxy.forge(
+            &format!("{}.", device_name(id)),
+            RecordType::TLSA,
+            Forgery::Late(std::time::Duration::from_secs(4)),
+        );
+    }
+    let sub = pki.subscribe(&broker, "sub-sensor1", &healthy, 1000);
+    let watched = Instant::now();
+    common::wait_until(10, "the stalled names to be asked again", || {
+        proxy.forged() >= 1
+    });
+    while watched.elapsed().as_secs() < WATCH_S {
+        let log = broker.log();
+        assert!(
+            !log.contains("kicked client sub-sensor1 "),
+            "the healthy device was kicked after {:.1} s:\n{log}",
+            watched.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The stalled ones lost their sessions meanwhile (no fresh verdict): the check above saw
+    // the plugin at work, not idle.
+    broker.wait_for_line(5, &["kicked client sub-slow", "no fresh verdict"]);
+    kill(sub);
 }

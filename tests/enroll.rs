@@ -107,7 +107,7 @@ fn the_request_is_signed_on_the_card_through_the_provider_and_names_the_device()
     let steps = stderr(&out);
     for needle in [
         "openssl x509 -req",
-        "-copy_extensions copy",
+        "-extfile",
         &format!("iotsafe registry publish {NAME}"),
     ] {
         assert!(
@@ -240,7 +240,7 @@ fn the_registry_cas_certificate_for_the_request_works_in_mutual_tls_with_the_car
     let (device, out) =
         CardDevice::enroll(CardRig::start(&[]), dir.path(), "sensor7", NAME, &[], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    device.issue(&ca);
+    device.issue(&ca, NAME);
     let cert = device.cert();
     let sans: Vec<String> = cert
         .subject_alt_names()

@@ -342,3 +342,56 @@ fn the_broker_admits_device_names_only_in_its_allowed_domains() {
     );
     assert!(logged, "{}", broker.log());
 }
+
+/// Under opportunistic, a connection the shim cannot look up (here: to an IP address, so no
+/// server name) is left to the program's own checks, which may be none: the card's identity is
+/// not presented to such a server, so the card signs nothing for it and the broker never sees
+/// the device's certificate.
+#[test]
+fn the_card_is_not_presented_to_a_server_dane_did_not_authenticate() {
+    let rig = Rig::new();
+    let record = rig.device_record();
+    let dns = dns::TestDns::start(&[("iotregistry.test.", record.as_str())]);
+    let port = common::free_port();
+    let broker = rig.broker(&dns, port);
+
+    let before = rig.card.trace().len();
+    let out = rig
+        .card
+        .command(&rig.launcher)
+        .env_remove("OPENSSL_CONF")
+        .env_remove("OPENSSL_MODULES")
+        .args([
+            "--policy",
+            "opportunistic",
+            "--resolver",
+            &dns.addr().to_string(),
+        ])
+        .arg("--trust-anchor")
+        .arg(dns.trust_anchor_file())
+        .args(["--device-identity", DEVICE])
+        .arg("mosquitto_pub")
+        // An address, not a name; --insecure: the program checks the chain, not the name.
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-i", "sensor7"])
+        .args(["-t", "sensors/7", "-m", "21.5", "--insecure"])
+        .arg("--cafile")
+        .arg(&rig.broker_cert.cert_path)
+        .output()
+        .expect("mosquitto_pub");
+    assert_eq!(
+        rig.card.signing_apdus_since(before),
+        0,
+        "the card signed for a server DANE did not authenticate: {}",
+        broker.log()
+    );
+    assert!(
+        !out.status.success() && !broker.log().contains("identity plugin: DANE identity"),
+        "the broker saw the device: {}",
+        broker.log()
+    );
+    assert!(
+        common::stderr(&out).contains("the card's identity is not presented"),
+        "{}",
+        common::stderr(&out)
+    );
+}

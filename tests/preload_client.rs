@@ -608,15 +608,115 @@ fn python_loads_libssl_late_and_is_reached_and_a_program_without_libssl_is_told(
     );
 }
 
+/// A program built on another TLS library (Debian's wget is built on GnuTLS) would run without
+/// DANE: under require the launcher does not start it, and the shim stops it where the launcher
+/// never looked (started by a script); --allow-no-dane or --policy opportunistic runs it, told
+/// at start.
 #[test]
-fn a_program_on_another_tls_library_is_told_at_start() {
+fn a_program_on_another_tls_library_is_not_started_under_require() {
     let rig = Rig::new();
-    // Debian's wget is built on GnuTLS.
     let out = run(rig.through_launcher("wget", &["--version"]));
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
     let err = common::stderr(&out);
     assert!(
-        err.contains("iotsafe-run: wget uses libgnutls") && err.contains("get no DANE"),
+        err.contains("wget uses libgnutls")
+            && err.contains("not started under policy require")
+            && !common::stdout(&out).contains("GNU Wget"),
         "{err}"
+    );
+    // Started by a shell the launcher let through: the shim refuses it in that process.
+    let out = run(rig.through_launcher("sh", &["-c", "wget --version; echo wget=$?"]));
+    assert!(
+        common::stdout(&out).contains("wget=126")
+            && common::stderr(&out).contains("iotsafe-run: wget uses libgnutls")
+            && !common::stdout(&out).contains("GNU Wget"),
+        "{out:?}"
+    );
+    for option in ["--allow-no-dane", "--policy=opportunistic"] {
+        let out = run(rig.through_launcher(option, &["wget", "--version"]));
+        let err = common::stderr(&out);
+        assert!(
+            out.status.success()
+                && common::stdout(&out).contains("GNU Wget")
+                && err.contains("iotsafe-run: wget uses libgnutls")
+                && err.contains("get no DANE"),
+            "{option}: {out:?}"
+        );
+    }
+}
+
+/// A program linked against another OpenSSL's libssl (here a stand-in named libssl.so.1.1),
+/// and a 32-bit program (the dynamic linker ignores a 64-bit shim for it: "wrong ELF class"),
+/// would run without DANE: not started under require unless --allow-no-dane.
+#[test]
+fn programs_on_another_libssl_or_of_another_elf_class_are_not_started_under_require() {
+    let rig = Rig::new();
+    let d = rig.dir.path();
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc").args(args).output().expect("gcc");
+        assert!(out.status.success(), "{}", common::stderr(&out));
+    };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/other_openssl.c");
+    let lib = d.join("libssl.so.1.1");
+    // Its symbols carry OpenSSL 1.1's version, as the real library's do.
+    let map = d.join("libssl11.map");
+    std::fs::write(&map, "OPENSSL_1_1_0 { global: SSL_connect; local: *; };\n").unwrap();
+    let map_arg = format!("-Wl,--version-script={}", map.display());
+    gcc(&[
+        "-DOTHER_LIBRARY",
+        "-fPIC",
+        "-shared",
+        &map_arg,
+        "-Wl,-soname,libssl.so.1.1",
+        "-o",
+        lib.to_str().unwrap(),
+        source.to_str().unwrap(),
+    ]);
+    let old_openssl = d.join("old_openssl");
+    let rpath = format!("-Wl,-rpath,{}", d.display());
+    gcc(&[
+        "-o",
+        old_openssl.to_str().unwrap(),
+        source.to_str().unwrap(),
+        lib.to_str().unwrap(),
+        &rpath,
+    ]);
+    // 32-bit, with a program interpreter (dynamic), no C library needed to build it.
+    let start = d.join("start32.c");
+    std::fs::write(&start, "void _start(void) { for (;;) ; }\n").unwrap();
+    let program32 = d.join("program32");
+    gcc(&[
+        "-m32",
+        "-nostdlib",
+        "-fPIE",
+        "-pie",
+        "-o",
+        program32.to_str().unwrap(),
+        start.to_str().unwrap(),
+    ]);
+
+    let cases = [
+        (
+            &old_openssl,
+            "linked against another OpenSSL (libssl.so.1.1)",
+        ),
+        (&program32, "is a 32-bit program"),
+    ];
+    for (program, reason) in cases {
+        let out = run(rig.through_launcher(program.to_str().unwrap(), &[]));
+        assert_eq!(out.status.code(), Some(126), "{out:?}");
+        assert!(
+            common::stderr(&out).contains(reason)
+                && common::stderr(&out).contains("not started under policy require"),
+            "{out:?}"
+        );
+    }
+    let out = run(rig.through_launcher("--allow-no-dane", &[old_openssl.to_str().unwrap()]));
+    assert!(
+        out.status.success()
+            && common::stdout(&out).contains("the other OpenSSL's SSL_connect")
+            && common::stderr(&out).contains("uses libssl.so.1.1"),
+        "{out:?}"
     );
 }
 
@@ -1132,4 +1232,151 @@ fn broker_mode_refuses_clients_of_server_contexts_it_did_not_configure() {
             );
         }
     }
+}
+
+/// A server that moves a connection to another context after its handshake started (an SNI
+/// callback switching to a host context that never set verification, as nginx does for its
+/// server blocks) admits no client DANE did not verify: server handshakes are checked again
+/// when they finish, and a refused client's accept and I/O fail. Twice: the host context is
+/// configured after its first client, and the callback's per-SSL verify setting still
+/// replaces DANE's.
+#[test]
+fn broker_mode_refuses_clients_moved_to_another_context_during_the_handshake() {
+    let rig = Rig::new();
+    let server = broker_server(&rig, "sni-vhost");
+    for attempt in 0..2 {
+        let host = "vhost.example.test";
+        let url = format!("https://{host}:{}/", server.port);
+        let resolve = format!("{host}:{}:127.0.0.1", server.port);
+        let mut curl = rig.plain(Path::new("curl"));
+        curl.args(["-sS", "-k", "--max-time", "10", "--resolve", &resolve, &url]);
+        let out = run(curl);
+        assert!(
+            !common::stdout(&out).contains("admitted"),
+            "attempt {attempt}: a client without a certificate got in: {out:?}"
+        );
+    }
+}
+
+/// A server that switches its session cache back on after configuring verification (nginx's
+/// order) resumes sessions by id, with no certificate and no DANE check in the resumed
+/// handshake: such a client is refused when the handshake finishes, while the full handshake
+/// of a device whose record matches is admitted.
+#[test]
+fn broker_mode_refuses_a_session_resumed_without_a_dane_check() {
+    let rig = Rig::new();
+    let device = pki::leaf(
+        rig.dir.path(),
+        "device",
+        "dev1",
+        &["dev1._device.example.test"],
+        None,
+    );
+    rig.dns.add_record(
+        "example.test.",
+        &format!(
+            "dev1._device 300 IN TLSA {}",
+            pki::dane_ee_record(&device.cert)
+        ),
+    );
+    let server = broker_server(&rig, "cache-after-verify");
+    let session = rig.dir.path().join("session.pem");
+    let s_client = |extra: &[&std::ffi::OsStr]| {
+        let mut args = vec!["-tls1_2".as_ref()];
+        args.extend_from_slice(extra);
+        s_client_request(&rig, server.port, &args)
+    };
+
+    let out = s_client(&[
+        "-cert".as_ref(),
+        device.cert_path.as_os_str(),
+        "-key".as_ref(),
+        device.key_path.as_os_str(),
+        "-sess_out".as_ref(),
+        session.as_os_str(),
+    ]);
+    assert!(
+        common::stdout(&out).contains("admitted"),
+        "the device's full handshake: {out:?}"
+    );
+    let out = s_client(&["-sess_in".as_ref(), session.as_os_str()]);
+    assert!(
+        common::stdout(&out).contains("Reused,"),
+        "the server resumed the session: {out:?}"
+    );
+    assert!(
+        !common::stdout(&out).contains("admitted"),
+        "a resumed session without a DANE check got in: {out:?}"
+    );
+}
+
+/// `openssl s_client` (unmodified, without the launcher) to 127.0.0.1:`port` with `extra`
+/// options, sending an HTTP request and reading until the server closes.
+fn s_client_request(rig: &Rig, port: u16, extra: &[&std::ffi::OsStr]) -> Output {
+    let request = rig.dir.path().join("request");
+    std::fs::write(&request, "GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut cmd = rig.plain(Path::new("openssl"));
+    cmd.args(["s_client", "-ign_eof", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
+        .stdin(std::fs::File::open(&request).unwrap());
+    run(cmd)
+}
+
+/// A server with an info callback of its own on its SSL (which replaces the context's in
+/// libssl) still has each handshake verified afresh on a broker context, and an SSL made ready
+/// for the next client by SSL_clear starts from nothing: after a refused client, a device is
+/// admitted, and then, its record gone, refused, not admitted by the earlier handshake's
+/// verdict.
+#[test]
+fn broker_mode_verifies_each_client_of_a_reused_ssl_with_its_own_info_callback() {
+    const TTL: u64 = 2;
+    let rig = Rig::new();
+    let device = pki::leaf(
+        rig.dir.path(),
+        "device",
+        "dev1",
+        &["dev1._device.example.test"],
+        None,
+    );
+    rig.dns.add_record(
+        "example.test.",
+        &format!(
+            "dev1._device {TTL} IN TLSA {}",
+            pki::dane_ee_record(&device.cert)
+        ),
+    );
+    let server = broker_server(&rig, "ssl-info-clear");
+    let connect = || {
+        s_client_request(
+            &rig,
+            server.port,
+            &[
+                "-cert".as_ref(),
+                device.cert_path.as_os_str(),
+                "-key".as_ref(),
+                device.key_path.as_os_str(),
+            ],
+        )
+    };
+    // A client refused on the SSL does not make the next one refused.
+    let out = s_client_request(&rig, server.port, &[]);
+    assert!(
+        !common::stdout(&out).contains("admitted"),
+        "no certificate: {out:?}"
+    );
+    let out = connect();
+    assert!(
+        common::stdout(&out).contains("admitted"),
+        "the device, its record published: {out:?}"
+    );
+    rig.dns
+        .set_records("example.test.", &["broker 300 IN A 127.0.0.1"]);
+    // The cached answer expires after its TTL.
+    std::thread::sleep(Duration::from_secs(TTL + 1));
+    let out = connect();
+    assert!(
+        !common::stdout(&out).contains("admitted"),
+        "the device, its record removed: {out:?}"
+    );
 }

@@ -177,8 +177,10 @@ fn next_steps(name: &DeviceName, args: &EnrollArgs, record: &str) -> String {
     };
     text += &format!(
         "next steps:\n\
-         1. the registry's CA issues the certificate, keeping the subjectAltName:\n   \
-            openssl x509 -req -in {csr} -CA ca.crt -CAkey ca.key -copy_extensions copy -days 365 -out device.crt\n\
+         1. the registry checks the request (openssl req -verify -noout -text -in {csr}) and its CA\n   \
+            issues the certificate with the name it checked (set by the CA, not copied from the request):\n   \
+            printf 'subjectAltName=DNS:{name}\\n' > device.ext\n   \
+            openssl x509 -req -in {csr} -CA ca.crt -CAkey ca.key -extfile device.ext -days 365 -out device.crt\n\
          2. the registry publishes the record above (TLSA {record}) in its DNSSEC-signed zone:\n   \
             iotsafe registry publish {name} --cert device.crt (with its --server, --zone, --tsig-key)\n\
          3. the device's OpenSSL programs (the iotsafe provider in openssl.cnf) use the card key with\n   \

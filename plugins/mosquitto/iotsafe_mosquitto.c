@@ -9,7 +9,7 @@
  * Threads: mosquitto calls every callback on its one broker thread. Authentication at CONNECT
  * is synchronous (mosquitto 2.0 has no delayed authentication), so a cold CONNECT costs the
  * broker one bounded look-up (plugin_opt_lookup_timeout_ms). Re-validation of live sessions runs
- * on a worker thread of this plugin; the broker thread only collects its verdicts on
+ * on worker threads of this plugin; the broker thread only collects their verdicts on
  * MOSQ_EVT_TICK and kicks there (mosquitto's functions are not thread-safe). An identity whose
  * verdict is older than its TTL + revalidate_seconds counts as unverified whether or not ticks
  * or the worker keep up: its publishes and subscriptions are denied (fail closed).
@@ -42,11 +42,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -61,8 +63,15 @@
 #define NAME_LEN 256
 /* Admitted identities by client: an ACL check (every publish) looks one up. */
 #define BUCKETS 4096
-/* How often the worker looks for identities due for re-validation. */
+/* The most disconnected clients remembered for reloads (see struct offline). */
+#define MAX_OFFLINE 65536
+/* How often the workers look for identities due for re-validation. */
 #define WORKER_POLL_MS 100
+/* Re-validation workers: FAST_WORKERS for names that answered last time, each look-up cut
+ * short at fast_budget_ms, and one for names that did not, with the whole look-up time-out
+ * (see "re-validation" below). */
+#define FAST_WORKERS 3
+#define WORKERS (FAST_WORKERS + 1)
 
 enum username_mode { USERNAME_DEVICE, USERNAME_KEEP };
 /* Whether the MQTT client id is bound to the device name: mosquitto hands a client id's session
@@ -95,10 +104,22 @@ struct identity {
 	char *client_id;
 	char name[NAME_LEN];
 	X509 *cert;
-	double next_check;  /* monotonic seconds: when the worker re-validates */
+	double next_check;  /* monotonic seconds: when a worker re-validates */
 	double deadline;    /* past this without a fresh verdict: unverified */
-	bool checking;      /* the worker has it */
+	bool checking;      /* a worker has it */
+	bool slow;          /* its last look-up gave no answer within the fast budget */
+	unsigned no_answers; /* look-ups in a row that gave no answer with the whole time-out */
 	char *revoked;      /* why, once a re-validation refused */
+};
+
+/* A client this plugin admitted that has disconnected, by the broker's object for it, which
+ * lives on as an offline persistent session when the client asked for one: a reload re-checks
+ * such sessions (reload_check). An entry goes when a client connects at the same address (the
+ * object was freed and its memory reused). */
+struct offline {
+	struct offline *next;
+	const struct mosquitto *client;
+	char *client_id;
 };
 
 struct plugin {
@@ -109,15 +130,24 @@ struct plugin {
 	pthread_mutex_t lock;  /* guards everything below */
 	pthread_cond_t wake;
 	struct identity *identities[BUCKETS];
+	struct offline *offline[BUCKETS];
+	size_t offline_count;
 	/* The identity of the client being disconnected right now: mosquitto publishes its will
 	 * (an ACL-checked publish) just after MOSQ_EVT_DISCONNECT. Freed by the next callback. */
 	struct identity *leaving;
 	uint64_t next_serial;
 	double next_ca_check;  /* monotonic seconds: when the worker checks the CAs again */
 	char *ca_warning;      /* for the broker thread to log (the worker does not log) */
+	/* Set by MOSQ_EVT_RELOAD, cleared by the next tick: the basic-auth calls in between are
+	 * mosquitto re-checking the clients it knows, not CONNECTs. Broker thread only. */
+	bool reloading;
 	bool stopping;
-	pthread_t worker;
-	bool worker_started;
+	struct worker {
+		struct plugin *p;
+		bool slow_lane;
+		pthread_t thread;
+	} workers[WORKERS];
+	size_t workers_started;
 };
 
 static double now_s(void)
@@ -261,6 +291,75 @@ static int parse_option(struct config *c, const char *key, const char *value)
 	return 0;
 }
 
+/* The device identity a certificate naming `name` in a SAN would have under `forms`, by the
+ * library's own reading (lower case, no trailing dot): 1, 0 when it is none, -1 on an error. */
+static int name_as_identity(const char *name, unsigned forms, char out[NAME_LEN])
+{
+	int rc = -1;
+	X509 *probe = X509_new();
+	GENERAL_NAMES *sans = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *san = GENERAL_NAME_new();
+	ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
+	if (probe && sans && san && dns && ASN1_STRING_set(dns, name, (int)strlen(name)) == 1) {
+		GENERAL_NAME_set0_value(san, GEN_DNS, dns);
+		dns = NULL;
+		if (sk_GENERAL_NAME_push(sans, san) > 0) {
+			san = NULL;
+			if (X509_add1_ext_i2d(probe, NID_subject_alt_name, sans, 0, 0) == 1)
+				rc = iotsafe_dane_cert_identity(probe, forms, 0, out, NAME_LEN);
+		}
+	}
+	ASN1_IA5STRING_free(dns);
+	GENERAL_NAME_free(san);
+	GENERAL_NAMES_free(sans);
+	X509_free(probe);
+	ERR_clear_error();
+	return rc;
+}
+
+/* Whether `name` (lower case, no trailing dot) is at or below one of the comma-separated
+ * `domains`, label by label. */
+static bool within_domains(const char *name, const char *domains)
+{
+	char copy[1024];
+	snprintf(copy, sizeof copy, "%s", domains);
+	char *save = NULL;
+	for (char *d = strtok_r(copy, ", ", &save); d; d = strtok_r(NULL, ", ", &save)) {
+		size_t len = strlen(d);
+		if (len && d[len - 1] == '.')
+			d[--len] = '\0';
+		size_t name_len = strlen(name);
+		if (len == 0 || len > name_len || strcasecmp(name + name_len - len, d) != 0)
+			continue;
+		if (len == name_len || name[name_len - len - 1] == '.')
+			return true;
+	}
+	return false;
+}
+
+/* The CA publication at plugin_opt_ca_discovery is a TLSA set of 2 0 0 records: were that name
+ * a device identity, every certificate the registry CA issued naming it in a SAN (a device's
+ * CSR can ask for it) would be admitted as that name. Refused at start. */
+static int check_ca_discovery_name(const struct config *c)
+{
+	char name[NAME_LEN];
+	char bare[NAME_LEN];
+	snprintf(bare, sizeof bare, "%s", c->ca_discovery);
+	size_t len = strlen(bare);
+	if (len && bare[len - 1] == '.')
+		bare[len - 1] = '\0';
+	if (name_as_identity(bare, c->forms, name) != 1 || !within_domains(name, c->allowed_domains))
+		return 0;
+	mosquitto_log_printf(MOSQ_LOG_ERR,
+			     LOG "plugin_opt_ca_discovery %s is a device name of plugin_opt_identity_forms "
+				 "within plugin_opt_allowed_domains: a certificate of the registry CA "
+				 "naming it would be admitted by the CA records published there; publish "
+				 "the CAs at a name no accepted form reads as a device (e.g. "
+				 "_device.<domain> without the service form)",
+			     c->ca_discovery);
+	return -1;
+}
+
 static int parse_options(struct config *c, struct mosquitto_opt *opts, int count)
 {
 	*c = (struct config){
@@ -286,6 +385,8 @@ static int parse_options(struct config *c, struct mosquitto_opt *opts, int count
 					 "whose publication it checks");
 		return -1;
 	}
+	if (c->ca_discovery && check_ca_discovery_name(c) != 0)
+		return -1;
 	if (c->username == USERNAME_KEEP && c->acl_defer) {
 		/* The plugin admits at CONNECT, so no password_file ever checks the kept username,
 		 * and a deferred ACL check (an acl_file keyed on names) would authorise by it. */
@@ -405,10 +506,15 @@ static void free_identity(struct identity *id)
 	free(id);
 }
 
-static struct identity **bucket(struct plugin *p, const struct mosquitto *client)
+static size_t bucket_index(const struct mosquitto *client)
 {
 	uintptr_t v = (uintptr_t)client;
-	return &p->identities[((v >> 4) ^ (v >> 16)) % BUCKETS];
+	return ((v >> 4) ^ (v >> 16)) % BUCKETS;
+}
+
+static struct identity **bucket(struct plugin *p, const struct mosquitto *client)
+{
+	return &p->identities[bucket_index(client)];
 }
 
 static struct identity *find_identity(struct plugin *p, const struct mosquitto *client)
@@ -438,6 +544,59 @@ static void forget_identity(struct plugin *p, const struct mosquitto *client)
 	struct identity *gone = detach_identity(p, client);
 	if (gone)
 		free_identity(gone);
+}
+
+/* ---- disconnected clients, for reloads (callers hold p->lock) ------------------------------ */
+
+static void forget_offline(struct plugin *p, const struct mosquitto *client)
+{
+	for (struct offline **at = &p->offline[bucket_index(client)]; *at; at = &(*at)->next) {
+		if ((*at)->client == client) {
+			struct offline *gone = *at;
+			*at = gone->next;
+			free(gone->client_id);
+			free(gone);
+			p->offline_count--;
+			return;
+		}
+	}
+}
+
+static void remember_offline(struct plugin *p, const struct identity *id)
+{
+	forget_offline(p, id->client);
+	struct offline *entry = p->offline_count < MAX_OFFLINE ? calloc(1, sizeof *entry) : NULL;
+	if (!entry || !(entry->client_id = strdup(id->client_id))) {
+		free(entry);
+		return; /* a reload then treats it as any client without a certificate */
+	}
+	entry->client = id->client;
+	entry->next = p->offline[bucket_index(id->client)];
+	p->offline[bucket_index(id->client)] = entry;
+	p->offline_count++;
+}
+
+/* Whether `client` is a disconnected client this plugin had admitted. */
+static bool admitted_offline(struct plugin *p, const struct mosquitto *client)
+{
+	const char *client_id = mosquitto_client_id(client);
+	for (struct offline *e = p->offline[bucket_index(client)]; e; e = e->next)
+		if (e->client == client && client_id && strcmp(e->client_id, client_id) == 0)
+			return true;
+	return false;
+}
+
+static void free_offline(struct plugin *p)
+{
+	for (size_t b = 0; b < BUCKETS; b++) {
+		while (p->offline[b]) {
+			struct offline *e = p->offline[b];
+			p->offline[b] = e->next;
+			free(e->client_id);
+			free(e);
+		}
+	}
+	p->offline_count = 0;
 }
 
 /* The identity being disconnected is only needed for its will, published at once. */
@@ -477,6 +636,7 @@ static void schedule(const struct plugin *p, struct identity *id, double now, ui
 	double valid = ttl > 0 ? ttl : 1;
 	id->next_check = now + check_again_s(p, ttl);
 	id->deadline = now + valid + p->cfg.revalidate_s;
+	id->no_answers = 0;
 }
 
 static bool verified(const struct identity *id, double now)
@@ -586,11 +746,51 @@ static void admit(struct plugin *p, struct mosquitto *client, const char *name, 
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* A reload's re-check of a client mosquitto already knows, answered from the table without
+ * DNS: mosquitto 2.0.11 (mosquitto_security_apply_default) runs basic auth for every client
+ * it holds, offline persistent sessions included, and disconnects each one refused, even one
+ * that is already disconnected, which corrupts its session-expiry list and connection count.
+ * Connected devices keep the verdicts they have: re-validation stays on the workers, and one
+ * whose deadline has passed is kicked by the tick that follows. */
+static int reload_check(struct plugin *p, struct mosquitto *client)
+{
+	X509 *cert = mosquitto_client_certificate(client);
+	if (!cert) {
+		/* Without TLS: an offline session (a client of a require_certificate listener has
+		 * a certificate while connected), or, with defer_without_certificate, a client of
+		 * another listener for the other plugins, which also judge the offline sessions
+		 * of their clients. An offline session's ACL checks are denied, and its next
+		 * CONNECT is verified afresh. */
+		pthread_mutex_lock(&p->lock);
+		bool ours = admitted_offline(p, client);
+		pthread_mutex_unlock(&p->lock);
+		return ours || !p->cfg.defer_without_certificate ? MOSQ_ERR_SUCCESS
+								 : MOSQ_ERR_PLUGIN_DEFER;
+	}
+	X509_free(cert);
+	pthread_mutex_lock(&p->lock);
+	bool admitted = find_identity(p, client) != NULL;
+	pthread_mutex_unlock(&p->lock);
+	if (admitted)
+		return MOSQ_ERR_SUCCESS;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			     LOG "refused client %s from %s at the reload: connected with a "
+				 "certificate but never admitted by this plugin",
+			     mosquitto_client_id(client), mosquitto_client_address(client));
+	return MOSQ_ERR_AUTH;
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
 	struct plugin *p = userdata;
 	struct mosquitto_evt_basic_auth *ev = event_data;
+	if (p->reloading)
+		return reload_check(p, ev->client);
+	/* A CONNECT: a client this plugin remembered as disconnected at this address is gone. */
+	pthread_mutex_lock(&p->lock);
+	forget_offline(p, ev->client);
+	pthread_mutex_unlock(&p->lock);
 	const char *client_id = mosquitto_client_id(ev->client);
 	const char *address = mosquitto_client_address(ev->client);
 	X509 *cert = mosquitto_client_certificate(ev->client);
@@ -660,37 +860,71 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	pthread_mutex_lock(&p->lock);
 	forget_leaving(p);
 	p->leaving = detach_identity(p, ev->client);
+	if (p->leaving)
+		remember_offline(p, p->leaving);
 	pthread_mutex_unlock(&p->lock);
 	return MOSQ_ERR_SUCCESS;
 }
 
 /* ---- re-validation: the worker verifies, the broker thread kicks -------------------------- */
 
+/* Re-validation runs on WORKERS threads. Names whose look-ups stall (a zone whose server
+ * stops answering after admission, maybe on purpose) must not hold up the others: every
+ * identity has at least revalidate_seconds between being due and its deadline, so on the fast
+ * lane a look-up may take at most a sixteenth of that (fast_budget_ms), and due identities are
+ * taken in the order they fell due. A name that gives no answer within it moves to the slow
+ * lane, one worker that tries it again with the whole look-up time-out, backing off (1, 2, 4,
+ * ... s, with one last try before its deadline); one that answers there within the fast budget
+ * moves back. No answer is no verdict either way: the identity counts until its deadline, and
+ * is kicked then. Each pick scans the table (O(identities)). */
+
 struct job {
 	const struct mosquitto *client;
 	uint64_t serial;
 	char name[NAME_LEN];
 	X509 *cert;
+	unsigned budget_ms;
 };
 
-/* Takes up to `max` identities due for re-validation (marked as being checked). */
-static size_t due_jobs(struct plugin *p, struct job *jobs, size_t max, double now)
+static unsigned full_budget_ms(const struct plugin *p)
 {
-	size_t n = 0;
-	for (size_t b = 0; b < BUCKETS; b++) {
-		for (struct identity *id = p->identities[b]; id && n < max; id = id->next) {
-			if (id->checking || id->revoked || id->next_check > now)
-				continue;
-			id->checking = true;
-			jobs[n].client = id->client;
-			jobs[n].serial = id->serial;
-			memcpy(jobs[n].name, id->name, NAME_LEN);
-			jobs[n].cert = id->cert;
-			X509_up_ref(id->cert);
-			n++;
-		}
-	}
-	return n;
+	return p->cfg.lookup_timeout_ms ? p->cfg.lookup_timeout_ms : 5000;
+}
+
+static unsigned fast_budget_ms(const struct plugin *p)
+{
+	unsigned sixteenth = p->cfg.revalidate_s * 1000 / 16;
+	unsigned budget = sixteenth < 100 ? 100 : sixteenth;
+	return budget < full_budget_ms(p) ? budget : full_budget_ms(p);
+}
+
+/* Takes the identity of this lane that fell due first (marked as being checked). */
+static bool take_due_job(struct plugin *p, bool slow_lane, struct job *job, double now)
+{
+	struct identity *first = NULL;
+	for (size_t b = 0; b < BUCKETS; b++)
+		for (struct identity *id = p->identities[b]; id; id = id->next)
+			if (!id->checking && !id->revoked && id->slow == slow_lane &&
+			    id->next_check <= now && (!first || id->next_check < first->next_check))
+				first = id;
+	if (!first)
+		return false;
+	first->checking = true;
+	job->client = first->client;
+	job->serial = first->serial;
+	memcpy(job->name, first->name, NAME_LEN);
+	job->cert = first->cert;
+	X509_up_ref(first->cert);
+	job->budget_ms = slow_lane ? full_budget_ms(p) : fast_budget_ms(p);
+	return true;
+}
+
+static bool any_identity(const struct plugin *p)
+{
+	for (size_t b = 0; b < BUCKETS; b++)
+		if (p->identities[b])
+			return true;
+	return false;
 }
 
 /* The identity a job was taken from, unless its client left (or was admitted anew) since. */
@@ -700,17 +934,29 @@ static struct identity *job_identity(struct plugin *p, const struct job *job)
 	return id && id->serial == job->serial ? id : NULL;
 }
 
-static void record_verdict(struct plugin *p, const struct job *job, int rc, uint32_t ttl,
+static void record_verdict(struct identity *id, const struct plugin *p, int rc, uint32_t ttl,
 			   const char *why)
 {
-	struct identity *id = job_identity(p, job);
-	if (!id)
-		return;
-	id->checking = false;
 	if (rc == 1)
 		schedule(p, id, now_s(), ttl);
 	else if (!id->revoked)
 		id->revoked = strdup(why);
+}
+
+/* No answer: no verdict. On the fast lane the name goes to the slow lane at once; there, it is
+ * tried again after 1, 2, 4, ... s (at most 64), and once more just before its deadline. */
+static void retry_later(const struct plugin *p, struct identity *id, double now)
+{
+	if (!id->slow) {
+		id->slow = true;
+		id->next_check = now;
+		return;
+	}
+	unsigned shift = id->no_answers < 6 ? id->no_answers : 6;
+	id->no_answers++;
+	double retry = now + (double)(1u << shift);
+	double last_chance = id->deadline - full_budget_ms(p) / 1000.0;
+	id->next_check = retry > last_chance && last_chance > now ? last_chance : retry;
 }
 
 /* Whether a refusal is the DNS giving no answer (rather than an answer that refuses). */
@@ -723,7 +969,10 @@ static bool no_answer(iotsafe_dane_reason reason)
 static void revalidate(struct plugin *p, struct job *job)
 {
 	uint32_t ttl = 0;
-	int rc = iotsafe_dane_verify_client_ttl(p->dane, job->cert, p->chain, job->name, &ttl);
+	double started = now_s();
+	int rc = iotsafe_dane_verify_client_within(p->dane, job->cert, p->chain, job->name, &ttl,
+						   job->budget_ms);
+	double took_ms = (now_s() - started) * 1000.0;
 	iotsafe_dane_reason reason = iotsafe_dane_last_reason(NULL);
 	char why[4096] = "";
 	if (rc != 1) {
@@ -732,45 +981,50 @@ static void revalidate(struct plugin *p, struct job *job)
 		snprintf(why, sizeof why, "%s: %s", iotsafe_dane_reason_name(reason), line);
 	}
 	pthread_mutex_lock(&p->lock);
-	if (rc != 1 && no_answer(reason)) {
-		/* No answer is no verdict: the identity counts until its deadline and is tried
-		 * again meanwhile. */
-		struct identity *id = job_identity(p, job);
-		if (id) {
-			id->checking = false;
-			id->next_check = now_s() + 1;
+	struct identity *id = job_identity(p, job);
+	if (id) {
+		id->checking = false;
+		if (rc != 1 && no_answer(reason)) {
+			retry_later(p, id, now_s());
+		} else {
+			record_verdict(id, p, rc, ttl, why);
+			id->slow = took_ms > fast_budget_ms(p);
 		}
-	} else {
-		record_verdict(p, job, rc, ttl, why);
 	}
 	pthread_mutex_unlock(&p->lock);
 	X509_free(job->cert);
 }
 
+/* Waits for the next poll (or to be woken to stop); called holding p->lock. */
+static void wait_for_work(struct plugin *p)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += WORKER_POLL_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&p->wake, &p->lock, &until);
+}
+
 static void *worker_main(void *arg)
 {
-	struct plugin *p = arg;
-	struct job jobs[32];
+	struct worker *w = arg;
+	struct plugin *p = w->p;
+	struct job job;
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping) {
-		size_t n = due_jobs(p, jobs, sizeof jobs / sizeof jobs[0], now_s());
-		if (n)
+		/* The CA check, a look-up of its own, runs where stalls are expected. */
+		if (w->slow_lane && any_identity(p))
 			check_cas(p, now_s());
-		if (n) {
-			pthread_mutex_unlock(&p->lock);
-			for (size_t i = 0; i < n; i++)
-				revalidate(p, &jobs[i]);
-			pthread_mutex_lock(&p->lock);
+		if (!take_due_job(p, w->slow_lane, &job, now_s())) {
+			wait_for_work(p);
 			continue;
 		}
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += WORKER_POLL_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&p->wake, &p->lock, &until);
+		pthread_mutex_unlock(&p->lock);
+		revalidate(p, &job);
+		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -815,6 +1069,9 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data;
 	struct plugin *p = userdata;
+	/* mosquitto 2.0.11 ticks at the end of every loop (loop.c), after a reload's checks and
+	 * before it reads the next packets: basic auth from here on is a CONNECT again. */
+	p->reloading = false;
 	struct kick kicks[64];
 	pthread_mutex_lock(&p->lock);
 	forget_leaving(p);
@@ -838,18 +1095,35 @@ static int on_tick(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* SIGHUP: mosquitto 2.0.11 fires this in mosquitto_security_init(true), just before
+ * mosquitto_security_apply() re-checks every client (loop.c). */
+static int on_reload(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)event_data;
+	struct plugin *p = userdata;
+	p->reloading = true;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			     LOG "reload: clients are re-checked by the verdicts held, without DNS");
+	/* Any other answer makes mosquitto skip the rest of the reload (older plugins' re-init,
+	 * password_file and acl_file; security.c security__init_single). */
+	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
 /* ---- plugin entry points ---------------------------------------------------------------- */
 
 static void free_plugin(struct plugin *p)
 {
-	if (p->worker_started) {
+	if (p->workers_started) {
 		pthread_mutex_lock(&p->lock);
 		p->stopping = true;
-		pthread_cond_signal(&p->wake);
+		pthread_cond_broadcast(&p->wake);
 		pthread_mutex_unlock(&p->lock);
-		pthread_join(p->worker, NULL);
+		for (size_t i = 0; i < p->workers_started; i++)
+			pthread_join(p->workers[i].thread, NULL);
 	}
 	forget_leaving(p);
+	free_offline(p);
 	for (size_t b = 0; b < BUCKETS; b++) {
 		while (p->identities[b]) {
 			struct identity *id = p->identities[b];
@@ -885,6 +1159,7 @@ static const struct {
     {MOSQ_EVT_ACL_CHECK, on_acl_check},
     {MOSQ_EVT_DISCONNECT, on_disconnect},
     {MOSQ_EVT_TICK, on_tick},
+    {MOSQ_EVT_RELOAD, on_reload},
 };
 
 int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
@@ -925,12 +1200,17 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 				     p->cfg.cafile, p->cfg.ca_discovery);
 	}
 	p->next_ca_check = now_s() + p->cfg.revalidate_s;
-	if (pthread_create(&p->worker, NULL, worker_main, p) != 0) {
-		mosquitto_log_printf(MOSQ_LOG_ERR, LOG "cannot start the re-validation thread");
-		free_plugin(p);
-		return MOSQ_ERR_UNKNOWN;
+	for (size_t i = 0; i < WORKERS; i++) {
+		struct worker *w = &p->workers[i];
+		w->p = p;
+		w->slow_lane = i == WORKERS - 1;
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, LOG "cannot start the re-validation threads");
+			free_plugin(p);
+			return MOSQ_ERR_UNKNOWN;
+		}
+		p->workers_started++;
 	}
-	p->worker_started = true;
 	for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++) {
 		if (mosquitto_callback_register(identifier, callbacks[i].event, callbacks[i].cb, NULL,
 						p) != MOSQ_ERR_SUCCESS) {

@@ -7,7 +7,14 @@
  * Usage: shim_server PORT CERT KEY MODE
  *   MODE  "tls-method-optional": a TLS_method() context asking for optional client
  *         certificates (SSL_VERIFY_PEER only); "per-ssl-none": a server context requiring
- *         them, switched off on each SSL by SSL_set_verify(SSL_VERIFY_NONE)
+ *         them, switched off on each SSL by SSL_set_verify(SSL_VERIFY_NONE); "sni-vhost": a
+ *         server context requiring them whose servername callback moves every SSL to a host
+ *         context that never set verification (TLS_method(), SSL_VERIFY_NONE), taking that
+ *         context's verify mode, as nginx does for its server blocks; "cache-after-verify": a
+ *         server context requiring them, TLS 1.2 without tickets, whose session cache is
+ *         switched on after SSL_CTX_set_verify (nginx's order), so that sessions resume by id;
+ *         "ssl-info-clear": a server context requiring them, one SSL for every connection,
+ *         with an info callback of its own, made ready for the next client by SSL_clear
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -33,6 +40,40 @@ static int listen_on(unsigned short port)
 	return fd;
 }
 
+/* "sni-vhost": the host context of the name the client asked for. */
+static SSL_CTX *vhost_ctx;
+
+static int to_vhost(SSL *ssl, int *alert, void *arg)
+{
+	(void)alert;
+	(void)arg;
+	SSL_set_SSL_CTX(ssl, vhost_ctx);
+	SSL_set_verify(ssl, SSL_CTX_get_verify_mode(vhost_ctx), NULL);
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* "ssl-info-clear": the server's own (SSL-level) info callback; it only counts. */
+static unsigned long info_events;
+
+static void count_info(const SSL *ssl, int where, int ret)
+{
+	(void)ssl;
+	(void)where;
+	(void)ret;
+	info_events++;
+}
+
+static SSL_CTX *serving_context(const SSL_METHOD *method, const char *cert, const char *key)
+{
+	SSL_CTX *ctx = SSL_CTX_new(method);
+	if (!ctx || SSL_CTX_use_certificate_file(ctx, cert, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		ERR_print_errors_fp(stderr);
+		exit(2);
+	}
+	return ctx;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 5) {
@@ -41,21 +82,39 @@ int main(int argc, char **argv)
 	}
 	const char *mode = argv[4];
 	int per_ssl = !strcmp(mode, "per-ssl-none");
-	SSL_CTX *ctx = SSL_CTX_new(per_ssl ? TLS_server_method() : TLS_method());
-	if (SSL_CTX_use_certificate_file(ctx, argv[2], SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) != 1) {
-		ERR_print_errors_fp(stderr);
-		return 2;
-	}
-	SSL_CTX_set_verify(ctx, per_ssl ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-					: SSL_VERIFY_PEER,
+	int vhost = !strcmp(mode, "sni-vhost");
+	int cache = !strcmp(mode, "cache-after-verify");
+	int reused = !strcmp(mode, "ssl-info-clear");
+	int required = per_ssl || vhost || cache || reused;
+	SSL_CTX *ctx =
+	    serving_context(required ? TLS_server_method() : TLS_method(), argv[2], argv[3]);
+	SSL_CTX_set_verify(ctx, required ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+					 : SSL_VERIFY_PEER,
 			   NULL);
+	if (cache) {
+		static const unsigned char id_context[] = "shim_server";
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+		SSL_CTX_set_session_id_context(ctx, id_context, sizeof id_context - 1);
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	}
+	if (vhost) {
+		vhost_ctx = serving_context(TLS_method(), argv[2], argv[3]);
+		SSL_CTX_set_tlsext_servername_callback(ctx, to_vhost);
+	}
 	int listener = listen_on((unsigned short)atoi(argv[1]));
+	SSL *kept = NULL;
+	if (reused) {
+		kept = SSL_new(ctx);
+		SSL_set_info_callback(kept, count_info);
+	}
 	for (;;) {
 		int fd = accept(listener, NULL, NULL);
 		if (fd < 0)
 			continue;
-		SSL *ssl = SSL_new(ctx);
+		if (kept)
+			SSL_clear(kept);
+		SSL *ssl = kept ? kept : SSL_new(ctx);
 		if (per_ssl)
 			SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);
 		SSL_set_fd(ssl, fd);
@@ -67,7 +126,8 @@ int main(int argc, char **argv)
 			SSL_shutdown(ssl);
 		}
 		ERR_clear_error();
-		SSL_free(ssl);
+		if (!kept)
+			SSL_free(ssl);
 		close(fd);
 	}
 }

@@ -24,7 +24,7 @@ impl CardDevice {
     pub fn provision(dir: &Path, ca: &Issued, id: &str, name: &str) -> CardDevice {
         let device = CardDevice::with_keyref(CardRig::start(&[]), dir, id, &[]);
         device.request(id, name);
-        device.issue(ca);
+        device.issue(ca, name);
         device
     }
 
@@ -87,8 +87,12 @@ impl CardDevice {
         );
     }
 
-    /// The registry CA issues the certificate: `openssl x509 -req ... -copy_extensions copy`.
-    pub fn issue(&self, ca: &Issued) {
+    /// The registry CA issues the certificate for the device name it checked, `name`, set by
+    /// the CA (`-extfile`), never copied from the request: a `2 x x` record of the CA would
+    /// otherwise admit a certificate for any name a device asked for.
+    pub fn issue(&self, ca: &Issued, name: &str) {
+        let extfile = self.csr_path.with_extension("ext");
+        std::fs::write(&extfile, format!("subjectAltName=DNS:{name}\n")).expect("write extfile");
         super::ok(
             Command::new("openssl")
                 .args(["x509", "-req", "-in"])
@@ -97,7 +101,9 @@ impl CardDevice {
                 .arg(&ca.cert_path)
                 .arg("-CAkey")
                 .arg(&ca.key_path)
-                .args(["-copy_extensions", "copy", "-days", "30", "-out"])
+                .arg("-extfile")
+                .arg(&extfile)
+                .args(["-days", "30", "-out"])
                 .arg(&self.cert_path)
                 .output()
                 .expect("openssl"),

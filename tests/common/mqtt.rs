@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -271,11 +272,58 @@ impl Broker {
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
+
+    /// Sends the broker SIGHUP, as `systemctl reload mosquitto` or logrotate does: it reads its
+    /// configuration again and re-checks every client (mosquitto_security_apply).
+    pub fn reload(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on the pid of a child this struct owns (not yet reaped).
+        let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+        assert_eq!(
+            rc,
+            0,
+            "SIGHUP to mosquitto: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A bare MQTT 3.1.1 session over TLS from this process, for tests that need many idle
+/// sessions that never reconnect (the mosquitto clients reconnect at once when the broker
+/// drops them): CONNECT with a client id, CONNACK accepted, then nothing until dropped
+/// (keep-alive 60 s).
+pub struct BareSession {
+    _stream: openssl::ssl::SslStream<TcpStream>,
+}
+
+impl BareSession {
+    /// Connects to 127.0.0.1:`port` with this certificate and key (the broker's own
+    /// certificate is not checked); `None` when the broker refuses the client.
+    pub fn connect(port: u16, cert: &Path, key: &Path, client_id: &str) -> Option<BareSession> {
+        use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+        let mut tls = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        tls.set_verify(SslVerifyMode::NONE);
+        tls.set_certificate_file(cert, SslFiletype::PEM).unwrap();
+        tls.set_private_key_file(key, SslFiletype::PEM).unwrap();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut stream = tls.build().connect("localhost", tcp).ok()?;
+        let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+        connect.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+        connect.extend_from_slice(client_id.as_bytes());
+        // CONNECT; the body is short enough for a one-byte remaining length.
+        let mut packet = vec![0x10, connect.len() as u8];
+        packet.extend_from_slice(&connect);
+        stream.write_all(&packet).ok()?;
+        // CONNACK: 0x20, 2, flags, return code (0: accepted).
+        let mut ack = [0u8; 4];
+        stream.read_exact(&mut ack).ok()?;
+        (ack[0] == 0x20 && ack[3] == 0).then_some(BareSession { _stream: stream })
     }
 }
