@@ -157,13 +157,24 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The library's last error on one line (it writes a verification over several), for a log. */
+/* The library's last error on one line (it writes a verification over several lines, the
+ * later ones indented), for a log: each line break and the indentation after it become "; ". */
 static void last_error_line(char *out, size_t len)
 {
-	snprintf(out, len, "%s", iotsafe_dane_last_error());
-	for (char *c = out; *c; c++)
-		if (*c == '\n')
-			*c = ';';
+	const char *in = iotsafe_dane_last_error();
+	size_t n = 0;
+	while (*in && n + 2 < len) {
+		if (*in == '\n') {
+			while (in[1] == ' ' || in[1] == '\t')
+				in++;
+			out[n++] = ';';
+			out[n++] = ' ';
+		} else {
+			out[n++] = *in;
+		}
+		in++;
+	}
+	out[n] = '\0';
 }
 
 /* ---- options ---------------------------------------------------------------------------- */
