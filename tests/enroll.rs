@@ -164,6 +164,13 @@ fn genkey_makes_the_pair_on_the_card_and_replaces_one_only_with_force() {
     verified_request(&forced_csr);
     assert_eq!(request_key(&forced_csr), replaced);
     assert_eq!(stdout(&out), expected_record_line(NAME, &replaced));
+    // The old key's record must go, not get a neighbour: no bare publish suggested.
+    let steps = stderr(&out);
+    assert!(
+        steps.contains(&format!("iotsafe registry rotate {NAME} --new device.crt")),
+        "{steps}"
+    );
+    assert!(!steps.contains("registry publish"), "{steps}");
 }
 
 #[test]

@@ -175,12 +175,26 @@ fn next_steps(name: &DeviceName, args: &EnrollArgs, record: &str) -> String {
                 .to_string(),
         ),
     };
+    let publish_step = if args.force {
+        // The name's published record is the replaced key's: adding beside it would leave
+        // that key admitted as the device.
+        format!(
+            "the key was replaced: the registry rolls the name's record over to the new one \
+             (TLSA {record}), which removes the old key's record:\n   \
+             iotsafe registry rotate {name} --new device.crt, then after one TTL \
+             iotsafe registry rotate {name} --finish (or revoke the old record)"
+        )
+    } else {
+        format!(
+            "the registry publishes the record above (TLSA {record}) in its DNSSEC-signed zone:\n   \
+             iotsafe registry publish {name} --cert device.crt (with its --server, --zone, --tsig-key)"
+        )
+    };
     text += &format!(
         "next steps:\n\
          1. the registry's CA issues the certificate, keeping the subjectAltName:\n   \
             openssl x509 -req -in {csr} -CA ca.crt -CAkey ca.key -copy_extensions copy -days 365 -out device.crt\n\
-         2. the registry publishes the record above (TLSA {record}) in its DNSSEC-signed zone:\n   \
-            iotsafe registry publish {name} --cert device.crt (with its --server, --zone, --tsig-key)\n\
+         2. {publish_step}\n\
          3. the device's OpenSSL programs (the iotsafe provider in openssl.cnf) use the card key with\n   \
             --cert device.crt --key {keyref}{write_keyref}\n"
     );
