@@ -62,7 +62,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Enroll(args) => enroll::run(&cli.card, &args),
-        Command::Registry { command } => registry_commands::run(command),
+        Command::Registry { command } => {
+            return ExitCode::from(registry_commands::run(command));
+        }
         Command::Dane { command } => {
             return match dane_commands::run(command) {
                 0 => ExitCode::SUCCESS,

@@ -16,8 +16,13 @@ use hickory_resolver::proto::rr::{Name, TSigner};
 const MAX_FILE_BYTES: u64 = 16 * 1024;
 /// Largest secret accepted, decoded (HMAC keys longer than the hash block are hashed anyway).
 const MAX_SECRET_BYTES: usize = 256;
-/// How far a request's time may be from the server's clock (RFC 8945 §10 recommends 300 s).
-const FUDGE_SECONDS: u16 = 300;
+/// How far a request's time may be from the server's clock. RFC 8945 §10 recommends 300 s;
+/// shorter here because the fudge is also how long a signed request stays acceptable to the
+/// server: a minute still allows for ordinary clock drift between NTP-synchronised machines,
+/// and bounds the window in which a request held back on the way could still be delivered (the
+/// SOA prerequisite of every change stops replays of requests that did arrive, see the crate
+/// documentation).
+pub const FUDGE_SECONDS: u16 = 60;
 
 /// A TSIG key: its name (as the server knows it), algorithm and secret.
 #[derive(Clone, PartialEq, Eq)]
