@@ -516,6 +516,36 @@ pub fn device_name(text: &str, plain: bool) -> Result<DeviceName, RegistryError>
     }
 }
 
+/// The bytes of the regular file at `path`, at most `max` of them, read without trusting its
+/// metadata: a device (`/dev/zero`), a FIFO or a directory is refused at once, and a file
+/// longer than `max` (or growing while read) is refused after `max + 1` bytes. The last path
+/// component is not followed if it is a symbolic link only when `no_follow`.
+pub(crate) fn read_bounded(
+    path: &std::path::Path,
+    max: u64,
+    no_follow: bool,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Not blocking on a FIFO without a writer: it is refused below anyway.
+    let mut flags = libc::O_NONBLOCK;
+    if no_follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = options.custom_flags(flags).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!("more than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
 /// A parsed name in presentation form, absolute (what is printed and written to state).
 pub fn fqdn(name: &DeviceName) -> String {
     format!("{name}.")

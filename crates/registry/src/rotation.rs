@@ -24,7 +24,7 @@
 //! place, so a link planted in a shared directory is never written through.
 
 use std::fs::{DirBuilder, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -275,24 +275,10 @@ fn write_private(path: &Path, text: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
-/// The text of a regular file of at most [`MAX_STATE_BYTES`], read without trusting its
-/// metadata (a device or a FIFO is refused, a file growing meanwhile is cut off and refused).
+/// The text of the state file: a regular file of at most [`MAX_STATE_BYTES`], not a link.
 fn read_bounded(path: &Path) -> std::io::Result<String> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_o_nofollow())
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut text = String::new();
-    file.take(MAX_STATE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_STATE_BYTES {
-        return Err(std::io::Error::other(format!(
-            "more than {MAX_STATE_BYTES} bytes, not a rotation state"
-        )));
-    }
-    Ok(text)
+    let bytes = crate::read_bounded(path, MAX_STATE_BYTES, true)?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not text"))
 }
 
 /// Seconds since the epoch now.
