@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dns::{TestDns, TSIG_KEY_NAME};
-use common::dnsproxy::{self, DnsProxy};
+use common::dnsproxy::{self, DnsProxy, Forgery};
 use common::pki::{self, Issued};
 use common::unbound::Unbound;
 use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
@@ -898,4 +898,99 @@ fn registry_help_describes_name_and_shows_no_card_options() {
         assert!(text.contains("<id>._device.<domain>"), "{command}: {text}");
     }
     assert!(help(&["revoke"]).contains("all of them"));
+}
+
+/// `show` exits 0 only for a secure answer: a denial stripped of its proof on the way, or a
+/// revoke whose wait only sees insecure answers, is printed but is not success.
+#[test]
+fn show_and_the_wait_refuse_answers_that_are_not_proven_secure() {
+    let rig = Rig::start();
+    let name = "sensor15._device.iotregistry.test";
+    let proxy = DnsProxy::start(rig.dns.addr());
+    let show = |resolver: std::net::SocketAddr| {
+        Command::new(common::workspace_binary("iotsafe"))
+            .args([
+                "registry",
+                "show",
+                name,
+                "--resolver",
+                &resolver.to_string(),
+            ])
+            .arg("--trust-anchor")
+            .arg(&rig.anchor)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(show(proxy.addr()).status.code(), Some(0), "a secure denial");
+    proxy.forge(
+        &format!("{name}."),
+        hickory_resolver::proto::rr::RecordType::TLSA,
+        Forgery::StrippedNsec,
+    );
+    let out = show(proxy.addr());
+    assert_eq!(out.status.code(), Some(4), "{}", common::stdout(&out));
+
+    // The wait through an on-path forger of an insecure denial: the revoke was applied, the
+    // wait does not take the forged answer for the secure denial it expects.
+    succeeded(rig.registry(
+        "publish",
+        name,
+        &["--record", &format!("3 1 1 {}", "12".repeat(32))],
+    ));
+    proxy.forge(
+        &format!("{name}."),
+        hickory_resolver::proto::rr::RecordType::TLSA,
+        Forgery::ForeignInsecureSoa("insecure.test."),
+    );
+    let out = rig
+        .registry_via(
+            "revoke",
+            name,
+            &["--wait-timeout", "2"],
+            rig.dns.addr(),
+            proxy.addr(),
+        )
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("was not seen as expected") && err.contains("insecure"),
+        "{err}"
+    );
+}
+
+/// Ten operators publishing ten keys at one name at once: none is lost (each update is
+/// applied on the set as it is then, retried when the zone moved under it).
+#[test]
+fn ten_concurrent_publishes_at_one_name_all_land() {
+    let rig = Rig::start();
+    let name = "shared._device.iotregistry.test";
+    let records: Vec<String> = (0..10u8)
+        .map(|i| format!("3 1 1 {}", format!("{:02x}", i + 0xa0).repeat(32)))
+        .collect();
+    let children: Vec<_> = records
+        .iter()
+        .map(|record| {
+            rig.registry_via(
+                "publish",
+                name,
+                &["--record", record],
+                rig.dns.addr(),
+                rig.dns.addr(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for child in children {
+        succeeded(child.wait_with_output().unwrap());
+    }
+    let shown = rig.show(name);
+    assert!(shown.contains("10 record(s), secure"), "{shown}");
+    for record in &records {
+        assert!(shown.contains(record.as_str()), "{record}: {shown}");
+    }
 }
