@@ -539,6 +539,16 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
         "{err}"
     );
 
+    // An unsigned refusal proves nothing: it is not reported as "nothing was changed".
+    let forger = UnsignedSuccess::answering(ResponseCode::Refused);
+    let err = failed(run(name, ZONE, &forger.addr));
+    assert!(
+        err.contains("REFUSED")
+            && err.contains("unverified")
+            && !err.contains("nothing was changed"),
+        "{err}"
+    );
+
     assert_eq!(rig.serial(), before, "no update was applied");
     assert!(!rig.admitted(&device.cert_path, name));
     assert!(rig
@@ -547,15 +557,19 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
         .contains("NXDOMAIN"));
 }
 
-/// A fake primary on loopback that answers every request over TCP with NOERROR and no TSIG:
-/// what an attacker on the path could send to make an operator believe a revocation was done.
+/// A fake primary on loopback that answers every request over TCP with one RCODE and no TSIG:
+/// with NOERROR, what an attacker on the path could send to make an operator believe a
+/// revocation was done; with REFUSED, to make one believe it was not.
 struct UnsignedSuccess {
     addr: String,
 }
 
 impl UnsignedSuccess {
     fn start() -> UnsignedSuccess {
-        use hickory_resolver::proto::op::Message;
+        Self::answering(ResponseCode::NoError)
+    }
+
+    fn answering(rcode: ResponseCode) -> UnsignedSuccess {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -572,6 +586,7 @@ impl UnsignedSuccess {
                 }
                 let request = Message::from_vec(&request).unwrap();
                 let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+                response.metadata.response_code = rcode;
                 response.add_queries(request.queries.clone());
                 let bytes = response.to_vec().unwrap();
                 let _ = stream.write_all(&(bytes.len() as u16).to_be_bytes());
@@ -993,4 +1008,40 @@ fn ten_concurrent_publishes_at_one_name_all_land() {
     for record in &records {
         assert!(shown.contains(record.as_str()), "{record}: {shown}");
     }
+}
+
+/// A machine whose clock is an hour off: knotd refuses with BADTIME, signed with our key, and
+/// the error names the clock, not the key.
+#[test]
+fn a_request_signed_an_hour_off_is_refused_for_the_clock() {
+    use iotsafe_registry::{Registry, RegistryError};
+    let rig = Rig::start();
+    let before = rig.serial();
+    let key = rig.dns.tsig_inline().parse().unwrap();
+    let an_hour_ago = || iotsafe_registry::rotation::unix_now() - 3600;
+    let registry = Registry::new(rig.dns.addr(), ZONE, key, Duration::from_secs(5))
+        .unwrap()
+        .with_clock(an_hour_ago);
+    let name = iotsafe_registry::device_name("sensor16._device.iotregistry.test", false).unwrap();
+    let record = format!("3 1 1 {}", "34".repeat(32)).parse().unwrap();
+    let err = registry.publish(&name, &record, 60).unwrap_err();
+    match &err {
+        RegistryError::Refused {
+            rcode,
+            tsig_error,
+            signed,
+            ..
+        } => {
+            assert_eq!(rcode, "NOTAUTH");
+            assert_eq!(tsig_error.as_deref(), Some("BADTIME"));
+            assert!(signed, "knotd signs its BADTIME answer with our key");
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("clock") && !text.contains("not signed"),
+        "{text}"
+    );
+    assert_eq!(rig.serial(), before);
 }

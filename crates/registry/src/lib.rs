@@ -70,14 +70,16 @@ const MAX_ATTEMPTS: u32 = 64;
 /// Why a registry operation did not happen, or did not finish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistryError {
-    /// The server answered with an error RCODE: nothing was changed.
+    /// The server answered with an error RCODE: nothing was changed, if the refusal is signed
+    /// with our key (or is a BADSIG/BADKEY refusal, which cannot be).
     Refused {
         server: SocketAddr,
         /// The RCODE's mnemonic (`NOTAUTH`, `NXRRSET`, ...).
         rcode: String,
         /// The TSIG error of the response (`BADSIG`, `BADKEY`, `BADTIME`), when it has one.
         tsig_error: Option<String>,
-        /// Whether the refusal was signed with our key (a refusal to a wrong key cannot be).
+        /// Whether the refusal's TSIG verifies with our key (a refusal to a wrong key cannot be
+        /// signed; a BADTIME refusal is).
         signed: bool,
     },
     /// No answer at all: whether anything changed is unknown (it did not, if the server was
@@ -111,10 +113,19 @@ impl fmt::Display for RegistryError {
                     write!(f, " (TSIG error {tsig})")?;
                 }
                 write!(f, ": {}", rcode_meaning(rcode, tsig_error.as_deref()))?;
-                if !signed {
-                    f.write_str("; the refusal was not signed with our key")?;
+                match (signed, tsig_error.as_deref()) {
+                    (true, _) => f.write_str("; nothing was changed"),
+                    // A server cannot sign a refusal for a key it lacks or cannot verify with.
+                    (false, Some("BADSIG" | "BADKEY")) => f.write_str(
+                        "; the refusal was not signed with our key (it cannot be); nothing was \
+                         changed",
+                    ),
+                    // Anyone on the path could have sent this after the server applied it.
+                    (false, _) => f.write_str(
+                        "; the refusal was not signed with our key: whether the server applied \
+                         the request is unverified (see `iotsafe registry show`)",
+                    ),
                 }
-                f.write_str("; nothing was changed")
             }
             RegistryError::NoAnswer { server, why } => {
                 write!(f, "no answer from the DNS server {server}: {why}")
@@ -187,6 +198,8 @@ pub struct Registry {
     zone: Name,
     key: TsigKey,
     timeout: Duration,
+    /// Seconds since the epoch that requests are signed with (the system clock).
+    clock: fn() -> u64,
 }
 
 impl Registry {
@@ -203,7 +216,14 @@ impl Registry {
             zone: zone_name(zone)?,
             key,
             timeout,
+            clock: rotation::unix_now,
         })
+    }
+
+    /// Signs requests with the time `clock` gives instead of the system's (a machine whose
+    /// clock differs from the server's, as a test makes one).
+    pub fn with_clock(self, clock: fn() -> u64) -> Registry {
+        Registry { clock, ..self }
     }
 
     pub fn server(&self) -> SocketAddr {
@@ -415,7 +435,7 @@ impl Registry {
         exchange::exchange(
             self.server,
             message,
-            &self.key.signer(),
+            (&self.key.signer(), (self.clock)()),
             self.timeout,
             accept,
         )

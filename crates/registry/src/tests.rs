@@ -181,3 +181,28 @@ fn refusals_name_the_rcode_and_what_it_means() {
     assert_eq!(rcode_name(ResponseCode::NXRRSet), "NXRRSET");
     assert_eq!(rcode_name(ResponseCode::Refused), "REFUSED");
 }
+
+/// An unsigned refusal other than BADSIG/BADKEY proves nothing: it may be forged after the
+/// server applied the request. A signed BADTIME is the clock, not the key.
+#[test]
+fn only_a_signed_refusal_says_nothing_was_changed() {
+    let refusal = |rcode: ResponseCode, tsig: Option<&str>, signed: bool| {
+        RegistryError::Refused {
+            server: "192.0.2.1:53".parse().unwrap(),
+            rcode: rcode_name(rcode),
+            tsig_error: tsig.map(str::to_string),
+            signed,
+        }
+        .to_string()
+    };
+    let forged = refusal(ResponseCode::Refused, None, false);
+    assert!(!forged.contains("nothing was changed"), "{forged}");
+    assert!(forged.contains("unverified"), "{forged}");
+    let real = refusal(ResponseCode::Refused, None, true);
+    assert!(real.ends_with("nothing was changed"), "{real}");
+    let clock = refusal(ResponseCode::NotAuth, Some("BADTIME"), true);
+    assert!(
+        clock.contains("clock") && !clock.contains("not signed"),
+        "{clock}"
+    );
+}
