@@ -240,6 +240,33 @@ fn an_output_file_in_a_missing_directory_is_refused_before_the_card_is_used() {
     assert_eq!(rig.trace().len(), before, "the card was not used");
 }
 
+/// A directory that exists but cannot be written in (procfs: not even root creates files
+/// there) is refused before the card is used, so --genkey makes no key for a request that
+/// could not be written.
+#[test]
+fn an_output_directory_that_cannot_be_written_is_refused_before_the_card_is_used() {
+    let rig = CardRig::start(&[]);
+    let csr = Path::new("/proc/iotsafe-enroll-test.csr");
+    let before = rig.trace().len();
+    let out = rig.iotsafe(&[
+        "--key-id",
+        "03",
+        "enroll",
+        "--genkey",
+        "--name",
+        NAME,
+        "--csr-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot write in /proc") && err.contains("nothing was done on the card"),
+        "{err}"
+    );
+    assert_eq!(rig.trace().len(), before, "the card was not used");
+}
+
 #[test]
 fn the_registry_cas_certificate_for_the_request_works_in_mutual_tls_with_the_card_key() {
     let dir = tempfile::tempdir().unwrap();
