@@ -1045,3 +1045,30 @@ fn a_request_signed_an_hour_off_is_refused_for_the_clock() {
     );
     assert_eq!(rig.serial(), before);
 }
+
+/// A new record already at the name with no rotation in progress (a `--new` whose answer was
+/// lost after the primary applied it, or a record published by hand): `--new` takes it as the
+/// rotation's new record without sending anything, and `--finish` completes the rollover. A
+/// name with only that record has nothing to rotate.
+#[test]
+fn rotate_new_adopts_a_new_record_already_published() {
+    let rig = Rig::start();
+    let (old, new) = (rig.device("old"), rig.device("new"));
+    let name = "sensor17._device.iotregistry.test";
+    let (old_cert, new_cert) = (
+        old.cert_path.to_str().unwrap(),
+        new.cert_path.to_str().unwrap(),
+    );
+    succeeded(rig.registry("publish", name, &["--cert", old_cert, "--ttl", "3"]));
+    succeeded(rig.registry("publish", name, &["--cert", new_cert, "--ttl", "3"]));
+    let before = rig.serial();
+    let out = succeeded(rig.registry("rotate", name, &["--new", new_cert]));
+    assert!(out.contains("taken as the rotation's new record"), "{out}");
+    assert_eq!(rig.serial(), before, "nothing sent");
+    let finished = rig.finish_rotation(name, 3);
+    assert!(finished.contains("removed 1 old record(s)"), "{finished}");
+    assert!(rig.admitted(&new.cert_path, name) && !rig.admitted(&old.cert_path, name));
+
+    let err = failed(rig.registry("rotate", name, &["--new", new_cert]));
+    assert!(err.contains("nothing to rotate"), "{err}");
+}

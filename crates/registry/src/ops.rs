@@ -15,7 +15,7 @@ use dane::tlsa::Tlsa;
 
 use crate::rotation::{unix_now, Rotation, Seen};
 use crate::wait::{self, Expect};
-use crate::{fqdn, Applied, Registry, RegistryError};
+use crate::{fqdn, Applied, RecordsAt, Registry, RegistryError};
 
 /// TTL of a record published without one, and of a rotation's new record at a name that has
 /// none to take it from.
@@ -56,7 +56,7 @@ pub fn publish(
         });
     }
     let applied = registry.publish(name, record, ttl)?;
-    let previous_ttl = previous_answer_ttl(&applied, current.ttl, current.records.is_empty());
+    let previous_ttl = previous_answer_ttl(&applied, &current);
     let expect = Expect::Present(record.clone());
     let mut next = vec![];
     if !current.records.is_empty() {
@@ -72,7 +72,7 @@ pub fn publish(
     }
     Ok(Done {
         change: format!("published {}", record.to_zone_line(&fqdn(name), ttl)),
-        seen_after: seen(registry, waiting, name, &expect, previous_ttl)?,
+        seen_after: seen(registry, waiting, name, &expect, &applied, previous_ttl)?,
         next,
     })
 }
@@ -101,7 +101,8 @@ pub fn revoke(
                 waiting,
                 name,
                 &Expect::None,
-                (applied, current.ttl),
+                &applied,
+                current.ttl,
             )?,
             next: vec![caches],
         });
@@ -118,13 +119,13 @@ pub fn revoke(
     let expect = Expect::Absent(record.clone());
     Ok(Done {
         change: format!("revoked {} IN TLSA {record}", fqdn(name)),
-        seen_after: seen(registry, waiting, name, &expect, (applied, current.ttl))?,
+        seen_after: seen(registry, waiting, name, &expect, &applied, current.ttl)?,
         next: vec![caches],
     })
 }
 
 /// The first step of a rollover: `record` published beside the records at `name` (which must
-/// have some). The rotation's state (the old records, the moment the primary acknowledged the
+/// have some; a `record` already there is adopted, see [`adopt`]). The rotation's state (the old records, the moment the primary acknowledged the
 /// new one) is written to `state_dir` before any wait, so that `--finish` can follow even when
 /// the wait fails. Without `ttl`, the new record takes the TTL of the set it joins.
 pub fn rotate_new(
@@ -139,10 +140,7 @@ pub fn rotate_new(
     let mut claim = Rotation::claim(state_dir, name)?;
     let current = registry.records_at(name)?;
     if current.records.contains(record) {
-        return Err(RegistryError::Input(format!(
-            "{} already has TLSA {record}; nothing was sent",
-            fqdn(name)
-        )));
+        return adopt(claim, name, record, &current, waiting);
     }
     let ttl = ttl.unwrap_or(if current.records.is_empty() {
         DEFAULT_TTL
@@ -167,8 +165,9 @@ pub fn rotate_new(
         rotation.ttl
     );
     let expect = Expect::Present(record.clone());
+    let previous_ttl = previous_answer_ttl(&applied, &current);
     let seen_after =
-        seen(registry, waiting, name, &expect, (applied, current.ttl)).map_err(|e| match e {
+        seen(registry, waiting, name, &expect, &applied, previous_ttl).map_err(|e| match e {
             RegistryError::NotSeen(why) => RegistryError::NotSeen(format!("{why}; {finish_later}")),
             other => other,
         })?;
@@ -185,6 +184,58 @@ pub fn rotate_new(
         seen_after,
         next: vec![format!(
             "the old record(s) may go in {} s (one TTL): `rotate {} --finish` (state in {})",
+            rotation.ttl,
+            fqdn(name),
+            claim.path().display()
+        )],
+    })
+}
+
+/// `rotate --new` of a record already at the name, with no rotation in progress: the record is
+/// taken as the rotation's new one (a `--new` whose answer was lost, or a record published by
+/// hand), the others as the old ones, and the TTL counts from now (later than the record's
+/// real arrival: never too early). Nothing is sent. A name with only that record has nothing
+/// to rotate.
+fn adopt(
+    mut claim: crate::rotation::Claim,
+    name: &DeviceName,
+    record: &Tlsa,
+    current: &RecordsAt,
+    waiting: Option<&Waiting>,
+) -> Result<Done, RegistryError> {
+    let old: Vec<Tlsa> = current
+        .records
+        .iter()
+        .filter(|r| *r != record)
+        .cloned()
+        .collect();
+    if old.is_empty() {
+        return Err(RegistryError::Input(format!(
+            "{} has only TLSA {record}: nothing to rotate; nothing was sent",
+            fqdn(name)
+        )));
+    }
+    let rotation = Rotation {
+        name: fqdn(name),
+        new: record.clone(),
+        old,
+        ttl: current.ttl,
+        visible_since: unix_now(),
+        seen: Seen::Acknowledged,
+    };
+    claim.write(&rotation)?;
+    let seen_after = seen_without_update(waiting, name, &Expect::Present(record.clone()))?;
+    Ok(Done {
+        change: format!(
+            "{} already has TLSA {record} beside {} other record(s): taken as the rotation's new \
+             record, nothing was sent",
+            fqdn(name),
+            rotation.old.len()
+        ),
+        seen_after,
+        next: vec![format!(
+            "the old record(s) may go in {} s (one TTL from now): `rotate {} --finish` (state in \
+             {})",
             rotation.ttl,
             fqdn(name),
             claim.path().display()
@@ -232,7 +283,7 @@ pub fn rotate_finish(
     } else {
         let applied = registry.remove_records(name, &current, &old)?;
         let expect = Expect::Exactly(remaining.clone());
-        seen(registry, waiting, name, &expect, (applied, current.ttl))?
+        seen(registry, waiting, name, &expect, &applied, current.ttl)?
     };
     Rotation::remove(state_dir, name)?;
     let mut change = format!(
@@ -252,15 +303,14 @@ pub fn rotate_finish(
     })
 }
 
-/// How long a resolver may keep the answer from before a publish: the old set's TTL when the
+/// How long a resolver may keep the answer from before a change: the old set's TTL when the
 /// name had records, else the zone's negative TTL (a cached denial).
-fn previous_answer_ttl(applied: &Applied, set_ttl: u32, was_empty: bool) -> (Applied, u32) {
-    let ttl = if was_empty {
+fn previous_answer_ttl(applied: &Applied, before: &RecordsAt) -> u32 {
+    if before.records.is_empty() {
         applied.before.negative_ttl()
     } else {
-        set_ttl
-    };
-    (applied.clone(), ttl)
+        before.ttl
+    }
 }
 
 /// Waits for `expect` when asked to; how long it took. A time-out is reported with what the
@@ -271,7 +321,8 @@ fn seen(
     waiting: Option<&Waiting>,
     name: &DeviceName,
     expect: &Expect,
-    (applied, previous_ttl): (Applied, u32),
+    applied: &Applied,
+    previous_ttl: u32,
 ) -> Result<Option<Duration>, RegistryError> {
     seen_without_update(waiting, name, expect).map_err(|e| match e {
         RegistryError::NotSeen(why) => {
