@@ -894,8 +894,8 @@ fn ttl_is_bounded_and_revoke_states_the_cache_latency() {
     assert!(out.contains("for up to 77 s more"), "{out}");
 }
 
-/// Help for operators: no card options under `registry`, NAME described on every command,
-/// revoke says that without --record every key goes.
+/// Help for operators: no card options under `registry` (it uses no card), NAME described on
+/// every command that changes records, revoke says that without --record every key goes.
 #[test]
 fn registry_help_describes_name_and_shows_no_card_options() {
     let help = |args: &[&str]| {
@@ -913,6 +913,13 @@ fn registry_help_describes_name_and_shows_no_card_options() {
         assert!(text.contains("<id>._device.<domain>"), "{command}: {text}");
     }
     assert!(help(&["revoke"]).contains("all of them"));
+    for command in [&[][..], &["publish"], &["revoke"], &["rotate"], &["show"]] {
+        let text = help(command);
+        assert!(
+            !text.contains("--modem") && !text.contains("Card options"),
+            "{command:?}: {text}"
+        );
+    }
 }
 
 /// `show` exits 0 only for a secure answer: a denial stripped of its proof on the way, or a

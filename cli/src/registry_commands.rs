@@ -137,8 +137,8 @@ pub struct UpdateArgs {
     /// Seconds one request to the server may take.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
-    /// Wait until a fresh look-up through the validating resolver sees the change secure
-    /// (the default).
+    /// Wait until a look-up through the validating resolver sees the change secure (the
+    /// default). The look-up skips this tool's own cache, not the resolver's.
     #[arg(long, overrides_with = "no_wait")]
     wait: bool,
     /// Do not wait.
@@ -305,7 +305,8 @@ fn change(
 fn show(name: &str, dns: &DnsArgs) -> Result<u8, Failed> {
     let name = DeviceName::parse(name).map_err(|e| (1, e.to_string()))?;
     let resolver = dns.resolver().map_err(|e| (1, e.to_string()))?;
-    let answer = wait::show(&resolver, &fqdn(&name)).map_err(failed)?;
+    // No answer at all is a plain failure (1), not a change left unseen.
+    let answer = wait::show(&resolver, &fqdn(&name)).map_err(|e| (1, e.to_string()))?;
     match &answer.outcome {
         Outcome::Records(_) => {
             for record in answer.records().iter().filter_map(Tlsa::from_rdata) {
