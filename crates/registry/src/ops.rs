@@ -78,8 +78,9 @@ pub fn publish(
 }
 
 /// Removes `record` from `name`, or with `None` the whole TLSA RRset. A name without TLSA
-/// records, or a record that is not among them, is refused before anything is sent (and the
-/// server's prerequisite refuses it too, should the set change meanwhile).
+/// records is refused by the server (NXRRSET, its prerequisite); a record that is not among
+/// the records is refused before anything is sent (and by the server's prerequisite too,
+/// should the set change meanwhile).
 pub fn revoke(
     registry: &Registry,
     name: &DeviceName,
@@ -125,9 +126,10 @@ pub fn revoke(
 }
 
 /// The first step of a rollover: `record` published beside the records at `name` (which must
-/// have some; a `record` already there is adopted, see [`adopt`]). The rotation's state (the old records, the moment the primary acknowledged the
-/// new one) is written to `state_dir` before any wait, so that `--finish` can follow even when
-/// the wait fails. Without `ttl`, the new record takes the TTL of the set it joins.
+/// have some; a `record` already there is adopted, see [`adopt`]). The rotation's state (the
+/// old records, the moment the primary acknowledged the new one) is written to `state_dir`
+/// before any wait, so that `--finish` can follow even when the wait fails. Without `ttl`, the
+/// new record takes the TTL of the set it joins.
 pub fn rotate_new(
     registry: &Registry,
     name: &DeviceName,
