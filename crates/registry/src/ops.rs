@@ -126,10 +126,10 @@ pub fn revoke(
 }
 
 /// The first step of a rollover: `record` published beside the records at `name` (which must
-/// have some; a `record` already there is adopted, see [`adopt`]). The rotation's state (the
-/// old records, the moment the primary acknowledged the new one) is written to `state_dir`
-/// before any wait, so that `--finish` can follow even when the wait fails. Without `ttl`, the
-/// new record takes the TTL of the set it joins.
+/// have some; a `record` already there is adopted: taken as the new record, nothing sent).
+/// The rotation's state (the old records, the moment the primary acknowledged the new one) is
+/// written to `state_dir` before any wait, so that `--finish` can follow even when the wait
+/// fails. Without `ttl`, the new record takes the TTL of the set it joins.
 pub fn rotate_new(
     registry: &Registry,
     name: &DeviceName,
