@@ -62,7 +62,8 @@ fn publish_to_secure(registry: &Registry, resolver: &Resolver) {
         let name = format!("p{i}._device.iotregistry.test");
         let record = random_record();
         let start = Instant::now();
-        registry.publish(&name, &record, 300).unwrap();
+        let device = iotsafe_registry::device_name(&name, false).unwrap();
+        registry.publish(&device, &record, 300).unwrap();
         wait::until_seen(
             resolver,
             &name,
@@ -93,7 +94,8 @@ fn updates_per_second(registry: &Registry, dns: &TestDns) {
     let start = Instant::now();
     for i in 0..n {
         let name = format!("u{i}._device.iotregistry.test");
-        registry.publish(&name, &random_record(), 300).unwrap();
+        let device = iotsafe_registry::device_name(&name, false).unwrap();
+        registry.publish(&device, &random_record(), 300).unwrap();
     }
     let ours = f64::from(n) / start.elapsed().as_secs_f64();
 

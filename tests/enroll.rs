@@ -164,6 +164,13 @@ fn genkey_makes_the_pair_on_the_card_and_replaces_one_only_with_force() {
     verified_request(&forced_csr);
     assert_eq!(request_key(&forced_csr), replaced);
     assert_eq!(stdout(&out), expected_record_line(NAME, &replaced));
+    // The old key's record must go, not get a neighbour: no bare publish suggested.
+    let steps = stderr(&out);
+    assert!(
+        steps.contains(&format!("iotsafe registry rotate {NAME} --new device.crt")),
+        "{steps}"
+    );
+    assert!(!steps.contains("registry publish"), "{steps}");
 }
 
 #[test]
@@ -229,6 +236,33 @@ fn an_output_file_in_a_missing_directory_is_refused_before_the_card_is_used() {
             csr.display(),
             missing.display()
         )
+    );
+    assert_eq!(rig.trace().len(), before, "the card was not used");
+}
+
+/// A directory that exists but cannot be written in (procfs: not even root creates files
+/// there) is refused before the card is used, so --genkey makes no key for a request that
+/// could not be written.
+#[test]
+fn an_output_directory_that_cannot_be_written_is_refused_before_the_card_is_used() {
+    let rig = CardRig::start(&[]);
+    let csr = Path::new("/proc/iotsafe-enroll-test.csr");
+    let before = rig.trace().len();
+    let out = rig.iotsafe(&[
+        "--key-id",
+        "03",
+        "enroll",
+        "--genkey",
+        "--name",
+        NAME,
+        "--csr-out",
+        csr.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot write in /proc") && err.contains("nothing was done on the card"),
+        "{err}"
     );
     assert_eq!(rig.trace().len(), before, "the card was not used");
 }

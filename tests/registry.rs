@@ -9,7 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dns::{TestDns, TSIG_KEY_NAME};
+use common::dnsproxy::{self, DnsProxy, Forgery};
 use common::pki::{self, Issued};
+use common::unbound::Unbound;
+use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
 
 const ZONE: &str = "iotregistry.test.";
 
@@ -59,6 +62,41 @@ impl Rig {
     fn registry(&self, command: &str, name: &str, args: &[&str]) -> Output {
         let key = self.dns.tsig_bind_file();
         self.registry_with_key(command, name, args, &["--tsig-key", key.to_str().unwrap()])
+    }
+
+    /// As [`Rig::registry`], with the update sent to `server` and the wait through `resolver`.
+    fn registry_via(
+        &self,
+        command: &str,
+        name: &str,
+        args: &[&str],
+        server: std::net::SocketAddr,
+        resolver: std::net::SocketAddr,
+    ) -> Command {
+        let mut cmd = common::registry::command_via(&self.dns, command, name, server, resolver);
+        cmd.args(args)
+            .arg("--tsig-key")
+            .arg(self.dns.tsig_bind_file())
+            .env("IOTSAFE_REGISTRY_STATE_DIR", self.dir.path().join("state"));
+        cmd
+    }
+
+    /// `rotate NAME --finish`, asked again until one TTL has passed and it accepts.
+    fn finish_rotation(&self, name: &str, ttl: u64) -> String {
+        let start = Instant::now();
+        loop {
+            let out = self.registry("rotate", name, &["--finish"]);
+            if out.status.success() {
+                return common::stdout(&out);
+            }
+            let err = common::stderr(&out);
+            assert!(err.contains("try again in"), "{err}");
+            assert!(
+                start.elapsed() < Duration::from_secs(ttl + 10),
+                "never accepted"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     fn show(&self, name: &str) -> String {
@@ -452,8 +490,14 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
     );
     let err = failed(run("d._device.nothere.test", "nothere.test.", &server));
     assert!(err.contains("refused the request: NOTAUTH"), "{err}");
-    // The right key and zone, but a name outside `_device`, which the server's ACL excludes.
-    let err = failed(run("www.iotregistry.test", ZONE, &server));
+    // The right key and zone, but a name outside `_device` (allowed here by --plain-name),
+    // which the server's ACL excludes.
+    let err = failed(run_with(
+        &["--plain-name"],
+        "www.iotregistry.test",
+        ZONE,
+        &server,
+    ));
     assert!(
         err.contains("refused the request: NOTAUTH")
             || err.contains("refused the request: REFUSED"),
@@ -495,6 +539,16 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
         "{err}"
     );
 
+    // An unsigned refusal proves nothing: it is not reported as "nothing was changed".
+    let forger = UnsignedSuccess::answering(ResponseCode::Refused);
+    let err = failed(run(name, ZONE, &forger.addr));
+    assert!(
+        err.contains("REFUSED")
+            && err.contains("unverified")
+            && !err.contains("nothing was changed"),
+        "{err}"
+    );
+
     assert_eq!(rig.serial(), before, "no update was applied");
     assert!(!rig.admitted(&device.cert_path, name));
     assert!(rig
@@ -503,15 +557,19 @@ fn refused_and_failed_updates_say_why_and_change_nothing() {
         .contains("NXDOMAIN"));
 }
 
-/// A fake primary on loopback that answers every request over TCP with NOERROR and no TSIG:
-/// what an attacker on the path could send to make an operator believe a revocation was done.
+/// A fake primary on loopback that answers every request over TCP with one RCODE and no TSIG:
+/// with NOERROR, what an attacker on the path could send to make an operator believe a
+/// revocation was done; with REFUSED, to make one believe it was not.
 struct UnsignedSuccess {
     addr: String,
 }
 
 impl UnsignedSuccess {
     fn start() -> UnsignedSuccess {
-        use hickory_resolver::proto::op::Message;
+        Self::answering(ResponseCode::NoError)
+    }
+
+    fn answering(rcode: ResponseCode) -> UnsignedSuccess {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -528,6 +586,7 @@ impl UnsignedSuccess {
                 }
                 let request = Message::from_vec(&request).unwrap();
                 let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+                response.metadata.response_code = rcode;
                 response.add_queries(request.queries.clone());
                 let bytes = response.to_vec().unwrap();
                 let _ = stream.write_all(&(bytes.len() as u16).to_be_bytes());
@@ -578,4 +637,445 @@ fn fifty_concurrent_publishes_all_land() {
             "{name}: {shown}"
         );
     }
+}
+
+/// A signed publish recorded on the way (a TCP pass-through in front of the primary) and sent
+/// again after the device was revoked: the server refuses it (the zone's SOA it required has
+/// moved on), nothing changes, and the device stays refused with a secure denial.
+#[test]
+fn a_replayed_publish_does_not_undo_a_revocation() {
+    let rig = Rig::start();
+    let device = rig.device("dev");
+    let name = "sensor6._device.iotregistry.test";
+    let proxy = DnsProxy::start(rig.dns.addr());
+    let cert = device.cert_path.to_str().unwrap();
+    succeeded(
+        rig.registry_via(
+            "publish",
+            name,
+            &["--cert", cert],
+            proxy.addr(),
+            rig.dns.addr(),
+        )
+        .output()
+        .unwrap(),
+    );
+    assert!(rig.admitted(&device.cert_path, name));
+    let update = proxy
+        .tcp_requests()
+        .into_iter()
+        .find(|r| Message::from_vec(r).is_ok_and(|m| m.metadata.op_code == OpCode::Update))
+        .expect("the signed UPDATE went through the proxy");
+
+    succeeded(rig.registry("revoke", name, &[]));
+    assert!(!rig.admitted(&device.cert_path, name));
+    let before = rig.serial();
+    let answer = dnsproxy::tcp_exchange(rig.dns.addr(), &update).expect("knotd answers");
+    let answer = Message::from_vec(&answer).unwrap();
+    assert_eq!(
+        answer.metadata.response_code,
+        ResponseCode::NXRRSet,
+        "the replayed UPDATE is refused on its SOA prerequisite"
+    );
+    assert_eq!(rig.serial(), before, "the replay changed nothing");
+    assert!(!rig.admitted(&device.cert_path, name), "still revoked");
+    let shown = rig.show(name);
+    assert!(shown.contains("no such name (NXDOMAIN), secure"), "{shown}");
+}
+
+/// NAME is parsed as a device name: a wildcard (which would admit one key as every device
+/// without a record, revoked ones included), an escaped label and a `_service` form are
+/// refused before anything is sent.
+#[test]
+fn wildcards_escapes_and_service_names_are_refused_before_sending() {
+    let rig = Rig::start();
+    let before = rig.serial();
+    let record = format!("3 1 1 {}", "ab".repeat(32));
+    for name in [
+        "*._device.iotregistry.test",
+        "a\\.b._device.iotregistry.test",
+        "sensor\\0657._device.iotregistry.test",
+        "_mqtt._device.iotregistry.test",
+        "sensor8.iotregistry.test",
+    ] {
+        let err = failed(rig.registry("publish", name, &["--record", &record]));
+        assert!(err.contains("nothing was sent"), "{name}: {err}");
+    }
+    assert_eq!(rig.serial(), before, "nothing was applied");
+}
+
+/// `rotate --new` whose wait fails (no resolver answers) after the primary acknowledged the
+/// record: exit status 3, the message says the change was applied and where the state is, and
+/// `--finish` later completes the rotation.
+#[test]
+fn a_rotation_whose_wait_failed_can_be_finished() {
+    let rig = Rig::start();
+    let (old, new) = (rig.device("old"), rig.device("new"));
+    let name = "sensor9._device.iotregistry.test";
+    let old_cert = old.cert_path.to_str().unwrap();
+    succeeded(rig.registry("publish", name, &["--cert", old_cert, "--ttl", "3"]));
+
+    let nobody = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let new_cert = new.cert_path.to_str().unwrap();
+    let args = [
+        "--new",
+        new_cert,
+        "--dns-timeout",
+        "1",
+        "--wait-timeout",
+        "1",
+    ];
+    let out = rig
+        .registry_via("rotate", name, &args, rig.dns.addr(), nobody)
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "applied, not seen: {err}");
+    assert!(
+        err.contains("applied the change") && err.contains("--finish"),
+        "{err}"
+    );
+    assert!(
+        rig.admitted(&new.cert_path, name),
+        "the new record is there"
+    );
+
+    let finished = rig.finish_rotation(name, 3);
+    assert!(finished.contains("removed 1 old record(s)"), "{finished}");
+    assert!(rig.admitted(&new.cert_path, name));
+    assert!(!rig.admitted(&old.cert_path, name));
+}
+
+/// `--finish` removes the old records seen by `--new`, not a record published since.
+#[test]
+fn finish_removes_only_the_old_records_seen_by_new() {
+    let rig = Rig::start();
+    let (a, b) = (rig.device("a"), rig.device("b"));
+    let name = "sensor10._device.iotregistry.test";
+    succeeded(rig.registry(
+        "publish",
+        name,
+        &["--cert", a.cert_path.to_str().unwrap(), "--ttl", "3"],
+    ));
+    succeeded(rig.registry("rotate", name, &["--new", b.cert_path.to_str().unwrap()]));
+    let c = format!("3 1 1 {}", "cd".repeat(32));
+    succeeded(rig.registry("publish", name, &["--record", &c]));
+
+    let finished = rig.finish_rotation(name, 3);
+    assert!(finished.contains("removed 1 old record(s)"), "{finished}");
+    assert!(finished.contains("left alone"), "{finished}");
+    let shown = rig.show(name);
+    assert!(shown.contains(&c), "C stays: {shown}");
+    assert!(shown.contains("2 record(s), secure"), "{shown}");
+    assert!(!rig.admitted(&a.cert_path, name) && rig.admitted(&b.cert_path, name));
+}
+
+/// Two `rotate --new` of one name at once: one runs, the other is refused before sending.
+#[test]
+fn two_rotations_of_one_name_at_once_one_is_refused() {
+    let rig = Rig::start();
+    let (a, b, c) = (rig.device("a"), rig.device("b"), rig.device("c"));
+    let name = "sensor11._device.iotregistry.test";
+    succeeded(rig.registry("publish", name, &["--cert", a.cert_path.to_str().unwrap()]));
+    let spawn = |cert: &Path| {
+        rig.registry_via(
+            "rotate",
+            name,
+            &["--new", cert.to_str().unwrap()],
+            rig.dns.addr(),
+            rig.dns.addr(),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (first, second) = (spawn(&b.cert_path), spawn(&c.cert_path));
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(ok, 1, "exactly one rotation runs");
+    let refused = outs.iter().find(|o| !o.status.success()).unwrap();
+    assert!(
+        common::stderr(refused).contains("in progress"),
+        "{}",
+        common::stderr(refused)
+    );
+    let (with_b, with_c) = (
+        rig.admitted(&b.cert_path, name),
+        rig.admitted(&c.cert_path, name),
+    );
+    assert!(with_b != with_c, "exactly one new key published");
+}
+
+/// A second key published at a name that has one: the output names the record already there
+/// (still admitted) and how to replace it instead. The same record again sends nothing.
+#[test]
+fn publish_notes_the_records_already_at_the_name() {
+    let rig = Rig::start();
+    let (a, b) = (rig.device("a"), rig.device("b"));
+    let name = "sensor12._device.iotregistry.test";
+    let a_cert = a.cert_path.to_str().unwrap();
+    let out = succeeded(rig.registry("publish", name, &["--cert", a_cert]));
+    assert!(!out.contains("note:"), "{out}");
+    let out = succeeded(rig.registry("publish", name, &["--cert", b.cert_path.to_str().unwrap()]));
+    let a_record = pki::dane_ee_record(&a.cert).to_string();
+    assert!(
+        out.contains("note:") && out.contains(&a_record) && out.contains("rotate"),
+        "{out}"
+    );
+    let before = rig.serial();
+    let out = succeeded(rig.registry("publish", name, &["--cert", a_cert]));
+    assert!(out.contains("already has TLSA"), "{out}");
+    assert_eq!(rig.serial(), before);
+}
+
+/// A caching resolver between the tool and the zone: after a revoke, unbound serves the
+/// record it cached until its TTL runs out. The wait's time-out then says the primary applied
+/// the change and how long the resolver may hold the old answer, with its own exit status.
+#[test]
+fn a_wait_through_a_caching_resolver_says_the_change_was_applied() {
+    let rig = Rig::start();
+    let device = rig.device("dev");
+    let name = "sensor13._device.iotregistry.test";
+    let cert = device.cert_path.to_str().unwrap();
+    succeeded(rig.registry("publish", name, &["--cert", cert, "--ttl", "120"]));
+    let unbound = Unbound::start(&rig.dns);
+    let cached = unbound.dig(name, "TLSA");
+    assert!(cached.contains("TLSA"), "{cached}");
+
+    let before = rig.serial();
+    let out = rig
+        .registry_via(
+            "revoke",
+            name,
+            &["--wait-timeout", "2"],
+            rig.dns.addr(),
+            unbound.addr(),
+        )
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("applied the change"), "{err}");
+    assert!(
+        err.contains(&format!("the zone's serial was {before}")),
+        "{err}"
+    );
+    assert!(err.contains("up to 120 s"), "{err}");
+    assert!(err.contains("bypasses only this tool's own cache"), "{err}");
+    assert!(
+        !rig.admitted(&device.cert_path, name),
+        "revoked at the source"
+    );
+}
+
+/// `--ttl` is bounded (it is the revocation latency); revoke says how long caches may still
+/// admit the device.
+#[test]
+fn ttl_is_bounded_and_revoke_states_the_cache_latency() {
+    let rig = Rig::start();
+    let name = "sensor14._device.iotregistry.test";
+    let record = format!("3 1 1 {}", "ef".repeat(32));
+    let before = rig.serial();
+    let out = rig.registry(
+        "publish",
+        name,
+        &["--record", &record, "--ttl", "4294967295"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
+    assert_eq!(rig.serial(), before);
+    succeeded(rig.registry("publish", name, &["--record", &record, "--ttl", "77"]));
+    let out = succeeded(rig.registry("revoke", name, &[]));
+    assert!(out.contains("for up to 77 s more"), "{out}");
+}
+
+/// Help for operators: no card options under `registry` (it uses no card), NAME described on
+/// every command that changes records, revoke says that without --record every key goes.
+#[test]
+fn registry_help_describes_name_and_shows_no_card_options() {
+    let help = |args: &[&str]| {
+        common::ok(
+            Command::new(common::workspace_binary("iotsafe"))
+                .arg("registry")
+                .args(args)
+                .arg("--help")
+                .output()
+                .unwrap(),
+        )
+    };
+    for command in ["publish", "revoke", "rotate"] {
+        let text = help(&[command]);
+        assert!(text.contains("<id>._device.<domain>"), "{command}: {text}");
+    }
+    assert!(help(&["revoke"]).contains("all of them"));
+    for command in [&[][..], &["publish"], &["revoke"], &["rotate"], &["show"]] {
+        let text = help(command);
+        assert!(
+            !text.contains("--modem") && !text.contains("Card options"),
+            "{command:?}: {text}"
+        );
+    }
+}
+
+/// `show` exits 0 only for a secure answer: a denial stripped of its proof on the way, or a
+/// revoke whose wait only sees insecure answers, is printed but is not success.
+#[test]
+fn show_and_the_wait_refuse_answers_that_are_not_proven_secure() {
+    let rig = Rig::start();
+    let name = "sensor15._device.iotregistry.test";
+    let proxy = DnsProxy::start(rig.dns.addr());
+    let show = |resolver: std::net::SocketAddr| {
+        Command::new(common::workspace_binary("iotsafe"))
+            .args([
+                "registry",
+                "show",
+                name,
+                "--resolver",
+                &resolver.to_string(),
+            ])
+            .arg("--trust-anchor")
+            .arg(&rig.anchor)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(show(proxy.addr()).status.code(), Some(0), "a secure denial");
+    proxy.forge(
+        &format!("{name}."),
+        hickory_resolver::proto::rr::RecordType::TLSA,
+        Forgery::StrippedNsec,
+    );
+    let out = show(proxy.addr());
+    assert_eq!(out.status.code(), Some(4), "{}", common::stdout(&out));
+
+    // The wait through an on-path forger of an insecure denial: the revoke was applied, the
+    // wait does not take the forged answer for the secure denial it expects.
+    succeeded(rig.registry(
+        "publish",
+        name,
+        &["--record", &format!("3 1 1 {}", "12".repeat(32))],
+    ));
+    proxy.forge(
+        &format!("{name}."),
+        hickory_resolver::proto::rr::RecordType::TLSA,
+        Forgery::ForeignInsecureSoa("insecure.test."),
+    );
+    let out = rig
+        .registry_via(
+            "revoke",
+            name,
+            &["--wait-timeout", "2"],
+            rig.dns.addr(),
+            proxy.addr(),
+        )
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("was not seen as expected") && err.contains("insecure"),
+        "{err}"
+    );
+}
+
+/// Ten operators publishing ten keys at one name at once: none is lost (each update is
+/// applied on the set as it is then, retried when the zone moved under it).
+#[test]
+fn ten_concurrent_publishes_at_one_name_all_land() {
+    let rig = Rig::start();
+    let name = "shared._device.iotregistry.test";
+    let records: Vec<String> = (0..10u8)
+        .map(|i| format!("3 1 1 {}", format!("{:02x}", i + 0xa0).repeat(32)))
+        .collect();
+    let children: Vec<_> = records
+        .iter()
+        .map(|record| {
+            rig.registry_via(
+                "publish",
+                name,
+                &["--record", record],
+                rig.dns.addr(),
+                rig.dns.addr(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for child in children {
+        succeeded(child.wait_with_output().unwrap());
+    }
+    let shown = rig.show(name);
+    assert!(shown.contains("10 record(s), secure"), "{shown}");
+    for record in &records {
+        assert!(shown.contains(record.as_str()), "{record}: {shown}");
+    }
+}
+
+/// A machine whose clock is an hour off: knotd refuses with BADTIME, signed with our key, and
+/// the error names the clock, not the key.
+#[test]
+fn a_request_signed_an_hour_off_is_refused_for_the_clock() {
+    use iotsafe_registry::{Registry, RegistryError};
+    let rig = Rig::start();
+    let before = rig.serial();
+    let key = rig.dns.tsig_inline().parse().unwrap();
+    let an_hour_ago = || iotsafe_registry::rotation::unix_now() - 3600;
+    let registry = Registry::new(rig.dns.addr(), ZONE, key, Duration::from_secs(5))
+        .unwrap()
+        .with_clock(an_hour_ago);
+    let name = iotsafe_registry::device_name("sensor16._device.iotregistry.test", false).unwrap();
+    let record = format!("3 1 1 {}", "34".repeat(32)).parse().unwrap();
+    let err = registry.publish(&name, &record, 60).unwrap_err();
+    match &err {
+        RegistryError::Refused {
+            rcode,
+            tsig_error,
+            signed,
+            ..
+        } => {
+            assert_eq!(rcode, "NOTAUTH");
+            assert_eq!(tsig_error.as_deref(), Some("BADTIME"));
+            assert!(signed, "knotd signs its BADTIME answer with our key");
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("clock") && !text.contains("not signed"),
+        "{text}"
+    );
+    assert_eq!(rig.serial(), before);
+}
+
+/// A new record already at the name with no rotation in progress (a `--new` whose answer was
+/// lost after the primary applied it, or a record published by hand): `--new` takes it as the
+/// rotation's new record without sending anything, and `--finish` completes the rollover. A
+/// name with only that record has nothing to rotate.
+#[test]
+fn rotate_new_adopts_a_new_record_already_published() {
+    let rig = Rig::start();
+    let (old, new) = (rig.device("old"), rig.device("new"));
+    let name = "sensor17._device.iotregistry.test";
+    let (old_cert, new_cert) = (
+        old.cert_path.to_str().unwrap(),
+        new.cert_path.to_str().unwrap(),
+    );
+    succeeded(rig.registry("publish", name, &["--cert", old_cert, "--ttl", "3"]));
+    succeeded(rig.registry("publish", name, &["--cert", new_cert, "--ttl", "3"]));
+    let before = rig.serial();
+    let out = succeeded(rig.registry("rotate", name, &["--new", new_cert]));
+    assert!(out.contains("taken as the rotation's new record"), "{out}");
+    assert_eq!(rig.serial(), before, "nothing sent");
+    let finished = rig.finish_rotation(name, 3);
+    assert!(finished.contains("removed 1 old record(s)"), "{finished}");
+    assert!(rig.admitted(&new.cert_path, name) && !rig.admitted(&old.cert_path, name));
+
+    let err = failed(rig.registry("rotate", name, &["--new", new_cert]));
+    assert!(err.contains("nothing to rotate"), "{err}");
 }

@@ -14,12 +14,15 @@ use iotsafe_provider::keys;
 use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 
+/// The help heading of the card options.
+pub const HELP_HEADING: &str = "Card options (for the commands that use the card)";
+
 /// Which card, applet and objects the subcommands use: each option is the card target's
 /// attribute of the same name, parsed by the card layer. Global, so that they may come before
 /// or after the subcommand; listed under their own heading so that the help of a command that
 /// does not use the card (`dane`, `registry`) shows its own options first.
 #[derive(Args)]
-#[command(next_help_heading = "Card options (for the commands that use the card)")]
+#[command(next_help_heading = HELP_HEADING)]
 pub struct CardOptions {
     /// Use the first reader whose name contains this text (default: the first reader whose
     /// card has the applet).

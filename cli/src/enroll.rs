@@ -54,18 +54,51 @@ pub fn run(options: &CardOptions, args: &EnrollArgs) -> Result<(), String> {
         check_directory("--keyref-out", out)?;
     }
     let public = card_key(options, args)?;
+    write_request(options, args, &name, &public).map_err(|e| after_card_key(args, e))?;
+    let record = card::dane_ee_record(&public)?;
+    println!("{}", card::zone_line(&name.to_string(), &record));
+    eprint!("{}", next_steps(&name, args, &record.to_string()));
+    Ok(())
+}
+
+/// The request signed on the card, checked, written (and the key reference).
+fn write_request(
+    options: &CardOptions,
+    args: &EnrollArgs,
+    name: &DeviceName,
+    public: &PKey<Public>,
+) -> Result<(), String> {
     let keyref = card::key_reference(options)?;
     let modem = options.target()?.modem;
-    let request = signed_request(&name, &public, &keyref, modem.as_deref())?;
+    let request = signed_request(name, public, &keyref, modem.as_deref())?;
+    // A card whose signature does not verify with the key it reports would give a request
+    // that fails only at the CA: named here, and nothing written.
+    if !request.verify(public).unwrap_or(false) {
+        return Err(
+            "the request signed on the card does not verify with the card's public key; \
+             nothing was written"
+                .into(),
+        );
+    }
     let pem = request.to_pem().map_err(|e| e.to_string())?;
     write_file(&args.csr_out, &pem)?;
     if let Some(out) = &args.keyref_out {
         write_file(out, keyref.as_bytes())?;
     }
-    let record = card::dane_ee_record(&public)?;
-    println!("{}", card::zone_line(&name.to_string(), &record));
-    eprint!("{}", next_steps(&name, args, &record.to_string()));
     Ok(())
+}
+
+/// An error after `--genkey` made the key pair: the key is on the card now, and running the
+/// same command again would be refused (or, with `--force`, replace the key just made).
+fn after_card_key(args: &EnrollArgs, error: String) -> String {
+    if args.genkey {
+        format!(
+            "{error}; the key pair was generated on the card: re-run without --genkey (and \
+             without --force) to write the request for it"
+        )
+    } else {
+        error
+    }
 }
 
 /// The device's name, parsed once; of the `_device` form unless `plain` allows a plain one.
@@ -137,21 +170,37 @@ fn unsigned_request(
     Ok(builder.build())
 }
 
-/// An output file's directory must exist before the card is used (a key generated for a
-/// request that then cannot be written would be replaced for nothing).
+/// An output file's directory must exist and be writable before the card is used (a key
+/// generated for a request that then cannot be written would be replaced for nothing).
 fn check_directory(option: &str, path: &Path) -> Result<(), String> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    if directory.is_dir() {
-        Ok(())
-    } else {
-        Err(format!(
+    if !directory.is_dir() {
+        return Err(format!(
             "{option} {}: no directory {}",
             path.display(),
             directory.display()
-        ))
+        ));
+    }
+    // Writable: a file is made and removed (permission bits do not tell: root, ACLs,
+    // read-only mounts).
+    let probe = directory.join(format!(".iotsafe-enroll-probe.{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "{option} {}: cannot write in {}: {e}; nothing was done on the card",
+            path.display(),
+            directory.display()
+        )),
     }
 }
 
@@ -175,14 +224,28 @@ fn next_steps(name: &DeviceName, args: &EnrollArgs, record: &str) -> String {
                 .to_string(),
         ),
     };
+    let publish_step = if args.force {
+        // The name's published record is the replaced key's: adding beside it would leave
+        // that key admitted as the device.
+        format!(
+            "the key was replaced: the registry rolls the name's record over to the new one \
+             (TLSA {record}), which removes the old key's record:\n   \
+             iotsafe registry rotate {name} --new device.crt, then after one TTL \
+             iotsafe registry rotate {name} --finish (or revoke the old record)"
+        )
+    } else {
+        format!(
+            "the registry publishes the record above (TLSA {record}) in its DNSSEC-signed zone:\n   \
+             iotsafe registry publish {name} --cert device.crt (with its --server, --zone, --tsig-key)"
+        )
+    };
     text += &format!(
         "next steps:\n\
          1. the registry checks the request (openssl req -verify -noout -text -in {csr}) and its CA\n   \
             issues the certificate with the name it checked (set by the CA, not copied from the request):\n   \
             printf 'subjectAltName=DNS:{name}\\n' > device.ext\n   \
             openssl x509 -req -in {csr} -CA ca.crt -CAkey ca.key -extfile device.ext -days 365 -out device.crt\n\
-         2. the registry publishes the record above (TLSA {record}) in its DNSSEC-signed zone:\n   \
-            iotsafe registry publish {name} --cert device.crt (with its --server, --zone, --tsig-key)\n\
+         2. {publish_step}\n\
          3. the device's OpenSSL programs (the iotsafe provider in openssl.cnf) use the card key with\n   \
             --cert device.crt --key {keyref}{write_keyref}\n"
     );

@@ -11,7 +11,7 @@ mod registry_commands;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -51,8 +51,36 @@ enum Command {
     },
 }
 
+/// The command line, with the card options left out of the help of the `registry` commands,
+/// which use no card (the options stay global, so they are still accepted there).
+fn command_line() -> clap::Command {
+    let mut command = Cli::command();
+    command.build();
+    command.mut_subcommand("registry", |registry| {
+        let names: Vec<String> = registry
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        names
+            .iter()
+            .fold(hide_card_options(registry), |registry, name| {
+                registry.mut_subcommand(name, hide_card_options)
+            })
+    })
+}
+
+fn hide_card_options(command: clap::Command) -> clap::Command {
+    command.mut_args(|arg| {
+        let card = arg.get_help_heading() == Some(card::HELP_HEADING);
+        arg.hide(card)
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command_line().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let outcome = match cli.command {
         Command::Card(command) => card::run(&cli.card, command),
         Command::Doctor(args) => {
@@ -62,7 +90,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Enroll(args) => enroll::run(&cli.card, &args),
-        Command::Registry { command } => registry_commands::run(command),
+        Command::Registry { command } => {
+            return ExitCode::from(registry_commands::run(command));
+        }
         Command::Dane { command } => {
             return match dane_commands::run(command) {
                 0 => ExitCode::SUCCESS,

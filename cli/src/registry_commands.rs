@@ -1,16 +1,35 @@
 //! `iotsafe registry ...`: a registry's operations on device records over RFC 2136 updates
-//! (the `iotsafe-registry` crate); here only the arguments and the printing.
+//! (the `iotsafe-registry` crate); here only the arguments, the printing and the exit status:
+//! 0 done (and seen secure, unless `--no-wait`); 1 failed (the message says whether anything
+//! was changed); 3 the primary applied the change but the resolver did not show it in time
+//! (see [`EXIT_NOT_SEEN`]); 2 a usage mistake (clap's).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dane::resolver::{Outcome, Resolver};
+use dane::name::DeviceName;
+use dane::resolver::{Outcome, Proof, Resolver};
 use dane::tlsa::Tlsa;
 use iotsafe_registry::ops::{self, Done, Waiting};
-use iotsafe_registry::{record, wait, Registry, RegistryError, TsigKey};
+use iotsafe_registry::{device_name, fqdn, record, wait, Registry, RegistryError, TsigKey};
 
 use crate::dane_commands::DnsArgs;
+
+/// Exit status when the primary applied the change but the wait did not see it through the
+/// resolver in time (a caching resolver may hold the previous answer for its TTL): the change
+/// stands, so retrying it is not the answer.
+pub const EXIT_NOT_SEEN: u8 = 3;
+/// Exit status of `show` when the answer is not proven secure (insecure, bogus, indeterminate):
+/// printed all the same, but nothing to rely on.
+pub const EXIT_NOT_SECURE: u8 = 4;
+
+/// Longest `--ttl` accepted: the TTL is how long a cache may keep admitting a revoked device.
+const MAX_TTL: u32 = 86_400;
+
+const NAME_HELP: &str = "The device's name (TLSA owner), absolute, inside --zone: \
+    <id>._device.<domain>, e.g. sensor7._device.iotregistry.example (a plain host name only \
+    with --plain-name; wildcards, escapes and _<service> names are refused)";
 
 /// `iotsafe registry <command>`.
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -18,19 +37,23 @@ pub enum RegistryCommand {
     /// Add a TLSA record at NAME (default `3 1 1`: the SHA-256 of the key of the certificate
     /// or public key given).
     Publish {
-        /// The device's name (TLSA owner), e.g. sensor7._device.iotregistry.example.
+        #[arg(help = NAME_HELP)]
         name: String,
         #[command(flatten)]
         record: RecordArgs,
-        /// TTL of the record, in seconds.
-        #[arg(long, default_value_t = ops::DEFAULT_TTL)]
+        /// TTL of the record, in seconds (at most 86400): also how long caches may keep
+        /// admitting the device after a revoke.
+        #[arg(long, default_value_t = ops::DEFAULT_TTL,
+              value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_TTL)))]
         ttl: u32,
         #[command(flatten)]
         update: UpdateArgs,
     },
-    /// Remove NAME's TLSA records (all of them, or with --record exactly that one). The name
-    /// must have TLSA records: a mistyped name is an error, not a silent no-op.
+    /// Remove NAME's TLSA records: without --record all of them (every key at the name, the
+    /// new one of a rotation in progress too), with --record exactly that one. The name must
+    /// have TLSA records: a mistyped name is an error, not a silent no-op.
     Revoke {
+        #[arg(help = NAME_HELP)]
         name: String,
         /// Remove only this record ("U S M HEX").
         #[arg(long, value_name = "U S M HEX")]
@@ -39,8 +62,11 @@ pub enum RegistryCommand {
         update: UpdateArgs,
     },
     /// Roll NAME over to a new key (RFC 7671 8.1): `--new FILE` publishes its record beside the
-    /// old one; `--finish`, once the new record has been visible for one TTL, removes the old.
+    /// old one(s) and records them in a state file on this machine (--state-dir); `--finish`
+    /// is refused until one TTL has passed since the primary acknowledged the new record, then
+    /// removes exactly the old records seen by `--new`.
     Rotate {
+        #[arg(help = NAME_HELP)]
         name: String,
         /// The new certificate or public key (PEM or DER).
         #[arg(long, value_name = "FILE", required_unless_present = "finish")]
@@ -48,8 +74,8 @@ pub enum RegistryCommand {
         /// Remove the old record(s).
         #[arg(long, conflicts_with_all = ["new", "ttl"])]
         finish: bool,
-        /// TTL of the new record (default: the TTL of the records it joins).
-        #[arg(long)]
+        /// TTL of the new record (default: the TTL of the records it joins; at most 86400).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_TTL)))]
         ttl: Option<u32>,
         /// Where `--new` records when the new record became visible, for `--finish`.
         #[arg(long, value_name = "DIR", env = "IOTSAFE_REGISTRY_STATE_DIR")]
@@ -58,7 +84,11 @@ pub enum RegistryCommand {
         update: UpdateArgs,
     },
     /// NAME's TLSA records as the validating resolver sees them now, with proof state and TTL.
+    /// Exit status 0 only for a secure answer (records or a proven denial), 4 for an answer
+    /// that is not proven secure, 1 when there is no answer.
     Show {
+        /// The name to look up (any device owner form: <id>._device.<domain>,
+        /// _<service>.<domain> or a plain host name).
         name: String,
         #[command(flatten)]
         dns: DnsArgs,
@@ -86,9 +116,13 @@ pub struct UpdateArgs {
     /// The zone's primary, which accepts the signed updates.
     #[arg(long, value_name = "ADDR:PORT")]
     server: SocketAddr,
-    /// The zone (its apex) NAME is in.
+    /// The zone (its apex) NAME is in; NAME must be inside it.
     #[arg(long)]
     zone: String,
+    /// Accept a plain host name (e.g. sensor7.iotregistry.example) as NAME instead of the
+    /// <id>._device.<domain> form.
+    #[arg(long)]
+    plain_name: bool,
     /// The TSIG key file, as BIND's `tsig-keygen` or knot's `keymgr -t` writes it.
     #[arg(
         long,
@@ -103,14 +137,15 @@ pub struct UpdateArgs {
     /// Seconds one request to the server may take.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
-    /// Wait until a fresh look-up through the validating resolver sees the change secure
-    /// (the default).
+    /// Wait until a look-up through the validating resolver sees the change secure (the
+    /// default). The look-up skips this tool's own cache, not the resolver's.
     #[arg(long, overrides_with = "no_wait")]
     wait: bool,
     /// Do not wait.
     #[arg(long, overrides_with = "wait")]
     no_wait: bool,
-    /// Seconds the wait may take.
+    /// Seconds the wait may take. The resolver asked may be a caching one, holding the previous
+    /// answer for up to its TTL: a time-out then exits with status 3 (applied, not yet seen).
     #[arg(long, default_value_t = 60)]
     wait_timeout: u64,
     #[command(flatten)]
@@ -118,6 +153,11 @@ pub struct UpdateArgs {
 }
 
 impl UpdateArgs {
+    /// NAME parsed once (the registry crate's rules); refused before anything is sent.
+    fn name(&self, text: &str) -> Result<DeviceName, Failed> {
+        device_name(text, self.plain_name).map_err(failed)
+    }
+
     fn registry(&self) -> Result<Registry, String> {
         let key = match (&self.tsig_key, &self.tsig) {
             (Some(file), _) => TsigKey::from_file(file),
@@ -142,7 +182,29 @@ impl UpdateArgs {
     }
 }
 
-pub fn run(command: RegistryCommand) -> Result<(), String> {
+/// Runs `command`, prints its outcome (errors as one `iotsafe: ...` line) and gives the exit
+/// status.
+pub fn run(command: RegistryCommand) -> u8 {
+    match run_command(command) {
+        Ok(status) => status,
+        Err((status, message)) => {
+            eprintln!("iotsafe: {message}");
+            status
+        }
+    }
+}
+
+type Failed = (u8, String);
+
+fn failed(e: RegistryError) -> Failed {
+    let status = match e {
+        RegistryError::NotSeen(_) => EXIT_NOT_SEEN,
+        _ => 1,
+    };
+    (status, e.to_string())
+}
+
+fn run_command(command: RegistryCommand) -> Result<u8, Failed> {
     match command {
         RegistryCommand::Show { name, dns } => show(&name, &dns),
         RegistryCommand::Publish {
@@ -151,7 +213,8 @@ pub fn run(command: RegistryCommand) -> Result<(), String> {
             ttl,
             update,
         } => {
-            let record = record.tlsa().map_err(|e| e.to_string())?;
+            let name = update.name(&name)?;
+            let record = record.tlsa().map_err(failed)?;
             change(&update, |registry, waiting| {
                 ops::publish(registry, &name, &record, ttl, waiting)
             })
@@ -161,11 +224,12 @@ pub fn run(command: RegistryCommand) -> Result<(), String> {
             record,
             update,
         } => {
+            let name = update.name(&name)?;
             let record = record
                 .as_deref()
                 .map(record::parse)
                 .transpose()
-                .map_err(|e| e.to_string())?;
+                .map_err(failed)?;
             change(&update, |registry, waiting| {
                 ops::revoke(registry, &name, record.as_ref(), waiting)
             })
@@ -178,11 +242,11 @@ pub fn run(command: RegistryCommand) -> Result<(), String> {
             state_dir,
             update,
         } => {
+            let name = update.name(&name)?;
             let state_dir = state_dir.unwrap_or_else(default_state_dir);
             match (new, finish) {
                 (Some(file), false) => {
-                    let record =
-                        record::of_certificate_or_key_file(&file).map_err(|e| e.to_string())?;
+                    let record = record::of_certificate_or_key_file(&file).map_err(failed)?;
                     change(&update, |registry, waiting| {
                         ops::rotate_new(registry, &name, &record, ttl, &state_dir, waiting)
                     })
@@ -212,14 +276,14 @@ impl RecordArgs {
 fn change(
     update: &UpdateArgs,
     operation: impl FnOnce(&Registry, Option<&Waiting>) -> Result<Done, RegistryError>,
-) -> Result<(), String> {
-    let registry = update.registry()?;
-    let resolver = update.resolver()?;
+) -> Result<u8, Failed> {
+    let registry = update.registry().map_err(|e| (1, e))?;
+    let resolver = update.resolver().map_err(|e| (1, e))?;
     let waiting = resolver.as_ref().map(|resolver| Waiting {
         resolver,
         limit: Duration::from_secs(update.wait_timeout.max(1)),
     });
-    let done = operation(&registry, waiting.as_ref()).map_err(|e| e.to_string())?;
+    let done = operation(&registry, waiting.as_ref()).map_err(failed)?;
     println!("{}", done.change);
     match (done.seen_after, &resolver) {
         (Some(took), Some(resolver)) => println!(
@@ -227,18 +291,22 @@ fn change(
             resolver.config().server,
             took.as_secs_f64()
         ),
+        (None, Some(_)) => {}
         _ => println!("not waited for (--no-wait)"),
     }
-    if let Some(next) = done.next {
-        println!("{next}");
+    for line in done.next {
+        println!("{line}");
     }
-    Ok(())
+    Ok(0)
 }
 
-/// `show`: one line per record with its TTL, then the proof; a denial as one line.
-fn show(name: &str, dns: &DnsArgs) -> Result<(), String> {
-    let resolver = dns.resolver().map_err(|e| e.to_string())?;
-    let answer = wait::show(&resolver, name).map_err(|e| e.to_string())?;
+/// `show`: one line per record with its TTL, then the proof; a denial as one line. The exit
+/// status says whether the answer is proven secure.
+fn show(name: &str, dns: &DnsArgs) -> Result<u8, Failed> {
+    let name = DeviceName::parse(name).map_err(|e| (1, e.to_string()))?;
+    let resolver = dns.resolver().map_err(|e| (1, e.to_string()))?;
+    // No answer at all is a plain failure (1), not a change left unseen.
+    let answer = wait::show(&resolver, &fqdn(&name)).map_err(|e| (1, e.to_string()))?;
     match &answer.outcome {
         Outcome::Records(_) => {
             for record in answer.records().iter().filter_map(Tlsa::from_rdata) {
@@ -255,7 +323,10 @@ fn show(name: &str, dns: &DnsArgs) -> Result<(), String> {
         }
         _ => println!("{answer}"),
     }
-    Ok(())
+    Ok(match answer.proof {
+        Proof::Secure => 0,
+        _ => EXIT_NOT_SECURE,
+    })
 }
 
 /// `$XDG_STATE_HOME/iotsafe`, else `~/.local/state/iotsafe`, else the current directory.

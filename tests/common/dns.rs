@@ -192,7 +192,7 @@ impl TestDns {
     /// The trust anchor written to a file (for the command-line options).
     pub fn trust_anchor_file(&self) -> PathBuf {
         let path = self.dir.path().join("root.key");
-        fs::write(&path, self.trust_anchor()).expect("write trust anchor");
+        write_whole(&path, self.trust_anchor().as_bytes());
         path
     }
 
@@ -222,7 +222,7 @@ impl TestDns {
     /// The TSIG key written as `keymgr -t` prints it (knot's syntax, with its comment line).
     pub fn tsig_knot_file(&self) -> PathBuf {
         let path = self.dir.path().join("tsig-knot.conf");
-        fs::write(&path, &self.tsig_knot).expect("write TSIG key");
+        write_whole(&path, self.tsig_knot.as_bytes());
         path
     }
 
@@ -233,7 +233,7 @@ impl TestDns {
             "key \"{TSIG_KEY_NAME}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
             self.tsig_secret()
         );
-        fs::write(&path, text).expect("write TSIG key");
+        write_whole(&path, text.as_bytes());
         path
     }
 
@@ -619,4 +619,15 @@ fn run_ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes `bytes` to `path` aside then renames it into place, so that a process reading the
+/// file while it is written again (tests running the tool concurrently) sees it whole: a key
+/// file or trust anchor.
+fn write_whole(path: &Path, bytes: &[u8]) {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let aside = path.with_extension(format!("{}.{n}.new", std::process::id()));
+    fs::write(&aside, bytes).expect("write a file of the rig");
+    fs::rename(&aside, path).expect("rename a file of the rig into place");
 }

@@ -65,9 +65,13 @@ pub struct DnsProxy {
     rules: Rules,
     forged: Arc<AtomicUsize>,
     strip_signatures: Arc<AtomicBool>,
+    tcp_requests: Recorded,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
+
+/// Every request received over TCP, as sent (the bytes an on-path observer could replay).
+type Recorded = Arc<Mutex<Vec<Vec<u8>>>>;
 
 impl DnsProxy {
     /// Starts the proxy in front of the DNS server at `upstream`.
@@ -79,11 +83,13 @@ impl DnsProxy {
         let forged = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let strip_signatures = Arc::new(AtomicBool::new(false));
+        let tcp_requests = Recorded::default();
         let on_path = OnPath {
             upstream,
             rules: rules.clone(),
             forged: forged.clone(),
             strip_signatures: strip_signatures.clone(),
+            tcp_requests: tcp_requests.clone(),
         };
         let threads = vec![
             spawn_udp(udp, on_path.clone(), stop.clone()),
@@ -95,9 +101,15 @@ impl DnsProxy {
             rules,
             forged,
             strip_signatures,
+            tcp_requests,
             stop,
             threads,
         }
+    }
+
+    /// The requests received over TCP so far, in order, byte for byte.
+    pub fn tcp_requests(&self) -> Vec<Vec<u8>> {
+        lock(&self.tcp_requests).clone()
     }
 
     /// The address to give the resolver.
@@ -192,6 +204,7 @@ struct OnPath {
     forged: Arc<AtomicUsize>,
     /// Every response loses its RRSIG records (a resolver that does not pass DNSSEC on).
     strip_signatures: Arc<AtomicBool>,
+    tcp_requests: Recorded,
 }
 
 impl OnPath {
@@ -312,6 +325,7 @@ fn spawn_tcp(listener: TcpListener, on_path: OnPath, stop: Arc<AtomicBool>) -> J
 fn serve_tcp(mut client: TcpStream, on_path: &OnPath) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
     while let Some(query) = read_frame(&mut client) {
+        lock(&on_path.tcp_requests).push(query.clone());
         let Some(response) = tcp_exchange(on_path.upstream, &query) else {
             return;
         };
@@ -331,7 +345,8 @@ fn udp_exchange(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-fn tcp_exchange(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+/// One request sent as is over its own TCP connection to `upstream`; its response.
+pub fn tcp_exchange(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
     let mut server = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)).ok()?;
     server.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write_frame(&mut server, query).ok()?;

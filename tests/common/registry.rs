@@ -9,6 +9,18 @@ use super::dns::TestDns;
 /// `iotsafe registry COMMAND NAME` with the server, zone (the updatable zone NAME is in),
 /// resolver and trust anchor of `dns`, without a key (`--tsig-key`/`--tsig` are the caller's).
 pub fn command(dns: &TestDns, command: &str, name: &str) -> Command {
+    command_via(dns, command, name, dns.addr(), dns.addr())
+}
+
+/// As [`command`], with the update sent to `server` and the wait asking `resolver` (a proxy on
+/// the way, a caching resolver, nothing at all).
+pub fn command_via(
+    dns: &TestDns,
+    command: &str,
+    name: &str,
+    server: std::net::SocketAddr,
+    resolver: std::net::SocketAddr,
+) -> Command {
     let zone = if name.trim_end_matches('.').ends_with("example.test") {
         "example.test."
     } else {
@@ -16,8 +28,8 @@ pub fn command(dns: &TestDns, command: &str, name: &str) -> Command {
     };
     let mut cmd = Command::new(super::workspace_binary("iotsafe"));
     cmd.args(["registry", command, name])
-        .args(["--server", &dns.addr().to_string(), "--zone", zone])
-        .args(["--resolver", &dns.addr().to_string(), "--trust-anchor"])
+        .args(["--server", &server.to_string(), "--zone", zone])
+        .args(["--resolver", &resolver.to_string(), "--trust-anchor"])
         .arg(dns.trust_anchor_file());
     cmd
 }

@@ -18,7 +18,7 @@
 //! server applied it, and the error says so.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -43,13 +43,13 @@ impl From<RegistryError> for Failure {
     }
 }
 
-/// Sends `message` signed with `signer` to `server` and returns the response once its TSIG is
+/// Sends `message` signed with `signer` at time `now` (seconds since the epoch) to `server` and returns the response once its TSIG is
 /// verified. A response with an RCODE not in `accept` is [`Failure::Refused`], whether or not
 /// its TSIG verifies (an unsigned refusal is no less a refusal: nothing was changed either way).
 pub(crate) fn exchange(
     server: SocketAddr,
     message: Message,
-    signer: &TSigner,
+    signer: (&TSigner, u64),
     timeout: Duration,
     accept: &[ResponseCode],
 ) -> Result<Message, Failure> {
@@ -63,7 +63,7 @@ pub(crate) fn exchange(
 async fn send(
     server: SocketAddr,
     mut message: Message,
-    signer: &TSigner,
+    (signer, now): (&TSigner, u64),
     timeout: Duration,
     accept: &[ResponseCode],
 ) -> Result<Message, Failure> {
@@ -71,7 +71,7 @@ async fn send(
     let local = |why: String| RegistryError::Local(why);
     message.metadata.id = random_id();
     let mut verifier = message
-        .finalize(signer, unix_now())
+        .finalize(signer, now)
         .map_err(|e| local(format!("cannot sign the request: {e}")))?
         .ok_or_else(|| local("TSIG signing gave no response verifier".into()))?;
     let request = message
@@ -117,6 +117,8 @@ async fn send(
             .signature()
             .and_then(|tsig| tsig.data.error.as_ref())
             .map(|e| format!("{e:?}").to_uppercase());
+        // A BADTIME refusal verifies too: the server echoes our time signed in it (RFC 8945
+        // §5.2.3, its own time is in Other Data), so it falls within our window.
         return Err(Failure::Refused(rcode, tsig_error, verified.is_ok()));
     }
     verified.map_err(|e| bad(format!("its TSIG does not verify with our key: {e}")))?;
@@ -125,12 +127,6 @@ async fn send(
 
 fn secs(d: Duration) -> String {
     format!("{}", d.as_secs_f32())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn random_id() -> u16 {

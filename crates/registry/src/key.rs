@@ -16,8 +16,13 @@ use hickory_resolver::proto::rr::{Name, TSigner};
 const MAX_FILE_BYTES: u64 = 16 * 1024;
 /// Largest secret accepted, decoded (HMAC keys longer than the hash block are hashed anyway).
 const MAX_SECRET_BYTES: usize = 256;
-/// How far a request's time may be from the server's clock (RFC 8945 §10 recommends 300 s).
-const FUDGE_SECONDS: u16 = 300;
+/// How far a request's time may be from the server's clock. RFC 8945 §10 recommends 300 s;
+/// shorter here because the fudge is also how long a signed request stays acceptable to the
+/// server: a minute still allows for ordinary clock drift between NTP-synchronised machines,
+/// and bounds the window in which a request held back on the way could still be delivered (the
+/// SOA prerequisite of every change stops replays of requests that did arrive, see the crate
+/// documentation).
+pub const FUDGE_SECONDS: u16 = 60;
 
 /// A TSIG key: its name (as the server knows it), algorithm and secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -63,17 +68,14 @@ impl TsigKey {
             line,
             why,
         };
-        let size = std::fs::metadata(path)
-            .map_err(|e| err(None, format!("cannot read: {e}")))?
-            .len();
-        if size > MAX_FILE_BYTES {
-            return Err(err(
+        let bytes = crate::read_bounded(path, MAX_FILE_BYTES, false).map_err(|e| {
+            err(
                 None,
-                format!("{size} bytes, more than a key file's {MAX_FILE_BYTES}"),
-            ));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(None, format!("cannot read as text: {e}")))?;
+                format!("cannot read: {e} (a key file is at most {MAX_FILE_BYTES} bytes)"),
+            )
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| err(None, "cannot read as text: not UTF-8".into()))?;
         parse_text(&text).map_err(|(line, why)| err(line, why))
     }
 
@@ -103,9 +105,15 @@ impl FromStr for TsigKey {
         let [name, algorithm, secret] = fields[..] else {
             return Err(err("expected NAME:ALG:BASE64".into()));
         };
+        // The messages below never quote the field that may be the secret.
         if algorithm_of(name).is_ok() && algorithm_of(algorithm).is_err() {
             return Err(err(format!(
-                "expected NAME:ALG:BASE64, got the algorithm {name:?} first (write {algorithm}:{name}:...)"
+                "expected NAME:ALG:BASE64, got the algorithm {name:?} first (write NAME:{name}:BASE64)"
+            )));
+        }
+        if algorithm_of(algorithm).is_err() && algorithm_of(secret).is_ok() {
+            return Err(err(format!(
+                "expected NAME:ALG:BASE64, got the algorithm {secret:?} last (write NAME:{secret}:BASE64)"
             )));
         }
         key(name, algorithm, secret).map_err(err)
@@ -140,9 +148,43 @@ fn algorithm_of(text: &str) -> Result<TsigAlgorithm, String> {
         "hmac-md5" | "hmac-md5.sig-alg.reg.int" | "hmac-sha1" | "hmac-sha224" => Err(format!(
             "algorithm {text} is not supported: use hmac-sha256, hmac-sha384 or hmac-sha512"
         )),
+        _ if looks_like_a_secret(text) => Err(
+            "the algorithm field holds what looks like the secret (not shown): the forms are \
+             NAME:ALG:BASE64, `algorithm ALG; secret \"BASE64\";`, `algorithm: ALG` then \
+             `secret: BASE64`"
+                .into(),
+        ),
         _ => Err(format!(
-            "unknown algorithm {text:?} (hmac-sha256, hmac-sha384 or hmac-sha512)"
+            "unknown algorithm {:?} (hmac-sha256, hmac-sha384 or hmac-sha512)",
+            printable_prefix(text)
         )),
+    }
+}
+
+/// Whether `text` decodes as base64 of 16 bytes or more: a key, not a name or algorithm.
+fn looks_like_a_secret(text: &str) -> bool {
+    data_encoding::BASE64
+        .decode(text.as_bytes())
+        .is_ok_and(|bytes| bytes.len() >= 16)
+}
+
+/// At most the first 24 characters of `text`, for a message (an algorithm's or a field's
+/// name is short; whatever is longer is cut rather than echoed whole).
+fn printable_prefix(text: &str) -> String {
+    let cut: String = text.chars().take(24).collect();
+    if cut.len() < text.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
+/// A statement's name as an error may print it: only the known ones (an unknown word may be a
+/// secret written without its keyword).
+fn statement(field: &str) -> &str {
+    match field {
+        "algorithm" | "secret" => field,
+        _ => "the statement",
     }
 }
 
@@ -208,12 +250,21 @@ fn parse_knot(text: &str) -> Result<TsigKey, LineError> {
             .strip_prefix("- ")
             .unwrap_or(line)
             .split_once(':')
-            .ok_or_else(|| (Some(line_no), format!("{line:?}: expected `field: value`")))?;
+            // Not the line itself: it may be the secret without its colon.
+            .ok_or_else(|| (Some(line_no), "expected `field: value`".to_string()))?;
         let slot = match field.trim() {
             "id" => 0,
             "algorithm" => 1,
             "secret" => 2,
-            other => return Err((Some(line_no), format!("unknown field {other:?}"))),
+            other if looks_like_a_secret(other) => {
+                return Err((Some(line_no), "unknown field (not shown)".into()))
+            }
+            other => {
+                return Err((
+                    Some(line_no),
+                    format!("unknown field {:?}", printable_prefix(other)),
+                ))
+            }
         };
         if line.starts_with("- ") != (slot == 0) {
             return Err((
@@ -292,15 +343,32 @@ fn parse_bind(text: &str) -> Result<TsigKey, LineError> {
         };
         let value = match next("a value")? {
             (_, Token::Word(v) | Token::Quoted(v)) => v,
-            (l, _) => return Err((Some(l), format!("expected a value after `{field}`"))),
+            (l, _) => {
+                return Err((
+                    Some(l),
+                    format!("expected a value after {}", statement(&field)),
+                ))
+            }
         };
         if !matches!(next("`;`")?, (_, Token::Semicolon)) {
-            return Err((Some(line), format!("expected `;` after `{field} {value}`")));
+            // Never the value: it may be the secret.
+            return Err((
+                Some(line),
+                format!("expected `;` after {}", statement(&field)),
+            ));
         }
         let slot = match field.as_str() {
             "algorithm" => &mut algorithm,
             "secret" => &mut secret,
-            other => return Err((Some(line), format!("unknown statement {other:?}"))),
+            other => {
+                return Err((
+                    Some(line),
+                    format!(
+                        "unknown statement {:?} (algorithm or secret)",
+                        printable_prefix(statement(other))
+                    ),
+                ))
+            }
         };
         if slot.is_some() {
             return Err((Some(line), format!("`{field}` given twice")));

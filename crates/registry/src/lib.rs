@@ -5,7 +5,7 @@
 //! - [`key`]: TSIG key files (BIND's, knot's) and the inline form;
 //! - [`Registry`]: the updates, built with hickory's `update_message`, each with a prerequisite
 //!   so that a mistake (a name without records, a record that is not there) is refused by the
-//!   server instead of being a silent no-op;
+//!   server instead of being a silent no-op, and each one-shot (below);
 //! - [`wait`]: fresh look-ups through the project's validating resolver until the change is
 //!   seen secure;
 //! - [`rotation`]: what `rotate --finish` knows of when the new record became visible;
@@ -14,15 +14,41 @@
 //!
 //! The zone's primary signs what it is sent (knot's or BIND's automatic signing): the updates
 //! carry no signatures. Nothing here knows about cards or the provider.
+//!
+//! # Names
+//!
+//! A NAME is parsed once with the dane crate's [`DeviceName`] (letters, digits and `-`, no
+//! escapes, no wildcard `*`, underscore labels only in the DANCE owner forms), required to be of
+//! the `<id>._device.<domain>` form unless plain host names are allowed, and that parsed name is
+//! what is checked against the zone, sent, looked up, printed and written to rotation state. A
+//! wildcard owner (`*._device.ZONE`) would otherwise admit one key as every device without a
+//! record of its own, revoked ones included.
+//!
+//! # Replay
+//!
+//! TSIG protects a request's integrity, not its freshness: a server accepts a signed request
+//! again as long as its time is within the fudge, and DNS servers keep no replay cache. A
+//! recorded `publish` resent after a `revoke` would admit the revoked key again. So every
+//! change carries one more prerequisite: the zone's SOA exactly as read from the primary just
+//! before (value-dependent "RRset exists", RFC 2136 §2.4.2). Every applied change moves the
+//! serial, the replayed message's own first application included, so a replay is refused
+//! (NXRRSET) and changes nothing. When the serial moved because another operator's change
+//! landed in between, the change is retried with a fresh read, a bounded number of times with a
+//! random pause, so that concurrent operators all land. The fudge is also shrunk to
+//! [`key::FUDGE_SECONDS`], which bounds the one replay the SOA cannot stop: a request that was
+//! held back and never reached the server (the operator saw no answer) and is delivered
+//! later, before any other change to the zone.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use dane::name::{DeviceName, DomainName, OwnerForm};
 use dane::tlsa::Tlsa;
 use hickory_resolver::proto::op::update_message::{self, UpdateMessage};
 use hickory_resolver::proto::op::{Message, Query, ResponseCode};
 use hickory_resolver::proto::rr::rdata::tlsa::TLSA;
+use hickory_resolver::proto::rr::rdata::SOA;
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
 
 mod exchange;
@@ -37,18 +63,23 @@ pub use key::{KeyError, TsigKey};
 /// Most records one name may hold in an answer from the primary (a device has one, two during
 /// a rotation; a few more are an operator's business, hundreds a mistake or an attack).
 const MAX_RECORDS_PER_NAME: usize = 64;
+/// Most attempts at one change while other changes keep moving the zone's serial (each
+/// attempt that fails so lets another operator's change land: 50 operators at once finish).
+const MAX_ATTEMPTS: u32 = 64;
 
 /// Why a registry operation did not happen, or did not finish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistryError {
-    /// The server answered with an error RCODE: nothing was changed.
+    /// The server answered with an error RCODE: nothing was changed, if the refusal is signed
+    /// with our key (or is a BADSIG/BADKEY refusal, which cannot be).
     Refused {
         server: SocketAddr,
         /// The RCODE's mnemonic (`NOTAUTH`, `NXRRSET`, ...).
         rcode: String,
         /// The TSIG error of the response (`BADSIG`, `BADKEY`, `BADTIME`), when it has one.
         tsig_error: Option<String>,
-        /// Whether the refusal was signed with our key (a refusal to a wrong key cannot be).
+        /// Whether the refusal's TSIG verifies with our key (a refusal to a wrong key cannot be
+        /// signed; a BADTIME refusal is).
         signed: bool,
     },
     /// No answer at all: whether anything changed is unknown (it did not, if the server was
@@ -62,6 +93,8 @@ pub enum RegistryError {
     NotSeen(String),
     /// `rotate --finish` refused, or a rotation's state file unusable.
     Rotation(String),
+    /// The zone kept changing under the update (other operators' updates); nothing changed.
+    Busy(String),
     /// A local failure (runtime, file system).
     Local(String),
 }
@@ -80,10 +113,19 @@ impl fmt::Display for RegistryError {
                     write!(f, " (TSIG error {tsig})")?;
                 }
                 write!(f, ": {}", rcode_meaning(rcode, tsig_error.as_deref()))?;
-                if !signed {
-                    f.write_str("; the refusal was not signed with our key")?;
+                match (signed, tsig_error.as_deref()) {
+                    (true, _) => f.write_str("; nothing was changed"),
+                    // A server cannot sign a refusal for a key it lacks or cannot verify with.
+                    (false, Some("BADSIG" | "BADKEY")) => f.write_str(
+                        "; the refusal was not signed with our key (it cannot be); nothing was \
+                         changed",
+                    ),
+                    // Anyone on the path could have sent this after the server applied it.
+                    (false, _) => f.write_str(
+                        "; the refusal was not signed with our key: whether the server applied \
+                         the request is unverified (see `iotsafe registry show`)",
+                    ),
                 }
-                f.write_str("; nothing was changed")
             }
             RegistryError::NoAnswer { server, why } => {
                 write!(f, "no answer from the DNS server {server}: {why}")
@@ -94,6 +136,7 @@ impl fmt::Display for RegistryError {
             RegistryError::Input(why)
             | RegistryError::NotSeen(why)
             | RegistryError::Rotation(why)
+            | RegistryError::Busy(why)
             | RegistryError::Local(why) => f.write_str(why),
         }
     }
@@ -155,6 +198,8 @@ pub struct Registry {
     zone: Name,
     key: TsigKey,
     timeout: Duration,
+    /// Seconds since the epoch that requests are signed with (the system clock).
+    clock: fn() -> u64,
 }
 
 impl Registry {
@@ -168,10 +213,17 @@ impl Registry {
     ) -> Result<Registry, RegistryError> {
         Ok(Registry {
             server,
-            zone: fqdn_name(zone)?,
+            zone: zone_name(zone)?,
             key,
             timeout,
+            clock: rotation::unix_now,
         })
+    }
+
+    /// Signs requests with the time `clock` gives instead of the system's (a machine whose
+    /// clock differs from the server's, as a test makes one).
+    pub fn with_clock(self, clock: fn() -> u64) -> Registry {
+        Registry { clock, ..self }
     }
 
     pub fn server(&self) -> SocketAddr {
@@ -180,7 +232,7 @@ impl Registry {
 
     /// The TLSA records at `name` as the primary serves them (a signed query: the answer
     /// comes from the server holding our key, unchanged on the way).
-    pub fn records_at(&self, name: &str) -> Result<RecordsAt, RegistryError> {
+    pub fn records_at(&self, name: &DeviceName) -> Result<RecordsAt, RegistryError> {
         let owner = self.owner(name)?;
         let mut query = Message::query();
         query.add_query(Query::query(owner.clone(), RecordType::TLSA));
@@ -208,22 +260,54 @@ impl Registry {
         })
     }
 
+    /// The zone's SOA as the primary serves it now (a signed query, like [`Self::records_at`]).
+    pub fn zone_soa(&self) -> Result<ZoneSoa, RegistryError> {
+        let mut query = Message::query();
+        query.add_query(Query::query(self.zone.clone(), RecordType::SOA));
+        let response = self.send(query, &[ResponseCode::NoError])?;
+        response
+            .answers
+            .iter()
+            .find(|r| r.name == self.zone && r.record_type() == RecordType::SOA)
+            .and_then(|r| match &r.data {
+                RData::SOA(soa) => Some(ZoneSoa {
+                    soa: soa.clone(),
+                    ttl: r.ttl,
+                }),
+                _ => None,
+            })
+            .ok_or_else(|| RegistryError::BadResponse {
+                server: self.server,
+                why: format!("no SOA for the zone {} in its answer", self.zone),
+            })
+    }
+
     /// Adds `record` to the TLSA RRset at `name` (created if there is none); adding a record
     /// that is there already changes nothing (RFC 2136 §3.4.2.2).
-    pub fn publish(&self, name: &str, record: &Tlsa, ttl: u32) -> Result<(), RegistryError> {
-        self.update(self.publish_message(name, record, ttl, false)?)
+    pub fn publish(
+        &self,
+        name: &DeviceName,
+        record: &Tlsa,
+        ttl: u32,
+    ) -> Result<Applied, RegistryError> {
+        self.update(|| self.publish_message(name, record, ttl, false))
     }
 
     /// Adds `record` beside the existing records at `name`, which must exist (the first step of
     /// a rollover, RFC 7671 §8.1).
-    pub fn publish_beside(&self, name: &str, record: &Tlsa, ttl: u32) -> Result<(), RegistryError> {
-        self.update(self.publish_message(name, record, ttl, true)?)
+    pub fn publish_beside(
+        &self,
+        name: &DeviceName,
+        record: &Tlsa,
+        ttl: u32,
+    ) -> Result<Applied, RegistryError> {
+        self.update(|| self.publish_message(name, record, ttl, true))
     }
 
     /// Deletes the whole TLSA RRset at `name`, on the prerequisite that it exists (so that a
     /// mistyped name is refused by the server, NXRRSET, rather than deleting nothing).
-    pub fn revoke_all(&self, name: &str) -> Result<(), RegistryError> {
-        self.update(self.revoke_all_message(name)?)
+    pub fn revoke_all(&self, name: &DeviceName) -> Result<Applied, RegistryError> {
+        self.update(|| self.revoke_all_message(name))
     }
 
     /// Deletes exactly `remove` from the RRset at `name`, on the prerequisite that the RRset
@@ -232,16 +316,16 @@ impl Registry {
     /// `current` asks only that some RRset exists, which the server then refuses.
     pub fn remove_records(
         &self,
-        name: &str,
+        name: &DeviceName,
         current: &RecordsAt,
         remove: &[Tlsa],
-    ) -> Result<(), RegistryError> {
-        self.update(self.remove_records_message(name, current, remove)?)
+    ) -> Result<Applied, RegistryError> {
+        self.update(|| self.remove_records_message(name, current, remove))
     }
 
     fn publish_message(
         &self,
-        name: &str,
+        name: &DeviceName,
         record: &Tlsa,
         ttl: u32,
         must_exist: bool,
@@ -255,7 +339,7 @@ impl Registry {
         ))
     }
 
-    fn revoke_all_message(&self, name: &str) -> Result<Message, RegistryError> {
+    fn revoke_all_message(&self, name: &DeviceName) -> Result<Message, RegistryError> {
         let owner = self.owner(name)?;
         let mut message = update_message::delete_rrset(
             Record::update0(owner.clone(), 0, RecordType::TLSA),
@@ -268,7 +352,7 @@ impl Registry {
 
     fn remove_records_message(
         &self,
-        name: &str,
+        name: &DeviceName,
         current: &RecordsAt,
         remove: &[Tlsa],
     ) -> Result<Message, RegistryError> {
@@ -285,13 +369,40 @@ impl Registry {
         Ok(message)
     }
 
-    fn update(&self, message: Message) -> Result<(), RegistryError> {
-        self.send(message, &[ResponseCode::NoError]).map(drop)
+    /// Sends the update `build` makes, one-shot: with the prerequisite that the zone's SOA is
+    /// still the one read just before. A refusal (NXRRSET) after which the serial has moved
+    /// was another change landing first: read again, pause a random moment, retry (bounded).
+    /// A refusal with the serial unmoved is the update's own prerequisite failing: reported.
+    fn update(
+        &self,
+        build: impl Fn() -> Result<Message, RegistryError>,
+    ) -> Result<Applied, RegistryError> {
+        let mut soa = self.zone_soa()?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut message = build()?;
+            message.add_pre_requisite(soa.prerequisite(&self.zone));
+            let refused = match self.send(message, &[ResponseCode::NoError]) {
+                Ok(_) => return Ok(Applied { before: soa }),
+                Err(refused @ RegistryError::Refused { .. }) if is_nxrrset(&refused) => refused,
+                Err(e) => return Err(e),
+            };
+            let now = self.zone_soa()?;
+            if now.soa == soa.soa {
+                return Err(refused);
+            }
+            soa = now;
+            std::thread::sleep(retry_pause(attempt));
+        }
+        Err(RegistryError::Busy(format!(
+            "the zone {} on {} changed before each of {MAX_ATTEMPTS} attempts (other updates \
+             keep landing first); nothing was changed",
+            self.zone, self.server
+        )))
     }
 
     /// `name` as an absolute name inside the zone, or why not.
-    fn owner(&self, name: &str) -> Result<Name, RegistryError> {
-        let owner = fqdn_name(name)?;
+    fn owner(&self, name: &DeviceName) -> Result<Name, RegistryError> {
+        let owner = name.dns_name().clone();
         if !self.zone.zone_of(&owner) {
             return Err(RegistryError::Input(format!(
                 "{owner} is not in the zone {} (--zone)",
@@ -301,7 +412,12 @@ impl Registry {
         Ok(owner)
     }
 
-    fn rrset(&self, name: &str, ttl: u32, records: &[Tlsa]) -> Result<RecordSet, RegistryError> {
+    fn rrset(
+        &self,
+        name: &DeviceName,
+        ttl: u32,
+        records: &[Tlsa],
+    ) -> Result<RecordSet, RegistryError> {
         let owner = self.owner(name)?;
         let mut rrset = RecordSet::with_ttl(owner, RecordType::TLSA, ttl);
         for record in records {
@@ -319,7 +435,7 @@ impl Registry {
         exchange::exchange(
             self.server,
             message,
-            &self.key.signer(),
+            (&self.key.signer(), (self.clock)()),
             self.timeout,
             accept,
         )
@@ -342,12 +458,117 @@ fn rrset_exists(owner: Name) -> Record {
     record
 }
 
-/// `text` as an absolute domain name.
-pub fn fqdn_name(text: &str) -> Result<Name, RegistryError> {
-    let mut name = Name::from_ascii(text)
-        .map_err(|e| RegistryError::Input(format!("{text:?} is not a domain name: {e}")))?;
+/// Whether `e` is the server's NXRRSET (a prerequisite "RRset exists" that does not hold).
+fn is_nxrrset(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Refused { rcode, .. } if rcode == "NXRRSET")
+}
+
+/// A random pause before attempt `attempt + 1`, growing with the attempts (up to 0.2 s), so
+/// that operators who collided do not collide again in step.
+fn retry_pause(attempt: u32) -> Duration {
+    let mut byte = [0u8; 1];
+    // A fixed pause if the generator fails: still bounded, only less spread.
+    let _ = openssl::rand::rand_bytes(&mut byte);
+    let ceiling_ms = 20 * u64::from(attempt.min(10));
+    Duration::from_millis(5 + u64::from(byte[0]) * ceiling_ms / 255)
+}
+
+/// The zone's SOA as read from the primary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneSoa {
+    pub soa: SOA,
+    /// The SOA record's TTL.
+    pub ttl: u32,
+}
+
+impl ZoneSoa {
+    pub fn serial(&self) -> u32 {
+        self.soa.serial
+    }
+
+    /// How long a resolver may cache a denial from this zone (RFC 2308 §5: the smaller of the
+    /// SOA's TTL and its MINIMUM).
+    pub fn negative_ttl(&self) -> u32 {
+        self.ttl.min(self.soa.minimum)
+    }
+
+    /// The prerequisite "the zone's SOA is exactly this" (value-dependent RRset exists: class
+    /// IN, TTL 0, RFC 2136 §2.4.2).
+    fn prerequisite(&self, zone: &Name) -> Record {
+        let mut record = Record::from_rdata(zone.clone(), 0, RData::SOA(self.soa.clone()));
+        record.dns_class = DNSClass::IN;
+        record
+    }
+}
+
+/// An update the primary applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// The zone's SOA it was applied on top of (the change made the serial move past it).
+    pub before: ZoneSoa,
+}
+
+/// The zone's apex (`--zone`) with host-name syntax (no escapes, no wildcard), absolute.
+fn zone_name(text: &str) -> Result<Name, RegistryError> {
+    let zone = DomainName::parse(text).map_err(|e| RegistryError::Input(format!("--zone: {e}")))?;
+    let mut name = Name::from_ascii(zone.to_string())
+        .map_err(|e| RegistryError::Input(format!("--zone {zone}: {e}")))?;
     name.set_fqdn(true);
-    Ok(name.to_lowercase())
+    Ok(name)
+}
+
+/// NAME as an operator gives it, parsed once (see "Names" above): `<id>._device.<domain>`, or
+/// with `plain` also a plain host name; never a wildcard, an escape or a `_<service>` form.
+pub fn device_name(text: &str, plain: bool) -> Result<DeviceName, RegistryError> {
+    let name = DeviceName::parse(text)
+        .map_err(|e| RegistryError::Input(format!("{e}; nothing was sent")))?;
+    match name.form() {
+        OwnerForm::Device => Ok(name),
+        OwnerForm::Plain if plain => Ok(name),
+        OwnerForm::Plain => Err(RegistryError::Input(format!(
+            "'{name}' is not a device name of the form <id>._device.<domain> (add \
+             --plain-name for a plain host name); nothing was sent"
+        ))),
+        OwnerForm::Service => Err(RegistryError::Input(format!(
+            "'{name}' is a _<service> owner name, not a device name of the form \
+             <id>._device.<domain>; nothing was sent"
+        ))),
+    }
+}
+
+/// The bytes of the regular file at `path`, at most `max` of them, read without trusting its
+/// metadata: a device (`/dev/zero`), a FIFO or a directory is refused at once, and a file
+/// longer than `max` (or growing while read) is refused after `max + 1` bytes. The last path
+/// component is not followed if it is a symbolic link only when `no_follow`.
+pub(crate) fn read_bounded(
+    path: &std::path::Path,
+    max: u64,
+    no_follow: bool,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Not blocking on a FIFO without a writer: it is refused below anyway.
+    let mut flags = libc::O_NONBLOCK;
+    if no_follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = options.custom_flags(flags).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!("more than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// A parsed name in presentation form, absolute (what is printed and written to state).
+pub fn fqdn(name: &DeviceName) -> String {
+    format!("{name}.")
 }
 
 #[cfg(test)]

@@ -64,16 +64,8 @@ fn of_key<T: openssl::pkey::HasPublic>(path: &Path, key: &PKey<T>) -> Result<Tls
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, RegistryError> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| input(path, &format!("cannot read: {e}")))?
-        .len();
-    if size > MAX_PEM_BYTES {
-        return Err(input(
-            path,
-            &format!("{size} bytes, more than {MAX_PEM_BYTES}"),
-        ));
-    }
-    std::fs::read(path).map_err(|e| input(path, &format!("cannot read: {e}")))
+    crate::read_bounded(path, MAX_PEM_BYTES, false)
+        .map_err(|e| input(path, &format!("cannot read: {e}")))
 }
 
 fn input(path: &Path, why: &str) -> RegistryError {

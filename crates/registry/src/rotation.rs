@@ -3,102 +3,173 @@
 //! one has been visible for the RRset's TTL: until then a resolver may still hold the old set,
 //! without the new record, and would refuse the device's new key.
 //!
-//! `rotate --new` writes this down in a small state file once the change is seen: with the
-//! wait (the default), the moment a fresh look-up through the validating resolver saw the new
-//! record secure; with `--no-wait`, the moment the primary acknowledged the update (the
-//! earliest a cache could have fetched the new set: secondaries may take longer, which only
-//! the wait observes). `rotate --finish` reads it, refuses before one TTL has passed, and
-//! removes the file when done.
+//! `rotate --new` first claims the state file (created exclusively, so that two rotations of
+//! one name at once cannot both publish), and writes the state as soon as the primary
+//! acknowledges the new record, before any wait: a wait that times out or is interrupted
+//! leaves a rotation that `--finish` can complete. The state holds the old records seen then:
+//! `--finish` removes exactly those, and leaves records that appeared since (another key, a CA
+//! pin) alone.
+//!
+//! The clock for `--finish` starts at the acknowledgement. A resolver that fetches the set
+//! from the primary after that moment gets it with the new record; one that fetched before
+//! holds the old set for at most its TTL. So one TTL after the acknowledgement no cache fed by
+//! the primary can still hold a set without the new record. The wait's sighting is no better
+//! clock: it is when one resolver's cache, not the zone, changed (see `wait`), and it is
+//! missing exactly when the wait failed. Secondaries that take the change later by zone
+//! transfer (seconds, NOTIFY then IXFR) add their delay; a zone served by slow secondaries
+//! should wait that much longer than the printed time.
+//!
+//! The state directory is created private (0700); files are written under a unique name
+//! created exclusively and without following symbolic links, mode 0600, then renamed into
+//! place, so a link planted in a shared directory is never written through.
 
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use dane::name::DeviceName;
 use dane::tlsa::Tlsa;
 
 use crate::RegistryError;
 
-/// Largest state file read (a few lines).
-const MAX_STATE_BYTES: u64 = 4096;
+/// Largest state file read (a few lines, one per old record).
+const MAX_STATE_BYTES: u64 = 16 * 1024;
 
-/// How the moment of visibility was known.
+/// How the new record was known to be there when the state was last written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Seen {
     /// A fresh validated look-up saw the new record secure.
     Secure,
-    /// The primary acknowledged the update (`--no-wait`).
+    /// The primary acknowledged the update (not waited for, or the wait did not see it).
     Acknowledged,
 }
 
 /// A rollover in progress at one name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rotation {
-    /// The device's name, absolute, lower case.
+    /// The device's name, absolute, as parsed.
     pub name: String,
     /// The record published beside the old ones.
     pub new: Tlsa,
+    /// The records at the name when the new one was published: what `--finish` removes.
+    pub old: Vec<Tlsa>,
     /// How long caches may hold the old set: the larger of the old and the new TTL.
     pub ttl: u32,
-    /// Seconds since the epoch when the new record became visible.
+    /// Seconds since the epoch when the primary acknowledged the new record.
     pub visible_since: u64,
     pub seen: Seen,
 }
 
-impl Rotation {
-    /// The state file of `name`'s rotation in `dir`.
-    pub fn path(dir: &Path, name: &str) -> Result<PathBuf, RegistryError> {
-        let name = crate::fqdn_name(name)?.to_string();
-        let safe = name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !safe {
-            return Err(RegistryError::Input(format!(
-                "{name}: only letters, digits, '.', '_' and '-' are supported in rotated names"
-            )));
-        }
-        Ok(dir.join(format!("rotate-{}state", name)))
+/// The claim on a name's state file taken before `rotate --new` sends anything; released
+/// (the file removed) when dropped unless the state was written.
+pub struct Claim {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Claim {
+    /// Writes `rotation` over the claimed file; from then on the file stays.
+    pub fn write(&mut self, rotation: &Rotation) -> Result<(), RegistryError> {
+        write_private(&self.path, &rotation.to_text())?;
+        self.kept = true;
+        Ok(())
     }
 
-    /// Writes the state (replacing a previous one whole: written aside, then renamed).
-    pub fn save(&self, dir: &Path) -> Result<PathBuf, RegistryError> {
-        let path = Self::path(dir, &self.name)?;
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Rotation {
+    /// The state file of `name`'s rotation in `dir` (the parsed name needs no escaping: letters,
+    /// digits, `-`, `_` and dots only).
+    pub fn path(dir: &Path, name: &DeviceName) -> PathBuf {
+        dir.join(format!("rotate-{name}.state"))
+    }
+
+    /// Takes the state file of `name` for a new rotation: refused, naming it, when a rotation
+    /// is in progress (or a file is in the way).
+    pub fn claim(dir: &Path, name: &DeviceName) -> Result<Claim, RegistryError> {
+        let path = Self::path(dir, name);
         let local = |e: std::io::Error| {
             RegistryError::Local(format!("rotation state {}: {e}", path.display()))
         };
-        std::fs::create_dir_all(dir).map_err(local)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(local)?;
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc_o_nofollow())
+            .open(&path)
+        {
+            Ok(_) => Ok(Claim { path, kept: false }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let what = match Self::load(dir, name) {
+                    Ok(running) => format!("to {}", running.new),
+                    Err(_) => "(its state is being written, or was left unreadable)".into(),
+                };
+                Err(RegistryError::Rotation(format!(
+                    "a rotation of {name}. {what} is in progress (state {}): finish it first \
+                     (`rotate {name}. --finish`); nothing was sent",
+                    path.display()
+                )))
+            }
+            Err(e) => Err(local(e)),
+        }
+    }
+
+    /// Writes the state of a rotation in progress (replacing the previous one whole).
+    pub fn save(&self, dir: &Path, name: &DeviceName) -> Result<PathBuf, RegistryError> {
+        let path = Self::path(dir, name);
+        write_private(&path, &self.to_text())?;
+        Ok(path)
+    }
+
+    fn to_text(&self) -> String {
         let seen = match self.seen {
             Seen::Secure => "secure",
             Seen::Acknowledged => "acknowledged",
         };
-        let text = format!(
+        let mut text = format!(
             "name {}\nnew {}\nttl {}\nvisible-since {}\nseen {seen}\n",
             self.name, self.new, self.ttl, self.visible_since
         );
-        let aside = path.with_extension("state.new");
-        std::fs::write(&aside, text).map_err(local)?;
-        std::fs::rename(&aside, &path).map_err(local)?;
-        Ok(path)
+        for old in &self.old {
+            text += &format!("old {old}\n");
+        }
+        text
     }
 
     /// Reads the state of `name`'s rotation; an error naming the file when there is none or it
     /// cannot be read.
-    pub fn load(dir: &Path, name: &str) -> Result<Rotation, RegistryError> {
-        let path = Self::path(dir, name)?;
+    pub fn load(dir: &Path, name: &DeviceName) -> Result<Rotation, RegistryError> {
+        let path = Self::path(dir, name);
         let bad = |why: String| RegistryError::Rotation(format!("{}: {why}", path.display()));
-        let size = match std::fs::metadata(&path) {
-            Ok(m) => m.len(),
+        let text = match read_bounded(&path) {
+            Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(RegistryError::Rotation(format!(
-                    "no rotation of {name} in progress ({} does not exist): run \
-                     `rotate {name} --new FILE` first",
+                    "no rotation of {name}. in progress ({} does not exist): run \
+                     `rotate {name}. --new FILE` first",
                     path.display()
                 )))
             }
             Err(e) => return Err(bad(e.to_string())),
         };
-        if size > MAX_STATE_BYTES {
-            return Err(bad(format!("{size} bytes, not a rotation state")));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
         let field = |key: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
@@ -109,11 +180,17 @@ impl Rotation {
                 .parse()
                 .map_err(|_| bad(format!("`{key}` is not a number")))
         };
+        let old = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("old "))
+            .map(|r| r.parse().map_err(|e| bad(format!("`old`: {e}"))))
+            .collect::<Result<Vec<Tlsa>, _>>()?;
         let rotation = Rotation {
             name: field("name")?.to_string(),
             new: field("new")?
                 .parse()
                 .map_err(|e| bad(format!("`new`: {e}")))?,
+            old,
             ttl: u32::try_from(number("ttl")?).map_err(|_| bad("`ttl` too large".into()))?,
             visible_since: number("visible-since")?,
             seen: match field("seen")? {
@@ -122,15 +199,15 @@ impl Rotation {
                 other => return Err(bad(format!("`seen {other}` is unknown"))),
             },
         };
-        if rotation.name != crate::fqdn_name(name)?.to_string() {
+        if rotation.name != crate::fqdn(name) {
             return Err(bad(format!("it is the rotation of {}", rotation.name)));
         }
         Ok(rotation)
     }
 
     /// Removes the state file (the rotation is finished).
-    pub fn remove(dir: &Path, name: &str) -> Result<(), RegistryError> {
-        let path = Self::path(dir, name)?;
+    pub fn remove(dir: &Path, name: &DeviceName) -> Result<(), RegistryError> {
+        let path = Self::path(dir, name);
         std::fs::remove_file(&path)
             .map_err(|e| RegistryError::Local(format!("{}: {e}", path.display())))
     }
@@ -144,11 +221,11 @@ impl Rotation {
     /// Ok when the new record has been visible for one TTL at `now`, else why not.
     pub fn may_finish(&self, now: u64) -> Result<(), RegistryError> {
         let left = self.wait_left(now);
-        if left.is_zero() {
+        if left.is_zero() && now >= self.visible_since {
             return Ok(());
         }
         let how = match self.seen {
-            Seen::Secure => "seen secure",
+            Seen::Secure => "acknowledged by the primary (and seen secure)",
             Seen::Acknowledged => "acknowledged by the primary",
         };
         Err(RegistryError::Rotation(format!(
@@ -162,6 +239,48 @@ impl Rotation {
     }
 }
 
+/// `O_NOFOLLOW`: the last component of a path opened is never a symbolic link.
+fn libc_o_nofollow() -> i32 {
+    libc::O_NOFOLLOW
+}
+
+/// Writes `text` to `path` whole: into a new file of a unique name beside it (created
+/// exclusively, mode 0600, never through a link), then renamed over `path`.
+fn write_private(path: &Path, text: &str) -> Result<(), RegistryError> {
+    let local =
+        |e: std::io::Error| RegistryError::Local(format!("rotation state {}: {e}", path.display()));
+    let mut unique = [0u8; 8];
+    openssl::rand::rand_bytes(&mut unique)
+        .map_err(|e| RegistryError::Local(format!("no random name for the state file: {e}")))?;
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let aside = path.with_file_name(format!(
+        ".{file_name}.{}.{}",
+        std::process::id(),
+        u64::from_ne_bytes(unique)
+    ));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_o_nofollow())
+        .open(&aside)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&aside, path)) {
+        let _ = std::fs::remove_file(&aside);
+        return Err(local(e));
+    }
+    Ok(())
+}
+
+/// The text of the state file: a regular file of at most [`MAX_STATE_BYTES`], not a link.
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    let bytes = crate::read_bounded(path, MAX_STATE_BYTES, true)?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not text"))
+}
+
 /// Seconds since the epoch now.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -173,12 +292,24 @@ pub fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
+    fn name() -> DeviceName {
+        DeviceName::parse("sensor7._device.iotregistry.test").unwrap()
+    }
+
+    fn tlsa(byte: u8) -> Tlsa {
+        Tlsa {
+            usage: 3,
+            selector: 1,
+            mtype: 1,
+            data: vec![byte; 32],
+        }
+    }
+
     fn rotation() -> Rotation {
         Rotation {
             name: "sensor7._device.iotregistry.test.".into(),
-            new: "3 1 1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-                .parse()
-                .unwrap(),
+            new: tlsa(1),
+            old: vec![tlsa(2), tlsa(3)],
             ttl: 300,
             visible_since: 1_000_000,
             seen: Seen::Secure,
@@ -192,22 +323,91 @@ mod tests {
         assert!(err.contains("try again in 1 s"), "{err}");
         assert!(r.may_finish(1_000_300).is_ok());
         assert!(r.may_finish(900_000).is_err(), "a clock set back refuses");
+        let zero = Rotation { ttl: 0, ..r };
+        assert!(
+            zero.may_finish(999_999).is_err(),
+            "before the acknowledgement"
+        );
     }
 
     #[test]
-    fn state_round_trips_and_is_checked() {
+    fn state_round_trips_with_the_old_records_and_is_checked() {
         let dir = tempfile::tempdir().unwrap();
         let r = rotation();
-        let path = r.save(dir.path()).unwrap();
-        assert_eq!(
-            Rotation::load(dir.path(), "sensor7._device.iotregistry.test").unwrap(),
-            r
-        );
+        let path = r.save(dir.path(), &name()).unwrap();
+        assert_eq!(Rotation::load(dir.path(), &name()).unwrap(), r);
         std::fs::write(&path, "name sensor7._device.iotregistry.test.\nttl x\n").unwrap();
-        let err = Rotation::load(dir.path(), "sensor7._device.iotregistry.test.").unwrap_err();
+        let err = Rotation::load(dir.path(), &name()).unwrap_err();
         assert!(err.to_string().contains("no `new` line"), "{err}");
-        Rotation::remove(dir.path(), "sensor7._device.iotregistry.test.").unwrap();
-        let err = Rotation::load(dir.path(), "sensor7._device.iotregistry.test.").unwrap_err();
+        Rotation::remove(dir.path(), &name()).unwrap();
+        let err = Rotation::load(dir.path(), &name()).unwrap_err();
         assert!(err.to_string().contains("no rotation of"), "{err}");
+    }
+
+    /// The name in the file is the parsed one, whatever case the operator typed: `--finish`
+    /// with another spelling of the same name finds and accepts it.
+    #[test]
+    fn state_is_written_and_found_under_the_parsed_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let typed = DeviceName::parse("Sensor7._DEVICE.IoTRegistry.test.").unwrap();
+        let mut claim = Rotation::claim(dir.path(), &typed).unwrap();
+        let r = Rotation {
+            name: crate::fqdn(&typed),
+            ..rotation()
+        };
+        claim.write(&r).unwrap();
+        drop(claim);
+        assert_eq!(Rotation::load(dir.path(), &name()).unwrap(), r);
+    }
+
+    /// One claim per name: a second is refused naming the rotation in progress; a claim that
+    /// was never written is released when dropped (the update was refused).
+    #[test]
+    fn a_name_is_claimed_once_and_an_unused_claim_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let claim = Rotation::claim(&state, &name()).unwrap();
+        let err = Rotation::claim(&state, &name()).err().unwrap().to_string();
+        assert!(err.contains("is in progress"), "{err}");
+        drop(claim);
+        assert!(!Rotation::path(&state, &name()).exists());
+
+        let mut claim = Rotation::claim(&state, &name()).unwrap();
+        claim.write(&rotation()).unwrap();
+        drop(claim);
+        let err = Rotation::claim(&state, &name()).err().unwrap().to_string();
+        assert!(
+            err.contains("is in progress") && err.contains(&tlsa(1).to_string()),
+            "{err}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&Rotation::path(&state, &name())), 0o600);
+    }
+
+    /// A symbolic link planted where the state goes is neither written through nor followed.
+    #[test]
+    fn a_planted_link_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        std::os::unix::fs::symlink(&target, Rotation::path(dir.path(), &name())).unwrap();
+        assert!(Rotation::claim(dir.path(), &name()).is_err());
+        assert!(Rotation::load(dir.path(), &name()).is_err());
+        rotation().save(dir.path(), &name()).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        assert_eq!(
+            Rotation::load(dir.path(), &name()).unwrap(),
+            rotation(),
+            "the link itself was replaced"
+        );
+    }
+
+    /// A state path that is a device is refused at once, not read without end.
+    #[test]
+    fn a_state_that_is_not_a_regular_file_is_refused() {
+        let err = read_bounded(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

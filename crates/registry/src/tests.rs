@@ -23,7 +23,9 @@ fn tlsa(byte: u8) -> Tlsa {
     }
 }
 
-const NAME: &str = "d._device.iotregistry.test";
+fn name() -> DeviceName {
+    device_name("d._device.iotregistry.test", false).unwrap()
+}
 
 /// RFC 2136 puts the prerequisites in the answer section and the updates in the authority one.
 fn sections(message: &Message) -> (&[Record], &[Record]) {
@@ -33,7 +35,7 @@ fn sections(message: &Message) -> (&[Record], &[Record]) {
 #[test]
 fn publish_adds_in_class_in_with_no_prerequisite_and_beside_requires_the_set() {
     let r = registry();
-    let message = r.publish_message(NAME, &tlsa(1), 120, false).unwrap();
+    let message = r.publish_message(&name(), &tlsa(1), 120, false).unwrap();
     let (pre, updates) = sections(&message);
     assert!(pre.is_empty());
     assert_eq!(updates.len(), 1);
@@ -42,7 +44,7 @@ fn publish_adds_in_class_in_with_no_prerequisite_and_beside_requires_the_set() {
     assert_eq!(Tlsa::from_rdata(&updates[0].data), Some(tlsa(1)));
     assert_eq!(message.queries[0].name().to_string(), "iotregistry.test.");
 
-    let message = r.publish_message(NAME, &tlsa(1), 120, true).unwrap();
+    let message = r.publish_message(&name(), &tlsa(1), 120, true).unwrap();
     let (pre, _) = sections(&message);
     assert_eq!(pre.len(), 1);
     assert_eq!(
@@ -55,7 +57,7 @@ fn publish_adds_in_class_in_with_no_prerequisite_and_beside_requires_the_set() {
 
 #[test]
 fn revoking_the_set_requires_it_to_exist() {
-    let message = registry().revoke_all_message(NAME).unwrap();
+    let message = registry().revoke_all_message(&name()).unwrap();
     let (pre, updates) = sections(&message);
     assert_eq!(pre.len(), 1);
     assert_eq!(pre[0].dns_class, DNSClass::ANY);
@@ -73,7 +75,7 @@ fn removing_records_requires_the_set_as_it_was_seen() {
         ttl: 300,
     };
     let message = r
-        .remove_records_message(NAME, &current, &[tlsa(1)])
+        .remove_records_message(&name(), &current, &[tlsa(1)])
         .unwrap();
     let (pre, updates) = sections(&message);
     assert_eq!(pre.len(), 2, "the whole set, value-dependent");
@@ -88,7 +90,9 @@ fn removing_records_requires_the_set_as_it_was_seen() {
         records: vec![],
         ttl: 0,
     };
-    let message = r.remove_records_message(NAME, &none, &[tlsa(1)]).unwrap();
+    let message = r
+        .remove_records_message(&name(), &none, &[tlsa(1)])
+        .unwrap();
     assert_eq!(message.answers[0].dns_class, DNSClass::ANY);
 }
 
@@ -97,7 +101,7 @@ fn removing_records_requires_the_set_as_it_was_seen() {
 #[test]
 fn a_name_outside_the_zone_is_an_error_not_a_panic() {
     let r = registry();
-    let outside = "d._device.example.test";
+    let outside = &device_name("d._device.example.test", false).unwrap();
     let why = |e: RegistryError| e.to_string();
     assert!(
         why(r.publish_message(outside, &tlsa(1), 1, false).unwrap_err())
@@ -111,9 +115,56 @@ fn a_name_outside_the_zone_is_an_error_not_a_panic() {
     assert!(r
         .remove_records_message(outside, &current, &[tlsa(1)])
         .is_err());
-    assert!(r
-        .publish_message("not a name..", &tlsa(1), 1, false)
-        .is_err());
+}
+
+/// Wildcards, escapes and names not of the `_device` form are refused before any message is
+/// built; plain host names only when allowed.
+#[test]
+fn only_device_names_are_accepted() {
+    for (text, why) in [
+        ("*._device.iotregistry.test", "not a host name"),
+        ("a*b._device.iotregistry.test", "not a host name"),
+        ("a\\.b._device.iotregistry.test", "escapes"),
+        ("sensor\\0657._device.iotregistry.test", "escapes"),
+        ("_mqtt._device.iotregistry.test", "not a host name"),
+        ("_mqtt.d.iotregistry.test", "_<service> owner name"),
+        ("d.iotregistry.test", "--plain-name"),
+    ] {
+        let err = device_name(text, false).unwrap_err().to_string();
+        assert!(err.contains(why), "{text}: {err}");
+        assert!(err.contains("nothing was sent"), "{text}: {err}");
+    }
+    assert!(device_name("d.iotregistry.test", true).is_ok());
+    assert_eq!(
+        fqdn(&device_name("D._Device.IoTRegistry.test.", false).unwrap()),
+        "d._device.iotregistry.test."
+    );
+}
+
+/// Every change carries the zone's SOA as read just before, exactly (class IN, TTL 0): a
+/// replay of the message after any later change is refused by the server.
+#[test]
+fn every_change_requires_the_zone_soa_it_was_made_on() {
+    use hickory_resolver::proto::rr::rdata::SOA;
+    let zone = Name::from_ascii("iotregistry.test.").unwrap();
+    let soa = ZoneSoa {
+        soa: SOA::new(
+            Name::from_ascii("ns.iotregistry.test.").unwrap(),
+            Name::from_ascii("hostmaster.iotregistry.test.").unwrap(),
+            2024010107,
+            3600,
+            600,
+            86400,
+            60,
+        ),
+        ttl: 3600,
+    };
+    let pre = soa.prerequisite(&zone);
+    assert_eq!(pre.dns_class, DNSClass::IN);
+    assert_eq!(pre.ttl, 0);
+    assert_eq!(pre.name, zone);
+    assert!(matches!(&pre.data, RData::SOA(s) if s.serial == 2024010107));
+    assert_eq!(soa.negative_ttl(), 60);
 }
 
 #[test]
@@ -129,4 +180,29 @@ fn refusals_name_the_rcode_and_what_it_means() {
     assert!(text.contains("another secret") && text.ends_with("nothing was changed"));
     assert_eq!(rcode_name(ResponseCode::NXRRSet), "NXRRSET");
     assert_eq!(rcode_name(ResponseCode::Refused), "REFUSED");
+}
+
+/// An unsigned refusal other than BADSIG/BADKEY proves nothing: it may be forged after the
+/// server applied the request. A signed BADTIME is the clock, not the key.
+#[test]
+fn only_a_signed_refusal_says_nothing_was_changed() {
+    let refusal = |rcode: ResponseCode, tsig: Option<&str>, signed: bool| {
+        RegistryError::Refused {
+            server: "192.0.2.1:53".parse().unwrap(),
+            rcode: rcode_name(rcode),
+            tsig_error: tsig.map(str::to_string),
+            signed,
+        }
+        .to_string()
+    };
+    let forged = refusal(ResponseCode::Refused, None, false);
+    assert!(!forged.contains("nothing was changed"), "{forged}");
+    assert!(forged.contains("unverified"), "{forged}");
+    let real = refusal(ResponseCode::Refused, None, true);
+    assert!(real.ends_with("nothing was changed"), "{real}");
+    let clock = refusal(ResponseCode::NotAuth, Some("BADTIME"), true);
+    assert!(
+        clock.contains("clock") && !clock.contains("not signed"),
+        "{clock}"
+    );
 }

@@ -1,5 +1,10 @@
 //! Waiting until a change is seen: fresh look-ups through the project's validating resolver
-//! (no cached answer) until the TLSA RRset at a name is what the change made it, proven secure.
+//! until the TLSA RRset at a name is what the change made it, proven secure.
+//!
+//! "Fresh" means that this tool's own answer cache is skipped. The resolver asked (by default
+//! the system's, from `/etc/resolv.conf`) may be a caching one: it serves what it holds until
+//! the TTL runs out, so the wait measures when *that* resolver shows the change, which can be
+//! up to the previous answer's TTL after the primary applied it.
 
 use std::time::{Duration, Instant};
 
@@ -66,8 +71,8 @@ pub fn until_seen(
         };
         if start.elapsed() >= limit {
             return Err(RegistryError::NotSeen(format!(
-                "the change was made, but {name} was not seen as expected ({}) through the \
-                 resolver {} within {} s; last answer: {last}",
+                "{name} was not seen as expected ({}) through the resolver {} within {} s; last \
+                 answer: {last}",
                 describe(expect),
                 resolver.config().server,
                 limit.as_secs()

@@ -193,3 +193,56 @@ fn the_secret_is_not_in_debug_output() {
         "{text}"
     );
 }
+
+/// A missing `;` or `:`, or the fields in the wrong order: the error names the line and what
+/// was expected, never the secret.
+#[test]
+fn the_secret_is_never_in_an_error() {
+    for text in [
+        format!("key \"k\" {{ algorithm hmac-sha256; secret \"{SECRET}\" }};"),
+        format!("key \"k\" {{ algorithm hmac-sha256; \"{SECRET}\"; }};"),
+        format!("key \"k\" {{ algorithm hmac-sha256; {SECRET} }};"),
+        format!("key:\n  - id: k\n    algorithm: hmac-sha256\n    secret {SECRET}\n"),
+        format!("key:\n  - id: k\n    algorithm: {SECRET}\n    secret: {SECRET}\n"),
+    ] {
+        let err = from_text(&text).unwrap_err().to_string();
+        assert!(!err.contains(SECRET), "{err}");
+        assert!(!err.contains(&SECRET[..20]), "{err}");
+    }
+    let err = from_text(&format!(
+        "key \"k\" {{ algorithm hmac-sha256; secret \"{SECRET}\" }};"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(":1: expected `;` after secret"), "{err}");
+    for inline in [
+        format!("k:{SECRET}:hmac-sha256"),
+        format!("k:{SECRET}:{SECRET}"),
+    ] {
+        let err = inline.parse::<TsigKey>().unwrap_err().to_string();
+        assert!(!err.contains(&SECRET[..20]), "{err}");
+    }
+    let err = format!("k:{SECRET}:hmac-sha256")
+        .parse::<TsigKey>()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NAME:hmac-sha256:BASE64"), "{err}");
+}
+
+/// A key file that is a device or a FIFO is refused at once, not read without end.
+#[test]
+fn a_key_file_that_is_not_a_regular_file_is_refused_at_once() {
+    let err = TsigKey::from_file(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = TsigKey::from_file(&fifo).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+}
