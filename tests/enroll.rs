@@ -164,13 +164,20 @@ fn genkey_makes_the_pair_on_the_card_and_replaces_one_only_with_force() {
     verified_request(&forced_csr);
     assert_eq!(request_key(&forced_csr), replaced);
     assert_eq!(stdout(&out), expected_record_line(NAME, &replaced));
-    // The old key's record must go, not get a neighbour: no bare publish suggested.
+    // The old key's record must go at once (the key is gone from the card: a rollover's
+    // overlap would keep it admitted for nobody legitimate).
     let steps = stderr(&out);
-    assert!(
-        steps.contains(&format!("iotsafe registry rotate {NAME} --new device.crt")),
-        "{steps}"
-    );
-    assert!(!steps.contains("registry publish"), "{steps}");
+    for needle in [
+        format!("iotsafe registry publish {NAME} --cert device.crt"),
+        format!("iotsafe registry revoke {NAME} --record"),
+        "at once".to_string(),
+    ] {
+        assert!(
+            steps.contains(&needle),
+            "next steps lack {needle:?}: {steps}"
+        );
+    }
+    assert!(!steps.contains("rotate"), "{steps}");
 }
 
 #[test]

@@ -225,13 +225,14 @@ fn next_steps(name: &DeviceName, args: &EnrollArgs, record: &str) -> String {
         ),
     };
     let publish_step = if args.force {
-        // The name's published record is the replaced key's: adding beside it would leave
-        // that key admitted as the device.
+        // The replaced key is no longer on the card: its record admits only whoever else holds
+        // that key, so it goes at once (a rollover's overlap would help no legitimate device).
         format!(
-            "the key was replaced: the registry rolls the name's record over to the new one \
-             (TLSA {record}), which removes the old key's record:\n   \
-             iotsafe registry rotate {name} --new device.crt, then after one TTL \
-             iotsafe registry rotate {name} --finish (or revoke the old record)"
+            "the key was replaced: the registry publishes the new key's record (TLSA {record}) \
+             and removes the old key's record at once (iotsafe registry show {name} lists it):\n   \
+             iotsafe registry publish {name} --cert device.crt, then\n   \
+             iotsafe registry revoke {name} --record \"<the old key's record>\" \
+             (with their --server, --zone, --tsig-key)"
         )
     } else {
         format!(

@@ -154,12 +154,22 @@ fn algorithm_of(text: &str) -> Result<TsigAlgorithm, String> {
              `secret: BASE64`"
                 .into(),
         ),
+        // Longer than any algorithm name: perhaps a secret that is not canonical base64, so
+        // none of it is shown.
+        _ if text.len() > LONGEST_ALGORITHM_NAME => Err(format!(
+            "unknown algorithm ({} characters, not shown: longer than any algorithm name; are \
+             the fields swapped?) (hmac-sha256, hmac-sha384 or hmac-sha512)",
+            text.len()
+        )),
         _ => Err(format!(
             "unknown algorithm {:?} (hmac-sha256, hmac-sha384 or hmac-sha512)",
             printable_prefix(text)
         )),
     }
 }
+
+/// `hmac-md5.sig-alg.reg.int`, the longest name an algorithm field holds.
+const LONGEST_ALGORITHM_NAME: usize = 24;
 
 /// Whether `text` decodes as base64 of 16 bytes or more: a key, not a name or algorithm.
 fn looks_like_a_secret(text: &str) -> bool {

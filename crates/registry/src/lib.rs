@@ -304,10 +304,34 @@ impl Registry {
         self.update(|| self.publish_message(name, record, ttl, true))
     }
 
-    /// Deletes the whole TLSA RRset at `name`, on the prerequisite that it exists (so that a
-    /// mistyped name is refused by the server, NXRRSET, rather than deleting nothing).
-    pub fn revoke_all(&self, name: &DeviceName) -> Result<Applied, RegistryError> {
-        self.update(|| self.revoke_all_message(name))
+    /// Deletes every TLSA record at `name` as `current` (read just before) lists them, on the
+    /// prerequisite that the set is still exactly that: a record published meanwhile is not
+    /// deleted unseen, the server refuses instead (NXRRSET). A name that had no records is
+    /// sent the deletion of its whole set on the prerequisite that one exists, once, without
+    /// the retries of [`Registry::update`] (so that a mistyped name is refused by the server
+    /// rather than deleting nothing, and a set published after the read is never deleted).
+    pub fn revoke_all(
+        &self,
+        name: &DeviceName,
+        current: &RecordsAt,
+    ) -> Result<Applied, RegistryError> {
+        let retry = revoke_all_retry(current);
+        self.update_with(|| self.revoke_all_plan(name, current), retry)
+    }
+
+    /// The message of [`Registry::revoke_all`]: the records `current` lists, deleted on the
+    /// prerequisite that the set is exactly them; with none, the whole set on the
+    /// prerequisite that one exists.
+    fn revoke_all_plan(
+        &self,
+        name: &DeviceName,
+        current: &RecordsAt,
+    ) -> Result<Message, RegistryError> {
+        if current.records.is_empty() {
+            self.revoke_all_message(name)
+        } else {
+            self.remove_records_message(name, current, &current.records)
+        }
     }
 
     /// Deletes exactly `remove` from the RRset at `name`, on the prerequisite that the RRset
@@ -377,16 +401,31 @@ impl Registry {
         &self,
         build: impl Fn() -> Result<Message, RegistryError>,
     ) -> Result<Applied, RegistryError> {
+        self.update_with(build, Retry::WhenTheZoneMoved)
+    }
+
+    fn update_with(
+        &self,
+        build: impl Fn() -> Result<Message, RegistryError>,
+        retry: Retry,
+    ) -> Result<Applied, RegistryError> {
         let mut soa = self.zone_soa()?;
         for attempt in 1..=MAX_ATTEMPTS {
             let mut message = build()?;
             message.add_pre_requisite(soa.prerequisite(&self.zone));
             let refused = match self.send(message, &[ResponseCode::NoError]) {
                 Ok(_) => return Ok(Applied { before: soa }),
-                Err(refused @ RegistryError::Refused { .. }) if is_nxrrset(&refused) => refused,
+                Err(refused @ RegistryError::Refused { .. })
+                    if retry == Retry::WhenTheZoneMoved && is_signed_nxrrset(&refused) =>
+                {
+                    refused
+                }
                 Err(e) => return Err(e),
             };
-            let now = self.zone_soa()?;
+            // The refusal is what the caller hears if the zone cannot be read again.
+            let Ok(now) = self.zone_soa() else {
+                return Err(refused);
+            };
             if now.soa == soa.soa {
                 return Err(refused);
             }
@@ -459,8 +498,27 @@ fn rrset_exists(owner: Name) -> Record {
 }
 
 /// Whether `e` is the server's NXRRSET (a prerequisite "RRset exists" that does not hold).
-fn is_nxrrset(e: &RegistryError) -> bool {
-    matches!(e, RegistryError::Refused { rcode, .. } if rcode == "NXRRSET")
+/// A prerequisite refusal signed with our key: only such a refusal may be retried (an
+/// unsigned one may be a forger's, sent while the real server applied the change).
+fn is_signed_nxrrset(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Refused { rcode, signed: true, .. } if rcode == "NXRRSET")
+}
+
+/// A revocation of a name read without records is never retried: a set published after the
+/// read must not be deleted unseen.
+fn revoke_all_retry(current: &RecordsAt) -> Retry {
+    if current.records.is_empty() {
+        Retry::Never
+    } else {
+        Retry::WhenTheZoneMoved
+    }
+}
+
+/// Whether [`Registry::update_with`] retries a change refused because the zone moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    WhenTheZoneMoved,
+    Never,
 }
 
 /// A random pause before attempt `attempt + 1`, growing with the attempts (up to 0.2 s), so

@@ -94,9 +94,13 @@ pub fn revoke(
         current.ttl
     );
     let Some(record) = record else {
-        let applied = registry.revoke_all(name)?;
+        let applied = registry.revoke_all(name, &current)?;
         return Ok(Done {
-            change: format!("revoked every TLSA record at {}", fqdn(name)),
+            change: format!(
+                "revoked every TLSA record at {}: {}",
+                fqdn(name),
+                list(&current.records)
+            ),
             seen_after: seen(
                 registry,
                 waiting,
@@ -142,7 +146,7 @@ pub fn rotate_new(
     let mut claim = Rotation::claim(state_dir, name)?;
     let current = registry.records_at(name)?;
     if current.records.contains(record) {
-        return adopt(claim, name, record, &current, waiting);
+        return adopt(claim, name, record, &current, ttl, waiting);
     }
     let ttl = ttl.unwrap_or(if current.records.is_empty() {
         DEFAULT_TTL
@@ -197,12 +201,15 @@ pub fn rotate_new(
 /// taken as the rotation's new one (a `--new` whose answer was lost, or a record published by
 /// hand), the others as the old ones, and the TTL counts from now (later than the record's
 /// real arrival: never too early). Nothing is sent. A name with only that record has nothing
-/// to rotate.
+/// to rotate. The set's TTL now may be lower than the old set's was (the new record may have
+/// lowered it, and caches hold the old set for the old TTL): `ttl`, when given, is taken if
+/// larger, and the output says so.
 fn adopt(
     mut claim: crate::rotation::Claim,
     name: &DeviceName,
     record: &Tlsa,
     current: &RecordsAt,
+    ttl: Option<u32>,
     waiting: Option<&Waiting>,
 ) -> Result<Done, RegistryError> {
     let old: Vec<Tlsa> = current
@@ -221,7 +228,7 @@ fn adopt(
         name: fqdn(name),
         new: record.clone(),
         old,
-        ttl: current.ttl,
+        ttl: current.ttl.max(ttl.unwrap_or(0)),
         visible_since: unix_now(),
         seen: Seen::Acknowledged,
     };

@@ -109,6 +109,7 @@ impl Rotation {
             .mode(0o700)
             .create(dir)
             .map_err(local)?;
+        check_private(dir, 0o022)?;
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -120,7 +121,12 @@ impl Rotation {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let what = match Self::load(dir, name) {
                     Ok(running) => format!("to {}", running.new),
-                    Err(_) => "(its state is being written, or was left unreadable)".into(),
+                    Err(_) => format!(
+                        "(its state is being written, or was left unreadable by a `rotate \
+                         --new` that was interrupted: if none is running, check `iotsafe \
+                         registry show {name}.` and remove {})",
+                        path.display()
+                    ),
                 };
                 Err(RegistryError::Rotation(format!(
                     "a rotation of {name}. {what} is in progress (state {}): finish it first \
@@ -158,7 +164,17 @@ impl Rotation {
     /// cannot be read.
     pub fn load(dir: &Path, name: &DeviceName) -> Result<Rotation, RegistryError> {
         let path = Self::path(dir, name);
-        let bad = |why: String| RegistryError::Rotation(format!("{}: {why}", path.display()));
+        let bad = |why: String| {
+            RegistryError::Rotation(format!(
+                "{}: {why} (a `rotate --new` interrupted before it saved its state leaves such \
+                 a file: check `iotsafe registry show {name}.`, then remove it)",
+                path.display()
+            ))
+        };
+        if path.exists() {
+            check_private(dir, 0o022)?;
+            check_private(&path, 0o077)?;
+        }
         let text = match read_bounded(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -240,6 +256,32 @@ impl Rotation {
 }
 
 /// `O_NOFOLLOW`: the last component of a path opened is never a symbolic link.
+/// Refuses a state directory or file that another user owns or may write (`forbidden`: the
+/// permission bits that must be clear): its contents decide when old records may go.
+fn check_private(path: &Path, forbidden: u32) -> Result<(), RegistryError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| RegistryError::Local(format!("rotation state {}: {e}", path.display())))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.mode() & forbidden != 0 {
+        return Err(RegistryError::Local(format!(
+            "rotation state {}: owned by uid {} with mode {:o}; it must be this user's ({me}) \
+             and not writable{} by others (chmod {})",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o7777,
+            if forbidden == 0o077 {
+                " or readable"
+            } else {
+                ""
+            },
+            if forbidden == 0o077 { "600" } else { "go-w" }
+        )));
+    }
+    Ok(())
+}
+
 fn libc_o_nofollow() -> i32 {
     libc::O_NOFOLLOW
 }
@@ -409,5 +451,44 @@ mod tests {
     fn a_state_that_is_not_a_regular_file_is_refused() {
         let err = read_bounded(Path::new("/dev/zero")).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    /// The state decides when old records may go: a directory others may write, or a state
+    /// file others may read or write, is refused (a planted `visible-since 0` would let
+    /// `--finish` run at once).
+    #[test]
+    fn a_state_directory_or_file_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Rotation::claim(dir.path(), &name())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not writable"), "{err}");
+
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = rotation().save(dir.path(), &name()).unwrap();
+        assert!(Rotation::load(dir.path(), &name()).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Rotation::load(dir.path(), &name()).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    /// An empty state file (a `--new` interrupted before it saved) is named with what to do.
+    #[test]
+    fn an_empty_state_file_says_how_to_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Rotation::path(dir.path(), &name());
+        std::fs::File::create(&path).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let err = Rotation::load(dir.path(), &name()).unwrap_err().to_string();
+        assert!(err.contains("then remove it"), "{err}");
+        let err = Rotation::claim(dir.path(), &name())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("and remove"), "{err}");
     }
 }

@@ -67,6 +67,50 @@ fn revoking_the_set_requires_it_to_exist() {
     assert_eq!(updates[0].record_type(), RecordType::TLSA);
 }
 
+/// Revoking "every record" deletes the records read just before, on the prerequisite that
+/// the set is still exactly them: one published meanwhile is refused, not deleted unseen; a
+/// name read without records is sent the value-independent form once, never retried.
+#[test]
+fn revoking_every_record_deletes_those_seen_and_only_those() {
+    let r = registry();
+    let current = RecordsAt {
+        records: vec![tlsa(1), tlsa(2)],
+        ttl: 300,
+    };
+    let message = r.revoke_all_plan(&name(), &current).unwrap();
+    let (pre, updates) = sections(&message);
+    assert_eq!(pre.len(), 2, "the whole set seen, value-dependent");
+    assert!(pre.iter().all(|p| p.dns_class == DNSClass::IN));
+    assert_eq!(updates.len(), 2);
+    assert!(
+        updates.iter().all(|u| u.dns_class == DNSClass::NONE),
+        "delete RRs, not the set"
+    );
+    assert_eq!(revoke_all_retry(&current), Retry::WhenTheZoneMoved);
+
+    let none = RecordsAt {
+        records: vec![],
+        ttl: 0,
+    };
+    let message = r.revoke_all_plan(&name(), &none).unwrap();
+    assert_eq!(message.answers[0].dns_class, DNSClass::ANY, "RRset exists");
+    assert_eq!(revoke_all_retry(&none), Retry::Never);
+}
+
+/// Only a refusal signed with our key is retried: an unsigned NXRRSET may be a forger's,
+/// answering a change the server applied.
+#[test]
+fn only_a_signed_prerequisite_refusal_is_retried() {
+    let refusal = |signed| RegistryError::Refused {
+        server: "127.0.0.1:53".parse().unwrap(),
+        rcode: "NXRRSET".into(),
+        tsig_error: None,
+        signed,
+    };
+    assert!(is_signed_nxrrset(&refusal(true)));
+    assert!(!is_signed_nxrrset(&refusal(false)));
+}
+
 #[test]
 fn removing_records_requires_the_set_as_it_was_seen() {
     let r = registry();

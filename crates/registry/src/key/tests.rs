@@ -204,10 +204,15 @@ fn the_secret_is_never_in_an_error() {
         format!("key \"k\" {{ algorithm hmac-sha256; {SECRET} }};"),
         format!("key:\n  - id: k\n    algorithm: hmac-sha256\n    secret {SECRET}\n"),
         format!("key:\n  - id: k\n    algorithm: {SECRET}\n    secret: {SECRET}\n"),
+        // Not canonical base64 (its padding removed): still not shown, not even in part.
+        format!(
+            "key \"k\" {{ algorithm {}; secret \"{SECRET}\"; }};",
+            SECRET.trim_end_matches('=')
+        ),
     ] {
         let err = from_text(&text).unwrap_err().to_string();
         assert!(!err.contains(SECRET), "{err}");
-        assert!(!err.contains(&SECRET[..20]), "{err}");
+        assert!(!err.contains(&SECRET[..12]), "{err}");
     }
     let err = from_text(&format!(
         "key \"k\" {{ algorithm hmac-sha256; secret \"{SECRET}\" }};"
