@@ -90,8 +90,14 @@ async fn send(
     outbound
         .send(SerialMessage::new(request, server))
         .map_err(|e| no_answer(format!("cannot send: {e}")))?;
-    let unknown =
-        "; whether the server applied the request is unknown (see `iotsafe registry show`)";
+    // A request held back on the way may still arrive: the server takes it within the TSIG
+    // fudge of its signing, unless another change moved the zone's SOA (its prerequisite).
+    let unknown = format!(
+        "; whether the server applied the request is unknown (see `iotsafe registry show`): \
+         one held back on the way may still apply within {} s, unless another change to the \
+         zone lands first",
+        crate::key::FUDGE_SECONDS
+    );
     let bytes = match tokio::time::timeout(timeout, stream.next()).await {
         Ok(Some(Ok(reply))) => reply.into_parts().0,
         Ok(Some(Err(e))) => {
