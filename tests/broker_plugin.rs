@@ -1203,6 +1203,31 @@ fn a_ca_discovery_name_that_reads_as_a_device_name_stops_the_broker() {
     }
 }
 
+/// plugin_opt_allowed_domains longer than the plugin reads is refused at start, not cut short:
+/// a cut list would leave out its last domains where the plugin checks a name itself (the
+/// ca_discovery name), while the library, reading the whole list, admits them.
+#[test]
+fn allowed_domains_longer_than_the_plugin_reads_stops_the_broker() {
+    let pki = Pki::new();
+    let filler: Vec<String> = (0..100).map(|i| format!("filler{i:03}.test")).collect();
+    let domains = format!("{},iotregistry.test", filler.join(","));
+    assert!(domains.len() > 1100, "{}", domains.len());
+    let conf = format!(
+        "plugin {}\nplugin_opt_allowed_domains {domains}\nplugin_opt_identity_forms device,plain\n\
+         plugin_opt_cafile {}\nplugin_opt_lookup_timeout_ms 500\n\
+         plugin_opt_ca_discovery iotregistry.test\nlistener {} 127.0.0.1\n",
+        common::built_mosquitto_plugin().display(),
+        pki.ca.cert_path.display(),
+        free_port()
+    );
+    let (status, log) = Broker::refused_plugin_conf(&conf);
+    assert!(!status.success(), "must not start:\n{log}");
+    assert!(
+        log.contains("plugin_opt_allowed_domains is longer than 1023 characters"),
+        "the log names the option:\n{log}"
+    );
+}
+
 /// Re-validation is fair: names whose DNS answers stall (an attacker's zone under a shared
 /// allowed domain, whose server stalls after admission) do not hold up the re-validation of
 /// the others. 32 admitted devices' answers come 4 s late (past lookup_timeout_ms 3000) once
