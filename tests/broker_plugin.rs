@@ -1310,3 +1310,85 @@ fn stalled_look_ups_do_not_starve_the_revalidation_of_other_devices() {
     broker.wait_for_line(5, &["kicked client sub-slow", "no fresh verdict"]);
     kill(sub);
 }
+
+/// Many connections of one device name (an attacker's `slowpoke`, 100 sessions with client ids
+/// of its own) whose record has TTL 0 and whose answers come just under the fast look-up budget
+/// do not starve the re-validation of the other devices: one look-up serves every connection of
+/// a name, and no name is looked up more often than every quarter of revalidate_seconds. (With
+/// one job per connection, each due again a second after its check, the fast workers kept
+/// asking for the slow name, and the other devices waited behind its jobs.)
+#[test]
+fn many_connections_of_one_slow_name_do_not_starve_the_others() {
+    use common::dnsproxy::{DnsProxy, Forgery};
+    use hickory_resolver::proto::rr::RecordType;
+    const SESSIONS: usize = 100;
+    const WATCH_S: u64 = 16;
+    let pki = Pki::new();
+    let slowpoke = pki.device("slowpoke", &[&device_name("slowpoke")]);
+    let healthy = pki.device("sensor1", &[&device_name("sensor1")]);
+    let records = [
+        ee_line("sensor1", &healthy.cert, 2),
+        ee_line("slowpoke", &slowpoke.cert, 0),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let proxy = DnsProxy::start(dns.addr());
+    let resolver = proxy.addr().to_string();
+    // revalidate_seconds 8: a fast look-up may take 500 ms; sensor1 (TTL 2) has 8 s between
+    // falling due and its deadline.
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("lookup_timeout_ms", "3000"),
+            ("revalidate_seconds", "8"),
+        ],
+    );
+    let _sessions: Vec<BareSession> = (1..=SESSIONS)
+        .map(|i| {
+            BareSession::connect(
+                broker.port,
+                &slowpoke.cert_path,
+                &slowpoke.key_path,
+                &format!("sp-{i}"),
+            )
+            .unwrap_or_else(|| panic!("sp-{i} admitted: {}", broker.log()))
+        })
+        .collect();
+    proxy.forge(
+        &format!("{}.", device_name("slowpoke")),
+        RecordType::TLSA,
+        Forgery::Late(std::time::Duration::from_millis(400)),
+    );
+    let sub = pki.subscribe(&broker, "sub-sensor1", &healthy, 1000);
+    let watched = Instant::now();
+    while watched.elapsed().as_secs() < WATCH_S {
+        let log = broker.log();
+        assert!(
+            !log.contains("kicked client sub-sensor1 "),
+            "the healthy device was kicked after {:.1} s:\n{log}",
+            watched.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The slow name was looked up about every 2.4 s (8 s / 4 + the 0.4 s answer; the resolver
+    // may ask twice when an answer is late): at most 16 queries. With a job per session and
+    // second, the workers kept asking (47 queries in a run on the old code; concurrent ones
+    // are merged).
+    let late = proxy.forged();
+    println!("{late} slowed look-ups of slowpoke in {WATCH_S} s");
+    assert!(
+        (1..=WATCH_S as usize * 3 / 2).contains(&late),
+        "{late} look-ups of the slow name in {WATCH_S} s"
+    );
+    let log = broker.log();
+    assert!(
+        !log.contains("kicked client sp-"),
+        "the slow but answering name keeps its sessions:\n{log}"
+    );
+    kill(sub);
+}

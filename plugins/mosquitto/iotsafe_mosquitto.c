@@ -161,6 +161,7 @@ struct plugin {
 		struct plugin *p;
 		bool slow_lane;
 		pthread_t thread;
+		char name[NAME_LEN]; /* the device name it is checking ("" when none) */
 	} workers[WORKERS];
 	size_t workers_started;
 };
@@ -687,12 +688,17 @@ static struct identity *acl_identity(struct plugin *p, const struct mosquitto *c
 	return NULL;
 }
 
-/* Seconds after a verdict valid for `ttl` seconds until it is checked again: checking more
- * often than the TTL costs no DNS (the answer is cached). */
+/* Seconds after a verdict valid for `ttl` seconds until it is checked again: at most
+ * revalidate_seconds, at the TTL when that is shorter (sooner costs no DNS: the answer is
+ * cached), but never sooner than a quarter of revalidate_seconds (at least 1 s): a zone
+ * publishing TTL 0 (answers the library does not cache) must not get a look-up a second. The
+ * deadline (TTL + revalidate_seconds) keeps at least three quarters of revalidate_seconds
+ * after the check. */
 static unsigned check_again_s(const struct plugin *p, uint32_t ttl)
 {
-	unsigned valid = ttl > 0 ? ttl : 1;
-	return valid < p->cfg.revalidate_s ? valid : p->cfg.revalidate_s;
+	unsigned floor_s = p->cfg.revalidate_s / 4 ? p->cfg.revalidate_s / 4 : 1;
+	unsigned every = ttl > floor_s ? ttl : floor_s;
+	return every < p->cfg.revalidate_s ? every : p->cfg.revalidate_s;
 }
 
 /* When the verdict given at `now`, valid for `ttl` seconds, is checked again, and when it
@@ -980,11 +986,17 @@ static int on_disconnect(int event, void *event_data, void *userdata)
  * lane, one worker that tries it again with the whole look-up time-out, backing off (1, 2, 4,
  * ... s, with one last try before its deadline); one that answers there within the fast budget
  * moves back. No answer is no verdict either way: the identity counts until its deadline, and
- * is kicked then. Each pick scans the table (O(identities)). */
+ * is kicked then. One look-up serves every connection of a device name with the same
+ * certificate (a name being checked is not taken again), and no identity is checked more often
+ * than every quarter of revalidate_seconds (check_again_s), so many connections of one name,
+ * or TTL 0, do not multiply the look-ups. Each pick and each verdict scans the table
+ * (O(identities)). Left: names that answer just within the fast budget still take their turns
+ * in order of falling due, so enough distinct slow names can delay the others. */
 
 struct job {
 	const struct mosquitto *client;
 	uint64_t serial;
+	uint64_t last_serial; /* the newest admission when the job was taken */
 	char name[NAME_LEN];
 	X509 *cert;
 	unsigned budget_ms;
@@ -1002,24 +1014,39 @@ static unsigned fast_budget_ms(const struct plugin *p)
 	return budget < full_budget_ms(p) ? budget : full_budget_ms(p);
 }
 
-/* Takes the identity of this lane that fell due first (marked as being checked). */
-static bool take_due_job(struct plugin *p, bool slow_lane, struct job *job, double now)
+/* Whether a worker is checking the device name `name` now. */
+static bool name_in_check(const struct plugin *p, const char *name)
+{
+	for (size_t i = 0; i < WORKERS; i++)
+		if (strcmp(p->workers[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Takes the identity of this lane that fell due first (marked as being checked, its name
+ * noted for worker `w`). A name being checked is skipped: its verdict will be that of all its
+ * connections (one look-up per name, however many connections a device holds). */
+static bool take_due_job(struct plugin *p, struct worker *w, struct job *job, double now)
 {
 	struct identity *first = NULL;
 	for (size_t b = 0; b < BUCKETS; b++)
 		for (struct identity *id = p->identities[b]; id; id = id->next)
-			if (!id->checking && !id->revoked && id->slow == slow_lane &&
-			    id->next_check <= now && (!first || id->next_check < first->next_check))
+			if (!id->checking && !id->revoked && id->slow == w->slow_lane &&
+			    id->next_check <= now &&
+			    (!first || id->next_check < first->next_check) &&
+			    !name_in_check(p, id->name))
 				first = id;
 	if (!first)
 		return false;
 	first->checking = true;
+	memcpy(w->name, first->name, NAME_LEN);
 	job->client = first->client;
 	job->serial = first->serial;
+	job->last_serial = p->next_serial;
 	memcpy(job->name, first->name, NAME_LEN);
 	job->cert = first->cert;
 	X509_up_ref(first->cert);
-	job->budget_ms = slow_lane ? full_budget_ms(p) : fast_budget_ms(p);
+	job->budget_ms = w->slow_lane ? full_budget_ms(p) : fast_budget_ms(p);
 	return true;
 }
 
@@ -1036,6 +1063,15 @@ static struct identity *job_identity(struct plugin *p, const struct job *job)
 {
 	struct identity *id = find_identity(p, job->client);
 	return id && id->serial == job->serial ? id : NULL;
+}
+
+/* Whether a job's verdict is also that of `id`: another connection of the same device name
+ * with the same certificate, admitted before the job was taken (a later admission has a
+ * verdict newer than the job's), and not being checked itself. */
+static bool shares_verdict(const struct identity *id, const struct job *job)
+{
+	return !id->checking && id->serial <= job->last_serial && !id->revoked &&
+	       strcmp(id->name, job->name) == 0 && X509_cmp(id->cert, job->cert) == 0;
 }
 
 static void record_verdict(struct identity *id, const struct plugin *p, int rc, uint32_t ttl,
@@ -1085,14 +1121,20 @@ static void revalidate(struct plugin *p, struct job *job)
 		snprintf(why, sizeof why, "%s: %s", iotsafe_dane_reason_name(reason), line);
 	}
 	pthread_mutex_lock(&p->lock);
-	struct identity *id = job_identity(p, job);
-	if (id) {
-		id->checking = false;
-		if (rc != 1 && no_answer(reason)) {
-			retry_later(p, id, now_s());
-		} else {
-			record_verdict(id, p, rc, ttl, why);
-			id->slow = took_ms > fast_budget_ms(p);
+	struct identity *picked = job_identity(p, job);
+	if (picked)
+		picked->checking = false;
+	double now = now_s();
+	for (size_t b = 0; b < BUCKETS; b++) {
+		for (struct identity *id = p->identities[b]; id; id = id->next) {
+			if (!shares_verdict(id, job))
+				continue;
+			if (rc != 1 && no_answer(reason)) {
+				retry_later(p, id, now);
+			} else {
+				record_verdict(id, p, rc, ttl, why);
+				id->slow = took_ms > fast_budget_ms(p);
+			}
 		}
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -1122,13 +1164,14 @@ static void *worker_main(void *arg)
 		/* The CA check, a look-up of its own, runs where stalls are expected. */
 		if (w->slow_lane && any_identity(p))
 			check_cas(p, now_s());
-		if (!take_due_job(p, w->slow_lane, &job, now_s())) {
+		if (!take_due_job(p, w, &job, now_s())) {
 			wait_for_work(p);
 			continue;
 		}
 		pthread_mutex_unlock(&p->lock);
 		revalidate(p, &job);
 		pthread_mutex_lock(&p->lock);
+		w->name[0] = '\0';
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
