@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,34 +127,38 @@ static char *find_program(const char *program)
 	return NULL;
 }
 
-/* 1 when `path` is an ELF executable with no program interpreter: the dynamic linker never
- * runs, so LD_PRELOAD never loads the shim. Scripts and dynamic programs are 0. */
-static int statically_linked(const char *path)
+/* `path` opened for reading when it is a regular file, else NULL: opening a FIFO or a terminal
+ * for reading could block for ever, so it is opened non-blocking and checked before any read. */
+static FILE *open_regular(const char *path)
 {
-	FILE *f = fopen(path, "rb");
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	FILE *f = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		f = fdopen(fd, "rb");
 	if (!f)
+		close(fd);
+	return f;
+}
+
+/* 1 when the 64-bit ELF file `f` (header `eh`) has no program interpreter: the dynamic linker
+ * never runs, so LD_PRELOAD never loads the shim. */
+static int statically_linked(FILE *f, const Elf64_Ehdr *eh)
+{
+	if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh->e_phnum >= 256)
 		return 0;
-	Elf64_Ehdr eh;
-	int is_static = 0;
-	if (fread(&eh, sizeof eh, 1, f) == 1 && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
-	    eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr) &&
-	    eh.e_phnum < 256) {
-		is_static = 1;
-		for (int i = 0; i < eh.e_phnum; i++) {
-			Elf64_Phdr ph;
-			if (fseek(f, (long)(eh.e_phoff + (Elf64_Off)i * sizeof ph), SEEK_SET) ||
-			    fread(&ph, sizeof ph, 1, f) != 1) {
-				is_static = 0;
-				break;
-			}
-			if (ph.p_type == PT_INTERP) {
-				is_static = 0;
-				break;
-			}
-		}
+	for (int i = 0; i < eh->e_phnum; i++) {
+		Elf64_Phdr ph;
+		if (fseek(f, (long)(eh->e_phoff + (Elf64_Off)i * sizeof ph), SEEK_SET) ||
+		    fread(&ph, sizeof ph, 1, f) != 1)
+			return 0;
+		if (ph.p_type == PT_INTERP)
+			return 0;
 	}
-	fclose(f);
-	return is_static;
+	return 1;
 }
 
 /* ---- what the shim cannot reach ----------------------------------------------------------- */
@@ -289,9 +294,13 @@ static char *script_interpreter(FILE *f)
 	return strdup(interpreter);
 }
 
-/* What unreachable() found: nothing, a program the shim is never loaded into, or one it is
- * loaded into but whose TLS library it does not reach. */
-enum { REACHABLE, UNREACHABLE_ABI, UNREACHABLE_LIBRARY };
+/* What unreachable() found: nothing; a program the shim is never loaded into (the dynamic
+ * linker ignores it for another ABI, or ignores LD_PRELOAD, or never runs, or the file is no
+ * regular file), or one it is loaded into but whose TLS library it does not reach.
+ * NEVER_PRELOADED stops the launcher whatever the policy. */
+enum { REACHABLE, UNREACHABLE_ABI, UNREACHABLE_LIBRARY, NEVER_PRELOADED };
+
+static int preload_ignored(const char *path);
 
 /* unreachable() for the ELF file `f` (header `eh`). */
 static int unreachable_elf(FILE *f, const Elf64_Ehdr *eh, const char *path, char *why,
@@ -319,24 +328,52 @@ static int unreachable_elf(FILE *f, const Elf64_Ehdr *eh, const char *path, char
 	return REACHABLE;
 }
 
-/* Why the shim cannot reach the TLS of `path` (written to `why`; UNREACHABLE_*), or REACHABLE
- * when nothing says so:
- * an ELF file of another class or machine (the dynamic linker ignores the shim: "wrong ELF
+/* Why the shim cannot reach the TLS of `path` (written to `why`; UNREACHABLE_* or
+ * NEVER_PRELOADED), or REACHABLE when nothing says so: a file that is no regular file, one
+ * run in secure-execution mode (set-user-ID, capabilities), a statically linked program, an
+ * ELF file of another class or machine (the dynamic linker ignores the shim: "wrong ELF
  * class"), one linked against another libssl, or against another TLS library and not libssl;
- * for a "#!" script, the same of its interpreter (`depth` bounds scripts naming scripts). */
-static int unreachable(const char *path, char *why, size_t len, int depth)
+ * for a "#!" script, the same along its chain of interpreters (`depth` bounds scripts naming
+ * scripts). `script` is the script `path` interprets (NULL for the program itself). */
+static int unreachable(const char *path, const char *script, char *why, size_t len, int depth)
 {
-	FILE *f = fopen(path, "rb");
+	char what[PATH_MAX * 2 + 64];
+	if (script)
+		snprintf(what, sizeof what, "%s (the interpreter of %s)", path, script);
+	else
+		snprintf(what, sizeof what, "%s", path);
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return REACHABLE; /* exec says why */
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, len, "%s is not a regular file", what);
+		return NEVER_PRELOADED;
+	}
+	if (preload_ignored(path)) {
+		snprintf(why, len,
+			 "%s is set-user-ID, set-group-ID or has file capabilities: the dynamic "
+			 "linker ignores LD_PRELOAD for it",
+			 what);
+		return NEVER_PRELOADED;
+	}
+	FILE *f = open_regular(path);
 	if (!f)
-		return 0;
+		return REACHABLE; /* unreadable (execute-only): nothing to tell */
 	Elf64_Ehdr eh;
 	int found = REACHABLE;
 	if (read_elf_header(f, &eh)) {
-		found = unreachable_elf(f, &eh, path, why, len);
+		if (statically_linked(f, &eh)) {
+			snprintf(why, len,
+				 "%s is statically linked: the preloaded shim cannot reach its TLS",
+				 what);
+			found = NEVER_PRELOADED;
+		} else {
+			found = unreachable_elf(f, &eh, what, why, len);
+		}
 	} else if (depth < 4) {
 		char *interpreter = script_interpreter(f);
 		if (interpreter)
-			found = unreachable(interpreter, why, len, depth + 1);
+			found = unreachable(interpreter, path, why, len, depth + 1);
 		free(interpreter);
 	}
 	fclose(f);
@@ -478,21 +515,13 @@ int main(int argc, char **argv)
 	char *program = find_program(argv[i]);
 	if (!program)
 		die(127, "%s: command not found", argv[i]);
-	if (statically_linked(program) && !allow_no_dane)
+	char why[PATH_MAX * 4 + 256];
+	int cannot_reach = unreachable(program, NULL, why, sizeof why, 0);
+	if (cannot_reach == NEVER_PRELOADED && !allow_no_dane)
 		die(126,
-		    "%s is statically linked: the preloaded shim cannot reach its TLS, so it "
-		    "would run without DANE; not started (--allow-no-dane starts it anyway)",
-		    program);
-
-	if (preload_ignored(program) && !allow_no_dane)
-		die(126,
-		    "%s is set-user-ID, set-group-ID or has file capabilities: the dynamic linker "
-		    "ignores LD_PRELOAD for it, so it would run without DANE; not started "
-		    "(--allow-no-dane starts it anyway)",
-		    program);
-
-	char why[PATH_MAX * 2 + 256];
-	int cannot_reach = unreachable(program, why, sizeof why, 0);
+		    "%s, so it would run without DANE; not started (--allow-no-dane starts it "
+		    "anyway)",
+		    why);
 	if (cannot_reach && !allow_no_dane && requires_dane())
 		die(126,
 		    "%s: its TLS connections would get no DANE; not started under policy require "

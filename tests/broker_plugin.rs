@@ -927,18 +927,29 @@ fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it(
 /// client it knows, offline persistent sessions included. Such a session has no TLS connection
 /// and so no certificate; refusing it would make mosquitto 2.0.11 disconnect the already
 /// disconnected session a second time (its connection count and session-expiry list then go
-/// wrong). The plugin answers the reload's check from what it knows, without DNS: the offline
-/// session is neither refused nor disconnected again, also when clients without a
-/// certificate are left to other plugins (which would refuse a device's session).
+/// wrong). The plugin answers the reload's check without DNS: the offline session (its username
+/// the device name, its client id bound to it) is neither refused nor disconnected again, also
+/// when clients without a certificate are left to other plugins (which would refuse a device's
+/// session), and under `username keep` for a device that sent no username (mosquitto's own
+/// anonymous check, before any plugin, would disconnect a session without one).
 #[test]
 fn a_reload_leaves_an_offline_persistent_session_alone() {
     for defer in ["false", "true"] {
-        reload_with_an_offline_session(defer);
+        for username in ["device", "keep"] {
+            reload_with_an_offline_session(&[
+                ("defer_without_certificate", defer),
+                ("username", username),
+            ]);
+        }
     }
 }
 
-fn reload_with_an_offline_session(defer_without_certificate: &str) {
-    let pki = Pki::new();
+/// A device `sensor1` and a probe `sensor2` with their records, and the broker with `options`.
+fn two_devices_and_a_broker(
+    pki: &Pki,
+    options: &[(&str, &str)],
+    listener: &str,
+) -> (TestDns, Broker, Issued, Issued) {
     let device = pki.device("sensor1", &[&device_name("sensor1")]);
     let probe = pki.device("sensor2", &[&device_name("sensor2")]);
     let records = [
@@ -951,21 +962,22 @@ fn reload_with_an_offline_session(defer_without_certificate: &str) {
             .map(|r| (REGISTRY, r.as_str()))
             .collect::<Vec<_>>(),
     );
-    let broker = pki.broker(
-        &dns,
-        &[("defer_without_certificate", defer_without_certificate)],
-    );
+    let broker = pki.broker_with(&dns, options, listener);
+    (dns, broker, device, probe)
+}
 
-    // MQTT 5, clean start off, session expiry 30 s: the session outlives the connection.
+/// `sensor1` connects as `off1` with a persistent session (MQTT 5, clean start off, session
+/// expiry 600 s), subscribes, and its connection ends: the session stays, offline.
+fn leave_an_offline_session(pki: &Pki, broker: &Broker, device: &Issued) {
     let persistent = pki
         .client(
             "mosquitto_sub",
-            &broker,
+            broker,
             "off1",
             &device.cert_path,
             &device.key_path,
         )
-        .args(["-V", "mqttv5", "-c", "-x", "30", "-t", "sensors/#"])
+        .args(["-V", "mqttv5", "-c", "-x", "600", "-t", "sensors/#"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -973,31 +985,102 @@ fn reload_with_an_offline_session(defer_without_certificate: &str) {
     broker.wait_for_line(20, &["off1", "sensors/#"]);
     kill(persistent);
     broker.wait_for_line(10, &["Client off1 closed its connection"]);
+}
 
+/// Reloads the broker, then has `probe` publish as `probe_id` (mosquitto handles a new
+/// connection only after the reload's checks have run).
+fn reload_and_probe(pki: &Pki, broker: &Broker, probe: &Issued, probe_id: &str) {
+    let reloads = broker.log().matches("Reloading config.").count();
     broker.reload();
-    broker.wait_for_line(10, &["Reloading config."]);
-    // mosquitto handles a new connection only after the reload's checks have run.
-    let out = pki.publish(&broker, "probe2", &probe);
+    common::wait_until(10, "the reload", || {
+        broker.log().matches("Reloading config.").count() > reloads
+    });
+    let out = pki.publish(broker, probe_id, probe);
     assert!(out.status.success(), "{}\n{}", stderr(&out), broker.log());
-    broker.wait_for_line(5, &["admitted client probe2 "]);
+    broker.wait_for_line(5, &[&format!("admitted client {probe_id} ")]);
+}
+
+/// How often the log says client `id` was disconnected or closed its connection.
+fn disconnections(log: &str, id: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains(&format!("Client {id} "))
+                && (l.contains("disconnected") || l.contains("closed its connection"))
+        })
+        .count()
+}
+
+fn reload_with_an_offline_session(options: &[(&str, &str)]) {
+    let pki = Pki::new();
+    let (_dns, broker, device, probe) = two_devices_and_a_broker(&pki, options, "");
+    leave_an_offline_session(&pki, &broker, &device);
+    reload_and_probe(&pki, &broker, &probe, "probe2");
 
     let log = broker.log();
     assert!(
         !log.contains("refused client off1 "),
-        "defer_without_certificate {defer_without_certificate}: the offline session was \
-         refused at the reload:\n{log}"
+        "{options:?}: the offline session was refused at the reload:\n{log}"
     );
-    let disconnections = log
-        .lines()
-        .filter(|l| {
-            l.contains("Client off1 ")
-                && (l.contains("disconnected") || l.contains("closed its connection"))
-        })
-        .count();
     assert_eq!(
-        disconnections, 1,
-        "defer_without_certificate {defer_without_certificate}: the offline session was \
-         disconnected once, not again at the reload:\n{log}"
+        disconnections(&log, "off1"),
+        1,
+        "{options:?}: the offline session was disconnected once, not again at the reload:\n{log}"
+    );
+}
+
+/// Under `username keep`, a device that sent no username gets its device name as its
+/// username: a reload (whose anonymous check comes before any plugin) leaves its live session
+/// alone, and it keeps receiving.
+#[test]
+fn with_username_keep_a_device_without_a_username_keeps_its_session_at_a_reload() {
+    let pki = Pki::new();
+    let (_dns, broker, device, probe) = two_devices_and_a_broker(&pki, &[("username", "keep")], "");
+    let sub = pki.subscribe(&broker, "sub1", &device, 1);
+    reload_and_probe(&pki, &broker, &probe, "probe2");
+    let out = sub.wait_with_output().unwrap();
+    let log = broker.log();
+    assert_eq!(
+        disconnections(&log, "sub1"),
+        1,
+        "the subscriber was disconnected at the reload (and once more after its message):\n{log}"
+    );
+    assert_eq!(common::stdout(&out), "probe2\n", "{}\n{log}", stderr(&out));
+    broker.wait_for_line(5, &["as sub1 ", &format!("u'{}'", device_name("sensor1"))]);
+}
+
+/// A broker restarted with `persistence true` (Debian's default) recreates the offline
+/// sessions of devices from its database, sessions the plugin never saw disconnect: two
+/// reloads afterwards neither refuse nor disconnect them, also when clients without a
+/// certificate are left to other plugins. (An answer left to the others refused them, and
+/// each reload disconnected them again.)
+#[test]
+fn reloads_after_a_restart_with_persistence_leave_offline_sessions_alone() {
+    let pki = Pki::new();
+    let store = tempfile::tempdir().unwrap();
+    let persistence = format!(
+        "persistence true\npersistence_location {}/\n",
+        store.path().display()
+    );
+    let (_dns, mut broker, device, probe) =
+        two_devices_and_a_broker(&pki, &[("defer_without_certificate", "true")], &persistence);
+    leave_an_offline_session(&pki, &broker, &device);
+    broker.restart();
+    reload_and_probe(&pki, &broker, &probe, "probe2");
+    reload_and_probe(&pki, &broker, &probe, "probe3");
+
+    let log = broker.log();
+    assert!(
+        log.contains("Saving in-memory database"),
+        "the broker saved its database when stopped:\n{log}"
+    );
+    assert!(
+        !log.contains("refused client off1 "),
+        "the restored session was refused:\n{log}"
+    );
+    assert_eq!(
+        disconnections(&log, "off1"),
+        1,
+        "the restored offline session was disconnected (again) at a reload:\n{log}"
     );
 }
 
@@ -1120,6 +1203,31 @@ fn a_ca_discovery_name_that_reads_as_a_device_name_stops_the_broker() {
     }
 }
 
+/// plugin_opt_allowed_domains longer than the plugin reads is refused at start, not cut short:
+/// a cut list would leave out its last domains where the plugin checks a name itself (the
+/// ca_discovery name), while the library, reading the whole list, admits them.
+#[test]
+fn allowed_domains_longer_than_the_plugin_reads_stops_the_broker() {
+    let pki = Pki::new();
+    let filler: Vec<String> = (0..100).map(|i| format!("filler{i:03}.test")).collect();
+    let domains = format!("{},iotregistry.test", filler.join(","));
+    assert!(domains.len() > 1100, "{}", domains.len());
+    let conf = format!(
+        "plugin {}\nplugin_opt_allowed_domains {domains}\nplugin_opt_identity_forms device,plain\n\
+         plugin_opt_cafile {}\nplugin_opt_lookup_timeout_ms 500\n\
+         plugin_opt_ca_discovery iotregistry.test\nlistener {} 127.0.0.1\n",
+        common::built_mosquitto_plugin().display(),
+        pki.ca.cert_path.display(),
+        free_port()
+    );
+    let (status, log) = Broker::refused_plugin_conf(&conf);
+    assert!(!status.success(), "must not start:\n{log}");
+    assert!(
+        log.contains("plugin_opt_allowed_domains is longer than 1023 characters"),
+        "the log names the option:\n{log}"
+    );
+}
+
 /// Re-validation is fair: names whose DNS answers stall (an attacker's zone under a shared
 /// allowed domain, whose server stalls after admission) do not hold up the re-validation of
 /// the others. 32 admitted devices' answers come 4 s late (past lookup_timeout_ms 3000) once
@@ -1200,5 +1308,87 @@ fn stalled_look_ups_do_not_starve_the_revalidation_of_other_devices() {
     // The stalled ones lost their sessions meanwhile (no fresh verdict): the check above saw
     // the plugin at work, not idle.
     broker.wait_for_line(5, &["kicked client sub-slow", "no fresh verdict"]);
+    kill(sub);
+}
+
+/// Many connections of one device name (an attacker's `slowpoke`, 100 sessions with client ids
+/// of its own) whose record has TTL 0 and whose answers come just under the fast look-up budget
+/// do not starve the re-validation of the other devices: one look-up serves every connection of
+/// a name, and no name is looked up more often than every quarter of revalidate_seconds. (With
+/// one job per connection, each due again a second after its check, the fast workers kept
+/// asking for the slow name, and the other devices waited behind its jobs.)
+#[test]
+fn many_connections_of_one_slow_name_do_not_starve_the_others() {
+    use common::dnsproxy::{DnsProxy, Forgery};
+    use hickory_resolver::proto::rr::RecordType;
+    const SESSIONS: usize = 100;
+    const WATCH_S: u64 = 16;
+    let pki = Pki::new();
+    let slowpoke = pki.device("slowpoke", &[&device_name("slowpoke")]);
+    let healthy = pki.device("sensor1", &[&device_name("sensor1")]);
+    let records = [
+        ee_line("sensor1", &healthy.cert, 2),
+        ee_line("slowpoke", &slowpoke.cert, 0),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let proxy = DnsProxy::start(dns.addr());
+    let resolver = proxy.addr().to_string();
+    // revalidate_seconds 8: a fast look-up may take 500 ms; sensor1 (TTL 2) has 8 s between
+    // falling due and its deadline.
+    let broker = pki.broker(
+        &dns,
+        &[
+            ("resolver", resolver.as_str()),
+            ("lookup_timeout_ms", "3000"),
+            ("revalidate_seconds", "8"),
+        ],
+    );
+    let _sessions: Vec<BareSession> = (1..=SESSIONS)
+        .map(|i| {
+            BareSession::connect(
+                broker.port,
+                &slowpoke.cert_path,
+                &slowpoke.key_path,
+                &format!("sp-{i}"),
+            )
+            .unwrap_or_else(|| panic!("sp-{i} admitted: {}", broker.log()))
+        })
+        .collect();
+    proxy.forge(
+        &format!("{}.", device_name("slowpoke")),
+        RecordType::TLSA,
+        Forgery::Late(std::time::Duration::from_millis(400)),
+    );
+    let sub = pki.subscribe(&broker, "sub-sensor1", &healthy, 1000);
+    let watched = Instant::now();
+    while watched.elapsed().as_secs() < WATCH_S {
+        let log = broker.log();
+        assert!(
+            !log.contains("kicked client sub-sensor1 "),
+            "the healthy device was kicked after {:.1} s:\n{log}",
+            watched.elapsed().as_secs_f64()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The slow name was looked up about every 2.4 s (8 s / 4 + the 0.4 s answer; the resolver
+    // may ask twice when an answer is late): at most 16 queries. With a job per session and
+    // second, the workers kept asking (47 queries in a run on the old code; concurrent ones
+    // are merged).
+    let late = proxy.forged();
+    println!("{late} slowed look-ups of slowpoke in {WATCH_S} s");
+    assert!(
+        (1..=WATCH_S as usize * 3 / 2).contains(&late),
+        "{late} look-ups of the slow name in {WATCH_S} s"
+    );
+    let log = broker.log();
+    assert!(
+        !log.contains("kicked client sp-"),
+        "the slow but answering name keeps its sessions:\n{log}"
+    );
     kill(sub);
 }

@@ -5,7 +5,10 @@
 //! mosquitto 2.0.11 ticks as long as it runs, so these tests load the real built plugin into
 //! tests/c/plugin_harness.c, a unit-test fake of the broker that never fires MOSQ_EVT_TICK,
 //! against a real knotd serving the signed registry zone. The real-broker tests of the plugin
-//! are in tests/broker_plugin.rs.
+//! are in tests/broker_plugin.rs. The same harness also shows what a reload's re-checks answer
+//! clients a real broker cannot readily produce: a websocket CONNECT inside the reload's
+//! window, and the sessions remembered under username keep once more have come and gone than
+//! the plugin holds.
 
 mod common;
 
@@ -68,8 +71,13 @@ impl Rig {
 
     /// The plugin in the harness, asking the DNS server at `resolver`.
     fn harness(&self, resolver: &str, revalidate_s: u64) -> Harness {
+        self.harness_with(resolver, revalidate_s, &[])
+    }
+
+    /// [`Rig::harness`] with more options (`KEY=VALUE`).
+    fn harness_with(&self, resolver: &str, revalidate_s: u64, extra: &[&str]) -> Harness {
         let anchor = self.dns.trust_anchor_file();
-        let options = [
+        let mut options = vec![
             format!("resolver={resolver}"),
             format!("trust_anchor={}", anchor.display()),
             "allowed_domains=iotregistry.test".to_string(),
@@ -77,6 +85,7 @@ impl Rig {
             format!("revalidate_seconds={revalidate_s}"),
             "lookup_timeout_ms=300".to_string(),
         ];
+        options.extend(extra.iter().map(|o| o.to_string()));
         Harness::start(self.dir.path(), &self.device.cert_path, &options)
     }
 }
@@ -224,6 +233,25 @@ impl Harness {
         }
     }
 
+    /// Sets up the second client and has the plugin check it at CONNECT (or, after
+    /// `reload`, at the reload): the callback's result.
+    fn auth_other(&mut self, id: &str, username: &str, protocol: &str, cert: &str) -> i32 {
+        assert_eq!(
+            self.ask(&format!("other {id} {username} {protocol} {cert}")),
+            "other ok"
+        );
+        let reply = self.ask("auth-other");
+        reply
+            .strip_prefix("auth-other ")
+            .and_then(|rc| rc.parse().ok())
+            .unwrap_or_else(|| panic!("auth-other RC: {reply}"))
+    }
+
+    fn command(&mut self, command: &str, expected: &str) {
+        let reply = self.ask(command);
+        assert_eq!(reply, expected, "log:\n{}", self.log.join("\n"));
+    }
+
     /// No tick ran, so no client was kicked, whatever the verdicts.
     fn assert_no_kick(&mut self) {
         assert_eq!(self.ask("kicks"), "kicks 0");
@@ -343,4 +371,90 @@ fn with_the_record_in_place_an_admission_stays_allowed_without_a_tick() {
         "{watch:?}"
     );
     harness.assert_no_kick();
+}
+
+/// mosquitto's MOSQ_ERR_AUTH and MOSQ_ERR_PLUGIN_DEFER.
+const AUTH: i32 = 11;
+const DEFER: i32 = 17;
+
+/// At a reload mosquitto 2.0.11 re-checks every client, then serves its websocket listeners
+/// before the tick that ends the reload's window: a websocket CONNECT without a certificate
+/// arriving then is answered as at CONNECT (refused, or left to the other plugins with
+/// defer_without_certificate), not as an offline session. An offline session of a device (its
+/// username the device name, its client id bound to it) is accepted; after the tick a
+/// CONNECT is a CONNECT again.
+#[test]
+fn at_a_reload_a_websocket_connect_without_a_certificate_is_answered_as_at_connect() {
+    let rig = Rig::new(300);
+    for (defer, expected) in [("false", AUTH), ("true", DEFER)] {
+        let option = format!("defer_without_certificate={defer}");
+        let mut harness = rig.harness_with(&rig.dns.addr().to_string(), 60, &[&option]);
+        harness.command("reload", &format!("reload {DEFER}"));
+        assert_eq!(
+            harness.auth_other("intruder", DEVICE, "ws", "none"),
+            expected,
+            "defer {defer}: a websocket CONNECT inside the reload's window; log:\n{}",
+            harness.log.join("\n")
+        );
+        assert_eq!(
+            harness.auth_other(DEVICE, DEVICE, "tcp", "none"),
+            ALLOWED,
+            "defer {defer}: a device's offline session at the reload"
+        );
+        harness.command("tick", "tick 0");
+        assert_eq!(
+            harness.auth_other(DEVICE, DEVICE, "tcp", "none"),
+            expected,
+            "defer {defer}: after the tick, a CONNECT without a certificate"
+        );
+    }
+}
+
+/// Under username keep, offline sessions with a username of their own cannot be told by their
+/// shape: the plugin remembers them, in a table of bounded size that replaces its oldest entry
+/// when full. After more sessions than it holds have come and gone (one device can make them,
+/// with client ids of its own), the latest device session is still accepted at a reload, and
+/// the oldest one is left to the other plugins (as at CONNECT).
+#[test]
+fn under_username_keep_a_full_table_of_sessions_still_holds_the_latest_one() {
+    const HELD: usize = 65536;
+    let rig = Rig::new(300);
+    let mut harness = rig.harness_with(
+        &rig.dns.addr().to_string(),
+        60,
+        &[
+            "username=keep",
+            "defer_without_certificate=true",
+            "client_id=any",
+        ],
+    );
+    let admit_and_leave = |harness: &mut Harness, id: &str| {
+        assert_eq!(harness.auth_other(id, "own-name", "tcp", "cert"), ALLOWED);
+        harness.command("disconnect-other", "disconnect-other 0");
+    };
+    harness.command(&format!("churn {HELD}"), &format!("churn admitted={HELD}"));
+    admit_and_leave(&mut harness, "victim");
+
+    harness.command("reload", &format!("reload {DEFER}"));
+    assert_eq!(
+        harness.auth_other("victim", "own-name", "tcp", "none"),
+        ALLOWED,
+        "the latest session after a full table; log tail:\n{}",
+        harness.log[harness.log.len().saturating_sub(5)..].join("\n")
+    );
+    assert_eq!(
+        harness.auth_other("churn/1", "churn", "tcp", "none"),
+        DEFER,
+        "the oldest session was replaced"
+    );
+    assert_eq!(
+        harness.auth_other("churn/2", "churn", "tcp", "none"),
+        ALLOWED,
+        "the next oldest session is still held"
+    );
+    assert_eq!(
+        harness.auth_other("stranger", "own-name", "tcp", "none"),
+        DEFER,
+        "a session never admitted"
+    );
 }

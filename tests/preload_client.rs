@@ -751,6 +751,57 @@ fn a_statically_linked_program_is_not_started_without_dane() {
     cmd.arg("--allow-no-dane").arg(&exe);
     let out = run(cmd);
     assert!(common::stdout(&out).contains("ran"), "{out:?}");
+
+    // A script whose interpreter is the static program: the dynamic linker never runs either.
+    let script = rig.dir.path().join("script");
+    std::fs::write(&script, format!("#!{}\n", exe.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.arg(&script);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        common::stderr(&out).contains(&format!(
+            "{} (the interpreter of {}) is statically linked",
+            exe.display(),
+            script.display()
+        )) && !common::stdout(&out).contains("ran"),
+        "{out:?}"
+    );
+}
+
+/// The launcher reads the program (and a script's interpreters) before starting it: a FIFO or
+/// a terminal named as either is refused as no regular file, at once, rather than read (which
+/// would block for ever).
+#[test]
+fn a_program_or_interpreter_that_is_no_regular_file_is_refused_without_blocking() {
+    let rig = Rig::new();
+    let fifo = rig.dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).output().expect("mkfifo");
+    assert!(made.status.success(), "{}", common::stderr(&made));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = rig.dir.path().join("script");
+    std::fs::write(&script, format!("#!{}\n", fifo.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (program, what) in [
+        (&fifo, format!("{} is not a regular file", fifo.display())),
+        (
+            &script,
+            format!(
+                "{} (the interpreter of {}) is not a regular file",
+                fifo.display(),
+                script.display()
+            ),
+        ),
+    ] {
+        let mut cmd = rig.plain(&rig.launcher);
+        cmd.arg(program);
+        let out = run(cmd);
+        assert_eq!(out.status.code(), Some(126), "{out:?}");
+        assert!(common::stderr(&out).contains(&what), "{what}: {out:?}");
+    }
 }
 
 /// c-examples/paho_pub.c (Paho C, no DANE code in it) through the launcher: its trust store
@@ -1110,6 +1161,20 @@ fn the_launcher_does_not_start_what_the_preload_cannot_reach() {
     assert_eq!(out.status.code(), Some(126), "{out:?}");
     assert!(
         common::stderr(&out).contains("ignores LD_PRELOAD") && common::stdout(&out).is_empty(),
+        "{out:?}"
+    );
+    // The same program as a script's interpreter: the kernel runs it set-user-ID all the same.
+    let script = d.join("script");
+    std::fs::write(&script, format!("#!{}\n", setuid.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = rig.plain(&rig.launcher);
+    cmd.arg(&script);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(
+        common::stderr(&out).contains("(the interpreter of")
+            && common::stderr(&out).contains("ignores LD_PRELOAD")
+            && common::stdout(&out).is_empty(),
         "{out:?}"
     );
 

@@ -24,7 +24,9 @@
  *                        device,plain)
  *   revalidate_seconds   grace after a record's TTL for its re-validation (default 60)
  *   username             device (default: the device name becomes the MQTT username) or keep
- *                        (not together with acl_defer true: the kept username is unverified)
+ *                        (the client's own username stays; a client that sent none gets the
+ *                        device name; not together with acl_defer true: the kept username is
+ *                        unverified)
  *   client_id            device (default: the MQTT client id must be the device name, or it
  *                        followed by "/" and anything) or any
  *   cafile               the CA certificates for usages 2 and 0 (the listener's cafile)
@@ -46,6 +48,7 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -63,8 +66,14 @@
 #define NAME_LEN 256
 /* Admitted identities by client: an ACL check (every publish) looks one up. */
 #define BUCKETS 4096
-/* The most disconnected clients remembered for reloads (see struct offline). */
-#define MAX_OFFLINE 65536
+/* The most sessions remembered for reloads under username keep (see struct kept_sessions);
+ * a power of two. */
+#define MAX_KEPT 65536
+#define KEPT_BUCKETS 16384
+/* The longest plugin_opt_allowed_domains and plugin_opt_identity_forms (refused at start when
+ * longer, never cut short). */
+#define DOMAINS_LEN 1024
+#define FORMS_LEN 128
 /* How often the workers look for identities due for re-validation. */
 #define WORKER_POLL_MS 100
 /* Re-validation workers: FAST_WORKERS for names that answered last time, each look-up cut
@@ -112,14 +121,21 @@ struct identity {
 	char *revoked;      /* why, once a re-validation refused */
 };
 
-/* A client this plugin admitted that has disconnected, by the broker's object for it, which
- * lives on as an offline persistent session when the client asked for one: a reload re-checks
- * such sessions (reload_check). An entry goes when a client connects at the same address (the
- * object was freed and its memory reused). */
-struct offline {
-	struct offline *next;
-	const struct mosquitto *client;
-	char *client_id;
+/* Sessions of admitted devices that kept a username of their own (plugin_opt_username keep
+ * with defer_without_certificate true), by the SHA-256 of client id and username: at a reload
+ * such an offline session has no shape telling it is a device's (see reload_check). A fixed
+ * ring of MAX_KEPT entries, the oldest replaced when full; one entry per client id and
+ * username. */
+struct kept_session {
+	unsigned char digest[32];
+	int32_t next; /* in its bucket, -1 at the end */
+	bool used;
+};
+
+struct kept_sessions {
+	struct kept_session slots[MAX_KEPT];
+	int32_t heads[KEPT_BUCKETS];
+	uint32_t oldest; /* the slot taken next */
 };
 
 struct plugin {
@@ -130,8 +146,7 @@ struct plugin {
 	pthread_mutex_t lock;  /* guards everything below */
 	pthread_cond_t wake;
 	struct identity *identities[BUCKETS];
-	struct offline *offline[BUCKETS];
-	size_t offline_count;
+	struct kept_sessions *kept; /* only under username keep with defer_without_certificate */
 	/* The identity of the client being disconnected right now: mosquitto publishes its will
 	 * (an ACL-checked publish) just after MOSQ_EVT_DISCONNECT. Freed by the next callback. */
 	struct identity *leaving;
@@ -146,6 +161,7 @@ struct plugin {
 		struct plugin *p;
 		bool slow_lane;
 		pthread_t thread;
+		char name[NAME_LEN]; /* the device name it is checking ("" when none) */
 	} workers[WORKERS];
 	size_t workers_started;
 };
@@ -211,7 +227,13 @@ static int parse_uint(const char *key, const char *value, unsigned min, unsigned
 
 static int parse_forms(const char *value, unsigned *out)
 {
-	char copy[128];
+	char copy[FORMS_LEN];
+	if (strlen(value) >= sizeof copy) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_identity_forms is longer than %zu characters",
+				     sizeof copy - 1);
+		return -1;
+	}
 	snprintf(copy, sizeof copy, "%s", value);
 	unsigned forms = 0;
 	char *save = NULL;
@@ -332,8 +354,8 @@ static int name_as_identity(const char *name, unsigned forms, char out[NAME_LEN]
  * `domains`, label by label. */
 static bool within_domains(const char *name, const char *domains)
 {
-	char copy[1024];
-	snprintf(copy, sizeof copy, "%s", domains);
+	char copy[DOMAINS_LEN];
+	snprintf(copy, sizeof copy, "%s", domains); /* never cut: parse_options checks the length */
 	char *save = NULL;
 	for (char *d = strtok_r(copy, ", ", &save); d; d = strtok_r(NULL, ", ", &save)) {
 		size_t len = strlen(d);
@@ -388,6 +410,13 @@ static int parse_options(struct config *c, struct mosquitto_opt *opts, int count
 		mosquitto_log_printf(MOSQ_LOG_ERR,
 				     LOG "plugin_opt_allowed_domains is required: the domains whose "
 					 "device names may connect (checked before any DNS query)");
+		return -1;
+	}
+	if (strlen(c->allowed_domains) >= DOMAINS_LEN) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "plugin_opt_allowed_domains is longer than %d characters: "
+					 "list fewer domains (a parent domain covers its subdomains)",
+				     DOMAINS_LEN - 1);
 		return -1;
 	}
 	if (c->ca_discovery && !c->cafile) {
@@ -557,57 +586,84 @@ static void forget_identity(struct plugin *p, const struct mosquitto *client)
 		free_identity(gone);
 }
 
-/* ---- disconnected clients, for reloads (callers hold p->lock) ------------------------------ */
+/* ---- sessions kept under their own usernames, for reloads (callers hold p->lock) ---------- */
 
-static void forget_offline(struct plugin *p, const struct mosquitto *client)
-{
-	for (struct offline **at = &p->offline[bucket_index(client)]; *at; at = &(*at)->next) {
-		if ((*at)->client == client) {
-			struct offline *gone = *at;
-			*at = gone->next;
-			free(gone->client_id);
-			free(gone);
-			p->offline_count--;
-			return;
-		}
-	}
-}
-
-static void remember_offline(struct plugin *p, const struct identity *id)
-{
-	forget_offline(p, id->client);
-	struct offline *entry = p->offline_count < MAX_OFFLINE ? calloc(1, sizeof *entry) : NULL;
-	if (!entry || !(entry->client_id = strdup(id->client_id))) {
-		free(entry);
-		return; /* a reload then treats it as any client without a certificate */
-	}
-	entry->client = id->client;
-	entry->next = p->offline[bucket_index(id->client)];
-	p->offline[bucket_index(id->client)] = entry;
-	p->offline_count++;
-}
-
-/* Whether `client` is a disconnected client this plugin had admitted. */
-static bool admitted_offline(struct plugin *p, const struct mosquitto *client)
+/* The SHA-256 of client id and username: fixed-size entries, whatever lengths a client sent. */
+static bool session_digest(const struct mosquitto *client, unsigned char digest[32])
 {
 	const char *client_id = mosquitto_client_id(client);
-	for (struct offline *e = p->offline[bucket_index(client)]; e; e = e->next)
-		if (e->client == client && client_id && strcmp(e->client_id, client_id) == 0)
-			return true;
-	return false;
+	const char *username = mosquitto_client_username(client);
+	if (!client_id || !username)
+		return false;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+		  EVP_DigestUpdate(md, client_id, strlen(client_id) + 1) == 1 &&
+		  EVP_DigestUpdate(md, username, strlen(username)) == 1 &&
+		  EVP_DigestFinal_ex(md, digest, NULL) == 1;
+	EVP_MD_CTX_free(md);
+	return ok;
 }
 
-static void free_offline(struct plugin *p)
+static int32_t *kept_bucket(struct kept_sessions *t, const unsigned char digest[32])
 {
-	for (size_t b = 0; b < BUCKETS; b++) {
-		while (p->offline[b]) {
-			struct offline *e = p->offline[b];
-			p->offline[b] = e->next;
-			free(e->client_id);
-			free(e);
+	uint32_t v;
+	memcpy(&v, digest, sizeof v);
+	return &t->heads[v % KEPT_BUCKETS];
+}
+
+static int32_t find_kept(struct kept_sessions *t, const unsigned char digest[32])
+{
+	for (int32_t i = *kept_bucket(t, digest); i >= 0; i = t->slots[i].next)
+		if (memcmp(t->slots[i].digest, digest, 32) == 0)
+			return i;
+	return -1;
+}
+
+static void drop_kept(struct kept_sessions *t, int32_t slot)
+{
+	for (int32_t *at = kept_bucket(t, t->slots[slot].digest); *at >= 0;
+	     at = &t->slots[*at].next) {
+		if (*at == slot) {
+			*at = t->slots[slot].next;
+			break;
 		}
 	}
-	p->offline_count = 0;
+	t->slots[slot].used = false;
+}
+
+static void remember_kept(struct plugin *p, const struct mosquitto *client)
+{
+	unsigned char digest[32];
+	struct kept_sessions *t = p->kept;
+	if (!t || !session_digest(client, digest))
+		return;
+	int32_t found = find_kept(t, digest);
+	if (found >= 0)
+		drop_kept(t, found);
+	int32_t slot = (int32_t)t->oldest;
+	if (t->slots[slot].used)
+		drop_kept(t, slot);
+	memcpy(t->slots[slot].digest, digest, 32);
+	int32_t *head = kept_bucket(t, digest);
+	t->slots[slot].next = *head;
+	t->slots[slot].used = true;
+	*head = slot;
+	t->oldest = (t->oldest + 1) % MAX_KEPT;
+}
+
+static bool kept_session(struct plugin *p, const struct mosquitto *client)
+{
+	unsigned char digest[32];
+	return p->kept && session_digest(client, digest) && find_kept(p->kept, digest) >= 0;
+}
+
+static struct kept_sessions *new_kept_sessions(void)
+{
+	struct kept_sessions *t = calloc(1, sizeof *t);
+	if (t)
+		for (size_t b = 0; b < KEPT_BUCKETS; b++)
+			t->heads[b] = -1;
+	return t;
 }
 
 /* The identity being disconnected is only needed for its will, published at once. */
@@ -632,12 +688,17 @@ static struct identity *acl_identity(struct plugin *p, const struct mosquitto *c
 	return NULL;
 }
 
-/* Seconds after a verdict valid for `ttl` seconds until it is checked again: checking more
- * often than the TTL costs no DNS (the answer is cached). */
+/* Seconds after a verdict valid for `ttl` seconds until it is checked again: at most
+ * revalidate_seconds, at the TTL when that is shorter (sooner costs no DNS: the answer is
+ * cached), but never sooner than a quarter of revalidate_seconds (at least 1 s): a zone
+ * publishing TTL 0 (answers the library does not cache) must not get a look-up a second. The
+ * deadline (TTL + revalidate_seconds) keeps at least three quarters of revalidate_seconds
+ * after the check. */
 static unsigned check_again_s(const struct plugin *p, uint32_t ttl)
 {
-	unsigned valid = ttl > 0 ? ttl : 1;
-	return valid < p->cfg.revalidate_s ? valid : p->cfg.revalidate_s;
+	unsigned floor_s = p->cfg.revalidate_s / 4 ? p->cfg.revalidate_s / 4 : 1;
+	unsigned every = ttl > floor_s ? ttl : floor_s;
+	return every < p->cfg.revalidate_s ? every : p->cfg.revalidate_s;
 }
 
 /* When the verdict given at `now`, valid for `ttl` seconds, is checked again, and when it
@@ -757,23 +818,57 @@ static void admit(struct plugin *p, struct mosquitto *client, const char *name, 
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* A reload's re-check of a client mosquitto already knows, answered from the table without
- * DNS: mosquitto 2.0.11 (mosquitto_security_apply_default) runs basic auth for every client
- * it holds, offline persistent sessions included, and disconnects each one refused, even one
- * that is already disconnected, which corrupts its session-expiry list and connection count.
- * Connected devices keep the verdicts they have: re-validation stays on the workers, and one
- * whose deadline has passed is kicked by the tick that follows. */
+/* A client without a certificate, answered as at CONNECT: left to the other plugins with
+ * defer_without_certificate, else refused. */
+static int without_certificate(struct plugin *p, const struct mosquitto *client)
+{
+	if (p->cfg.defer_without_certificate)
+		return MOSQ_ERR_PLUGIN_DEFER;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE,
+			     LOG "refused client %s from %s: NO_IDENTITY: no client certificate "
+				 "(the listener needs require_certificate true)",
+			     mosquitto_client_id(client), mosquitto_client_address(client));
+	return MOSQ_ERR_AUTH;
+}
+
+/* Whether `client` has the shape of a session this plugin admitted: its username is a device
+ * name of the accepted forms within allowed_domains, as the library reads one, and its client
+ * id is bound to that name (plugin_opt_client_id). */
+static bool device_session_shape(const struct plugin *p, const struct mosquitto *client)
+{
+	const char *username = mosquitto_client_username(client);
+	char name[NAME_LEN];
+	return username && strlen(username) < NAME_LEN &&
+	       name_as_identity(username, p->cfg.forms, name) == 1 && strcmp(name, username) == 0 &&
+	       within_domains(name, p->cfg.allowed_domains) &&
+	       client_id_bound(p, mosquitto_client_id(client), name);
+}
+
+/* A reload's re-check of a client mosquitto holds, answered without DNS: mosquitto 2.0.11
+ * (mosquitto_security_apply_default) runs basic auth for every client it holds, offline
+ * persistent sessions included (also those restored from its database at a restart, which
+ * this plugin never saw), and disconnects each one refused, even one already disconnected,
+ * which corrupts its session-expiry list and connection count. Connected devices keep the
+ * verdicts they have: re-validation stays on the workers, and one whose deadline has passed
+ * is kicked by the tick that follows. */
 static int reload_check(struct plugin *p, struct mosquitto *client)
 {
 	X509 *cert = mosquitto_client_certificate(client);
 	if (!cert) {
-		/* Without TLS: an offline session (a client of a require_certificate listener has
-		 * a certificate while connected), or, with defer_without_certificate, a client of
-		 * another listener for the other plugins, which also judge the offline sessions
-		 * of their clients. An offline session's ACL checks are denied, and its next
-		 * CONNECT is verified afresh. */
+		/* Between the reload's checks and the tick, mosquitto 2.0.11 serves its websocket
+		 * listeners (loop.c): a websocket client still connected without a certificate
+		 * may be a CONNECT arriving now, and was never admitted by this plugin. */
+		if (mosquitto_client_protocol(client) == mp_websockets)
+			return without_certificate(p, client);
+		/* An offline session, or with defer_without_certificate a client of another
+		 * listener. A device's session has its shape, or under username keep was
+		 * remembered; its ACL checks are denied (it is not in the identity table), and its
+		 * next CONNECT is verified afresh. The others are answered as at CONNECT, except
+		 * that without defer_without_certificate no client without a certificate gets
+		 * past a CONNECT: such an offline session was admitted, by this plugin or one
+		 * before it, and is not disconnected a second time. */
 		pthread_mutex_lock(&p->lock);
-		bool ours = admitted_offline(p, client);
+		bool ours = device_session_shape(p, client) || kept_session(p, client);
 		pthread_mutex_unlock(&p->lock);
 		return ours || !p->cfg.defer_without_certificate ? MOSQ_ERR_SUCCESS
 								 : MOSQ_ERR_PLUGIN_DEFER;
@@ -791,6 +886,17 @@ static int reload_check(struct plugin *p, struct mosquitto *client)
 	return MOSQ_ERR_AUTH;
 }
 
+/* The username of an admitted device: its device name, or under username keep the one the
+ * client sent. A client that sent none gets the device name all the same: mosquitto 2.0.11
+ * disconnects every session without a username at a reload (its anonymous check comes before
+ * any plugin), an offline one a second time. */
+static int set_username(const struct plugin *p, struct mosquitto *client, const char *name)
+{
+	if (p->cfg.username == USERNAME_KEEP && mosquitto_client_username(client))
+		return MOSQ_ERR_SUCCESS;
+	return mosquitto_set_username(client, name);
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -798,39 +904,30 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_basic_auth *ev = event_data;
 	if (p->reloading)
 		return reload_check(p, ev->client);
-	/* A CONNECT: a client this plugin remembered as disconnected at this address is gone. */
-	pthread_mutex_lock(&p->lock);
-	forget_offline(p, ev->client);
-	pthread_mutex_unlock(&p->lock);
 	const char *client_id = mosquitto_client_id(ev->client);
 	const char *address = mosquitto_client_address(ev->client);
 	X509 *cert = mosquitto_client_certificate(ev->client);
-	if (!cert) {
-		if (p->cfg.defer_without_certificate)
-			return MOSQ_ERR_PLUGIN_DEFER;
-		mosquitto_log_printf(MOSQ_LOG_NOTICE,
-				     LOG "refused client %s from %s: NO_IDENTITY: no client certificate "
-					 "(the listener needs require_certificate true)",
-				     client_id, address);
-		return MOSQ_ERR_AUTH;
-	}
+	if (!cert)
+		return without_certificate(p, ev->client);
 	char name[NAME_LEN];
 	char why[8192];
 	uint32_t ttl = 0;
 	int rc = verify_names(p, cert, client_id, name, &ttl, why, sizeof why);
-	if (rc == 1 && p->cfg.username == USERNAME_DEVICE &&
-	    mosquitto_set_username(ev->client, name) != MOSQ_ERR_SUCCESS) {
+	if (rc == 1 && set_username(p, ev->client, name) != MOSQ_ERR_SUCCESS) {
 		snprintf(why, sizeof why, "%s: cannot set the username (out of memory?)", name);
 		rc = -1;
 	}
 	if (rc == 1) {
 		admit(p, ev->client, name, cert, ttl);
+		const char *username = mosquitto_client_username(ev->client);
 		mosquitto_log_printf(MOSQ_LOG_NOTICE,
 				     LOG "admitted client %s from %s as %s (DNSSEC-secure TLSA matched); "
 					 "username %s; answer valid %u s more, checked again within %u s",
 				     client_id, address, name,
-				     p->cfg.username == USERNAME_DEVICE ? name : "kept", ttl,
-				     check_again_s(p, ttl));
+				     p->cfg.username == USERNAME_KEEP && username && strcmp(username, name)
+					 ? "kept"
+					 : name,
+				     ttl, check_again_s(p, ttl));
 	} else {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG "refused client %s from %s: %s", client_id,
 				     address, why);
@@ -871,8 +968,10 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	pthread_mutex_lock(&p->lock);
 	forget_leaving(p);
 	p->leaving = detach_identity(p, ev->client);
-	if (p->leaving)
-		remember_offline(p, p->leaving);
+	/* Its session may live on offline: under username keep, one a reload cannot tell by
+	 * its shape is remembered. */
+	if (p->leaving && p->kept && !device_session_shape(p, ev->client))
+		remember_kept(p, ev->client);
 	pthread_mutex_unlock(&p->lock);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -887,11 +986,17 @@ static int on_disconnect(int event, void *event_data, void *userdata)
  * lane, one worker that tries it again with the whole look-up time-out, backing off (1, 2, 4,
  * ... s, with one last try before its deadline); one that answers there within the fast budget
  * moves back. No answer is no verdict either way: the identity counts until its deadline, and
- * is kicked then. Each pick scans the table (O(identities)). */
+ * is kicked then. One look-up serves every connection of a device name with the same
+ * certificate (a name being checked is not taken again), and no identity is checked more often
+ * than every quarter of revalidate_seconds (check_again_s), so many connections of one name,
+ * or TTL 0, do not multiply the look-ups. Each pick and each verdict scans the table
+ * (O(identities)). Left: names that answer just within the fast budget still take their turns
+ * in order of falling due, so enough distinct slow names can delay the others. */
 
 struct job {
 	const struct mosquitto *client;
 	uint64_t serial;
+	uint64_t last_serial; /* the newest admission when the job was taken */
 	char name[NAME_LEN];
 	X509 *cert;
 	unsigned budget_ms;
@@ -909,24 +1014,39 @@ static unsigned fast_budget_ms(const struct plugin *p)
 	return budget < full_budget_ms(p) ? budget : full_budget_ms(p);
 }
 
-/* Takes the identity of this lane that fell due first (marked as being checked). */
-static bool take_due_job(struct plugin *p, bool slow_lane, struct job *job, double now)
+/* Whether a worker is checking the device name `name` now. */
+static bool name_in_check(const struct plugin *p, const char *name)
+{
+	for (size_t i = 0; i < WORKERS; i++)
+		if (strcmp(p->workers[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Takes the identity of this lane that fell due first (marked as being checked, its name
+ * noted for worker `w`). A name being checked is skipped: its verdict will be that of all its
+ * connections (one look-up per name, however many connections a device holds). */
+static bool take_due_job(struct plugin *p, struct worker *w, struct job *job, double now)
 {
 	struct identity *first = NULL;
 	for (size_t b = 0; b < BUCKETS; b++)
 		for (struct identity *id = p->identities[b]; id; id = id->next)
-			if (!id->checking && !id->revoked && id->slow == slow_lane &&
-			    id->next_check <= now && (!first || id->next_check < first->next_check))
+			if (!id->checking && !id->revoked && id->slow == w->slow_lane &&
+			    id->next_check <= now &&
+			    (!first || id->next_check < first->next_check) &&
+			    !name_in_check(p, id->name))
 				first = id;
 	if (!first)
 		return false;
 	first->checking = true;
+	memcpy(w->name, first->name, NAME_LEN);
 	job->client = first->client;
 	job->serial = first->serial;
+	job->last_serial = p->next_serial;
 	memcpy(job->name, first->name, NAME_LEN);
 	job->cert = first->cert;
 	X509_up_ref(first->cert);
-	job->budget_ms = slow_lane ? full_budget_ms(p) : fast_budget_ms(p);
+	job->budget_ms = w->slow_lane ? full_budget_ms(p) : fast_budget_ms(p);
 	return true;
 }
 
@@ -943,6 +1063,15 @@ static struct identity *job_identity(struct plugin *p, const struct job *job)
 {
 	struct identity *id = find_identity(p, job->client);
 	return id && id->serial == job->serial ? id : NULL;
+}
+
+/* Whether a job's verdict is also that of `id`: another connection of the same device name
+ * with the same certificate, admitted before the job was taken (a later admission has a
+ * verdict newer than the job's), and not being checked itself. */
+static bool shares_verdict(const struct identity *id, const struct job *job)
+{
+	return !id->checking && id->serial <= job->last_serial && !id->revoked &&
+	       strcmp(id->name, job->name) == 0 && X509_cmp(id->cert, job->cert) == 0;
 }
 
 static void record_verdict(struct identity *id, const struct plugin *p, int rc, uint32_t ttl,
@@ -992,14 +1121,20 @@ static void revalidate(struct plugin *p, struct job *job)
 		snprintf(why, sizeof why, "%s: %s", iotsafe_dane_reason_name(reason), line);
 	}
 	pthread_mutex_lock(&p->lock);
-	struct identity *id = job_identity(p, job);
-	if (id) {
-		id->checking = false;
-		if (rc != 1 && no_answer(reason)) {
-			retry_later(p, id, now_s());
-		} else {
-			record_verdict(id, p, rc, ttl, why);
-			id->slow = took_ms > fast_budget_ms(p);
+	struct identity *picked = job_identity(p, job);
+	if (picked)
+		picked->checking = false;
+	double now = now_s();
+	for (size_t b = 0; b < BUCKETS; b++) {
+		for (struct identity *id = p->identities[b]; id; id = id->next) {
+			if (!shares_verdict(id, job))
+				continue;
+			if (rc != 1 && no_answer(reason)) {
+				retry_later(p, id, now);
+			} else {
+				record_verdict(id, p, rc, ttl, why);
+				id->slow = took_ms > fast_budget_ms(p);
+			}
 		}
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -1029,13 +1164,14 @@ static void *worker_main(void *arg)
 		/* The CA check, a look-up of its own, runs where stalls are expected. */
 		if (w->slow_lane && any_identity(p))
 			check_cas(p, now_s());
-		if (!take_due_job(p, w->slow_lane, &job, now_s())) {
+		if (!take_due_job(p, w, &job, now_s())) {
 			wait_for_work(p);
 			continue;
 		}
 		pthread_mutex_unlock(&p->lock);
 		revalidate(p, &job);
 		pthread_mutex_lock(&p->lock);
+		w->name[0] = '\0';
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -1134,7 +1270,7 @@ static void free_plugin(struct plugin *p)
 			pthread_join(p->workers[i].thread, NULL);
 	}
 	forget_leaving(p);
-	free_offline(p);
+	free(p->kept);
 	for (size_t b = 0; b < BUCKETS; b++) {
 		while (p->identities[b]) {
 			struct identity *id = p->identities[b];
@@ -1200,6 +1336,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	if (parse_options(&p->cfg, opts, opt_count) != 0 || open_dane(p) != 0) {
 		free_plugin(p);
 		return MOSQ_ERR_INVAL;
+	}
+	if (p->cfg.username == USERNAME_KEEP && p->cfg.defer_without_certificate &&
+	    !(p->kept = new_kept_sessions())) {
+		free_plugin(p);
+		return MOSQ_ERR_NOMEM;
 	}
 	char *ca_warning = unpublished_cas(p);
 	if (ca_warning) {

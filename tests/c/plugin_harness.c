@@ -4,8 +4,9 @@
  * long as it runs, so tests/broker_plugin.rs (the real broker, the real clients) cannot stop
  * them; this program provides the broker functions the plugin links against (exported to it
  * with -rdynamic), dlopen()s the real built plugin, initialises it with the options given, and
- * then calls its callbacks on command -- never MOSQ_EVT_TICK. Used by
- * tests/plugin_without_ticks.rs.
+ * then calls its callbacks on command -- MOSQ_EVT_TICK only when told. Used by
+ * tests/plugin_without_ticks.rs (also for what a reload's re-checks answer clients a real
+ * broker cannot easily make: a websocket CONNECT inside the reload's window, a full table).
  *
  * Usage: plugin_harness PLUGIN.so CERT.pem CLIENT_ID [KEY=VALUE]...   (the plugin_opt_ lines)
  * Commands on stdin, one a line, each answered by one line on stdout:
@@ -18,6 +19,16 @@
  *                 "watch allowed_until=T denied_from=T|none publish=RC subscribe=RC
  *                 allowed_again=0|1", RCs those of the last check
  *   kicks         "kicks N": how many times the plugin called mosquitto_kick_client_by_*
+ *   reload        MOSQ_EVT_RELOAD, as at a SIGHUP: "reload RC"; the basic-auth calls up to the
+ *                 next "tick" are the reload's re-checks
+ *   tick          MOSQ_EVT_TICK once (ends a reload's window): "tick RC"
+ *   other ID USERNAME|- ws|tcp cert|none
+ *                 sets up a second client: its client id, username ("-": none), protocol
+ *                 (websockets or MQTT over TCP) and whether it has CERT.pem: "other ok"
+ *   auth-other    MOSQ_EVT_BASIC_AUTH for the second client: "auth-other RC"
+ *   disconnect-other  MOSQ_EVT_DISCONNECT for the second client: "disconnect-other RC"
+ *   churn N       N clients with CERT.pem, client ids churn/1..N and username "churn",
+ *                 each admitted then disconnected: "churn admitted=K" (K admitted)
  * Every line the plugin logs is printed as "log LEVEL TEXT", every kick as "kick CLIENT_ID".
  * End of input: mosquitto_plugin_cleanup, exit 0.
  */
@@ -48,6 +59,7 @@ struct mosquitto {
 	const char *id;
 	char *username;
 	X509 *cert;
+	int protocol;
 };
 
 /* Up to MOSQ_EVT_DISCONNECT, the highest event of plugin interface 5. */
@@ -131,6 +143,16 @@ const char *mosquitto_client_id(const struct mosquitto *client)
 	return client->id;
 }
 
+const char *mosquitto_client_username(const struct mosquitto *client)
+{
+	return client->username;
+}
+
+int mosquitto_client_protocol(const struct mosquitto *client)
+{
+	return client->protocol;
+}
+
 /* As mosquitto's: a reference of the caller's own, which it frees. */
 void *mosquitto_client_certificate(const struct mosquitto *client)
 {
@@ -209,6 +231,59 @@ static void watch(struct mosquitto *client, double seconds)
 	      allowed_until, denied, publish, subscribe, allowed_again);
 }
 
+static int basic_auth(struct mosquitto *client)
+{
+	struct mosquitto_evt_basic_auth ev = {.client = client};
+	return fire(MOSQ_EVT_BASIC_AUTH, &ev);
+}
+
+static int disconnect(struct mosquitto *client)
+{
+	struct mosquitto_evt_disconnect ev = {.client = client};
+	return fire(MOSQ_EVT_DISCONNECT, &ev);
+}
+
+/* The "churn" command: `count` clients admitted and disconnected one after the other, each
+ * at an address of its own that stays allocated (as offline sessions stay in mosquitto). */
+static void churn(X509 *cert, long count)
+{
+	struct churned {
+		struct mosquitto client;
+		char id[32];
+	} *all = calloc((size_t)count, sizeof *all);
+	long admitted = 0;
+	for (long i = 0; all && i < count; i++) {
+		struct churned *c = &all[i];
+		snprintf(c->id, sizeof c->id, "churn/%ld", i + 1);
+		c->client = (struct mosquitto){.id = c->id, .username = strdup("churn"), .cert = cert};
+		if (basic_auth(&c->client) == MOSQ_ERR_SUCCESS)
+			admitted++;
+		disconnect(&c->client);
+	}
+	for (long i = 0; all && i < count; i++)
+		free(all[i].client.username);
+	free(all);
+	reply("churn admitted=%ld", admitted);
+}
+
+/* The "other" command: sets up the second client. */
+static void set_other(struct mosquitto *other, char *id_buf, size_t id_len, X509 *cert,
+		      const char *line)
+{
+	char id[256], username[256], protocol[8], with_cert[8];
+	if (sscanf(line, "other %255s %255s %7s %7s", id, username, protocol, with_cert) != 4) {
+		reply("error other: expected ID USERNAME|- ws|tcp cert|none");
+		return;
+	}
+	snprintf(id_buf, id_len, "%s", id);
+	free(other->username);
+	other->id = id_buf;
+	other->username = strcmp(username, "-") == 0 ? NULL : strdup(username);
+	other->protocol = strcmp(protocol, "ws") == 0 ? mp_websockets : mp_mqtt;
+	other->cert = strcmp(with_cert, "cert") == 0 ? cert : NULL;
+	reply("other ok");
+}
+
 static X509 *read_certificate(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -270,10 +345,25 @@ int main(int argc, char **argv)
 	if (rc != MOSQ_ERR_SUCCESS)
 		return 1;
 
-	char line[256];
+	struct mosquitto other = {.id = ""};
+	char other_id[256] = "";
+	char line[1024];
 	while (fgets(line, sizeof line, stdin)) {
 		double seconds;
-		if (strcmp(line, "auth\n") == 0) {
+		long count;
+		if (strcmp(line, "reload\n") == 0) {
+			reply("reload %d", fire(MOSQ_EVT_RELOAD, &(struct mosquitto_evt_reload){0}));
+		} else if (strcmp(line, "tick\n") == 0) {
+			reply("tick %d", fire(MOSQ_EVT_TICK, &(struct mosquitto_evt_tick){0}));
+		} else if (strncmp(line, "other ", 6) == 0) {
+			set_other(&other, other_id, sizeof other_id, client.cert, line);
+		} else if (strcmp(line, "auth-other\n") == 0) {
+			reply("auth-other %d", basic_auth(&other));
+		} else if (strcmp(line, "disconnect-other\n") == 0) {
+			reply("disconnect-other %d", disconnect(&other));
+		} else if (sscanf(line, "churn %ld", &count) == 1) {
+			churn(client.cert, count);
+		} else if (strcmp(line, "auth\n") == 0) {
 			struct mosquitto_evt_basic_auth ev = {.client = &client};
 			double t0 = now_s();
 			int auth = fire(MOSQ_EVT_BASIC_AUTH, &ev);
@@ -292,6 +382,7 @@ int main(int argc, char **argv)
 	cleanup(userdata, opts, count);
 	free(opts);
 	free(client.username);
+	free(other.username);
 	X509_free(client.cert);
 	return 0;
 }

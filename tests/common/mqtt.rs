@@ -184,19 +184,55 @@ impl Broker {
     ) -> Broker {
         let (dir, child) = Broker::spawn(launcher, port, cert, key, global, listener, security);
         let mut broker = Broker { dir, child, port };
+        broker.wait_until_listening();
+        broker
+    }
+
+    fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("mosquitto exited ({status}): {}", broker.log());
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("mosquitto exited ({status}): {}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
-                "mosquitto did not listen on {port}: {}",
-                broker.log()
+                "mosquitto did not listen on {}: {}",
+                self.port,
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        broker
+    }
+
+    /// Stops the broker with SIGTERM, as a service stop does (with `persistence true` it saves
+    /// its database then), and starts plain `mosquitto` again on the same configuration; its
+    /// log goes on in the same files.
+    pub fn restart(&mut self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on the pid of a child this struct owns (not yet reaped).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+        let status = self.child.wait().expect("wait for mosquitto");
+        assert!(
+            status.success(),
+            "mosquitto stopped with {status}: {}",
+            self.log()
+        );
+        let append = |name: &str| {
+            fs::OpenOptions::new()
+                .append(true)
+                .open(self.dir.path().join(name))
+                .expect("the broker's output file")
+        };
+        self.child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .env("LD_LIBRARY_PATH", super::built_library_dir())
+            .stdin(Stdio::null())
+            .stdout(append("stdout"))
+            .stderr(append("stderr"))
+            .spawn()
+            .expect("mosquitto");
+        self.wait_until_listening();
     }
 
     /// Writes the configuration of [`Broker::launch`] into a new directory and starts the
