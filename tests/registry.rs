@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dns::{TestDns, TSIG_KEY_NAME};
+use common::dns::{TestDns, UpdateKey, TSIG_KEY_NAME};
 use common::dnsproxy::{self, DnsProxy, Forgery};
 use common::pki::{self, Issued};
 use common::unbound::Unbound;
@@ -26,7 +26,12 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
-        let dns = TestDns::start(&[]);
+        Rig::start_with_update_keys(&[])
+    }
+
+    /// As [`Rig::start`], with knotd also accepting updates signed with `keys`.
+    fn start_with_update_keys(keys: &[UpdateKey]) -> Rig {
+        let dns = TestDns::start_with_update_keys(&[], keys);
         let anchor = dns.trust_anchor_file();
         Rig {
             dns,
@@ -1078,4 +1083,113 @@ fn rotate_new_adopts_a_new_record_already_published() {
 
     let err = failed(rig.registry("rotate", name, &["--new", new_cert]));
     assert!(err.contains("nothing to rotate"), "{err}");
+}
+
+/// A TSIG key file as BIND's own tools write it, run here: `tsig-keygen` (its default
+/// hmac-sha256, and hmac-sha512) and `ddns-confgen -q` (the same syntax). knotd, told each key
+/// (the secret taken from the file by the test, not by the tool's parser), accepts the updates
+/// `iotsafe registry` signs with it: the device is admitted after `publish`, refused after
+/// `revoke`. ddns-confgen's default output (the key followed by an `update-policy` example and
+/// an nsupdate command) is refused, naming its line and how to write the key alone.
+#[test]
+fn key_files_written_by_bind_tools_sign_updates_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = [
+        bind_tool_key(
+            dir.path(),
+            "tsig-keygen",
+            &["bind-sha256"],
+            "bind-sha256",
+            "hmac-sha256",
+        ),
+        bind_tool_key(
+            dir.path(),
+            "tsig-keygen",
+            &["-a", "hmac-sha512", "bind-sha512"],
+            "bind-sha512",
+            "hmac-sha512",
+        ),
+        bind_tool_key(
+            dir.path(),
+            "ddns-confgen",
+            &["-q", "-a", "hmac-sha384", "-k", "ddns-key"],
+            "ddns-key",
+            "hmac-sha384",
+        ),
+    ];
+    let keys: Vec<UpdateKey> = made.iter().map(|(_, key)| key.clone()).collect();
+    let rig = Rig::start_with_update_keys(&keys);
+
+    for (index, (file, key)) in made.iter().enumerate() {
+        let device = rig.device(&format!("dev{index}"));
+        let name = format!("bindkey{index}._device.iotregistry.test");
+        let key_args = ["--tsig-key", file.to_str().unwrap()];
+        let cert = ["--cert", device.cert_path.to_str().unwrap()];
+        succeeded(rig.registry_with_key("publish", &name, &cert, &key_args));
+        assert!(rig.admitted(&device.cert_path, &name), "key {}", key.name);
+        succeeded(rig.registry_with_key("revoke", &name, &[], &key_args));
+        assert!(!rig.admitted(&device.cert_path, &name), "key {}", key.name);
+    }
+
+    let full = dir.path().join("ddns-confgen.out");
+    let text = common::ok(
+        Command::new("ddns-confgen")
+            .args(["-k", "ddns-key", "-z", "iotregistry.test"])
+            .output()
+            .expect("ddns-confgen (package bind9)"),
+    );
+    std::fs::write(&full, &text).unwrap();
+    let policy_line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("update-policy"))
+        .unwrap_or_else(|| panic!("no update-policy example in ddns-confgen's output:\n{text}"));
+    let device = rig.device("devfull");
+    let err = failed(rig.registry_with_key(
+        "publish",
+        "bindfull._device.iotregistry.test",
+        &["--cert", device.cert_path.to_str().unwrap()],
+        &["--tsig-key", full.to_str().unwrap()],
+    ));
+    assert!(
+        err.contains(&format!(
+            "{}:{policy_line}: more after the key",
+            full.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("ddns-confgen -q"), "{err}");
+}
+
+/// Runs BIND's `tool` (which prints a key named `name` of `algorithm`) and writes its output to
+/// a file: the file, and the key as knotd is told it.
+fn bind_tool_key(
+    dir: &Path,
+    tool: &str,
+    args: &[&str],
+    name: &str,
+    algorithm: &str,
+) -> (PathBuf, UpdateKey) {
+    let text = common::ok(
+        Command::new(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} (package bind9): {e}")),
+    );
+    assert!(
+        text.starts_with(&format!("key \"{name}\" {{\n\talgorithm {algorithm};\n")),
+        "{tool} wrote another key than expected:\n{text}"
+    );
+    let secret = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret \"")?.strip_suffix("\";"))
+        .unwrap_or_else(|| panic!("no secret line in {tool}'s output"))
+        .to_string();
+    let file = dir.join(format!("{name}.key"));
+    std::fs::write(&file, &text).unwrap();
+    let key = UpdateKey {
+        name: name.into(),
+        algorithm: algorithm.into(),
+        secret,
+    };
+    (file, key)
 }
