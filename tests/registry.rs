@@ -1193,3 +1193,108 @@ fn bind_tool_key(
     };
     (file, key)
 }
+
+/// A real BIND `named` as the zone's primary, configured with the README's BIND snippet as it
+/// is written there (its zone, its key file made by the `tsig-keygen` command of its comment,
+/// `dnssec-policy default`, its `update-policy`). `publish` is applied and served signed by
+/// named (an RRSIG over the TLSA record), `revoke` leaves a signed denial (NXDOMAIN with NSEC
+/// and RRSIG), and the update-policy refuses a record outside `_device` (REFUSED, the serial
+/// unchanged). named is not part of the rig's hierarchy (no parent holds a DS for its zone), so
+/// the changes go with `--no-wait`: this shows that BIND accepts the tool's updates and signs
+/// them, not that a validating resolver sees them secure (the knotd tests above show that).
+#[test]
+fn a_bind_primary_configured_as_the_readme_says_applies_and_signs_the_changes() {
+    let snippet = readme_bind_snippet();
+    let quoted_after = |keyword: &str| -> String {
+        let rest = snippet
+            .split_once(keyword)
+            .unwrap_or_else(|| panic!("no {keyword} in the README's BIND snippet:\n{snippet}"))
+            .1;
+        rest.split('"').nth(1).expect("a quoted name").to_string()
+    };
+    let zone = quoted_after("zone ");
+    let zone_file = quoted_after("file ");
+    let key_file = quoted_after("include ");
+    let key_name = snippet
+        .split_once("grant ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("a grant in the update-policy")
+        .to_string();
+    let key = common::ok(
+        Command::new("tsig-keygen")
+            .arg(&key_name)
+            .output()
+            .expect("tsig-keygen (package bind9)"),
+    );
+    let zone_text =
+        "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\n";
+    let named = common::named::Named::start(
+        &[(&key_file, &key), (&zone_file, zone_text)],
+        &snippet,
+        &zone,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join(&key_file);
+    std::fs::write(&key_path, &key).unwrap();
+    let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
+    let record = pki::dane_ee_record(&device.cert).to_string();
+    let registry = |command: &str, name: &str, args: &[&str]| {
+        Command::new(common::workspace_binary("iotsafe"))
+            .args(["registry", command, name, "--no-wait"])
+            .args(["--server", &named.addr().to_string(), "--zone", &zone])
+            .arg("--tsig-key")
+            .arg(&key_path)
+            .args(args)
+            .output()
+            .expect("run iotsafe registry")
+    };
+    let serial = || {
+        let soa = named.dig(&zone, "SOA");
+        soa.lines()
+            .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"))
+            .and_then(|l| l.split_whitespace().nth(6))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no SOA for {zone}:\n{soa}"))
+    };
+
+    let name = format!("sensor7._device.{zone}");
+    let cert = ["--cert", device.cert_path.to_str().unwrap()];
+    succeeded(registry("publish", &name, &cert));
+    let answer = named.dig(&name, "TLSA");
+    let hex = record.rsplit(' ').next().unwrap().to_uppercase();
+    assert!(answer.contains(&format!("TLSA\t3 1 1 {hex}")), "{answer}");
+    assert!(answer.contains("RRSIG\tTLSA"), "signed by named: {answer}");
+
+    // The update-policy allows TLSA below `_device` only: a plain host name is refused.
+    let before = serial();
+    let plain = format!("sensor7.{zone}");
+    let err = failed(registry(
+        "publish",
+        &plain,
+        &[&cert[..], &["--plain-name"]].concat(),
+    ));
+    assert!(err.contains("REFUSED"), "{err}");
+    assert_eq!(serial(), before, "nothing changed");
+
+    succeeded(registry("revoke", &name, &[]));
+    let denial = named.dig(&name, "TLSA");
+    assert!(denial.contains("status: NXDOMAIN"), "{denial}");
+    assert!(denial.contains("\tNSEC\t"), "{denial}");
+    assert!(denial.contains("RRSIG\tNSEC"), "a signed denial: {denial}");
+}
+
+/// The README's BIND configuration for a registry's primary: the code block after "BIND (".
+fn readme_bind_snippet() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let after = readme
+        .split_once("\nBIND (")
+        .expect("the README's BIND configuration")
+        .1;
+    let block = after
+        .split_once("```\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a code block after \"BIND (\"")
+        .0;
+    block.to_string()
+}
