@@ -4,7 +4,7 @@
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-# What the tests and the demo run for real: pcscd with the vpcd reader driver, knotd, BIND's tools,
+# What the tests and the demo run for real: pcscd with the vpcd reader driver, knotd, named,
 # mosquitto, OpenSSL 3 and its headers, and the DNS/DANE peers used to cross-check.
 APT_PACKAGES = pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools \
                knot knot-dnsutils ldnsutils hash-slinger unbound bind9 \

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 # The system service of each package whose daemon the tests and the demo run themselves
-# (none for the others). BIND's package is `bind9`, its service `named` (`bind9` is an alias).
+# (nothing for the other packages). BIND's package is `bind9`, its service `named` (`bind9` is an alias).
 service_of() {
     case $1 in
         knot | unbound | mosquitto) echo "$1.service" ;;
@@ -25,10 +25,9 @@ if ((${#missing[@]})); then
     fi
     echo "install-deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # The tests and the demo start their own knotd, unbound and mosquitto (and need no system
-    # named): the packages' system services are neither started by the installation
-    # (policy-rc.d refuses every start while it runs, unless the host has a policy of its own)
-    # nor left enabled.
+    # The tests and the demo start their own knotd, named, unbound and mosquitto: the packages'
+    # system services are neither started by the installation (policy-rc.d refuses every start
+    # while it runs, unless the host has a policy of its own) nor left enabled.
     own_policy=
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
