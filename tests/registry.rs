@@ -1196,12 +1196,13 @@ fn bind_tool_key(
 
 /// A real BIND `named` as the zone's primary, configured with the README's BIND snippet as it
 /// is written there (its zone, its key file made by the `tsig-keygen` command of its comment,
-/// `dnssec-policy default`, its `update-policy`). `publish` is applied and served signed by
-/// named (an RRSIG over the TLSA record), `revoke` leaves a signed denial (NXDOMAIN with NSEC
-/// and RRSIG), and the update-policy refuses a record outside `_device` (REFUSED, the serial
-/// unchanged). named is not part of the rig's hierarchy (no parent holds a DS for its zone), so
-/// the changes go with `--no-wait`: this shows that BIND accepts the tool's updates and signs
-/// them, not that a validating resolver sees them secure (the knotd tests above show that).
+/// `dnssec-policy default`, its `update-policy`), under a private root that named also serves
+/// (the fixture's, with the zone's DS). `publish` waits until the record is seen secure through
+/// the project's validating resolver asking named, with the private root's key as trust anchor;
+/// named serves it with an RRSIG, and `iotsafe dane check-client` admits the device. `revoke`
+/// leaves a signed denial (NXDOMAIN with NSEC and RRSIG) that `show` finds secure, and the
+/// device is refused. The update-policy refuses a record outside `_device` (REFUSED, the serial
+/// unchanged).
 #[test]
 fn a_bind_primary_configured_as_the_readme_says_applies_and_signs_the_changes() {
     let snippet = readme_bind_snippet();
@@ -1238,15 +1239,43 @@ fn a_bind_primary_configured_as_the_readme_says_applies_and_signs_the_changes() 
     std::fs::write(&key_path, &key).unwrap();
     let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
     let record = pki::dane_ee_record(&device.cert).to_string();
+    let anchor = named.trust_anchor_file();
+    let resolver = || -> Vec<String> {
+        vec![
+            "--resolver".into(),
+            named.addr().to_string(),
+            "--trust-anchor".into(),
+            anchor.to_str().unwrap().into(),
+        ]
+    };
     let registry = |command: &str, name: &str, args: &[&str]| {
         Command::new(common::workspace_binary("iotsafe"))
-            .args(["registry", command, name, "--no-wait"])
+            .args(["registry", command, name])
             .args(["--server", &named.addr().to_string(), "--zone", &zone])
             .arg("--tsig-key")
             .arg(&key_path)
+            .args(resolver())
             .args(args)
             .output()
             .expect("run iotsafe registry")
+    };
+    let admitted = || {
+        let out = Command::new(common::workspace_binary("iotsafe"))
+            .args([
+                "dane",
+                "check-client",
+                "--cert",
+                device.cert_path.to_str().unwrap(),
+            ])
+            .args(["--name", &format!("sensor7._device.{zone}")])
+            .args(resolver())
+            .output()
+            .expect("run iotsafe dane check-client");
+        match out.status.code() {
+            Some(0) => true,
+            Some(1) => false,
+            _ => panic!("check-client failed: {}", common::stderr(&out)),
+        }
     };
     let serial = || {
         let soa = named.dig(&zone, "SOA");
@@ -1259,7 +1288,10 @@ fn a_bind_primary_configured_as_the_readme_says_applies_and_signs_the_changes() 
 
     let name = format!("sensor7._device.{zone}");
     let cert = ["--cert", device.cert_path.to_str().unwrap()];
-    succeeded(registry("publish", &name, &cert));
+    assert!(!admitted());
+    let out = succeeded(registry("publish", &name, &cert));
+    assert!(out.contains("seen secure through"), "{out}");
+    assert!(admitted());
     let answer = named.dig(&name, "TLSA");
     let hex = record.rsplit(' ').next().unwrap().to_uppercase();
     assert!(answer.contains(&format!("TLSA\t3 1 1 {hex}")), "{answer}");
@@ -1276,7 +1308,16 @@ fn a_bind_primary_configured_as_the_readme_says_applies_and_signs_the_changes() 
     assert!(err.contains("REFUSED"), "{err}");
     assert_eq!(serial(), before, "nothing changed");
 
-    succeeded(registry("revoke", &name, &[]));
+    let out = succeeded(registry("revoke", &name, &[]));
+    assert!(out.contains("seen secure through"), "{out}");
+    assert!(!admitted());
+    let shown = Command::new(common::workspace_binary("iotsafe"))
+        .args(["registry", "show", &name])
+        .args(resolver())
+        .output()
+        .expect("run iotsafe registry show");
+    let shown = common::ok(shown);
+    assert!(shown.contains("no such name (NXDOMAIN), secure"), "{shown}");
     let denial = named.dig(&name, "TLSA");
     assert!(denial.contains("status: NXDOMAIN"), "{denial}");
     assert!(denial.contains("\tNSEC\t"), "{denial}");
