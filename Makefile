@@ -4,10 +4,10 @@
 CARGO   ?= cargo
 PREFIX  ?= /usr/local
 
-# What the tests and the demo run for real: pcscd with the vpcd reader driver, knotd,
+# What the tests and the demo run for real: pcscd with the vpcd reader driver, knotd, named,
 # mosquitto, OpenSSL 3 and its headers, and the DNS/DANE peers used to cross-check.
 APT_PACKAGES = pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools \
-               knot knot-dnsutils ldnsutils hash-slinger unbound \
+               knot knot-dnsutils ldnsutils hash-slinger unbound bind9 \
                mosquitto mosquitto-clients libmosquitto-dev mosquitto-dev libpaho-mqtt-dev \
                libssl-dev openssl pkg-config gcc make cbindgen
 

@@ -2,6 +2,15 @@
 # Installs the Debian packages given as arguments that are not installed yet.
 set -euo pipefail
 
+# The system service of each package whose daemon the tests and the demo run themselves
+# (nothing for the other packages). BIND's package is `bind9`, its service `named` (`bind9` is an alias).
+service_of() {
+    case $1 in
+        knot | unbound | mosquitto) echo "$1.service" ;;
+        bind9) echo named.service ;;
+    esac
+}
+
 missing=()
 for pkg in "$@"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
@@ -16,9 +25,9 @@ if ((${#missing[@]})); then
     fi
     echo "install-deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # The tests and the demo start their own knotd, unbound and mosquitto: the packages' system
-    # services are neither started by the installation (policy-rc.d refuses every start while
-    # it runs, unless the host has a policy of its own) nor left enabled.
+    # The tests and the demo start their own knotd, named, unbound and mosquitto: the packages'
+    # system services are neither started by the installation (policy-rc.d refuses every start
+    # while it runs, unless the host has a policy of its own) nor left enabled.
     own_policy=
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -29,10 +38,11 @@ if ((${#missing[@]})); then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
     for pkg in "${missing[@]}"; do
-        case $pkg in
-            # Installed now: stopped if it started all the same.
-            knot | unbound | mosquitto) systemctl stop "$pkg.service" >/dev/null 2>&1 || true ;;
-        esac
+        # Installed now: stopped if it started all the same.
+        service=$(service_of "$pkg")
+        if [[ -n $service ]]; then
+            systemctl stop "$service" >/dev/null 2>&1 || true
+        fi
     done
 fi
 
@@ -40,16 +50,16 @@ fi
 # earlier set-up left enabled without running them. One that runs is the host's own: untouched.
 # (`systemctl disable` works without a running systemd: it removes the links.)
 for pkg in "$@"; do
-    case $pkg in
-        knot | unbound | mosquitto) ;;
-        *) continue ;;
-    esac
-    if [[ $(systemctl is-enabled "$pkg.service" 2>/dev/null) == enabled ]] \
-        && ! systemctl is-active --quiet "$pkg.service" 2>/dev/null; then
-        if [[ $(id -u) == 0 ]] && systemctl disable "$pkg.service" >/dev/null 2>&1; then
-            echo "install-deps: $pkg.service disabled (the tests and the demo run their own $pkg)"
+    service=$(service_of "$pkg")
+    if [[ -z $service ]]; then
+        continue
+    fi
+    if [[ $(systemctl is-enabled "$service" 2>/dev/null) == enabled ]] \
+        && ! systemctl is-active --quiet "$service" 2>/dev/null; then
+        if [[ $(id -u) == 0 ]] && systemctl disable "$service" >/dev/null 2>&1; then
+            echo "install-deps: $service disabled (the tests and the demo run their own ${service%.service})"
         else
-            echo "install-deps: $pkg.service is enabled; the project does not need it: systemctl disable $pkg.service" >&2
+            echo "install-deps: $service is enabled; the project does not need it: systemctl disable $service" >&2
         fi
     fi
 done

@@ -206,32 +206,37 @@ fn installed_launcher_finds_its_shim_and_configuration(destdir: &str) {
 }
 
 /// The set-up (`scripts/install-deps.sh`, which `make test` and `make demo` run) leaves the
-/// system services of the test daemons disabled: the tests start their own knotd, unbound and
-/// mosquitto. `systemctl is-enabled` answers even where systemd is not running. A service that
-/// runs is the host's own and is left alone, so it is not counted.
+/// system services of the test daemons disabled: the tests start their own knotd, named, unbound
+/// and mosquitto. `systemctl is-enabled` answers even where systemd is not running. A service
+/// that runs is the host's own and is left alone, so it is not counted.
 #[test]
 fn set_up_leaves_the_test_daemons_services_disabled() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let services = ["knot", "unbound", "mosquitto"];
+    // Each package and its service's unit (BIND's is not named after its package).
+    let services = [
+        ("knot", "knot.service"),
+        ("unbound", "unbound.service"),
+        ("mosquitto", "mosquitto.service"),
+        ("bind9", "named.service"),
+    ];
     ok(Command::new(root.join("scripts/install-deps.sh"))
-        .args(services)
+        .args(services.map(|(package, _)| package))
         .output()
         .unwrap());
-    for service in services {
-        let unit = format!("{service}.service");
+    for (package, unit) in services {
         let enabled = Command::new("systemctl")
-            .args(["is-enabled", &unit])
+            .args(["is-enabled", unit])
             .output()
             .unwrap();
         let running = Command::new("systemctl")
-            .args(["is-active", "--quiet", &unit])
+            .args(["is-active", "--quiet", unit])
             .status()
             .unwrap()
             .success();
         let state = String::from_utf8_lossy(&enabled.stdout).trim().to_string();
         assert!(
             state != "enabled" || running,
-            "{unit} is left {state} (and not running) after the set-up"
+            "{unit} (package {package}) is left {state} (and not running) after the set-up"
         );
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dns::{TestDns, TSIG_KEY_NAME};
+use common::dns::{TestDns, UpdateKey, TSIG_KEY_NAME};
 use common::dnsproxy::{self, DnsProxy, Forgery};
 use common::pki::{self, Issued};
 use common::unbound::Unbound;
@@ -26,7 +26,12 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
-        let dns = TestDns::start(&[]);
+        Rig::start_with_update_keys(&[])
+    }
+
+    /// As [`Rig::start`], with knotd also accepting updates signed with `keys`.
+    fn start_with_update_keys(keys: &[UpdateKey]) -> Rig {
+        let dns = TestDns::start_with_update_keys(&[], keys);
         let anchor = dns.trust_anchor_file();
         Rig {
             dns,
@@ -1079,4 +1084,259 @@ fn rotate_new_adopts_a_new_record_already_published() {
 
     let err = failed(rig.registry("rotate", name, &["--new", new_cert]));
     assert!(err.contains("nothing to rotate"), "{err}");
+}
+
+/// A TSIG key file as BIND's own tools write it, run here: `tsig-keygen` (its default
+/// hmac-sha256, and hmac-sha512) and `ddns-confgen -q` (the same syntax). knotd, told each key
+/// (the secret taken from the file by the test, not by the tool's parser), accepts the updates
+/// `iotsafe registry` signs with it: the device is admitted after `publish`, refused after
+/// `revoke`. ddns-confgen's default output (the key followed by an `update-policy` example and
+/// an nsupdate command) is refused, naming its line and how to write the key alone.
+#[test]
+fn key_files_written_by_bind_tools_sign_updates_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = [
+        bind_tool_key(
+            dir.path(),
+            "tsig-keygen",
+            &["bind-sha256"],
+            "bind-sha256",
+            "hmac-sha256",
+        ),
+        bind_tool_key(
+            dir.path(),
+            "tsig-keygen",
+            &["-a", "hmac-sha512", "bind-sha512"],
+            "bind-sha512",
+            "hmac-sha512",
+        ),
+        bind_tool_key(
+            dir.path(),
+            "ddns-confgen",
+            &["-q", "-a", "hmac-sha384", "-k", "ddns-key"],
+            "ddns-key",
+            "hmac-sha384",
+        ),
+    ];
+    let keys: Vec<UpdateKey> = made.iter().map(|(_, key)| key.clone()).collect();
+    let rig = Rig::start_with_update_keys(&keys);
+
+    for (index, (file, key)) in made.iter().enumerate() {
+        let device = rig.device(&format!("dev{index}"));
+        let name = format!("bindkey{index}._device.iotregistry.test");
+        let key_args = ["--tsig-key", file.to_str().unwrap()];
+        let cert = ["--cert", device.cert_path.to_str().unwrap()];
+        succeeded(rig.registry_with_key("publish", &name, &cert, &key_args));
+        assert!(rig.admitted(&device.cert_path, &name), "key {}", key.name);
+        succeeded(rig.registry_with_key("revoke", &name, &[], &key_args));
+        assert!(!rig.admitted(&device.cert_path, &name), "key {}", key.name);
+    }
+
+    let full = dir.path().join("ddns-confgen.out");
+    let text = common::ok(
+        Command::new("ddns-confgen")
+            .args(["-k", "ddns-key", "-z", "iotregistry.test"])
+            .output()
+            .expect("ddns-confgen (package bind9)"),
+    );
+    std::fs::write(&full, &text).unwrap();
+    let policy_line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("update-policy"))
+        .unwrap_or_else(|| panic!("no update-policy example in ddns-confgen's output:\n{text}"));
+    let device = rig.device("devfull");
+    let err = failed(rig.registry_with_key(
+        "publish",
+        "bindfull._device.iotregistry.test",
+        &["--cert", device.cert_path.to_str().unwrap()],
+        &["--tsig-key", full.to_str().unwrap()],
+    ));
+    assert!(
+        err.contains(&format!(
+            "{}:{policy_line}: more after the key",
+            full.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("ddns-confgen -q"), "{err}");
+}
+
+/// Runs BIND's `tool` (which prints a key named `name` of `algorithm`) and writes its output to
+/// a file: the file, and the key as knotd is told it.
+fn bind_tool_key(
+    dir: &Path,
+    tool: &str,
+    args: &[&str],
+    name: &str,
+    algorithm: &str,
+) -> (PathBuf, UpdateKey) {
+    let text = common::ok(
+        Command::new(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool} (package bind9): {e}")),
+    );
+    assert!(
+        text.starts_with(&format!("key \"{name}\" {{\n\talgorithm {algorithm};\n")),
+        "{tool} wrote another key than expected:\n{text}"
+    );
+    let secret = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret \"")?.strip_suffix("\";"))
+        .unwrap_or_else(|| panic!("no secret line in {tool}'s output"))
+        .to_string();
+    let file = dir.join(format!("{name}.key"));
+    std::fs::write(&file, &text).unwrap();
+    let key = UpdateKey {
+        name: name.into(),
+        algorithm: algorithm.into(),
+        secret,
+    };
+    (file, key)
+}
+
+/// A real BIND `named` as the zone's primary, configured with the README's BIND snippet as it
+/// is written there (its zone, its key file made by the `tsig-keygen` command of its comment,
+/// `dnssec-policy default`, its `update-policy`), under a private root that named also serves
+/// (the fixture's, with the zone's DS). `publish` waits until the record is seen secure through
+/// the project's validating resolver asking named, with the private root's key as trust anchor;
+/// named serves it with an RRSIG, and `iotsafe dane check-client` admits the device. `revoke`
+/// leaves a signed denial (NXDOMAIN with NSEC and RRSIG) that `show` finds secure, and the
+/// device is refused. The update-policy refuses a record outside `_device` (REFUSED, the serial
+/// unchanged).
+#[test]
+fn a_bind_primary_configured_as_the_readme_says_applies_and_signs_the_changes() {
+    let snippet = readme_bind_snippet();
+    let quoted_after = |keyword: &str| -> String {
+        let rest = snippet
+            .split_once(keyword)
+            .unwrap_or_else(|| panic!("no {keyword} in the README's BIND snippet:\n{snippet}"))
+            .1;
+        rest.split('"').nth(1).expect("a quoted name").to_string()
+    };
+    let zone = quoted_after("zone ");
+    let zone_file = quoted_after("file ");
+    let key_file = quoted_after("include ");
+    let key_name = snippet
+        .split_once("grant ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .expect("a grant in the update-policy")
+        .to_string();
+    let key = common::ok(
+        Command::new("tsig-keygen")
+            .arg(&key_name)
+            .output()
+            .expect("tsig-keygen (package bind9)"),
+    );
+    let zone_text =
+        "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\n";
+    let named = common::named::Named::start(
+        &[(&key_file, &key), (&zone_file, zone_text)],
+        &snippet,
+        &zone,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join(&key_file);
+    std::fs::write(&key_path, &key).unwrap();
+    let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
+    let record = pki::dane_ee_record(&device.cert).to_string();
+    let anchor = named.trust_anchor_file();
+    let resolver = || -> Vec<String> {
+        vec![
+            "--resolver".into(),
+            named.addr().to_string(),
+            "--trust-anchor".into(),
+            anchor.to_str().unwrap().into(),
+        ]
+    };
+    let registry = |command: &str, name: &str, args: &[&str]| {
+        Command::new(common::workspace_binary("iotsafe"))
+            .args(["registry", command, name])
+            .args(["--server", &named.addr().to_string(), "--zone", &zone])
+            .arg("--tsig-key")
+            .arg(&key_path)
+            .args(resolver())
+            .args(args)
+            .output()
+            .expect("run iotsafe registry")
+    };
+    let admitted = || {
+        let out = Command::new(common::workspace_binary("iotsafe"))
+            .args([
+                "dane",
+                "check-client",
+                "--cert",
+                device.cert_path.to_str().unwrap(),
+            ])
+            .args(["--name", &format!("sensor7._device.{zone}")])
+            .args(resolver())
+            .output()
+            .expect("run iotsafe dane check-client");
+        match out.status.code() {
+            Some(0) => true,
+            Some(1) => false,
+            _ => panic!("check-client failed: {}", common::stderr(&out)),
+        }
+    };
+    let serial = || {
+        let soa = named.dig(&zone, "SOA");
+        soa.lines()
+            .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"))
+            .and_then(|l| l.split_whitespace().nth(6))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no SOA for {zone}:\n{soa}"))
+    };
+
+    let name = format!("sensor7._device.{zone}");
+    let cert = ["--cert", device.cert_path.to_str().unwrap()];
+    assert!(!admitted());
+    let out = succeeded(registry("publish", &name, &cert));
+    assert!(out.contains("seen secure through"), "{out}");
+    assert!(admitted());
+    let answer = named.dig(&name, "TLSA");
+    let hex = record.rsplit(' ').next().unwrap().to_uppercase();
+    assert!(answer.contains(&format!("TLSA\t3 1 1 {hex}")), "{answer}");
+    assert!(answer.contains("RRSIG\tTLSA"), "signed by named: {answer}");
+
+    // The update-policy allows TLSA below `_device` only: a plain host name is refused.
+    let before = serial();
+    let plain = format!("sensor7.{zone}");
+    let err = failed(registry(
+        "publish",
+        &plain,
+        &[&cert[..], &["--plain-name"]].concat(),
+    ));
+    assert!(err.contains("REFUSED"), "{err}");
+    assert_eq!(serial(), before, "nothing changed");
+
+    let out = succeeded(registry("revoke", &name, &[]));
+    assert!(out.contains("seen secure through"), "{out}");
+    assert!(!admitted());
+    let shown = Command::new(common::workspace_binary("iotsafe"))
+        .args(["registry", "show", &name])
+        .args(resolver())
+        .output()
+        .expect("run iotsafe registry show");
+    let shown = common::ok(shown);
+    assert!(shown.contains("no such name (NXDOMAIN), secure"), "{shown}");
+    let denial = named.dig(&name, "TLSA");
+    assert!(denial.contains("status: NXDOMAIN"), "{denial}");
+    assert!(denial.contains("\tNSEC\t"), "{denial}");
+    assert!(denial.contains("RRSIG\tNSEC"), "a signed denial: {denial}");
+}
+
+/// The README's BIND configuration for a registry's primary: the code block after "BIND (".
+fn readme_bind_snippet() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let after = readme
+        .split_once("\nBIND (")
+        .expect("the README's BIND configuration")
+        .1;
+    let block = after
+        .split_once("```\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a code block after \"BIND (\"")
+        .0;
+    block.to_string()
 }

@@ -75,12 +75,30 @@ pub struct TestDns {
     root_dnskey: String,
     /// The TSIG key as `keymgr -t` printed it (knot's configuration syntax).
     tsig_knot: String,
+    /// Keys of the caller's that knotd accepts beside its own, for the same updates.
+    caller_keys: Vec<UpdateKey>,
+}
+
+/// A TSIG key made by the caller (with another tool) that the rig's knotd accepts for the same
+/// updates as its own key.
+#[derive(Clone, Debug)]
+pub struct UpdateKey {
+    pub name: String,
+    /// knot's name for it, e.g. `hmac-sha256`.
+    pub algorithm: String,
+    /// base64.
+    pub secret: String,
 }
 
 impl TestDns {
     /// Starts knotd with the hierarchy and the given extra records: `(zone, line)` pairs such as
     /// `("example.test.", "_8883._tcp.broker 300 IN TLSA 3 1 1 ab12...")`.
     pub fn start(extra: &[(&str, &str)]) -> TestDns {
+        TestDns::start_with_update_keys(extra, &[])
+    }
+
+    /// As [`TestDns::start`], with knotd also accepting updates signed with `update_keys`.
+    pub fn start_with_update_keys(extra: &[(&str, &str)], update_keys: &[UpdateKey]) -> TestDns {
         let dir = tempfile::Builder::new()
             .prefix("knot-")
             .tempdir()
@@ -91,8 +109,10 @@ impl TestDns {
         let port = super::free_port();
         let conf = dir.path().join("knot.conf");
         let tsig_knot = run_ok(Command::new("keymgr").args(["-t", TSIG_KEY_NAME, "hmac-sha256"]));
-        fs::write(&conf, knot_conf(dir.path(), port, &tsig_knot)).expect("write knot.conf");
+        fs::write(&conf, knot_conf(dir.path(), port, &tsig_knot, update_keys))
+            .expect("write knot.conf");
 
+        let caller_keys = update_keys.to_vec();
         let keys = ZoneKeys::cached();
         copy_dir(&keys.db, &dir.path().join("db"));
         let ZoneKeys {
@@ -126,6 +146,7 @@ impl TestDns {
             ds_in_root,
             root_dnskey,
             tsig_knot,
+            caller_keys,
         };
         for zone in SIGNED.iter().chain(UNSIGNED.iter()) {
             dns.write_zone(zone);
@@ -137,8 +158,8 @@ impl TestDns {
                 return dns;
             }
             dns.port = super::free_port();
-            fs::write(&conf, knot_conf(dns.dir.path(), dns.port, &dns.tsig_knot))
-                .expect("write knot.conf");
+            let text = knot_conf(dns.dir.path(), dns.port, &dns.tsig_knot, &dns.caller_keys);
+            fs::write(&conf, text).expect("write knot.conf");
         }
         panic!("knotd found no free port in five tries");
     }
@@ -379,8 +400,8 @@ impl Drop for TestDns {
 }
 
 /// knotd's configuration; `tsig_knot` is the update key as `keymgr -t` printed it (a `key:`
-/// section), allowed to update the [`UPDATABLE`] zones.
-fn knot_conf(dir: &Path, port: u16, tsig_knot: &str) -> String {
+/// section), allowed to update the [`UPDATABLE`] zones, as are `caller_keys`.
+fn knot_conf(dir: &Path, port: u16, tsig_knot: &str, caller_keys: &[UpdateKey]) -> String {
     let d = dir.display();
     let mut zones = String::new();
     for zone in SIGNED {
@@ -399,11 +420,19 @@ fn knot_conf(dir: &Path, port: u16, tsig_knot: &str) -> String {
             zone_file(zone)
         ));
     }
-    let key: String = tsig_knot
+    let mut key: String = tsig_knot
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| format!("{l}\n"))
         .collect();
+    let mut acl_keys = TSIG_KEY_NAME.to_string();
+    for caller in caller_keys {
+        key.push_str(&format!(
+            "  - id: {}\n    algorithm: {}\n    secret: {}\n",
+            caller.name, caller.algorithm, caller.secret
+        ));
+        acl_keys.push_str(&format!(", {}", caller.name));
+    }
     for zone in UNSIGNED {
         zones.push_str(&format!(
             "  - domain: \"{zone}\"\n    file: \"{}\"\n    template: unsigned\n",
@@ -416,7 +445,7 @@ fn knot_conf(dir: &Path, port: u16, tsig_knot: &str) -> String {
     listen: 127.0.0.1@{port}
 {key}acl:
   - id: registry-update
-    key: {TSIG_KEY_NAME}
+    key: [{acl_keys}]
     action: update
     update-type: [TLSA]
     update-owner: name
@@ -538,7 +567,7 @@ impl ZoneKeys {
         let conf = cache.join("knot.conf");
         // keymgr reads the configuration only for the database; knotd never runs on it.
         let key = run_ok(Command::new("keymgr").args(["-t", TSIG_KEY_NAME, "hmac-sha256"]));
-        fs::write(&conf, knot_conf(cache, 53, &key)).expect("write knot.conf");
+        fs::write(&conf, knot_conf(cache, 53, &key, &[])).expect("write knot.conf");
         for zone in SIGNED {
             run_ok(Command::new("keymgr").arg("-c").arg(&conf).args([
                 zone,

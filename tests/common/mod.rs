@@ -9,6 +9,7 @@ pub mod dnsproxy;
 pub mod escaped;
 pub mod modem;
 pub mod mqtt;
+pub mod named;
 pub mod pki;
 pub mod registry;
 pub mod tls;

@@ -390,7 +390,14 @@ fn parse_bind(text: &str) -> Result<TsigKey, LineError> {
         (l, _) => return Err((Some(l), "expected `;` after `}`".into())),
     }
     if let Some((line, _)) = it.next() {
-        return Err((Some(line), "more after the key (one key per file)".into()));
+        // ddns-confgen's default output is such a file: the key, then an `update-policy`
+        // example and an nsupdate command for the operator to copy elsewhere.
+        return Err((
+            Some(line),
+            "more after the key (one key per file, alone: as `tsig-keygen NAME` or \
+             `ddns-confgen -q -k NAME` writes it)"
+                .into(),
+        ));
     }
     let (alg_line, algorithm) = algorithm.ok_or((None, "no `algorithm` in the key".into()))?;
     let (secret_line, secret) = secret.ok_or((None, "no `secret` in the key".into()))?;
