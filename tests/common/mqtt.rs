@@ -312,6 +312,18 @@ impl Broker {
     /// Sends the broker SIGHUP, as `systemctl reload mosquitto` or logrotate does: it reads its
     /// configuration again and re-checks every client (mosquitto_security_apply).
     pub fn reload(&self) {
+        // mosquitto starts listening before it installs its signal handlers, and SIGHUP's
+        // default action ends the process: wait until the handler is there.
+        let caught = format!("/proc/{}/status", self.child.id());
+        super::wait_until(10, "mosquitto to catch SIGHUP", || {
+            fs::read_to_string(&caught)
+                .ok()
+                .and_then(|status| {
+                    let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+                    u64::from_str_radix(mask.trim(), 16).ok()
+                })
+                .is_some_and(|mask| mask & (1 << (libc::SIGHUP - 1)) != 0)
+        });
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: kill(2) on the pid of a child this struct owns (not yet reaped).
         let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
