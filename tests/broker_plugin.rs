@@ -1038,6 +1038,10 @@ fn with_username_keep_a_device_without_a_username_keeps_its_session_at_a_reload(
     let sub = pki.subscribe(&broker, "sub1", &device, 1);
     reload_and_probe(&pki, &broker, &probe, "probe2");
     let out = sub.wait_with_output().unwrap();
+    // The broker logs the subscriber's own disconnection after it has left.
+    common::wait_until(5, "the subscriber's disconnection in the log", || {
+        disconnections(&broker.log(), "sub1") >= 1
+    });
     let log = broker.log();
     assert_eq!(
         disconnections(&log, "sub1"),
