@@ -927,11 +927,11 @@ fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it(
 /// client it knows, offline persistent sessions included. Such a session has no TLS connection
 /// and so no certificate; refusing it would make mosquitto 2.0.11 disconnect the already
 /// disconnected session a second time (its connection count and session-expiry list then go
-/// wrong). The plugin answers the reload's check without DNS: the offline session (its username
-/// the device name, its client id bound to it) is neither refused nor disconnected again, also
-/// when clients without a certificate are left to other plugins (which would refuse a device's
-/// session), and under `username keep` for a device that sent no username (mosquitto's own
-/// anonymous check, before any plugin, would disconnect a session without one).
+/// wrong). The plugin answers the reload's check without DNS: the offline session (not a live
+/// client) is neither refused nor disconnected again, also when clients without a certificate
+/// are left to other plugins (which would refuse a device's session), and under `username keep`
+/// for a device that sent no username (mosquitto's own anonymous check, before any plugin,
+/// would disconnect a session without one).
 #[test]
 fn a_reload_leaves_an_offline_persistent_session_alone() {
     for defer in ["false", "true"] {
@@ -1085,6 +1085,146 @@ fn reloads_after_a_restart_with_persistence_leave_offline_sessions_alone() {
         disconnections(&log, "off1"),
         1,
         "the restored offline session was disconnected (again) at a reload:\n{log}"
+    );
+}
+
+/// The broker's log after its latest "Reloading config." line.
+fn since_the_last_reload(log: &str) -> &str {
+    log.rfind("Reloading config.").map_or("", |at| &log[at..])
+}
+
+/// Under `username keep` with clients without a certificate left to other plugins, a device
+/// with a username of its own (no device shape) and a persistent session is kicked when its
+/// record goes: its offline session is then neither refused nor disconnected a second time at
+/// a reload (mosquitto 2.0.11 would corrupt its session-expiry list). A reload tells offline
+/// sessions from live clients, whatever their usernames.
+#[test]
+fn a_device_kicked_under_username_keep_is_not_disconnected_again_at_a_reload() {
+    const TTL: u32 = 2;
+    let pki = Pki::new();
+    let name = device_name("sensor1");
+    let device = pki.device("sensor1", &[&name]);
+    let probe = pki.device("sensor2", &[&device_name("sensor2")]);
+    let records = [
+        ee_line("sensor1", &device.cert, TTL),
+        ee_line("sensor2", &probe.cert, 300),
+    ];
+    let dns = TestDns::start(
+        &records
+            .iter()
+            .map(|r| (REGISTRY, r.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let broker = pki.broker(
+        &dns,
+        &[("username", "keep"), ("defer_without_certificate", "true")],
+    );
+    let persistent = pki
+        .client(
+            "mosquitto_sub",
+            &broker,
+            &name,
+            &device.cert_path,
+            &device.key_path,
+        )
+        .args([
+            "-V",
+            "mqttv5",
+            "-c",
+            "-x",
+            "3600",
+            "-u",
+            "u",
+            "-t",
+            "sensors/#",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    broker.wait_for_line(20, &[&name, "sensors/#"]);
+    registry::change(&dns, "revoke", &name, &[]);
+    broker.wait_for_line(
+        u64::from(TTL) + REVALIDATE_S + 5,
+        &[&format!("kicked client {name} ")],
+    );
+    kill(persistent);
+    reload_and_probe(&pki, &broker, &probe, "probe2");
+
+    let log = broker.log();
+    let after = since_the_last_reload(&log);
+    assert_eq!(
+        disconnections(after, &name),
+        0,
+        "the kicked device's offline session was disconnected again at the reload:\n{log}"
+    );
+}
+
+/// A connected client without a certificate on a password listener is checked again at a
+/// reload by password_file (asked after the plugin), however much its username and client id
+/// look like a device's: a legacy device removed from password_file is disconnected by the
+/// reload, as without the plugin.
+#[test]
+fn a_reload_disconnects_a_password_client_removed_from_password_file() {
+    let pki = Pki::new();
+    let dir = pki.dir.path();
+    let legacy = device_name("legacy1");
+    let dns = TestDns::start(&[]);
+    let passwords = dir.join("passwords");
+    let set_password = |user: &str| {
+        common::ok(
+            Command::new("mosquitto_passwd")
+                .args(["-b", "-c"])
+                .arg(&passwords)
+                .args([user, "pw"])
+                .output()
+                .unwrap(),
+        )
+    };
+    set_password(&legacy);
+    let acl = dir.join("acl");
+    std::fs::write(&acl, format!("user {legacy}\ntopic read #\n")).unwrap();
+    let plain_port = free_port();
+    let broker = pki.broker_with(
+        &dns,
+        &[("defer_without_certificate", "true")],
+        &format!(
+            "acl_file {}\npassword_file {}\nlistener {plain_port} 127.0.0.1\n",
+            acl.display(),
+            passwords.display()
+        ),
+    );
+    let mut subscriber = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &plain_port.to_string()])
+        .args([
+            "-i", &legacy, "-u", &legacy, "-P", "pw", "-t", "#", "-W", "60",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    broker.wait_for_line(20, &["Sending SUBACK to", &legacy]);
+
+    set_password("operator");
+    let reloads = broker.log().matches("Reloading config.").count();
+    broker.reload();
+    common::wait_until(10, "the reload", || {
+        broker.log().matches("Reloading config.").count() > reloads
+    });
+    let exited = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        subscriber.try_wait().unwrap().is_some()
+    });
+    let _ = subscriber.kill();
+    let _ = subscriber.wait();
+    let log = broker.log();
+    assert!(
+        exited,
+        "the client removed from password_file stayed connected after the reload:\n{log}"
+    );
+    assert!(
+        disconnections(since_the_last_reload(&log), &legacy) >= 1,
+        "the reload disconnected it:\n{log}"
     );
 }
 

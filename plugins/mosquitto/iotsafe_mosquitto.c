@@ -48,7 +48,6 @@
 #include <time.h>
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -66,10 +65,6 @@
 #define NAME_LEN 256
 /* Admitted identities by client: an ACL check (every publish) looks one up. */
 #define BUCKETS 4096
-/* The most sessions remembered for reloads under username keep (see struct kept_sessions);
- * a power of two. */
-#define MAX_KEPT 65536
-#define KEPT_BUCKETS 16384
 /* The longest plugin_opt_allowed_domains and plugin_opt_identity_forms (refused at start when
  * longer, never cut short). */
 #define DOMAINS_LEN 1024
@@ -121,21 +116,14 @@ struct identity {
 	char *revoked;      /* why, once a re-validation refused */
 };
 
-/* Sessions of admitted devices that kept a username of their own (plugin_opt_username keep
- * with defer_without_certificate true), by the SHA-256 of client id and username: at a reload
- * such an offline session has no shape telling it is a device's (see reload_check). A fixed
- * ring of MAX_KEPT entries, the oldest replaced when full; one entry per client id and
- * username. */
-struct kept_session {
-	unsigned char digest[32];
-	int32_t next; /* in its bucket, -1 at the end */
-	bool used;
-};
-
-struct kept_sessions {
-	struct kept_session slots[MAX_KEPT];
-	int32_t heads[KEPT_BUCKETS];
-	uint32_t oldest; /* the slot taken next */
+/* A connected client without a certificate (left to the other plugins at CONNECT, or refused
+ * and about to be disconnected): at a reload it is answered as at CONNECT, while any other
+ * client without a certificate is an offline session (see reload_check). One entry per live
+ * connection, from its CONNECT to its MOSQ_EVT_DISCONNECT, so the set needs no bound of its
+ * own. */
+struct live_client {
+	struct live_client *next;
+	const struct mosquitto *client;
 };
 
 struct plugin {
@@ -146,7 +134,7 @@ struct plugin {
 	pthread_mutex_t lock;  /* guards everything below */
 	pthread_cond_t wake;
 	struct identity *identities[BUCKETS];
-	struct kept_sessions *kept; /* only under username keep with defer_without_certificate */
+	struct live_client *without_certificate[BUCKETS];
 	/* The identity of the client being disconnected right now: mosquitto publishes its will
 	 * (an ACL-checked publish) just after MOSQ_EVT_DISCONNECT. Freed by the next callback. */
 	struct identity *leaving;
@@ -586,84 +574,46 @@ static void forget_identity(struct plugin *p, const struct mosquitto *client)
 		free_identity(gone);
 }
 
-/* ---- sessions kept under their own usernames, for reloads (callers hold p->lock) ---------- */
+/* ---- live clients without a certificate (callers hold p->lock) ------------------------- */
 
-/* The SHA-256 of client id and username: fixed-size entries, whatever lengths a client sent. */
-static bool session_digest(const struct mosquitto *client, unsigned char digest[32])
+static struct live_client **live_bucket(struct plugin *p, const struct mosquitto *client)
 {
-	const char *client_id = mosquitto_client_id(client);
-	const char *username = mosquitto_client_username(client);
-	if (!client_id || !username)
+	return &p->without_certificate[bucket_index(client)];
+}
+
+static bool is_live_without_certificate(struct plugin *p, const struct mosquitto *client)
+{
+	for (struct live_client *c = *live_bucket(p, client); c; c = c->next)
+		if (c->client == client)
+			return true;
+	return false;
+}
+
+/* False when out of memory: the caller refuses the client rather than let a reload take it
+ * for an offline session. */
+static bool remember_live(struct plugin *p, const struct mosquitto *client)
+{
+	if (is_live_without_certificate(p, client))
+		return true;
+	struct live_client *c = malloc(sizeof *c);
+	if (!c)
 		return false;
-	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
-		  EVP_DigestUpdate(md, client_id, strlen(client_id) + 1) == 1 &&
-		  EVP_DigestUpdate(md, username, strlen(username)) == 1 &&
-		  EVP_DigestFinal_ex(md, digest, NULL) == 1;
-	EVP_MD_CTX_free(md);
-	return ok;
+	c->client = client;
+	c->next = *live_bucket(p, client);
+	*live_bucket(p, client) = c;
+	return true;
 }
 
-static int32_t *kept_bucket(struct kept_sessions *t, const unsigned char digest[32])
+static void forget_live(struct plugin *p, const struct mosquitto *client)
 {
-	uint32_t v;
-	memcpy(&v, digest, sizeof v);
-	return &t->heads[v % KEPT_BUCKETS];
-}
-
-static int32_t find_kept(struct kept_sessions *t, const unsigned char digest[32])
-{
-	for (int32_t i = *kept_bucket(t, digest); i >= 0; i = t->slots[i].next)
-		if (memcmp(t->slots[i].digest, digest, 32) == 0)
-			return i;
-	return -1;
-}
-
-static void drop_kept(struct kept_sessions *t, int32_t slot)
-{
-	for (int32_t *at = kept_bucket(t, t->slots[slot].digest); *at >= 0;
-	     at = &t->slots[*at].next) {
-		if (*at == slot) {
-			*at = t->slots[slot].next;
-			break;
+	for (struct live_client **at = live_bucket(p, client); *at; at = &(*at)->next) {
+		if ((*at)->client == client) {
+			struct live_client *gone = *at;
+			*at = gone->next;
+			free(gone);
+			return;
 		}
 	}
-	t->slots[slot].used = false;
-}
-
-static void remember_kept(struct plugin *p, const struct mosquitto *client)
-{
-	unsigned char digest[32];
-	struct kept_sessions *t = p->kept;
-	if (!t || !session_digest(client, digest))
-		return;
-	int32_t found = find_kept(t, digest);
-	if (found >= 0)
-		drop_kept(t, found);
-	int32_t slot = (int32_t)t->oldest;
-	if (t->slots[slot].used)
-		drop_kept(t, slot);
-	memcpy(t->slots[slot].digest, digest, 32);
-	int32_t *head = kept_bucket(t, digest);
-	t->slots[slot].next = *head;
-	t->slots[slot].used = true;
-	*head = slot;
-	t->oldest = (t->oldest + 1) % MAX_KEPT;
-}
-
-static bool kept_session(struct plugin *p, const struct mosquitto *client)
-{
-	unsigned char digest[32];
-	return p->kept && session_digest(client, digest) && find_kept(p->kept, digest) >= 0;
-}
-
-static struct kept_sessions *new_kept_sessions(void)
-{
-	struct kept_sessions *t = calloc(1, sizeof *t);
-	if (t)
-		for (size_t b = 0; b < KEPT_BUCKETS; b++)
-			t->heads[b] = -1;
-	return t;
 }
 
 /* The identity being disconnected is only needed for its will, published at once. */
@@ -831,47 +781,32 @@ static int without_certificate(struct plugin *p, const struct mosquitto *client)
 	return MOSQ_ERR_AUTH;
 }
 
-/* Whether `client` has the shape of a session this plugin admitted: its username is a device
- * name of the accepted forms within allowed_domains, as the library reads one, and its client
- * id is bound to that name (plugin_opt_client_id). */
-static bool device_session_shape(const struct plugin *p, const struct mosquitto *client)
-{
-	const char *username = mosquitto_client_username(client);
-	char name[NAME_LEN];
-	return username && strlen(username) < NAME_LEN &&
-	       name_as_identity(username, p->cfg.forms, name) == 1 && strcmp(name, username) == 0 &&
-	       within_domains(name, p->cfg.allowed_domains) &&
-	       client_id_bound(p, mosquitto_client_id(client), name);
-}
-
 /* A reload's re-check of a client mosquitto holds, answered without DNS: mosquitto 2.0.11
  * (mosquitto_security_apply_default) runs basic auth for every client it holds, offline
  * persistent sessions included (also those restored from its database at a restart, which
  * this plugin never saw), and disconnects each one refused, even one already disconnected,
  * which corrupts its session-expiry list and connection count. Connected devices keep the
  * verdicts they have: re-validation stays on the workers, and one whose deadline has passed
- * is kicked by the tick that follows. */
+ * is kicked by the tick that follows. Connected clients without a certificate are answered as
+ * at CONNECT (so password_file, asked after this plugin, can revoke one); offline sessions are
+ * accepted. */
 static int reload_check(struct plugin *p, struct mosquitto *client)
 {
 	X509 *cert = mosquitto_client_certificate(client);
 	if (!cert) {
 		/* Between the reload's checks and the tick, mosquitto 2.0.11 serves its websocket
-		 * listeners (loop.c): a websocket client still connected without a certificate
-		 * may be a CONNECT arriving now, and was never admitted by this plugin. */
-		if (mosquitto_client_protocol(client) == mp_websockets)
-			return without_certificate(p, client);
-		/* An offline session, or with defer_without_certificate a client of another
-		 * listener. A device's session has its shape, or under username keep was
-		 * remembered; its ACL checks are denied (it is not in the identity table), and its
-		 * next CONNECT is verified afresh. The others are answered as at CONNECT, except
-		 * that without defer_without_certificate no client without a certificate gets
-		 * past a CONNECT: such an offline session was admitted, by this plugin or one
-		 * before it, and is not disconnected a second time. */
+		 * listeners (loop.c): a websocket client (an offline one has no websocket) may be
+		 * a CONNECT arriving now, never seen by on_basic_auth. */
 		pthread_mutex_lock(&p->lock);
-		bool ours = device_session_shape(p, client) || kept_session(p, client);
+		bool live = is_live_without_certificate(p, client) ||
+			    mosquitto_client_protocol(client) == mp_websockets;
 		pthread_mutex_unlock(&p->lock);
-		return ours || !p->cfg.defer_without_certificate ? MOSQ_ERR_SUCCESS
-								 : MOSQ_ERR_PLUGIN_DEFER;
+		if (live)
+			return without_certificate(p, client);
+		/* An offline session: refusing it would disconnect it a second time. Its ACL
+		 * checks get no grant from this plugin (it is not in the identity table), and its
+		 * next CONNECT is judged afresh. */
+		return MOSQ_ERR_SUCCESS;
 	}
 	X509_free(cert);
 	pthread_mutex_lock(&p->lock);
@@ -897,6 +832,23 @@ static int set_username(const struct plugin *p, struct mosquitto *client, const 
 	return mosquitto_set_username(client, name);
 }
 
+/* A CONNECT without a certificate: answered by without_certificate, and the client
+ * remembered as live until its MOSQ_EVT_DISCONNECT (which mosquitto 2.0.11 fires from
+ * context__disconnect, for a refused CONNECT too). */
+static int live_without_certificate(struct plugin *p, const struct mosquitto *client)
+{
+	pthread_mutex_lock(&p->lock);
+	bool remembered = remember_live(p, client);
+	pthread_mutex_unlock(&p->lock);
+	if (!remembered) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     LOG "refused client %s from %s: out of memory (no certificate)",
+				     mosquitto_client_id(client), mosquitto_client_address(client));
+		return MOSQ_ERR_NOMEM;
+	}
+	return without_certificate(p, client);
+}
+
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -908,7 +860,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	const char *address = mosquitto_client_address(ev->client);
 	X509 *cert = mosquitto_client_certificate(ev->client);
 	if (!cert)
-		return without_certificate(p, ev->client);
+		return live_without_certificate(p, ev->client);
 	char name[NAME_LEN];
 	char why[8192];
 	uint32_t ttl = 0;
@@ -968,10 +920,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	pthread_mutex_lock(&p->lock);
 	forget_leaving(p);
 	p->leaving = detach_identity(p, ev->client);
-	/* Its session may live on offline: under username keep, one a reload cannot tell by
-	 * its shape is remembered. */
-	if (p->leaving && p->kept && !device_session_shape(p, ev->client))
-		remember_kept(p, ev->client);
+	forget_live(p, ev->client);
 	pthread_mutex_unlock(&p->lock);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -1270,7 +1219,13 @@ static void free_plugin(struct plugin *p)
 			pthread_join(p->workers[i].thread, NULL);
 	}
 	forget_leaving(p);
-	free(p->kept);
+	for (size_t b = 0; b < BUCKETS; b++) {
+		while (p->without_certificate[b]) {
+			struct live_client *c = p->without_certificate[b];
+			p->without_certificate[b] = c->next;
+			free(c);
+		}
+	}
 	for (size_t b = 0; b < BUCKETS; b++) {
 		while (p->identities[b]) {
 			struct identity *id = p->identities[b];
@@ -1336,11 +1291,6 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	if (parse_options(&p->cfg, opts, opt_count) != 0 || open_dane(p) != 0) {
 		free_plugin(p);
 		return MOSQ_ERR_INVAL;
-	}
-	if (p->cfg.username == USERNAME_KEEP && p->cfg.defer_without_certificate &&
-	    !(p->kept = new_kept_sessions())) {
-		free_plugin(p);
-		return MOSQ_ERR_NOMEM;
 	}
 	char *ca_warning = unpublished_cas(p);
 	if (ca_warning) {

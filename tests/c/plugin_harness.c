@@ -6,7 +6,7 @@
  * with -rdynamic), dlopen()s the real built plugin, initialises it with the options given, and
  * then calls its callbacks on command -- MOSQ_EVT_TICK only when told. Used by
  * tests/plugin_without_ticks.rs (also for what a reload's re-checks answer clients a real
- * broker cannot easily make: a websocket CONNECT inside the reload's window, a full table).
+ * broker cannot easily make: a websocket CONNECT inside the reload's window, many sessions).
  *
  * Usage: plugin_harness PLUGIN.so CERT.pem CLIENT_ID [KEY=VALUE]...   (the plugin_opt_ lines)
  * Commands on stdin, one a line, each answered by one line on stdout:
