@@ -47,6 +47,17 @@ impl Pki {
         Pki { dir, ca, server }
     }
 
+    /// Devices `{prefix}1` ..= `{prefix}{count}`, each certified for its own device name.
+    fn numbered_devices(&self, prefix: &str, count: usize) -> Vec<(String, Issued)> {
+        (1..=count)
+            .map(|i| {
+                let id = format!("{prefix}{i}");
+                let cert = self.device(&id, &[&device_name(&id)]);
+                (id, cert)
+            })
+            .collect()
+    }
+
     /// A device certificate from the registry CA naming `sans`.
     fn device(&self, file: &str, sans: &[&str]) -> Issued {
         pki::leaf(self.dir.path(), file, file, sans, Some(&self.ca))
@@ -672,13 +683,7 @@ fn a_hundred_devices_are_all_admitted_while_a_subscriber_keeps_receiving() {
     const DEVICES: usize = 100;
     let pki = Pki::new();
     let subscriber = pki.device("sensor0", &[&device_name("sensor0")]);
-    let devices: Vec<(String, Issued)> = (1..=DEVICES)
-        .map(|i| {
-            let id = format!("unit{i}");
-            let cert = pki.device(&id, &[&device_name(&id)]);
-            (id, cert)
-        })
-        .collect();
+    let devices = pki.numbered_devices("unit", DEVICES);
     // A few connections with the key on the (simulated) SIM among them.
     let card = CardDevice::provision(pki.dir.path(), &pki.ca, "card0", &device_name("card0"));
     const CARD_CONNECTIONS: usize = 3;
@@ -1240,13 +1245,7 @@ fn a_reload_keeps_connected_devices_without_looking_them_up_again() {
     const TTL: u32 = 2;
     const DEVICES: usize = 3;
     let pki = Pki::new();
-    let devices: Vec<(String, Issued)> = (1..=DEVICES)
-        .map(|i| {
-            let id = format!("sensor{i}");
-            let cert = pki.device(&id, &[&device_name(&id)]);
-            (id, cert)
-        })
-        .collect();
+    let devices = pki.numbered_devices("sensor", DEVICES);
     let probe = pki.device("sensor9", &[&device_name("sensor9")]);
     let mut records = vec![ee_line("sensor9", &probe.cert, 300)];
     records.extend(devices.iter().map(|(id, d)| ee_line(id, &d.cert, TTL)));
@@ -1387,13 +1386,7 @@ fn stalled_look_ups_do_not_starve_the_revalidation_of_other_devices() {
     const SLOW: usize = 32;
     const WATCH_S: u64 = 12;
     let pki = Pki::new();
-    let slow: Vec<(String, Issued)> = (1..=SLOW)
-        .map(|i| {
-            let id = format!("slow{i}");
-            let cert = pki.device(&id, &[&device_name(&id)]);
-            (id, cert)
-        })
-        .collect();
+    let slow = pki.numbered_devices("slow", SLOW);
     let healthy = pki.device("sensor1", &[&device_name("sensor1")]);
     let mut records = vec![ee_line("sensor1", &healthy.cert, 5)];
     records.extend(slow.iter().map(|(id, d)| ee_line(id, &d.cert, 2)));
