@@ -12,8 +12,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dns::{TestDns, TSIG_KEY_NAME};
@@ -111,19 +109,7 @@ fn updates_per_second(registry: &Registry, dns: &TestDns) {
         ));
     }
     let start = Instant::now();
-    let mut child = Command::new("knsupdate")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("knsupdate (package knot-dnsutils)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::dns::knsupdate(&script);
     let theirs = f64::from(n) / start.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert!(dns

@@ -169,20 +169,7 @@ fn the_rig_accepts_updates_signed_with_its_key() {
         dns.tsig_secret(),
         "ab".repeat(32)
     );
-    let mut child = Command::new("knsupdate")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("knsupdate (package knot-dnsutils)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::dns::knsupdate(&script);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let answer = dns.dig(&format!("probe._device.{ZONE}"), "TLSA");
     assert!(answer.contains("RRSIG\tTLSA"), "{answer}");

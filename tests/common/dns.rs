@@ -638,6 +638,25 @@ fn root_ksk(conf: &Path) -> String {
         .to_string()
 }
 
+/// Runs `knsupdate` (knot's nsupdate) with `script` on its standard input; its output, for
+/// the caller to judge (the time it took is the caller's to measure around this call).
+pub fn knsupdate(script: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("knsupdate")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("knsupdate (package knot-dnsutils) must be installed");
+    child
+        .stdin
+        .take()
+        .expect("knsupdate's stdin")
+        .write_all(script.as_bytes())
+        .expect("write to knsupdate");
+    child.wait_with_output().expect("knsupdate")
+}
+
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd
         .output()

@@ -10,7 +10,6 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -115,19 +114,7 @@ impl Named {
             "server 127.0.0.1 {}\nkey hmac-sha256:{ROOT_KEY_NAME} {secret}\nzone .\nupdate add {ds}\nsend\n",
             self.port
         );
-        let mut update = Command::new("knsupdate")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("knsupdate (package knot-dnsutils) must be installed");
-        update
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(script.as_bytes())
-            .expect("write to knsupdate");
-        let out = update.wait_with_output().expect("knsupdate");
+        let out = super::dns::knsupdate(&script);
         assert!(
             out.status.success(),
             "the root refused the DS of {zone}: {}",
