@@ -1288,12 +1288,10 @@ fn broker_mode_refuses_clients_of_server_contexts_it_did_not_configure() {
         // is configured for the next ones, which need a certificate DANE verifies.
         for attempt in 0..2 {
             let url = format!("https://127.0.0.1:{}/", server.port);
-            let mut curl = rig.plain(Path::new("curl"));
-            curl.args(["-sS", "-k", "--tls-max", "1.2", "--max-time", "10", &url]);
-            let out = run(curl);
-            assert!(
-                !common::stdout(&out).contains("admitted"),
-                "{mode}, attempt {attempt}: a client without a certificate got in: {out:?}"
+            refused_without_a_certificate(
+                &rig,
+                &["--tls-max", "1.2", &url],
+                &format!("{mode}, attempt {attempt}"),
             );
         }
     }
@@ -1313,14 +1311,24 @@ fn broker_mode_refuses_clients_moved_to_another_context_during_the_handshake() {
         let host = "vhost.example.test";
         let url = format!("https://{host}:{}/", server.port);
         let resolve = format!("{host}:{}:127.0.0.1", server.port);
-        let mut curl = rig.plain(Path::new("curl"));
-        curl.args(["-sS", "-k", "--max-time", "10", "--resolve", &resolve, &url]);
-        let out = run(curl);
-        assert!(
-            !common::stdout(&out).contains("admitted"),
-            "attempt {attempt}: a client without a certificate got in: {out:?}"
+        refused_without_a_certificate(
+            &rig,
+            &["--resolve", &resolve, &url],
+            &format!("attempt {attempt}"),
         );
     }
+}
+
+/// The unmodified curl, without a client certificate, through a broker-mode server: never
+/// admitted (`what` names the case in the failure).
+fn refused_without_a_certificate(rig: &Rig, args: &[&str], what: &str) {
+    let mut curl = rig.plain(Path::new("curl"));
+    curl.args(["-sS", "-k", "--max-time", "10"]).args(args);
+    let out = run(curl);
+    assert!(
+        !common::stdout(&out).contains("admitted"),
+        "{what}: a client without a certificate got in: {out:?}"
+    );
 }
 
 /// A server that switches its session cache back on after configuring verification (nginx's
