@@ -998,3 +998,37 @@ pub(crate) fn is_ca_certificate(cert: &X509Ref) -> bool {
     let flags = unsafe { openssl_sys::X509_get_extension_flags(cert.as_ptr()) };
     flags & openssl_sys::EXFLAG_CA != 0 && flags & openssl_sys::EXFLAG_INVALID == 0
 }
+
+extern "C" {
+    fn X509_get_X509_PUBKEY(x: *const openssl_sys::X509) -> *mut libc::c_void;
+    fn i2d_X509_PUBKEY(a: *const libc::c_void, out: *mut *mut c_uchar) -> c_int;
+}
+
+/// The DER of `cert`'s SubjectPublicKeyInfo, as the certificate carries it (TLSA selector 1).
+///
+/// Why not `cert.public_key()?.public_key_to_der()`: that is `i2d_PUBKEY` on an `EVP_PKEY`,
+/// which in OpenSSL 3 looks up and builds a provider encoder on every call, the largest part
+/// of a warm check at a broker (several per cent of its CPU per connection). The
+/// certificate's own `X509_PUBKEY` re-encodes from the parsed structure, with no look-up.
+pub(crate) fn spki_der(cert: &X509Ref) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    // SAFETY: `cert` is a live X509; the returned X509_PUBKEY is owned by it (not freed here)
+    // and lives as long as the borrow of `cert`.
+    let spki = unsafe { X509_get_X509_PUBKEY(cert.as_ptr()) };
+    if spki.is_null() {
+        return Err(openssl::error::ErrorStack::get());
+    }
+    // SAFETY: a null output pointer asks for the length only.
+    let len = unsafe { i2d_X509_PUBKEY(spki, std::ptr::null_mut()) };
+    let Ok(len @ 1..) = usize::try_from(len) else {
+        return Err(openssl::error::ErrorStack::get());
+    };
+    let mut der = vec![0u8; len];
+    let mut out = der.as_mut_ptr();
+    // SAFETY: `der` has room for the `len` bytes the first call reported; `out` is advanced
+    // by OpenSSL within it.
+    let written = unsafe { i2d_X509_PUBKEY(spki, &mut out) };
+    if usize::try_from(written) != Ok(len) {
+        return Err(openssl::error::ErrorStack::get());
+    }
+    Ok(der)
+}

@@ -355,7 +355,7 @@ fn is_whole_der_with_key(selector: Selector, data: &[u8]) -> bool {
 fn select(cert: &X509Ref, selector: Selector) -> Result<Vec<u8>, openssl::error::ErrorStack> {
     match selector {
         Selector::Cert => cert.to_der(),
-        Selector::Spki => cert.public_key()?.public_key_to_der(),
+        Selector::Spki => crate::ossl::spki_der(cert),
     }
 }
 
@@ -424,6 +424,49 @@ mod tests {
         b.set_not_after(&now).unwrap();
         b.sign(&key, MessageDigest::sha256()).unwrap();
         b.build()
+    }
+
+    fn certificate_with(key: &openssl::pkey::PKeyRef<openssl::pkey::Private>) -> X509 {
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_pubkey(key).unwrap();
+        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+        b.set_not_before(&now).unwrap();
+        b.set_not_after(&now).unwrap();
+        let digest = match key.id() {
+            openssl::pkey::Id::ED25519 => MessageDigest::null(),
+            _ => MessageDigest::sha256(),
+        };
+        b.sign(key, digest).unwrap();
+        X509::from_der(&b.build().to_der().unwrap()).unwrap()
+    }
+
+    /// Selector 1 selects the SubjectPublicKeyInfo exactly as the certificate carries it, for
+    /// each kind of key, whatever way of encoding it is used.
+    #[test]
+    fn the_spki_selected_is_the_certificates_own() {
+        use openssl::pkey::PKey;
+        let ec = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap();
+        let keys = [
+            PKey::from_ec_key(ec).unwrap(),
+            PKey::generate_ed25519().unwrap(),
+            PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap(),
+        ];
+        for key in keys {
+            let cert = certificate_with(&key);
+            let selected = select(&cert, Selector::Spki).unwrap();
+            let encoded = cert.public_key().unwrap().public_key_to_der().unwrap();
+            assert_eq!(selected, encoded, "{:?}", key.id());
+            let der = cert.to_der().unwrap();
+            assert!(
+                der.windows(selected.len()).any(|w| w == selected),
+                "{:?}: not the certificate's own bytes",
+                key.id()
+            );
+        }
     }
 
     fn full(usage: u8, selector: u8, data: Vec<u8>) -> Tlsa {
