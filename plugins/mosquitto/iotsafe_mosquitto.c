@@ -38,6 +38,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -139,6 +140,10 @@ struct plugin {
 	 * (an ACL-checked publish) just after MOSQ_EVT_DISCONNECT. Freed by the next callback. */
 	struct identity *leaving;
 	uint64_t next_serial;
+	/* Monotonic seconds: no identity is due a kick before this (-INFINITY: a re-validation
+	 * refused one). mosquitto 2.0.11 ticks after every pass of its loop, several times per
+	 * CONNECT: the tick scans the table only when this has passed. */
+	double next_kick_scan;
 	double next_ca_check;  /* monotonic seconds: when the worker checks the CAs again */
 	char *ca_warning;      /* for the broker thread to log (the worker does not log) */
 	/* Set by MOSQ_EVT_RELOAD, cleared by the next tick: the basic-auth calls in between are
@@ -653,12 +658,14 @@ static unsigned check_again_s(const struct plugin *p, uint32_t ttl)
 
 /* When the verdict given at `now`, valid for `ttl` seconds, is checked again, and when it
  * stops counting. */
-static void schedule(const struct plugin *p, struct identity *id, double now, uint32_t ttl)
+static void schedule(struct plugin *p, struct identity *id, double now, uint32_t ttl)
 {
 	double valid = ttl > 0 ? ttl : 1;
 	id->next_check = now + check_again_s(p, ttl);
 	id->deadline = now + valid + p->cfg.revalidate_s;
 	id->no_answers = 0;
+	if (id->deadline < p->next_kick_scan)
+		p->next_kick_scan = id->deadline;
 }
 
 static bool verified(const struct identity *id, double now)
@@ -1023,13 +1030,15 @@ static bool shares_verdict(const struct identity *id, const struct job *job)
 	       strcmp(id->name, job->name) == 0 && X509_cmp(id->cert, job->cert) == 0;
 }
 
-static void record_verdict(struct identity *id, const struct plugin *p, int rc, uint32_t ttl,
+static void record_verdict(struct identity *id, struct plugin *p, int rc, uint32_t ttl,
 			   const char *why)
 {
-	if (rc == 1)
+	if (rc == 1) {
 		schedule(p, id, now_s(), ttl);
-	else if (!id->revoked)
+	} else if (!id->revoked) {
 		id->revoked = strdup(why);
+		p->next_kick_scan = -INFINITY;
+	}
 }
 
 /* No answer: no verdict. On the fast lane the name goes to the slow lane at once; there, it is
@@ -1137,11 +1146,14 @@ struct kick {
 static size_t take_kicks(struct plugin *p, struct kick *kicks, size_t max, double now)
 {
 	size_t n = 0;
+	double next_scan = INFINITY;
 	for (size_t b = 0; b < BUCKETS; b++) {
 		struct identity **at = &p->identities[b];
 		while (*at && n < max) {
 			struct identity *id = *at;
 			if (verified(id, now)) {
+				if (id->deadline < next_scan)
+					next_scan = id->deadline;
 				at = &id->next;
 				continue;
 			}
@@ -1157,6 +1169,8 @@ static size_t take_kicks(struct plugin *p, struct kick *kicks, size_t max, doubl
 			n++;
 		}
 	}
+	/* Stopped at `max`: the rest is looked at by the next tick. */
+	p->next_kick_scan = n < max ? next_scan : -INFINITY;
 	return n;
 }
 
@@ -1171,7 +1185,10 @@ static int on_tick(int event, void *event_data, void *userdata)
 	struct kick kicks[64];
 	pthread_mutex_lock(&p->lock);
 	forget_leaving(p);
-	size_t n = take_kicks(p, kicks, sizeof kicks / sizeof kicks[0], now_s());
+	double now = now_s();
+	size_t n = now > p->next_kick_scan
+			   ? take_kicks(p, kicks, sizeof kicks / sizeof kicks[0], now)
+			   : 0;
 	char *ca_warning = p->ca_warning;
 	p->ca_warning = NULL;
 	pthread_mutex_unlock(&p->lock);
@@ -1286,6 +1303,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	if (!p)
 		return MOSQ_ERR_NOMEM;
 	p->id = identifier;
+	p->next_kick_scan = INFINITY;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	if (parse_options(&p->cfg, opts, opt_count) != 0 || open_dane(p) != 0) {
