@@ -203,6 +203,40 @@ fn signatures_holding(hold: Duration, isolated: bool, count: usize) -> (f64, f64
     )
 }
 
+/// Milliseconds per round trip of a command the card answers at once (an instruction it does
+/// not know, `6D00`), on a PC/SC connection of its own with the transaction held: the path
+/// every APDU of a signature takes (this process, pcscd, vpcd's socket, the simulator) with
+/// next to no work at either end. Back to back, or each after `idle` with nothing happening,
+/// every process on the path asleep meanwhile, as between the APDUs of a slow card.
+fn bare_round_trip_ms(count: usize, idle: Duration) -> f64 {
+    use iotsafe_dane::iotsafe::transport::Transport;
+    let reader = pcsc::reader_names().unwrap().remove(0);
+    let mut transport = pcsc::PcscTransport::connect(&reader).unwrap();
+    transport.keep_between_operations(true);
+    let mut times = Vec::with_capacity(count);
+    {
+        let mut link = transport.link().unwrap();
+        for _ in 0..count {
+            if !idle.is_zero() {
+                std::thread::sleep(idle);
+            }
+            let started = Instant::now();
+            let response = link.transmit(&[0x00, 0xCB, 0x00, 0x00, 0x00]).unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(
+                response,
+                [0x6D, 0x00],
+                "the card's answer to an unknown instruction"
+            );
+        }
+    }
+    transport.release();
+    median(times)
+}
+
+/// The simulated card's time per APDU in the slow-card figures (`..._latency50`).
+const LATENCY_MS: u64 = 50;
+
 /// Set (to a mode's name) in the child process that measures the modem.
 const MODEM_MODE_VARIABLE: &str = "IOTSAFE_BENCH_MODEM_MODE";
 
@@ -282,27 +316,28 @@ fn main() {
     println!("BENCH pcsc_round_trips_per_signature {kept_trips:.3}");
     let (isolated_trips, _) = signatures_holding(HOLD_WHILE_IDLE, true, 10);
     println!("BENCH pcsc_round_trips_per_signature_isolated {isolated_trips:.3}");
+    // The floor under those: one bare round trip, twice per signature.
+    std::thread::sleep(HOLD_WHILE_IDLE * 5); // the provider's kept transaction ends
+    println!(
+        "BENCH apdu_round_trip_ms_bare {:.3}",
+        bare_round_trip_ms(200, Duration::ZERO)
+    );
+    println!(
+        "BENCH apdu_round_trip_ms_bare_after_idle50 {:.3}",
+        bare_round_trip_ms(24, Duration::from_millis(LATENCY_MS))
+    );
 
     // The same with 50 ms per APDU: the card's time (APDUs x 50 ms) and the software
     // handshake subtracted, what is left is the host's own cost of the card path.
     rig.stop_sim();
-    rig.start_sim_with(&["--apdu-latency-ms", "50"]);
+    rig.start_sim_with(&["--apdu-latency-ms", &LATENCY_MS.to_string()]);
     handshake(&card, port); // reconnects to the restarted card
     let n = 24;
     let slow = paired_handshakes(&card, &software, port, n, &|| apdus(&rig));
-    // The simulated card waits 50 ms per APDU with a sleep, which a loaded machine stretches:
-    // that stretch is the card's time, not the host's. A 50 ms sleep here, on the same
-    // machine at the same time, measures it.
-    let apdu_ms = median(
-        (0..8)
-            .map(|_| {
-                let started = Instant::now();
-                std::thread::sleep(Duration::from_millis(50));
-                started.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect(),
-    );
-    println!("BENCH simulated_apdu_ms_latency50 {apdu_ms:.3}");
+    // The card's time per APDU: the simulator answers exactly 50 ms after it has taken the
+    // command (it sleeps, then spins to that instant: `play_latency` in sim/src/vpcd.rs), so
+    // a late wake-up of the simulator counts as the host's, not the card's.
+    let apdu_ms = LATENCY_MS as f64;
     let card_time_ms = slow.a_apdus.iter().sum::<usize>() as f64 / n as f64 * apdu_ms;
     println!(
         "BENCH handshake_ms_card_key_latency50 {:.3}",
@@ -326,7 +361,7 @@ fn main() {
     println!("BENCH signature_ms_card_latency50 {ms:.3}");
     println!(
         "BENCH signature_extra_ms_card_latency50 {:.3}",
-        ms - 2.0 * 50.0
+        ms - 2.0 * apdu_ms
     );
     let (_, constant) = signatures_holding(HOLD_WHILE_IDLE, false, 30);
     println!("BENCH signature_ms_card_latency50_constant {constant:.3}");
