@@ -741,6 +741,44 @@ fn a_rotation_whose_wait_failed_can_be_finished() {
     assert!(!rig.admitted(&old.cert_path, name));
 }
 
+/// `rotate --new --no-wait`: done at the primary's acknowledgement, without a look-up (the
+/// resolver it names answers nothing, so a wait would have failed with status 3), and the TTL
+/// before `--finish` is still counted from that acknowledgement: refused at once, accepted
+/// once the TTL has passed, the old record removed.
+#[test]
+fn a_rotation_without_waiting_still_waits_one_ttl_before_finish() {
+    let rig = Rig::start();
+    let (old, new) = (rig.device("old"), rig.device("new"));
+    let name = "sensor18._device.iotregistry.test";
+    let old_cert = old.cert_path.to_str().unwrap();
+    succeeded(rig.registry("publish", name, &["--cert", old_cert, "--ttl", "3"]));
+
+    let nobody = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let new_cert = new.cert_path.to_str().unwrap();
+    let args = ["--new", new_cert, "--no-wait", "--dns-timeout", "1"];
+    let out = rig
+        .registry_via("rotate", name, &args, rig.dns.addr(), nobody)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let said = common::stdout(&out);
+    assert!(said.contains("not waited for (--no-wait)"), "{said}");
+    assert!(said.contains("beside 1 old record(s)"), "{said}");
+    assert!(rig.admitted(&old.cert_path, name) && rig.admitted(&new.cert_path, name));
+
+    let before = rig.serial();
+    let err = failed(rig.registry("rotate", name, &["--finish"]));
+    assert!(err.contains("try again in"), "{err}");
+    assert_eq!(rig.serial(), before, "a refused --finish changes nothing");
+
+    let finished = rig.finish_rotation(name, 3);
+    assert!(finished.contains("removed 1 old record(s)"), "{finished}");
+    assert!(rig.admitted(&new.cert_path, name));
+    assert!(!rig.admitted(&old.cert_path, name));
+}
+
 /// `--finish` removes the old records seen by `--new`, not a record published since.
 #[test]
 fn finish_removes_only_the_old_records_seen_by_new() {
