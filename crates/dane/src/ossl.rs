@@ -1004,12 +1004,15 @@ extern "C" {
     fn i2d_X509_PUBKEY(a: *const libc::c_void, out: *mut *mut c_uchar) -> c_int;
 }
 
-/// The DER of `cert`'s SubjectPublicKeyInfo, as the certificate carries it (TLSA selector 1).
+/// The DER of `cert`'s SubjectPublicKeyInfo (TLSA selector 1): its algorithm and key bits as
+/// the certificate carries them, which is what OpenSSL's own DANE matching hashes.
 ///
 /// Why not `cert.public_key()?.public_key_to_der()`: that is `i2d_PUBKEY` on an `EVP_PKEY`,
 /// which in OpenSSL 3 looks up and builds a provider encoder on every call, the largest part
-/// of a warm check at a broker (several per cent of its CPU per connection). The
-/// certificate's own `X509_PUBKEY` re-encodes from the parsed structure, with no look-up.
+/// of a warm check at a broker (several per cent of its CPU per connection), and which
+/// re-encodes the key from its decoded form (adding, e.g., an RSA key's NULL parameters
+/// where the certificate has none). The certificate's own `X509_PUBKEY` is encoded from its
+/// parsed fields, with no look-up.
 pub(crate) fn spki_der(cert: &X509Ref) -> Result<Vec<u8>, openssl::error::ErrorStack> {
     // SAFETY: `cert` is a live X509; the returned X509_PUBKEY is owned by it (not freed here)
     // and lives as long as the borrow of `cert`.

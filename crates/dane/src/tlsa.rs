@@ -441,8 +441,9 @@ mod tests {
         X509::from_der(&b.build().to_der().unwrap()).unwrap()
     }
 
-    /// Selector 1 selects the SubjectPublicKeyInfo exactly as the certificate carries it, for
-    /// each kind of key, whatever way of encoding it is used.
+    /// Selector 1 selects the SubjectPublicKeyInfo the certificate carries (as OpenSSL's own
+    /// DANE matching does), for each kind of key; for a canonically encoded key these are the
+    /// bytes a re-encoding of the key gives too.
     #[test]
     fn the_spki_selected_is_the_certificates_own() {
         use openssl::pkey::PKey;
@@ -467,6 +468,19 @@ mod tests {
                 key.id()
             );
         }
+    }
+
+    /// A certificate whose RSA key's AlgorithmIdentifier has no NULL parameters (which
+    /// OpenSSL decodes, and re-encodes with them): selector 1 takes the certificate's form,
+    /// not the re-encoded one, so a record made from the key alone does not match it.
+    #[test]
+    fn the_spki_selected_is_not_a_re_encoding_of_the_key() {
+        let der = include_bytes!("../testdata/rsa-key-without-null-parameters.der");
+        let cert = X509::from_der(der).unwrap();
+        let selected = select(&cert, Selector::Spki).unwrap();
+        let re_encoded = cert.public_key().unwrap().public_key_to_der().unwrap();
+        assert_ne!(selected, re_encoded);
+        assert!(der.windows(selected.len()).any(|w| w == selected));
     }
 
     fn full(usage: u8, selector: u8, data: Vec<u8>) -> Tlsa {
