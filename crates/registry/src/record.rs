@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dane::tlsa::{Matching, Tlsa, Usage};
+use dane::tlsa::{Matching, Selector, Tlsa, Usage};
 use openssl::pkey::PKey;
 use openssl::x509::X509;
 
@@ -18,10 +18,13 @@ pub fn of_certificate_file(path: &Path) -> Result<Tlsa, RegistryError> {
     let cert = X509::from_pem(&bytes)
         .or_else(|_| X509::from_der(&bytes))
         .map_err(|_| input(path, "not a certificate (PEM or DER)"))?;
-    let key = cert
-        .public_key()
+    // Usable only: a key that cannot be read would never pass a handshake.
+    cert.public_key()
         .map_err(|_| input(path, "the certificate's public key cannot be read"))?;
-    of_key(path, &key)
+    // The certificate's own SubjectPublicKeyInfo, as the broker's check selects it, not a
+    // re-encoding of its key (which differs for a key not in canonical form).
+    Tlsa::for_certificate(&cert, Usage::DaneEe, Selector::Spki, Matching::Sha256)
+        .map_err(|e| input(path, &format!("cannot hash the public key: {e}")))
 }
 
 /// The `3 1 1` record of the public key in `path` (PEM or DER SubjectPublicKeyInfo).
@@ -70,4 +73,29 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, RegistryError> {
 
 fn input(path: &Path, why: &str) -> RegistryError {
     RegistryError::Input(format!("{}: {why}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record published for a certificate is the one the broker's check matches: for a
+    /// key the certificate does not carry in canonical form (an RSA key without its NULL
+    /// parameters), the hash of the certificate's own SubjectPublicKeyInfo, not of the key
+    /// re-encoded.
+    #[test]
+    fn a_certificates_record_is_the_one_its_holder_is_checked_against() {
+        let der = include_bytes!("../../dane/testdata/rsa-key-without-null-parameters.der");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.der");
+        std::fs::write(&path, der).unwrap();
+        let published = of_certificate_file(&path).unwrap();
+
+        let cert = X509::from_der(der).unwrap();
+        assert!(published.matches(&cert), "{published}");
+        let re_encoded = cert.public_key().unwrap().public_key_to_der().unwrap();
+        let of_the_key =
+            Tlsa::for_public_key(&re_encoded, Usage::DaneEe, Matching::Sha256).unwrap();
+        assert_ne!(published, of_the_key);
+    }
 }
