@@ -334,9 +334,9 @@ fn main() {
     handshake(&card, port); // reconnects to the restarted card
     let n = 24;
     let slow = paired_handshakes(&card, &software, port, n, &|| apdus(&rig));
-    // The card's time per APDU: the simulator answers exactly 50 ms after it has taken the
-    // command (it sleeps, then spins to that instant: `play_latency` in sim/src/vpcd.rs), so
-    // a late wake-up of the simulator counts as the host's, not the card's.
+    // The card's time per APDU: the simulator answers 50 ms after it has taken the command,
+    // its own work included (it sleeps, then spins to that instant: `Card::apdu` in
+    // sim/src/vpcd.rs), so a late wake-up of the simulator counts as the host's, not the card's.
     let apdu_ms = LATENCY_MS as f64;
     let card_time_ms = slow.a_apdus.iter().sum::<usize>() as f64 / n as f64 * apdu_ms;
     println!(

@@ -149,15 +149,19 @@ impl Card<'_> {
         Ok(())
     }
 
+    /// The response to `apdu`, `--apdu-latency-ms` after it was taken: the applet's work and
+    /// the trace line fall within that time, so that a slow card's time per command is the
+    /// latency asked for, whatever the simulator itself spent.
     pub(crate) fn apdu(&mut self, apdu: &[u8]) -> Vec<u8> {
+        let taken = Instant::now();
         let resp = self.applet.process(apdu);
-        play_latency(Instant::now(), self.opts.latency);
         if let Some(trace) = self.opts.trace.as_mut() {
             let line = format!("{} {}\n", hex::encode(apdu), hex::encode(&resp));
             if let Err(e) = trace.write_all(line.as_bytes()).and_then(|_| trace.flush()) {
                 eprintln!("iotsafe-sim: cannot write trace: {e}");
             }
         }
+        play_latency(taken, self.opts.latency);
         resp
     }
 }
