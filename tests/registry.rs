@@ -1231,115 +1231,34 @@ fn bind_tool_key(
 /// unchanged).
 #[test]
 fn a_bind_primary_configured_as_the_readme_says_applies_and_signs_the_changes() {
-    let snippet = readme_bind_snippet();
-    let quoted_after = |keyword: &str| -> String {
-        let rest = snippet
-            .split_once(keyword)
-            .unwrap_or_else(|| panic!("no {keyword} in the README's BIND snippet:\n{snippet}"))
-            .1;
-        rest.split('"').nth(1).expect("a quoted name").to_string()
-    };
-    let zone = quoted_after("zone ");
-    let zone_file = quoted_after("file ");
-    let key_file = quoted_after("include ");
-    let key_name = snippet
-        .split_once("grant ")
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .expect("a grant in the update-policy")
-        .to_string();
-    let key = common::ok(
-        Command::new("tsig-keygen")
-            .arg(&key_name)
-            .output()
-            .expect("tsig-keygen (package bind9)"),
-    );
-    let zone_text =
-        "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\n";
-    let named = common::named::Named::start(
-        &[(&key_file, &key), (&zone_file, zone_text)],
-        &snippet,
-        &zone,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let key_path = dir.path().join(&key_file);
-    std::fs::write(&key_path, &key).unwrap();
-    let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
-    let record = pki::dane_ee_record(&device.cert).to_string();
-    let anchor = named.trust_anchor_file();
-    let resolver = || -> Vec<String> {
-        vec![
-            "--resolver".into(),
-            named.addr().to_string(),
-            "--trust-anchor".into(),
-            anchor.to_str().unwrap().into(),
-        ]
-    };
-    let registry = |command: &str, name: &str, args: &[&str]| {
-        Command::new(common::workspace_binary("iotsafe"))
-            .args(["registry", command, name])
-            .args(["--server", &named.addr().to_string(), "--zone", &zone])
-            .arg("--tsig-key")
-            .arg(&key_path)
-            .args(resolver())
-            .args(args)
-            .output()
-            .expect("run iotsafe registry")
-    };
-    let admitted = || {
-        let out = Command::new(common::workspace_binary("iotsafe"))
-            .args([
-                "dane",
-                "check-client",
-                "--cert",
-                device.cert_path.to_str().unwrap(),
-            ])
-            .args(["--name", &format!("sensor7._device.{zone}")])
-            .args(resolver())
-            .output()
-            .expect("run iotsafe dane check-client");
-        match out.status.code() {
-            Some(0) => true,
-            Some(1) => false,
-            _ => panic!("check-client failed: {}", common::stderr(&out)),
-        }
-    };
-    let serial = || {
-        let soa = named.dig(&zone, "SOA");
-        soa.lines()
-            .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"))
-            .and_then(|l| l.split_whitespace().nth(6))
-            .map(str::to_string)
-            .unwrap_or_else(|| panic!("no SOA for {zone}:\n{soa}"))
-    };
-
+    let bind = BindPrimary::start(&readme_bind_snippet());
+    let named = &bind.named;
+    let zone = &bind.zone;
     let name = format!("sensor7._device.{zone}");
-    let cert = ["--cert", device.cert_path.to_str().unwrap()];
-    assert!(!admitted());
-    let out = succeeded(registry("publish", &name, &cert));
+    let cert = ["--cert", bind.device.cert_path.to_str().unwrap()];
+    assert!(!bind.admitted(&name));
+    let out = succeeded(bind.registry("publish", &name, &cert));
     assert!(out.contains("seen secure through"), "{out}");
-    assert!(admitted());
+    assert!(bind.admitted(&name));
     let answer = named.dig(&name, "TLSA");
+    let record = pki::dane_ee_record(&bind.device.cert).to_string();
     let hex = record.rsplit(' ').next().unwrap().to_uppercase();
     assert!(answer.contains(&format!("TLSA\t3 1 1 {hex}")), "{answer}");
     assert!(answer.contains("RRSIG\tTLSA"), "signed by named: {answer}");
 
     // The update-policy allows TLSA below `_device` only: a plain host name is refused.
-    let before = serial();
+    let before = bind.serial();
     let plain = format!("sensor7.{zone}");
-    let err = failed(registry(
-        "publish",
-        &plain,
-        &[&cert[..], &["--plain-name"]].concat(),
-    ));
+    let err = failed(bind.registry("publish", &plain, &[&cert[..], &["--plain-name"]].concat()));
     assert!(err.contains("REFUSED"), "{err}");
-    assert_eq!(serial(), before, "nothing changed");
+    assert_eq!(bind.serial(), before, "nothing changed");
 
-    let out = succeeded(registry("revoke", &name, &[]));
+    let out = succeeded(bind.registry("revoke", &name, &[]));
     assert!(out.contains("seen secure through"), "{out}");
-    assert!(!admitted());
+    assert!(!bind.admitted(&name));
     let shown = Command::new(common::workspace_binary("iotsafe"))
         .args(["registry", "show", &name])
-        .args(resolver())
+        .args(bind.resolver_args())
         .output()
         .expect("run iotsafe registry show");
     let shown = common::ok(shown);
@@ -1348,6 +1267,138 @@ fn a_bind_primary_configured_as_the_readme_says_applies_and_signs_the_changes() 
     assert!(denial.contains("status: NXDOMAIN"), "{denial}");
     assert!(denial.contains("\tNSEC\t"), "{denial}");
     assert!(denial.contains("RRSIG\tNSEC"), "a signed denial: {denial}");
+}
+
+/// The README's configuration with `inline-signing yes;` added: BIND applies updates to an
+/// unsigned copy of the zone whose serial is not the one it serves, so the SOA prerequisite
+/// that makes each change one-shot can never hold. Publishing is refused with a line that
+/// names that cause (not "the name has no such records"), and nothing changes.
+#[test]
+fn a_bind_primary_with_inline_signing_is_named_as_unsupported_and_nothing_changes() {
+    let snippet = readme_bind_snippet().replace(
+        "dnssec-policy default;",
+        "dnssec-policy default;\n    inline-signing yes;",
+    );
+    assert!(snippet.contains("inline-signing yes;"), "{snippet}");
+    let bind = BindPrimary::start(&snippet);
+    let name = format!("sensor8._device.{}", bind.zone);
+    let cert = ["--cert", bind.device.cert_path.to_str().unwrap()];
+    let before = bind.serial();
+    let err = failed(bind.registry("publish", &name, &cert));
+    assert!(
+        err.contains("inline-signing") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(!err.contains("no such TLSA records"), "{err}");
+    assert_eq!(bind.serial(), before, "nothing changed");
+    assert!(!bind.admitted(&name));
+}
+
+/// A real named as the zone's primary, configured with `snippet` (named.conf statements in the
+/// README's form: an `include` of the key file, a zone with its file and an `update-policy`),
+/// its key made by `tsig-keygen`, and a device certificate to publish.
+struct BindPrimary {
+    named: common::named::Named,
+    zone: String,
+    key_path: PathBuf,
+    device: Issued,
+    _dir: tempfile::TempDir,
+}
+
+impl BindPrimary {
+    fn start(snippet: &str) -> BindPrimary {
+        let quoted_after = |keyword: &str| -> String {
+            let rest = snippet
+                .split_once(keyword)
+                .unwrap_or_else(|| panic!("no {keyword} in the BIND snippet:\n{snippet}"))
+                .1;
+            rest.split('"').nth(1).expect("a quoted name").to_string()
+        };
+        let zone = quoted_after("zone ");
+        let zone_file = quoted_after("file ");
+        let key_file = quoted_after("include ");
+        let key_name = snippet
+            .split_once("grant ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .expect("a grant in the update-policy")
+            .to_string();
+        let key = common::ok(
+            Command::new("tsig-keygen")
+                .arg(&key_name)
+                .output()
+                .expect("tsig-keygen (package bind9)"),
+        );
+        let zone_text =
+            "$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 300\n@ NS ns1\nns1 A 127.0.0.1\n";
+        let named = common::named::Named::start(
+            &[(&key_file, &key), (&zone_file, zone_text)],
+            snippet,
+            &zone,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join(&key_file);
+        std::fs::write(&key_path, &key).unwrap();
+        let device = pki::leaf(dir.path(), "dev", "dev", &[], None);
+        BindPrimary {
+            named,
+            zone,
+            key_path,
+            device,
+            _dir: dir,
+        }
+    }
+
+    fn resolver_args(&self) -> Vec<String> {
+        vec![
+            "--resolver".into(),
+            self.named.addr().to_string(),
+            "--trust-anchor".into(),
+            self.named.trust_anchor_file().to_str().unwrap().into(),
+        ]
+    }
+
+    fn registry(&self, command: &str, name: &str, args: &[&str]) -> Output {
+        Command::new(common::workspace_binary("iotsafe"))
+            .args(["registry", command, name])
+            .args([
+                "--server",
+                &self.named.addr().to_string(),
+                "--zone",
+                &self.zone,
+            ])
+            .arg("--tsig-key")
+            .arg(&self.key_path)
+            .args(self.resolver_args())
+            .args(args)
+            .output()
+            .expect("run iotsafe registry")
+    }
+
+    /// Whether `iotsafe dane check-client` admits the device's certificate at `name`.
+    fn admitted(&self, name: &str) -> bool {
+        let out = Command::new(common::workspace_binary("iotsafe"))
+            .args(["dane", "check-client", "--cert"])
+            .arg(&self.device.cert_path)
+            .args(["--name", name])
+            .args(self.resolver_args())
+            .output()
+            .expect("run iotsafe dane check-client");
+        match out.status.code() {
+            Some(0) => true,
+            Some(1) => false,
+            _ => panic!("check-client failed: {}", common::stderr(&out)),
+        }
+    }
+
+    /// The serial of the zone's SOA as named serves it.
+    fn serial(&self) -> String {
+        let soa = self.named.dig(&self.zone, "SOA");
+        soa.lines()
+            .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"))
+            .and_then(|l| l.split_whitespace().nth(6))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no SOA for {}:\n{soa}", self.zone))
+    }
 }
 
 /// The README's BIND configuration for a registry's primary: the code block after "BIND (".

@@ -46,7 +46,7 @@ use std::time::Duration;
 use dane::name::{DeviceName, DomainName, OwnerForm};
 use dane::tlsa::Tlsa;
 use hickory_resolver::proto::op::update_message::{self, UpdateMessage};
-use hickory_resolver::proto::op::{Message, Query, ResponseCode};
+use hickory_resolver::proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_resolver::proto::rr::rdata::tlsa::TLSA;
 use hickory_resolver::proto::rr::rdata::SOA;
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
@@ -95,6 +95,9 @@ pub enum RegistryError {
     Rotation(String),
     /// The zone kept changing under the update (other operators' updates); nothing changed.
     Busy(String),
+    /// The primary checks updates against another SOA than the one it serves (BIND's
+    /// `inline-signing`), so no change can be made one-shot; nothing changed.
+    Unsupported(String),
     /// A local failure (runtime, file system).
     Local(String),
 }
@@ -137,6 +140,7 @@ impl fmt::Display for RegistryError {
             | RegistryError::NotSeen(why)
             | RegistryError::Rotation(why)
             | RegistryError::Busy(why)
+            | RegistryError::Unsupported(why)
             | RegistryError::Local(why) => f.write_str(why),
         }
     }
@@ -427,7 +431,7 @@ impl Registry {
                 return Err(refused);
             };
             if now.soa == soa.soa {
-                return Err(refused);
+                return Err(self.why_refused_unmoved(refused, &now));
             }
             soa = now;
             std::thread::sleep(retry_pause(attempt));
@@ -437,6 +441,39 @@ impl Registry {
              keep landing first); nothing was changed",
             self.zone, self.server
         )))
+    }
+
+    /// Why a change was refused (NXRRSET) while the zone's serial stayed where it was read:
+    /// its own prerequisite failed, unless the primary refuses the SOA prerequisite alone. That
+    /// is a primary that checks updates against another SOA than the one it serves, as BIND
+    /// does with `inline-signing` (updates go to an unsigned copy with a serial of its own):
+    /// every change would be refused so, and saying "the name has no such records" would send
+    /// the operator looking in the wrong place.
+    fn why_refused_unmoved(&self, refused: RegistryError, soa: &ZoneSoa) -> RegistryError {
+        match self.send(self.soa_probe(soa), &[ResponseCode::NoError]) {
+            Err(probe) if is_signed_nxrrset(&probe) => RegistryError::Unsupported(format!(
+                "{} refuses updates to {} that require the SOA it serves (serial {}): it                  checks them against another copy of the zone, as BIND does with                  inline-signing, so no change can be made safe against a replay; serve the                  zone as a dynamic zone signed in place (dnssec-policy without inline-signing,                  see the README); nothing was changed",
+                self.server,
+                self.zone,
+                soa.serial()
+            )),
+            _ => refused,
+        }
+    }
+
+    /// An update with the SOA prerequisite alone and nothing to change (RFC 2136 §3.4 lets the
+    /// update section be empty): applied, it changes nothing.
+    fn soa_probe(&self, soa: &ZoneSoa) -> Message {
+        let mut zone = Query::new();
+        zone.set_name(self.zone.clone())
+            .set_query_class(DNSClass::IN)
+            .set_query_type(RecordType::SOA);
+        let mut message = Message::query();
+        message.metadata.op_code = OpCode::Update;
+        message.metadata.recursion_desired = false;
+        message.add_zone(zone);
+        message.add_pre_requisite(soa.prerequisite(&self.zone));
+        message
     }
 
     /// `name` as an absolute name inside the zone, or why not.

@@ -250,3 +250,30 @@ fn only_a_signed_refusal_says_nothing_was_changed() {
         "{clock}"
     );
 }
+
+/// The probe that tells a primary checking updates against another SOA than the one it
+/// serves: the SOA prerequisite alone (value-dependent, class IN, TTL 0), nothing to change.
+#[test]
+fn the_soa_probe_requires_the_soa_read_and_changes_nothing() {
+    let r = registry();
+    let soa = ZoneSoa {
+        soa: SOA::new(
+            Name::from_ascii("ns1.iotregistry.test.").unwrap(),
+            Name::from_ascii("hostmaster.iotregistry.test.").unwrap(),
+            42,
+            3600,
+            600,
+            86400,
+            300,
+        ),
+        ttl: 300,
+    };
+    let message = r.soa_probe(&soa);
+    assert_eq!(message.metadata.op_code, OpCode::Update);
+    let (pre, updates) = sections(&message);
+    assert!(updates.is_empty(), "nothing to change");
+    assert_eq!(pre.len(), 1);
+    assert_eq!(pre[0].dns_class, DNSClass::IN, "value-dependent");
+    assert_eq!(pre[0].ttl, 0);
+    assert_eq!(pre[0].data, RData::SOA(soa.soa.clone()));
+}
