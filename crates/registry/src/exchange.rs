@@ -82,9 +82,15 @@ async fn send(
     let (connect, mut outbound) = TcpClientStream::new(server, None, Some(timeout), provider);
     let mut stream = match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(no_answer(format!("cannot connect: {e}")).into()),
+        Ok(Err(e)) => {
+            return Err(no_answer(format!("cannot connect: {e}; nothing was sent")).into())
+        }
         Err(_) => {
-            return Err(no_answer(format!("cannot connect within {} s", secs(timeout))).into())
+            let why = format!(
+                "cannot connect within {} s; nothing was sent",
+                secs(timeout)
+            );
+            return Err(no_answer(why).into());
         }
     };
     outbound

@@ -153,7 +153,8 @@ fn rcode_meaning(rcode: &str, tsig_error: Option<&str>) -> &'static str {
     match (rcode, tsig_error) {
         ("NOTAUTH", Some("BADSIG")) => "the server has this key with another secret",
         ("NOTAUTH", Some("BADKEY")) => {
-            "the server does not know this key (name or algorithm) or does not allow it for this zone"
+            "the server does not know this key (name or algorithm) or does not allow it for \
+             this zone or name"
         }
         ("NOTAUTH", Some("BADTIME")) => "this machine's clock and the server's differ too much",
         ("NOTAUTH", _) => "the server is not authoritative for the zone, or refuses this key",
@@ -481,7 +482,7 @@ impl Registry {
         let owner = name.dns_name().clone();
         if !self.zone.zone_of(&owner) {
             return Err(RegistryError::Input(format!(
-                "{owner} is not in the zone {} (--zone)",
+                "{owner} is not in the zone {} (--zone); nothing was sent",
                 self.zone
             )));
         }

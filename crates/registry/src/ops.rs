@@ -90,7 +90,7 @@ pub fn revoke(
     let current = registry.records_at(name)?;
     let caches = format!(
         "resolvers that fetched the record before may admit the device for up to {} s more \
-         (its TTL)",
+         (its TTL; a broker with the plugin re-validates up to its revalidate_seconds later)",
         current.ttl
     );
     let Some(record) = record else {

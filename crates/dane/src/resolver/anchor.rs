@@ -37,8 +37,15 @@ impl TrustAnchor {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ResolveError::Config(format!("trust anchor file {}: {e}", path.display()))
         })?;
-        text.parse()
-            .map_err(|e: ResolveError| ResolveError::Config(format!("{}: {e}", path.display())))
+        text.parse().map_err(|e: ResolveError| {
+            // The file's name before the parser's reason, said once ("DNS resolver
+            // configuration: FILE: REASON", not the prefix twice).
+            let why = match e {
+                ResolveError::Config(why) => why,
+                other => other.to_string(),
+            };
+            ResolveError::Config(format!("{}: {why}", path.display()))
+        })
     }
 
     fn is_builtin(&self) -> bool {
@@ -154,4 +161,25 @@ fn ds_matches(key: &DNSKEY, ds: &[(u16, u8, u8, Vec<u8>)]) -> bool {
                 .to_digest(&Name::root(), DigestType::from(*dtype))
                 .is_ok_and(|d| d.as_ref() == digest.as_slice())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file's refusal names the file and the reason, the configuration prefix once.
+    #[test]
+    fn a_refused_anchor_file_is_named_with_its_reason_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zone.key");
+        std::fs::write(&path, "example. 3600 IN DS 12345 13 2 abcd\n").unwrap();
+        let message = TrustAnchor::from_file(&path).unwrap_err().to_string();
+        assert_eq!(
+            message.matches("DNS resolver configuration").count(),
+            1,
+            "{message}"
+        );
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("only root (.) anchors"), "{message}");
+    }
 }
