@@ -132,6 +132,18 @@ for name, (n, _) in names.items():
     seeds["clientid_ext"][name] = framed(n.encode())
 seeds["clientid_ext"]["trailing_dot_upper"] = framed(b"Sensor7._DEVICE.Example.Test.")
 
+# TSIG key files as BIND's tsig-keygen / ddns-confgen -q and knot's keymgr -t write them, the
+# inline form, and a few an operator gets wrong (the secret where the algorithm goes).
+secret = base64.b64encode(bytes(range(32))).decode()
+seeds["tsig_key_file"] = {
+    "bind": f'key "registry-key" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n'.encode(),
+    "knot": f"# hmac-sha256:registry-key:{secret}\nkey:\n  - id: registry-key\n    algorithm: hmac-sha256\n    secret: {secret}\n".encode(),
+    "inline": f"registry-key:hmac-sha512:{secret}".encode(),
+    "secret_as_algorithm": f'key "k" {{ algorithm {secret}; secret "{secret}"; }};'.encode(),
+    "two_keys": f'key "a" {{ algorithm hmac-sha256; secret "{secret}"; }};\nkey "b" {{ algorithm hmac-sha256; secret "{secret}"; }};\n'.encode(),
+    "comments": f'# c\n// c\n/* c */ key "k" {{ algorithm hmac-sha384; secret "{secret}"; }};\n'.encode(),
+}
+
 for target, files in seeds.items():
     directory = os.path.join("fuzz", "corpus", target)
     os.makedirs(directory, exist_ok=True)

@@ -1,12 +1,17 @@
 //! Every input a fuzz target ever crashed on (`fuzz/regressions/<target>/`) and every seed of its
 //! corpus (`fuzz/corpus/<target>/`) replayed through the same function the target runs
-//! (`iotsafe_dane::fuzzing`), on the stable toolchain: a parser that panics or aborts on any of
-//! them fails here, without a fuzzer.
+//! (`iotsafe_dane::fuzzing`, `iotsafe_registry::fuzzing`), on the stable toolchain: a parser
+//! that panics or aborts on any of them fails here, without a fuzzer.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use iotsafe_dane::fuzzing::TARGETS;
+/// Every fuzz target, by name.
+fn targets() -> impl Iterator<Item = &'static (&'static str, fn(&[u8]))> {
+    iotsafe_dane::fuzzing::TARGETS
+        .iter()
+        .chain(iotsafe_registry::fuzzing::TARGETS)
+}
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -19,8 +24,7 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs every kept input of `target`; fails naming each input that panicked.
 fn replay(target: &str) {
-    let (_, run) = TARGETS
-        .iter()
+    let (_, run) = targets()
         .find(|(name, _)| *name == target)
         .unwrap_or_else(|| panic!("no fuzz target {target}"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -56,7 +60,7 @@ macro_rules! replay_tests {
         #[test]
         fn every_fuzz_target_is_replayed_here() {
             let mut here = vec![$(stringify!($target)),*];
-            let mut all: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
+            let mut all: Vec<&str> = targets().map(|(name, _)| *name).collect();
             here.sort();
             all.sort();
             assert_eq!(here, all);
@@ -74,4 +78,5 @@ replay_tests!(
     owner_name,
     clientid_ext,
     openssl_cnf,
+    tsig_key_file,
 );

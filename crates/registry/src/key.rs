@@ -216,11 +216,11 @@ fn secret_of(text: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-type LineError = (Option<usize>, String);
+pub(crate) type LineError = (Option<usize>, String);
 
 /// One of the two file syntaxes: knot's when the first line that is not a comment is `key:`,
 /// else BIND's.
-fn parse_text(text: &str) -> Result<TsigKey, LineError> {
+pub(crate) fn parse_text(text: &str) -> Result<TsigKey, LineError> {
     let first = text
         .lines()
         .map(str::trim)

@@ -52,6 +52,8 @@ use hickory_resolver::proto::rr::rdata::SOA;
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
 
 mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod key;
 pub mod ops;
 pub mod record;

@@ -1,0 +1,77 @@
+//! What this crate's fuzz targets (`fuzz/fuzz_targets/`) run, in the crate so that the
+//! regression tests (`tests/fuzz_regressions.rs`) replay a kept input through exactly the same
+//! code on the stable toolchain. Not a stable API.
+
+use crate::key;
+use crate::TsigKey;
+
+/// What a fuzz target runs on one input.
+pub type Target = fn(&[u8]);
+
+/// Every target by the name of its directory under `fuzz/corpus/` and `fuzz/regressions/`.
+pub const TARGETS: &[(&str, Target)] = &[("tsig_key_file", tsig_key_file)];
+
+/// A TSIG key file (BIND's or knot's syntax, as `--tsig-key` reads it) and the inline form
+/// (`--tsig NAME:ALG:BASE64`). Beyond "no panic": no error shows the first 16 characters of
+/// what the input gave as a secret (unless they also stand elsewhere in the input, as a name
+/// may). A parsed key's `Debug` shows its name and algorithm only, by construction.
+pub fn tsig_key_file(data: &[u8]) {
+    // A file that is not UTF-8 is refused before it is parsed.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Err((_, why)) = key::parse_text(text) {
+        assert_hides(&why, text, &given_secrets(text));
+    }
+    if let Err(e) = text.parse::<TsigKey>() {
+        let third = text.trim().splitn(3, ':').nth(2).map(str::to_string);
+        assert_hides(&e.to_string(), text, &Vec::from_iter(third));
+    }
+}
+
+/// What follows each `secret` keyword (`secret "X";`, `secret: X`), unquoted.
+fn given_secrets(text: &str) -> Vec<String> {
+    text.match_indices("secret")
+        .map(|(at, word)| {
+            text[at + word.len()..]
+                .trim_start_matches([':', ' ', '\t', '"'])
+                .chars()
+                .take_while(|c| !matches!(c, '"' | ';' | '\n' | '\r' | ' ' | '\t'))
+                .collect()
+        })
+        .collect()
+}
+
+/// `shown` holds none of `secrets`' first 16 characters, unless these are in `input` more
+/// than once (then they are also something else there).
+fn assert_hides(shown: &str, input: &str, secrets: &[String]) {
+    for secret in secrets {
+        let head: String = secret.chars().take(16).collect();
+        if head.chars().count() < 16 || input.matches(head.as_str()).count() > 1 {
+            continue;
+        }
+        assert!(
+            !shown.contains(&head),
+            "a secret's first 16 characters ({head:?}) are shown: {shown}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn a_shown_secret_is_caught_and_a_name_that_equals_it_is_not() {
+        let input = format!("key \"k\" {{ algorithm x; secret \"{SECRET}\"; }};");
+        let secrets = given_secrets(&input);
+        assert_eq!(secrets, [SECRET]);
+        let shown = format!("bad algorithm near {}", &SECRET[..20]);
+        let caught = std::panic::catch_unwind(|| assert_hides(&shown, &input, &secrets));
+        assert!(caught.is_err(), "a secret's head in a message is caught");
+        let named = format!("key \"{SECRET}\" {{ secret \"{SECRET}\"; }};");
+        assert_hides(&shown, &named, &given_secrets(&named));
+    }
+}
