@@ -128,7 +128,7 @@ fn malformed_knot_files_name_the_line() {
         (
             "key:\n  - id: k\n    algorithm: hmac-sha256\n    storage: /tmp\n",
             Some(4),
-            "unknown field",
+            "unknown field \"storage\"",
         ),
         (
             "key:\n  - id: k\n    algorithm: hmac-sha256\n  - id: j\n",
@@ -250,4 +250,16 @@ fn a_key_file_that_is_not_a_regular_file_is_refused_at_once() {
     assert!(made.success());
     let err = TsigKey::from_file(&fifo).unwrap_err().to_string();
     assert!(err.contains("not a regular file"), "{err}");
+}
+
+/// knot's keyword glued to its value (a colon further on the line making it a field): the
+/// field is not named, since it holds the secret (found by the fuzzer).
+#[test]
+fn a_secret_glued_to_its_keyword_is_not_shown() {
+    let secret = "rwgeeeeeeeeeeeeeeeeeeQIct";
+    let text = format!("key:\n  - id: k\n    algorithm: hmac-sha256\n    secret{secret}.x: y\n");
+    let err = from_text(&text).unwrap_err();
+    assert_eq!(err.line, Some(4), "{err}");
+    assert!(err.why.contains("unknown field (not shown)"), "{err}");
+    assert!(!err.to_string().contains(&secret[..8]), "{err}");
 }
