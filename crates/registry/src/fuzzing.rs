@@ -29,17 +29,29 @@ pub fn tsig_key_file(data: &[u8]) {
     }
 }
 
-/// What follows each `secret` keyword (`secret "X";`, `secret: X`), unquoted.
+/// What follows each `secret` keyword where the parsers take one: knot's `secret:` opening a
+/// line, BIND's `secret` word (after a blank, `{` or `;`) and its quoted value.
 fn given_secrets(text: &str) -> Vec<String> {
-    text.match_indices("secret")
-        .map(|(at, word)| {
-            text[at + word.len()..]
-                .trim_start_matches([':', ' ', '\t', '"'])
-                .chars()
-                .take_while(|c| !matches!(c, '"' | ';' | '\n' | '\r' | ' ' | '\t'))
-                .collect()
+    let value = |rest: &str| -> String {
+        rest.trim_start_matches([':', ' ', '\t', '"'])
+            .chars()
+            .take_while(|c| !matches!(c, '"' | ';' | '\n' | '\r' | ' ' | '\t'))
+            .collect()
+    };
+    let knot = text
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("secret:"))
+        .map(value);
+    let bind = text
+        .match_indices("secret")
+        .filter(|(at, word)| {
+            let before = text[..*at].chars().next_back();
+            let after = text[at + word.len()..].chars().next();
+            before.is_none_or(|c| c.is_whitespace() || c == '{' || c == ';')
+                && after.is_some_and(char::is_whitespace)
         })
-        .collect()
+        .map(|(at, word)| value(&text[at + word.len()..]));
+    knot.chain(bind).collect()
 }
 
 /// `shown` holds none of `secrets`' first 16 characters, unless these are not base64 (a secret

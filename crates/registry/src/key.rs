@@ -131,7 +131,10 @@ fn key(name: &str, algorithm: &str, secret: &str) -> Result<TsigKey, String> {
 
 fn key_name(text: &str) -> Result<Name, String> {
     if text.is_empty() || text.len() > 255 {
-        return Err(format!("key name {text:?}: 1 to 255 characters"));
+        return Err(format!(
+            "key name {:?}: 1 to 255 characters",
+            printable_prefix(text)
+        ));
     }
     let mut name = Name::from_ascii(text)
         .map_err(|e| format!("key name {text:?} is not a domain name: {e}"))?;

@@ -175,6 +175,7 @@ fn sizes_are_bounded() {
         .parse::<TsigKey>()
         .unwrap_err();
     assert!(err.why.contains("1 to 255"), "{err}");
+    assert!(err.why.len() < 100, "an over-long name is cut: {err}");
     let err = "k:hmac-sha256:".parse::<TsigKey>().unwrap_err();
     assert!(err.why.contains("empty secret"), "{err}");
 }
