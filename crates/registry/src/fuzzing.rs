@@ -29,8 +29,10 @@ pub fn tsig_key_file(data: &[u8]) {
     }
 }
 
-/// What follows each `secret` keyword where the parsers take one: knot's `secret:` opening a
-/// line, BIND's `secret` word (after a blank, `{` or `;`) and its quoted value.
+/// What follows each `secret` keyword where the parser of the file's syntax takes one: knot's
+/// `secret:` opening a line (or `secret` glued to a value) (when the file is knot's: its first line that is not a comment is
+/// `key:`), else BIND's `secret` word (after a blank, `{` or `;`, not on the line that names the
+/// key, whose name an error may quote) and its quoted value.
 fn given_secrets(text: &str) -> Vec<String> {
     let value = |rest: &str| -> String {
         rest.trim_start_matches([':', ' ', '\t', '"'])
@@ -40,18 +42,30 @@ fn given_secrets(text: &str) -> Vec<String> {
     };
     let knot = text
         .lines()
-        .filter_map(|line| line.trim_start().strip_prefix("secret:"))
-        .map(value);
-    let bind = text
-        .match_indices("secret")
-        .filter(|(at, word)| {
-            let before = text[..*at].chars().next_back();
-            let after = text[at + word.len()..].chars().next();
-            before.is_none_or(|c| c.is_whitespace() || c == '{' || c == ';')
-                && after.is_some_and(char::is_whitespace)
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        == Some("key:");
+    if knot {
+        return text
+            .lines()
+            .filter_map(|line| line.trim_start().strip_prefix("secret"))
+            .map(value)
+            .collect();
+    }
+    text.lines()
+        .filter(|line| !line.contains("key"))
+        .flat_map(|line| {
+            line.match_indices("secret")
+                .filter(|(at, word)| {
+                    let before = line[..*at].chars().next_back();
+                    let after = line[at + word.len()..].chars().next();
+                    before.is_none_or(|c| c.is_whitespace() || c == '{' || c == ';')
+                        && after.is_some_and(char::is_whitespace)
+                })
+                .map(|(at, word)| value(&line[at + word.len()..]))
+                .collect::<Vec<_>>()
         })
-        .map(|(at, word)| value(&text[at + word.len()..]));
-    knot.chain(bind).collect()
+        .collect()
 }
 
 /// `shown` holds none of `secrets`' first 16 characters, unless these are not base64 (a secret
@@ -82,13 +96,13 @@ mod tests {
 
     #[test]
     fn a_shown_secret_is_caught_and_a_name_that_equals_it_is_not() {
-        let input = format!("key \"k\" {{ algorithm x; secret \"{SECRET}\"; }};");
+        let input = format!("key \"k\" {{\n algorithm x; secret \"{SECRET}\"; }};");
         let secrets = given_secrets(&input);
         assert_eq!(secrets, [SECRET]);
         let shown = format!("bad algorithm near {}", &SECRET[..20]);
         let caught = std::panic::catch_unwind(|| assert_hides(&shown, &input, &secrets));
         assert!(caught.is_err(), "a secret's head in a message is caught");
-        let named = format!("key \"{SECRET}\" {{ secret \"{SECRET}\"; }};");
+        let named = format!("key \"{SECRET}\" {{\n secret \"{SECRET}\"; }};");
         assert_hides(&shown, &named, &given_secrets(&named));
     }
 }
