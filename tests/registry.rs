@@ -707,25 +707,8 @@ fn a_rotation_whose_wait_failed_can_be_finished() {
     let rig = Rig::start();
     let (old, new) = (rig.device("old"), rig.device("new"));
     let name = "sensor9._device.iotregistry.test";
-    let old_cert = old.cert_path.to_str().unwrap();
-    succeeded(rig.registry("publish", name, &["--cert", old_cert, "--ttl", "3"]));
-
-    let nobody = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .unwrap();
-    let new_cert = new.cert_path.to_str().unwrap();
-    let args = [
-        "--new",
-        new_cert,
-        "--dns-timeout",
-        "1",
-        "--wait-timeout",
-        "1",
-    ];
-    let out = rig
-        .registry_via("rotate", name, &args, rig.dns.addr(), nobody)
-        .output()
-        .unwrap();
+    let extra = ["--dns-timeout", "1", "--wait-timeout", "1"];
+    let out = rotate_with_a_silent_resolver(&rig, name, &old, &new, &extra);
     let err = common::stderr(&out);
     assert_eq!(out.status.code(), Some(3), "applied, not seen: {err}");
     assert!(
@@ -737,10 +720,7 @@ fn a_rotation_whose_wait_failed_can_be_finished() {
         "the new record is there"
     );
 
-    let finished = rig.finish_rotation(name, 3);
-    assert!(finished.contains("removed 1 old record(s)"), "{finished}");
-    assert!(rig.admitted(&new.cert_path, name));
-    assert!(!rig.admitted(&old.cert_path, name));
+    finish_keeps_only_the_new(&rig, name, &old, &new);
 }
 
 /// `rotate --new --no-wait`: done at the primary's acknowledgement, without a look-up (the
@@ -752,18 +732,8 @@ fn a_rotation_without_waiting_still_waits_one_ttl_before_finish() {
     let rig = Rig::start();
     let (old, new) = (rig.device("old"), rig.device("new"));
     let name = "sensor18._device.iotregistry.test";
-    let old_cert = old.cert_path.to_str().unwrap();
-    succeeded(rig.registry("publish", name, &["--cert", old_cert, "--ttl", "3"]));
-
-    let nobody = format!("127.0.0.1:{}", common::free_port())
-        .parse()
-        .unwrap();
-    let new_cert = new.cert_path.to_str().unwrap();
-    let args = ["--new", new_cert, "--no-wait", "--dns-timeout", "1"];
-    let out = rig
-        .registry_via("rotate", name, &args, rig.dns.addr(), nobody)
-        .output()
-        .unwrap();
+    let extra = ["--no-wait", "--dns-timeout", "1"];
+    let out = rotate_with_a_silent_resolver(&rig, name, &old, &new, &extra);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let said = common::stdout(&out);
     assert!(said.contains("not waited for (--no-wait)"), "{said}");
@@ -775,6 +745,31 @@ fn a_rotation_without_waiting_still_waits_one_ttl_before_finish() {
     assert!(err.contains("try again in"), "{err}");
     assert_eq!(rig.serial(), before, "a refused --finish changes nothing");
 
+    finish_keeps_only_the_new(&rig, name, &old, &new);
+}
+
+/// Publishes `old` at `name` (TTL 3 s), then runs `rotate NAME --new NEW` and `extra` with,
+/// as its resolver, one that answers nothing.
+fn rotate_with_a_silent_resolver(
+    rig: &Rig,
+    name: &str,
+    old: &Issued,
+    new: &Issued,
+    extra: &[&str],
+) -> Output {
+    let old_cert = old.cert_path.to_str().unwrap();
+    succeeded(rig.registry("publish", name, &["--cert", old_cert, "--ttl", "3"]));
+    let nobody = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let args = [&["--new", new.cert_path.to_str().unwrap()][..], extra].concat();
+    rig.registry_via("rotate", name, &args, rig.dns.addr(), nobody)
+        .output()
+        .unwrap()
+}
+
+/// `--finish` once the TTL (3 s) has passed: the old record removed, the new one kept.
+fn finish_keeps_only_the_new(rig: &Rig, name: &str, old: &Issued, new: &Issued) {
     let finished = rig.finish_rotation(name, 3);
     assert!(finished.contains("removed 1 old record(s)"), "{finished}");
     assert!(rig.admitted(&new.cert_path, name));

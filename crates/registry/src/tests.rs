@@ -189,20 +189,8 @@ fn only_device_names_are_accepted() {
 /// replay of the message after any later change is refused by the server.
 #[test]
 fn every_change_requires_the_zone_soa_it_was_made_on() {
-    use hickory_resolver::proto::rr::rdata::SOA;
     let zone = Name::from_ascii("iotregistry.test.").unwrap();
-    let soa = ZoneSoa {
-        soa: SOA::new(
-            Name::from_ascii("ns.iotregistry.test.").unwrap(),
-            Name::from_ascii("hostmaster.iotregistry.test.").unwrap(),
-            2024010107,
-            3600,
-            600,
-            86400,
-            60,
-        ),
-        ttl: 3600,
-    };
+    let soa = zone_soa(2024010107);
     let pre = soa.prerequisite(&zone);
     assert_eq!(pre.dns_class, DNSClass::IN);
     assert_eq!(pre.ttl, 0);
@@ -256,18 +244,7 @@ fn only_a_signed_refusal_says_nothing_was_changed() {
 #[test]
 fn the_soa_probe_requires_the_soa_read_and_changes_nothing() {
     let r = registry();
-    let soa = ZoneSoa {
-        soa: SOA::new(
-            Name::from_ascii("ns1.iotregistry.test.").unwrap(),
-            Name::from_ascii("hostmaster.iotregistry.test.").unwrap(),
-            42,
-            3600,
-            600,
-            86400,
-            300,
-        ),
-        ttl: 300,
-    };
+    let soa = zone_soa(42);
     let message = r.soa_probe(&soa);
     assert_eq!(message.metadata.op_code, OpCode::Update);
     let (pre, updates) = sections(&message);
@@ -276,4 +253,21 @@ fn the_soa_probe_requires_the_soa_read_and_changes_nothing() {
     assert_eq!(pre[0].dns_class, DNSClass::IN, "value-dependent");
     assert_eq!(pre[0].ttl, 0);
     assert_eq!(pre[0].data, RData::SOA(soa.soa.clone()));
+}
+
+/// A SOA of the test zone with `serial`.
+fn zone_soa(serial: u32) -> ZoneSoa {
+    use hickory_resolver::proto::rr::rdata::SOA;
+    ZoneSoa {
+        soa: SOA::new(
+            Name::from_ascii("ns.iotregistry.test.").unwrap(),
+            Name::from_ascii("hostmaster.iotregistry.test.").unwrap(),
+            serial,
+            3600,
+            600,
+            86400,
+            60,
+        ),
+        ttl: 3600,
+    }
 }
