@@ -115,28 +115,37 @@ impl Rig {
 
     /// Whether `iotsafe dane check-client` authenticates `cert` at `name`.
     fn admitted(&self, cert: &Path, name: &str) -> bool {
-        let out = Command::new(common::workspace_binary("iotsafe"))
-            .args(["dane", "check-client", "--cert", cert.to_str().unwrap()])
-            .args(["--name", name])
-            .args(self.resolver_args())
-            .output()
-            .expect("run iotsafe dane check-client");
-        match out.status.code() {
-            Some(0) => true,
-            Some(1) => false,
-            _ => panic!("check-client failed: {}", common::stderr(&out)),
-        }
+        check_client_admits(cert, name, &self.resolver_args())
     }
 
     /// The zone's SOA serial as knotd serves it (every applied update bumps it).
     fn serial(&self) -> u32 {
-        let out = self.dns.dig(ZONE, "SOA");
-        out.lines()
-            .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"))
-            .and_then(|l| l.split_whitespace().nth(6))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no SOA for {ZONE}:\n{out}"))
+        soa_serial(ZONE, &self.dns.dig(ZONE, "SOA"))
     }
+}
+
+/// Whether `iotsafe dane check-client` with `resolver_args` authenticates `cert` at `name`.
+fn check_client_admits(cert: &Path, name: &str, resolver_args: &[String]) -> bool {
+    let out = Command::new(common::workspace_binary("iotsafe"))
+        .args(["dane", "check-client", "--cert", cert.to_str().unwrap()])
+        .args(["--name", name])
+        .args(resolver_args)
+        .output()
+        .expect("run iotsafe dane check-client");
+    match out.status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => panic!("check-client failed: {}", common::stderr(&out)),
+    }
+}
+
+/// The serial of the SOA of `zone` in a `dig` answer.
+fn soa_serial(zone: &str, dig: &str) -> u32 {
+    dig.lines()
+        .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"))
+        .and_then(|l| l.split_whitespace().nth(6))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no SOA for {zone}:\n{dig}"))
 }
 
 fn succeeded(out: Output) -> String {
@@ -1370,28 +1379,12 @@ impl BindPrimary {
 
     /// Whether `iotsafe dane check-client` admits the device's certificate at `name`.
     fn admitted(&self, name: &str) -> bool {
-        let out = Command::new(common::workspace_binary("iotsafe"))
-            .args(["dane", "check-client", "--cert"])
-            .arg(&self.device.cert_path)
-            .args(["--name", name])
-            .args(self.resolver_args())
-            .output()
-            .expect("run iotsafe dane check-client");
-        match out.status.code() {
-            Some(0) => true,
-            Some(1) => false,
-            _ => panic!("check-client failed: {}", common::stderr(&out)),
-        }
+        check_client_admits(&self.device.cert_path, name, &self.resolver_args())
     }
 
     /// The serial of the zone's SOA as named serves it.
-    fn serial(&self) -> String {
-        let soa = self.named.dig(&self.zone, "SOA");
-        soa.lines()
-            .find(|l| !l.starts_with(';') && l.contains("\tSOA\t"))
-            .and_then(|l| l.split_whitespace().nth(6))
-            .map(str::to_string)
-            .unwrap_or_else(|| panic!("no SOA for {}:\n{soa}", self.zone))
+    fn serial(&self) -> u32 {
+        soa_serial(&self.zone, &self.named.dig(&self.zone, "SOA"))
     }
 }
 
