@@ -554,11 +554,9 @@ fn username_keep_with_acl_defer_stops_the_broker() {
         common::built_mosquitto_plugin().display(),
         free_port()
     );
-    let (status, log) = Broker::refused_plugin_conf(&conf);
-    assert!(!status.success(), "must not start:\n{log}");
-    assert!(
-        log.contains("plugin_opt_username keep and plugin_opt_acl_defer true"),
-        "the log names both options:\n{log}"
+    assert_stops_the_broker(
+        &conf,
+        "plugin_opt_username keep and plugin_opt_acl_defer true",
     );
 }
 
@@ -922,9 +920,7 @@ fn a_bad_option_or_per_listener_settings_stops_the_broker_with_a_line_naming_it(
         ),
     ];
     for (text, named) in cases {
-        let (status, log) = Broker::refused_plugin_conf(&text);
-        assert!(!status.success(), "must not start:\n{text}\n{log}");
-        assert!(log.contains(named), "the log names {named:?}:\n{log}");
+        assert_stops_the_broker(&text, named);
     }
 }
 
@@ -1337,12 +1333,8 @@ fn a_ca_discovery_name_that_reads_as_a_device_name_stops_the_broker() {
             pki.ca.cert_path.display(),
             free_port()
         );
-        let (status, log) = Broker::refused_plugin_conf(&conf);
-        assert!(!status.success(), "must not start:\n{conf}\n{log}");
-        assert!(
-            log.contains(&format!("plugin_opt_ca_discovery {name} is a device name")),
-            "the log names the option ({forms}):\n{log}"
-        );
+        let line = format!("plugin_opt_ca_discovery {name} is a device name");
+        assert_stops_the_broker(&conf, &line);
     }
 }
 
@@ -1363,12 +1355,17 @@ fn allowed_domains_longer_than_the_plugin_reads_stops_the_broker() {
         pki.ca.cert_path.display(),
         free_port()
     );
-    let (status, log) = Broker::refused_plugin_conf(&conf);
-    assert!(!status.success(), "must not start:\n{log}");
-    assert!(
-        log.contains("plugin_opt_allowed_domains is longer than 1023 characters"),
-        "the log names the option:\n{log}"
+    assert_stops_the_broker(
+        &conf,
+        "plugin_opt_allowed_domains is longer than 1023 characters",
     );
+}
+
+/// mosquitto refuses to start with `conf`, and its log has `line` (naming the option).
+fn assert_stops_the_broker(conf: &str, line: &str) {
+    let (status, log) = Broker::refused_plugin_conf(conf);
+    assert!(!status.success(), "must not start:\n{conf}\n{log}");
+    assert!(log.contains(line), "the log names it ({line:?}):\n{log}");
 }
 
 /// Re-validation is fair: names whose DNS answers stall (an attacker's zone under a shared
