@@ -333,18 +333,10 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::tlsa;
 
     fn name() -> DeviceName {
         DeviceName::parse("sensor7._device.iotregistry.test").unwrap()
-    }
-
-    fn tlsa(byte: u8) -> Tlsa {
-        Tlsa {
-            usage: 3,
-            selector: 1,
-            mtype: 1,
-            data: vec![byte; 32],
-        }
     }
 
     fn rotation() -> Rotation {

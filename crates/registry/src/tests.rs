@@ -14,7 +14,8 @@ fn registry() -> Registry {
     .unwrap()
 }
 
-fn tlsa(byte: u8) -> Tlsa {
+/// A `3 1 1` record whose digest is `byte` repeated (also for the other modules' tests).
+pub(crate) fn tlsa(byte: u8) -> Tlsa {
     Tlsa {
         usage: 3,
         selector: 1,
